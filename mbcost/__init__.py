@@ -1,0 +1,44 @@
+"""mbcost: what a convolutional network costs and why.
+
+Public API (imports are lazy so that ``import mbcost`` and ``mbcost --help`` stay instant)::
+
+    import mbcost
+    cost = mbcost.analyze("v2@0.75", input_size=224)   # or any torch.nn.Module
+    cost.params, cost.macs, cost.flops, cost.to_frame()
+    model = mbcost.build_model("v1")                   # a real nn.Module from the zoo
+
+Conventions: ``macs`` are multiply-accumulates of convolution and linear layers (bias and
+BatchNorm excluded, the papers' "Mult-Adds"); ``flops = 2 * macs``; other elementwise work is
+counted separately (see ``mbcost.cost.formulas``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from mbcost.cost.analyze import analyze
+    from mbcost.cost.conv import compare_conv
+    from mbcost.zoo import build_model, list_models
+
+_LAZY = {
+    "analyze": ("mbcost.cost.analyze", "analyze"),
+    "compare_conv": ("mbcost.cost.conv", "compare_conv"),
+    "build_model": ("mbcost.zoo.spec", "build_model"),
+    "list_models": ("mbcost.zoo.registry", "list_models"),
+    "ModelCost": ("mbcost.cost.result", "ModelCost"),
+    "LayerCost": ("mbcost.cost.result", "LayerCost"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'mbcost' has no attribute {name!r}")

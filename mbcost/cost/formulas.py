@@ -1,0 +1,129 @@
+"""Cost formulas: one small pure function per layer kind, registered in one table.
+
+Counting semantics (the ``paper`` convention, used everywhere unless a preset says otherwise):
+
+* ``macs``: multiply-accumulates of convolutions and matrix products (``Conv*d``,
+  ``ConvTranspose*d``, ``Linear``, ``matmul``), bias excluded. These are the MobileNet
+  papers' "Mult-Adds". ``flops`` is always ``2 * macs``.
+* ``bias_adds``: one add per output element of a convolution or linear layer with a bias.
+* ``other_ops``: elementwise work, counted per element and never folded into ``macs``:
+  BatchNorm in eval mode 2 per element (folded scale and shift); LayerNorm/GroupNorm 5 per
+  element; pointwise activations (ReLU, ReLU6, Hardswish, SiLU, GELU, Sigmoid, Tanh...)
+  1 per element; max/avg pooling ``kernel_h * kernel_w`` per output element; adaptive
+  average pooling and ``mean`` one per input element; binary elementwise ops (residual
+  ``add``, ``mul``...) 1 per output element; softmax 3 per element.
+* View and copy ops (``view``, ``flatten``, ``t``, ``clone``, eval-mode ``dropout``) cost 0.
+
+Every formula takes shapes (tuples of ints) and plain values and returns an ``OpCost``.
+The input channels of a convolution come from the weight shape (``C_in / groups``), so
+grouped and depthwise convolution need no special case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from math import prod
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The cost of one op call. All counts are exact integers."""
+
+    macs: int = 0
+    bias_adds: int = 0
+    other_ops: int = 0
+
+
+Formula = Callable[..., OpCost]
+
+#: The one table of formulas, keyed by layer kind.
+FORMULAS: dict[str, Formula] = {}
+
+
+def register_formula(kind: str) -> Callable[[Formula], Formula]:
+    """Register ``fn`` as the cost formula of ``kind``; a kind can be registered only once."""
+
+    def decorator(fn: Formula) -> Formula:
+        if kind in FORMULAS:
+            raise ValueError(f"a formula for {kind!r} is already registered")
+        FORMULAS[kind] = fn
+        return fn
+
+    return decorator
+
+
+@register_formula("conv")
+def conv_cost(
+    x_shape: Shape, w_shape: Shape, out_shape: Shape, *, transposed: bool = False, has_bias: bool = False
+) -> OpCost:
+    """Convolution (any dimensionality, any groups).
+
+    Forward: every output element is a dot product of ``C_in/groups * prod(kernel)`` terms,
+    so ``macs = numel(out) * w_shape[1] * prod(w_shape[2:])``. Transposed: every input
+    element is scattered into ``C_out/groups * prod(kernel)`` outputs.
+    """
+    per_element = w_shape[1] * prod(w_shape[2:])
+    macs = prod(x_shape) * per_element if transposed else prod(out_shape) * per_element
+    return OpCost(macs=macs, bias_adds=prod(out_shape) if has_bias else 0)
+
+
+@register_formula("matmul")
+def matmul_cost(a_shape: Shape, b_shape: Shape, out_shape: Shape, *, has_bias: bool = False) -> OpCost:
+    """Matrix product ``a @ b`` (Linear, mm, addmm, bmm): ``numel(out) * inner``."""
+    return OpCost(macs=prod(out_shape) * a_shape[-1], bias_adds=prod(out_shape) if has_bias else 0)
+
+
+@register_formula("batchnorm")
+def batchnorm_cost(x_shape: Shape) -> OpCost:
+    """BatchNorm in eval mode: a folded scale and shift, 2 ops per element."""
+    return OpCost(other_ops=2 * prod(x_shape))
+
+
+@register_formula("norm")
+def norm_cost(x_shape: Shape) -> OpCost:
+    """LayerNorm / GroupNorm / InstanceNorm: statistics, normalisation and affine, 5 per element."""
+    return OpCost(other_ops=5 * prod(x_shape))
+
+
+@register_formula("activation")
+def activation_cost(out_shape: Shape) -> OpCost:
+    """Pointwise activation (ReLU, ReLU6/hardtanh, Hardswish, SiLU, GELU...): 1 op per element."""
+    return OpCost(other_ops=prod(out_shape))
+
+
+@register_formula("pool")
+def pool_cost(out_shape: Shape, kernel: Sequence[int]) -> OpCost:
+    """Max or average pooling with a fixed window: ``prod(kernel)`` ops per output element."""
+    return OpCost(other_ops=prod(out_shape) * prod(kernel))
+
+
+@register_formula("global_pool")
+def global_pool_cost(x_shape: Shape) -> OpCost:
+    """Adaptive average pooling / ``mean`` over spatial dims: every input element is summed once."""
+    return OpCost(other_ops=prod(x_shape))
+
+
+@register_formula("elementwise")
+def elementwise_cost(out_shape: Shape) -> OpCost:
+    """Binary elementwise op (residual add, mul, sub, div): 1 op per output element."""
+    return OpCost(other_ops=prod(out_shape))
+
+
+@register_formula("softmax")
+def softmax_cost(x_shape: Shape) -> OpCost:
+    """Softmax: exponent, sum and divide, 3 ops per element."""
+    return OpCost(other_ops=3 * prod(x_shape))
+
+
+@register_formula("free")
+def free_cost() -> OpCost:
+    """Views, reshapes, copies and eval-mode dropout: no arithmetic."""
+    return OpCost()
+
+
+def cost_of(kind: str, **shapes: object) -> OpCost:
+    """Look up ``kind`` in the table and apply its formula."""
+    return FORMULAS[kind](**shapes)

@@ -1,0 +1,226 @@
+"""Adapters from ATen op calls to the cost formulas' arguments.
+
+The shape walker sees every ATen op a forward pass issues (on the meta device, so nothing is
+computed). This module says which layer kind each op is and turns its arguments into the
+shapes a formula takes. It holds no arithmetic: that lives in :mod:`mbcost.cost.formulas`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """What the formulas and the layer record need from one op call."""
+
+    kind: str
+    formula_args: dict[str, Any]
+    input_shape: Shape
+    output_shape: Shape
+    weight_shape: Shape | None = None
+    kernel: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | str | None = None
+    dilation: tuple[int, ...] | None = None
+    groups: int | None = None
+    transposed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _shape(t: Any) -> Shape:
+    return tuple(int(d) for d in t.shape)
+
+
+def _tuple(v: Any, n: int) -> tuple[int, ...]:
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(x) for x in v)
+    return v * n if len(v) == 1 and n > 1 else v
+
+
+def _first_tensor_out(out: Any) -> Any:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _arg(args: Sequence[Any], kwargs: dict[str, Any], i: int, name: str, default: Any = None) -> Any:
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+# --- adapters -----------------------------------------------------------------------------
+
+
+def _conv(layout: str) -> Callable[..., OpCall]:
+    """Factory for the convolution family; ``layout`` names the argument order."""
+
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        x, w = args[0], args[1]
+        bias = _arg(args, kwargs, 2, "bias")
+        n = w.dim() - 2
+        if layout == "convolution":  # (x, w, b, stride, padding, dilation, transposed, output_padding, groups)
+            stride, padding, dilation = args[3], args[4], args[5]
+            transposed, groups = bool(args[6]), int(args[8])
+        elif layout == "conv":  # conv2d(x, w, b, stride, padding, dilation, groups)
+            stride = _arg(args, kwargs, 3, "stride", 1)
+            padding = _arg(args, kwargs, 4, "padding", 0)
+            dilation = _arg(args, kwargs, 5, "dilation", 1)
+            groups, transposed = int(_arg(args, kwargs, 6, "groups", 1)), False
+        else:  # conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+            stride = _arg(args, kwargs, 3, "stride", 1)
+            padding = _arg(args, kwargs, 4, "padding", 0)
+            groups = int(_arg(args, kwargs, 6, "groups", 1))
+            dilation = _arg(args, kwargs, 7, "dilation", 1)
+            transposed = True
+        o = _first_tensor_out(out)
+        w_shape = _shape(w)
+        return OpCall(
+            kind="conv",
+            formula_args={
+                "x_shape": _shape(x),
+                "w_shape": w_shape,
+                "out_shape": _shape(o),
+                "transposed": transposed,
+                "has_bias": bias is not None,
+            },
+            input_shape=_shape(x),
+            output_shape=_shape(o),
+            weight_shape=w_shape,
+            kernel=w_shape[2:],
+            stride=_tuple(stride, n),
+            padding=padding if isinstance(padding, str) else _tuple(padding, n),
+            dilation=_tuple(dilation, n),
+            groups=groups,
+            transposed=transposed,
+        )
+
+    return adapt
+
+
+def _matmul(a_index: int, b_index: int, bias_index: int | None, linear: bool = False) -> Callable[..., OpCall]:
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        a, b = args[a_index], args[b_index]
+        bias = None if bias_index is None else _arg(args, kwargs, bias_index, "bias")
+        o = _first_tensor_out(out)
+        b_shape = _shape(b)
+        if linear:  # weight is [out_features, in_features]
+            b_shape = b_shape[::-1]
+        return OpCall(
+            kind="matmul",
+            formula_args={
+                "a_shape": _shape(a),
+                "b_shape": b_shape,
+                "out_shape": _shape(o),
+                "has_bias": bias is not None,
+            },
+            input_shape=_shape(a),
+            output_shape=_shape(o),
+            weight_shape=b_shape,  # the right operand as multiplied: (in_features, out_features)
+        )
+
+    return adapt
+
+
+def _unary(kind: str, shape_arg: str) -> Callable[..., OpCall]:
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        x = args[0]
+        o = _first_tensor_out(out)
+        shapes = {"x_shape": _shape(x), "out_shape": _shape(o)}
+        return OpCall(kind=kind, formula_args={shape_arg: shapes[shape_arg]},
+                      input_shape=_shape(x), output_shape=_shape(o))
+
+    return adapt
+
+
+def _pool(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    x, o = args[0], _first_tensor_out(out)
+    n = x.dim() - 2
+    kernel = _tuple(_arg(args, kwargs, 1, "kernel_size"), n)
+    stride = _arg(args, kwargs, 2, "stride") or kernel
+    padding = _arg(args, kwargs, 3, "padding", 0)
+    return OpCall(
+        kind="pool",
+        formula_args={"out_shape": _shape(o), "kernel": kernel},
+        input_shape=_shape(x),
+        output_shape=_shape(o),
+        kernel=kernel,
+        stride=_tuple(stride, n),
+        padding=_tuple(padding, n),
+    )
+
+
+def _binary(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    o = _first_tensor_out(out)
+    x = args[0]
+    return OpCall(kind="elementwise", formula_args={"out_shape": _shape(o)},
+                  input_shape=_shape(x) if hasattr(x, "shape") else (), output_shape=_shape(o))
+
+
+def _free(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    return OpCall(kind="free", formula_args={}, input_shape=(), output_shape=())
+
+
+# --- the op table -------------------------------------------------------------------------
+
+#: ATen op name (overload packet, in-place trailing underscore removed) -> adapter.
+OP_ADAPTERS: dict[str, Callable[..., OpCall]] = {}
+
+
+def _register(names: str, adapter: Callable[..., OpCall]) -> None:
+    for name in names.split():
+        if name in OP_ADAPTERS:
+            raise ValueError(f"op {name!r} registered twice")
+        OP_ADAPTERS[name] = adapter
+
+
+_register("convolution _convolution convolution_overrideable cudnn_convolution mkldnn_convolution",
+          _conv("convolution"))
+_register("conv1d conv2d conv3d", _conv("conv"))
+_register("conv_transpose1d conv_transpose2d conv_transpose3d", _conv("conv_transpose"))
+_register("mm bmm", _matmul(0, 1, None))
+_register("addmm baddbmm", _matmul(1, 2, 0))
+_register("matmul", _matmul(0, 1, None))
+_register("linear", _matmul(0, 1, 2, linear=True))
+_register(
+    "batch_norm native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training "
+    "cudnn_batch_norm miopen_batch_norm _batch_norm_impl_index",
+    _unary("batchnorm", "x_shape"),
+)
+_register("layer_norm native_layer_norm group_norm native_group_norm instance_norm", _unary("norm", "x_shape"))
+_register(
+    "relu relu6 hardtanh sigmoid tanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish "
+    "clamp clamp_min clamp_max threshold prelu softplus",
+    _unary("activation", "out_shape"),
+)
+_register("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
+          "avg_pool1d avg_pool2d avg_pool3d", _pool)
+_register("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d "
+          "_adaptive_avg_pool3d adaptive_max_pool2d mean sum", _unary("global_pool", "x_shape"))
+_register("add sub mul div rsub maximum minimum", _binary)
+_register("softmax _softmax log_softmax _log_softmax", _unary("softmax", "x_shape"))
+_register(
+    "view _unsafe_view reshape flatten t transpose permute detach clone contiguous expand squeeze "
+    "unsqueeze alias slice select split split_with_sizes chunk cat stack empty empty_like empty_strided "
+    "zeros zeros_like ones ones_like fill copy _to_copy to dropout feature_dropout alpha_dropout "
+    "lift_fresh unbind narrow as_strided new_empty new_zeros new_ones _reshape_alias size stride "
+    "sym_size sym_stride is_same_size",
+    _free,
+)
+
+
+def op_name(func: Any) -> str:
+    """The table key of an ATen overload: ``aten.relu_.default`` -> ``relu``."""
+    name = func.overloadpacket.__name__
+    if name.endswith("_") and not name.endswith("__"):
+        name = name[:-1]
+    return name
+
+
+def is_inplace(func: Any) -> bool:
+    name = func.overloadpacket.__name__
+    return name.endswith("_") and not name.endswith("__")

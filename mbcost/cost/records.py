@@ -1,0 +1,107 @@
+"""Turning op calls into ``LayerCost`` records: naming, parameter attribution, formulas.
+
+Shared by the two walkers (the pure-shape interpreter and the meta-device tracer) so that
+both name, attribute and cost a layer in exactly one way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mbcost.cost.formulas import cost_of
+from mbcost.cost.ops import OpCall
+from mbcost.cost.result import LayerCost, UncountedOp, categorize
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass
+class Trace:
+    """Raw output of one walk: layer records, parameter totals and uncounted ops."""
+
+    layers: list[LayerCost]
+    params: int
+    unattributed_params: int
+    uncounted: list[UncountedOp] = field(default_factory=list)
+
+
+class RecordBook:
+    """Collects the records of one walk over ``model``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
+        self.leaves = {m for m in self.names if next(iter(m.children()), None) is None}
+        seen: set[int] = set()
+        self.own_params: dict[str, int] = {}
+        self.total_params = 0
+        for mod_name, mod in model.named_modules():
+            n = 0
+            for p in mod.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    n += p.numel()
+            self.own_params[mod_name] = n
+            self.total_params += n
+        self.records: list[LayerCost] = []
+        self.uncounted: Counter[tuple[str, str, str]] = Counter()
+        self._attributed: set[str] = set()
+        self._labels: Counter[str] = Counter()
+
+    def add(self, mod: nn.Module, *, first_in_call: bool, op: str, call: OpCall, input_bytes: int,
+            output_bytes: int, weight_bytes: int, inplace: bool) -> None:
+        """Record one costed op issued by ``mod``.
+
+        The label is the module's path for the first op a leaf module issues in a call, else
+        ``path:op``; repeats (a module called twice) get ``#2``, ``#3``...
+        """
+        mod_name = self.names.get(mod, "")
+        is_leaf = mod in self.leaves
+        base = mod_name or "(root)"
+        label = base if (is_leaf and first_in_call) else f"{base}:{op}"
+        self._labels[label] += 1
+        if self._labels[label] > 1:
+            label = f"{label}#{self._labels[label]}"
+        params = 0
+        if mod_name not in self._attributed:
+            self._attributed.add(mod_name)
+            params = self.own_params.get(mod_name, 0)
+        cost = cost_of(call.kind, **call.formula_args)
+        in_ch = call.input_shape[1] if len(call.input_shape) > 1 else None
+        self.records.append(LayerCost(
+            name=label,
+            module=mod_name,
+            module_type=type(mod).__name__,
+            module_is_leaf=is_leaf,
+            op=op,
+            kind=call.kind,
+            category=categorize(call.kind, groups=call.groups, in_channels=in_ch, kernel=call.kernel),
+            input_shape=call.input_shape,
+            output_shape=call.output_shape,
+            weight_shape=call.weight_shape,
+            kernel=call.kernel,
+            stride=call.stride,
+            padding=call.padding,
+            dilation=call.dilation,
+            groups=call.groups,
+            params=params,
+            macs=cost.macs,
+            bias_adds=cost.bias_adds,
+            other_ops=cost.other_ops,
+            input_bytes=input_bytes,
+            output_bytes=output_bytes,
+            weight_bytes=weight_bytes,
+            inplace=inplace,
+        ))
+
+    def add_uncounted(self, op: str, mod: nn.Module) -> None:
+        self.uncounted[(op, self.names.get(mod, ""), type(mod).__name__)] += 1
+
+    def finish(self) -> Trace:
+        attributed = sum(self.own_params.get(m, 0) for m in self._attributed)
+        unc = [UncountedOp(op=k[0], module=k[1], module_type=k[2], calls=v) for k, v in self.uncounted.items()]
+        return Trace(layers=self.records, params=self.total_params,
+                     unattributed_params=self.total_params - attributed, uncounted=unc)

@@ -1,0 +1,221 @@
+"""Typed results of the cost engine. They hold raw, exact numbers; rounding happens in render."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Layer categories, with the exact names used in JSON output.
+CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
+
+Shape = tuple[int, ...]
+
+
+def categorize(kind: str, *, groups: int | None = None, in_channels: int | None = None,
+               kernel: tuple[int, ...] | None = None) -> str:
+    """Layer category of an op.
+
+    ``dwconv``: groups == in_channels (> 1); ``pwconv``: 1x1 kernel, groups == 1; ``conv``:
+    every other convolution (standard, kernel > 1, and grouped); ``linear``: matrix products;
+    ``other``: everything else (BatchNorm, activations, pooling, adds).
+    """
+    if kind == "conv":
+        if groups and groups > 1 and groups == in_channels:
+            return "dwconv"
+        if groups == 1 and kernel is not None and all(k == 1 for k in kernel):
+            return "pwconv"
+        return "conv"
+    if kind == "matmul":
+        return "linear"
+    return "other"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """The cost of one op call of one module call, with its shapes.
+
+    ``params`` are the parameters of the owning module, attributed to the first op the module
+    issued (so that summing ``params`` over layers never counts a tensor twice).
+    """
+
+    name: str
+    module: str
+    module_type: str
+    module_is_leaf: bool
+    op: str
+    kind: str
+    category: str
+    input_shape: Shape
+    output_shape: Shape
+    weight_shape: Shape | None
+    kernel: tuple[int, ...] | None
+    stride: tuple[int, ...] | None
+    padding: tuple[int, ...] | str | None
+    dilation: tuple[int, ...] | None
+    groups: int | None
+    params: int
+    macs: int
+    bias_adds: int
+    other_ops: int
+    input_bytes: int
+    output_bytes: int
+    weight_bytes: int
+    inplace: bool = False
+
+    @property
+    def flops(self) -> int:
+        """``2 * macs``: one multiply and one add per MAC."""
+        return 2 * self.macs
+
+    @property
+    def elementwise_ops(self) -> int:
+        """Work outside ``macs``: bias adds plus other elementwise ops."""
+        return self.bias_adds + self.other_ops
+
+    @property
+    def bytes_moved(self) -> int:
+        """Input activations read + weights read + output written (no cache reuse assumed)."""
+        return self.input_bytes + self.weight_bytes + self.output_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the output this op writes (0 for an in-place op, which writes no new tensor)."""
+        return 0 if self.inplace else self.output_bytes
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        """``(flops + elementwise_ops) / bytes_moved``, in FLOP per byte."""
+        return (self.flops + self.elementwise_ops) / self.bytes_moved if self.bytes_moved else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(flops=self.flops, elementwise_ops=self.elementwise_ops, bytes_moved=self.bytes_moved,
+                 activation_bytes=self.activation_bytes, arithmetic_intensity=self.arithmetic_intensity)
+        return d
+
+
+@dataclass(frozen=True)
+class CategoryCost:
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass(frozen=True)
+class UncountedOp:
+    """An op the engine has no formula for: reported, never silently dropped."""
+
+    op: str
+    module: str
+    module_type: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Analytic cost of one model at one input size (the ``paper`` convention).
+
+    Example:
+        >>> import mbcost
+        >>> cost = mbcost.analyze("v1", input_size=224)
+        >>> cost.params, cost.macs
+        (4231976, 568740352)
+    """
+
+    name: str
+    width: float | None
+    input: tuple[int, int]
+    batch: int
+    in_channels: int
+    dtype: str
+    dtype_bytes: int
+    params: int
+    layers: tuple[LayerCost, ...]
+    unattributed_params: int = 0
+    uncounted: tuple[UncountedOp, ...] = field(default_factory=tuple)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """``2 * macs``."""
+        return 2 * self.macs
+
+    @property
+    def bias_adds(self) -> int:
+        return sum(layer.bias_adds for layer in self.layers)
+
+    @property
+    def other_ops(self) -> int:
+        return sum(layer.other_ops for layer in self.layers)
+
+    @property
+    def elementwise_ops(self) -> int:
+        return self.bias_adds + self.other_ops
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.params * self.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """Sum of the bytes of every activation the forward pass writes (input excluded)."""
+        return sum(layer.activation_bytes for layer in self.layers)
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        """Largest input + output of any single op: a lower bound on the activation memory
+        a forward pass needs at once."""
+        return max((layer.input_bytes + layer.output_bytes for layer in self.layers), default=0)
+
+    @property
+    def categories(self) -> dict[str, CategoryCost]:
+        params = dict.fromkeys(CATEGORIES, 0)
+        macs = dict.fromkeys(CATEGORIES, 0)
+        for layer in self.layers:
+            params[layer.category] += layer.params
+            macs[layer.category] += layer.macs
+        params["other"] += self.unattributed_params
+        return {c: CategoryCost(params=params[c], macs=macs[c]) for c in CATEGORIES}
+
+    @property
+    def label(self) -> str:
+        if self.width is None or self.width == 1.0:
+            return self.name
+        return f"{self.name}@{self.width:g}"
+
+    def to_dict(self, *, layers: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "label": self.label,
+            "width": self.width,
+            "input": list(self.input),
+            "batch": self.batch,
+            "in_channels": self.in_channels,
+            "dtype": self.dtype,
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "elementwise_ops": self.elementwise_ops,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "categories": {c: asdict(v) for c, v in self.categories.items()},
+            "uncounted": [asdict(u) for u in self.uncounted],
+        }
+        if layers:
+            d["layers"] = [layer.to_dict() for layer in self.layers]
+        return d
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer record, raw integers, columns named with their units."""
+        import pandas as pd
+
+        rows = [layer.to_dict() for layer in self.layers]
+        columns = list(LayerCost.__dataclass_fields__) + [
+            "flops", "elementwise_ops", "bytes_moved", "activation_bytes", "arithmetic_intensity"]
+        return pd.DataFrame(rows, columns=columns)

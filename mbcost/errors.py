@@ -1,0 +1,25 @@
+"""Typed errors. The CLI turns every ``MbcostError`` into one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+
+class MbcostError(Exception):
+    """Base class of every error mbcost raises on purpose (bad input, unsupported model)."""
+
+    exit_code: int = 2
+
+
+class UsageError(MbcostError):
+    """The caller asked for something that cannot be done as asked (a usage problem)."""
+
+
+class UnknownModelError(UsageError):
+    """A model spec names nothing in the zoo and is not an importable ``module:factory``."""
+
+
+class SpecError(UsageError):
+    """A model spec, width, input size or other option is malformed or out of range."""
+
+
+class AnalysisError(MbcostError):
+    """The model could not be traced with the requested input (too small, wrong channels...)."""

@@ -1,0 +1,9 @@
+"""The model zoo: architectures as data (the papers' tables), one builder each, a registry."""
+
+from mbcost.zoo.registry import ModelEntry, Reported, get_entry, list_models, register_model
+from mbcost.zoo.spec import ModelSpec, build_model, parse_input, parse_models, parse_spec
+
+__all__ = [
+    "ModelEntry", "ModelSpec", "Reported", "build_model", "get_entry", "list_models", "parse_input",
+    "parse_models", "parse_spec", "register_model",
+]
