@@ -1,0 +1,15 @@
+"""The ``mbcost`` command line: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+from mbcost.cli.app import app
+
+# Each module registers its commands on ``app``.
+from mbcost.cli import costs  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import typer
+
+    typer.main.get_command(app)()

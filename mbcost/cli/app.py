@@ -1,0 +1,144 @@
+"""The typer application, its one error path and the shared output helpers.
+
+Commands parse their options, call the library, and hand a result to ``emit``. Every
+``MbcostError`` and click usage error becomes one line on stderr with exit status 2; Ctrl-C
+exits 130. No command computes a cost or a time itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mbcost.errors import MbcostError, SpecError
+
+CONVENTIONS_HELP = (
+    "Conventions: MACs = multiply-accumulates of conv and linear layers (bias, BatchNorm, activations, pooling "
+    "and adds excluded: the papers' Mult-Adds); FLOPs = 2 x MACs; other work is reported separately as "
+    "elementwise ops; params include biases and BatchNorm affine parameters."
+)
+
+
+class OneLineErrors(TyperGroup):
+    """A command group whose failures are one line on stderr and a meaningful exit status."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "mbcost", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            _fail(exc.format_message(), 2)
+        except MbcostError as exc:
+            _fail(str(exc), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted", 130)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    line = " ".join(str(message).split())
+    click.echo(f"mbcost: error: {line}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="mbcost",
+    help="What a convolutional network costs and why: standard vs depthwise-separable convolution, "
+         "MobileNetV1/V2 vs VGG16, analytic counts, cross-checked counters, measured latency. "
+         + CONVENTIONS_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float64 = "float64"
+
+
+# Shared option declarations (one home for each option's wording).
+InputOpt = typer.Option("224", "--input", "-i", help="Input resolution: 224 or HxW (e.g. 224x160).")
+BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
+ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")
+FormatOpt = typer.Option(Format.table, "--format", "-f", help="Output format.")
+OutputOpt = typer.Option(None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.")
+DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte counts.")
+
+
+def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[dict[str, Any]] | None = None,
+         document: Any = None) -> None:
+    """Render a result in the chosen format to stdout or, atomically, to ``output``."""
+    from mbcost.render.table import to_csv, to_json
+
+    if fmt is Format.json:
+        text = to_json(document)
+    elif fmt is Format.csv:
+        text = to_csv(records or [])
+    elif fmt is Format.markdown:
+        text = table.to_markdown()
+    elif output is not None:
+        text = table.to_text()
+    else:
+        from rich.console import Console
+
+        Console().print(table.to_rich())
+        return
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text)
+
+
+def check_writable(output: Path | None) -> None:
+    """Fail early (exit 2) when ``output`` cannot be written, before any work is done."""
+    if output is None:
+        return
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise SpecError(f"--output {output} is a directory")
+    if not parent.is_dir():
+        raise SpecError(f"--output {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise SpecError(f"--output {output} is not writable")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    check_writable(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise SpecError(f"cannot write {path}: {exc.strerror or exc}") from None

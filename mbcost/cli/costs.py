@@ -1,0 +1,79 @@
+"""``mbcost compare``, ``mbcost layers`` and ``mbcost conv``: the analytic costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mbcost.cli.app import (CONVENTIONS_HELP, BatchOpt, ClassesOpt, DType, DTypeOpt, Format, FormatOpt, InputOpt,
+                            OutputOpt, app, check_writable, emit)
+
+
+@app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
+                  + CONVENTIONS_HELP)
+def compare(
+    models: str = typer.Option("v1,v2,vgg16", "--models", "-m",
+                               help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
+                                    "NAME@WIDTH (v2@0.75), or package.module:factory."),
+    input: str = InputOpt,
+    batch: int = BatchOpt,
+    classes: int = ClassesOpt,
+    dtype: DType = DTypeOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.cost.analyze import analyze
+    from mbcost.render.costs import compare_dict, compare_records, compare_table
+    from mbcost.zoo.spec import parse_input, parse_models
+
+    check_writable(output)
+    specs = parse_models(models)
+    size = parse_input(input)
+    costs = [analyze(s, size, batch, num_classes=classes, dtype=dtype.value) for s in specs]
+    emit(format, output, table=compare_table(costs), records=compare_records(costs), document=compare_dict(costs))
+
+
+@app.command(help="Per-layer breakdown of one model: shapes, kernel, stride, groups, params, MACs, activation "
+                  "bytes and arithmetic intensity. " + CONVENTIONS_HELP)
+def layers(
+    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    input: str = InputOpt,
+    batch: int = BatchOpt,
+    classes: int = ClassesOpt,
+    dtype: DType = DTypeOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.cost.analyze import analyze
+    from mbcost.render.costs import layer_records, layers_table
+
+    check_writable(output)
+    cost = analyze(model, input, batch, num_classes=classes, dtype=dtype.value)
+    document = cost.to_dict(layers=True)
+    emit(format, output, table=layers_table(cost), records=layer_records(cost), document=document)
+
+
+@app.command(help="One standard KxK convolution (M -> N channels) against depthwise KxK + pointwise 1x1: params "
+                  "and MACs of each, the exact ratio, and the MobileNet paper's closed form 1/N + 1/K^2. "
+                  + CONVENTIONS_HELP)
+def conv(
+    cin: int = typer.Option(512, "--cin", help="M: input channels."),
+    cout: int = typer.Option(512, "--cout", help="N: output channels."),
+    k: int = typer.Option(3, "--k", help="K: kernel size (KxK)."),
+    size: str = typer.Option("14", "--size", help="F: input feature-map size, F or HxW."),
+    stride: int = typer.Option(1, "--stride", help="Stride of the standard and of the depthwise conv."),
+    padding: int | None = typer.Option(None, "--padding", help="Zero padding (default (K-1)//2)."),
+    bias: bool = typer.Option(False, "--bias/--no-bias", help="Give every convolution a bias."),
+    batch: int = BatchOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.cost.conv import compare_conv
+    from mbcost.render.costs import conv_records, conv_table
+    from mbcost.zoo.spec import parse_input
+
+    check_writable(output)
+    comparison = compare_conv(cin, cout, k, parse_input(size), stride, padding, bias, batch)
+    emit(format, output, table=conv_table(comparison), records=conv_records(comparison),
+         document=comparison.to_dict())

@@ -1,0 +1,1 @@
+"""Rendering: turns result objects into tables (rich, markdown, CSV) and JSON. Computes nothing."""

@@ -1,0 +1,173 @@
+"""Tables and records for ``compare``, ``layers`` and ``conv`` (analytic costs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mbcost.cost.conv import ConvComparison
+from mbcost.cost.result import CATEGORIES, ModelCost
+from mbcost.render import conventions, format as fmt
+from mbcost.render.table import Table
+
+
+def ratios(models: list[ModelCost]) -> dict[str, dict[str, dict[str, float]]]:
+    """``ratios[a][b] = {"params": a.params / b.params, "macs": a.macs / b.macs}`` for a != b."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for a in models:
+        out[a.label] = {
+            b.label: {"params": a.params / b.params if b.params else float("nan"),
+                      "macs": a.macs / b.macs if b.macs else float("nan")}
+            for b in models if b.label != a.label
+        }
+    return out
+
+
+def compare_dict(models: list[ModelCost], extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON document of ``mbcost compare``: ``{"conventions": ..., "models": [...]}``."""
+    r = ratios(models)
+    entries = []
+    for m in models:
+        d = m.to_dict()
+        d["ratios"] = r[m.label]
+        if extra and m.label in extra:
+            d.update(extra[m.label])
+        entries.append(d)
+    return {"conventions": {"macs": conventions.MACS, "flops": conventions.FLOPS,
+                            "elementwise_ops": conventions.ELEMENTWISE, "params": conventions.PARAMS},
+            "models": entries}
+
+
+def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
+    """One flat row per model (CSV)."""
+    r = ratios(models)
+    rows = []
+    for m in models:
+        row: dict[str, Any] = {
+            "model": m.label, "name": m.name, "width": m.width, "input_h": m.input[0], "input_w": m.input[1],
+            "batch": m.batch, "dtype": m.dtype, "params": m.params, "macs": m.macs, "flops": m.flops,
+            "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
+            "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
+        }
+        for other in models:
+            if other.label != m.label:
+                row[f"params_vs_{other.label}"] = r[m.label][other.label]["params"]
+                row[f"macs_vs_{other.label}"] = r[m.label][other.label]["macs"]
+        for c, v in m.categories.items():
+            row[f"{c}_params"] = v.params
+            row[f"{c}_macs"] = v.macs
+        rows.append(row)
+    return rows
+
+
+def compare_table(models: list[ModelCost], extra_rows: list[tuple[str, list[str]]] | None = None) -> Table:
+    """Metrics as rows, models as columns (the papers' side-by-side layout)."""
+    r = ratios(models)
+    rows: list[list[str]] = [
+        ["params", *[f"{fmt.count(m.params)} ({fmt.exact(m.params)})" for m in models]],
+        ["MACs", *[f"{fmt.count(m.macs)} ({fmt.exact(m.macs)})" for m in models]],
+        ["FLOPs (2 x MACs)", *[fmt.count(m.flops) for m in models]],
+        ["elementwise ops", *[fmt.count(m.elementwise_ops) for m in models]],
+    ]
+    for other in models:
+        if len(models) > 1:
+            rows.append([f"params vs {other.label}",
+                         *[fmt.ratio(r[m.label][other.label]["params"]) if m.label != other.label else "1x"
+                           for m in models]])
+    for other in models:
+        if len(models) > 1:
+            rows.append([f"MACs vs {other.label}",
+                         *[fmt.ratio(r[m.label][other.label]["macs"]) if m.label != other.label else "1x"
+                           for m in models]])
+    rows += [
+        [f"weights ({models[0].dtype})", *[fmt.nbytes(m.weight_bytes) for m in models]],
+        ["activation memory (sum of outputs)", *[fmt.nbytes(m.activation_bytes) for m in models]],
+        ["peak activation (largest op in+out)", *[fmt.nbytes(m.peak_activation_bytes) for m in models]],
+    ]
+    for c in CATEGORIES:
+        rows.append([f"MAC share {c}", *[fmt.percent(m.categories[c].macs, m.macs) for m in models]])
+    for c in CATEGORIES:
+        rows.append([f"param share {c}", *[fmt.percent(m.categories[c].params, m.params) for m in models]])
+    rows += extra_rows or []
+    first = models[0]
+    title = f"mbcost compare: input {first.input[0]}x{first.input[1]}, batch {first.batch}"
+    notes = conventions.for_costs()
+    for m in models:
+        if m.uncounted:
+            ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in m.uncounted}))
+            notes.append(f"{m.label}: ops without a formula (not counted): {ops}")
+    return Table(title=title, columns=["metric", *[m.label for m in models]], rows=rows, notes=notes)
+
+
+LAYER_COLUMNS = ["name", "category", "kind", "module_type", "input_shape", "output_shape", "kernel", "stride",
+                 "groups", "params", "macs", "flops", "elementwise_ops", "activation_bytes", "bytes_moved",
+                 "arithmetic_intensity"]
+
+
+def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
+    rows = []
+    for lc in cost.layers:
+        d = lc.to_dict()
+        row = {k: d[k] for k in LAYER_COLUMNS}
+        for k in ("input_shape", "output_shape", "kernel", "stride"):
+            v = row[k]
+            row[k] = "x".join(str(i) for i in v) if isinstance(v, tuple) else ("" if v is None else v)
+        rows.append(row)
+    return rows
+
+
+def layers_table(cost: ModelCost) -> Table:
+    def shape(s: tuple[int, ...] | None) -> str:
+        return "" if s is None else "x".join(str(i) for i in s)
+
+    rows = [[lc.name, lc.category, lc.module_type, shape(lc.input_shape), shape(lc.output_shape), shape(lc.kernel),
+             shape(lc.stride), "" if lc.groups is None else str(lc.groups), fmt.exact(lc.params), fmt.exact(lc.macs),
+             fmt.exact(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes), f"{lc.arithmetic_intensity:.1f}"]
+            for lc in cost.layers]
+    rows.append(["total", "", "", "", "", "", "", "", fmt.exact(cost.params), fmt.exact(cost.macs),
+                 fmt.exact(cost.elementwise_ops), fmt.nbytes(cost.activation_bytes), ""])
+    notes = conventions.for_costs() + [
+        "intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte",
+        "params of a module are shown on its first op; 'total' params include any not attributed to an op",
+    ]
+    return Table(title=f"mbcost layers: {cost.label}, input {cost.input[0]}x{cost.input[1]}, batch {cost.batch}",
+                 columns=["layer", "category", "type", "input", "output", "kernel", "stride", "groups", "params",
+                          "MACs", "elementwise", "activation", "intensity"],
+                 rows=rows, notes=notes)
+
+
+def conv_table(c: ConvComparison) -> Table:
+    std, sep = c.standard, c.separable
+    dw, pw = sep.layers[0], sep.layers[1]
+    k2 = f"{c.kernel}x{c.kernel}"
+    rows = [
+        [f"standard {k2} conv {c.in_channels}->{c.out_channels}", fmt.exact(std.params), fmt.exact(std.macs),
+         fmt.count(std.flops), "1x"],
+        [f"  depthwise {k2} ({c.in_channels} groups)", fmt.exact(dw.params), fmt.exact(dw.macs), fmt.count(dw.flops),
+         fmt.ratio(dw.macs / std.macs)],
+        [f"  pointwise 1x1 {c.in_channels}->{c.out_channels}", fmt.exact(pw.params), fmt.exact(pw.macs),
+         fmt.count(pw.flops), fmt.ratio(pw.macs / std.macs)],
+        ["depthwise + pointwise", fmt.exact(sep.params), fmt.exact(sep.macs), fmt.count(sep.flops),
+         fmt.ratio(float(c.macs_ratio))],
+        ["exact ratio separable / standard", f"{float(c.params_ratio):.6f}", f"{float(c.macs_ratio):.6f}", "",
+         f"= {c.macs_ratio}"],
+        [f"paper: 1/N + 1/K^2 = 1/{c.out_channels} + 1/{c.kernel**2}", f"{float(c.formula_ratio):.6f}",
+         f"{float(c.formula_ratio):.6f}", "", f"= {c.formula_ratio}"],
+        ["speed-up in MACs (standard / separable)", "", f"{float(1 / c.macs_ratio):.2f}x", "", ""],
+    ]
+    oh, ow = c.output_size
+    notes = [conventions.MACS, conventions.FLOPS,
+             "agreement: MAC ratio " + ("equals" if c.macs_ratio == c.formula_ratio else "differs from")
+             + " the closed form exactly", *c.notes]
+    return Table(
+        title=(f"mbcost conv: M={c.in_channels}, N={c.out_channels}, K={c.kernel}, input {c.size[0]}x{c.size[1]} -> "
+               f"{oh}x{ow}, stride {c.stride}, padding {c.padding}, bias {'yes' if c.bias else 'no'}, batch {c.batch}"),
+        columns=["layer", "params", "MACs", "FLOPs", "vs standard"], rows=rows, notes=notes)
+
+
+def conv_records(c: ConvComparison) -> list[dict[str, Any]]:
+    d = c.to_dict()
+    return [{"in_channels": c.in_channels, "out_channels": c.out_channels, "kernel": c.kernel,
+             "input_h": c.size[0], "input_w": c.size[1], "stride": c.stride, "padding": c.padding, "bias": c.bias,
+             "batch": c.batch, "standard_params": c.standard.params, "standard_macs": c.standard.macs,
+             "separable_params": c.separable.params, "separable_macs": c.separable.macs, "ratio": d["ratio"],
+             "params_ratio": d["params_ratio"], "formula_ratio": d["formula_ratio"]}]

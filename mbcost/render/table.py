@@ -1,0 +1,72 @@
+"""A plain table (title, columns, rows of strings, notes) and its renderings.
+
+Every command builds one ``Table`` from its result objects and picks a rendering; the
+conventions that give the numbers their meaning travel with the table as ``notes``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    align_right: bool = True
+
+    def to_markdown(self) -> str:
+        def esc(s: str) -> str:
+            return str(s).replace("|", "\\|")
+
+        out = [f"**{esc(self.title)}**", "", "| " + " | ".join(esc(c) for c in self.columns) + " |"]
+        out.append("|" + "|".join(["---"] + ["---:" if self.align_right else "---"] * (len(self.columns) - 1)) + "|")
+        out += ["| " + " | ".join(esc(v) for v in row) + " |" for row in self.rows]
+        if self.notes:
+            out.append("")
+            out += [f"- {esc(n)}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+    def to_rich(self) -> Any:
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=self.title, caption="\n".join(self.notes) or None, caption_justify="left")
+        for i, c in enumerate(self.columns):
+            t.add_column(c, justify="right" if (i and self.align_right) else "left", overflow="fold")
+        for row in self.rows:
+            t.add_row(*row)
+        return t
+
+    def to_text(self, width: int | None = None) -> str:
+        """The rich table as plain text (no colours), for files and pipes."""
+        from rich.console import Console
+
+        buf = io.StringIO()
+        Console(file=buf, width=width or 200, color_system=None, soft_wrap=False).print(self.to_rich())
+        return buf.getvalue()
+
+
+def to_csv(records: list[dict[str, Any]]) -> str:
+    """Records (flat dicts) as CSV with a header; columns from the first record."""
+    buf = io.StringIO()
+    if records:
+        writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    return buf.getvalue()
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
