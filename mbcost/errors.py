@@ -23,3 +23,7 @@ class SpecError(UsageError):
 
 class AnalysisError(MbcostError):
     """The model could not be traced with the requested input (too small, wrong channels...)."""
+
+
+class BaselineError(UsageError):
+    """A gate baseline is missing, unreadable, malformed or from another schema version."""

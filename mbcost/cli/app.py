@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -35,25 +34,30 @@ class OneLineErrors(TyperGroup):
         try:
             rv = super().main(args=args, prog_name=prog_name or "mbcost", complete_var=complete_var,
                               standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-            sys.exit(0)
-        except click.UsageError as exc:
-            _fail(exc.format_message(), 2)
         except MbcostError as exc:
             _fail(str(exc), exc.exit_code)
-        except (click.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
             _fail("interrupted", 130)
-        except click.ClickException as exc:
-            _fail(exc.format_message(), exc.exit_code)
         except BrokenPipeError:
             sys.exit(1)
+        except Exception as exc:
+            # typer's (vendored) click exceptions, matched by shape so any typer/click version works.
+            name = type(exc).__name__
+            if name == "NoArgsIsHelpError":
+                ctx = getattr(exc, "ctx", None)
+                typer.echo(ctx.get_help() if ctx else str(exc))
+                sys.exit(0)
+            if name == "Abort":
+                _fail("interrupted", 130)
+            if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+                _fail(exc.format_message(), exc.exit_code)
+            raise
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
     line = " ".join(str(message).split())
-    click.echo(f"mbcost: error: {line}", err=True)
+    typer.echo(f"mbcost: error: {line}", err=True)
     sys.exit(code)
 
 
@@ -109,7 +113,10 @@ def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[d
     else:
         from rich.console import Console
 
-        Console().print(table.to_rich())
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)  # a pipe has no width to respect; don't fold numbers
+        console.print(table.to_rich())
         return
     if output is None:
         sys.stdout.write(text)

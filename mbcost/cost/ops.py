@@ -8,7 +8,7 @@ shapes a formula takes. It holds no arithmetic: that lives in :mod:`mbcost.cost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -29,6 +29,8 @@ class OpCall:
     dilation: tuple[int, ...] | None = None
     groups: int | None = None
     transposed: bool = False
+    affine: bool | None = None
+    count_include_pad: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,32 +128,50 @@ def _matmul(a_index: int, b_index: int, bias_index: int | None, linear: bool = F
     return adapt
 
 
+def _unary_call(kind: str, args: Sequence[Any], out: Any, shape_arg: str) -> OpCall:
+    x = args[0]
+    o = _first_tensor_out(out)
+    shapes = {"x_shape": _shape(x), "out_shape": _shape(o)}
+    return OpCall(kind=kind, formula_args={shape_arg: shapes[shape_arg]},
+                  input_shape=_shape(x), output_shape=_shape(o))
+
+
 def _unary(kind: str, shape_arg: str) -> Callable[..., OpCall]:
     def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-        x = args[0]
-        o = _first_tensor_out(out)
-        shapes = {"x_shape": _shape(x), "out_shape": _shape(o)}
-        return OpCall(kind=kind, formula_args={shape_arg: shapes[shape_arg]},
-                      input_shape=_shape(x), output_shape=_shape(o))
+        return _unary_call(kind, args, out, shape_arg)
 
     return adapt
 
 
-def _pool(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-    x, o = args[0], _first_tensor_out(out)
-    n = x.dim() - 2
-    kernel = _tuple(_arg(args, kwargs, 1, "kernel_size"), n)
-    stride = _arg(args, kwargs, 2, "stride") or kernel
-    padding = _arg(args, kwargs, 3, "padding", 0)
-    return OpCall(
-        kind="pool",
-        formula_args={"out_shape": _shape(o), "kernel": kernel},
-        input_shape=_shape(x),
-        output_shape=_shape(o),
-        kernel=kernel,
-        stride=_tuple(stride, n),
-        padding=_tuple(padding, n),
-    )
+def _norm(kind: str, weight_index: int) -> Callable[..., OpCall]:
+    """Norm ops: cost from the input shape; ``affine`` when the op got a weight (scale)."""
+
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        call = _unary_call(kind, args, out, "x_shape")
+        return replace(call, affine=_arg(args, kwargs, weight_index, "weight") is not None)
+
+    return adapt
+
+
+def _pool(average: bool) -> Callable[..., OpCall]:
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        x, o = args[0], _first_tensor_out(out)
+        n = x.dim() - 2
+        kernel = _tuple(_arg(args, kwargs, 1, "kernel_size"), n)
+        stride = _arg(args, kwargs, 2, "stride") or kernel
+        padding = _arg(args, kwargs, 3, "padding", 0)
+        return OpCall(
+            kind="pool",
+            formula_args={"out_shape": _shape(o), "kernel": kernel},
+            input_shape=_shape(x),
+            output_shape=_shape(o),
+            kernel=kernel,
+            stride=_tuple(stride, n),
+            padding=_tuple(padding, n),
+            count_include_pad=bool(_arg(args, kwargs, 5, "count_include_pad", True)) if average else None,
+        )
+
+    return adapt
 
 
 def _binary(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
@@ -186,19 +206,23 @@ _register("mm bmm", _matmul(0, 1, None))
 _register("addmm baddbmm", _matmul(1, 2, 0))
 _register("matmul", _matmul(0, 1, None))
 _register("linear", _matmul(0, 1, 2, linear=True))
+# The weight (BatchNorm's and InstanceNorm's scale) is argument 1 of these ops...
 _register(
     "batch_norm native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training "
     "cudnn_batch_norm miopen_batch_norm _batch_norm_impl_index",
-    _unary("batchnorm", "x_shape"),
+    _norm("batchnorm", 1),
 )
-_register("layer_norm native_layer_norm group_norm native_group_norm instance_norm", _unary("norm", "x_shape"))
+# ...argument 2 of layer_norm(x, normalized_shape, weight, ...) and group_norm(x, groups, weight, ...),
+# argument 1 of native_group_norm(x, weight, bias, N, C, HxW, group, eps) and instance_norm.
+_register("layer_norm native_layer_norm group_norm", _norm("norm", 2))
+_register("native_group_norm instance_norm", _norm("norm", 1))
 _register(
     "relu relu6 hardtanh sigmoid tanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish "
     "clamp clamp_min clamp_max threshold prelu softplus",
     _unary("activation", "out_shape"),
 )
-_register("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
-          "avg_pool1d avg_pool2d avg_pool3d", _pool)
+_register("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices", _pool(False))
+_register("avg_pool1d avg_pool2d avg_pool3d", _pool(True))
 _register("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d "
           "_adaptive_avg_pool3d adaptive_max_pool2d mean sum", _unary("global_pool", "x_shape"))
 _register("add sub mul div rsub maximum minimum", _binary)

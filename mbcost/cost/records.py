@@ -7,6 +7,7 @@ both name, attribute and cost a layer in exactly one way.
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,9 @@ class RecordBook:
             output_bytes=output_bytes,
             weight_bytes=weight_bytes,
             inplace=inplace,
+            affine=call.affine,
+            count_include_pad=call.count_include_pad,
+            torch_bases=_torch_bases(type(mod)),
         ))
 
     def add_uncounted(self, op: str, mod: nn.Module) -> None:
@@ -105,3 +109,9 @@ class RecordBook:
         unc = [UncountedOp(op=k[0], module=k[1], module_type=k[2], calls=v) for k, v in self.uncounted.items()]
         return Trace(layers=self.records, params=self.total_params,
                      unattributed_params=self.total_params - attributed, uncounted=unc)
+
+
+@lru_cache(maxsize=None)
+def _torch_bases(cls: type) -> tuple[str, ...]:
+    """Names of the ``torch.nn`` classes in ``cls``'s MRO, most derived first."""
+    return tuple(c.__name__ for c in cls.__mro__ if c.__module__.startswith("torch.nn."))

@@ -64,6 +64,13 @@ class LayerCost:
     output_bytes: int
     weight_bytes: int
     inplace: bool = False
+    #: Norm layers: whether the op has a learned scale (``affine``); ``None`` for other kinds.
+    affine: bool | None = None
+    #: Average pooling: whether padded zeros count in the window's divisor; ``None`` otherwise.
+    count_include_pad: bool | None = None
+    #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
+    #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
+    torch_bases: tuple[str, ...] = ()
 
     @property
     def flops(self) -> int:

@@ -148,7 +148,8 @@ class ShapeInterpreter:
     def _batchnorm(self, m: Any, x: Shape) -> Shape:
         if not m.track_running_stats or len(x) < 2 or x[1] != m.num_features:
             raise Unsupported("batchnorm without running stats")
-        call = OpCall(kind="batchnorm", formula_args={"x_shape": x}, input_shape=x, output_shape=x)
+        call = OpCall(kind="batchnorm", formula_args={"x_shape": x}, input_shape=x, output_shape=x,
+                      affine=bool(m.affine))
         self.add(m, True, "native_batch_norm", call, input_bytes=self._nbytes(x), output_bytes=self._nbytes(x),
                  weight_bytes=self._params_bytes(m.weight, m.bias, m.running_mean, m.running_var))
         return x
@@ -174,8 +175,10 @@ class ShapeInterpreter:
             if min(spatial) < 1:
                 raise Unsupported("pool output would be empty")
             out = (x[0], x[1], *spatial)
+            include_pad = getattr(m, "count_include_pad", None)  # average pooling only
             call = OpCall(kind="pool", formula_args={"out_shape": out, "kernel": k}, input_shape=x,
-                          output_shape=out, kernel=k, stride=s, padding=p)
+                          output_shape=out, kernel=k, stride=s, padding=p,
+                          count_include_pad=None if include_pad is None else bool(include_pad))
             self.add(m, True, op, call, input_bytes=self._nbytes(x), output_bytes=self._nbytes(out))
             return out
 

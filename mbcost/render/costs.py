@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mbcost.cost.conv import ConvComparison
-from mbcost.cost.result import CATEGORIES, ModelCost
+from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
 from mbcost.render import conventions, format as fmt
 from mbcost.render.table import Table
 
@@ -119,19 +119,31 @@ def layers_table(cost: ModelCost) -> Table:
     def shape(s: tuple[int, ...] | None) -> str:
         return "" if s is None else "x".join(str(i) for i in s)
 
-    rows = [[lc.name, lc.category, lc.module_type, shape(lc.input_shape), shape(lc.output_shape), shape(lc.kernel),
-             shape(lc.stride), "" if lc.groups is None else str(lc.groups), fmt.exact(lc.params), fmt.exact(lc.macs),
-             fmt.exact(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes), f"{lc.arithmetic_intensity:.1f}"]
+    def geometry(lc: LayerCost) -> str:
+        if lc.kernel is None:
+            return ""
+        parts = [shape(lc.kernel)]
+        if lc.stride and any(s != 1 for s in lc.stride):
+            parts.append(f"s{shape(lc.stride)}")
+        if lc.groups and lc.groups > 1:
+            parts.append(f"g{lc.groups}")
+        return " ".join(parts)
+
+    rows = [[lc.name, lc.category, shape(lc.output_shape[1:]), geometry(lc), fmt.count(lc.params),
+             fmt.count(lc.macs), fmt.count(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes),
+             f"{lc.arithmetic_intensity:.1f}"]
             for lc in cost.layers]
-    rows.append(["total", "", "", "", "", "", "", "", fmt.exact(cost.params), fmt.exact(cost.macs),
-                 fmt.exact(cost.elementwise_ops), fmt.nbytes(cost.activation_bytes), ""])
+    rows.append(["total", "", "", "", fmt.count(cost.params), fmt.count(cost.macs), fmt.count(cost.elementwise_ops),
+                 fmt.nbytes(cost.activation_bytes), ""])
     notes = conventions.for_costs() + [
+        "output = C x H x W per image; kernel: KxK, sN = stride, gN = groups",
         "intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte",
         "params of a module are shown on its first op; 'total' params include any not attributed to an op",
+        "exact integers, shapes and module types: --format json or csv",
     ]
     return Table(title=f"mbcost layers: {cost.label}, input {cost.input[0]}x{cost.input[1]}, batch {cost.batch}",
-                 columns=["layer", "category", "type", "input", "output", "kernel", "stride", "groups", "params",
-                          "MACs", "elementwise", "activation", "intensity"],
+                 columns=["layer", "category", "output", "kernel", "params", "MACs", "elementwise", "activation",
+                          "intensity"],
                  rows=rows, notes=notes)
 
 

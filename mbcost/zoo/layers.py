@@ -35,6 +35,10 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal convolutions, unit BatchNorm, small normal linear layers."""
+    if any(p.is_meta for p in model.parameters()):
+        # Meta tensors hold no values to initialise, and the first random init on the meta
+        # device imports torch._dynamo (over a second): skip it so analysis stays instant.
+        return
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

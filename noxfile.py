@@ -1,0 +1,26 @@
+"""nox sessions. They run in the active environment (``python=False``), which the README's
+install command prepares; so ``nox -s tests`` tests exactly what is installed."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The test suite (CUDA tests skip without a GPU; the browser test skips without Chromium)."""
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests and benchmarks."""
+    session.run("ruff", "check", "mbcost", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: print figures, assert nothing (speed is measured here, never in tests)."""
+    session.run("python", "benchmarks/bench_analyze.py")
