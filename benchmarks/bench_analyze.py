@@ -36,8 +36,9 @@ def timed(size: int, batch: int, repeats: int = 30) -> list[float]:
 
 def main() -> None:
     start = time.perf_counter()
-    import mbcost  # noqa: F401
     import torch  # noqa: F401
+
+    import mbcost  # noqa: F401
 
     import_s = time.perf_counter() - start
     start = time.perf_counter()

@@ -6,8 +6,22 @@ from pathlib import Path
 
 import typer
 
-from mbcost.cli.app import (CONVENTIONS_HELP, BatchOpt, ClassesOpt, DType, DTypeOpt, Format, FormatOpt, InputOpt,
-                            OutputOpt, app, check_writable, emit)
+from mbcost.cli.app import (
+    CONVENTIONS_HELP,
+    BatchOpt,
+    ClassesOpt,
+    DType,
+    DTypeOpt,
+    Format,
+    FormatOpt,
+    InputOpt,
+    OutputOpt,
+    app,
+    check_writable,
+    emit,
+)
+from mbcost.cli.bench import BenchFlagOpt, ConvBenchOpt
+from mbcost.cli.counters import ConventionName, ConventionOpt, CountersOpt
 
 
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
@@ -22,7 +36,11 @@ def compare(
     dtype: DType = DTypeOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    counters: str | None = CountersOpt,
+    convention: ConventionName = ConventionOpt,
+    bench: bool = BenchFlagOpt,
 ) -> None:
+    from mbcost.cli.counters import compare_extras
     from mbcost.cost.analyze import analyze
     from mbcost.render.costs import compare_dict, compare_records, compare_table
     from mbcost.zoo.spec import parse_input, parse_models
@@ -31,7 +49,15 @@ def compare(
     specs = parse_models(models)
     size = parse_input(input)
     costs = [analyze(s, size, batch, num_classes=classes, dtype=dtype.value) for s in specs]
-    emit(format, output, table=compare_table(costs), records=compare_records(costs), document=compare_dict(costs))
+    extras = compare_extras(specs, costs, counters, convention, batch, classes)  # --counters, --convention
+    if bench:  # --bench/--no-bench: measured latency rows (mbcost.cli.bench)
+        from mbcost.cli.bench import add_measurements
+
+        add_measurements(extras, specs, costs, size, batch, dtype.value, classes)
+    costs = extras.costs
+    emit(format, output, table=extras.on_table(compare_table(costs, extra_rows=extras.rows)),
+         records=extras.on_records(compare_records(costs)),
+         document=extras.on_document(compare_dict(costs, extra=extras.json)))
 
 
 @app.command(help="Per-layer breakdown of one model: shapes, kernel, stride, groups, params, MACs, activation "
@@ -68,6 +94,7 @@ def conv(
     batch: int = BatchOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    bench: bool = ConvBenchOpt,
 ) -> None:
     from mbcost.cost.conv import compare_conv
     from mbcost.render.costs import conv_records, conv_table
@@ -75,5 +102,9 @@ def conv(
 
     check_writable(output)
     comparison = compare_conv(cin, cout, k, parse_input(size), stride, padding, bias, batch)
-    emit(format, output, table=conv_table(comparison), records=conv_records(comparison),
-         document=comparison.to_dict())
+    table, records, document = conv_table(comparison), conv_records(comparison), comparison.to_dict()
+    if bench:  # --bench: measured standard vs separable time (mbcost.cli.bench)
+        from mbcost.cli.bench import add_conv_measurement
+
+        add_conv_measurement(comparison, table, records, document)
+    emit(format, output, table=table, records=records, document=document)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
+from typing import TYPE_CHECKING
 
 from mbcost.cost.result import ModelCost
 from mbcost.cost.shapes import Unsupported, interpret_model

@@ -218,7 +218,7 @@ _register("layer_norm native_layer_norm group_norm", _norm("norm", 2))
 _register("native_group_norm instance_norm", _norm("norm", 1))
 _register(
     "relu relu6 hardtanh sigmoid tanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish "
-    "clamp clamp_min clamp_max threshold prelu softplus",
+    "clamp clamp_min clamp_max threshold prelu _prelu_kernel softplus",
     _unary("activation", "out_shape"),
 )
 _register("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices", _pool(False))

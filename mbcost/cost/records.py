@@ -7,8 +7,8 @@ both name, attribute and cost a layer in exactly one way.
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 from mbcost.cost.formulas import cost_of
@@ -111,7 +111,7 @@ class RecordBook:
                      unattributed_params=self.total_params - attributed, uncounted=unc)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _torch_bases(cls: type) -> tuple[str, ...]:
     """Names of the ``torch.nn`` classes in ``cls``'s MRO, most derived first."""
     return tuple(c.__name__ for c in cls.__mro__ if c.__module__.startswith("torch.nn."))

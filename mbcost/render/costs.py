@@ -6,7 +6,8 @@ from typing import Any
 
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
-from mbcost.render import conventions, format as fmt
+from mbcost.render import conventions
+from mbcost.render import format as fmt
 from mbcost.render.table import Table
 
 

@@ -34,13 +34,16 @@ class Table:
         return "\n".join(out) + "\n"
 
     def to_rich(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table as RichTable
 
-        t = RichTable(title=self.title, caption="\n".join(self.notes) or None, caption_justify="left")
+        # Cells are plain text: escape them so "[counters]" or a user's label is never read as markup.
+        t = RichTable(title=escape(self.title), caption=escape("\n".join(self.notes)) or None,
+                      caption_justify="left")
         for i, c in enumerate(self.columns):
-            t.add_column(c, justify="right" if (i and self.align_right) else "left", overflow="fold")
+            t.add_column(escape(c), justify="right" if (i and self.align_right) else "left", overflow="fold")
         for row in self.rows:
-            t.add_row(*row)
+            t.add_row(*(escape(str(v)) for v in row))
         return t
 
     def to_text(self, width: int | None = None) -> str:

@@ -1,0 +1,8 @@
+"""Measured latency next to the analytic cost.
+
+``timer`` wraps ``torch.utils.benchmark.Timer`` and holds the statistics; ``devices`` resolves and
+validates devices, dtypes, threads and memory; ``records`` and ``store`` define the JSON Lines
+records and write them as they are measured; ``model_bench``, ``layers``, ``sweep`` and
+``roofline`` measure models, per-layer times, standard vs separable convolutions and the
+device's attainable peaks. Nothing here imports torch at import time.
+"""

@@ -1,0 +1,226 @@
+"""Devices, dtypes, threads and memory: what a measurement may ask of the machine.
+
+Dtype support (decided here, refused with one line otherwise):
+
+* ``cpu``: ``float32`` and ``bfloat16``. ``float16`` is refused unless the CPU advertises
+  native half-precision arithmetic (``avx512_fp16`` or ``amx_fp16``): elsewhere PyTorch runs
+  float16 convolutions through slow reference kernels (about 10x slower than float32 on an
+  AVX-512 Xeon), which would measure the fallback, not the network. ``bfloat16`` always runs
+  (oneDNN converts when the CPU lacks ``avx512_bf16``/``amx_bf16``; ``cpu_has_native`` says which).
+* ``cuda``: ``float32`` and ``float16``; ``bfloat16`` when ``torch.cuda.is_bf16_supported()``.
+
+Memory: before building anything, ``check_memory`` estimates what a forward pass needs from
+the analytic ``ModelCost`` (weights, the input, and twice the largest single op's input + output
+to cover a live skip connection and kernel workspace) and refuses a run that would not fit in the
+memory available (``MemAvailable`` from ``/proc/meminfo``; ``torch.cuda.mem_get_info`` on CUDA).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mbcost.bench.errors import DeviceError, MemoryRefusal
+
+if TYPE_CHECKING:
+    from mbcost.cost.result import ModelCost
+
+BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+#: Refuse when the estimate exceeds this fraction of the available memory.
+MEMORY_HEADROOM = 0.9
+
+
+@dataclass(frozen=True)
+class Device:
+    """A resolved device: ``type`` is ``cpu`` or ``cuda``; ``name`` is the hardware's name."""
+
+    type: str
+    index: int | None
+    name: str
+
+    @property
+    def torch_device(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU model name and its feature flags (from ``/proc/cpuinfo`` on Linux)."""
+    import platform
+
+    name, flags = "", frozenset()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if not name and key in ("model name", "hardware", "processor") and not value.strip().isdigit():
+            name = value.strip()
+        elif not flags and key in ("flags", "features"):
+            flags = frozenset(value.split())
+    if not name:
+        name = platform.processor() or platform.machine() or "unknown CPU"
+    return re.sub(r"\s+", " ", name), flags
+
+
+def cpu_has_native(dtype: str) -> bool:
+    """Whether this CPU has native arithmetic for ``dtype`` (always true for float32)."""
+    flags = cpu_info()[1]
+    if dtype == "bfloat16":
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    if dtype == "float16":
+        return bool(flags & {"avx512_fp16", "amx_fp16"})
+    return True
+
+
+def resolve_device(text: str) -> Device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> a ``Device``; refuses what is not there.
+
+    Raises:
+        DeviceError: an unknown device, CUDA requested without CUDA, or a GPU index out of range.
+    """
+    import torch
+
+    spec = (text or "").strip().lower()
+    kind, _, index_text = spec.partition(":")
+    if kind == "cpu" and not index_text:
+        return Device("cpu", None, cpu_info()[0])
+    if kind != "cuda":
+        raise DeviceError(f"unknown device {text!r}; use cpu or cuda (cuda:N for a given GPU)")
+    if not torch.cuda.is_available():
+        built = f"torch {torch.__version__} was built without CUDA" if torch.version.cuda is None else \
+            "no CUDA device is visible"
+        raise DeviceError(f"--device cuda: CUDA is not available ({built}); use --device cpu")
+    try:
+        index = int(index_text) if index_text else torch.cuda.current_device()
+    except ValueError:
+        raise DeviceError(f"bad device {text!r}; expected cuda or cuda:N") from None
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise DeviceError(f"--device {text}: there are {count} CUDA devices (0..{count - 1})")
+    return Device("cuda", index, torch.cuda.get_device_name(index))
+
+
+def check_dtype(device: Device, dtype: str) -> None:
+    """Refuse a dtype the device cannot run representatively (see the module docstring)."""
+    if dtype not in BENCH_DTYPES:
+        raise DeviceError(f"unsupported dtype {dtype!r} for measurement; choose one of {', '.join(BENCH_DTYPES)}")
+    if device.type == "cpu" and dtype == "float16" and not cpu_has_native("float16"):
+        raise DeviceError("float16 is not supported on this CPU (no avx512_fp16/amx_fp16: PyTorch would time its "
+                          "slow reference kernels); use --dtype bfloat16 or float32, or --device cuda")
+    if device.type == "cuda" and dtype == "bfloat16":
+        import torch
+
+        with torch.cuda.device(device.index):
+            if not torch.cuda.is_bf16_supported():
+                raise DeviceError(f"bfloat16 is not supported on {device.name}; use --dtype float16 or float32")
+
+
+def check_threads(threads: int | None) -> int:
+    """The intra-op thread count to use (default: PyTorch's current setting)."""
+    import torch
+
+    if threads is None:
+        return torch.get_num_threads()
+    if not isinstance(threads, int) or threads < 1:
+        raise DeviceError(f"--threads must be an integer >= 1 (got {threads!r})")
+    return threads
+
+
+@contextmanager
+def runtime(device: Device, threads: int, *, flush_denormal: bool = True,
+            cudnn_benchmark: bool | None = None) -> Iterator[None]:
+    """Process settings for the duration of a measurement, restored afterwards.
+
+    * intra-op threads (``torch.set_num_threads``), restored to the previous value;
+    * flush-to-zero of denormal floats on CPU. Freshly initialised networks (no trained weights)
+      can decay into denormal activations (MobileNetV1 does: ~1.2 s instead of ~30 ms per image
+      on a Xeon), which trained networks do not; flushing them measures the network, not the
+      CPU's microcode assist for denormal arithmetic. Restored to PyTorch's default (off): PyTorch has no getter for it;
+    * ``torch.backends.cudnn.benchmark`` on CUDA when given, restored to its previous value.
+    """
+    import torch
+
+    prior_threads = torch.get_num_threads()
+    prior_cudnn = torch.backends.cudnn.benchmark
+    flushed = False
+    try:
+        torch.set_num_threads(threads)
+        if device.type == "cpu" and flush_denormal:
+            flushed = torch.set_flush_denormal(True)
+        if device.type == "cuda" and cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+        yield
+    finally:
+        torch.set_num_threads(prior_threads)
+        if flushed:
+            torch.set_flush_denormal(False)
+        torch.backends.cudnn.benchmark = prior_cudnn
+
+
+def available_memory(device: Device) -> int | None:
+    """Bytes available for a new allocation on ``device``, or ``None`` when unknown."""
+    if device.type == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device.index)
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a forward pass needs, from the analytic model (at the measured dtype and batch)."""
+
+    weight_bytes: int
+    input_bytes: int
+    activation_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.weight_bytes + self.input_bytes + self.activation_bytes
+
+
+def estimate_memory(cost: ModelCost) -> MemoryEstimate:
+    """Weights + input + 2 x (largest op input + output).
+
+    Inference frees each activation once its consumers have run, so the working set is about
+    the largest op's input and output; doubling it covers a residual input kept alive across a
+    block and convolution workspace. An estimate, not a bound: it errs on the generous side.
+    """
+    input_bytes = cost.batch * cost.in_channels * cost.input[0] * cost.input[1] * cost.dtype_bytes
+    return MemoryEstimate(weight_bytes=cost.weight_bytes, input_bytes=input_bytes,
+                          activation_bytes=2 * cost.peak_activation_bytes)
+
+
+def check_memory(cost: ModelCost, device: Device, what: str | None = None) -> MemoryEstimate:
+    """Refuse (``MemoryRefusal``) a run whose estimate exceeds the available memory."""
+    from mbcost.render.format import nbytes
+
+    estimate = estimate_memory(cost)
+    available = available_memory(device)
+    if available is not None and estimate.total > MEMORY_HEADROOM * available:
+        label = what or f"{cost.label} at batch {cost.batch}"
+        raise MemoryRefusal(
+            f"{label} needs about {nbytes(estimate.total)} (weights {nbytes(estimate.weight_bytes)} + activations "
+            f"{nbytes(estimate.activation_bytes + estimate.input_bytes)}, {cost.dtype}, estimated from the analytic "
+            f"model) but only {nbytes(available)} is available on {device.torch_device}; lower --batch or --input")
+    return estimate

@@ -1,0 +1,222 @@
+"""Latency of whole networks: the real module, measured, next to its analytic cost.
+
+Every configuration is planned first (analytic cost, memory estimate: a refusal happens before
+anything is built or timed), then each network is built fresh (``mbcost.zoo.build_model``, random
+weights), put in eval mode, converted to the dtype (and channels-last, and ``torch.compile``
+when asked), and its forward pass timed under ``torch.inference_mode`` on a random input.
+
+``achieved_gflops`` is the analytic FLOPs (2 x MACs of conv and linear layers, the papers'
+convention) divided by the median time: the rate at which the network's useful arithmetic gets
+done, not a hardware counter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mbcost.bench.devices import Device, MemoryEstimate, check_dtype, check_memory, check_threads, runtime
+from mbcost.bench.errors import BenchError
+from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, capture_env, current_load
+from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, default_measure
+
+if TYPE_CHECKING:
+    from mbcost.cost.result import ModelCost
+    from mbcost.zoo.spec import ModelSpec
+
+#: ``progress(done, total, description)``: called before each item and once at the end.
+Progress = Callable[[int, int, str], None]
+OnRecord = Callable[[Record], None]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What a measurement run asks of the device (shared by every model, layer or conv in it)."""
+
+    device: Device
+    dtype: str = "float32"
+    threads: int | None = None
+    channels_last: bool = False
+    compile: bool = False
+    budget: Budget = DEFAULT_BUDGET
+    label: str | None = None
+    flush_denormal: bool = True
+    cudnn_benchmark: bool | None = None
+
+    def validated(self) -> BenchSettings:
+        """Check the dtype against the device and fix the thread count (raises ``DeviceError``)."""
+        check_dtype(self.device, self.dtype)
+        return BenchSettings(self.device, self.dtype, check_threads(self.threads), self.channels_last,
+                             self.compile, self.budget, self.label, self.flush_denormal, self.cudnn_benchmark)
+
+    def config(self, batch: int) -> RunConfig:
+        return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
+                         threads=self.threads or 0, channels_last=self.channels_last, compile=self.compile,
+                         label=self.label)
+
+    def runtime(self) -> Any:
+        return runtime(self.device, self.threads or 1, flush_denormal=self.flush_denormal,
+                       cudnn_benchmark=self.cudnn_benchmark)
+
+    def env(self, load_average: float | None = None) -> Env:
+        return capture_env(self.device, self.threads or 0, flush_denormal=self.flush_denormal,
+                           load_average=load_average)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One network at one batch size, costed and checked against memory, not yet built."""
+
+    spec: ModelSpec
+    cost: ModelCost
+    config: RunConfig
+    memory: MemoryEstimate
+    num_classes: int = 1000
+
+
+def plan_models(specs: Sequence[ModelSpec], input_size: tuple[int, int], batches: Sequence[int],
+                settings: BenchSettings, *, num_classes: int = 1000) -> list[ModelPlan]:
+    """Cost every (model, batch) and check that it fits in memory, before measuring anything.
+
+    Raises:
+        MemoryRefusal: a configuration whose estimated memory exceeds what is available.
+    """
+    from mbcost.cost.analyze import analyze
+
+    plans = []
+    for spec in specs:
+        for batch in batches:
+            cost = analyze(spec, input_size, batch, num_classes=num_classes, dtype=settings.dtype)
+            memory = check_memory(cost, settings.device)
+            plans.append(ModelPlan(spec, cost, settings.config(batch), memory, num_classes))
+    return plans
+
+
+def prepare_model(spec: ModelSpec, settings: BenchSettings, batch: int, input_size: tuple[int, int],
+                  *, num_classes: int = 1000, in_channels: int = 3) -> tuple[Any, Any]:
+    """Build ``spec`` on the device in eval mode with the settings applied; return it and an input."""
+    import torch
+
+    from mbcost.zoo.spec import build_model
+
+    dev = settings.device.torch_device
+    dtype = getattr(torch, settings.dtype)
+    model = build_model(spec, num_classes=num_classes, device=dev).eval().to(dtype=dtype)
+    x = torch.randn(batch, in_channels, *input_size, device=dev, dtype=dtype)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if settings.compile:
+        model = torch.compile(model)
+    return model, x
+
+
+def time_forward(model: Any, x: Any, settings: BenchSettings, what: str,
+                 measure_fn: MeasureFn | None = None) -> Measurement:
+    """Time ``model(x)`` under ``inference_mode``; a failing forward pass becomes ``BenchError``."""
+    import torch
+
+    measure_fn = default_measure(measure_fn)
+
+    def forward() -> None:
+        model(x)
+
+    try:
+        with torch.inference_mode():
+            return measure_fn(forward, settings.budget, threads=settings.threads,
+                              device_type=settings.device.type)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        step = "torch.compile" if settings.compile else "the forward pass"
+        raise BenchError(f"{what}: {step} failed on {settings.device.torch_device} ({settings.dtype}): "
+                         f"{first[:300]}") from exc
+
+
+def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
+    """The record of one measured network (pure: no timing here)."""
+    cost = plan.cost
+    seconds = m.median
+    return ModelRecord(
+        **Record.common(plan.config, env, m),
+        model=cost.label, input=cost.input, params=cost.params, macs=cost.macs, flops=cost.flops,
+        throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
+        achieved_gflops=cost.flops / seconds / 1e9 if seconds > 0 else math.inf,
+    )
+
+
+def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
+                env: Env | None = None, load_average: float | None = None) -> ModelRecord:
+    """Build and time one planned network; call inside ``settings.runtime()``."""
+    model, x = prepare_model(plan.spec, settings, plan.config.batch, plan.cost.input, num_classes=plan.num_classes,
+                             in_channels=plan.cost.in_channels)
+    try:
+        m = time_forward(model, x, settings, f"{plan.cost.label} at batch {plan.config.batch}", measure_fn)
+    finally:
+        del model, x
+        if settings.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+    return model_record(plan, m, env or settings.env(load_average))
+
+
+def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
+                 measure_fn: MeasureFn | None = None, on_record: OnRecord | None = None,
+                 progress: Progress | None = None) -> list[ModelRecord]:
+    """Measure every plan in order; each record goes to ``on_record`` as soon as it is measured.
+
+    Example:
+        >>> from mbcost.bench.devices import resolve_device      # doctest: +SKIP
+        >>> from mbcost.zoo.spec import parse_models
+        >>> s = BenchSettings(resolve_device("cpu")).validated()
+        >>> recs = bench_models(plan_models(parse_models("v2"), (224, 224), [1], s), s)
+        >>> recs[0].median_ms
+        21.7
+    """
+    records: list[ModelRecord] = []
+    load = current_load()
+    with settings.runtime():
+        for i, plan in enumerate(plans):
+            if progress:
+                progress(i, len(plans), f"{plan.cost.label} batch {plan.config.batch}")
+            record = bench_model(plan, settings, measure_fn=measure_fn, load_average=load)
+            records.append(record)
+            if on_record:
+                on_record(record)
+        if progress:
+            progress(len(plans), len(plans), "done")
+    return records
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How much faster ``model`` ran than ``other`` under the same configuration, measured and
+    as the MAC ratio predicts. ``realised`` = measured / predicted."""
+
+    model: str
+    other: str
+    config: RunConfig
+    measured: float
+    macs_ratio: float
+
+    @property
+    def realised(self) -> float:
+        return self.measured / self.macs_ratio if self.macs_ratio else math.nan
+
+
+def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
+    """Every ordered pair of records measured under the same configuration.
+
+    ``measured = other.median / model.median``; ``macs_ratio = other.macs / model.macs``.
+    """
+    out = []
+    for a in records:
+        for b in records:
+            if a is b or a.model == b.model or a.config.key != b.config.key or a.input != b.input:
+                continue
+            out.append(Speedup(model=a.model, other=b.model, config=a.config,
+                               measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
+                               macs_ratio=b.macs / a.macs if a.macs else math.nan))
+    return out

@@ -1,0 +1,258 @@
+"""Measurement records: typed, flat, one JSON object per line (the contract with ``mbcost report``).
+
+Every record carries the keys of ``Record`` (device, dtype, batch, threads, channels_last,
+compile, median_ms, iqr_ms, runs, env, label...) and a ``kind``:
+
+* ``model``: one network, one configuration (``ModelRecord``);
+* ``layer``: one module of a network, joined to its analytic ``LayerCost`` records (``LayerRecord``);
+* ``conv``: a standard convolution against depthwise + pointwise (``ConvRecord``);
+* ``peak``: the device's measured attainable compute and memory bandwidth (``PeakRecord``).
+
+Times are raw milliseconds (``times_ms`` holds every timed run); rounding happens in render.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mbcost.bench.devices import Device
+    from mbcost.bench.timer import Measurement
+
+KINDS: tuple[str, ...] = ("model", "layer", "conv", "peak")
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where and how a record was measured."""
+
+    mbcost: str
+    torch: str
+    device_name: str
+    cpu: str
+    threads: int
+    cuda: str | None
+    cudnn: str | None
+    cudnn_benchmark: bool | None
+    platform: str
+    python: str
+    timestamp: str
+    flush_denormal: bool = False
+    cuda_tf32: bool | None = None
+    load_average: float | None = None
+    cpu_count: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True when other work was running as the run started: 1-minute load average above 3/4 of the CPUs."""
+        return bool(self.load_average is not None and self.cpu_count and self.load_average > 0.75 * self.cpu_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def current_load() -> float | None:
+    """The 1-minute load average (``None`` where the platform has none). Read it before measuring:
+    a measurement's own threads raise it."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def capture_env(device: Device, threads: int, *, flush_denormal: bool = False,
+                load_average: float | None = None) -> Env:
+    """The environment of a measurement on ``device`` (versions, hardware, settings, UTC time).
+
+    ``load_average``: the load read before the run started (default: now).
+    """
+    import os
+
+    import torch
+
+    from mbcost import __version__
+    from mbcost.bench.devices import cpu_info
+
+    load = current_load() if load_average is None else load_average
+
+    on_cuda = device.type == "cuda"
+    cudnn = torch.backends.cudnn.version() if on_cuda and torch.backends.cudnn.is_available() else None
+    return Env(
+        mbcost=__version__,
+        torch=torch.__version__,
+        device_name=device.name,
+        cpu=cpu_info()[0],
+        threads=threads,
+        cuda=torch.version.cuda if on_cuda else None,
+        cudnn=str(cudnn) if cudnn is not None else None,
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark) if on_cuda else None,
+        platform=platform.platform(),
+        python=sys.version.split()[0],
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        flush_denormal=flush_denormal and device.type == "cpu",
+        cuda_tf32=bool(torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32)
+        if on_cuda else None,
+        load_average=load,
+        cpu_count=os.cpu_count(),
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every record of one run shares: device, dtype, batch and the settings."""
+
+    device: str
+    device_name: str
+    dtype: str
+    batch: int
+    threads: int
+    channels_last: bool = False
+    compile: bool = False
+    label: str | None = None
+
+    def with_batch(self, batch: int) -> RunConfig:
+        return RunConfig(self.device, self.device_name, self.dtype, batch, self.threads, self.channels_last,
+                         self.compile, self.label)
+
+    @property
+    def run_label(self) -> str:
+        return self.label or f"{self.device_name} {self.dtype}"
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Records with equal keys were measured under the same conditions (comparable)."""
+        return (self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
+                self.compile)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """Keys common to every record."""
+
+    kind: str = field(init=False, default="")
+    device: str
+    device_name: str
+    dtype: str
+    batch: int
+    threads: int
+    channels_last: bool
+    compile: bool
+    median_ms: float
+    iqr_ms: float
+    runs: int
+    wide_spread: bool
+    times_ms: tuple[float, ...]
+    env: Env
+    label: str
+
+    @staticmethod
+    def common(config: RunConfig, env: Env, m: Measurement) -> dict[str, Any]:
+        """Constructor keywords shared by every kind, from a configuration and a measurement."""
+        return dict(device=config.device, device_name=config.device_name, dtype=config.dtype, batch=config.batch,
+                    threads=config.threads, channels_last=config.channels_last, compile=config.compile,
+                    median_ms=m.median_ms, iqr_ms=m.iqr_ms, runs=m.runs, wide_spread=m.wide_spread,
+                    times_ms=tuple(m.times_ms), env=env, label=config.run_label)
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig(self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
+                         self.compile, self.label)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this record (one line of a ``--save`` file)."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Env):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            d[f.name] = value
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecord(Record):
+    """One network, one configuration. ``achieved_gflops`` = analytic FLOPs (2 x MACs) / median."""
+
+    kind: str = field(init=False, default="model")
+    model: str
+    input: tuple[int, int]
+    params: int
+    macs: int
+    flops: int
+    throughput_ips: float
+    achieved_gflops: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerRecord(Record):
+    """One module of a network (its own time, children excluded) joined to its analytic records.
+
+    ``achieved_gflops`` and ``arithmetic_intensity`` count all work, ``flops + elementwise_ops``
+    (so BatchNorm and activations, which have no MACs, still sit on the roofline).
+    """
+
+    kind: str = field(init=False, default="layer")
+    model: str
+    input: tuple[int, int]
+    layer: str
+    module_type: str
+    category: str
+    ops: tuple[str, ...]
+    macs: int
+    flops: int
+    elementwise_ops: int
+    bytes_moved: int
+    arithmetic_intensity: float
+    time_share: float
+    mac_share: float
+    achieved_gflops: float
+    roofline_bound_gflops: float | None
+    bound_fraction: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvRecord(Record):
+    """A standard KxK convolution (M -> N) against depthwise KxK + pointwise 1x1; ``median_ms`` is
+    the separable pair's. ``measured_speedup`` = standard / separable time; ``macs_ratio`` is the
+    exact separable / standard MAC ratio, ``formula_ratio`` the paper's 1/N + 1/K^2."""
+
+    kind: str = field(init=False, default="conv")
+    cin: int
+    cout: int
+    k: int
+    size: tuple[int, int]
+    stride: int
+    standard_ms: float
+    separable_ms: float
+    standard_iqr_ms: float
+    standard_runs: int
+    standard_wide_spread: bool
+    standard_times_ms: tuple[float, ...]
+    standard_macs: int
+    separable_macs: int
+    measured_speedup: float
+    macs_ratio: float
+    formula_ratio: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeakRecord(Record):
+    """Measured attainable compute (an n x n matmul in the dtype) and memory bandwidth (a large
+    copy: bytes read + bytes written per second). ``median_ms`` is the matmul's."""
+
+    kind: str = field(init=False, default="peak")
+    peak_gflops: float
+    peak_gbps: float
+    matmul_n: int
+    copy_bytes: int
+    copy_median_ms: float
+    copy_iqr_ms: float
+    cached: bool = False

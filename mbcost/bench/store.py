@@ -1,0 +1,161 @@
+"""The JSON Lines store: records appended one line at a time, read back tolerantly.
+
+A record is written and flushed the moment it is measured, so Ctrl-C in the middle of a sweep
+keeps everything finished before it. Files from several machines and GPUs are merged by reading
+them together with ``load_records``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mbcost.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats (a zero-time division) become ``null``: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def record_line(record: Any) -> str:
+    """One record (a ``Record`` or a plain dict) as one line of JSON, without the newline."""
+    d = record.to_dict() if hasattr(record, "to_dict") else dict(record)
+    return json.dumps(_jsonable(d), separators=(",", ":"), allow_nan=False)
+
+
+def check_appendable(path: Path | None) -> None:
+    """Fail early (``SpecError``) when ``--save`` cannot be appended to, before measuring anything."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SpecError(f"--save {path} is a directory")
+    if not parent.is_dir():
+        raise SpecError(f"--save {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpecError(f"--save {path} is not writable")
+
+
+class RecordWriter:
+    """Appends records to a JSON Lines file, flushing each one.
+
+    A file left with a truncated last line (an earlier run killed mid-write) gets a newline
+    first, so the new records start on lines of their own.
+
+    Example:
+        >>> with RecordWriter(path) as out:          # doctest: +SKIP
+        ...     out.write(record)
+    """
+
+    def __init__(self, path: Path | str | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.written = 0
+        self._fh: Any = None
+
+    def __enter__(self) -> RecordWriter:
+        if self.path is not None:
+            check_appendable(self.path)
+            needs_newline = False
+            if self.path.exists() and self.path.stat().st_size > 0:
+                with self.path.open("rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    needs_newline = fh.read(1) != b"\n"
+            try:
+                self._fh = self.path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise SpecError(f"cannot open {self.path} for appending: {exc.strerror or exc}") from None
+            if needs_newline:
+                self._fh.write("\n")
+                self._fh.flush()
+        return self
+
+    def write(self, record: Any) -> None:
+        """Append one record and flush it to the operating system."""
+        if self._fh is None:
+            return
+        self._fh.write(record_line(record) + "\n")
+        self._fh.flush()
+        self.written += 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def append_records(path: Path | str, records: Iterable[Any]) -> int:
+    """Append ``records`` to ``path``; returns how many were written."""
+    with RecordWriter(path) as out:
+        for r in records:
+            out.write(r)
+        return out.written
+
+
+def load_records(paths: Path | str | Iterable[Path | str]) -> list[dict[str, Any]]:
+    """Every record of one or more JSON Lines files, in file order.
+
+    Blank lines are skipped. A line that is not a JSON object (a record cut short when a run was
+    killed) is skipped with a logged warning naming the file and line. Unknown ``kind`` values
+    are kept (readers ignore kinds they do not know).
+
+    Raises:
+        SpecError: a file that does not exist or cannot be read.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[dict[str, Any]] = []
+    for p in paths:
+        path = Path(p)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise SpecError(f"results file {path} does not exist") from None
+        except OSError as exc:
+            raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                where = "truncated last line" if number >= len(lines) - 1 else "malformed line"
+                log.warning("%s:%d: skipping a %s (%d characters)", path, number, where, len(line))
+                continue
+            if not isinstance(obj, dict):
+                log.warning("%s:%d: skipping a line that is not a JSON object", path, number)
+                continue
+            out.append(obj)
+    return out
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON through a temporary file and a rename (used for the peaks cache)."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(obj), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,434 @@
+"""``mbcost bench``, ``profile``, ``sweep`` and ``roofline``: measured latency next to the analytic cost.
+
+Also the measured rows of ``mbcost compare`` (``--bench``, on by default) and ``mbcost conv --bench``
+(``compare_measurements`` and ``conv_measurement``). Commands parse options, call ``mbcost.bench``,
+render with ``mbcost.render.bench``; records are appended to ``--save`` as they are measured, so
+Ctrl-C (exit 130) keeps every finished measurement.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from mbcost.cli.app import ClassesOpt, Format, FormatOpt, InputOpt, OutputOpt, app, check_writable, emit
+from mbcost.errors import SpecError
+
+if TYPE_CHECKING:
+    from mbcost.bench.model_bench import BenchSettings
+    from mbcost.bench.records import ConvRecord
+    from mbcost.bench.timer import Budget
+    from mbcost.cost.conv import ConvComparison
+    from mbcost.cost.result import ModelCost
+    from mbcost.render.table import Table
+    from mbcost.zoo.spec import ModelSpec
+
+TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, CUDA synchronisation), eval mode, "
+               "inference_mode, random weights, denormals flushed to zero on CPU; median, IQR and runs are reported "
+               "and a wide spread is flagged. GFLOP/s = analytic FLOPs (2 x MACs) / median time.")
+
+
+class BenchDType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+DeviceOpt = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N.")
+ThreadsOpt = typer.Option(None, "--threads", "-t", help="CPU intra-op threads (default: torch's current setting).")
+BenchDTypeOpt = typer.Option(BenchDType.float32, "--dtype",
+                             help="Element type of weights and inputs. float16 needs CUDA (or a CPU with native fp16); "
+                                  "bfloat16 on CUDA needs compute capability 8.0+.")
+ChannelsLastOpt = typer.Option(False, "--channels-last/--no-channels-last", help="NHWC memory format.")
+CompileOpt = typer.Option(False, "--compile/--no-compile", help="torch.compile the module first (slow warm-up).")
+SaveOpt = typer.Option(None, "--save", help="Append every record to this JSON Lines FILE as soon as it is measured.")
+LabelOpt = typer.Option(None, "--label", help="Run label stored in each record (default: '<device name> <dtype>').")
+DenormalOpt = typer.Option(False, "--keep-denormals",
+                           help="Do not flush denormal floats to zero on CPU (random-weight networks can slow down "
+                                "by 40x; trained ones rarely produce denormals).")
+CudnnOpt = typer.Option(None, "--cudnn-benchmark/--no-cudnn-benchmark",
+                        help="Set torch.backends.cudnn.benchmark for the run (default: leave as is; recorded).")
+
+
+def _min_time(default: float) -> Any:
+    return typer.Option(default, "--min-time", help="Seconds of timed runs at least, per measurement.")
+
+
+def _max_time(default: float) -> Any:
+    return typer.Option(default, "--max-time", help="Seconds of timed runs at most, unless fewer than 5 runs fit.")
+
+
+def budget_from(min_time: float, max_time: float) -> Budget:
+    from mbcost.bench.timer import Budget
+
+    if not (0 < min_time <= max_time):
+        raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
+    return Budget(min_run_time=min_time, max_run_time=max_time)
+
+
+def parse_batches(text: str) -> list[int]:
+    from mbcost.bench.sweep import parse_int_list
+    from mbcost.cost.analyze import MAX_BATCH
+
+    batches = parse_int_list(text, "--batch")
+    if max(batches) > MAX_BATCH:
+        raise SpecError(f"--batch must be <= {MAX_BATCH}")
+    return batches
+
+
+def settings_from(device: str, dtype: str, threads: int | None, *, channels_last: bool = False,
+                  compile: bool = False, budget: Budget | None = None, label: str | None = None,
+                  keep_denormals: bool = False, cudnn_benchmark: bool | None = None) -> BenchSettings:
+    """Resolve and validate the device, dtype and threads (``DeviceError`` -> one line, exit 2)."""
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.model_bench import BenchSettings
+    from mbcost.bench.timer import DEFAULT_BUDGET
+
+    return BenchSettings(resolve_device(device), dtype, threads, channels_last, compile, budget or DEFAULT_BUDGET,
+                         label, not keep_denormals, cudnn_benchmark).validated()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on stderr (only when stderr is a terminal); yields ``update(done, total, what)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    # No auto-refresh thread: it would wake up during the timed runs; the bar redraws on each update.
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, auto_refresh=False, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description}: {what}")
+            bar.refresh()
+
+        yield update
+
+
+@contextmanager
+def interruptible(out: Any, what: str) -> Iterator[None]:
+    """Ctrl-C -> one line saying how many finished records ``--save`` kept, exit 130."""
+    from mbcost.bench.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = f"; {out.written} finished record(s) kept in {out.path}" if out.path is not None else \
+            "; nothing saved (use --save FILE to keep finished measurements)"
+        raise Interrupted(f"interrupted during {what}{kept}") from None
+
+
+def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], records: list[dict[str, Any]],
+                document: Any) -> None:
+    """``emit`` for commands that show more than one table."""
+    from mbcost.cli.app import write_atomic
+
+    if fmt in (Format.json, Format.csv) or len(tables) == 1:
+        emit(fmt, output, table=tables[0], records=records, document=document)
+        return
+    if fmt is Format.markdown:
+        text = "\n".join(t.to_markdown() for t in tables)
+    elif output is not None:
+        text = "\n".join(t.to_text() for t in tables)
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for t in tables:
+            console.print(t.to_rich())
+        return
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text)
+
+
+# -- bench -----------------------------------------------------------------------------------------
+
+
+@app.command(help="Measure the latency of real networks: median, spread (IQR, runs), images/s, achieved GFLOP/s and "
+                  "the measured speed-up against the other models next to the MAC ratio. " + TIMING_HELP)
+def bench(
+    models: str = typer.Option("v1,v2,vgg16", "--models", "-m", help="Comma-separated model specs (v1, v2@0.75, "
+                                                                     "vgg16, package.module:factory)."),
+    input: str = InputOpt,
+    device: str = DeviceOpt,
+    batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated (1,8,32)."),
+    threads: int | None = ThreadsOpt,
+    dtype: BenchDType = BenchDTypeOpt,
+    channels_last: bool = ChannelsLastOpt,
+    compile: bool = CompileOpt,
+    min_time: float = _min_time(1.0),
+    max_time: float = _max_time(10.0),
+    classes: int = ClassesOpt,
+    label: str | None = LabelOpt,
+    keep_denormals: bool = DenormalOpt,
+    cudnn_benchmark: bool | None = CudnnOpt,
+    save: Path | None = SaveOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.bench.model_bench import bench_models, plan_models, speedups
+    from mbcost.bench.store import RecordWriter, check_appendable
+    from mbcost.render.bench import bench_table, flat, results_document, speedup_dicts
+    from mbcost.zoo.spec import parse_input, parse_models
+
+    check_writable(output)
+    check_appendable(save)
+    specs = parse_models(models)
+    size = parse_input(input)
+    batches = parse_batches(batch)
+    settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
+                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+                             cudnn_benchmark=cudnn_benchmark)
+    plans = plan_models(specs, size, batches, settings, num_classes=classes)
+    with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
+        records = bench_models(plans, settings, on_record=out.write, progress=update)
+    ups = speedups(records)
+    emit(format, output, table=bench_table(records, ups), records=[flat(r) for r in records],
+         document=results_document(records, speedups=speedup_dicts(ups)))
+
+
+# -- profile ---------------------------------------------------------------------------------------
+
+
+@app.command(help="Per-layer latency of one network joined to its analytic per-layer costs: each category's share "
+                  "of the time against its share of the MACs (depthwise layers take far more time than MACs), and "
+                  "every layer on the device's roofline (intensity, achieved GFLOP/s, fraction of the bound). "
+                  "Layers are timed with forward hooks on every module (CUDA events on GPU). " + TIMING_HELP)
+def profile(
+    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    input: str = InputOpt,
+    device: str = DeviceOpt,
+    batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
+    threads: int | None = ThreadsOpt,
+    dtype: BenchDType = BenchDTypeOpt,
+    channels_last: bool = ChannelsLastOpt,
+    min_time: float = _min_time(1.0),
+    max_time: float = _max_time(10.0),
+    top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers (the records keep all)."),
+    roofline: bool = typer.Option(True, "--roofline/--no-roofline",
+                                  help="Place layers on the measured roofline (peaks cached per device)."),
+    refresh_peaks: bool = typer.Option(False, "--refresh-peaks", help="Measure the peaks again, ignoring the cache."),
+    classes: int = ClassesOpt,
+    label: str | None = LabelOpt,
+    keep_denormals: bool = DenormalOpt,
+    save: Path | None = SaveOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.bench.layers import profile_model
+    from mbcost.bench.model_bench import plan_models
+    from mbcost.bench.records import Record, current_load
+    from mbcost.bench.roofline import get_peaks, peak_record
+    from mbcost.bench.store import RecordWriter, check_appendable
+    from mbcost.render.bench import category_table, flat, layers_table, profile_document
+    from mbcost.zoo.spec import parse_input, parse_spec
+
+    check_writable(output)
+    check_appendable(save)
+    if top is not None and top < 1:
+        raise SpecError(f"--top must be >= 1 (got {top})")
+    if not 1 <= batch:
+        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    spec = parse_spec(model)
+    size = parse_input(input)
+    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
+                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals)
+    plan_models([spec], size, [batch], settings, num_classes=classes)  # memory refusal before anything runs
+    load = current_load()
+    with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
+        peaks = None
+        if roofline:
+            update(0, 2, "roofline peaks")
+            with settings.runtime():
+                peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh_peaks)
+                out.write(peak_record(peaks, settings.config(batch), settings.env(load)))
+        update(1, 2, f"{spec.label} per layer")
+        p = profile_model(spec, size, batch, settings, peaks=peaks, num_classes=classes)
+        records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
+        for r in records:
+            out.write(r)
+    emit_tables(format, output, [category_table(p), layers_table(p, top)], [flat(r) for r in p.layers],
+                profile_document(p))
+
+
+# -- sweep -----------------------------------------------------------------------------------------
+
+
+@app.command(help="Standard KxK convolution vs depthwise KxK + pointwise 1x1 over a grid of channels (M = N), kernel "
+                  "sizes and feature-map sizes: the theoretical ratio (exact, and the paper's 1/N + 1/K^2) against "
+                  "the measured speed-up. " + TIMING_HELP)
+def sweep(
+    channels: str = typer.Option("64,128,256,512", "--channels", help="Channel counts M = N, comma-separated."),
+    kernels: str = typer.Option("3,5", "--kernels", help="Kernel sizes K, comma-separated."),
+    sizes: str = typer.Option("14,28,56", "--sizes", help="Feature-map sizes F (F x F input), comma-separated."),
+    device: str = DeviceOpt,
+    batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
+    threads: int | None = ThreadsOpt,
+    dtype: BenchDType = BenchDTypeOpt,
+    channels_last: bool = ChannelsLastOpt,
+    compile: bool = CompileOpt,
+    min_time: float = _min_time(0.2),
+    max_time: float = _max_time(2.0),
+    label: str | None = LabelOpt,
+    keep_denormals: bool = DenormalOpt,
+    save: Path | None = SaveOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.bench.store import RecordWriter, check_appendable
+    from mbcost.bench.sweep import grid, parse_int_list, run_sweep
+    from mbcost.render.bench import flat, results_document, sweep_table
+
+    check_writable(output)
+    check_appendable(save)
+    if batch < 1:
+        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
+                  parse_int_list(sizes, "--sizes"), batch=batch)
+    settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
+                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals)
+    with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
+        records = run_sweep(points, settings, on_record=out.write, progress=update)
+    emit(format, output, table=sweep_table(records), records=[flat(r) for r in records],
+         document=results_document(records))
+
+
+# -- roofline --------------------------------------------------------------------------------------
+
+
+@app.command(help="Measure (or show the cached) attainable compute of the device in a dtype (an n x n matmul) and its "
+                  "memory bandwidth (a large copy): the roofs every layer of 'mbcost profile' is judged against.")
+def roofline(
+    device: str = DeviceOpt,
+    dtype: BenchDType = BenchDTypeOpt,
+    threads: int | None = ThreadsOpt,
+    refresh: bool = typer.Option(False, "--refresh", help="Measure again, ignoring and replacing the cache."),
+    label: str | None = LabelOpt,
+    save: Path | None = SaveOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.bench.roofline import cache_path, get_peaks, peak_record
+    from mbcost.bench.store import RecordWriter, check_appendable
+    from mbcost.render.bench import flat, peaks_table, results_document
+
+    check_writable(output)
+    check_appendable(save)
+    settings = settings_from(device, dtype.value, threads, label=label)
+    from mbcost.bench.records import current_load
+
+    load = current_load()
+    with RecordWriter(save) as out, interruptible(out, "roofline"), progress_bar("roofline") as update:
+        update(0, 1, "matmul and copy")
+        with settings.runtime():
+            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh)
+            record = peak_record(peaks, settings.config(1), settings.env(load))
+        out.write(record)
+    table = peaks_table([peaks])
+    table.notes.append(f"cache: {cache_path()}")
+    emit(format, output, table=table, records=[flat(record)],
+         document=results_document([record], ridge_point=peaks.ridge_point))
+
+
+# -- measured rows for compare and conv ------------------------------------------------------------
+
+
+BenchFlagOpt = typer.Option(True, "--bench/--no-bench",
+                            help="Also measure latency: CPU (and CUDA when available) at the given batch, a short "
+                                 "time budget per model (mbcost bench measures longer).")
+ConvBenchOpt = typer.Option(False, "--bench/--no-bench",
+                            help="Also time both on CPU (float32) and show the measured speed-up next to the MAC "
+                                 "speed-up.")
+
+
+@dataclass
+class Measured:
+    """What the measurements add to ``mbcost compare``: table rows and notes, JSON and CSV per model."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    json: dict[str, dict[str, Any]] = field(default_factory=dict)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], size: tuple[int, int], batch: int,
+                         dtype: str, *, num_classes: int = 1000) -> Measured:
+    """Short measurements for ``mbcost compare``: CPU always, CUDA too when available.
+
+    A device that cannot run the dtype, or a batch that would not fit, is skipped with a row
+    saying why instead of failing the comparison.
+    """
+    import torch
+
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.model_bench import BenchSettings, bench_models, plan_models, speedups
+    from mbcost.bench.timer import QUICK_BUDGET
+    from mbcost.errors import MbcostError
+    from mbcost.render.bench import compare_notes, compare_rows
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    records, skipped = [], []
+    with progress_bar("measuring") as update:
+        for dev in devices:
+            try:
+                settings = BenchSettings(resolve_device(dev), dtype, budget=QUICK_BUDGET).validated()
+                plans = plan_models(specs, size, [batch], settings, num_classes=num_classes)
+            except MbcostError as exc:
+                skipped.append(f"{dev} skipped ({exc})")
+                continue
+            records += bench_models(plans, settings, progress=update)
+    labels = [c.label for c in costs]
+    out = Measured(rows=compare_rows(labels, records, speedups(records), skipped), notes=compare_notes(records))
+    for label in labels:
+        out.json[label] = {"measured": [r.to_dict() for r in records if r.model == label]}
+        out.columns[label] = {f"{r.device}_median_ms": r.median_ms for r in records if r.model == label}
+    return out
+
+
+def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[ModelCost], size: tuple[int, int],
+                     batch: int, dtype: str, num_classes: int = 1000) -> None:
+    """Merge ``compare_measurements`` into ``compare``'s extras (``rows``, ``json``, ``columns``, ``notes``)."""
+    m = compare_measurements(specs, costs, size, batch, dtype, num_classes=num_classes)
+    extras.rows += m.rows
+    extras.notes += m.notes
+    for label, d in m.json.items():
+        extras.json.setdefault(label, {}).update(d)
+    for label, c in m.columns.items():
+        extras.columns.setdefault(label, {}).update(c)
+
+
+def conv_measurement(c: ConvComparison) -> ConvRecord:
+    """``mbcost conv --bench``: time the standard conv and the separable pair once on CPU, float32."""
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.model_bench import BenchSettings
+    from mbcost.bench.sweep import ConvPoint, bench_conv
+    from mbcost.bench.timer import QUICK_BUDGET
+
+    settings = BenchSettings(resolve_device("cpu"), "float32", budget=QUICK_BUDGET).validated()
+    point = ConvPoint(c.in_channels, c.out_channels, c.kernel, c.size, c.stride, c.padding, c.batch, c.bias)
+    with settings.runtime():
+        return bench_conv(point, settings)
+
+
+def add_conv_measurement(c: ConvComparison, table: Table, records: list[dict[str, Any]],
+                         document: dict[str, Any]) -> None:
+    """``mbcost conv --bench``: measured rows on the table, ``measured`` in the JSON, columns in the CSV."""
+    from mbcost.render.bench import conv_rows, env_line
+
+    r = conv_measurement(c)
+    table.rows += conv_rows(r)
+    table.notes += ["measured: " + TIMING_HELP.split(" GFLOP/s")[0], env_line(r)]
+    document["measured"] = r.to_dict()
+    for row in records:
+        row.update(standard_ms=r.standard_ms, separable_ms=r.separable_ms, measured_speedup=r.measured_speedup)

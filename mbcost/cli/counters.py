@@ -1,0 +1,222 @@
+"""``mbcost reconcile`` and the ``--counters`` / ``--convention`` extras of ``mbcost compare``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from mbcost.cli.app import BatchOpt, ClassesOpt, Format, FormatOpt, InputOpt, OutputOpt, app, check_writable, emit
+
+if TYPE_CHECKING:
+    from mbcost.cost.result import ModelCost
+    from mbcost.render.table import Table
+    from mbcost.zoo.spec import ModelSpec
+
+
+class ConventionName(str, Enum):
+    paper = "paper"
+    fvcore = "fvcore"
+    thop = "thop"
+    torch = "torch"
+
+
+COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
+                 "(FlopCounterMode), or 'all'. fvcore and thop need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count MACs as a counter does: paper (conv + linear Mult-Adds), fvcore (+ eval BatchNorm "
+                   "2/elem, adaptive avg pool), thop (+ BatchNorm 4/elem, adaptive avg pool in + out), torch "
+                   "(FLOPs = 2 x conv/matmul MACs only). Each preset equals its library's total.")
+
+CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
+ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)
+
+
+# --- compare extras --------------------------------------------------------------------------
+
+
+@dataclass
+class CompareExtras:
+    """What ``--counters`` and ``--convention`` add to ``mbcost compare``'s outputs."""
+
+    costs: list[ModelCost]
+    convention: str = "paper"
+    summary: str = ""
+    rows: list[list[str]] = field(default_factory=list)
+    json: dict[str, dict[str, Any]] = field(default_factory=dict)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def on_table(self, table: Table) -> Table:
+        if self.convention != "paper":
+            table.title += f", MACs in the {self.convention} convention"
+            table.notes = [f"convention {self.convention}: {self.summary}",
+                           *[n for n in table.notes if not n.startswith("MACs =")]]
+        table.notes += self.notes
+        return table
+
+    def on_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for row in records:
+            row["convention"] = self.convention
+            row.update(self.columns.get(row["model"], {}))
+        return records
+
+    def on_document(self, document: dict[str, Any]) -> dict[str, Any]:
+        document["convention"] = self.convention
+        if self.convention != "paper":
+            document["conventions"]["macs"] = f"{self.convention} convention: {self.summary}"
+        return document
+
+
+def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str | None,
+                   convention: ConventionName | str, batch: int, classes: int) -> CompareExtras:
+    """Counter figures (measured on each real module) and the convention view of each model."""
+    from mbcost.cost.conventions import apply_convention, convention_view, get_convention
+    from mbcost.counters.base import measure_many, parse_counters
+    from mbcost.render import format as fmt
+
+    name = convention.value if isinstance(convention, ConventionName) else convention
+    conv = get_convention(name)
+    views = [convention_view(c, name) for c in costs]
+    extras = CompareExtras(costs=views, convention=name, summary=conv.summary)
+    for cost in costs:
+        extras.json[cost.label] = {"convention": name}
+        if name != "paper":
+            cc = apply_convention(cost, name)
+            extras.json[cost.label].update(
+                convention_total=cc.total, convention_unit=cc.unit,
+                skipped=[{"kind": s.kind, "op": s.op, "module_type": s.module_type, "calls": s.calls,
+                          "would_be": s.would_be, "reason": s.reason} for s in cc.skipped])
+    if not counters:
+        return extras
+    names = parse_counters(counters)
+    results = [measure_many(names, spec, cost.input, batch, num_classes=classes)
+               for spec, cost in zip(specs, costs, strict=True)]
+    for i, counter in enumerate(names):
+        first = results[0][i]
+        extras.rows.append([f"{counter} {first.version} total ({_short_unit(counter)})",
+                            *[f"{fmt.count(r[i].total)} ({fmt.exact(r[i].total)})" for r in results]])
+        row = [f"{counter} preset vs library"]
+        for cost, r in zip(costs, results, strict=True):
+            gap = r[i].total - apply_convention(cost, counter).total
+            row.append("exact" if gap == 0 else f"off by {fmt.exact(gap)}")
+        extras.rows.append(row)
+    for cost, rs in zip(costs, results, strict=True):
+        entry = extras.json[cost.label]
+        entry["counters"] = {r.counter: r.total for r in rs}
+        entry["counter_details"] = {r.counter: {
+            "unit": r.unit, "version": r.version, "seconds": r.seconds, "unsupported": r.unsupported,
+            "preset_total": apply_convention(cost, r.counter).total} for r in rs}
+        extras.columns[cost.label] = {f"{r.counter}_total": r.total for r in rs}
+    extras.notes.append("counters: each library's own total, measured on the real module (CPU, float32, "
+                        "eval mode); 'mbcost reconcile MODEL' explains every difference")
+    return extras
+
+
+def _short_unit(counter: str) -> str:
+    return {"fvcore": "MACs, fvcore says flops", "thop": "MACs", "torch": "FLOPs"}.get(counter, "")
+
+
+# --- reconcile -------------------------------------------------------------------------------
+
+
+@app.command(help="Cross-check the analytic count against fvcore, thop and torch's FlopCounterMode run on the real "
+                  "module, and explain each difference: per counter, components by op kind and layer category "
+                  "that sum exactly to (counter total - analytic MACs), the ops each counter skips with their "
+                  "would-be cost, and the ops the libraries report as unsupported. Analytic = the papers' "
+                  "Mult-Adds (conv + linear MACs, bias excluded); amounts are in each counter's unit (fvcore and "
+                  "thop: MACs; torch: FLOPs = 2 x MACs).")
+def reconcile(
+    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    input: str = InputOpt,
+    batch: int = BatchOpt,
+    classes: int = ClassesOpt,
+    counters: str = typer.Option("all", "--counters", help=COUNTERS_HELP),
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.counters.base import parse_counters
+    from mbcost.counters.reconcile import reconcile_model
+    from mbcost.zoo.spec import parse_input
+
+    check_writable(output)
+    names = parse_counters(counters)
+    cost, recs = reconcile_model(model, parse_input(input), batch, names, num_classes=classes)
+    emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
+         document=reconcile_document(cost, recs))
+
+
+def reconcile_document(cost: ModelCost, recs: list) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "model": cost.label, "input": list(cost.input), "batch": cost.batch,
+        "analytic": {"macs": cost.macs, "convention": "paper",
+                     "uncounted": [asdict(u) for u in cost.uncounted]},
+        "exact": all(r.exact for r in recs),
+        "counters": {r.counter: r.to_dict() for r in recs},
+    }
+
+
+def reconcile_records(recs: list) -> list[dict[str, Any]]:
+    rows = []
+    for r in recs:
+        base = {"counter": r.counter, "version": r.version, "model": r.model, "input_h": r.input[0],
+                "input_w": r.input[1], "batch": r.batch, "analytic": r.analytic, "total": r.total}
+        for c in r.components:
+            rows.append({**base, "row": "component", "kind": c.kind, "reason": c.reason, "amount": c.amount,
+                         "calls": c.calls, "would_be": "",
+                         "categories": ";".join(f"{k}={v}" for k, v in c.categories.items())})
+        for s in r.skipped:
+            rows.append({**base, "row": "skipped", "kind": s.kind, "reason": s.reason, "amount": 0,
+                         "calls": s.calls, "would_be": s.would_be, "categories": s.module_type})
+    return rows
+
+
+def reconcile_table(cost: ModelCost, recs: list) -> Table:
+    from mbcost.render import format as fmt
+    from mbcost.render.table import Table
+
+    def signed(n: int | float) -> str:
+        return f"{'+' if n > 0 else ''}{fmt.exact(n) if isinstance(n, int) else f'{n:,.1f}'}"
+
+    rows: list[list[str]] = []
+    for r in recs:
+        rows.append([f"{r.counter} {r.version}", "total as the library reports it", fmt.exact(r.total), r.unit])
+        rows.append(["", "analytic (paper MACs)", fmt.exact(r.analytic), "conv + linear multiply-accumulates"])
+        rows.append(["", "difference", signed(r.difference), "= sum of the components below"])
+        for c in r.components:
+            loud = "!! " if c.kind == "unexplained" else ""
+            cats = ", ".join(f"{k} {signed(v)}" for k, v in c.categories.items())
+            rows.append(["", f"  {loud}{c.kind} x{c.calls}" if c.calls else f"  {loud}{c.kind}", signed(c.amount),
+                         c.reason + (f"; by category: {cats}" if cats else "")])
+        check = "exact: every unit explained" if r.exact else "NOT EXACT: unexplained difference, see '!!' row"
+        rows.append(["", "sum of components", signed(sum(c.amount for c in r.components)), check])
+        for s in r.skipped:
+            rows.append(["", f"  not counted: {s.module_type} {s.op} x{s.calls}", f"({fmt.count(s.would_be)})",
+                         f"{s.kind}; {s.reason}"])
+        if r.unsupported:
+            listed = ", ".join(f"{k} x{v}" for k, v in r.unsupported.items())
+            rows.append(["", f"  {r.counter} reports unsupported", "", listed])
+    exact = all(r.exact for r in recs)
+    title = (f"mbcost reconcile: {cost.label}, input {cost.input[0]}x{cost.input[1]}, batch {cost.batch}: "
+             f"analytic {fmt.exact(cost.macs)} MACs vs {', '.join(r.counter for r in recs)}")
+    if not exact:
+        title += " -- UNEXPLAINED DIFFERENCE"
+    notes = [
+        "analytic = the papers' Mult-Adds: conv + linear multiply-accumulates, bias excluded",
+        "amounts in each counter's unit: fvcore and thop count MACs (fvcore calls them flops), torch FLOPs = 2 x MACs",
+        "components: per op kind and reason (per layer category in brackets); they sum exactly to the difference",
+        "not counted: ops the counter skips, with what the engine charges for them (its unit) in parentheses",
+        "counters ran on the real module: CPU, float32, eval mode, zero input of the given size",
+    ]
+    if cost.uncounted:
+        ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in cost.uncounted}))
+        notes.append(f"ops the analytic engine has no formula for (not counted): {ops}")
+    if not exact:
+        notes.insert(0, "WARNING: a counter's total is not reproduced by its preset; the difference is listed "
+                        "as 'unexplained' (!!)")
+    return Table(title=title, columns=["counter", "item", "amount", "detail"], rows=rows, notes=notes,
+                 align_right=False)

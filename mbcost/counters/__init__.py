@@ -1,0 +1,40 @@
+"""External counters (fvcore, thop, torch's FlopCounterMode), run on the real module, and their
+reconciliation with the analytic engine.
+
+    from mbcost.counters import measure, reconcile
+    result = measure("fvcore", "v2", 224)           # fvcore's own total, on a real CPU forward
+    rec = reconcile(mbcost.analyze("v2"), result)   # why it differs from the paper's MACs
+
+fvcore and thop are optional: ``pip install 'mbcost[counters]'``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mbcost.counters.base import COUNTERS, CounterResult, CounterUnavailable, measure, measure_many
+    from mbcost.counters.reconcile import Reconciliation, reconcile, reconcile_model
+
+_LAZY = {
+    "COUNTERS": "mbcost.counters.base",
+    "CounterResult": "mbcost.counters.base",
+    "CounterUnavailable": "mbcost.counters.base",
+    "measure": "mbcost.counters.base",
+    "measure_many": "mbcost.counters.base",
+    "parse_counters": "mbcost.counters.base",
+    "Reconciliation": "mbcost.counters.reconcile",
+    "reconcile": "mbcost.counters.reconcile",
+    "reconcile_model": "mbcost.counters.reconcile",
+}
+
+__all__ = ["COUNTERS", "CounterResult", "CounterUnavailable", "Reconciliation", "measure", "measure_many",
+           "parse_counters", "reconcile", "reconcile_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mbcost.counters' has no attribute {name!r}")

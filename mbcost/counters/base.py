@@ -1,0 +1,240 @@
+"""What every counter adapter shares: the typed result, the quiet context, running a counter.
+
+Each adapter (``fvcore_counter``, ``thop_counter``, ``torch_counter``) runs its library on a
+real CPU module in eval mode with a real input tensor and returns the library's own figures,
+untouched, in a ``CounterResult``. The libraries are optional (``pip install 'mbcost[counters]'``)
+and imported only here, when a count is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy as copy_module
+import importlib
+import io
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mbcost.errors import AnalysisError, MbcostError, SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mbcost.zoo.spec import ModelSpec
+
+#: Counter names, in display order.
+COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch")
+
+#: counter -> (adapter module, what its total counts)
+_ADAPTERS: dict[str, str] = {
+    "fvcore": "mbcost.counters.fvcore_counter",
+    "thop": "mbcost.counters.thop_counter",
+    "torch": "mbcost.counters.torch_counter",
+}
+
+
+class CounterUnavailable(MbcostError):
+    """An optional counter library is not installed."""
+
+
+@dataclass(frozen=True)
+class CounterResult:
+    """One library's count of one model, as the library reports it.
+
+    ``total`` is the library's own number (thop's float is kept as an int when it is whole);
+    ``unit`` says what it counts. ``by_op`` is the library's breakdown (fvcore: by operator,
+    torch: by ATen op, thop: by module type), ``unsupported`` what the library says it could
+    not count (fvcore: unsupported ops and calls; thop: module types without a rule and how
+    many modules). ``seconds`` times the library call alone.
+    """
+
+    counter: str
+    model: str
+    input: tuple[int, int]
+    batch: int
+    total: int | float
+    unit: str
+    by_op: dict[str, int | float]
+    unsupported: dict[str, int]
+    version: str
+    seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input"] = list(self.input)
+        d["notes"] = list(self.notes)
+        return d
+
+
+def parse_counters(text: str) -> list[str]:
+    """``"fvcore,thop"`` -> ``["fvcore", "thop"]``; ``"all"`` -> every counter. Refuses unknown names."""
+    parts = [p.strip().lower() for p in (text or "").split(",") if p.strip()]
+    if not parts:
+        raise SpecError(f"no counters given; choose from {', '.join(COUNTERS)} or 'all'")
+    if "all" in parts:
+        return list(COUNTERS)
+    unknown = [p for p in parts if p not in COUNTERS]
+    if unknown:
+        raise SpecError(f"unknown counter {unknown[0]!r}; choose from {', '.join(COUNTERS)} or 'all'")
+    return list(dict.fromkeys(parts))
+
+
+def require(module: str, counter: str) -> Any:
+    """Import an optional library, or fail with how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CounterUnavailable(f"{counter} is not installed; pip install 'mbcost[counters]'") from None
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence a library's prints, warnings and logging for the duration of a count; restore after."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore every module's training flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _input(model: nn.Module, batch: int, in_channels: int, size: tuple[int, int]) -> torch.Tensor:
+    import torch
+
+    first = next(iter(model.parameters()), None)
+    if first is not None and first.is_meta:
+        raise AnalysisError("counters run the real forward pass; the model's parameters are on the meta device")
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    device = first.device if first is not None else torch.device("cpu")
+    return torch.zeros(batch, in_channels, *size, dtype=dtype, device=device)
+
+
+def measure(
+    counter: str,
+    model: str | ModelSpec | nn.Module,
+    input_size: int | str | tuple[int, int] = 224,
+    batch: int = 1,
+    *,
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    name: str | None = None,
+    copy: bool | None = None,
+) -> CounterResult:
+    """Run ``counter`` (``"fvcore"``, ``"thop"`` or ``"torch"``) on a real module.
+
+    Args:
+        counter: which library.
+        model: a zoo spec, ``"package.module:factory"`` (built fresh on the CPU), or a module.
+        input_size: ``224``, ``"224x160"`` or ``(H, W)``.
+        batch: batch size of the input tensor.
+        in_channels: input channels.
+        num_classes: classifier outputs of zoo models.
+        name: label of a module passed directly (default: its class name).
+        copy: run on a deep copy. Default: only for a module passed by the caller and a counter that
+            changes the module it counts (thop adds attributes and hooks).
+
+    Returns:
+        A ``CounterResult`` with the library's total as it reports it.
+
+    Raises:
+        CounterUnavailable: the library is not installed.
+        AnalysisError: the library failed on this model.
+
+    Example:
+        >>> measure("torch", "v2", 224).total
+        601548544
+    """
+    return measure_many([counter], model, input_size, batch, in_channels=in_channels, num_classes=num_classes,
+                        name=name, copy=copy)[0]
+
+
+def measure_many(
+    counters: list[str],
+    model: str | ModelSpec | nn.Module,
+    input_size: int | str | tuple[int, int] = 224,
+    batch: int = 1,
+    *,
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    name: str | None = None,
+    copy: bool | None = None,
+) -> list[CounterResult]:
+    """``measure`` for several counters, building a spec's module once. Same arguments."""
+    import torch
+    from torch import nn
+
+    from mbcost.zoo.spec import build_model, check_input_fits, parse_input, parse_spec
+
+    adapters = []
+    for counter in counters:
+        if counter not in _ADAPTERS:
+            raise SpecError(f"unknown counter {counter!r}; choose from {', '.join(COUNTERS)}")
+        adapter = importlib.import_module(_ADAPTERS[counter])
+        adapter.check_available()
+        adapters.append((counter, adapter))
+    size = parse_input(input_size)
+    if not isinstance(batch, int) or batch < 1:
+        raise SpecError(f"batch must be a positive integer (got {batch!r})")
+    owned = not isinstance(model, nn.Module)
+    if owned:
+        spec = parse_spec(model) if isinstance(model, str) else model
+        check_input_fits(spec, size)
+        module = build_model(spec, num_classes=num_classes)
+        label = spec.label
+    else:
+        module, label = model, name or type(model).__name__
+    x = _input(module, batch, in_channels, size)
+    results = []
+    for counter, adapter in adapters:
+        target = module
+        if copy if copy is not None else (not owned and adapter.MUTATES):
+            target = copy_module.deepcopy(module)
+        with eval_mode(target), torch.no_grad(), quiet():
+            start = time.perf_counter()
+            try:
+                raw = adapter.count(target, x)
+            except MbcostError:
+                raise
+            except Exception as exc:  # a library can fail in any way on a user's model: one line, typed
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AnalysisError(f"{counter} failed on {label} at {size[0]}x{size[1]}: {first}") from exc
+            seconds = time.perf_counter() - start
+        total = raw.total
+        if isinstance(total, float) and total.is_integer():
+            total = int(total)
+        results.append(CounterResult(
+            counter=counter, model=label, input=size, batch=batch, total=total, unit=adapter.UNIT, by_op=raw.by_op,
+            unsupported=raw.unsupported, version=raw.version, seconds=seconds, notes=tuple(raw.notes)))
+    return results
+
+
+@dataclass
+class RawCount:
+    """What an adapter's ``count`` returns; ``measure`` wraps it into a ``CounterResult``."""
+
+    total: int | float
+    by_op: dict[str, int | float]
+    unsupported: dict[str, int]
+    version: str
+    notes: list[str] = field(default_factory=list)

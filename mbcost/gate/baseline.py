@@ -1,0 +1,325 @@
+"""The gate baseline: a versioned, diffable JSON file of parameter counts and MACs.
+
+One entry per model spec x input size x batch: total parameters, total MACs, and per layer
+(a layer is a module path, e.g. ``features.3.conv.1.0``) the module's own parameters and the
+MACs of the ops it issued. The file is written with a fixed key order and one layer per line,
+so a code review shows exactly which layer changed::
+
+    {
+      "mbcost_gate_baseline": 1,
+      "generated_by": "mbcost 0.1.0",
+      "conventions": "...",
+      "models": [
+        {
+          "spec": "v2",
+          "input": [224, 224],
+          "batch": 1,
+          "params": 3504872,
+          "macs": 300774272,
+          "layers": {
+            "features.0.0": {"params": 864, "macs": 10838016},
+            ...
+          }
+        }
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mbcost.errors import BaselineError, MbcostError, UnknownModelError
+from mbcost.io import display_path
+
+#: The schema version this mbcost reads and writes.
+SCHEMA_VERSION = 1
+VERSION_KEY = "mbcost_gate_baseline"
+
+#: Pseudo-layer holding parameters of modules that never ran in the forward pass.
+UNATTRIBUTED = "(unattributed)"
+#: Name of the root module's own layer (a model that is itself a single layer).
+ROOT = "(root)"
+
+CONVENTIONS = (
+    "params: unique trainable parameters incl. biases and BatchNorm affine (running stats excluded); "
+    "MACs: multiply-accumulates of conv and linear layers, bias excluded (the papers' Mult-Adds); "
+    "layers: module paths, each with its own parameters and the MACs of the ops it issued "
+    "(modules with neither are not listed); " + UNATTRIBUTED + ": parameters of modules the forward pass never ran"
+)
+
+REGENERATE = "regenerate it with `mbcost gate --update`"
+
+Size = tuple[int, int]
+EntryKey = tuple[str, Size, int]
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """Parameters owned by one module and the MACs of the ops it issued."""
+
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The counts of one model at one input size and batch (a baseline entry, or a fresh measure).
+
+    ``layers`` keeps the forward pass's order (the order the file lists them in).
+    """
+
+    spec: str
+    input: Size
+    batch: int
+    params: int
+    macs: int
+    layers: Mapping[str, LayerCount] = field(default_factory=dict)
+
+    @property
+    def key(self) -> EntryKey:
+        return (self.spec, self.input, self.batch)
+
+    @property
+    def label(self) -> str:
+        return entry_label(self.key)
+
+
+def entry_label(key: EntryKey) -> str:
+    """``v2 @ 224x224`` (``v2 @ 224x224 b8`` for a batch other than 1)."""
+    spec, (h, w), batch = key
+    return f"{spec} @ {h}x{w}" + (f" b{batch}" if batch != 1 else "")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A parsed baseline file: its schema version, provenance and entries (sorted by key)."""
+
+    entries: tuple[Entry, ...]
+    version: int = SCHEMA_VERSION
+    generated_by: str = ""
+    conventions: str = CONVENTIONS
+
+    def by_key(self) -> dict[EntryKey, Entry]:
+        return {e.key: e for e in self.entries}
+
+
+def measure(spec: str, size: Size, batch: int = 1) -> Entry:
+    """Count one model with the analytic engine (pure shapes, milliseconds per model).
+
+    Args:
+        spec: a zoo spec (``"v2"``, ``"v1@0.75"``) or ``"package.module:factory"``.
+        size: ``(H, W)``.
+        batch: batch size (MACs scale with it; parameters do not).
+
+    Returns:
+        An ``Entry`` keyed by the spec's canonical label (``"mobilenet_v2"`` -> ``"v2"``).
+    """
+    from mbcost.cost.analyze import analyze
+    from mbcost.zoo.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    cost = analyze(parsed, size, batch)
+    layers: dict[str, LayerCount] = {}
+    for record in cost.layers:
+        name = record.module or ROOT
+        previous = layers.get(name, LayerCount(0, 0))
+        layers[name] = LayerCount(previous.params + record.params, previous.macs + record.macs)
+    layers = {name: count for name, count in layers.items() if count.params or count.macs}
+    if cost.unattributed_params:
+        layers[UNATTRIBUTED] = LayerCount(cost.unattributed_params, 0)
+    return Entry(spec=parsed.label, input=tuple(cost.input), batch=batch, params=cost.params, macs=cost.macs,
+                 layers=layers)
+
+
+def make_baseline(entries: Iterable[Entry]) -> Baseline:
+    """A baseline of ``entries``, sorted by (spec, input, batch) so the file order is stable."""
+    import mbcost
+
+    return Baseline(entries=tuple(sorted(entries, key=lambda e: e.key)),
+                    generated_by=f"mbcost {mbcost.__version__}")
+
+
+def dumps(baseline: Baseline) -> str:
+    """The baseline as JSON text: fixed key order, one layer per line, a final newline."""
+    def j(v: Any) -> str:
+        return json.dumps(v, ensure_ascii=False)
+
+    out = ["{", f"  {j(VERSION_KEY)}: {baseline.version},", f"  \"generated_by\": {j(baseline.generated_by)},",
+           f"  \"conventions\": {j(baseline.conventions)},"]
+    if not baseline.entries:
+        out.append("  \"models\": []")
+    else:
+        out.append("  \"models\": [")
+        for i, e in enumerate(baseline.entries):
+            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": [{e.input[0]}, {e.input[1]}],",
+                    f"      \"batch\": {e.batch},", f"      \"params\": {e.params},", f"      \"macs\": {e.macs},"]
+            if e.layers:
+                out.append("      \"layers\": {")
+                names = list(e.layers)
+                for k, name in enumerate(names):
+                    c = e.layers[name]
+                    comma = "," if k < len(names) - 1 else ""
+                    out.append(f"        {j(name)}: {{\"params\": {c.params}, \"macs\": {c.macs}}}{comma}")
+                out.append("      }")
+            else:
+                out.append("      \"layers\": {}")
+            out.append("    }" + ("," if i < len(baseline.entries) - 1 else ""))
+        out.append("  ]")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def read_baseline(path: Path) -> Baseline:
+    """Read and validate a baseline file.
+
+    Raises:
+        BaselineError: missing, unreadable, empty or corrupt file; another schema version;
+            malformed or duplicate entries. The message is one line naming the file.
+    """
+    shown = display_path(path)
+    path = Path(path)
+    if not path.exists():
+        raise baseline_error(f"no baseline at {shown}", "create one with `mbcost gate --update`")
+    if path.is_dir():
+        raise baseline_error(f"baseline {shown} is a directory, not a file", "")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise baseline_error(f"cannot read baseline {shown}: {reason}", "") from None
+    return loads(text, shown)
+
+
+def loads(text: str, path: Path | str = "<baseline>") -> Baseline:
+    """Parse baseline JSON text (see ``read_baseline`` for the errors)."""
+    if not text.strip():
+        raise baseline_error(f"baseline {path} is empty")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) \
+            else str(exc)
+        raise baseline_error(f"baseline {path} is not valid JSON ({detail})") from None
+    if not isinstance(data, dict) or VERSION_KEY not in data:
+        raise baseline_error(f"{path} is not an mbcost gate baseline (no {VERSION_KEY!r} version field)")
+    version = data[VERSION_KEY]
+    if type(version) is not int:
+        raise baseline_error(f"baseline {path} has a malformed schema version {version!r} "
+                             f"(this mbcost reads version {SCHEMA_VERSION})")
+    if version != SCHEMA_VERSION:
+        origin = "a newer" if version > SCHEMA_VERSION else "an older"
+        raise baseline_error(
+            f"baseline {path} has schema version {version} (from {origin} mbcost); this mbcost reads version "
+            f"{SCHEMA_VERSION}", ("upgrade mbcost or " if version > SCHEMA_VERSION else "") + REGENERATE)
+    return Baseline(entries=_entries(data.get("models"), path), version=version,
+                    generated_by=_text(data.get("generated_by", ""), "generated_by", path),
+                    conventions=_text(data.get("conventions", ""), "conventions", path))
+
+
+def check_specs(baseline: Baseline, path: Path | str) -> Baseline:
+    """Refuse a baseline naming a model that no longer exists (exit 2, not drift).
+
+    Zoo names are looked up; ``module:factory`` specs are imported.
+
+    Returns:
+        The baseline with every spec in its canonical form (``"mobilenet_v2"`` -> ``"v2"``).
+
+    Raises:
+        UnknownModelError: with the baseline's path and the entry in the message.
+    """
+    from mbcost.zoo.spec import load_factory, parse_spec
+
+    labels: dict[str, str] = {}
+    for spec in dict.fromkeys(e.spec for e in baseline.entries):
+        try:
+            parsed = parse_spec(spec)
+            if parsed.factory:
+                load_factory(parsed.factory)
+        except MbcostError as exc:
+            raise UnknownModelError(f"baseline {display_path(path)} names model {spec!r}, which cannot be "
+                                    f"built: {exc}") from None
+        labels[spec] = parsed.label
+    entries = [replace(e, spec=labels[e.spec]) for e in baseline.entries]
+    if len({e.key for e in entries}) != len(entries):
+        raise _malformed(display_path(path), "'models'", "lists the same model twice under different spellings")
+    return replace(baseline, entries=tuple(entries))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a count")
+
+
+def baseline_error(reason: str, hint: str = REGENERATE) -> BaselineError:
+    """A ``BaselineError`` whose message is ``reason; hint``; the bare reason is kept as ``.reason``."""
+    exc = BaselineError(f"{reason}; {hint}" if hint else reason)
+    exc.reason = reason  # type: ignore[attr-defined]
+    return exc
+
+
+def _malformed(path: Path | str, where: str, what: str) -> BaselineError:
+    return baseline_error(f"baseline {path} is malformed: {where} {what}")
+
+
+def _text(value: Any, where: str, path: Path | str) -> str:
+    if not isinstance(value, str):
+        raise _malformed(path, where, "is not a string")
+    return value
+
+
+def _count(value: Any, where: str, path: Path | str) -> int:
+    if type(value) is not int or value < 0:
+        raise _malformed(path, where, f"must be a non-negative integer (got {value!r})")
+    return value
+
+
+def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
+    if not isinstance(models, list):
+        raise _malformed(path, "'models'", "must be a list")
+    entries: list[Entry] = []
+    seen: set[EntryKey] = set()
+    for i, m in enumerate(models):
+        where = f"models[{i}]"
+        if not isinstance(m, dict):
+            raise _malformed(path, where, "is not an object")
+        missing = [k for k in ("spec", "input", "params", "macs", "layers") if k not in m]
+        if missing:
+            raise _malformed(path, where, f"has no {missing[0]!r}")
+        spec = m["spec"]
+        if not isinstance(spec, str) or not spec.strip():
+            raise _malformed(path, f"{where}.spec", "must be a model spec string")
+        size = m["input"]
+        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and v > 0 for v in size)):
+            raise _malformed(path, f"{where}.input", f"must be [height, width] (got {size!r})")
+        batch = _count(m.get("batch", 1), f"{where}.batch", path)
+        if batch < 1:
+            raise _malformed(path, f"{where}.batch", "must be at least 1")
+        layers_value = m["layers"]
+        if not isinstance(layers_value, dict):
+            raise _malformed(path, f"{where}.layers", "must be an object of layer name -> {params, macs}")
+        layers: dict[str, LayerCount] = {}
+        for name, c in layers_value.items():
+            lw = f"{where}.layers[{name!r}]"
+            if not isinstance(c, dict) or set(c) != {"params", "macs"}:
+                raise _malformed(path, lw, "must be {\"params\": N, \"macs\": N}")
+            layers[name] = LayerCount(_count(c["params"], f"{lw}.params", path), _count(c["macs"], f"{lw}.macs", path))
+        entry = Entry(spec=spec.strip(), input=(size[0], size[1]), batch=batch,
+                      params=_count(m["params"], f"{where}.params", path),
+                      macs=_count(m["macs"], f"{where}.macs", path), layers=layers)
+        if entry.key in seen:
+            raise _malformed(path, where, f"repeats {entry.label}")
+        seen.add(entry.key)
+        entries.append(entry)
+    return tuple(entries)
+
+
+def relative_change(before: int, after: int) -> float:
+    """``(after - before) / before``; infinite when a zero count becomes non-zero."""
+    if before == after:
+        return 0.0
+    return (after - before) / before if before else math.inf

@@ -1,0 +1,173 @@
+"""Gate configuration: ``[tool.mbcost.gate]`` in ``pyproject.toml``, overridable from the CLI.
+
+Example ``pyproject.toml``::
+
+    [tool.mbcost.gate]
+    models = ["v1", "v2", "mypkg.models:backbone"]   # zoo specs or importable module:factory
+    inputs = [224, "224x160"]                         # sizes (H or HxW), each model at each size
+    baseline = "mbcost-baseline.json"                 # relative to this pyproject.toml
+    macs_tolerance = 0.0                              # relative; parameter counts always match exactly
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mbcost.errors import SpecError
+from mbcost.zoo.spec import parse_input
+
+#: Baseline file name when none is configured, next to the ``pyproject.toml`` (or in the cwd).
+DEFAULT_BASELINE = "mbcost-baseline.json"
+CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "batch")
+MAX_BATCH = 1 << 20
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What the gate checks, against which baseline, how strictly.
+
+    ``models`` and ``inputs`` may be empty: the gate then checks what the baseline holds (all
+    of its entries when both are empty; its models or its sizes when only one is set).
+    """
+
+    models: tuple[str, ...] = ()
+    inputs: tuple[Size, ...] = ()
+    baseline: Path = Path(DEFAULT_BASELINE)
+    macs_tolerance: float = 0.0
+    batch: int = 1
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        check_tolerance(self.macs_tolerance)
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or not 1 <= self.batch <= MAX_BATCH:
+            raise SpecError(f"gate batch must be an integer in 1..{MAX_BATCH} (got {self.batch!r})")
+
+    def override(self, *, models: Sequence[str] | None = None, inputs: Sequence[Size] | None = None,
+                 baseline: Path | None = None, macs_tolerance: float | None = None) -> GateConfig:
+        """A copy with the given (non-None) values replacing the configured ones."""
+        changes: dict[str, Any] = {}
+        if models is not None:
+            changes["models"] = tuple(models)
+        if inputs is not None:
+            changes["inputs"] = tuple(inputs)
+        if baseline is not None:
+            changes["baseline"] = Path(baseline)
+        if macs_tolerance is not None:
+            changes["macs_tolerance"] = macs_tolerance
+        return replace(self, **changes)
+
+
+def check_tolerance(value: Any) -> float:
+    """A relative MACs tolerance: a finite number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(f"macs_tolerance must be a number in [0, 1), e.g. 0.01 for 1% (got {value!r})")
+    return float(value)
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` in ``start`` (default: the cwd) or any directory above it."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(pyproject: Path | None = None, *, start: Path | None = None) -> GateConfig:
+    """Read ``[tool.mbcost.gate]``.
+
+    Args:
+        pyproject: an explicit ``pyproject.toml`` (it must exist); default: search upward from
+            ``start`` (default: the cwd). A file without the table gives the defaults.
+        start: where the upward search begins.
+
+    Returns:
+        A ``GateConfig``; a relative ``baseline`` is resolved against the file's directory.
+        With no ``pyproject.toml`` at all, the defaults with the baseline in the cwd.
+
+    Raises:
+        SpecError: the file is missing (when explicit), not valid TOML, or the table holds an
+            unknown key or a value of the wrong type.
+    """
+    if pyproject is not None:
+        pyproject = Path(pyproject)
+        if not pyproject.is_file():
+            raise SpecError(f"config file {pyproject} does not exist")
+    else:
+        pyproject = find_pyproject(start)
+        if pyproject is None:
+            return GateConfig(baseline=(start or Path.cwd()) / DEFAULT_BASELINE)
+    table = _read_table(pyproject)
+    return config_from_table(table, root=pyproject.parent, source=pyproject)
+
+
+def config_from_table(table: dict[str, Any], *, root: Path, source: Path | None = None) -> GateConfig:
+    """Validate a ``[tool.mbcost.gate]`` table (as parsed from TOML) into a ``GateConfig``."""
+    where = f"[tool.mbcost.gate] in {source}" if source else "[tool.mbcost.gate]"
+    unknown = sorted(set(table) - set(CONFIG_KEYS))
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(CONFIG_KEYS)}")
+    models = table.get("models", [])
+    if isinstance(models, str):
+        models = [m for m in (p.strip() for p in models.split(",")) if m]
+    if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
+        raise SpecError(f"{where}: models must be a list of model specs, e.g. [\"v1\", \"v2\"]")
+    inputs_value = table.get("inputs", [])
+    inputs = tuple(_config_size(v, where) for v in (inputs_value if isinstance(inputs_value, list)
+                                                      else [inputs_value]))
+    baseline = table.get("baseline", DEFAULT_BASELINE)
+    if not isinstance(baseline, str) or not baseline.strip():
+        raise SpecError(f"{where}: baseline must be a path (a string)")
+    tolerance = table.get("macs_tolerance", 0.0)
+    try:
+        check_tolerance(tolerance)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return GateConfig(models=tuple(m.strip() for m in models), inputs=inputs, baseline=root / baseline,
+                      macs_tolerance=float(tolerance), batch=table.get("batch", 1), source=source)
+
+
+def _config_size(value: Any, where: str) -> Size:
+    """One TOML size: ``224``, ``"224x160"`` or ``[224, 160]``."""
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        value = (value[0], value[1])
+    elif type(value) is not int and not isinstance(value, str):
+        raise SpecError(f"{where}: inputs must be sizes such as 224, \"224x160\" or [224, 160] (got {value!r})")
+    try:
+        return parse_input(value)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def parse_inputs(values: Sequence[str]) -> tuple[Size, ...]:
+    """CLI sizes: each value may be one size or a comma list (``["224,192", "224x160"]``)."""
+    sizes = [parse_input(part) for v in values for part in str(v).split(",") if part.strip()]
+    if not sizes:
+        raise SpecError("no input sizes given; e.g. --input 224 or --input 224,192")
+    return tuple(sizes)
+
+
+def _read_table(pyproject: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise SpecError("reading pyproject.toml needs Python 3.11+ or the 'tomli' package") from None
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read {pyproject}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{pyproject} is not valid TOML: {exc}") from None
+    table = data.get("tool", {}).get("mbcost", {}).get("gate", {})
+    if not isinstance(table, dict):
+        raise SpecError(f"{pyproject}: tool.mbcost.gate must be a table")
+    return table

@@ -1,0 +1,69 @@
+"""Safe file writes shared by the library and the CLI: never half a file, never a lost one.
+
+``write_text_atomic`` replaces a file through a temporary file in the same directory and a
+rename, so a reader sees either the old content or the new, never a mix; ``append_text``
+adds to a file without touching what it already holds. Failures raise ``UsageError`` with a
+one-line reason (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from mbcost.errors import UsageError
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``.
+
+    Args:
+        path: the file to create or replace; its directory must exist.
+        text: the whole new content.
+
+    Raises:
+        UsageError: the directory is missing, ``path`` is a directory, or the write fails.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        # mkstemp creates 0600: keep the mode of the file being replaced, else a plain 0644
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def append_text(path: Path | str, text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path``, creating it if needed; existing content is kept.
+
+    Raises:
+        UsageError: the file cannot be opened for appending.
+    """
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def display_path(path: Path | str) -> str:
+    """``path`` relative to the current directory when it lies below it, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)

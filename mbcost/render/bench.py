@@ -1,0 +1,308 @@
+"""Tables and documents for ``bench``, ``profile``, ``sweep``, ``roofline`` and the measured rows of
+``compare`` and ``conv``. Reads measurement records; computes no time (ratios of recorded medians
+are formatted here, their arithmetic lives in ``mbcost.bench``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mbcost.render import conventions
+from mbcost.render import format as fmt
+from mbcost.render.table import Table
+
+if TYPE_CHECKING:
+    from mbcost.bench.layers import LayerProfile
+    from mbcost.bench.model_bench import Speedup
+    from mbcost.bench.records import ConvRecord, ModelRecord, Record
+    from mbcost.bench.roofline import Peaks
+
+TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up, eval mode, "
+          "inference_mode); IQR = interquartile range of the runs")
+GFLOPS = "GFLOP/s = analytic FLOPs (2 x MACs of conv and linear layers) / median time"
+WIDE = "! = wide spread: IQR above {:.0%} of the median (shown, not hidden; rerun on an idle machine)"
+ROOFLINE = ("roofline bound = min(peak compute, intensity x peak bandwidth), peaks measured on this device "
+            "(matmul, copy); fraction = achieved / bound")
+
+
+def ms(value: float | None, digits: int = 3) -> str:
+    """Milliseconds with sensible precision: ``21.7 ms``, ``0.412 ms``, ``12.3 us``."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value >= 100:
+        return f"{value:.1f} ms"
+    if value >= 1:
+        return f"{value:.2f} ms"
+    if value >= 0.01:
+        return f"{value:.{digits}f} ms"
+    return f"{value * 1e3:.1f} us"
+
+
+def speed(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def spread(r: Record) -> str:
+    flag = " !" if r.wide_spread else ""
+    return f"{ms(r.iqr_ms)} ({r.runs}){flag}"
+
+
+def env_line(r: Record) -> str:
+    e = r.env
+    parts = [f"{r.device_name}", threads(r.threads) if r.device == "cpu" else f"CUDA {e.cuda}, cuDNN {e.cudnn}",
+             f"torch {e.torch}", f"mbcost {e.mbcost}", e.timestamp]
+    if r.device == "cpu" and e.flush_denormal:
+        parts.append("denormals flushed to zero")
+    if r.device == "cuda":
+        parts.append(f"cudnn.benchmark {e.cudnn_benchmark}")
+    line = "measured on " + ", ".join(parts)
+    if e.busy:
+        line += (f"; WARNING: the machine was busy (load average {e.load_average:.1f} on {e.cpu_count} CPUs): "
+                 "the times include contention")
+    return line
+
+
+def flat(record: Record) -> dict[str, Any]:
+    """One CSV row: every scalar field, ``env`` flattened to ``env_*``, raw times left out."""
+    d = record.to_dict()
+    d.pop("times_ms", None)
+    env = d.pop("env", {})
+    for k in ("input", "size"):
+        if k in d and isinstance(d[k], list):
+            d[k] = "x".join(str(v) for v in d[k])
+    if "ops" in d:
+        d["ops"] = "+".join(d["ops"])
+    for k, v in env.items():
+        d[f"env_{k}"] = v
+    return d
+
+
+# -- bench -----------------------------------------------------------------------------------------
+
+
+def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table:
+    models = list(dict.fromkeys(r.model for r in records))
+    columns = ["model", "input", "batch", "dtype", "median", "IQR (runs)", "images/s", "GFLOP/s"]
+    others = models if len(models) > 1 else []
+    columns += [f"vs {o}: measured (MACs)" for o in others]
+    by_pair = {(s.model, s.other, s.config.key): s for s in ups}
+    rows = []
+    for r in records:
+        row = [r.model, f"{r.input[0]}x{r.input[1]}", str(r.batch), r.dtype + (" CL" if r.channels_last else "")
+               + (" compiled" if r.compile else ""), ms(r.median_ms), spread(r), number(r.throughput_ips),
+               number(r.achieved_gflops)]
+        for o in others:
+            s = by_pair.get((r.model, o, r.config.key))
+            row.append("1x" if o == r.model else ("-" if s is None else f"{speed(s.measured)} ({speed(s.macs_ratio)})"))
+        rows.append(row)
+    first = records[0]
+    notes = [TIMING, GFLOPS, conventions.MACS,
+             "vs X: how many times faster than X, measured (and as the MAC ratio predicts)", env_line(first)]
+    if any(r.wide_spread for r in records):
+        notes.insert(2, WIDE.format(_threshold()))
+    title = f"mbcost bench: {first.device} ({first.device_name}), {threads(first.threads)}" \
+        if first.device == "cpu" else f"mbcost bench: {first.device_name}"
+    return Table(title=title, columns=columns, rows=rows, notes=notes)
+
+
+def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
+    return [{"model": s.model, "other": s.other, "batch": s.config.batch, "dtype": s.config.dtype,
+             "device": s.config.device, "measured_speedup": s.measured, "macs_ratio": s.macs_ratio,
+             "realised": s.realised} for s in ups]
+
+
+def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
+    """``{"conventions": ..., "results": [record, ...], ...}``: the ``--format json`` document."""
+    from mbcost.bench.store import _jsonable
+
+    doc = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS, "flops": conventions.FLOPS},
+           "results": [r.to_dict() for r in records]}
+    doc.update(extra)
+    return _jsonable(doc)
+
+
+def _threshold() -> float:
+    from mbcost.bench.timer import WIDE_SPREAD
+
+    return WIDE_SPREAD
+
+
+# -- profile (per layer) ---------------------------------------------------------------------------
+
+
+def category_table(p: LayerProfile) -> Table:
+    rows = [[c.category, ms(c.time_ms), share(c.time_share), fmt.count(c.macs) if c.macs else "0",
+             share(c.mac_share) if c.category != "unattributed" else "-",
+             speed(c.time_share / c.mac_share) if c.mac_share else "-"] for c in p.categories]
+    total = sum(c.time_ms for c in p.categories)
+    rows.append(["total (sum of own times)", ms(total), "100.0%", fmt.count(p.cost.macs), "100.0%", ""])
+    notes = [
+        "time = median over passes of each module's own time (hooks on every module; children excluded)",
+        "time share / MAC share > 1: the category takes more of the time than of the arithmetic",
+        "unattributed = containers' own time and modules with no analytic record (Flatten, Dropout): "
+        "module-call and hook overhead",
+        f"instrumented pass {ms(p.instrumented_ms)} (median of {p.passes}); without hooks "
+        f"{ms(p.end_to_end.median_ms) if p.end_to_end else '-'}",
+        conventions.MACS,
+    ]
+    if p.layers:
+        notes.append(env_line(p.layers[0]))
+    cfg = p.config
+    return Table(title=f"mbcost profile: {p.model}, input {p.cost.input[0]}x{p.cost.input[1]}, batch {cfg.batch}, "
+                       f"{cfg.dtype}, {cfg.device_name}: time share vs MAC share",
+                 columns=["category", "time", "time share", "MACs", "MAC share", "time/MAC share"], rows=rows,
+                 notes=notes)
+
+
+def layers_table(p: LayerProfile, top: int | None = None) -> Table:
+    layers = list(p.layers)
+    if top:
+        layers = sorted(layers, key=lambda r: r.median_ms, reverse=True)[:top]
+    with_roof = p.peaks is not None
+    columns = ["layer", "category", "time", "IQR (runs)", "time share", "MAC share", "intensity", "GFLOP/s"]
+    if with_roof:
+        columns += ["bound GFLOP/s", "of bound"]
+    rows = []
+    for r in layers:
+        row = [r.layer, r.category, ms(r.median_ms), spread(r), share(r.time_share), share(r.mac_share),
+               number(r.arithmetic_intensity, 2), number(r.achieved_gflops, 2)]
+        if with_roof:
+            row += [number(r.roofline_bound_gflops, 1), share(r.bound_fraction)]
+        rows.append(row)
+    notes = ["intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte; "
+             "GFLOP/s here counts the same work",
+             f"time = the module's own time, median over {p.passes} instrumented passes (forward hooks on every "
+             "module; CUDA events on GPU); IQR over the same passes"]
+    if with_roof:
+        pk = p.peaks
+        notes += [ROOFLINE, f"peaks ({pk.dtype}, {threads(pk.threads)}): {number(pk.peak_gflops)} GFLOP/s, "
+                            f"{number(pk.peak_gbps)} GB/s, ridge point {number(pk.ridge_point, 2)} FLOP/byte"
+                            + (" (cached)" if pk.cached else "")]
+    notes += list(p.notes)
+    title = f"mbcost profile: {p.model} per layer" + (f", top {top} by time" if top else "")
+    return Table(title=title, columns=columns, rows=rows, notes=notes)
+
+
+def profile_document(p: LayerProfile) -> dict[str, Any]:
+    records: list[Any] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
+    return results_document(
+        records,
+        categories=[{"category": c.category, "time_ms": c.time_ms, "time_share": c.time_share, "macs": c.macs,
+                     "mac_share": c.mac_share} for c in p.categories],
+        instrumented_ms=p.instrumented_ms, unattributed_ms=p.unattributed_ms, passes=p.passes,
+        peaks=None if p.peaks is None else {"peak_gflops": p.peaks.peak_gflops, "peak_gbps": p.peaks.peak_gbps,
+                                            "ridge_point": p.peaks.ridge_point, "cached": p.peaks.cached},
+        roofline=ROOFLINE if p.peaks else None,
+    )
+
+
+# -- sweep and conv --------------------------------------------------------------------------------
+
+
+def sweep_table(records: Sequence[ConvRecord]) -> Table:
+    rows = []
+    for r in records:
+        mac_speedup = 1 / r.macs_ratio if r.macs_ratio else math.nan
+        rows.append([str(r.cin), str(r.k), f"{r.size[0]}x{r.size[1]}", f"{r.macs_ratio:.4f}", f"{r.formula_ratio:.4f}",
+                     speed(mac_speedup), ms(r.standard_ms) + (" !" if r.standard_wide_spread else ""),
+                     ms(r.separable_ms) + (" !" if r.wide_spread else ""),
+                     speed(r.measured_speedup), share(r.measured_speedup / mac_speedup)])
+    first = records[0] if records else None
+    notes = ["M = N = channels; standard KxK conv vs depthwise KxK + pointwise 1x1, stride 1, 'same' padding, "
+             "no bias",
+             "MAC ratio = exact separable / standard MACs; 1/N + 1/K^2 = the MobileNet paper's closed form",
+             "realised = measured speed-up / MAC speed-up", TIMING]
+    if any(r.wide_spread or r.standard_wide_spread for r in records):
+        notes.append(WIDE.format(_threshold()))
+    if first:
+        notes.append(env_line(first))
+    title = "mbcost sweep: standard vs depthwise-separable convolution" + (
+        f", {first.device_name}, {first.dtype}, batch {first.batch}" if first else "")
+    return Table(title=title, columns=["M=N", "K", "F", "MAC ratio", "1/N+1/K^2", "MAC speed-up", "standard",
+                                       "separable", "measured speed-up", "realised"], rows=rows, notes=notes)
+
+
+def conv_rows(r: ConvRecord) -> list[list[str]]:
+    """Rows appended to ``mbcost conv``'s table (columns: layer, params, MACs, FLOPs, vs standard)."""
+    mac_speedup = 1 / r.macs_ratio if r.macs_ratio else math.nan
+    where = f"{r.device}, {r.dtype}"
+    return [
+        [f"measured standard ({where})", "", "", "", f"{ms(r.standard_ms)} +/- {ms(r.standard_iqr_ms)}"],
+        [f"measured depthwise + pointwise ({where})", "", "", "", f"{ms(r.separable_ms)} +/- {ms(r.iqr_ms)}"],
+        ["measured speed-up (standard / separable)", "", speed(mac_speedup), "", speed(r.measured_speedup)
+         + f" ({share(r.measured_speedup / mac_speedup)} of the MAC speed-up)"],
+    ]
+
+
+# -- roofline --------------------------------------------------------------------------------------
+
+
+def peaks_table(peaks: Sequence[Peaks]) -> Table:
+    rows = [[p.device_name, p.dtype, str(p.threads), number(p.peak_gflops), f"{ms(p.matmul_ms)} ({p.matmul_runs})",
+             number(p.peak_gbps), f"{ms(p.copy_ms)} ({p.copy_runs})", number(p.ridge_point, 2),
+             "cached" if p.cached else p.measured_at] for p in peaks]
+    notes = ["peak compute = 2 n^3 / median time of an n x n matmul in the dtype",
+             "peak bandwidth = (bytes read + bytes written) / median time of a large tensor copy; GB = 10^9 bytes",
+             "ridge point = peak compute / peak bandwidth: layers below this intensity are memory-bound"]
+    if peaks:
+        p = peaks[0]
+        notes.append(f"matmul n = {p.matmul_n}, copy {fmt.nbytes(p.copy_bytes)} moved; torch {p.torch}")
+    return Table(title="mbcost roofline: measured attainable peaks",
+                 columns=["device", "dtype", "threads", "GFLOP/s", "matmul", "GB/s", "copy", "ridge FLOP/B",
+                          "measured"], rows=rows, notes=notes)
+
+
+# -- compare --------------------------------------------------------------------------------------
+
+
+def compare_rows(labels: Sequence[str], records: Sequence[ModelRecord], ups: Sequence[Speedup],
+                 skipped: Sequence[str] = ()) -> list[list[str]]:
+    """Measured rows for ``mbcost compare`` (metrics as rows, one column per model label)."""
+    rows: list[list[str]] = []
+    devices = list(dict.fromkeys(r.device for r in records))
+    for dev in devices:
+        by_model = {r.model: r for r in records if r.device == dev}
+        first = next(iter(by_model.values()))
+        tag = f"{dev.upper()} {first.dtype}"
+        rows.append([f"{tag} latency (median, batch {first.batch})",
+                     *[ms(by_model[m].median_ms) if m in by_model else "-" for m in labels]])
+        rows.append([f"{tag} IQR (runs)", *[spread(by_model[m]) if m in by_model else "-" for m in labels]])
+        rows.append([f"{tag} images/s", *[number(by_model[m].throughput_ips) if m in by_model else "-"
+                                          for m in labels]])
+        rows.append([f"{tag} GFLOP/s achieved", *[number(by_model[m].achieved_gflops) if m in by_model else "-"
+                                                  for m in labels]])
+        pairs = {(s.model, s.other): s for s in ups if s.config.device == dev}
+        if len(labels) > 1:
+            for other in labels:
+                cells = []
+                for m in labels:
+                    s = pairs.get((m, other))
+                    cells.append("1x" if m == other else ("-" if s is None else
+                                                          f"{speed(s.measured)} (MACs {speed(s.macs_ratio)})"))
+                rows.append([f"{tag} speed-up vs {other}", *cells])
+    rows += [[f"measured: {why}", *["" for _ in labels]] for why in skipped]
+    return rows
+
+
+def compare_notes(records: Sequence[ModelRecord]) -> list[str]:
+    if not records:
+        return []
+    notes = ["measured rows: " + TIMING + "; a short time budget (mbcost bench measures longer)",
+             "speed-up vs X = X's median / this model's median (MACs: X's MACs / this model's MACs)",
+             env_line(records[0])]
+    if any(r.wide_spread for r in records):
+        notes.insert(1, WIDE.format(_threshold()))
+    return notes

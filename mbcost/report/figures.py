@@ -1,0 +1,454 @@
+"""Plotly figures of costs and measurements. One function per figure; each reads result objects
+(``ModelCost``, ``ConvComparison``, measurement records) and computes no cost itself.
+
+Every axis title carries its unit and convention; every text that comes from the user (model
+labels, layer names, run labels) is HTML-escaped, because plotly renders a subset of HTML in
+text. Each function returns a ``plotly.graph_objects.Figure``, which displays inline in Jupyter.
+
+Example:
+    >>> from mbcost.report.data import gather
+    >>> from mbcost.report.figures import params_macs_figure
+    >>> fig = params_macs_figure(gather("v1,v2,vgg16").models)
+    >>> fig.layout.yaxis.type
+    'log'
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mbcost.cost.conv import ConvComparison
+from mbcost.cost.result import CATEGORIES, ModelCost
+from mbcost.render import format as fmt
+from mbcost.report.data import ReportData, category_times
+from mbcost.zoo.registry import Reported
+
+NOT_MEASURED = "not measured: run  mbcost bench --save results.jsonl  and pass  --from results.jsonl"
+NOT_PROFILED = ("not measured: run  mbcost profile v1 --save results.jsonl  (per-layer times and the device's "
+                "peaks)<br>and pass  --from results.jsonl,  or make the report with  --bench")
+
+CATEGORY_NAMES = {
+    "conv": "standard conv (KxK)",
+    "dwconv": "depthwise conv",
+    "pwconv": "pointwise conv (1x1)",
+    "linear": "fully connected",
+    "other": "other (BN, act., pool, add)",
+}
+CATEGORY_COLORS = {"conv": "#4c72b0", "dwconv": "#dd8452", "pwconv": "#55a868", "linear": "#8172b3",
+                   "other": "#937860"}
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+           "#ccb974", "#64b5cd")
+DASHES = ("dot", "dash", "dashdot", "longdash")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down")
+
+_LAYOUT = dict(template="plotly_white", font=dict(size=13), height=480,
+               margin=dict(l=80, r=20, t=100, b=70), hoverlabel=dict(namelength=-1),
+               legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", tracegroupgap=4))
+
+
+def esc(text: Any) -> str:
+    """Escape a user-derived string for plotly text (plotly renders a subset of HTML)."""
+    return html.escape(str(text), quote=False)
+
+
+def _run(record: Mapping[str, Any]) -> str:
+    """The run label of a record (``run`` once ``data.label_runs`` has named it, else its own ``label``)."""
+    return str(record.get("run") or record.get("label") or "")
+
+
+def _size(hw: Sequence[int] | None) -> str:
+    return "?" if not hw else "x".join(str(v) for v in hw)
+
+
+def _layout(fig: go.Figure, title: str, subtitle: str = "", **extra: Any) -> go.Figure:
+    text = f"<b>{title}</b>" + (f"<br><span style='font-size:12px;color:#555'>{subtitle}</span>" if subtitle else "")
+    layout = {**_LAYOUT, **extra}
+    fig.update_layout(**layout, title=dict(text=text, x=0.01, xanchor="left", yref="container", yanchor="top",
+                                           y=1 - 14 / layout["height"]))
+    fig.update_xaxes(exponentformat="SI")
+    fig.update_yaxes(exponentformat="SI")
+    return fig
+
+
+def _not_measured(fig: go.Figure, text: str = NOT_MEASURED) -> go.Figure:
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font=dict(size=15, color="#a33"), bordercolor="#a33", borderwidth=1, borderpad=8,
+                       bgcolor="#fff8f8")
+    return fig
+
+
+def _log_axis(fig: go.Figure, values: Iterable[float], title: str, *, axis: str = "y", row: int | None = None,
+              col: int | None = None, from_decade: bool = False, above: float = 0.15, below: float = 0.15) -> None:
+    """Make an axis logarithmic with readable ticks: 1-2-5 steps labelled in full ("200 M", "0.05").
+
+    ``from_decade`` starts the axis at the power of ten below the smallest value (for bars).
+    """
+    positive = [float(v) for v in values if v is not None and v > 0]
+    update: dict[str, Any] = dict(type="log", title_text=title)
+    if positive:
+        lo = math.log10(min(positive))
+        hi = math.log10(max(positive)) + above
+        lo = math.floor(lo) if from_decade else lo - below
+        steps = [(m, e) for e in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)
+                 if lo - 1e-9 <= math.log10(m) + e <= hi]
+        if len(steps) > 10:  # many decades: powers of ten only
+            steps = [(m, e) for m, e in steps if m == 1]
+        ticks = [float(f"{m}e{e}") for m, e in steps]
+        update.update(range=[lo, hi], tickvals=ticks, ticktext=[_tick(t) for t in ticks])
+    (fig.update_yaxes if axis == "y" else fig.update_xaxes)(**update, row=row, col=col)
+
+
+def _tick(v: float) -> str:
+    return fmt.count(v, 0) if v >= 1000 else f"{v:g}"
+
+
+def _hover(lines: Iterable[str]) -> str:
+    return "<br>".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic figures
+
+
+def params_macs_figure(models: Sequence[ModelCost], references: Mapping[str, Reported] | None = None) -> go.Figure:
+    """Parameters and MACs per model on log axes, with the papers' quoted figures beside the counts."""
+    references = references or {}
+    labels = [esc(m.label) for m in models]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("Parameters per model", "MACs per model (one forward pass)"))
+    for col, key, unit in ((1, "params", "parameters"), (2, "macs", "MACs")):
+        values = [getattr(m, key) for m in models]
+        fig.add_trace(go.Bar(
+            x=labels, y=values, name="counted by mbcost", legendgroup="counted", showlegend=col == 1,
+            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(models))],
+            text=[fmt.count(v) for v in values], textposition="outside", cliponaxis=False,
+            hovertext=[f"{lab}: {fmt.exact(v)} {unit}" for lab, v in zip(labels, values, strict=True)],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+        quoted = [(esc(m.label), getattr(references.get(m.label), f"{key}_millions", None)) for m in models]
+        quoted = [(lab, v * 1e6) for lab, v in quoted if v is not None]
+        if quoted:
+            fig.add_trace(go.Scatter(
+                x=[q[0] for q in quoted], y=[q[1] for q in quoted], mode="markers",
+                name="reported in the paper (quoted)", legendgroup="paper", showlegend=col == 1,
+                marker=dict(symbol="line-ew-open", size=34, color="#111", line=dict(width=3, color="#111")),
+                hovertext=[f"{lab}: paper reports {fmt.count(v)} {unit}" for lab, v in quoted],
+                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+    _log_axis(fig, [m.params for m in models], "parameters (count, log scale)", row=1, col=1, from_decade=True,
+              above=0.3)
+    _log_axis(fig, [m.macs for m in models], "MACs (multiply-accumulates, log scale)", row=1, col=2,
+              from_decade=True, above=0.3)
+    fig.update_xaxes(title_text="model")
+    first = models[0]
+    return _layout(fig, "Parameters and MACs per model",
+                   f"input {_size(first.input)}, batch {first.batch}; MACs = multiply-accumulates of conv and linear "
+                   "layers (FLOPs = 2 x MACs); black marks: the papers' figures, quoted")
+
+
+def category_figure(models: Sequence[ModelCost]) -> go.Figure:
+    """Share of MACs and of parameters by layer category, per model (MobileNet V1 Table 2 style)."""
+    labels = [esc(m.label) for m in models]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("Share of MACs by layer category", "Share of parameters by layer category"))
+    for col, key in ((1, "macs"), (2, "params")):
+        for cat in CATEGORIES:
+            parts = [getattr(m.categories[cat], key) for m in models]
+            totals = [getattr(m, key) for m in models]
+            shares = [100 * p / t if t else 0.0 for p, t in zip(parts, totals, strict=True)]
+            fig.add_trace(go.Bar(
+                x=labels, y=shares, name=CATEGORY_NAMES[cat], legendgroup=cat, showlegend=col == 1,
+                marker_color=CATEGORY_COLORS[cat],
+                text=[f"{s:.1f}%" if s >= 4 else "" for s in shares], textposition="inside",
+                hovertext=[f"{lab}, {CATEGORY_NAMES[cat]}: {s:.2f}% ({fmt.exact(p)} {key.replace('macs', 'MACs')})"
+                           for lab, s, p in zip(labels, shares, parts, strict=True)],
+                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(range=[0, 100], ticksuffix="%")
+    fig.update_yaxes(title_text="share of the model's MACs (%)", row=1, col=1)
+    fig.update_yaxes(title_text="share of the model's parameters (%)", row=1, col=2)
+    fig.update_xaxes(title_text="model")
+    return _layout(fig, "Where the cost sits: MACs and parameters by layer category",
+                   "as in the MobileNet V1 paper, Table 2 (resource per layer type); hover for exact counts")
+
+
+def layers_figure(model: ModelCost) -> go.Figure:
+    """MACs and parameters of every conv and linear layer, in forward order, coloured by category."""
+    counted = [lc for lc in model.layers if lc.macs or lc.kind in ("conv", "matmul")]
+    layers = list(enumerate(counted, 1))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("MACs per layer", "Parameters per layer"))
+    for cat in CATEGORIES:
+        chosen = [(i, lc) for i, lc in layers if lc.category == cat]
+        if not chosen:
+            continue
+        hover = [_hover([f"#{i} {esc(lc.name)} ({esc(lc.module_type)})", CATEGORY_NAMES[cat],
+                         f"{_size(lc.input_shape)} -> {_size(lc.output_shape)}",
+                         f"MACs {fmt.exact(lc.macs)} ({fmt.percent(lc.macs, model.macs)})",
+                         f"params {fmt.exact(lc.params)} ({fmt.percent(lc.params, model.params)})"])
+                 for i, lc in chosen]
+        for row, key in ((1, "macs"), (2, "params")):
+            fig.add_trace(go.Bar(x=[i for i, _ in chosen], y=[getattr(lc, key) for _, lc in chosen],
+                                 name=CATEGORY_NAMES[cat], legendgroup=cat, showlegend=row == 1,
+                                 marker_color=CATEGORY_COLORS[cat], hovertext=hover,
+                                 hovertemplate="%{hovertext}<extra></extra>"), row=row, col=1)
+    fig.update_layout(barmode="overlay", bargap=0.15)
+    fig.update_yaxes(title_text="MACs (multiply-accumulates)", row=1, col=1)
+    fig.update_yaxes(title_text="parameters (count)", row=2, col=1)
+    fig.update_xaxes(title_text="conv / linear layer, in forward order (hover for its name)", row=2, col=1)
+    return _layout(fig, f"{esc(model.label)}: MACs and parameters per layer",
+                   f"input {_size(model.input)}, batch {model.batch}; conv and linear layers only "
+                        "(BatchNorm parameters are in 'other' in the category chart)", height=560)
+
+
+def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[dict[str, Any]] = ()) -> go.Figure:
+    """Separable / standard cost ratio across channels and kernels: the paper's 1/N + 1/K^2, the
+    exact counts and, when measured, the measured time ratios."""
+    fig = go.Figure()
+    kernels = list(dict.fromkeys(c.kernel for c in grid))
+    for n, k in enumerate(kernels):
+        color = PALETTE[n % len(PALETTE)]
+        cs = sorted((c for c in grid if c.kernel == k), key=lambda c: c.out_channels)
+        fig.add_trace(go.Scatter(
+            x=[c.out_channels for c in cs], y=[float(c.formula_ratio) for c in cs], mode="lines",
+            name=f"K={k}: formula 1/N + 1/K<sup>2</sup>", line=dict(color=color, width=2), legendgroup=f"k{k}",
+            hovertext=[f"K={k}, N={c.out_channels}: 1/N + 1/K<sup>2</sup> = {c.formula_ratio} "
+                       f"= {float(c.formula_ratio):.4f}" for c in cs], hovertemplate="%{hovertext}<extra></extra>"))
+        fig.add_trace(go.Scatter(
+            x=[c.out_channels for c in cs], y=[float(c.macs_ratio) for c in cs], mode="markers",
+            name=f"K={k}: exact MAC count", marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
+            legendgroup=f"k{k}",
+            hovertext=[_hover([f"M={c.in_channels}, N={c.out_channels}, K={k}, {_size(c.size)} map",
+                               f"standard {fmt.exact(c.standard.macs)} MACs, separable {fmt.exact(c.separable.macs)}",
+                               f"ratio {float(c.macs_ratio):.4f} ({fmt.ratio(float(c.macs_ratio))})"]) for c in cs],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    measured = [r for r in records if r.get("kind") == "conv"]
+    groups: dict[tuple[str, Any, str], list[dict[str, Any]]] = {}
+    for r in measured:  # one series per run, kernel and feature-map size
+        groups.setdefault((_run(r), r["k"], _size(r.get("size"))), []).append(r)
+    runs = list(dict.fromkeys(run for run, _, _ in groups))
+    sizes = list(dict.fromkeys(size for _, _, size in groups))
+    for (run, k, size), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["cout"])
+        color = PALETTE[kernels.index(k) % len(PALETTE)] if k in kernels else "#444"
+        fig.add_trace(go.Scatter(
+            x=[r["cout"] for r in rs], y=[r["separable_ms"] / r["standard_ms"] for r in rs], mode="markers+lines",
+            name=f"K={k}: measured time" + (f" ({size} map)" if len(sizes) > 1 else "") + f", {esc(run)}",
+            legendgroup=f"k{k}", line=dict(color=color, width=1, dash=DASHES[sizes.index(size) % len(DASHES)]),
+            marker=dict(color=color, size=10, symbol=SYMBOLS[(runs.index(run) + 1) % len(SYMBOLS)]),
+            hovertext=[_hover([esc(run), f"M={r['cin']}, N={r['cout']}, K={k}, {_size(r.get('size'))} map",
+                               f"standard {r['standard_ms']:.3f} ms, separable {r['separable_ms']:.3f} ms",
+                               f"measured speed-up {r['measured_speedup']:.2f}x "
+                               f"(MAC count predicts {1 / r['macs_ratio']:.2f}x)" if r.get("macs_ratio") else
+                               f"measured speed-up {r['measured_speedup']:.2f}x"]) for r in rs],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="output channels N (= input channels M in the grid; log scale)",
+                     tickvals=sorted({c.out_channels for c in grid} | {r["cout"] for r in measured}))
+    _log_axis(fig, [float(c.formula_ratio) for c in grid] + [float(c.macs_ratio) for c in grid]
+              + [r["separable_ms"] / r["standard_ms"] for r in measured], "separable / standard (ratio, log scale)")
+    if measured:
+        fig.add_hline(y=1, line=dict(color="#888", dash="dash", width=1))
+        # annotation positions on a log axis are given in log10 units: log10(1) = 0
+        fig.add_annotation(y=0, yref="y", x=1, xref="paper", xanchor="right", yanchor="bottom", showarrow=False,
+                           text="break-even: same time as the standard conv", font=dict(size=11, color="#666"))
+    sub = ("lower = cheaper; lines: the paper's 1/N + 1/K<sup>2</sup>; circles: exact MAC counts; "
+           + ("dotted: measured time ratio (separable ms / standard ms)" if measured
+              else "time not measured (run mbcost bench --save results.jsonl and pass --from results.jsonl)"))
+    return _layout(fig, "Depthwise + pointwise vs standard KxK convolution", sub, height=520)
+
+
+def scaling_figure(scaling: Sequence[ModelCost]) -> go.Figure:
+    """MACs and parameters across width multipliers and resolutions (the papers' trade-off tables)."""
+    names = list(dict.fromkeys(m.name for m in scaling))
+    if not names:
+        fig = go.Figure()
+        _not_measured(fig, "no width-multiplier model (v1, v1-conv, v2) in this report")
+        return _layout(fig, "Width multiplier and resolution trade-off", height=300)
+    fig = make_subplots(rows=1, cols=len(names) + 1, horizontal_spacing=0.09,
+                        subplot_titles=[f"{esc(n)}: MACs" for n in names] + ["parameters (any resolution)"])
+    resolutions = sorted({m.input for m in scaling}, reverse=True)
+    for col, name in enumerate(names, 1):
+        for n, res in enumerate(resolutions):
+            ms = sorted((m for m in scaling if m.name == name and m.input == res), key=lambda m: m.width or 1.0)
+            fig.add_trace(go.Scatter(
+                x=[m.width for m in ms], y=[m.macs for m in ms], mode="lines+markers",
+                name=f"MACs at {_size(res)}", legendgroup=f"r{res}", showlegend=col == 1,
+                line=dict(color=PALETTE[n % len(PALETTE)]),
+                hovertext=[f"{esc(m.label)} at {_size(res)}: {fmt.count(m.macs)} MACs ({fmt.exact(m.macs)})"
+                           for m in ms],
+                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+        _log_axis(fig, [m.macs for m in scaling if m.name == name],
+                  "MACs (multiply-accumulates, log scale)" if col == 1 else "", row=1, col=col)
+    for n, name in enumerate(names):
+        first_res = max(m.input for m in scaling if m.name == name)
+        ms = sorted((m for m in scaling if m.name == name and m.input == first_res), key=lambda m: m.width or 1.0)
+        fig.add_trace(go.Scatter(
+            x=[m.width for m in ms], y=[m.params for m in ms], mode="lines+markers", name=f"{esc(name)} parameters",
+            line=dict(color="#222", dash=("solid", "dash", "dot", "dashdot")[n % 4]),
+            marker=dict(symbol=SYMBOLS[n % len(SYMBOLS)], color="#222"),
+            hovertext=[f"{esc(m.label)}: {fmt.count(m.params)} parameters ({fmt.exact(m.params)})" for m in ms],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=len(names) + 1)
+    _log_axis(fig, [m.params for m in scaling], "parameters (count, log scale)", row=1, col=len(names) + 1)
+    widths = sorted({m.width for m in scaling if m.width is not None})
+    fig.update_xaxes(type="log", title_text="width multiplier (log)", tickvals=widths,
+                     ticktext=[f"{w:g}" for w in widths], tickangle=0)
+    return _layout(fig, "Width multiplier and resolution trade-off",
+                   "MACs grow with width<sup>2</sup> x resolution<sup>2</sup>, parameters roughly with "
+                   "width<sup>2</sup> and not with resolution (as in the MobileNet V1 paper, Tables 6-7); "
+                   "log-log axes: slope 2 = quadratic")
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured figures
+
+
+def latency_figure(records: Iterable[dict[str, Any]], input: tuple[int, int] | None = None) -> go.Figure:
+    """MACs against measured latency, one series per run (machine / device / dtype)."""
+    fig = go.Figure()
+    rs = [r for r in records if r.get("kind") == "model"]
+    runs = list(dict.fromkeys(_run(r) for r in rs))
+    for n, run in enumerate(runs):
+        mine = sorted((r for r in rs if _run(r) == run), key=lambda r: r["macs"])
+        text = [esc(r["model"]) + ("" if not input or tuple(r.get("input") or ()) == tuple(input)
+                                   else f" ({_size(r.get('input'))})") for r in mine]
+        fig.add_trace(go.Scatter(
+            x=[r["macs"] for r in mine], y=[r["median_ms"] for r in mine], mode="markers+text", name=esc(run),
+            text=text, textposition="top center", cliponaxis=False,
+            marker=dict(size=11, color=PALETTE[n % len(PALETTE)], symbol=SYMBOLS[n % len(SYMBOLS)]),
+            error_y=dict(type="data", array=[r.get("iqr_ms") or 0 for r in mine], visible=True, thickness=1),
+            hovertext=[_hover([f"{esc(r['model'])}, input {_size(r.get('input'))}, batch {r.get('batch', '?')}",
+                               esc(run), f"median {r['median_ms']:.3f} ms, IQR {r.get('iqr_ms') or 0:.3f} ms, "
+                                         f"{r.get('runs', '?')} runs"
+                               + (" (wide spread)" if r.get("wide_spread") else ""),
+                               f"{fmt.count(r['macs'])} MACs"
+                               + (f", {r['achieved_gflops']:.1f} GFLOP/s achieved" if r.get("achieved_gflops") else "")
+                               + (f", {r['throughput_ips']:.1f} images/s" if r.get("throughput_ips") else "")])
+                       for r in mine],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    _log_axis(fig, [r["macs"] for r in rs] or [1e8, 2e10], "MACs per forward pass (multiply-accumulates, log scale)",
+              axis="x", above=0.2, below=0.2)
+    _log_axis(fig, [r["median_ms"] for r in rs] or [0.1, 1000],
+              "latency (ms per forward pass, median, log scale)", above=0.25, below=0.2)
+    if not rs:
+        _not_measured(fig)
+    return _layout(fig, "MACs vs measured latency, per model and device",
+                   "one series per run (machine, device, dtype); error bars: interquartile range; "
+                   "is the model with fewer MACs faster?")
+
+
+def time_share_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
+    """Per run and model: share of MACs vs share of measured time, by layer category."""
+    groups = category_times(records)
+    if not groups:
+        fig = go.Figure()
+        fig.update_xaxes(title_text="model / run", showticklabels=False)
+        fig.update_yaxes(title_text="share of the model's total (%)", range=[0, 100], ticksuffix="%")
+        return _layout(_not_measured(fig, NOT_PROFILED), "Share of MACs vs share of measured time, by layer category",
+                       height=360)
+    xs = [f"{esc(g.model)}<br>{esc(g.run)}" for g in groups]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=("Share of MACs (counted)", "Share of measured time (sum of layer medians)"))
+    for col, attr, total in ((1, "macs", "total_macs"), (2, "time_ms", "total_ms")):
+        for cat in CATEGORIES:
+            shares = [100 * getattr(g, attr)[cat] / getattr(g, total) if getattr(g, total) else 0.0 for g in groups]
+            fig.add_trace(go.Bar(
+                x=xs, y=shares, name=CATEGORY_NAMES[cat], legendgroup=cat, showlegend=col == 1,
+                marker_color=CATEGORY_COLORS[cat], text=[f"{s:.0f}%" if s >= 5 else "" for s in shares],
+                textposition="inside",
+                hovertext=[f"{x}<br>{CATEGORY_NAMES[cat]}: {s:.1f}%" for x, s in zip(xs, shares, strict=True)],
+                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(range=[0, 100], ticksuffix="%")
+    fig.update_yaxes(title_text="share of the model's total (%)", row=1, col=1)
+    fig.update_xaxes(title_text="model / run")
+    return _layout(fig, "Share of MACs vs share of measured time, by layer category",
+                   "from per-layer timings (mbcost bench layer records); a category whose time share exceeds its "
+                   "MAC share runs below the device's arithmetic rate", height=520)
+
+
+def roofline_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
+    """Each measured layer on its run's roofline: achieved GFLOP/s against arithmetic intensity."""
+    records = list(records)
+    layers = [r for r in records if r.get("kind") == "layer" and r["achieved_gflops"] > 0
+              and r["arithmetic_intensity"] > 0]
+    peaks = {_run(r): r for r in records if r.get("kind") == "peak"}
+    runs = list(dict.fromkeys([_run(r) for r in layers] + list(peaks)))
+    if not runs:
+        fig = go.Figure()
+        _log_axis(fig, [0.1, 1000], "arithmetic intensity (FLOP per byte moved, log scale)", axis="x", above=0,
+                  below=0)
+        _log_axis(fig, [1, 10_000], "achieved GFLOP/s (log scale)", above=0, below=0)
+        return _layout(_not_measured(fig, NOT_PROFILED), "Roofline: each layer against the device's measured limits",
+                       height=360)
+    fig = make_subplots(rows=len(runs), cols=1, vertical_spacing=0.12 / max(1, len(runs) - 1) if len(runs) > 1 else 0,
+                        subplot_titles=[esc(r) for r in runs])
+    models = list(dict.fromkeys(str(r["model"]) for r in layers))
+    shown: set[str] = set()
+    for row, run in enumerate(runs, 1):
+        mine = [r for r in layers if _run(r) == run]
+        intensities = [r["arithmetic_intensity"] for r in mine] or [1.0]
+        lo, hi = min(intensities) / 2, max(intensities) * 2
+        peak = peaks.get(run)
+        if peak:
+            ridge = peak["peak_gflops"] / peak["peak_gbps"]
+            lo, hi = min(lo, ridge / 20), max(hi, ridge * 20)
+            xs = [lo, ridge, hi]
+            fig.add_trace(go.Scatter(
+                x=xs, y=[min(peak["peak_gflops"], x * peak["peak_gbps"]) for x in xs], mode="lines",
+                name="roofline: min(peak GFLOP/s, intensity x peak GB/s)", legendgroup="roof",
+                showlegend="roof" not in shown, line=dict(color="#222", width=2),
+                hovertext=[f"{esc(run)}: peak {peak['peak_gflops']:.1f} GFLOP/s, {peak['peak_gbps']:.1f} GB/s, "
+                           f"ridge at {ridge:.1f} FLOP/byte"] * 3, hovertemplate="%{hovertext}<extra></extra>"),
+                row=row, col=1)
+            shown.add("roof")
+        else:
+            fig.add_annotation(text="no peak measured for this run (kind 'peak' record missing)", xref="x domain",
+                               yref="y domain", x=0.02, y=0.95, showarrow=False, row=row, col=1)
+        for cat in CATEGORIES:
+            for m, model in enumerate(models):
+                pts = [r for r in mine if r["category"] == cat and str(r["model"]) == model]
+                if not pts:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=[r["arithmetic_intensity"] for r in pts], y=[r["achieved_gflops"] for r in pts],
+                    mode="markers", name=f"{CATEGORY_NAMES[cat]}" + (f" ({esc(model)})" if len(models) > 1 else ""),
+                    legendgroup=f"{cat}/{model}", showlegend=f"{cat}/{model}" not in shown,
+                    marker=dict(color=CATEGORY_COLORS[cat], size=8, symbol=SYMBOLS[m % len(SYMBOLS)], opacity=0.8),
+                    hovertext=[_hover([f"{esc(model)} {esc(r['layer'])} ({CATEGORY_NAMES[cat]})", esc(run),
+                                       f"{r['median_ms']:.3f} ms, {r['achieved_gflops']:.2f} GFLOP/s achieved",
+                                       f"intensity {r['arithmetic_intensity']:.2f} FLOP/byte"
+                                       + (f", {100 * r['bound_fraction']:.0f}% of its roofline bound"
+                                          if r.get("bound_fraction") is not None else "")]) for r in pts],
+                    hovertemplate="%{hovertext}<extra></extra>"), row=row, col=1)
+                shown.add(f"{cat}/{model}")
+        _log_axis(fig, [lo, hi], "arithmetic intensity (FLOP per byte moved: input + weights + output; log scale)",
+                  axis="x", row=row, col=1, above=0, below=0)
+        _log_axis(fig, [r["achieved_gflops"] for r in mine] + ([peak["peak_gflops"]] if peak else []),
+                  "achieved GFLOP/s (log scale)", row=row, col=1, above=0.3, below=0.3)
+    return _layout(fig, "Roofline: each measured layer against its device's measured limits",
+                   "line: min(peak GFLOP/s, intensity x peak GB/s), both measured on the run's device; "
+                   "points: layers (colour: category, symbol: model)", height=140 + 420 * len(runs))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def report_figures(data: ReportData) -> dict[str, go.Figure]:
+    """Every figure of a report, keyed by a short id, in page order."""
+    figs: dict[str, go.Figure] = {
+        "params_macs": params_macs_figure(data.models, data.references),
+        "categories": category_figure(data.models),
+    }
+    for n, m in enumerate(data.models):
+        figs[f"layers-{n}"] = layers_figure(m)
+    figs["conv_ratio"] = conv_ratio_figure(data.conv_grid, data.records)
+    if data.scaling:
+        figs["scaling"] = scaling_figure(data.scaling)
+    figs["latency"] = latency_figure(data.records, data.input)
+    figs["time_share"] = time_share_figure(data.records)
+    figs["roofline"] = roofline_figure(data.records)
+    return figs

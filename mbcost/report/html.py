@@ -1,0 +1,306 @@
+"""One self-contained HTML page: plotly.js embedded once, the summary tables, the figures.
+
+The page needs no network to open: plotly.js is inlined in a single ``<script>``; each figure is
+a ``<div>`` plus a small script with its JSON (plotly's JSON encoder writes ``<``, ``>`` and
+``/`` as ``\\u003c``, ``\\u003e``, ``\\u002f``, so no string can close the script). Every text that
+comes from the user (model labels, factory paths, run labels, file names) is escaped with
+``html.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mbcost.errors import SpecError
+from mbcost.render import conventions
+from mbcost.render import format as fmt
+from mbcost.render.costs import ratios
+from mbcost.report.data import ReportData
+
+LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
+           "measured by mbcost bench on the run's device, never estimated")
+QUOTED = ("ImageNet top-1 accuracies are quoted from the papers (cited below) for the model at width 1.0 and "
+          "224x224 input; mbcost does not measure accuracy")
+CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
+
+#: Heading and one explanatory paragraph per figure id (static text, ours).
+EXPLAIN: dict[str, tuple[str, str]] = {
+    "params_macs": ("Parameters and MACs", "Counted by mbcost's analytic engine (bars, exact values on hover) "
+                    "next to the figures the papers report (black marks, quoted). Both axes are logarithmic, "
+                    "so equal steps are equal factors."),
+    "categories": ("Cost by layer category", "Which kind of layer carries the multiply-accumulates and the "
+                   "weights. The MobileNet V1 paper (Table 2) reports that 1x1 pointwise convolutions hold about "
+                   "95% of its Mult-Adds and 75% of its parameters, and depthwise convolutions about 3% of the "
+                   "Mult-Adds; the fully connected layer holds most of the rest of the parameters."),
+    "layers": ("Per-layer MACs and parameters", "Every convolution and linear layer in forward order, coloured by "
+               "category. Hover a bar for the layer's name, shapes and share of the model."),
+    "conv_ratio": ("Standard vs depthwise + pointwise convolution", "For a KxK convolution from M to N channels, "
+                   "the depthwise KxK + pointwise 1x1 replacement costs 1/N + 1/K^2 of the standard one (MobileNet "
+                   "paper, section 3.1). Lines: the formula; open circles: the exact MAC counts of both layer stacks "
+                   "(M = N, 14x14 map, no bias, where the two agree exactly); dotted markers: measured time ratios "
+                   "when a conv sweep was measured. Fewer MACs need not mean proportionally less time: depthwise "
+                   "convolutions do little arithmetic per byte moved."),
+    "scaling": ("Width multiplier and resolution", "The width multiplier alpha thins every layer (MACs and "
+                "parameters shrink roughly with alpha^2); the resolution multiplier shrinks the feature maps "
+                "(MACs shrink with resolution^2, parameters do not change)."),
+    "latency": ("MACs vs measured latency", "Each point is one model measured on one machine and device; runs "
+                "from several machines merge here, labelled by their environment."),
+    "time_share": ("Where the time goes", "Per-layer timings summed by category, beside the share of MACs "
+                   "(from the layer records of mbcost bench)."),
+    "roofline": ("Roofline", "Each measured layer at its arithmetic intensity (FLOPs and elementwise ops per byte "
+                 "of input, weights and output) against the achieved GFLOP/s; the line is the run's measured "
+                 "peak compute and memory bandwidth. Layers under the sloped part are memory-bound. The byte count "
+                 "assumes every tensor comes from memory, so a small layer whose data stayed in cache can sit "
+                 "above the sloped roof."),
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#222;
+background:#fafafa;line-height:1.45}
+main{max-width:1280px;margin:0 auto;padding:24px 28px 60px;background:#fff}
+h1{font-size:1.6em;margin:0.2em 0 0.1em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;
+padding-bottom:4px}h3{font-size:1.05em}
+.meta{color:#555;font-size:0.92em}
+table{border-collapse:collapse;margin:10px 0 6px;font-size:0.92em;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #d4d4d4;padding:4px 9px;vertical-align:top}
+th{background:#f1f3f6;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.q{background:#fffbea}.small{font-size:0.85em;color:#555}
+.warn{color:#a33;border:1px solid #e3b3b3;background:#fff8f8;padding:6px 10px;display:inline-block}
+code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+figure{margin:0}.figure{border:1px solid #eee;margin:8px 0 4px}
+ul.conv li{margin:2px 0}
+"""
+
+
+def e(text: Any) -> str:
+    """Escape a value for HTML text and attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
+    labels = {m.label for m in data.models}
+    cols: dict[tuple[str, Any], None] = {}
+    for r in data.of_kind("model"):
+        if r["model"] in labels and tuple(r.get("input") or ()) == tuple(data.input):
+            cols[(r["run"], r.get("batch"))] = None
+    return list(cols)
+
+
+def _latency_cell(data: ReportData, model: str, run: str, batch: Any) -> str:
+    for r in reversed(data.of_kind("model")):
+        if r["model"] == model and r["run"] == run and r.get("batch") == batch \
+                and tuple(r.get("input") or ()) == tuple(data.input):
+            spread = f"<br><span class='small'>IQR {_ms(r['iqr_ms'])}</span>" if r.get("iqr_ms") is not None else ""
+            flag = ' <span title="IQR/median above the threshold: noisy measurement">*</span>' \
+                if r.get("wide_spread") else ""
+            return f"{_ms(r['median_ms'])}{spread}{flag}"
+    return "-"
+
+
+def _ms(v: float) -> str:
+    """Milliseconds with three significant digits (0.142 ms, 32.5 ms, 578 ms)."""
+    return f"{v:.0f} ms" if v >= 100 else f"{v:#.3g} ms" if v >= 0.001 else f"{v:.2e} ms"
+
+
+def summary_html(data: ReportData) -> str:
+    """The summary table (models as rows), the ratio matrix and the citations of quoted figures."""
+    lat_cols = _latency_columns(data)
+    cites = list(dict.fromkeys(ref.source for ref in data.references.values()))
+    head = ["model", "params", "MACs", "FLOPs (2 x MACs)", "elementwise ops", "weights"]
+    head_html = "".join(f"<th>{h}</th>" for h in head)
+    head_html += "".join(f"<th>latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span></th>"
+                         for run, b in lat_cols)
+    head_html += "<th>ImageNet top-1<br><span class='small'>quoted from the paper, not measured</span></th>"
+    rows = []
+    for m in data.models:
+        ref = data.references.get(m.label)
+        top1 = (f"{ref.top1:.1f}% <sup>[{cites.index(ref.source) + 1}]</sup>" if ref and ref.top1 is not None
+                else "-")
+        cells = [f"<th>{e(m.label)}</th>",
+                 f"<td class='n'>{fmt.count(m.params)}<br><span class='small'>{fmt.exact(m.params)}</span></td>",
+                 f"<td class='n'>{fmt.count(m.macs)}<br><span class='small'>{fmt.exact(m.macs)}</span></td>",
+                 f"<td class='n'>{fmt.count(m.flops)}</td>",
+                 f"<td class='n'>{fmt.count(m.elementwise_ops)}</td>",
+                 f"<td class='n'>{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span></td>"]
+        cells += [f"<td class='n'>{_latency_cell(data, m.label, run, b)}</td>" for run, b in lat_cols]
+        cells.append(f"<td class='n q'>{top1}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    out = [f"<table id='summary'><thead><tr>{head_html}</tr></thead><tbody>{''.join(rows)}</tbody></table>"]
+    if not lat_cols:
+        out.append("<p class='warn'>Latency not measured: run <code>mbcost bench --save results.jsonl</code> and "
+                   "pass <code>--from results.jsonl</code> (or <code>--bench</code>) to add it.</p>")
+    if any(r.get("wide_spread") for r in data.of_kind("model")):
+        out.append("<p class='small'>* noisy measurement: the interquartile range is large against the median.</p>")
+    if len(data.models) > 1:
+        r = ratios(list(data.models))
+        head = "".join(f"<th>vs {e(b.label)}</th>" for b in data.models)
+        body = []
+        for a in data.models:
+            cells = []
+            for b in data.models:
+                if a.label == b.label:
+                    cells.append("<td class='n'>-</td>")
+                else:
+                    x = r[a.label][b.label]
+                    cells.append(f"<td class='n'>params {fmt.ratio(x['params'])}<br>MACs {fmt.ratio(x['macs'])}</td>")
+            body.append(f"<tr><th>{e(a.label)}</th>{''.join(cells)}</tr>")
+        out.append("<h3>Ratios (row model / column model)</h3>"
+                   "<p class='small'>1/32.7 means the row model has 32.7 times fewer; 27.2x means 27.2 times more.</p>"
+                   f"<table id='ratios'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+                   "</table>")
+    if cites:
+        items = "".join(f"<li>{e(c)}</li>" for c in cites)
+        out.append(f"<h3>Quoted figures</h3><p class='small'>{e(QUOTED)}.</p><ol id='citations'>{items}</ol>")
+    return "\n".join(out)
+
+
+def runs_html(data: ReportData) -> str:
+    if not data.runs:
+        return ("<p class='warn'>No measurements in this report: run <code>mbcost bench --save results.jsonl</code> "
+                "(on each machine and device you care about) and pass <code>--from results.jsonl</code>.</p>")
+    head = ["run label", "device", "dtype", "threads", "torch", "CPU", "CUDA / cuDNN", "platform", "measured at",
+            "records", "from"]
+    rows = []
+    for run in data.runs:
+        env = run.env
+        cuda = " / ".join(str(env.get(k)) for k in ("cuda", "cudnn") if env.get(k)) or "-"
+        counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
+        cells = [run.label, f"{run.device} ({run.device_name})" if run.device_name else run.device, run.dtype,
+                 env.get("threads", "-"), env.get("torch", "-"), env.get("cpu", "-"), cuda, env.get("platform", "-"),
+                 env.get("timestamp", "-"), counts, ", ".join(Path(s).name for s in run.sources) or "-"]
+        rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+    out = [f"<table id='runs'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
+           f"<tbody>{''.join(rows)}</tbody></table>"]
+    if data.skipped:
+        out.append("<p class='small'>" + "<br>".join(e(s) for s in data.skipped) + "</p>")
+    return "\n".join(out)
+
+
+def scaling_html(data: ReportData) -> str:
+    """The papers' trade-off tables: MACs per width x resolution, and parameters per width."""
+    out = []
+    for name in dict.fromkeys(m.name for m in data.scaling):
+        ms = [m for m in data.scaling if m.name == name]
+        widths = sorted({m.width for m in ms}, reverse=True)
+        res = sorted({m.input for m in ms}, reverse=True)
+        by = {(m.width, m.input): m for m in ms}
+        head = "".join(f"<th>MACs at {r[0]}x{r[1]}</th>" for r in res) + "<th>params</th>"
+        body = []
+        for w in widths:
+            cells = "".join(f"<td class='n'>{fmt.count(by[(w, r)].macs)}</td>" if (w, r) in by else "<td>-</td>"
+                            for r in res)
+            params = next(by[(w, r)].params for r in res if (w, r) in by)
+            body.append(f"<tr><th>{e(name)}@{w:g}</th>{cells}<td class='n'>{fmt.count(params)}</td></tr>")
+        out.append(f"<table class='scaling'><thead><tr><th>model@width</th>{head}</tr></thead>"
+                   f"<tbody>{''.join(body)}</tbody></table>")
+    return "\n".join(out)
+
+
+def _figure_html(key: str, fig: Any) -> str:
+    import plotly.io as pio
+
+    height = fig.layout.height or 460
+    div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=CONFIG, div_id=f"fig-{key}",
+                      default_height=f"{height}px", default_width="100%")
+    return f"<div class='figure' data-figure='{e(key)}'>{div}</div>"
+
+
+def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, command: str | None = None) -> str:
+    """The complete page as a string.
+
+    Args:
+        data: what to show (``mbcost.report.data.gather``).
+        figures: the figures by id (default: ``report_figures(data)``).
+        command: the command line that produced the page, shown in its footer.
+    """
+    import plotly.offline
+
+    import mbcost
+    from mbcost.report.figures import report_figures
+
+    figures = report_figures(data) if figures is None else figures
+    labels = ", ".join(m.label for m in data.models)
+    h, w = data.input
+    title = f"mbcost report: {labels} at {h}x{w}"
+    sections: list[str] = []
+    layers_done = False
+    for key, fig in figures.items():
+        base = key.split("-")[0]
+        if base == "layers":
+            if not layers_done:
+                heading, text = EXPLAIN["layers"]
+                sections.append(f"<h2>{heading}</h2><p>{text}</p>")
+                layers_done = True
+        else:
+            heading, text = EXPLAIN.get(base, (key, ""))
+            sections.append(f"<h2 id='{e(key)}'>{e(heading)}</h2><p>{text}</p>")
+            if base == "scaling":
+                sections.append(scaling_html(data))
+        sections.append(_figure_html(key, fig))
+    conv_items = "".join(f"<li>{e(c)}</li>" for c in [*conventions.for_costs(), LATENCY, QUOTED])
+    sources = ", ".join(e(s) for s in data.sources) or "none"
+    plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
+    footer = f"<p class='small'>Made with <code>{e(command)}</code>.</p>" if command else ""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title>
+<style>{_CSS}</style>
+<script type="text/javascript">{plotly_js}</script>
+</head>
+<body>
+<main data-figures="{len(figures)}">
+<h1>{e(title)}</h1>
+<p class="meta">Generated {e(data.created)} by mbcost {e(mbcost.__version__)}; batch {data.batch};
+measurement files: {sources}. Counts are analytic (exact); latencies are measured; accuracies are quoted.</p>
+<h2 id="conventions">Conventions</h2>
+<ul class="conv">{conv_items}</ul>
+<h2 id="summary-h">Summary</h2>
+{summary_html(data)}
+<h2 id="runs-h">Measured runs</h2>
+{runs_html(data)}
+{''.join(sections)}
+{footer}
+</main>
+</body>
+</html>
+"""
+
+
+def write_report(data: ReportData, path: str | Path, figures: Mapping[str, Any] | None = None, *,
+                 command: str | None = None) -> Path:
+    """Render the page and write it atomically to ``path`` (its directory is created if missing).
+
+    Raises:
+        SpecError: ``path`` cannot be written; UsageError: the write itself failed.
+    """
+    from mbcost.io import write_text_atomic
+
+    path = ensure_writable(path)
+    write_text_atomic(path, render_html(data, figures, command=command))
+    return path
+
+
+def ensure_writable(path: str | Path) -> Path:
+    """Create ``path``'s directory if missing and check that ``path`` can be written (before any work).
+
+    Raises:
+        SpecError: ``path`` is a directory, its directory cannot be created, or it is not writable.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SpecError(f"--out {path} is a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"--out {path}: cannot create directory {parent} ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpecError(f"--out {path} is not writable")
+    return path

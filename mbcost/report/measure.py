@@ -1,0 +1,83 @@
+"""``mbcost report --bench``: a short measurement on this machine, through ``mbcost.bench``.
+
+For each available device (CPU, and CUDA when torch sees one) at float32 with the quick budget:
+the device's attainable peaks (``roofline.get_peaks``, cached per device), each model end to end
+and per layer (``layers.profile_model``), and a small standard vs separable conv sweep
+(``sweep.run_sweep``). The records are the JSON Lines contract's dicts, exactly what
+``mbcost bench/profile/sweep/roofline --save`` would write. For careful numbers, measure with
+those commands (longer budgets, more configurations) and pass the files with ``--from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mbcost.zoo.spec import ModelSpec
+
+#: The conv sweep of ``--bench``: M = N channels, K = 3, a 14 x 14 map (a subset of the report's grid).
+SWEEP_CHANNELS = (32, 128, 512)
+SWEEP_KERNELS = (3,)
+SWEEP_SIZES = (14,)
+
+Progress = Callable[[int, int, str], None]
+
+
+def measure_now(specs: Sequence[ModelSpec], input_size: tuple[int, int], batch: int = 1, *,
+                num_classes: int = 1000, devices: Sequence[str] | None = None,
+                progress: Progress | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Measure ``specs`` on each device; returns ``(records, skipped)``.
+
+    A device that cannot run the models (no CUDA memory for VGG16 at a large batch, ...) is
+    skipped with a one-line reason instead of failing the report.
+
+    Raises:
+        MbcostError: bad input (the same errors ``mbcost bench`` raises), for the first device.
+    """
+    import torch
+
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.layers import profile_model
+    from mbcost.bench.model_bench import BenchSettings, plan_models
+    from mbcost.bench.roofline import get_peaks, peak_record
+    from mbcost.bench.sweep import grid, run_sweep
+    from mbcost.bench.timer import QUICK_BUDGET
+    from mbcost.errors import MbcostError
+
+    devices = list(devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])))
+    points = grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
+    steps = len(devices) * (1 + len(specs) + len(points))
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        if progress:
+            progress(done, steps, what)
+        done += 1
+
+    records: list[Any] = []
+    skipped: list[str] = []
+    for n, dev in enumerate(devices):
+        try:
+            settings = BenchSettings(resolve_device(dev), "float32", budget=QUICK_BUDGET).validated()
+            plan_models(specs, input_size, [batch], settings, num_classes=num_classes)  # refuses before timing
+        except MbcostError as exc:
+            if n == 0:
+                raise
+            skipped.append(f"{dev} not measured: {exc}")
+            continue
+        step(f"{dev} peaks")
+        with settings.runtime():
+            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1)
+            records.append(peak_record(peaks, settings.config(batch), settings.env()))
+        for spec in specs:
+            step(f"{dev} {spec.label} per layer")
+            profile = profile_model(spec, input_size, batch, settings, peaks=peaks, num_classes=num_classes)
+            records += [*([profile.end_to_end] if profile.end_to_end else []), *profile.layers]
+        step(f"{dev} conv sweep")
+        records += run_sweep(points, settings)
+        done += len(points) - 1
+    if progress:
+        progress(steps, steps, "done")
+    return [r.to_dict() for r in records], skipped

@@ -1,0 +1,193 @@
+"""Counter adapters run the real libraries; every preset equals its library's total exactly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import mbcost
+from mbcost.cost.conventions import apply_convention
+from mbcost.counters.base import COUNTERS, CounterUnavailable, measure, measure_many, parse_counters
+from mbcost.errors import SpecError
+from mbcost.zoo import build_model
+
+
+def available(counter: str) -> bool:
+    module = {"fvcore": "fvcore", "thop": "thop", "torch": "torch.utils.flop_counter"}[counter]
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+INSTALLED = [c for c in COUNTERS if available(c)]
+
+# 5 models; 2 widths where the model has a width multiplier (VGG has none); 2 resolutions each.
+CASES = [(f"{m}@{w}" if w != 1.0 else m) for m in ("v1", "v1-conv", "v2") for w in (1.0, 0.5)] + ["vgg16", "vgg16-bn"]
+SIZES = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def built():
+    """Real CPU modules, built once per spec for the whole file (VGG16 takes a second to initialise)."""
+    cache: dict[str, nn.Module] = {}
+
+    def get(spec: str) -> nn.Module:
+        if spec not in cache:
+            torch.manual_seed(0)
+            cache[spec] = build_model(spec).eval()
+        return cache[spec]
+
+    return get
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_each_preset_equals_its_counter(spec, built):
+    if len(INSTALLED) < len(COUNTERS):
+        pytest.importorskip("fvcore")
+        pytest.importorskip("thop")
+    module = built(spec)
+    for size in SIZES:
+        cost = mbcost.analyze(spec, size)
+        results = measure_many(list(COUNTERS), module, size, name=spec, copy=False)
+        for r in results:
+            assert r.total == apply_convention(cost, r.counter).total, (spec, size, r.counter)
+            assert isinstance(r.total, int)
+        torch_result = results[COUNTERS.index("torch")]
+        assert torch_result.total == 2 * cost.macs  # torch counts exactly the paper's MACs, twice
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    groups=st.integers(1, 4), cin_per_group=st.integers(1, 3), cout_per_group=st.integers(1, 3),
+    depthwise=st.booleans(), kh=st.integers(1, 5), kw=st.integers(1, 5), stride=st.integers(1, 3),
+    padding=st.integers(0, 2), dilation=st.integers(1, 2), bias=st.booleans(), h=st.integers(3, 17),
+    w=st.integers(3, 17), batch=st.integers(1, 2),
+)
+def test_conv_macs_equal_flop_counter_mode_half(groups, cin_per_group, cout_per_group, depthwise, kh, kw, stride,
+                                                 padding, dilation, bias, h, w, batch):
+    if depthwise:  # groups == in_channels, with a channel multiplier
+        cin, cout, groups = groups, groups * cout_per_group, groups
+    else:
+        cin, cout = groups * cin_per_group, groups * cout_per_group
+    assume(h + 2 * padding - dilation * (kh - 1) - 1 >= 0 and w + 2 * padding - dilation * (kw - 1) - 1 >= 0)
+    conv = nn.Conv2d(cin, cout, (kh, kw), stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     bias=bias)
+    cost = mbcost.analyze(conv, (h, w), batch, in_channels=cin)
+    assert cost.macs * 2 == measure("torch", conv, (h, w), batch, in_channels=cin).total
+
+
+@settings(max_examples=25, deadline=None)
+@given(fin=st.integers(1, 33), fout=st.integers(1, 33), rows=st.integers(1, 5), chans=st.integers(1, 3),
+       bias=st.booleans())
+def test_linear_macs_equal_flop_counter_mode_half(fin, fout, rows, chans, bias):
+    linear = nn.Linear(fin, fout, bias=bias)  # applied to the last axis of a (1, chans, rows, fin) input
+    cost = mbcost.analyze(linear, (rows, fin), in_channels=chans)
+    assert cost.macs == chans * rows * fin * fout
+    assert cost.macs * 2 == measure("torch", linear, (rows, fin), in_channels=chans).total
+
+
+class Variants(nn.Module):
+    """Formula variants the zoo lacks: BatchNorm without affine, LayerNorm, an average pool that excludes
+    padding, an adaptive pool whose windows overlap (2 -> 3), PReLU, SiLU (no thop rule)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4, affine=False)
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.pool_pad = nn.AvgPool2d(2, stride=1, padding=1, ceil_mode=True)
+        self.adapt = nn.AdaptiveAvgPool2d(3)
+        self.ln = nn.LayerNorm(3)
+        self.prelu = nn.PReLU()
+        self.silu = nn.SiLU()
+
+    def forward(self, x):
+        x = self.pool_pad(self.pool(self.bn(x)))
+        return self.silu(self.prelu(self.ln(self.adapt(x))))
+
+
+def test_presets_equal_counters_on_formula_variants():
+    pytest.importorskip("fvcore")
+    pytest.importorskip("thop")
+    model = Variants()
+    for size in (5, 8):
+        cost = mbcost.analyze(model, size, in_channels=4)
+        for r in measure_many(list(COUNTERS), model, size, in_channels=4):
+            assert r.total == apply_convention(cost, r.counter).total, (size, r.counter)
+
+
+def test_user_model_is_never_changed():
+    pytest.importorskip("thop")
+    model = build_model("v2@0.35")
+    model.train()
+    model.features[1].eval()  # a mixed state the counters must restore exactly
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    for counter in INSTALLED:
+        measure(counter, model, 64)
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running stats untouched too
+    assert [m.training for m in model.modules()] == flags
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+    assert not any("total_ops" in vars(m) or "total_ops" in m._buffers for m in model.modules())
+
+
+def test_counters_are_silent(capsys, caplog):
+    pytest.importorskip("fvcore")
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        measure_many(INSTALLED, "v2@0.35", 64)  # fvcore would warn about hardtanh_ and add
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert not caplog.records and not caught
+    assert logging.root.manager.disable == logging.NOTSET  # logging restored
+
+
+def test_result_fields():
+    pytest.importorskip("fvcore")
+    fv = measure("fvcore", "v2@0.5", 64)
+    assert fv.counter == "fvcore" and fv.model == "v2@0.5" and fv.input == (64, 64) and fv.batch == 1
+    assert "MACs" in fv.unit and fv.version and fv.seconds > 0
+    assert set(fv.unsupported) == {"aten::hardtanh_", "aten::add"}
+    assert fv.by_op["conv"] + fv.by_op["linear"] == mbcost.analyze("v2@0.5", 64).macs
+    assert fv.to_dict()["input"] == [64, 64]
+
+
+def test_batch_scales_every_counter():
+    one = {r.counter: r.total for r in measure_many(INSTALLED, "v1@0.25", 64)}
+    three = {r.counter: r.total for r in measure_many(INSTALLED, "v1@0.25", 64, 3)}
+    assert three == {k: 3 * v for k, v in one.items()}
+
+
+def test_parse_counters():
+    assert parse_counters("all") == ["fvcore", "thop", "torch"]
+    assert parse_counters(" torch , fvcore,torch") == ["torch", "fvcore"]
+    with pytest.raises(SpecError, match="unknown counter 'ptflops'"):
+        parse_counters("ptflops")
+    with pytest.raises(SpecError):
+        parse_counters(" , ")
+
+
+def test_missing_library_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fvcore", None)  # makes "import fvcore" fail as if not installed
+    monkeypatch.setitem(sys.modules, "thop", None)
+    for counter in ("fvcore", "thop"):
+        with pytest.raises(CounterUnavailable, match=rf"{counter} is not installed; pip install 'mbcost\[counters\]'"):
+            measure(counter, "v1@0.25", 64)
+    assert measure("torch", "v1@0.25", 64).total > 0  # torch's counter is always there
+
+
+def test_input_too_small_is_a_spec_error():
+    with pytest.raises(SpecError, match="too small"):
+        measure("torch", "v2", 16)

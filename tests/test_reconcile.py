@@ -1,0 +1,159 @@
+"""reconcile: components that sum exactly to (counter total - analytic MACs); the CLI around it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+import mbcost
+from mbcost.cost.conventions import apply_convention
+from mbcost.counters.base import CounterResult
+from mbcost.counters.reconcile import UNEXPLAINED, reconcile, reconcile_model
+
+fvcore = pytest.importorskip("fvcore")
+thop = pytest.importorskip("thop")
+
+
+def test_v2_at_224_every_unit_explained(cli):
+    """The issue's acceptance check: `mbcost reconcile v2 --input 224`."""
+    r = cli("reconcile", "v2", "--input", "224", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["model"] == "v2" and doc["exact"] is True
+    assert doc["analytic"]["macs"] == 300_774_272
+    assert set(doc["counters"]) == {"fvcore", "thop", "torch"}
+    totals = {k: v["total"] for k, v in doc["counters"].items()}
+    assert totals == {"fvcore": 314_193_216, "thop": 327_550_720, "torch": 601_548_544}
+    for name, rec in doc["counters"].items():
+        assert rec["analytic"] == 300_774_272
+        assert sum(c["amount"] for c in rec["components"]) == rec["total"] - rec["analytic"], name
+        assert all(c["kind"] != UNEXPLAINED for c in rec["components"])
+        assert sum(rec["by_category"].values()) == rec["total"] - rec["analytic"]
+    kinds = {name: {c["kind"]: c["amount"] for c in rec["components"]} for name, rec in doc["counters"].items()}
+    # fvcore: eval BatchNorm 2/elem + adaptive avg pool 1/input elem; thop: BatchNorm 4/elem + pool in + out;
+    # torch: FLOPs, so the whole analytic count once more
+    assert kinds["fvcore"] == {"batchnorm": 13_356_224, "global_pool": 1280 * 7 * 7}
+    assert kinds["thop"] == {"batchnorm": 2 * 13_356_224, "global_pool": 1280 * 7 * 7 + 1280}
+    assert kinds["torch"] == {"conv": 299_494_272, "matmul": 1_280_000}
+    skipped = {(s["module_type"], s["op"]): s for s in doc["counters"]["fvcore"]["skipped"]}
+    assert skipped[("ReLU6", "hardtanh")]["calls"] == 35
+    assert doc["counters"]["fvcore"]["unsupported"] == {"aten::hardtanh_": 35, "aten::add": 10}
+    assert doc["counters"]["thop"]["unsupported"] == {"InvertedResidual": 17}
+
+
+def test_table_shows_exact_components(cli):
+    r = cli("reconcile", "v1@0.5", "--input", "96", "--counters", "fvcore,torch")
+    assert r.exit_code == 0, r.output
+    assert "exact: every unit explained" in r.stdout
+    assert "batchnorm" in r.stdout and "2 FLOPs per MAC" in r.stdout
+    assert "thop" not in r.stdout.split("\n")[0]
+    assert "UNEXPLAINED" not in r.stdout
+
+
+def test_markdown_and_csv(cli, tmp_path):
+    r = cli("reconcile", "v2@0.5", "--input", "64", "--counters", "thop", "--format", "markdown")
+    assert r.exit_code == 0 and r.stdout.startswith("**mbcost reconcile: v2@0.5")
+    out = tmp_path / "rec.csv"
+    r = cli("reconcile", "v2@0.5", "--input", "64", "--counters", "thop", "--format", "csv", "--output", str(out))
+    assert r.exit_code == 0 and r.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    components = [row for row in rows if row["row"] == "component"]
+    assert {row["kind"] for row in components} == {"batchnorm", "global_pool"}
+    total, analytic = int(rows[0]["total"]), int(rows[0]["analytic"])
+    assert sum(int(row["amount"]) for row in components) == total - analytic
+
+
+def test_unexplained_difference_is_loud():
+    cost = mbcost.analyze("v2@0.5", 64)
+    preset = apply_convention(cost, "fvcore").total
+    off = CounterResult(counter="fvcore", model="v2@0.5", input=(64, 64), batch=1, total=preset + 7, unit="MACs",
+                        by_op={}, unsupported={}, version="test", seconds=0.0)  # a library 7 MACs off the preset
+    rec = reconcile(cost, off)
+    assert not rec.exact and rec.unexplained == 7
+    assert rec.components[-1].kind == UNEXPLAINED and rec.components[-1].amount == 7
+    assert sum(c.amount for c in rec.components) == rec.difference  # still sums exactly
+    assert rec.by_category[UNEXPLAINED] == 7
+    from mbcost.cli.counters import reconcile_table
+
+    table = reconcile_table(cost, [rec])
+    assert "UNEXPLAINED" in table.title and table.notes[0].startswith("WARNING")
+    assert any("!! unexplained" in row[1] for row in table.rows)
+
+
+def test_user_factory_with_functional_ops(cli):
+    """A user's module:factory: functional ops are data, ops without a formula are listed with calls."""
+    import fixtures_models
+
+    cost, recs = reconcile_model("fixtures_models:factory", 16)
+    assert cost.macs == fixtures_models.EXPECTED_MACS_16
+    assert [(u.op, u.calls) for u in cost.uncounted] == [("embedding", 1)]
+    for rec in recs:
+        assert rec.exact, (rec.counter, rec.components)
+    by = {rec.counter: rec for rec in recs}
+    thop_skipped = {(s.kind, s.op) for s in by["thop"].skipped}
+    assert {("activation", "relu"), ("elementwise", "mul"), ("global_pool", "mean")} <= thop_skipped
+    fv_kinds = {c.kind for c in by["fvcore"].components}
+    assert fv_kinds == {"batchnorm", "global_pool"}  # fvcore sees F.adaptive_avg_pool2d, thop does not
+
+    r = cli("reconcile", "fixtures_models:factory", "--input", "16")
+    assert r.exit_code == 0, r.output
+    assert "embedding x1" in r.stdout  # the engine's uncounted op, with its calls
+
+    r = cli("compare", "--models", "fixtures_models:factory,v1@0.25", "--input", "32", "--counters", "all",
+            "--format", "json", "--no-bench")
+    assert r.exit_code == 0, r.output
+    entry = json.loads(r.stdout)["models"][0]
+    assert set(entry["counters"]) == {"fvcore", "thop", "torch"}
+    assert entry["uncounted"] == [{"op": "embedding", "module": "emb", "module_type": "Embedding", "calls": 1}]
+
+
+@pytest.mark.parametrize("convention", ["fvcore", "thop", "torch"])
+def test_compare_convention_matches_counter(cli, convention):
+    r = cli("compare", "--models", "v2@0.5,v1@0.25", "--input", "64", "--counters", convention,
+            "--convention", convention, "--format", "json", "--no-bench")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["convention"] == convention
+    for entry in doc["models"]:
+        key = "flops" if convention == "torch" else "macs"
+        assert entry[key] == entry["counters"][convention], entry["label"]
+        assert entry["convention"] == convention and entry["skipped"]
+        assert sum(c["macs"] for c in entry["categories"].values()) == entry["macs"]
+
+
+def test_compare_counters_table_and_csv(cli):
+    r = cli("compare", "--models", "v1@0.25", "--input", "64", "--counters", "torch", "--convention", "thop",
+            "--format", "markdown", "--no-bench")
+    assert r.exit_code == 0, r.output
+    assert "MACs in the thop convention" in r.stdout and "torch preset vs library" in r.stdout and "exact" in r.stdout
+    r = cli("compare", "--models", "v1@0.25", "--input", "64", "--counters", "torch", "--format", "csv", "--no-bench")
+    row = next(csv.DictReader(io.StringIO(r.stdout)))
+    assert int(row["torch_total"]) == 2 * int(row["macs"]) and row["convention"] == "paper"
+
+
+def test_compare_paper_json_unchanged_without_counters(cli):
+    r = cli("compare", "--models", "v2", "--format", "json", "--no-bench")
+    entry = json.loads(r.stdout)["models"][0]
+    assert entry["macs"] == 300_774_272 and "counters" not in entry
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reconcile", "v2", "--counters", "ptflops"], "unknown counter 'ptflops'"),
+    (["reconcile", "v2", "--input", "8"], "too small"),
+    (["compare", "--models", "v2", "--counters", "nope", "--no-bench"], "unknown counter 'nope'"),
+    (["compare", "--models", "v2", "--convention", "ptflops", "--no-bench"], "ptflops"),
+])
+def test_bad_input_is_one_line_exit_2(cli, args, message):
+    r = cli(*args)
+    assert r.exit_code == 2
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_missing_library_exit_2(cli, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "thop", None)
+    r = cli("reconcile", "v1@0.25", "--input", "64", "--counters", "thop")
+    assert r.exit_code == 2
+    assert "thop is not installed; pip install 'mbcost[counters]'" in r.output

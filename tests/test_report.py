@@ -1,0 +1,337 @@
+"""mbcost report: gathered data, plotly figures, the self-contained page, escaping, merging runs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+from report_samples import CPU, GPU, records_for, write_jsonl
+
+from mbcost.errors import SpecError
+from mbcost.report import data as rdata
+from mbcost.report.figures import (
+    NOT_MEASURED,
+    NOT_PROFILED,
+    category_figure,
+    conv_ratio_figure,
+    latency_figure,
+    params_macs_figure,
+    report_figures,
+    roofline_figure,
+    time_share_figure,
+)
+from mbcost.report.html import render_html, write_report
+
+HOSTILE_RUN = '</script><script>window.__pwned=1</script> "quoted" & \'single\''
+HOSTILE_MODEL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def plain() -> rdata.ReportData:
+    return rdata.gather("v1,v2,vgg16", 224)
+
+
+@pytest.fixture(scope="module")
+def measured_files(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("runs")
+    cpu = write_jsonl(d / "cpu.jsonl", records_for(CPU), truncated_tail=True)
+    gpu = write_jsonl(d / "gpu.jsonl", records_for(GPU))
+    return [cpu, gpu]
+
+
+@pytest.fixture(scope="module")
+def measured(plain, measured_files) -> rdata.ReportData:
+    records = rdata.load_records(measured_files)
+    kept, runs, skipped = rdata.label_runs(records)
+    return rdata.ReportData(input=plain.input, batch=1, models=plain.models, references=plain.references,
+                            scaling=plain.scaling, conv_grid=plain.conv_grid, records=tuple(kept), runs=tuple(runs),
+                            skipped=tuple(skipped), sources=tuple(str(p) for p in measured_files))
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def test_gather_holds_the_models_grids_and_quoted_references(plain):
+    assert [m.label for m in plain.models] == ["v1", "v2", "vgg16"]
+    assert [(m.params, m.macs) for m in plain.models] == [
+        (4_231_976, 568_740_352), (3_504_872, 300_774_272), (138_357_544, 15_470_264_320)]
+    assert {k: v.top1 for k, v in plain.references.items()} == {"v1": 70.6, "v2": 72.0, "vgg16": 71.5}
+    # width x resolution grid for the two width-multiplier models only (vgg16 has none)
+    assert {m.name for m in plain.scaling} == {"v1", "v2"}
+    assert len(plain.scaling) == 2 * len(rdata.WIDTHS) * len(rdata.RESOLUTIONS)
+    v1_half_160 = next(m for m in plain.scaling if m.label == "v1@0.5" and m.input == (160, 160))
+    assert v1_half_160.macs < next(m for m in plain.scaling if m.label == "v1@0.5" and m.input == (224, 224)).macs
+    assert len(plain.conv_grid) == len(rdata.CONV_CHANNELS) * len(rdata.CONV_KERNELS)
+    assert plain.records == () and plain.runs == ()
+
+
+def test_quoted_top1_only_at_the_papers_setting():
+    data = rdata.gather("v1@0.5,v2", 160, widths=(1.0,), resolutions=(160,), conv_channels=(8,), conv_kernels=(3,))
+    assert data.references == {}  # width 0.5 and 160x160 are not what the papers' top-1 refers to
+
+
+def test_gather_refuses_a_model_listed_twice():
+    with pytest.raises(SpecError, match="twice"):
+        rdata.gather("v1,v1", 224)
+
+
+def test_read_jsonl_keeps_good_records_around_unreadable_lines_and_reports_them(tmp_path):
+    good = records_for(CPU, ("v2",))[:3]
+    f = write_jsonl(tmp_path / "a.jsonl", good, truncated_tail=True)
+    read = rdata.read_jsonl(f)
+    assert [r["kind"] for r in read] == [r["kind"] for r in good] + [rdata.UNREADABLE]
+    glued = tmp_path / "b.jsonl"  # an interrupted append followed by a later run's records
+    glued.write_text(json.dumps(good[0]) + '\n{"kind": "model", "med' + json.dumps(good[1]) + "\n[1, 2]\n"
+                     + json.dumps(good[2]) + "\n\n")
+    read = rdata.read_jsonl(glued)
+    assert [r.get("_line") for r in read] == [None, 2, 3, None]
+    kept, runs, skipped = rdata.label_runs(read)
+    assert len(kept) == 2 and len(runs) == 1
+    assert skipped == ["2 records left out: line that is not a JSON object (a record cut short when a run was "
+                       "interrupted?)"]
+    with pytest.raises(SpecError, match="no such file"):
+        rdata.read_jsonl(tmp_path / "missing.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    assert rdata.read_jsonl(tmp_path / "empty.jsonl") == []
+
+
+def test_runs_are_labelled_by_environment_and_merged(measured):
+    assert [r.label for r in measured.runs] == ["Intel Xeon Gold 6354 float32", "NVIDIA H200 float16"]
+    cpu, gpu = measured.runs
+    assert (cpu.device, gpu.device, gpu.env["cuda"]) == ("cpu", "cuda", "12.8")
+    assert cpu.counts == {"peak": 1, "model": 3, "layer": len([r for r in records_for(CPU, ("v1",))
+                                                                if r["kind"] == "layer"]), "conv": 3}
+    assert cpu.sources[0].endswith("cpu.jsonl") and gpu.sources[0].endswith("gpu.jsonl")
+    assert {r["run"] for r in measured.records} == {cpu.label, gpu.label}
+
+
+def test_same_label_different_environment_gets_told_apart_and_repeats_keep_the_last():
+    a = records_for(CPU, ("v2",))
+    other = dict(CPU, threads=8)
+    b = records_for(other, ("v2",), label=a[0]["label"])  # same label, 8 threads
+    again = [dict(r, median_ms=r["median_ms"] * 2) for r in a if r["kind"] == "model"]  # a re-run, appended
+    kept, runs, skipped = rdata.label_runs(a + b + again + [{"kind": "gpu-temp"}, {"kind": "model", "device": "cpu"}])
+    labels = [r.label for r in runs]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert all("threads=" in label for label in labels), labels
+    models = [r for r in kept if r["kind"] == "model" and r["run"] == labels[0]]
+    assert len(models) == 1 and models[0]["median_ms"] == again[0]["median_ms"]
+    assert any("unknown kind 'gpu-temp'" in s for s in skipped)
+    assert any("model record without" in s for s in skipped)
+
+
+def test_category_times_sum_layer_records_by_category(measured):
+    groups = rdata.category_times(measured.records)
+    assert [(g.run, g.model) for g in groups] == [(r.label, "v1") for r in measured.runs]
+    v1 = measured.models[0]
+    assert groups[0].macs["pwconv"] == v1.categories["pwconv"].macs
+    assert groups[0].total_macs == v1.macs
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+def test_report_figures_are_plotly_figures_in_page_order(plain):
+    figs = report_figures(plain)
+    assert list(figs) == ["params_macs", "categories", "layers-0", "layers-1", "layers-2", "conv_ratio", "scaling",
+                          "latency", "time_share", "roofline"]
+    for key, fig in figs.items():
+        assert isinstance(fig, go.Figure), key
+        assert fig.layout.title.text, key
+        if fig.data:
+            titles = {k[0]: fig.layout[k].title.text for k in fig.layout if k.startswith(("xaxis", "yaxis"))
+                      and fig.layout[k].title.text}
+            assert set(titles) == {"x", "y"}, key  # both axes of every figure say what they show
+
+
+def test_params_macs_figure_has_log_axes_with_units_and_quoted_marks(plain):
+    fig = params_macs_figure(plain.models, plain.references)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [list(b.y) for b in bars] == [[m.params for m in plain.models], [m.macs for m in plain.models]]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis.title.text == "parameters (count, log scale)"
+    assert fig.layout.yaxis2.title.text == "MACs (multiply-accumulates, log scale)"
+    quoted = [t for t in fig.data if t.type == "scatter"]
+    assert quoted and "quoted" in quoted[0].name
+    assert list(quoted[1].y) == [569e6, 300e6, 15300e6]  # the papers' Mult-Adds
+
+
+def test_category_figure_shares_sum_to_100_and_show_the_1x1_share(plain):
+    fig = category_figure(plain.models)
+    macs = [t for t in fig.data if t.xaxis == "x"]
+    assert [t.name for t in macs][:3] == ["standard conv (KxK)", "depthwise conv", "pointwise conv (1x1)"]
+    for i in range(3):
+        assert sum(t.y[i] for t in macs) == pytest.approx(100)
+    v1 = plain.models[0]
+    pw = next(t for t in macs if t.name.startswith("pointwise"))
+    assert pw.y[0] == pytest.approx(100 * v1.categories["pwconv"].macs / v1.macs)
+    assert pw.y[0] > 90  # the V1 paper's Table 2: ~95% of Mult-Adds in 1x1 convolutions
+    assert "share of the model's MACs (%)" == fig.layout.yaxis.title.text
+
+
+def test_conv_ratio_figure_formula_meets_exact_counts_and_measured_points(plain, measured):
+    fig = conv_ratio_figure(plain.conv_grid)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    marks = [t for t in fig.data if t.mode == "markers"]
+    assert len(lines) == len(marks) == len(rdata.CONV_KERNELS)
+    for line, mark in zip(lines, marks, strict=True):
+        assert list(line.y) == pytest.approx(list(mark.y))  # M = N, no bias: the closed form is exact
+    assert lines[0].y[-1] == pytest.approx(1 / 1024 + 1 / 9)
+    assert "not measured" in fig.layout.title.text
+    fig = conv_ratio_figure(plain.conv_grid, measured.records)
+    timed = [t for t in fig.data if t.mode == "markers+lines"]
+    assert len(timed) == 2  # one per run (K = 3)
+    assert "separable / standard" in fig.layout.yaxis.title.text and fig.layout.xaxis.type == "log"
+
+
+def test_measured_figures_say_not_measured_when_empty():
+    for fig, text in ((latency_figure([]), NOT_MEASURED), (roofline_figure([]), NOT_PROFILED),
+                      (time_share_figure([]), NOT_PROFILED)):
+        assert [a.text for a in fig.layout.annotations] == [text]
+        assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def test_latency_figure_one_series_per_run(measured):
+    fig = latency_figure(measured.records, (224, 224))
+    assert [t.name for t in fig.data] == [r.label for r in measured.runs]
+    assert sorted(fig.data[0].x) == sorted(m.macs for m in measured.models)
+    assert fig.layout.yaxis.title.text.startswith("latency (ms per forward pass")
+    assert fig.layout.xaxis.title.text == "MACs per forward pass (multiply-accumulates, log scale)"
+
+
+def test_roofline_places_every_layer_under_its_runs_roof(measured):
+    fig = roofline_figure(measured.records)
+    roofs = [t for t in fig.data if t.mode == "lines"]
+    assert len(roofs) == 2
+    layer_points = sum(len(t.x) for t in fig.data if t.mode == "markers")
+    usable = [r for r in measured.records if r["kind"] == "layer" and r["achieved_gflops"] > 0]
+    assert layer_points == len(usable)
+    assert max(roofs[0].y) == CPU["peak_gflops"]
+
+
+# ----------------------------------------------------------------------------------------- the page
+
+
+def test_page_is_self_contained_small_and_has_every_figure(plain, tmp_path):
+    out = write_report(plain, tmp_path / "sub" / "r.html")
+    html = out.read_text(encoding="utf-8")
+    assert out.stat().st_size < 10_000_000
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)\s*=", html, re.I)
+    figures = len(report_figures(plain))
+    assert html.count("<script") == 1 + figures  # plotly.js once, one small script per figure
+    assert html.count("Plotly.newPlot(") == figures
+    assert f'data-figures="{figures}"' in html
+    assert NOT_MEASURED.split(":")[0] in html
+    assert "70.6%" in html and "quoted from the paper, not measured" in html
+    assert "Howard et al. 2017" in html and "Sandler et al. 2018" in html
+    assert "FLOPs = 2 x MACs" in html
+
+
+def test_user_text_is_escaped_everywhere(measured, tmp_path):
+    hostile = [dict(r, label=HOSTILE_RUN, model=HOSTILE_MODEL if r.get("model") == "v2" else r.get("model"))
+               for r in records_for(CPU, ("v1", "v2"))]
+    kept, runs, skipped = rdata.label_runs(hostile)
+    data = rdata.ReportData(input=measured.input, batch=1, models=measured.models,
+                            references=measured.references, scaling=(), conv_grid=measured.conv_grid,
+                            records=tuple(kept), runs=tuple(runs), sources=("<b>x</b>.jsonl",))
+    html = render_html(data)
+    figures = len(report_figures(data))
+    assert html.count("<script") == 1 + figures and html.count("</script>") == 1 + figures
+    assert "window.__pwned=1</script>" not in html
+    assert "<img src=x" not in html
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;.jsonl" in html
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=1&lt;/script&gt; &quot;quoted&quot;" in html
+    # figure text is escaped by mbcost (plotly renders some HTML in text); plotly's JSON writes < > / as \uXXXX
+    assert '"&lt;img src=x onerror=alert(1)&gt;, input 224x224' in html
+    assert "&lt;\\u002fscript&gt;&lt;script&gt;window.__pwned=1" in html
+
+
+def test_report_module_imports_no_heavy_library():
+    code = ("import sys, mbcost.report, mbcost.cli; "
+            "print(sorted(m for m in ('torch', 'plotly', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_report_default_location_and_merge(cli, tmp_path, monkeypatch, measured_files):
+    monkeypatch.chdir(tmp_path)
+    r = cli("report", "--input", "224", "--models", "v1,v2,vgg16",
+             "--from", str(measured_files[0]), "--from", str(measured_files[1]))
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "reports" / "mbcost-report.html"
+    assert out.is_file() and f"wrote {Path('reports') / 'mbcost-report.html'}" in r.stdout
+    assert "from 2 run(s)" in r.stdout
+    html = out.read_text(encoding="utf-8")
+    assert "latency, Intel Xeon Gold 6354 float32" in html and "latency, NVIDIA H200 float16" in html
+    assert not list((tmp_path / "reports").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "v1,nope"], "unknown model 'nope'"),
+    (["--from", "missing.jsonl"], "no such file"),
+    (["--input", "2"], "too small"),
+])
+def test_cli_report_bad_input_is_one_line_exit_2(cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    r = cli("report", "--out", "r.html", *args)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mbcost: error:") and message in lines[0], r.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report_unwritable_out_is_one_line_exit_2(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file")
+    for out in (blocker / "r.html", tmp_path):  # parent is a file; out is a directory
+        r = cli("report", "--models", "v1", "--out", str(out))
+        assert r.exit_code == 2, r.output
+        assert r.stderr.startswith("mbcost: error: --out") and len(r.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "I am a file"
+
+
+def test_cli_report_bench_measures_through_mbcost_bench_and_merges(cli, tmp_path, monkeypatch, measured_files):
+    calls = []
+
+    def fake_measure_now(specs, size, batch, **kwargs):
+        calls.append(([s.label for s in specs], size, batch))
+        return records_for(GPU, ("v2",)), ["cpu not measured: a reason"]
+
+    monkeypatch.setattr("mbcost.report.measure.measure_now", fake_measure_now)
+    out = tmp_path / "b.html"
+    r = cli("report", "--models", "v2", "--bench", "--from", str(measured_files[0]), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert calls == [(["v2"], (224, 224), 1)]
+    html = out.read_text(encoding="utf-8")
+    assert "latency, NVIDIA H200 float16" in html and "latency, Intel Xeon Gold 6354 float32" in html
+    assert "cpu not measured: a reason" in html and "--bench (measured now)" in html
+
+
+def test_a_users_factory_model_and_its_layer_names_are_escaped():
+    data = rdata.gather("report_samples:hostile_net,v2@0.35", 32, widths=(0.35,), resolutions=(32,),
+                        conv_channels=(8,), conv_kernels=(3,))
+    assert [m.label for m in data.models] == ["report_samples:hostile_net", "v2@0.35"]
+    html = render_html(data)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    figures = len(report_figures(data))
+    assert html.count("<script") == 1 + figures and html.count("</script>") == 1 + figures
+    assert "report_samples:hostile_net" in html
+
+
+def test_conv_sweep_over_several_map_sizes_gets_one_series_per_size(plain):
+    rs = [r for r in records_for(CPU, ()) if r["kind"] == "conv"]
+    bigger = [dict(r, size=[56, 56], standard_ms=r["standard_ms"] * 16, separable_ms=r["separable_ms"] * 16)
+              for r in rs]
+    kept, _, _ = rdata.label_runs(rs + bigger)
+    fig = conv_ratio_figure(plain.conv_grid, kept)
+    timed = [t for t in fig.data if t.mode == "markers+lines"]
+    assert len(timed) == 2 and {"14x14 map", "56x56 map"} == {t.name.split("(")[1].split(")")[0] for t in timed}
+    assert all(list(t.x) == [32, 128, 512] for t in timed)
