@@ -24,3 +24,9 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures, assert nothing (speed is measured here, never in tests)."""
     session.run("python", "benchmarks/bench_analyze.py")
+
+
+@nox.session(python=False)
+def gate(session: nox.Session) -> None:
+    """Model-size gate: params (exact, per layer) and MACs of the zoo vs mbcost-baseline.json."""
+    session.run("python", "-m", "mbcost", "gate", *session.posargs)

@@ -135,3 +135,16 @@ def test_cuda_runtime_sets_and_restores_cudnn_benchmark():
     with runtime(d, 1, cudnn_benchmark=not before):
         assert torch.backends.cudnn.benchmark is (not before)
     assert torch.backends.cudnn.benchmark is before
+
+
+def test_kept_heap_applies_on_glibc_and_is_recorded():
+    from mbcost.bench.model_bench import BenchSettings
+
+    with devices.kept_heap(True) as applied:
+        assert applied is devices.can_keep_heap()
+    with devices.kept_heap(False) as applied:
+        assert applied is False
+    env = BenchSettings(CPU).env()
+    assert env.kept_heap is devices.can_keep_heap()
+    assert env.flush_denormal is True
+    assert BenchSettings(CPU, keep_heap=False, flush_denormal=False).env().kept_heap is False

@@ -104,6 +104,12 @@ def test_join_layers_shares_and_categories(cost):
     by_cat = {c.category: c for c in profile.categories}
     assert by_cat["dwconv"].macs == cost.categories["dwconv"].macs
     assert by_cat["pwconv"].macs == cost.categories["pwconv"].macs
+    dw = [lc for lc in cost.layers if lc.category == "dwconv"]
+    assert by_cat["dwconv"].ops == sum(lc.flops + lc.elementwise_ops for lc in dw)
+    assert by_cat["dwconv"].arithmetic_intensity == pytest.approx(
+        by_cat["dwconv"].ops / sum(lc.bytes_moved for lc in dw))
+    dw_cat = by_cat["dwconv"]
+    assert dw_cat.achieved_gflops == pytest.approx(dw_cat.ops / (dw_cat.time_ms / 1e3) / 1e9)
     conv = layers[0]
     assert conv.median_ms == pytest.approx((1e-5 + conv.macs * 1e-9) * 1e3)
     assert conv.achieved_gflops == pytest.approx((conv.flops + conv.elementwise_ops) / (conv.median_ms / 1e3) / 1e9)

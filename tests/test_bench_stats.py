@@ -118,3 +118,18 @@ def test_measure_restores_thread_count():
     clock = FakeClock()
     measure(clock.work, Budget(min_run_time=0.05, max_run_time=0.1), clock=clock, threads=1)
     assert torch.get_num_threads() == before
+
+
+def test_a_slow_first_call_does_not_inflate_the_budget():
+    clock = FakeClock(mean=0.010, noise=0.01, seed=2)
+    first = [True]
+
+    def work() -> None:  # the first call "compiles" for 100 s
+        if first[0]:
+            clock.now += 100.0
+            first[0] = False
+        clock.work()
+
+    m = measure(work, Budget(min_run_time=0.5, max_run_time=2.0, warmup=2), clock=clock)
+    assert m.median == pytest.approx(0.010, rel=0.05)
+    assert sum(m.times) * m.number_per_run <= 2.0 + 0.1  # the budget is judged on the fast calls

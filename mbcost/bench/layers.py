@@ -168,6 +168,17 @@ class CategoryShare:
     time_share: float
     macs: int
     mac_share: float
+    ops: int = 0
+    bytes_moved: int = 0
+
+    @property
+    def achieved_gflops(self) -> float:
+        """All the category's work (FLOPs + elementwise ops) over its time."""
+        return self.ops / self.time_ms / 1e6 if self.time_ms > 0 else math.nan
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        return self.ops / self.bytes_moved if self.bytes_moved else math.nan
 
 
 @dataclass(frozen=True)
@@ -236,8 +247,11 @@ def join_layers(cost: ModelCost, times: ModuleTimes, config: RunConfig, env: Env
     for c in CATEGORIES:
         t = sum(r.median_ms for r in records if r.category == c)
         mc = sum(r.macs for r in records if r.category == c)
+        mine = [r for r in records if r.category == c]
         shares.append(CategoryShare(c, t, t / (total_s * 1e3) if total_s else math.nan, mc,
-                                    mc / total_macs if total_macs else 0.0))
+                                    mc / total_macs if total_macs else 0.0,
+                                    ops=sum(r.flops + r.elementwise_ops for r in mine),
+                                    bytes_moved=sum(r.bytes_moved for r in mine)))
     shares.append(CategoryShare(UNATTRIBUTED, unattributed_s * 1e3,
                                 unattributed_s / total_s if total_s else math.nan, 0, 0.0))
     root = Measurement(times=times.totals[""], number_per_run=1) if times.totals.get("") else None

@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from mbcost.bench.devices import Device, MemoryEstimate, check_dtype, check_memory, check_threads, runtime
+from mbcost.bench.devices import (
+    Device,
+    MemoryEstimate,
+    can_keep_heap,
+    check_dtype,
+    check_memory,
+    check_threads,
+    runtime,
+)
 from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, capture_env, current_load
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, default_measure
@@ -44,12 +52,12 @@ class BenchSettings:
     label: str | None = None
     flush_denormal: bool = True
     cudnn_benchmark: bool | None = None
+    keep_heap: bool = True
 
     def validated(self) -> BenchSettings:
         """Check the dtype against the device and fix the thread count (raises ``DeviceError``)."""
         check_dtype(self.device, self.dtype)
-        return BenchSettings(self.device, self.dtype, check_threads(self.threads), self.channels_last,
-                             self.compile, self.budget, self.label, self.flush_denormal, self.cudnn_benchmark)
+        return replace(self, threads=check_threads(self.threads))
 
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
@@ -58,10 +66,11 @@ class BenchSettings:
 
     def runtime(self) -> Any:
         return runtime(self.device, self.threads or 1, flush_denormal=self.flush_denormal,
-                       cudnn_benchmark=self.cudnn_benchmark)
+                       keep_heap=self.keep_heap, cudnn_benchmark=self.cudnn_benchmark)
 
     def env(self, load_average: float | None = None) -> Env:
         return capture_env(self.device, self.threads or 0, flush_denormal=self.flush_denormal,
+                           kept_heap=self.keep_heap and self.device.type == "cpu" and can_keep_heap(),
                            load_average=load_average)
 
 

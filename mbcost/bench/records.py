@@ -42,9 +42,12 @@ class Env:
     python: str
     timestamp: str
     flush_denormal: bool = False
+    kept_heap: bool = False
     cuda_tf32: bool | None = None
     load_average: float | None = None
     cpu_count: int | None = None
+    cpu_native_bf16: bool | None = None
+    cpu_native_fp16: bool | None = None
 
     @property
     def busy(self) -> bool:
@@ -66,7 +69,7 @@ def current_load() -> float | None:
         return None
 
 
-def capture_env(device: Device, threads: int, *, flush_denormal: bool = False,
+def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, kept_heap: bool = False,
                 load_average: float | None = None) -> Env:
     """The environment of a measurement on ``device`` (versions, hardware, settings, UTC time).
 
@@ -77,7 +80,7 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False,
     import torch
 
     from mbcost import __version__
-    from mbcost.bench.devices import cpu_info
+    from mbcost.bench.devices import cpu_has_native, cpu_info
 
     load = current_load() if load_average is None else load_average
 
@@ -96,10 +99,13 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False,
         python=sys.version.split()[0],
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         flush_denormal=flush_denormal and device.type == "cpu",
+        kept_heap=kept_heap,
         cuda_tf32=bool(torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32)
         if on_cuda else None,
         load_average=load,
         cpu_count=os.cpu_count(),
+        cpu_native_bf16=cpu_has_native("bfloat16"),
+        cpu_native_fp16=cpu_has_native("float16"),
     )
 
 

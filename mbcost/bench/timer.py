@@ -101,13 +101,13 @@ def summarize(times: Sequence[float], threshold: float = WIDE_SPREAD) -> Stats:
 class Budget:
     """How long to measure one thing.
 
-    ``warmup`` untimed calls come first (they also give a rough per-call time). The timed loop
+    ``warmup`` untimed calls come first (the fastest gives a rough per-call time). The timed loop
     then runs for at least ``max(min_run_time, min_runs x that rough time)`` seconds and stops as
     soon as the spread is below ``threshold`` or ``max_run_time`` is spent (raised to fit
     ``min_runs`` for a slow module).
     """
 
-    min_run_time: float = 1.0
+    min_run_time: float = 3.0
     max_run_time: float = 10.0
     threshold: float = WIDE_SPREAD
     min_runs: int = 5
@@ -120,7 +120,9 @@ class Budget:
             raise ValueError("min_runs and warmup must be >= 1")
 
 
-#: ``mbcost bench`` default: about a second per configuration, at most ten.
+#: ``mbcost bench`` default: 3 to 10 seconds of timed runs per configuration. On a VM whose speed
+#: drifts by +/-10 % from one second to the next, a 1-second window snapshots the drift; three
+#: seconds or more average it out (two runs of v2 agree within a few per cent).
 DEFAULT_BUDGET = Budget()
 #: ``mbcost compare`` and ``conv --bench``: a short look (VGG16 at 224 on 2 cores: ~6 s).
 QUICK_BUDGET = Budget(min_run_time=0.2, max_run_time=1.5, min_runs=4, warmup=1)
@@ -219,10 +221,12 @@ def measure(fn: Callable[[], Any], budget: Budget = DEFAULT_BUDGET, *, threads: 
 
     clock = clock or device_clock(device_type)
     threads = threads or torch.get_num_threads()
-    start = clock()
+    warm = []
     for _ in range(budget.warmup):
+        start = clock()
         fn()
-    rough = max((clock() - start) / budget.warmup, 0.0)
+        warm.append(clock() - start)
+    rough = max(min(warm), 0.0)  # the first call may include compilation or autotuning
     min_run_time = max(budget.min_run_time, budget.min_runs * rough)
     max_run_time = max(budget.max_run_time, 1.5 * min_run_time)
     timer = Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads)

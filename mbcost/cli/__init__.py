@@ -14,6 +14,12 @@ from mbcost.cli import report  # noqa: E402,F401
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+    import sys
+
     import typer
 
+    # Like ``python -m``, let ``package.module:factory`` specs find modules in the current directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     typer.main.get_command(app)()

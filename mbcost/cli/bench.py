@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from mbcost.zoo.spec import ModelSpec
 
 TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, CUDA synchronisation), eval mode, "
-               "inference_mode, random weights, denormals flushed to zero on CPU; median, IQR and runs are reported "
-               "and a wide spread is flagged. GFLOP/s = analytic FLOPs (2 x MACs) / median time.")
+               "inference_mode, random weights; on CPU denormals are flushed to zero and freed memory stays in the "
+               "heap; median, IQR and runs are reported and a wide spread is flagged. GFLOP/s = analytic FLOPs "
+               "(2 x MACs) / median time.")
 
 
 class BenchDType(str, Enum):
@@ -53,6 +54,9 @@ LabelOpt = typer.Option(None, "--label", help="Run label stored in each record (
 DenormalOpt = typer.Option(False, "--keep-denormals",
                            help="Do not flush denormal floats to zero on CPU (random-weight networks can slow down "
                                 "by 40x; trained ones rarely produce denormals).")
+MallocOpt = typer.Option(False, "--default-malloc",
+                         help="Leave glibc malloc at its defaults on CPU: freed activations go back to the kernel "
+                              "and every pass page-faults them in again (slower, noisier; see the README).")
 CudnnOpt = typer.Option(None, "--cudnn-benchmark/--no-cudnn-benchmark",
                         help="Set torch.backends.cudnn.benchmark for the run (default: leave as is; recorded).")
 
@@ -85,14 +89,15 @@ def parse_batches(text: str) -> list[int]:
 
 def settings_from(device: str, dtype: str, threads: int | None, *, channels_last: bool = False,
                   compile: bool = False, budget: Budget | None = None, label: str | None = None,
-                  keep_denormals: bool = False, cudnn_benchmark: bool | None = None) -> BenchSettings:
+                  keep_denormals: bool = False, cudnn_benchmark: bool | None = None,
+                  default_malloc: bool = False) -> BenchSettings:
     """Resolve and validate the device, dtype and threads (``DeviceError`` -> one line, exit 2)."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
     from mbcost.bench.timer import DEFAULT_BUDGET
 
     return BenchSettings(resolve_device(device), dtype, threads, channels_last, compile, budget or DEFAULT_BUDGET,
-                         label, not keep_denormals, cudnn_benchmark).validated()
+                         label, not keep_denormals, cudnn_benchmark, not default_malloc).validated()
 
 
 @contextmanager
@@ -167,11 +172,12 @@ def bench(
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
     compile: bool = CompileOpt,
-    min_time: float = _min_time(1.0),
+    min_time: float = _min_time(3.0),
     max_time: float = _max_time(10.0),
     classes: int = ClassesOpt,
     label: str | None = LabelOpt,
     keep_denormals: bool = DenormalOpt,
+    default_malloc: bool = MallocOpt,
     cudnn_benchmark: bool | None = CudnnOpt,
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
@@ -189,7 +195,7 @@ def bench(
     batches = parse_batches(batch)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
-                             cudnn_benchmark=cudnn_benchmark)
+                             cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc)
     plans = plan_models(specs, size, batches, settings, num_classes=classes)
     with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
         records = bench_models(plans, settings, on_record=out.write, progress=update)
@@ -213,7 +219,7 @@ def profile(
     threads: int | None = ThreadsOpt,
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
-    min_time: float = _min_time(1.0),
+    min_time: float = _min_time(3.0),
     max_time: float = _max_time(10.0),
     top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers (the records keep all)."),
     roofline: bool = typer.Option(True, "--roofline/--no-roofline",
@@ -222,6 +228,7 @@ def profile(
     classes: int = ClassesOpt,
     label: str | None = LabelOpt,
     keep_denormals: bool = DenormalOpt,
+    default_malloc: bool = MallocOpt,
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
@@ -243,7 +250,8 @@ def profile(
     spec = parse_spec(model)
     size = parse_input(input)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals)
+                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+                             default_malloc=default_malloc)
     plan_models([spec], size, [batch], settings, num_classes=classes)  # memory refusal before anything runs
     load = current_load()
     with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
@@ -282,6 +290,7 @@ def sweep(
     max_time: float = _max_time(2.0),
     label: str | None = LabelOpt,
     keep_denormals: bool = DenormalOpt,
+    default_malloc: bool = MallocOpt,
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
@@ -297,7 +306,8 @@ def sweep(
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals)
+                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+                             default_malloc=default_malloc)
     with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
         records = run_sweep(points, settings, on_record=out.write, progress=update)
     emit(format, output, table=sweep_table(records), records=[flat(r) for r in records],

@@ -66,6 +66,10 @@ def env_line(r: Record) -> str:
              f"torch {e.torch}", f"mbcost {e.mbcost}", e.timestamp]
     if r.device == "cpu" and e.flush_denormal:
         parts.append("denormals flushed to zero")
+    if r.device == "cpu" and e.kept_heap:
+        parts.append("freed memory kept in the heap")
+    if r.device == "cpu" and r.dtype == "bfloat16" and e.cpu_native_bf16 is False:
+        parts.append("no native bfloat16 on this CPU (oneDNN converts)")
     if r.device == "cuda":
         parts.append(f"cudnn.benchmark {e.cudnn_benchmark}")
     line = "measured on " + ", ".join(parts)
@@ -146,12 +150,15 @@ def _threshold() -> float:
 def category_table(p: LayerProfile) -> Table:
     rows = [[c.category, ms(c.time_ms), share(c.time_share), fmt.count(c.macs) if c.macs else "0",
              share(c.mac_share) if c.category != "unattributed" else "-",
-             speed(c.time_share / c.mac_share) if c.mac_share else "-"] for c in p.categories]
+             speed(c.time_share / c.mac_share) if c.mac_share else "-",
+             number(c.arithmetic_intensity, 2) if c.ops else "-", number(c.achieved_gflops) if c.ops else "-"]
+            for c in p.categories]
     total = sum(c.time_ms for c in p.categories)
-    rows.append(["total (sum of own times)", ms(total), "100.0%", fmt.count(p.cost.macs), "100.0%", ""])
+    rows.append(["total (sum of own times)", ms(total), "100.0%", fmt.count(p.cost.macs), "100.0%", "", "", ""])
     notes = [
         "time = median over passes of each module's own time (hooks on every module; children excluded)",
         "time share / MAC share > 1: the category takes more of the time than of the arithmetic",
+        "intensity = the category's (FLOPs + elementwise ops) / bytes moved; GFLOP/s = the same work / its time",
         "unattributed = containers' own time and modules with no analytic record (Flatten, Dropout): "
         "module-call and hook overhead",
         f"instrumented pass {ms(p.instrumented_ms)} (median of {p.passes}); without hooks "
@@ -163,7 +170,8 @@ def category_table(p: LayerProfile) -> Table:
     cfg = p.config
     return Table(title=f"mbcost profile: {p.model}, input {p.cost.input[0]}x{p.cost.input[1]}, batch {cfg.batch}, "
                        f"{cfg.dtype}, {cfg.device_name}: time share vs MAC share",
-                 columns=["category", "time", "time share", "MACs", "MAC share", "time/MAC share"], rows=rows,
+                 columns=["category", "time", "time share", "MACs", "MAC share", "time/MAC share", "intensity",
+                          "GFLOP/s"], rows=rows,
                  notes=notes)
 
 
@@ -201,7 +209,9 @@ def profile_document(p: LayerProfile) -> dict[str, Any]:
     return results_document(
         records,
         categories=[{"category": c.category, "time_ms": c.time_ms, "time_share": c.time_share, "macs": c.macs,
-                     "mac_share": c.mac_share} for c in p.categories],
+                     "mac_share": c.mac_share, "ops": c.ops, "bytes_moved": c.bytes_moved,
+                     "arithmetic_intensity": c.arithmetic_intensity if c.ops else None,
+                     "achieved_gflops": c.achieved_gflops if c.ops else None} for c in p.categories],
         instrumented_ms=p.instrumented_ms, unattributed_ms=p.unattributed_ms, passes=p.passes,
         peaks=None if p.peaks is None else {"peak_gflops": p.peaks.peak_gflops, "peak_gbps": p.peaks.peak_gbps,
                                             "ridge_point": p.peaks.ridge_point, "cached": p.peaks.cached},
