@@ -24,6 +24,18 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures, assert nothing (speed is measured here, never in tests)."""
     session.run("python", "benchmarks/bench_analyze.py")
+    session.run("python", "benchmarks/bench_counters.py")
+    session.run("python", "benchmarks/bench_gate.py")
+    session.run("python", "benchmarks/bench_report.py")
+    session.run("python", "benchmarks/bench_latency_repeat.py")
+
+
+@nox.session(python=False)
+def cuda(session: nox.Session) -> None:
+    """On a GPU machine: the CUDA-marked tests, then a CUDA benchmark saved as JSON Lines."""
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_bench_devices.py", "tests/test_bench_cli.py")
+    session.run("mbcost", "bench", "--device", "cuda", "--dtype", "float16", "--batch", "1,32",
+                "--save", "results-cuda.jsonl")
 
 
 @nox.session(python=False)

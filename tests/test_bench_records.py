@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 
 import pytest
@@ -168,16 +169,24 @@ def test_writer_without_a_path_is_a_no_op(records):
     assert out.written == 0
 
 
+def test_busy_cpus_are_sampled_from_proc_stat():
+    from mbcost.bench.records import busy_cpus_now
+
+    busy = busy_cpus_now(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+
+
 def test_busy_machine_is_recorded_and_warned(settings, records):
     from dataclasses import replace
 
     from mbcost.render.bench import env_line
 
-    quiet = capture_env(settings.device, 2, load_average=0.2)
-    busy = replace(quiet, load_average=3.9, cpu_count=2)
-    assert quiet.load_average == 0.2 and not replace(quiet, cpu_count=2).busy
+    quiet = capture_env(settings.device, 2, busy_cpus=0.2)
+    busy = replace(quiet, busy_cpus=1.9, cpu_count=2)
+    assert quiet.busy_cpus == 0.2 and not replace(quiet, cpu_count=2).busy
     assert busy.busy
-    assert "machine was busy (load average 3.9 on 2 CPUs)" in env_line(replace(records[0], env=busy))
+    assert not replace(quiet, busy_cpus=3.0, cpu_count=16).busy  # 3 of 16 CPUs: a quarter is 4
+    assert "machine was busy (other work kept 1.9 of 2 CPUs busy)" in env_line(replace(records[0], env=busy))
     assert "busy" not in env_line(replace(records[0], env=replace(quiet, cpu_count=2)))
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.errors import BenchError
 from mbcost.bench.model_bench import BenchSettings, ModelRecord, model_record, plan_models, prepare_model, time_forward
-from mbcost.bench.records import Env, LayerRecord, Record, RunConfig, current_load
+from mbcost.bench.records import Env, LayerRecord, Record, RunConfig, busy_cpus_now
 from mbcost.bench.roofline import Peaks, bound_fraction
 from mbcost.bench.timer import Budget, MeasureFn, Measurement
 from mbcost.cost.result import CATEGORIES
@@ -280,9 +280,9 @@ def profile_model(spec: ModelSpec, input_size: tuple[int, int], batch: int, sett
         raise BenchError("per-layer timing cannot time a torch.compile'd model (its layers are fused); "
                          "drop --compile")
     plan = plan_models([spec], input_size, [batch], settings, num_classes=num_classes)[0]
-    load = current_load()
+    busy = busy_cpus_now()
     with settings.runtime():
-        env = settings.env(load)
+        env = settings.env(busy)
         model, x = prepare_model(spec, settings, batch, input_size, num_classes=num_classes,
                                  in_channels=plan.cost.in_channels)
         what = f"{plan.cost.label} at batch {batch}"

@@ -27,7 +27,7 @@ from mbcost.bench.devices import (
     runtime,
 )
 from mbcost.bench.errors import BenchError
-from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, capture_env, current_load
+from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, busy_cpus_now, capture_env
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, default_measure
 
 if TYPE_CHECKING:
@@ -68,10 +68,10 @@ class BenchSettings:
         return runtime(self.device, self.threads or 1, flush_denormal=self.flush_denormal,
                        keep_heap=self.keep_heap, cudnn_benchmark=self.cudnn_benchmark)
 
-    def env(self, load_average: float | None = None) -> Env:
+    def env(self, busy_cpus: float | None = None) -> Env:
         return capture_env(self.device, self.threads or 0, flush_denormal=self.flush_denormal,
                            kept_heap=self.keep_heap and self.device.type == "cpu" and can_keep_heap(),
-                           load_average=load_average)
+                           busy_cpus=busy_cpus)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
 
 
 def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
-                env: Env | None = None, load_average: float | None = None) -> ModelRecord:
+                env: Env | None = None, busy_cpus: float | None = None) -> ModelRecord:
     """Build and time one planned network; call inside ``settings.runtime()``."""
     model, x = prepare_model(plan.spec, settings, plan.config.batch, plan.cost.input, num_classes=plan.num_classes,
                              in_channels=plan.cost.in_channels)
@@ -168,7 +168,7 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: Measure
             import torch
 
             torch.cuda.empty_cache()  # hand the cached blocks back before the next network
-    return model_record(plan, m, env or settings.env(load_average))
+    return model_record(plan, m, env or settings.env(busy_cpus))
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
@@ -185,12 +185,12 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
         21.7
     """
     records: list[ModelRecord] = []
-    load = current_load()
+    busy = busy_cpus_now()
     with settings.runtime():
         for i, plan in enumerate(plans):
             if progress:
                 progress(i, len(plans), f"{plan.cost.label} batch {plan.config.batch}")
-            record = bench_model(plan, settings, measure_fn=measure_fn, load_average=load)
+            record = bench_model(plan, settings, measure_fn=measure_fn, busy_cpus=busy)
             records.append(record)
             if on_record:
                 on_record(record)

@@ -45,24 +45,48 @@ class Env:
     kept_heap: bool = False
     cuda_tf32: bool | None = None
     load_average: float | None = None
+    busy_cpus: float | None = None
     cpu_count: int | None = None
     cpu_native_bf16: bool | None = None
     cpu_native_fp16: bool | None = None
 
     @property
     def busy(self) -> bool:
-        """True when other work was running as the run started: 1-minute load average above 3/4 of the CPUs."""
-        return bool(self.load_average is not None and self.cpu_count and self.load_average > 0.75 * self.cpu_count)
+        """True when other work kept more than a quarter of the CPUs (at least half a CPU) busy as the
+        run started."""
+        if self.busy_cpus is None or not self.cpu_count:
+            return False
+        return self.busy_cpus > max(0.5, 0.25 * self.cpu_count)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def current_load() -> float | None:
-    """The 1-minute load average (``None`` where the platform has none). Read it before measuring:
-    a measurement's own threads raise it."""
-    import os
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat`` (Linux), or ``None``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user time
+    return total - idle, total
 
+
+def busy_cpus_now(window: float = 0.2) -> float | None:
+    """How many CPUs other work keeps busy, sampled over ``window`` seconds while this process
+    waits (call it before measuring). Falls back to the 1-minute load average; ``None`` if neither
+    is available."""
+    import os
+    import time
+
+    first = _cpu_jiffies()
+    if first is not None:
+        time.sleep(window)
+        second = _cpu_jiffies()
+        if second is not None and second[1] > first[1]:
+            return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
     try:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
@@ -70,10 +94,11 @@ def current_load() -> float | None:
 
 
 def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, kept_heap: bool = False,
-                load_average: float | None = None) -> Env:
+                busy_cpus: float | None = None) -> Env:
     """The environment of a measurement on ``device`` (versions, hardware, settings, UTC time).
 
-    ``load_average``: the load read before the run started (default: now).
+    ``busy_cpus``: ``busy_cpus_now()`` read before the run started (not sampled here: by then the
+    run's own threads would count).
     """
     import os
 
@@ -82,8 +107,10 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
     from mbcost import __version__
     from mbcost.bench.devices import cpu_has_native, cpu_info
 
-    load = current_load() if load_average is None else load_average
-
+    try:
+        load: float | None = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
     on_cuda = device.type == "cuda"
     cudnn = torch.backends.cudnn.version() if on_cuda and torch.backends.cudnn.is_available() else None
     return Env(
@@ -103,6 +130,7 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
         cuda_tf32=bool(torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32)
         if on_cuda else None,
         load_average=load,
+        busy_cpus=busy_cpus,
         cpu_count=os.cpu_count(),
         cpu_native_bf16=cpu_has_native("bfloat16"),
         cpu_native_fp16=cpu_has_native("float16"),

@@ -21,21 +21,21 @@ from mbcost.errors import SpecError
 log = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Non-finite floats (a zero-time division) become ``null``: JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def record_line(record: Any) -> str:
     """One record (a ``Record`` or a plain dict) as one line of JSON, without the newline."""
     d = record.to_dict() if hasattr(record, "to_dict") else dict(record)
-    return json.dumps(_jsonable(d), separators=(",", ":"), allow_nan=False)
+    return json.dumps(jsonable(d), separators=(",", ":"), allow_nan=False)
 
 
 def check_appendable(path: Path | None) -> None:
@@ -153,7 +153,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(obj), fh, indent=2, sort_keys=True)
+            json.dump(jsonable(obj), fh, indent=2, sort_keys=True)
             fh.write("\n")
         os.replace(tmp, path)
     except OSError:

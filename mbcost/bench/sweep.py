@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mbcost.bench.devices import check_memory
 from mbcost.bench.errors import BenchError
 from mbcost.bench.model_bench import BenchSettings, OnRecord, Progress
-from mbcost.bench.records import ConvRecord, Env, Record, current_load
+from mbcost.bench.records import ConvRecord, Env, Record, busy_cpus_now
 from mbcost.bench.timer import MeasureFn, Measurement, default_measure
 from mbcost.errors import SpecError
 
@@ -106,7 +106,7 @@ def conv_record(point: ConvPoint, settings: BenchSettings, env: Env, standard: M
 
 
 def bench_conv(point: ConvPoint, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
-               env: Env | None = None, load_average: float | None = None) -> ConvRecord:
+               env: Env | None = None, busy_cpus: float | None = None) -> ConvRecord:
     """Count and time one point; call inside ``settings.runtime()``."""
     import torch
 
@@ -129,7 +129,7 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, measure_fn: Measure
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BenchError(f"conv {point.cin}->{point.cout} k{point.k} {point.size[0]}x{point.size[1]} failed on "
                          f"{settings.device.torch_device} ({settings.dtype}): {first[:300]}") from exc
-    return conv_record(point, settings, env or settings.env(load_average), timings[0], timings[1],
+    return conv_record(point, settings, env or settings.env(busy_cpus), timings[0], timings[1],
                        comparison.standard.macs, comparison.separable.macs, float(comparison.formula_ratio))
 
 
@@ -142,12 +142,12 @@ def run_sweep(points: Sequence[ConvPoint], settings: BenchSettings, *,
     caller's writer (``store.RecordWriter`` flushes each line).
     """
     records = []
-    load = current_load()
+    busy = busy_cpus_now()
     with settings.runtime():
         for i, point in enumerate(points):
             if progress:
                 progress(i, len(points), f"M=N={point.cin} K={point.k} F={point.size[0]}")
-            record = bench_conv(point, settings, measure_fn=measure_fn, load_average=load)
+            record = bench_conv(point, settings, measure_fn=measure_fn, busy_cpus=busy)
             records.append(record)
             if on_record:
                 on_record(record)

@@ -6,8 +6,8 @@ from mbcost.cli.app import app
 
 # Each module registers its commands on ``app``.
 from mbcost.cli import costs  # noqa: E402,F401
-from mbcost.cli import bench  # noqa: E402,F401
 from mbcost.cli import counters  # noqa: E402,F401
+from mbcost.cli import bench  # noqa: E402,F401
 from mbcost.cli import gate  # noqa: E402,F401
 from mbcost.cli import report  # noqa: E402,F401
 

@@ -51,6 +51,8 @@ class OneLineErrors(TyperGroup):
             if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
                 _fail(exc.format_message(), exc.exit_code)
             raise
+        if rv == 130:  # typer turns Ctrl-C into Exit(130) itself; still say why in one line
+            _fail("interrupted", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -88,6 +90,9 @@ class DType(str, Enum):
 
 
 # Shared option declarations (one home for each option's wording).
+ModelsOpt = typer.Option("v1,v2,vgg16", "--models", "-m",
+                         help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
+                              "NAME@WIDTH (v2@0.75), or package.module:factory.")
 InputOpt = typer.Option("224", "--input", "-i", help="Input resolution: 224 or HxW (e.g. 224x160).")
 BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
 ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")

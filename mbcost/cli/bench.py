@@ -235,7 +235,7 @@ def profile(
 ) -> None:
     from mbcost.bench.layers import profile_model
     from mbcost.bench.model_bench import plan_models
-    from mbcost.bench.records import Record, current_load
+    from mbcost.bench.records import Record, busy_cpus_now
     from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
@@ -253,14 +253,14 @@ def profile(
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc)
     plan_models([spec], size, [batch], settings, num_classes=classes)  # memory refusal before anything runs
-    load = current_load()
+    busy = busy_cpus_now()
     with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
         peaks = None
         if roofline:
             update(0, 2, "roofline peaks")
             with settings.runtime():
                 peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh_peaks)
-                out.write(peak_record(peaks, settings.config(batch), settings.env(load)))
+                out.write(peak_record(peaks, settings.config(batch), settings.env(busy)))
         update(1, 2, f"{spec.label} per layer")
         p = profile_model(spec, size, batch, settings, peaks=peaks, num_classes=classes)
         records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
@@ -336,14 +336,14 @@ def roofline(
     check_writable(output)
     check_appendable(save)
     settings = settings_from(device, dtype.value, threads, label=label)
-    from mbcost.bench.records import current_load
+    from mbcost.bench.records import busy_cpus_now
 
-    load = current_load()
+    busy = busy_cpus_now()
     with RecordWriter(save) as out, interruptible(out, "roofline"), progress_bar("roofline") as update:
         update(0, 1, "matmul and copy")
         with settings.runtime():
             peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh)
-            record = peak_record(peaks, settings.config(1), settings.env(load))
+            record = peak_record(peaks, settings.config(1), settings.env(busy))
         out.write(record)
     table = peaks_table([peaks])
     table.notes.append(f"cache: {cache_path()}")
@@ -352,14 +352,6 @@ def roofline(
 
 
 # -- measured rows for compare and conv ------------------------------------------------------------
-
-
-BenchFlagOpt = typer.Option(True, "--bench/--no-bench",
-                            help="Also measure latency: CPU (and CUDA when available) at the given batch, a short "
-                                 "time budget per model (mbcost bench measures longer).")
-ConvBenchOpt = typer.Option(False, "--bench/--no-bench",
-                            help="Also time both on CPU (float32) and show the measured speed-up next to the MAC "
-                                 "speed-up.")
 
 
 @dataclass
@@ -422,23 +414,27 @@ def conv_measurement(c: ConvComparison) -> ConvRecord:
     """``mbcost conv --bench``: time the standard conv and the separable pair once on CPU, float32."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
+    from mbcost.bench.records import busy_cpus_now
     from mbcost.bench.sweep import ConvPoint, bench_conv
     from mbcost.bench.timer import QUICK_BUDGET
 
     settings = BenchSettings(resolve_device("cpu"), "float32", budget=QUICK_BUDGET).validated()
     point = ConvPoint(c.in_channels, c.out_channels, c.kernel, c.size, c.stride, c.padding, c.batch, c.bias)
+    busy = busy_cpus_now()
     with settings.runtime():
-        return bench_conv(point, settings)
+        return bench_conv(point, settings, busy_cpus=busy)
 
 
 def add_conv_measurement(c: ConvComparison, table: Table, records: list[dict[str, Any]],
                          document: dict[str, Any]) -> None:
     """``mbcost conv --bench``: measured rows on the table, ``measured`` in the JSON, columns in the CSV."""
-    from mbcost.render.bench import conv_rows, env_line
+    from mbcost.render.bench import TIMING, conv_rows, env_line, wide_note
 
     r = conv_measurement(c)
     table.rows += conv_rows(r)
-    table.notes += ["measured: " + TIMING_HELP.split(" GFLOP/s")[0], env_line(r)]
+    table.notes += ["measured: " + TIMING + "; a short time budget (mbcost sweep measures a grid)", env_line(r)]
+    if r.wide_spread or r.standard_wide_spread:
+        table.notes.append(wide_note())
     document["measured"] = r.to_dict()
     for row in records:
         row.update(standard_ms=r.standard_ms, separable_ms=r.separable_ms, measured_speedup=r.measured_speedup)

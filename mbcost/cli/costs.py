@@ -15,21 +15,20 @@ from mbcost.cli.app import (
     Format,
     FormatOpt,
     InputOpt,
+    ModelsOpt,
     OutputOpt,
     app,
     check_writable,
     emit,
 )
-from mbcost.cli.bench import BenchFlagOpt, ConvBenchOpt
+from mbcost.cli.bench_options import BenchFlagOpt, ConvBenchOpt
 from mbcost.cli.counters import ConventionName, ConventionOpt, CountersOpt
 
 
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
                   + CONVENTIONS_HELP)
 def compare(
-    models: str = typer.Option("v1,v2,vgg16", "--models", "-m",
-                               help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
-                                    "NAME@WIDTH (v2@0.75), or package.module:factory."),
+    models: str = ModelsOpt,
     input: str = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,

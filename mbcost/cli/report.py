@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mbcost.cli.app import CONVENTIONS_HELP, BatchOpt, ClassesOpt, InputOpt, app
+from mbcost.cli.app import CONVENTIONS_HELP, BatchOpt, ClassesOpt, InputOpt, ModelsOpt, app
 
 DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 
@@ -18,9 +18,7 @@ DEFAULT_OUT = Path("reports") / "mbcost-report.html"
                   "trade-off, and, from measurements, MACs vs latency and the roofline. Merge runs from several "
                   "machines and devices with repeated --from. " + CONVENTIONS_HELP)
 def report(
-    models: str = typer.Option("v1,v2,vgg16", "--models", "-m",
-                               help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
-                                    "NAME@WIDTH (v2@0.75), or package.module:factory."),
+    models: str = ModelsOpt,
     input: str = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,

@@ -46,19 +46,9 @@ def _percent(before: int | None, after: int | None) -> float | None:
     return 100.0 * _delta(before, after) / before
 
 
-@dataclass(frozen=True)
-class DiffRow:
-    """One layer that differs between the baseline (before) and the model now (after).
+class _BeforeAfter:
+    """Deltas and percentages of ``params_before/after`` and ``macs_before/after``."""
 
-    ``change`` is ``"changed"`` (both sides have it), ``"added"`` (before is ``None``) or
-    ``"removed"`` (after is ``None``).
-    """
-
-    model: str
-    input: Size
-    batch: int
-    layer: str
-    change: Change
     params_before: int | None
     params_after: int | None
     macs_before: int | None
@@ -80,6 +70,25 @@ class DiffRow:
     def macs_percent(self) -> float | None:
         return _percent(self.macs_before, self.macs_after)
 
+
+@dataclass(frozen=True)
+class DiffRow(_BeforeAfter):
+    """One layer that differs between the baseline (before) and the model now (after).
+
+    ``change`` is ``"changed"`` (both sides have it), ``"added"`` (before is ``None``) or
+    ``"removed"`` (after is ``None``).
+    """
+
+    model: str
+    input: Size
+    batch: int
+    layer: str
+    change: Change
+    params_before: int | None
+    params_after: int | None
+    macs_before: int | None
+    macs_after: int | None
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "input": list(self.input), "batch": self.batch, "layer": self.layer,
                 "change": self.change, "params_before": self.params_before, "params_after": self.params_after,
@@ -89,7 +98,7 @@ class DiffRow:
 
 
 @dataclass(frozen=True)
-class EntryDiff:
+class EntryDiff(_BeforeAfter):
     """One model x input x batch: its totals before and after, its status and its layer rows.
 
     ``status``: ``"ok"`` (matches), ``"drift"`` (layers or totals differ), ``"added"`` (gated but
@@ -113,22 +122,6 @@ class EntryDiff:
     @property
     def drifted(self) -> bool:
         return self.status != "ok"
-
-    @property
-    def params_delta(self) -> int:
-        return _delta(self.params_before, self.params_after)
-
-    @property
-    def params_percent(self) -> float | None:
-        return _percent(self.params_before, self.params_after)
-
-    @property
-    def macs_delta(self) -> int:
-        return _delta(self.macs_before, self.macs_after)
-
-    @property
-    def macs_percent(self) -> float | None:
-        return _percent(self.macs_before, self.macs_after)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "input": list(self.input), "batch": self.batch, "status": self.status,

@@ -74,7 +74,7 @@ def env_line(r: Record) -> str:
         parts.append(f"cudnn.benchmark {e.cudnn_benchmark}")
     line = "measured on " + ", ".join(parts)
     if e.busy:
-        line += (f"; WARNING: the machine was busy (load average {e.load_average:.1f} on {e.cpu_count} CPUs): "
+        line += (f"; WARNING: the machine was busy (other work kept {e.busy_cpus:.1f} of {e.cpu_count} CPUs busy): "
                  "the times include contention")
     return line
 
@@ -116,7 +116,7 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
     notes = [TIMING, GFLOPS, conventions.MACS,
              "vs X: how many times faster than X, measured (and as the MAC ratio predicts)", env_line(first)]
     if any(r.wide_spread for r in records):
-        notes.insert(2, WIDE.format(_threshold()))
+        notes.insert(2, wide_note())
     title = f"mbcost bench: {first.device} ({first.device_name}), {threads(first.threads)}" \
         if first.device == "cpu" else f"mbcost bench: {first.device_name}"
     return Table(title=title, columns=columns, rows=rows, notes=notes)
@@ -130,18 +130,18 @@ def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
 
 def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
     """``{"conventions": ..., "results": [record, ...], ...}``: the ``--format json`` document."""
-    from mbcost.bench.store import _jsonable
+    from mbcost.bench.store import jsonable
 
     doc = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS, "flops": conventions.FLOPS},
            "results": [r.to_dict() for r in records]}
     doc.update(extra)
-    return _jsonable(doc)
+    return jsonable(doc)
 
 
-def _threshold() -> float:
+def wide_note() -> str:
     from mbcost.bench.timer import WIDE_SPREAD
 
-    return WIDE_SPREAD
+    return WIDE.format(WIDE_SPREAD)
 
 
 # -- profile (per layer) ---------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def sweep_table(records: Sequence[ConvRecord]) -> Table:
              "MAC ratio = exact separable / standard MACs; 1/N + 1/K^2 = the MobileNet paper's closed form",
              "realised = measured speed-up / MAC speed-up", TIMING]
     if any(r.wide_spread or r.standard_wide_spread for r in records):
-        notes.append(WIDE.format(_threshold()))
+        notes.append(wide_note())
     if first:
         notes.append(env_line(first))
     title = "mbcost sweep: standard vs depthwise-separable convolution" + (
@@ -250,8 +250,11 @@ def conv_rows(r: ConvRecord) -> list[list[str]]:
     mac_speedup = 1 / r.macs_ratio if r.macs_ratio else math.nan
     where = f"{r.device}, {r.dtype}"
     return [
-        [f"measured standard ({where})", "", "", "", f"{ms(r.standard_ms)} +/- {ms(r.standard_iqr_ms)}"],
-        [f"measured depthwise + pointwise ({where})", "", "", "", f"{ms(r.separable_ms)} +/- {ms(r.iqr_ms)}"],
+        [f"measured standard ({where})", "", "", "",
+         f"{ms(r.standard_ms)} (IQR {ms(r.standard_iqr_ms)}, {r.standard_runs} runs)"
+         + (" !" if r.standard_wide_spread else "")],
+        [f"measured depthwise + pointwise ({where})", "", "", "",
+         f"{ms(r.separable_ms)} (IQR {ms(r.iqr_ms)}, {r.runs} runs)" + (" !" if r.wide_spread else "")],
         ["measured speed-up (standard / separable)", "", speed(mac_speedup), "", speed(r.measured_speedup)
          + f" ({share(r.measured_speedup / mac_speedup)} of the MAC speed-up)"],
     ]
@@ -314,5 +317,5 @@ def compare_notes(records: Sequence[ModelRecord]) -> list[str]:
              "speed-up vs X = X's median / this model's median (MACs: X's MACs / this model's MACs)",
              env_line(records[0])]
     if any(r.wide_spread for r in records):
-        notes.insert(1, WIDE.format(_threshold()))
+        notes.insert(1, wide_note())
     return notes

@@ -60,7 +60,7 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
     return rows
 
 
-def compare_table(models: list[ModelCost], extra_rows: list[tuple[str, list[str]]] | None = None) -> Table:
+def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = None) -> Table:
     """Metrics as rows, models as columns (the papers' side-by-side layout)."""
     r = ratios(models)
     rows: list[list[str]] = [
