@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from mbcost.cost.analyze import analyze
-    from mbcost.cost.conv import compare_conv
-    from mbcost.zoo import build_model, list_models
+    from mbcost.cost.analyze import analyze  # noqa: F401
+    from mbcost.cost.conv import compare_conv  # noqa: F401
+    from mbcost.zoo import build_model, list_models  # noqa: F401
 
 _LAZY = {
     "analyze": ("mbcost.cost.analyze", "analyze"),

@@ -107,12 +107,18 @@ def append_records(path: Path | str, records: Iterable[Any]) -> int:
         return out.written
 
 
-def load_records(paths: Path | str | Iterable[Path | str]) -> list[dict[str, Any]]:
+#: ``kind`` of the placeholder ``load_records(..., placeholders=True)`` puts where a line is unreadable.
+UNREADABLE = "_unreadable"
+
+
+def load_records(paths: Path | str | Iterable[Path | str], *, placeholders: bool = False) -> list[dict[str, Any]]:
     """Every record of one or more JSON Lines files, in file order.
 
     Blank lines are skipped. A line that is not a JSON object (a record cut short when a run was
-    killed) is skipped with a logged warning naming the file and line. Unknown ``kind`` values
-    are kept (readers ignore kinds they do not know).
+    killed, or two appends glued together) is skipped with a logged warning naming the file and
+    line; with ``placeholders=True`` it becomes ``{"kind": UNREADABLE, "_line": n}`` instead, and
+    every record carries ``_source`` (its file), so a reader such as the report can say what it
+    left out. Unknown ``kind`` values are kept (readers ignore kinds they do not know).
 
     Raises:
         SpecError: a file that does not exist or cannot be read.
@@ -122,10 +128,10 @@ def load_records(paths: Path | str | Iterable[Path | str]) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     for p in paths:
         path = Path(p)
+        if not path.is_file():
+            raise SpecError(f"results file {path} does not exist (no such file)")
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise SpecError(f"results file {path} does not exist") from None
         except OSError as exc:
             raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
         lines = text.split("\n")
@@ -135,12 +141,15 @@ def load_records(paths: Path | str | Iterable[Path | str]) -> list[dict[str, Any
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:
+                obj = None
+            if not isinstance(obj, dict):
                 where = "truncated last line" if number >= len(lines) - 1 else "malformed line"
                 log.warning("%s:%d: skipping a %s (%d characters)", path, number, where, len(line))
-                continue
-            if not isinstance(obj, dict):
-                log.warning("%s:%d: skipping a line that is not a JSON object", path, number)
-                continue
+                if not placeholders:
+                    continue
+                obj = {"kind": UNREADABLE, "_line": number}
+            if placeholders:
+                obj.setdefault("_source", str(path))
             out.append(obj)
     return out
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from mbcost.cli.app import app
 
-# Each module registers its commands on ``app``.
-from mbcost.cli import costs  # noqa: E402,F401
-from mbcost.cli import counters  # noqa: E402,F401
-from mbcost.cli import bench  # noqa: E402,F401
-from mbcost.cli import gate  # noqa: E402,F401
-from mbcost.cli import report  # noqa: E402,F401
+# Each module registers its commands on ``app``; --help lists them in this order.
+# isort: off
+from mbcost.cli import costs  # noqa: F401
+from mbcost.cli import counters  # noqa: F401
+from mbcost.cli import bench  # noqa: F401
+from mbcost.cli import report  # noqa: F401
+from mbcost.cli import gate  # noqa: F401
+# isort: on
 
 
 def main() -> None:

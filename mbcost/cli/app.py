@@ -101,26 +101,58 @@ OutputOpt = typer.Option(None, "--output", "-o", help="Write to FILE (atomically
 DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte counts.")
 
 
+# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare.
+class ConventionName(str, Enum):
+    paper = "paper"
+    fvcore = "fvcore"
+    thop = "thop"
+    torch = "torch"
+
+
+COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
+                 "(FlopCounterMode), or 'all'. fvcore and thop need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count MACs as a counter does: paper (conv + linear Mult-Adds), fvcore (+ eval BatchNorm "
+                   "2/elem, adaptive avg pool), thop (+ BatchNorm 4/elem, adaptive avg pool in + out), torch "
+                   "(FLOPs = 2 x conv/matmul MACs only). Each preset equals its library's total.")
+
+CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
+ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)
+
+# The --bench options of compare and conv (measurement lives in mbcost.cli.bench).
+BenchFlagOpt = typer.Option(True, "--bench/--no-bench",
+                            help="Also measure latency: CPU (and CUDA when available) at the given batch, a short "
+                                 "time budget per model (mbcost bench measures longer).")
+ConvBenchOpt = typer.Option(False, "--bench/--no-bench",
+                            help="Also time both on CPU (float32) and show the measured speed-up next to the MAC "
+                                 "speed-up.")
+
+
 def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[dict[str, Any]] | None = None,
          document: Any = None) -> None:
-    """Render a result in the chosen format to stdout or, atomically, to ``output``."""
+    """Render a result in the chosen format to stdout or, atomically, to ``output``.
+
+    ``table`` is one ``Table`` or a list of them (shown one after another; CSV and JSON use
+    ``records`` and ``document``).
+    """
     from mbcost.render.table import to_csv, to_json
 
+    tables = table if isinstance(table, (list, tuple)) else [table]
     if fmt is Format.json:
         text = to_json(document)
     elif fmt is Format.csv:
         text = to_csv(records or [])
     elif fmt is Format.markdown:
-        text = table.to_markdown()
+        text = "\n".join(t.to_markdown() for t in tables)
     elif output is not None:
-        text = table.to_text()
+        text = "\n".join(t.to_text() for t in tables)
     else:
         from rich.console import Console
 
         console = Console()
         if not console.is_terminal:
             console = Console(width=160)  # a pipe has no width to respect; don't fold numbers
-        console.print(table.to_rich())
+        for t in tables:
+            console.print(t.to_rich())
         return
     if output is None:
         sys.stdout.write(text)

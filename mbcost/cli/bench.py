@@ -8,7 +8,6 @@ Ctrl-C (exit 130) keeps every finished measurement.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,26 +134,7 @@ def interruptible(out: Any, what: str) -> Iterator[None]:
 def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], records: list[dict[str, Any]],
                 document: Any) -> None:
     """``emit`` for commands that show more than one table."""
-    from mbcost.cli.app import write_atomic
-
-    if fmt in (Format.json, Format.csv) or len(tables) == 1:
-        emit(fmt, output, table=tables[0], records=records, document=document)
-        return
-    if fmt is Format.markdown:
-        text = "\n".join(t.to_markdown() for t in tables)
-    elif output is not None:
-        text = "\n".join(t.to_text() for t in tables)
-    else:
-        from rich.console import Console
-
-        console = Console()
-        for t in tables:
-            console.print(t.to_rich())
-        return
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(output, text)
+    emit(fmt, output, table=list(tables), records=records, document=document)
 
 
 # -- bench -----------------------------------------------------------------------------------------

@@ -9,7 +9,12 @@ import typer
 from mbcost.cli.app import (
     CONVENTIONS_HELP,
     BatchOpt,
+    BenchFlagOpt,
     ClassesOpt,
+    ConvBenchOpt,
+    ConventionName,
+    ConventionOpt,
+    CountersOpt,
     DType,
     DTypeOpt,
     Format,
@@ -21,8 +26,6 @@ from mbcost.cli.app import (
     check_writable,
     emit,
 )
-from mbcost.cli.bench_options import BenchFlagOpt, ConvBenchOpt
-from mbcost.cli.counters import ConventionName, ConventionOpt, CountersOpt
 
 
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mbcost.cli.app import BatchOpt, ClassesOpt, Format, FormatOpt, InputOpt, OutputOpt, app, check_writable, emit
+from mbcost.cli.app import (
+    COUNTERS_HELP,
+    BatchOpt,
+    ClassesOpt,
+    ConventionName,
+    Format,
+    FormatOpt,
+    InputOpt,
+    OutputOpt,
+    app,
+    check_writable,
+    emit,
+)
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.render.table import Table
     from mbcost.zoo.spec import ModelSpec
-
-
-class ConventionName(str, Enum):
-    paper = "paper"
-    fvcore = "fvcore"
-    thop = "thop"
-    torch = "torch"
-
-
-COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
-                 "(FlopCounterMode), or 'all'. fvcore and thop need: pip install 'mbcost[counters]'.")
-CONVENTION_HELP = ("Count MACs as a counter does: paper (conv + linear Mult-Adds), fvcore (+ eval BatchNorm "
-                   "2/elem, adaptive avg pool), thop (+ BatchNorm 4/elem, adaptive avg pool in + out), torch "
-                   "(FLOPs = 2 x conv/matmul MACs only). Each preset equals its library's total.")
-
-CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
-ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)
 
 
 # --- compare extras --------------------------------------------------------------------------

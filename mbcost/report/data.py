@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mbcost.bench.store import UNREADABLE  # a placeholder kind, re-exported for readers
 from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
 from mbcost.errors import SpecError
@@ -51,7 +52,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "conv": ("cin", "cout", "k", "standard_ms", "separable_ms", "measured_speedup"),
     "peak": ("peak_gflops", "peak_gbps"),
 }
-UNREADABLE = "_unreadable"
 NUMERIC = {"median_ms", "macs", "arithmetic_intensity", "achieved_gflops", "standard_ms", "separable_ms",
            "measured_speedup", "peak_gflops", "peak_gbps", "cin", "cout", "k"}
 
@@ -125,44 +125,22 @@ class ReportData:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read one JSON Lines file of measurement records.
+    """Read one JSON Lines file of measurement records (``mbcost.bench.store.load_records``).
 
-    Blank lines are skipped. A line that is not a JSON object (the last line of a run that was
-    interrupted while appending, or one glued to the next append) becomes an ``_unreadable``
-    placeholder, which ``label_runs`` counts and the page reports; the other records are kept.
+    A line that is not a JSON object becomes an ``UNREADABLE`` placeholder, which ``label_runs``
+    counts and the page reports; the other records are kept.
 
     Raises:
         SpecError: the file is missing or unreadable.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"--from {path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SpecError(f"--from {path}: cannot read it ({exc.strerror or exc})") from None
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            log.warning("%s line %d: not a JSON object (a record cut short?); left out", path, number)
-            obj = {"kind": UNREADABLE, "_line": number}
-        obj.setdefault("_source", str(path))
-        records.append(obj)
-    return records
+    return load_records([path])
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read and concatenate several JSON Lines files (see ``read_jsonl``), in order."""
-    out: list[dict[str, Any]] = []
-    for p in paths:
-        out.extend(read_jsonl(p))
-    return out
+    """Read and concatenate several JSON Lines files, in order, keeping placeholders for bad lines."""
+    from mbcost.bench.store import load_records as load
+
+    return load(list(paths), placeholders=True)
 
 
 def _default_label(r: dict[str, Any]) -> str:
