@@ -9,7 +9,7 @@ from mbcost.cost.result import ModelCost
 from mbcost.cost.shapes import Unsupported, interpret_model
 from mbcost.cost.walker import trace_model
 from mbcost.errors import SpecError
-from mbcost.zoo.spec import DTYPES, ModelSpec, check_input_fits, meta_model, parse_input, parse_spec
+from mbcost.zoo.spec import DTYPES, ModelSpec, check_input_fits, meta_model, meta_structure, parse_input, parse_spec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,6 +61,7 @@ def analyze(
     if in_channels < 1:
         raise SpecError(f"in_channels must be >= 1 (got {in_channels})")
     width: float | None = None
+    structure = None
     if isinstance(model, (str, ModelSpec)):
         spec = parse_spec(model) if isinstance(model, str) else model
         check_input_fits(spec, size)
@@ -70,12 +71,13 @@ def analyze(
             module = _build_user_model(spec, build_model)
         else:
             module = meta_model(spec, num_classes, dtype)
+            structure = meta_structure(spec, num_classes, dtype)
         model_name, width = spec.name, spec.width
     else:
         module, model_name = model, name or type(model).__name__
     x = torch.empty(batch, in_channels, *size, device="meta", dtype=getattr(torch, dtype))
     try:
-        trace = interpret_model(module, tuple(x.shape), x.element_size())
+        trace = interpret_model(module, tuple(x.shape), x.element_size(), structure)
     except Unsupported as why:
         log.debug("shape interpreter cannot follow %s (%s); tracing on the meta device", model_name, why)
         trace = trace_model(module, x)

@@ -29,24 +29,46 @@ class Trace:
     uncounted: list[UncountedOp] = field(default_factory=list)
 
 
-class RecordBook:
-    """Collects the records of one walk over ``model``."""
+@dataclass(frozen=True)
+class Structure:
+    """What a walk needs to know about a module tree: names, leaves, parameters per module."""
 
-    def __init__(self, model: nn.Module) -> None:
+    names: dict[nn.Module, str]
+    leaves: frozenset[nn.Module]
+    own_params: dict[str, int]
+    total_params: int
+
+
+def model_structure(model: nn.Module) -> Structure:
+    """Module names, leaf modules and each module's own unique parameter count (shared tensors once)."""
+    names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
+    leaves = frozenset(m for m in names if next(iter(m.children()), None) is None)
+    seen: set[int] = set()
+    own_params: dict[str, int] = {}
+    total = 0
+    for mod_name, mod in model.named_modules():
+        n = 0
+        for p in mod.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        own_params[mod_name] = n
+        total += n
+    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total)
+
+
+class RecordBook:
+    """Collects the records of one walk over ``model``.
+
+    ``structure`` may be passed when the caller knows the tree has not changed (the zoo's cached
+    meta-device models); otherwise it is read from ``model`` now.
+    """
+
+    def __init__(self, model: nn.Module, structure: Structure | None = None) -> None:
         self.model = model
-        self.names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
-        self.leaves = {m for m in self.names if next(iter(m.children()), None) is None}
-        seen: set[int] = set()
-        self.own_params: dict[str, int] = {}
-        self.total_params = 0
-        for mod_name, mod in model.named_modules():
-            n = 0
-            for p in mod.parameters(recurse=False):
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    n += p.numel()
-            self.own_params[mod_name] = n
-            self.total_params += n
+        st = structure or model_structure(model)
+        self.names, self.leaves, self.own_params, self.total_params = (
+            st.names, st.leaves, st.own_params, st.total_params)
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         self._attributed: set[str] = set()

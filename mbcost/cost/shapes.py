@@ -15,7 +15,7 @@ from math import ceil, floor, prod
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.ops import OpCall
-from mbcost.cost.records import RecordBook, Trace
+from mbcost.cost.records import RecordBook, Structure, Trace
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,13 +56,13 @@ def _window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> i
 class ShapeInterpreter:
     """Walks a module tree with shapes only, writing records into a ``RecordBook``."""
 
-    def __init__(self, model: nn.Module, dtype_bytes: int) -> None:
+    def __init__(self, model: nn.Module, dtype_bytes: int, structure: Structure | None = None) -> None:
         import torch
         from torch import nn
 
         self.nn = nn
         self.torch = torch
-        self.book = RecordBook(model)
+        self.book = RecordBook(model, structure)
         self.b = dtype_bytes
         self._leaf_rules: list[tuple[type, Callable[..., Shape]]] = [
             (nn.Conv1d, self._conv), (nn.Conv2d, self._conv), (nn.Conv3d, self._conv),
@@ -204,8 +204,8 @@ class ShapeInterpreter:
         return (*x[:start], prod(x[start:end + 1]), *x[end + 1:])
 
 
-def interpret_model(model: nn.Module, x_shape: Shape, dtype_bytes: int) -> Trace:
+def interpret_model(model: nn.Module, x_shape: Shape, dtype_bytes: int, structure: Structure | None = None) -> Trace:
     """Shape-only walk of ``model``; raises ``Unsupported`` when it cannot follow it."""
-    interp = ShapeInterpreter(model, dtype_bytes)
+    interp = ShapeInterpreter(model, dtype_bytes, structure)
     interp.run(model, x_shape)
     return interp.book.finish()

@@ -15,6 +15,8 @@ from mbcost.zoo.registry import ModelEntry, get_entry
 if TYPE_CHECKING:
     from torch import nn
 
+    from mbcost.cost.records import Structure
+
 MAX_WIDTH = 4.0
 MAX_INPUT = 65536
 DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -171,3 +173,11 @@ def meta_model(spec: ModelSpec, num_classes: int, dtype: str) -> nn.Module:
 
     model = build_model(spec, num_classes=num_classes, device="meta")
     return model.to(getattr(torch, dtype)).eval()
+
+
+@lru_cache(maxsize=32)
+def meta_structure(spec: ModelSpec, num_classes: int, dtype: str) -> Structure:
+    """The module structure of ``meta_model(...)``, read once (that model is never changed)."""
+    from mbcost.cost.records import model_structure
+
+    return model_structure(meta_model(spec, num_classes, dtype))
