@@ -63,7 +63,8 @@ def test_gather_holds_the_models_grids_and_quoted_references(plain):
     assert {k: v.top1 for k, v in plain.references.items()} == {"v1": 70.6, "v2": 72.0, "vgg16": 71.5}
     # width x resolution grid for the two width-multiplier models only (vgg16 has none)
     assert {m.name for m in plain.scaling} == {"v1", "v2"}
-    assert len(plain.scaling) == 2 * len(rdata.WIDTHS) * len(rdata.RESOLUTIONS)
+    (w1, r1), (w2, r2) = rdata.PAPER_GRIDS["v1"], rdata.PAPER_GRIDS["v2"]
+    assert len(plain.scaling) == len(w1) * len(r1) + len(w2) * len(r2)  # each paper's own grid
     v1_half_160 = next(m for m in plain.scaling if m.label == "v1@0.5" and m.input == (160, 160))
     assert v1_half_160.macs < next(m for m in plain.scaling if m.label == "v1@0.5" and m.input == (224, 224)).macs
     assert len(plain.conv_grid) == len(rdata.CONV_CHANNELS) * len(rdata.CONV_KERNELS)

@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 #: 1.4 and 96).
 WIDTHS: tuple[float, ...] = (0.25, 0.35, 0.5, 0.75, 1.0, 1.4)
 RESOLUTIONS: tuple[int, ...] = (96, 128, 160, 192, 224)
+#: Each paper's own grid, used by default: V1 (Howard et al. 2017, Tables 6-7) and its Conv twin,
+#: V2 (Sandler et al. 2018, Table 6 / Figure 5); other width models get ``WIDTHS x RESOLUTIONS``.
+PAPER_GRIDS: dict[str, tuple[tuple[float, ...], tuple[int, ...]]] = {
+    "v1": ((0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    "v1-conv": ((0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    "v2": ((0.35, 0.5, 0.75, 1.0, 1.4), (96, 128, 160, 192, 224)),
+}
 #: The conv grid: M = N channels, K x K kernels, on a 14 x 14 map (the ratio does not depend on it).
 CONV_CHANNELS: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
 CONV_KERNELS: tuple[int, ...] = (3, 5, 7)
@@ -252,8 +259,8 @@ def gather(
     records: Iterable[dict[str, Any]] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
-    widths: Sequence[float] = WIDTHS,
-    resolutions: Sequence[int] = RESOLUTIONS,
+    widths: Sequence[float] | None = None,
+    resolutions: Sequence[int] | None = None,
     conv_channels: Sequence[int] = CONV_CHANNELS,
     conv_kernels: Sequence[int] = CONV_KERNELS,
 ) -> ReportData:
@@ -267,7 +274,8 @@ def gather(
         records: measurement records (dicts of the JSON Lines contract), e.g. ``load_records(paths)``.
         sources: where the records came from, shown on the page.
         notes: lines about measurements that were not made (shown with the runs).
-        widths, resolutions: the width x resolution grid of the width-multiplier models.
+        widths, resolutions: the width x resolution grid of the width-multiplier models (default: each
+            paper's own grid, ``PAPER_GRIDS``).
         conv_channels, conv_kernels: the standard vs separable convolution grid (M = N).
 
     Returns:
@@ -299,8 +307,9 @@ def gather(
         if entry is None or not entry.supports_width or entry.name in seen:
             continue
         seen.add(entry.name)
-        for w in widths:
-            for r in resolutions:
+        paper_widths, paper_resolutions = PAPER_GRIDS.get(entry.name, (WIDTHS, RESOLUTIONS))
+        for w in widths or paper_widths:
+            for r in resolutions or paper_resolutions:
                 if r >= entry.total_stride:
                     scaling.append(analyze(ModelSpec(entry.name, float(w)), (r, r), batch,
                                            num_classes=num_classes, dtype=dtype))
