@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from mbcost.errors import UsageError
+from mbcost.errors import SpecError, UsageError
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
@@ -58,6 +58,21 @@ def append_text(path: Path | str, text: str) -> None:
             fh.write(text)
     except OSError as exc:
         raise UsageError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def check_target(path: Path | str | None, option: str) -> None:
+    """Fail early (``SpecError``, one line naming ``option``) when ``path`` cannot be written or
+    appended to, before any work is done. ``None`` (no file asked for) passes."""
+    if path is None:
+        return
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SpecError(f"{option} {path} is a directory")
+    if not parent.is_dir():
+        raise SpecError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpecError(f"{option} {path} is not writable")
 
 
 def display_path(path: Path | str) -> str:

@@ -184,18 +184,31 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
         >>> recs[0].median_ms
         21.7
     """
-    records: list[ModelRecord] = []
+    return measure_each(
+        plans, settings, lambda plan, busy: bench_model(plan, settings, measure_fn=measure_fn, busy_cpus=busy),
+        lambda plan: f"{plan.cost.label} batch {plan.config.batch}", on_record=on_record, progress=progress)
+
+
+def measure_each(items: Sequence[Any], settings: BenchSettings, measure: Callable[[Any, float | None], Any],
+                 describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
+                 progress: Progress | None = None) -> list[Any]:
+    """Measure ``items`` in order under ``settings.runtime()``, handing each record to ``on_record``
+    as soon as it exists (so an interrupted run keeps what it finished) and reporting progress.
+
+    ``measure(item, busy_cpus)`` returns the record; the CPUs' busyness is sampled once, before.
+    """
+    records: list[Any] = []
     busy = busy_cpus_now()
     with settings.runtime():
-        for i, plan in enumerate(plans):
+        for i, item in enumerate(items):
             if progress:
-                progress(i, len(plans), f"{plan.cost.label} batch {plan.config.batch}")
-            record = bench_model(plan, settings, measure_fn=measure_fn, busy_cpus=busy)
+                progress(i, len(items), describe(item))
+            record = measure(item, busy)
             records.append(record)
             if on_record:
                 on_record(record)
         if progress:
-            progress(len(plans), len(plans), "done")
+            progress(len(items), len(items), "done")
     return records
 
 

@@ -39,16 +39,10 @@ def record_line(record: Any) -> str:
 
 
 def check_appendable(path: Path | None) -> None:
-    """Fail early (``SpecError``) when ``--save`` cannot be appended to, before measuring anything."""
-    if path is None:
-        return
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise SpecError(f"--save {path} is a directory")
-    if not parent.is_dir():
-        raise SpecError(f"--save {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SpecError(f"--save {path} is not writable")
+    """Fail early (one line, exit 2) when ``--save`` cannot be appended to, before measuring anything."""
+    from mbcost.io import check_target
+
+    check_target(path, "--save")
 
 
 class RecordWriter:

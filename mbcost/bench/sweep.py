@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from mbcost.bench.devices import check_memory
 from mbcost.bench.errors import BenchError
-from mbcost.bench.model_bench import BenchSettings, OnRecord, Progress
-from mbcost.bench.records import ConvRecord, Env, Record, busy_cpus_now
+from mbcost.bench.model_bench import BenchSettings, OnRecord, Progress, measure_each
+from mbcost.bench.records import ConvRecord, Env, Record
 from mbcost.bench.timer import MeasureFn, Measurement, default_measure
 from mbcost.errors import SpecError
 
@@ -141,16 +141,6 @@ def run_sweep(points: Sequence[ConvPoint], settings: BenchSettings, *,
     Ctrl-C (``KeyboardInterrupt``) propagates; the records already handed on are kept by the
     caller's writer (``store.RecordWriter`` flushes each line).
     """
-    records = []
-    busy = busy_cpus_now()
-    with settings.runtime():
-        for i, point in enumerate(points):
-            if progress:
-                progress(i, len(points), f"M=N={point.cin} K={point.k} F={point.size[0]}")
-            record = bench_conv(point, settings, measure_fn=measure_fn, busy_cpus=busy)
-            records.append(record)
-            if on_record:
-                on_record(record)
-        if progress:
-            progress(len(points), len(points), "done")
-    return records
+    return measure_each(
+        points, settings, lambda point, busy: bench_conv(point, settings, measure_fn=measure_fn, busy_cpus=busy),
+        lambda point: f"M=N={point.cin} K={point.k} F={point.size[0]}", on_record=on_record, progress=progress)

@@ -7,7 +7,6 @@ exits 130. No command computes a cost or a time itself.
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from mbcost.errors import MbcostError, SpecError
+from mbcost.errors import MbcostError
 
 CONVENTIONS_HELP = (
     "Conventions: MACs = multiply-accumulates of conv and linear layers (bias, BatchNorm, activations, pooling "
@@ -162,15 +161,9 @@ def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[d
 
 def check_writable(output: Path | None) -> None:
     """Fail early (exit 2) when ``output`` cannot be written, before any work is done."""
-    if output is None:
-        return
-    parent = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise SpecError(f"--output {output} is a directory")
-    if not parent.is_dir():
-        raise SpecError(f"--output {output}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        raise SpecError(f"--output {output} is not writable")
+    from mbcost.io import check_target
+
+    check_target(output, "--output")
 
 
 def write_atomic(path: Path, text: str) -> None:
