@@ -26,11 +26,8 @@ def write_text_atomic(path: Path | str, text: str) -> None:
         UsageError: the directory is missing, ``path`` is a directory, or the write fails.
     """
     path = Path(path)
+    check_target(path, "cannot write")
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -68,11 +65,11 @@ def check_target(path: Path | str | None, option: str) -> None:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise SpecError(f"{option} {path} is a directory")
+        raise SpecError(f"{option} {path}: it is a directory")
     if not parent.is_dir():
         raise SpecError(f"{option} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SpecError(f"{option} {path} is not writable")
+        raise SpecError(f"{option} {path}: it is not writable")
 
 
 def display_path(path: Path | str) -> str:

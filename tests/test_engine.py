@@ -1,16 +1,15 @@
 """The cost engine: per-layer MACs against hand-derived formulas, both walkers, any module."""
 
-import dataclasses
 import time
 
 import pytest
 import torch
 from torch import nn
+from walkers import walk_both
 
 import mbcost
 from mbcost.cost.formulas import FORMULAS, conv_cost, register_formula
 from mbcost.cost.shapes import Unsupported, interpret_model
-from mbcost.cost.walker import trace_model
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.zoo.mobilenet_v1 import V1_BLOCKS
 from mbcost.zoo.spec import meta_model, parse_spec
@@ -68,15 +67,7 @@ def test_shape_interpreter_equals_meta_tracer(spec, size):
     """The fast pure-shape path and the generic meta-device tracer give identical records."""
     model = meta_model(parse_spec(spec), 1000, "float32")
     x = torch.empty(2, 3, *size, device="meta")
-    fast = interpret_model(model, tuple(x.shape), 4)
-    traced = trace_model(model, x)
-
-    def strip(layer):
-        d = dataclasses.asdict(layer)
-        d.pop("op")
-        return d
-
-    assert [strip(r) for r in fast.layers] == [strip(r) for r in traced.layers]
+    fast, traced = walk_both(model, x)
     assert (fast.params, fast.unattributed_params) == (traced.params, traced.unattributed_params)
     assert traced.uncounted == []
 
