@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
-from walkers import walk_both
 
 import mbcost
 from mbcost.cost.conventions import CONVENTIONS, apply_convention, convention_view, get_convention
@@ -107,8 +105,7 @@ def test_formula_variants_on_toy_layers():
 def test_walkers_agree_on_new_fields():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False), nn.BatchNorm2d(8), nn.ReLU6(),
                           nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.MaxPool2d(2, ceil_mode=True)).eval()
-    x = torch.empty(2, 3, 33, 31, device="meta")
-    fast, _ = walk_both(model, x)
+    fast = mbcost.analyze(model, (2, 3, 33, 31))
     assert [r.affine for r in fast.layers if r.kind == "batchnorm"] == [False, True]
     assert [r.count_include_pad for r in fast.layers if r.kind == "pool"] == [False, None]
     assert fast.layers[3].torch_bases == ("ReLU6", "Hardtanh", "Module")

@@ -17,7 +17,6 @@ memory available (``MemAvailable`` from ``/proc/meminfo``; ``torch.cuda.mem_get_
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,16 +224,9 @@ def available_memory(device: Device) -> int | None:
 
         free, _total = torch.cuda.mem_get_info(device.index)
         return int(free)
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    from mbcost.host import available_cpu_memory
+
+    return available_cpu_memory()
 
 
 @dataclass(frozen=True)

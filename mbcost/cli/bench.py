@@ -78,7 +78,7 @@ def budget_from(min_time: float, max_time: float) -> Budget:
 
 def parse_batches(text: str) -> list[int]:
     from mbcost.bench.sweep import parse_int_list
-    from mbcost.cost.analyze import MAX_BATCH
+    from mbcost.inputs import MAX_BATCH
 
     batches = parse_int_list(text, "--batch")
     if max(batches) > MAX_BATCH:

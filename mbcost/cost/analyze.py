@@ -1,46 +1,58 @@
-"""``analyze``: the analytic cost of a zoo model or any ``nn.Module``."""
+"""``analyze``: the analytic cost of a zoo model or any ``nn.Module``, on any inputs."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.result import ModelCost
-from mbcost.cost.shapes import Unsupported, interpret_model
 from mbcost.cost.walker import trace_model
 from mbcost.errors import SpecError
-from mbcost.zoo.spec import DTYPES, ModelSpec, check_input_fits, meta_model, meta_structure, parse_input, parse_spec
+from mbcost.inputs import resolve_inputs
+from mbcost.zoo.spec import DTYPES, ModelSpec, check_input_fits, meta_model, parse_spec
 
 if TYPE_CHECKING:
     from torch import nn
 
-log = logging.getLogger(__name__)
+    from mbcost.cost.records import Structure
 
-MAX_BATCH = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def analyze(
     model: str | ModelSpec | nn.Module,
-    input_size: int | str | tuple[int, int] = 224,
+    inputs: Any = None,
     batch: int = 1,
     *,
+    input_size: Any = None,
     num_classes: int = 1000,
     in_channels: int = 3,
     dtype: str = "float32",
+    input_dtype: str | None = None,
+    execute: str = "auto",
     name: str | None = None,
 ) -> ModelCost:
-    """Analytic cost of ``model`` on a ``batch x in_channels x H x W`` input.
+    """Analytic cost of ``model`` on ``inputs``.
 
-    Nothing is allocated: the forward pass runs on the meta device. A user's module is read,
-    never changed.
+    Nothing is allocated: the forward pass runs on the meta device (``execute="meta"``). A
+    data-dependent forward (detection models, ``if x.sum() > 0``) falls back under ``"auto"`` to a
+    real CPU forward with random inputs, and the result says so (``cost.execution == "real"``).
+    A user's module is read, never changed.
 
     Args:
         model: a zoo spec (``"v2"``, ``"v1@0.75"``), ``"package.module:factory"``, or a module.
-        input_size: ``224``, ``"224x160"`` or ``(H, W)``.
-        batch: batch size (costs scale linearly; parameters do not).
+        inputs: ``224`` or ``"224x160"`` (an image: ``batch x in_channels x H x W``); a full shape
+            ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only); a tuple of
+            these for several positional inputs; a dict for keyword inputs. Default 224.
+        batch: batch size of the image shorthand (costs scale linearly; parameters do not).
+        input_size: the former name of ``inputs`` (an image size), still accepted.
         num_classes: classifier outputs for zoo models.
-        in_channels: input channels.
-        dtype: element type for byte counts (``float32``, ``float16``, ``bfloat16``, ``float64``).
+        in_channels: channels of the image shorthand.
+        dtype: element type of the model (and of image inputs) for byte counts: ``float32``,
+            ``float16``, ``bfloat16``, ``float64``.
+        input_dtype: element type of the inputs when it differs (``int64`` token ids).
+        execute: ``auto`` (meta, real CPU forward when an op needs data), ``meta`` or ``real``.
         name: label for a module passed directly (default: its class name).
 
     Returns:
@@ -50,50 +62,77 @@ def analyze(
         >>> cost = analyze("v2", 224)
         >>> cost.params
         3504872
+        >>> analyze("v1", (2, 3, 160, 160)).macs == 2 * analyze("v1", 160).macs
+        True
     """
-    import torch
-
-    size = parse_input(input_size)
-    if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
-        raise SpecError(f"batch must be an integer in 1..{MAX_BATCH} (got {batch!r})")
+    if inputs is not None and input_size is not None:
+        raise SpecError("give inputs or input_size, not both")
+    value = input_size if inputs is None else inputs
     if dtype not in DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if in_channels < 1:
-        raise SpecError(f"in_channels must be >= 1 (got {in_channels})")
+    resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
+                              dtype=input_dtype or dtype)
     width: float | None = None
     structure = None
+    materialize = None
     if isinstance(model, (str, ModelSpec)):
         spec = parse_spec(model) if isinstance(model, str) else model
-        check_input_fits(spec, size)
+        if resolved.image_size is not None:
+            check_input_fits(spec, resolved.image_size)
         if spec.factory:
             from mbcost.zoo.spec import build_model
 
             module = _build_user_model(spec, build_model)
+            materialize = _real_builder(spec, num_classes)
         else:
-            module = meta_model(spec, num_classes, dtype)
-            structure = meta_structure(spec, num_classes, dtype)
+            module, structure = _zoo_model(spec, num_classes, dtype)
+            materialize = _real_builder(spec, num_classes)
         model_name, width = spec.name, spec.width
     else:
         module, model_name = model, name or type(model).__name__
-    x = torch.empty(batch, in_channels, *size, device="meta", dtype=getattr(torch, dtype))
-    try:
-        trace = interpret_model(module, tuple(x.shape), x.element_size(), structure)
-    except Unsupported as why:
-        log.debug("shape interpreter cannot follow %s (%s); tracing on the meta device", model_name, why)
-        trace = trace_model(module, x)
+    trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize)
     return ModelCost(
         name=model_name,
         width=width,
-        input=size,
-        batch=batch,
-        in_channels=in_channels,
+        input=resolved.image_size or resolved.first.shape,
+        batch=resolved.batch,
+        in_channels=resolved.first.shape[1] if resolved.image_size else 0,
         dtype=dtype,
-        dtype_bytes=x.element_size(),
+        dtype_bytes=_dtype_bytes(dtype),
         params=trace.params,
         layers=tuple(trace.layers),
         unattributed_params=trace.unattributed_params,
         uncounted=tuple(trace.uncounted),
+        inputs=resolved.all,
+        execution=trace.execution,
+        execution_note=trace.fallback_reason,
     )
+
+
+@lru_cache(maxsize=32)
+def _zoo_model(spec: ModelSpec, num_classes: int, dtype: str) -> tuple[nn.Module, Structure]:
+    """A zoo model on the meta device and its structure, read once (the engine never changes it)."""
+    from mbcost.cost.records import model_structure
+
+    module = meta_model(spec, num_classes, dtype)
+    return module, model_structure(module)
+
+
+def _dtype_bytes(dtype: str) -> int:
+    from mbcost.inputs import INPUT_DTYPES
+
+    return INPUT_DTYPES[dtype]
+
+
+def _real_builder(spec: ModelSpec, num_classes: int):  # noqa: ANN202
+    """A CPU model with real (random) weights for a real forward, float32, built only if needed."""
+
+    def build() -> nn.Module:
+        from mbcost.zoo.spec import build_model
+
+        return build_model(spec, num_classes=num_classes).eval()
+
+    return build
 
 
 def _build_user_model(spec: ModelSpec, build_model) -> nn.Module:  # noqa: ANN001
@@ -104,3 +143,6 @@ def _build_user_model(spec: ModelSpec, build_model) -> nn.Module:  # noqa: ANN00
         return build_model(spec, device="meta")
     except MbcostError:
         return build_model(spec)
+
+
+__all__ = ["analyze"]

@@ -76,6 +76,28 @@ def matmul_cost(a_shape: Shape, b_shape: Shape, out_shape: Shape, *, has_bias: b
     return OpCost(macs=prod(out_shape) * a_shape[-1], bias_adds=prod(out_shape) if has_bias else 0)
 
 
+@register_formula("attention")
+def attention_cost(q_shape: Shape, k_shape: Shape, v_shape: Shape, *, embed_dim: int | None = None,
+                   heads: int = 1, projections: bool = False, has_bias: bool = False) -> OpCost:
+    """Attention as one fused op: ``softmax(q @ k^T) @ v``, per head.
+
+    ``q_shape`` is ``(..., L, D)``, ``k_shape`` ``(..., S, D)``, ``v_shape`` ``(..., S, Dv)`` with
+    the batch and head dims in front: ``L * S * D`` MACs for the scores, ``L * S * Dv`` for the
+    weighted sum, and a softmax (3 ops per score). ``projections`` adds the input and output
+    projections of a fused multi-head attention (``_native_multi_head_attention``), whose shapes
+    are then ``(B, L, E)`` with ``embed_dim`` E split over ``heads``: ``(L + 2 S) * E * E`` for q, k,
+    v, ``L * E * E`` for the output, and ``2 * L * S * E`` for scores and sum over all heads.
+    """
+    if projections:
+        e = embed_dim or q_shape[-1]
+        batch, length, source = prod(q_shape[:-2]), q_shape[-2], k_shape[-2]
+        macs = batch * (2 * length + 2 * source) * e * e + 2 * batch * length * source * e
+        bias = batch * (2 * length + 2 * source) * e if has_bias else 0
+        return OpCost(macs=macs, bias_adds=bias, other_ops=3 * batch * heads * length * source)
+    scores = prod(q_shape[:-1]) * k_shape[-2]
+    return OpCost(macs=scores * q_shape[-1] + scores * v_shape[-1], other_ops=3 * scores)
+
+
 @register_formula("batchnorm")
 def batchnorm_cost(x_shape: Shape) -> OpCost:
     """BatchNorm in eval mode: a folded scale and shift, 2 ops per element."""

@@ -8,7 +8,7 @@ shapes a formula takes. It holds no arithmetic: that lives in :mod:`mbcost.cost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -35,7 +35,7 @@ class OpCall:
 
 
 def _shape(t: Any) -> Shape:
-    return tuple(int(d) for d in t.shape)
+    return tuple(t.shape)
 
 
 def _tuple(v: Any, n: int) -> tuple[int, ...]:
@@ -128,12 +128,10 @@ def _matmul(a_index: int, b_index: int, bias_index: int | None, linear: bool = F
     return adapt
 
 
-def _unary_call(kind: str, args: Sequence[Any], out: Any, shape_arg: str) -> OpCall:
-    x = args[0]
-    o = _first_tensor_out(out)
-    shapes = {"x_shape": _shape(x), "out_shape": _shape(o)}
-    return OpCall(kind=kind, formula_args={shape_arg: shapes[shape_arg]},
-                  input_shape=_shape(x), output_shape=_shape(o))
+def _unary_call(kind: str, args: Sequence[Any], out: Any, shape_arg: str, affine: bool | None = None) -> OpCall:
+    x_shape, o_shape = _shape(args[0]), _shape(_first_tensor_out(out))
+    return OpCall(kind=kind, formula_args={shape_arg: x_shape if shape_arg == "x_shape" else o_shape},
+                  input_shape=x_shape, output_shape=o_shape, affine=affine)
 
 
 def _unary(kind: str, shape_arg: str) -> Callable[..., OpCall]:
@@ -147,8 +145,7 @@ def _norm(kind: str, weight_index: int) -> Callable[..., OpCall]:
     """Norm ops: cost from the input shape; ``affine`` when the op got a weight (scale)."""
 
     def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-        call = _unary_call(kind, args, out, "x_shape")
-        return replace(call, affine=_arg(args, kwargs, weight_index, "weight") is not None)
+        return _unary_call(kind, args, out, "x_shape", affine=_arg(args, kwargs, weight_index, "weight") is not None)
 
     return adapt
 
@@ -179,6 +176,27 @@ def _binary(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
     x = args[0]
     return OpCall(kind="elementwise", formula_args={"out_shape": _shape(o)},
                   input_shape=_shape(x) if hasattr(x, "shape") else (), output_shape=_shape(o))
+
+
+def _sdpa(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """Fused scaled dot-product attention kernels: ``(q, k, v, ...)``, heads in the leading dims."""
+    q, k, v = args[0], args[1], args[2]
+    o = _first_tensor_out(out)
+    return OpCall(kind="attention", formula_args={"q_shape": _shape(q), "k_shape": _shape(k), "v_shape": _shape(v)},
+                  input_shape=_shape(q), output_shape=_shape(o))
+
+
+def _native_mha(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """``_native_multi_head_attention(q, k, v, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
+    proj_bias, ...)``: nn.MultiheadAttention's fused eval path, projections included."""
+    q, k, v = args[0], args[1], args[2]
+    o = _first_tensor_out(out)
+    qkv_weight = args[5]
+    return OpCall(kind="attention",
+                  formula_args={"q_shape": _shape(q), "k_shape": _shape(k), "v_shape": _shape(v),
+                                "embed_dim": int(args[3]), "heads": int(args[4]), "projections": True,
+                                "has_bias": args[6] is not None},
+                  input_shape=_shape(q), output_shape=_shape(o), weight_shape=_shape(qkv_weight))
 
 
 def _free(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
@@ -226,7 +244,11 @@ _register("avg_pool1d avg_pool2d avg_pool3d", _pool(True))
 _register("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d "
           "_adaptive_avg_pool3d adaptive_max_pool2d mean sum", _unary("global_pool", "x_shape"))
 _register("add sub mul div rsub maximum minimum", _binary)
-_register("softmax _softmax log_softmax _log_softmax", _unary("softmax", "x_shape"))
+_register("_scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_flash_attention "
+          "_scaled_dot_product_efficient_attention _scaled_dot_product_cudnn_attention "
+          "_scaled_dot_product_attention_math", _sdpa)
+_register("_native_multi_head_attention", _native_mha)
+_register("softmax _softmax log_softmax _log_softmax _safe_softmax", _unary("softmax", "x_shape"))
 _register(
     "view _unsafe_view reshape flatten t transpose permute detach clone contiguous expand squeeze "
     "unsqueeze alias slice select split split_with_sizes chunk cat stack empty empty_like empty_strided "

@@ -1,8 +1,4 @@
-"""Turning op calls into ``LayerCost`` records: naming, parameter attribution, formulas.
-
-Shared by the two walkers (the pure-shape interpreter and the meta-device tracer) so that
-both name, attribute and cost a layer in exactly one way.
-"""
+"""Turning op calls into ``LayerCost`` records: naming, parameter attribution, formulas."""
 
 from __future__ import annotations
 
@@ -27,34 +23,54 @@ class Trace:
     params: int
     unattributed_params: int
     uncounted: list[UncountedOp] = field(default_factory=list)
+    #: ``meta`` (nothing ran) or ``real`` (a CPU forward with random inputs; counts may depend on data).
+    execution: str = "meta"
+    #: Why the real forward ran (the meta run's failure, or that it was asked for).
+    fallback_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class Structure:
-    """What a walk needs to know about a module tree: names, leaves, parameters per module."""
+    """What a walk needs to know about a module tree: names, leaves, parameters per module, and
+    the ids of every parameter and buffer (the tensors that are weights, not activations)."""
 
     names: dict[nn.Module, str]
     leaves: frozenset[nn.Module]
     own_params: dict[str, int]
     total_params: int
+    weight_ids: frozenset[int]
 
 
 def model_structure(model: nn.Module) -> Structure:
-    """Module names, leaf modules and each module's own unique parameter count (shared tensors once)."""
-    names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
-    leaves = frozenset(m for m in names if next(iter(m.children()), None) is None)
-    seen: set[int] = set()
+    """Read ``model``'s tree once: module names (a module registered twice keeps its last name), leaves,
+    each module's own unique parameter count (a shared tensor counts once, for its first owner) and
+    the ids of all parameters and buffers."""
+    names: dict[nn.Module, str] = {}
     own_params: dict[str, int] = {}
+    seen: set[int] = set()
+    weight_ids: set[int] = set()
     total = 0
-    for mod_name, mod in model.named_modules():
+    for mod_name, mod in model.named_modules(remove_duplicate=False):
+        if mod in names:
+            names[mod] = mod_name
+            continue
+        names[mod] = mod_name
         n = 0
-        for p in mod.parameters(recurse=False):
-            if id(p) not in seen:
+        for p in mod._parameters.values():
+            if p is not None and id(p) not in seen:
                 seen.add(id(p))
                 n += p.numel()
+        for b in mod._buffers.values():
+            if b is not None:
+                weight_ids.add(id(b))
         own_params[mod_name] = n
         total += n
-    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total)
+    weight_ids |= seen
+    # own_params is keyed by the name each module is looked up under
+    own_params = {names[m]: own_params.get(n, 0) for n, m in model.named_modules()}
+    leaves = frozenset(m for m in names if not m._modules)
+    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
+                     weight_ids=frozenset(weight_ids))
 
 
 class RecordBook:
@@ -69,6 +85,7 @@ class RecordBook:
         st = structure or model_structure(model)
         self.names, self.leaves, self.own_params, self.total_params = (
             st.names, st.leaves, st.own_params, st.total_params)
+        self.weight_ids = st.weight_ids
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         self._attributed: set[str] = set()

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mbcost.inputs import InputSpec
+
 #: Layer categories, with the exact names used in JSON output.
 CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
 
@@ -28,7 +30,7 @@ def categorize(kind: str, *, groups: int | None = None, in_channels: int | None 
         if groups == 1 and kernel is not None and all(k == 1 for k in kernel):
             return "pwconv"
         return "conv"
-    if kind == "matmul":
+    if kind in ("matmul", "attention"):
         return "linear"
     return "other"
 
@@ -122,7 +124,12 @@ class UncountedOp:
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Analytic cost of one model at one input size (the ``paper`` convention).
+    """Analytic cost of one model on one set of inputs (the ``paper`` convention).
+
+    ``input`` is ``(H, W)`` when the model gets one image, else the first input's full shape;
+    ``inputs`` holds every input's shape and dtype. ``execution`` is ``meta`` (nothing ran) or
+    ``real`` (a CPU forward with random inputs, for a data-dependent model: its counts depend on
+    the data), with the reason in ``execution_note``.
 
     Example:
         >>> import mbcost
@@ -133,7 +140,7 @@ class ModelCost:
 
     name: str
     width: float | None
-    input: tuple[int, int]
+    input: tuple[int, ...]
     batch: int
     in_channels: int
     dtype: str
@@ -142,6 +149,24 @@ class ModelCost:
     layers: tuple[LayerCost, ...]
     unattributed_params: int = 0
     uncounted: tuple[UncountedOp, ...] = field(default_factory=tuple)
+    inputs: tuple[InputSpec, ...] = ()
+    execution: str = "meta"
+    execution_note: str | None = None
+
+    @property
+    def input_label(self) -> str:
+        """``224x224`` for an image, else each input's full shape (``1x3x16x112x112``)."""
+        from mbcost.inputs import Inputs
+
+        if not self.inputs:
+            return "x".join(str(d) for d in self.input)
+        return Inputs(args=tuple(i for i in self.inputs if not i.name),
+                      kwargs=tuple(i for i in self.inputs if i.name)).label
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of every input, each at its own dtype."""
+        return sum(i.nbytes for i in self.inputs)
 
     @property
     def macs(self) -> int:
@@ -201,6 +226,9 @@ class ModelCost:
             "label": self.label,
             "width": self.width,
             "input": list(self.input),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "execution": self.execution,
+            "execution_note": self.execution_note,
             "batch": self.batch,
             "in_channels": self.in_channels,
             "dtype": self.dtype,

@@ -1,129 +1,367 @@
-"""Shape walker: run a model's forward pass on the meta device and record every op it issues.
+"""The one walker: run a model's ``forward`` and record every ATen op it issues.
 
-Nothing is allocated or computed: tensors on the meta device carry only shapes and dtypes,
-so analysing VGG16 at 2048x2048 with batch 64 costs the same as at 224. A user's model is
-never changed: its parameters and buffers are swapped for meta stand-ins through
-``torch.func.functional_call`` for the duration of the call, the forward hooks used to know
-which module issued an op are removed in ``finally``, and train/eval flags are restored.
+How it runs (``execute``):
+
+* ``meta``: the forward runs on the meta device, so nothing is allocated or computed; analysing
+  VGG16 at 2048x2048 with batch 64 costs the same as at 224. Ops whose output shape is known
+  are answered by ``mbcost.cost.shortcuts`` without running their meta kernel; the rest run on
+  the meta device. The user's parameters stay where they are: an op that only needs their
+  shapes reads the shapes, and one that must run gets meta stand-ins for them, made once per
+  tensor. So tied (shared) parameters need nothing special, and a module called twice is
+  recorded twice.
+* ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
+  grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
+  ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
+  A run that would not fit in memory is refused beforehand, with the estimate.
+* ``auto``: ``meta``, and ``real`` when the meta run fails; the result says which ran and why.
+
+The user's model is never changed: forward hooks (to know which module issued an op) are
+removed in ``finally``, train/eval flags are restored, and the real run uses a copy.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
-from mbcost.cost.records import RecordBook, Trace
-from mbcost.errors import AnalysisError
+from mbcost.cost.records import RecordBook, Structure, Trace
+from mbcost.cost.shortcuts import SHORTCUTS, meta_like
+from mbcost.errors import AnalysisError, SpecError
+from mbcost.inputs import Inputs
 
 if TYPE_CHECKING:
-    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
+EXECUTE_MODES = ("auto", "meta", "real")
+#: Refuse a real CPU forward whose estimate exceeds this fraction of the available memory.
+REAL_HEADROOM = 0.9
 
-def _nbytes(t: Any) -> int:
-    return int(t.numel()) * t.element_size()
+
+class ForwardFailed(Exception):
+    """A forward pass failed; ``where`` names the module and op, ``reason`` the first line."""
+
+    def __init__(self, where: str, reason: str, records: int) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason, self.records = where, reason, records
 
 
-def trace_model(model: torch.nn.Module, x: torch.Tensor) -> Trace:
-    """Walk ``model`` with input ``x`` (a meta tensor) and return its per-op records.
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, cut at its first sentence when it runs long."""
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    if len(line) > 160 and ". " in line[:300]:
+        line = line[: line.index(". ") + 1]
+    return line
 
-    If the model's parameters are not on the meta device, meta stand-ins (same shapes and
-    dtypes) are passed through ``functional_call``; the model itself is left as it was.
-    """
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    book = RecordBook(model)
-    on_meta = all(t.is_meta for t in [*model.parameters(), *model.buffers()])
-    stand_ins: dict[str, torch.Tensor] = {}
-    if not on_meta:
-        for key, t in [*model.named_parameters(remove_duplicate=False),
-                       *model.named_buffers(remove_duplicate=False)]:
-            stand_ins[key] = torch.empty_like(t, device="meta")
-    weight_ids: set[int] = set()
-    keep_alive: list[Any] = []  # ids are only stable while the objects live
-    stack: list[tuple[torch.nn.Module, list[bool]]] = []
+def _snapshot(modules: Any) -> list[tuple[Any, dict, dict, dict, dict]]:
+    """Each module's attributes, parameters, buffers and children (shallow), to undo what a forward
+    rebinds on the module (a detection model's anchor cache set to meta tensors, say)."""
+    return [(m, dict(m.__dict__), dict(m._parameters), dict(m._buffers), dict(m._modules)) for m in modules]
 
-    def pre_hook(mod: torch.nn.Module, _args: Any) -> None:
-        stack.append((mod, [True]))
 
-    def post_hook(mod: torch.nn.Module, _args: Any, _out: Any) -> None:
-        if stack and stack[-1][0] is mod:
-            stack.pop()
+def _restore(snapshot: list[tuple[Any, dict, dict, dict, dict]]) -> None:
+    for m, attrs, params, buffers, children in snapshot:
+        for saved, live in ((attrs, m.__dict__), (params, m._parameters), (buffers, m._buffers),
+                            (children, m._modules)):
+            if len(saved) != len(live) or any(live.get(k, saved) is not v for k, v in saved.items()):
+                live.clear()
+                live.update(saved)
 
-    class Recorder(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            name = op_name(func)
-            mod, first = stack[-1] if stack else (model, [True])
-            adapter = OP_ADAPTERS.get(name)
-            if adapter is None:
-                book.add_uncounted(name, mod)
-                return out
-            arg_tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
-            call = adapter(args, kwargs, out)
-            if call.kind == "free":
-                if any(id(a) in weight_ids for a in arg_tensors):
-                    for o in _flat((out,), {}):
-                        if isinstance(o, torch.Tensor):
-                            weight_ids.add(id(o))
-                            keep_alive.append(o)
-                return out
-            weights = [a for a in arg_tensors if id(a) in weight_ids]
-            acts = [a for a in arg_tensors if id(a) not in weight_ids and a.dim() > 0]
-            outs = [o for o in _flat((out,), {}) if isinstance(o, torch.Tensor)]
-            book.add(mod, first_in_call=first[0], op=name, call=call,
-                     input_bytes=sum(_nbytes(a) for a in acts[:2]),
-                     output_bytes=_nbytes(outs[0]) if outs else 0,
-                     weight_bytes=sum(_nbytes(w) for w in weights),
-                     inplace=is_inplace(func))
-            first[0] = False
-            return out
 
-    handles = []
-    training = {m: m.training for m in book.names}
-    try:
-        for m in book.names:
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(post_hook, always_call=True))
-        model.eval()
-        with torch.no_grad():
-            if on_meta:
-                weight_ids.update(id(t) for t in [*model.parameters(), *model.buffers()])
-                with Recorder():
-                    model(x)
+def _tensors(args: Any, out: list[Any], tensor: type) -> list[Any]:
+    for a in args:
+        if isinstance(a, tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            _tensors(a, out, tensor)
+    return out
+
+
+@dataclass(frozen=True)
+class _OpInfo:
+    """What the walker needs to know of one ATen overload, looked up once per overload."""
+
+    packet: str
+    name: str
+    inplace: bool
+    shortcut: Any
+    adapter: Any
+
+
+_OP_INFO: dict[Any, _OpInfo] = {}
+
+
+def _op_info(func: Any) -> _OpInfo:
+    info = _OP_INFO.get(func)
+    if info is None:
+        packet = func.overloadpacket.__name__
+        name = op_name(func)
+        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name))
+        _OP_INFO[func] = info
+    return info
+
+
+class _Walk:
+    """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
+
+    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool) -> None:
+        import torch
+
+        self.torch = torch
+        self.tensor_type = torch.Tensor
+        self.model = model
+        self.book = book
+        self.meta = meta
+        self.weight_ids: set[int] = set(book.weight_ids)
+        self.stand_ins: dict[int, Any] = {}
+        self.keep_alive: list[Any] = []  # ids are only stable while the objects live
+        self.stack: list[tuple[Any, list[bool]]] = []
+        self.op = ""
+        self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
+        self.thread = threading.get_ident()
+
+    # -- module attribution (global module hooks, filtered to this model and this thread) ----
+
+    def pre_hook(self, mod: Any, _args: Any) -> None:
+        if mod in self.book.names and threading.get_ident() == self.thread:
+            self.stack.append((mod, [True]))
+
+    def post_hook(self, mod: Any, _args: Any, _out: Any) -> None:
+        if self.stack and self.stack[-1][0] is mod:
+            self.stack.pop()
+
+    def where(self) -> str:
+        if self.failed_at:
+            return self.failed_at
+        mod = self.stack[-1][0] if self.stack else self.model
+        name = self.book.names.get(mod, "") or "(root)"
+        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op else "")
+
+    # -- running one op -------------------------------------------------------------------
+
+    def _stand_in(self, t: Any) -> Any:
+        s = self.stand_ins.get(id(t))
+        if s is None:
+            s = meta_like(t)
+            self.stand_ins[id(t)] = s
+            self.keep_alive.append(t)
+            if id(t) in self.weight_ids:
+                self.weight_ids.add(id(s))
+        return s
+
+    def run_meta(self, func: Any, args: tuple, kwargs: dict, tensors: list[Any]) -> Any:
+        """Run ``func`` on the meta device; tensors elsewhere (the user's weights) get stand-ins."""
+        if all(t.is_meta for t in tensors):
+            return func(*args, **kwargs)
+        from torch.utils._pytree import tree_map_only
+
+        to_meta = (lambda t: t if t.is_meta else self._stand_in(t))  # noqa: E731
+        args, kwargs = tree_map_only(self.tensor_type, to_meta, (args, kwargs))
+        return func(*args, **kwargs)
+
+    def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        info = _OP_INFO.get(func) or _op_info(func)
+        self.op = info.packet
+        tensors = _tensors(args, [], self.tensor_type)
+        if kwargs:
+            _tensors(kwargs.values(), tensors, self.tensor_type)
+        # On the meta run, ops on tensors the forward made itself on the CPU (an ``arange`` of
+        # positions), none of them a weight, run as they are: index arithmetic later code may read.
+        weight_ids = self.weight_ids
+        try:
+            if self.meta and tensors and any(t.is_meta or id(t) in weight_ids for t in tensors):
+                out = None
+                if info.shortcut is not None and "out" not in kwargs:
+                    out = info.shortcut(args, kwargs)
+                if out is None:
+                    out = self.run_meta(func, args, kwargs, tensors)
             else:
-                weight_ids.update(id(t) for t in stand_ins.values())
-                with Recorder():
-                    torch.func.functional_call(model, stand_ins, (x,), strict=False)
-    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalysisError(f"the forward pass failed for input {tuple(x.shape)}: {first_line}") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in training.items():
-            m.training = flag
+                out = func(*args, **kwargs)
+        except Exception:
+            self.failed_at = self.failed_at or self.where()
+            raise
+        if info.adapter is None:
+            mod = self.stack[-1][0] if self.stack else self.model
+            self.book.add_uncounted(info.name, mod)
+        else:
+            self.record(info, args, kwargs, out, tensors)
+        return out
 
+    def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any]) -> None:
+        mod, first = self.stack[-1] if self.stack else (self.model, [True])
+        call = info.adapter(args, kwargs, out)
+        weight_ids = self.weight_ids
+        if call.kind == "free":
+            if any(id(a) in weight_ids for a in tensors):
+                for o in _tensors((out,), [], self.tensor_type):
+                    weight_ids.add(id(o))
+                    self.keep_alive.append(o)
+            return
+        weight_bytes = input_bytes = n_acts = 0
+        for a in tensors:
+            if id(a) in weight_ids:
+                weight_bytes += a.numel() * a.element_size()
+            elif n_acts < 2 and a.dim() > 0:
+                input_bytes += a.numel() * a.element_size()
+                n_acts += 1
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        output_bytes = o.numel() * o.element_size() if isinstance(o, self.tensor_type) else 0
+        self.book.add(mod, first_in_call=first[0], op=info.name, call=call, input_bytes=input_bytes,
+                      output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace)
+        first[0] = False
+
+    # -- the forward ----------------------------------------------------------------------
+
+    def forward(self, args: tuple, kwargs: dict) -> None:
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        walk = self
+
+        class Recorder(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                return walk.dispatch(func, args, kwargs or {})
+
+        model, torch = self.model, self.torch
+        snapshot = _snapshot(self.book.names)
+        training = any(m.training for m in self.book.names)
+        handles = []
+        try:
+            # torch's own ModuleTracker uses these global hooks too; ours ignore other models and threads
+            handles.append(register_module_forward_pre_hook(self.pre_hook))
+            handles.append(register_module_forward_hook(self.post_hook, always_call=True))
+            if training:
+                model.eval()
+            with torch.no_grad(), Recorder():
+                model(*args, **kwargs)
+        except Exception as exc:  # any failure of the user's forward: say where, keep the reason
+            raise ForwardFailed(self.where(), _first_line(exc), len(self.book.records)) from exc
+        finally:
+            for h in handles:
+                h.remove()
+            _restore(snapshot)  # train/eval flags too
+
+
+def _meta_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+    import torch
+
+    def make(spec: Any) -> Any:
+        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta")
+
+    return tuple(make(s) for s in inputs.args), {s.name: make(s) for s in inputs.kwargs}
+
+
+def _real_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+    import torch
+
+    def make(spec: Any) -> Any:
+        dtype = getattr(torch, spec.dtype)
+        if dtype.is_floating_point:
+            return torch.randn(spec.shape, dtype=dtype)
+        if dtype == torch.bool:
+            return torch.randint(0, 2, spec.shape).bool()
+        return torch.randint(0, 2, spec.shape, dtype=dtype)  # token ids 0/1: valid for any vocabulary
+
+    return tuple(make(s) for s in inputs.args), {s.name: make(s) for s in inputs.kwargs}
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    """A CPU copy of ``model`` with real weights: meta tensors are materialised and re-initialised."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    if any(t.is_meta for t in [*clone.parameters(), *clone.buffers()]):
+        clone = clone.to_empty(device="cpu")
+        for m in clone.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return clone.to("cpu")
+
+
+def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int) -> None:
+    from mbcost.host import available_cpu_memory
+    from mbcost.host import gigabytes as nbytes
+
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    estimate = 2 * weights + inputs.nbytes + activation_bytes
+    available = available_cpu_memory()
+    if available is not None and estimate > REAL_HEADROOM * available:
+        raise AnalysisError(
+            f"a real CPU forward would need about {nbytes(estimate)} (weights {nbytes(weights)} and a copy, inputs "
+            f"{nbytes(inputs.nbytes)}, activations {nbytes(activation_bytes)} traced before the data-dependent op) but "
+            f"only {nbytes(available)} is available; lower the batch or input size")
+
+
+def trace_model(
+    model: nn.Module,
+    inputs: Inputs,
+    *,
+    execute: str = "auto",
+    structure: Structure | None = None,
+    materialize: Callable[[], nn.Module] | None = None,
+) -> Trace:
+    """Walk ``model`` on ``inputs`` and return its per-op records.
+
+    Args:
+        model: any module; it is read, never changed.
+        inputs: shapes and dtypes of the forward's arguments.
+        execute: ``auto``, ``meta`` or ``real`` (see the module docstring).
+        structure: the model's module structure when the caller has it cached.
+        materialize: builds a CPU model with real weights for the real run (default: a copy).
+
+    Raises:
+        AnalysisError: the forward failed (on meta, and on the CPU when it was tried), or the
+            real run would not fit in memory.
+    """
+    if execute not in EXECUTE_MODES:
+        raise SpecError(f"unknown execution mode {execute!r}; choose one of {', '.join(EXECUTE_MODES)}")
+    meta_failure: ForwardFailed | None = None
+    partial_bytes = 0
+    if execute in ("auto", "meta"):
+        book = RecordBook(model, structure)
+        walk = _Walk(model, book, meta=True)
+        try:
+            walk.forward(*_meta_inputs(inputs))
+            return _finish(book, "meta", None)
+        except ForwardFailed as failed:
+            if execute == "meta":
+                raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
+                                    f"{failed.where}: {failed.reason} (try --execute real)") from None
+            meta_failure = failed
+            partial_bytes = sum(r.output_bytes for r in book.records)
+    _check_real_fits(model, inputs, partial_bytes)
+    import torch
+
+    real_model = materialize() if materialize is not None else _cpu_copy(model)
+    book = RecordBook(real_model)
+    walk = _Walk(real_model, book, meta=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            walk.forward(*_real_inputs(inputs))
+        except ForwardFailed as failed:
+            before = (f"on the meta device ({meta_failure.where}: {meta_failure.reason}) and then "
+                      if meta_failure else "")
+            raise AnalysisError(f"the forward pass failed for input {inputs.label} {before}on the CPU, in "
+                                f"{failed.where}: {failed.reason}") from None
+    reason = (f"the meta run stopped in {meta_failure.where}: {meta_failure.reason}" if meta_failure
+              else "asked for (--execute real)")
+    if meta_failure:
+        log.warning("ran the real forward on the CPU: %s", reason)
+    return _finish(book, "real", reason)
+
+
+def _finish(book: RecordBook, execution: str, reason: str | None) -> Trace:
     trace = book.finish()
+    trace.execution, trace.fallback_reason = execution, reason
     if trace.uncounted:
         log.info("ops without a cost formula: %s", ", ".join(sorted({u.op for u in trace.uncounted})))
     return trace
-
-
-def _flat(args: Any, kwargs: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, (list, tuple)):
-            for item in v:
-                walk(item)
-        else:
-            out.append(v)
-
-    walk(args)
-    walk(list(kwargs.values()))
-    return out

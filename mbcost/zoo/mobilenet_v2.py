@@ -6,7 +6,6 @@ from collections import OrderedDict
 
 from torch import nn
 
-from mbcost.cost.shapes import Shape, ShapeInterpreter, register_block_rule
 from mbcost.zoo.layers import conv_bn_act, init_weights, make_divisible
 from mbcost.zoo.registry import ModelEntry, Reported, register_model
 
@@ -83,9 +82,3 @@ register_model(ModelEntry(
     aliases=("mobilenet_v2", "mobilenetv2"),
 ))
 
-
-@register_block_rule(InvertedResidual)
-def _inverted_residual_shapes(interp: ShapeInterpreter, block: InvertedResidual, x: Shape) -> Shape:
-    """Shape rule mirroring ``InvertedResidual.forward`` for the pure-shape cost engine."""
-    out = interp.run(block.conv, x)
-    return interp.elementwise(block, "add", x, out) if block.use_residual else out

@@ -10,15 +10,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mbcost.errors import AnalysisError, SpecError, UnknownModelError
+from mbcost.inputs import parse_image_size as parse_input  # noqa: F401  (re-exported by mbcost.zoo)
 from mbcost.zoo.registry import ModelEntry, get_entry
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from mbcost.cost.records import Structure
-
 MAX_WIDTH = 4.0
-MAX_INPUT = 65536
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
@@ -83,29 +81,6 @@ def parse_models(text: str) -> list[ModelSpec]:
     if not parts:
         raise SpecError("no models given; e.g. --models v1,v2,vgg16")
     return [parse_spec(p) for p in parts]
-
-
-def parse_input(value: int | str | tuple[int, int]) -> tuple[int, int]:
-    """``224`` or ``"224"`` -> (224, 224); ``"224x160"`` -> (224, 160) (height x width)."""
-    if isinstance(value, tuple):
-        h, w = value
-    elif isinstance(value, int):
-        h = w = value
-    else:
-        text = str(value).strip().lower()
-        parts = text.split("x")
-        try:
-            if len(parts) == 1:
-                h = w = int(parts[0])
-            elif len(parts) == 2:
-                h, w = int(parts[0]), int(parts[1])
-            else:
-                raise ValueError
-        except ValueError:
-            raise SpecError(f"bad input size {value!r}; expected a number such as 224 or HxW such as 224x160") from None
-    if not (0 < h <= MAX_INPUT and 0 < w <= MAX_INPUT):
-        raise SpecError(f"input size {h}x{w} is out of range (1..{MAX_INPUT})")
-    return int(h), int(w)
 
 
 def check_input_fits(spec: ModelSpec, size: tuple[int, int]) -> None:
@@ -174,10 +149,3 @@ def meta_model(spec: ModelSpec, num_classes: int, dtype: str) -> nn.Module:
     model = build_model(spec, num_classes=num_classes, device="meta")
     return model.to(getattr(torch, dtype)).eval()
 
-
-@lru_cache(maxsize=32)
-def meta_structure(spec: ModelSpec, num_classes: int, dtype: str) -> Structure:
-    """The module structure of ``meta_model(...)``, read once (that model is never changed)."""
-    from mbcost.cost.records import model_structure
-
-    return model_structure(meta_model(spec, num_classes, dtype))

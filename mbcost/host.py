@@ -1,0 +1,25 @@
+"""Facts about this machine that several layers need (a leaf module: no torch, no mbcost imports)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def available_cpu_memory() -> int | None:
+    """Bytes available for new allocations on this machine (``MemAvailable``), or ``None`` when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gigabytes(n: int) -> str:
+    """``n`` bytes in GB (10^9), for one-line messages."""
+    return f"{n / 1e9:.2f} GB"

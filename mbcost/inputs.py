@@ -1,0 +1,261 @@
+"""What a model is fed: parsing every input form into ``Inputs`` (shapes and dtypes, never data).
+
+Accepted forms (``resolve_inputs``):
+
+* ``224`` or ``"224x160"``: an image, ``batch x in_channels x H x W`` (a tuple of two ints too);
+* a full shape: ``(1, 3, 16, 112, 112)`` (three or more ints), ``[1, 128]`` (a list: any rank),
+  ``torch.Size``, or the text ``"1x3x16x112x112"`` (three or more numbers) or ``"[1,128]"``;
+* a tensor: its shape and dtype are used, never its data;
+* a tuple of these: several positional inputs;
+* a dict ``{name: one of these}``: keyword inputs.
+
+Text specs (the CLI's ``--input``) may end in ``:DTYPE`` (``1x128:int64``) and start with
+``NAME=`` for a keyword input (``attention_mask=1x128:int64``). An integer or bool dtype makes a
+two-number text a full shape (``1x128:int64`` is 1 x 128 token ids, never an image).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from mbcost.errors import SpecError
+
+MAX_INPUT = 65536
+MAX_BATCH = 1 << 20
+#: Element types an input may have, with their size in bytes.
+INPUT_DTYPES: dict[str, int] = {
+    "float32": 4, "float16": 2, "bfloat16": 2, "float64": 8,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input tensor: its full shape, element type and, for a keyword input, its name."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    name: str | None = None
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * INPUT_DTYPES[self.dtype]
+
+    @property
+    def is_image(self) -> bool:
+        """A floating ``N x C x H x W`` tensor."""
+        return len(self.shape) == 4 and self.dtype in FLOAT_DTYPES
+
+    @property
+    def label(self) -> str:
+        text = "x".join(str(d) for d in self.shape) or "scalar"
+        if self.dtype not in FLOAT_DTYPES:
+            text += f":{self.dtype}"
+        return f"{self.name}={text}" if self.name else text
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype}
+        if self.name:
+            d["name"] = self.name
+        return d
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a forward call gets: positional inputs, then keyword inputs (each named)."""
+
+    args: tuple[InputSpec, ...]
+    kwargs: tuple[InputSpec, ...] = ()
+
+    @property
+    def all(self) -> tuple[InputSpec, ...]:
+        return self.args + self.kwargs
+
+    @property
+    def first(self) -> InputSpec:
+        return (self.args or self.kwargs)[0]
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` when the model gets exactly one image; else ``None``."""
+        if len(self.all) == 1 and self.first.is_image:
+            return self.first.shape[2], self.first.shape[3]
+        return None
+
+    @property
+    def batch(self) -> int:
+        """The leading dimension of the first input (1 for a scalar input)."""
+        shape = self.first.shape
+        return shape[0] if shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return sum(i.nbytes for i in self.all)
+
+    @property
+    def label(self) -> str:
+        """``224x224`` for an image, else every input's full shape (``1x3x16x112x112``), ``+``-joined."""
+        size = self.image_size
+        if size is not None:
+            return f"{size[0]}x{size[1]}"
+        return " + ".join(i.label for i in self.all)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [i.to_dict() for i in self.all]
+
+
+def check_dtype(dtype: str, what: str = "input dtype") -> str:
+    if dtype not in INPUT_DTYPES:
+        raise SpecError(f"unknown {what} {dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
+    return dtype
+
+
+def _check_shape(shape: Sequence[Any], text: Any) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise SpecError(f"bad input shape {text!r}; every dimension must be an integer") from None
+    if any(isinstance(d, bool) for d in shape) or not all(0 < d <= MAX_INPUT * 64 for d in dims):
+        raise SpecError(f"input shape {text!r} is out of range; every dimension must be >= 1")
+    if prod(dims) > (1 << 48):
+        raise SpecError(f"input shape {text!r} has more than 2^48 elements")
+    return dims
+
+
+def parse_image_size(value: int | str | Sequence[int]) -> tuple[int, int]:
+    """``224`` or ``"224"`` -> (224, 224); ``"224x160"`` or ``(224, 160)`` -> (224, 160) (height x width)."""
+    if isinstance(value, bool):
+        raise SpecError(f"bad input size {value!r}")
+    if isinstance(value, int):
+        h = w = value
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        h, w = value
+    else:
+        parts = str(value).strip().lower().split("x")
+        try:
+            if len(parts) == 1:
+                h = w = int(parts[0])
+            elif len(parts) == 2:
+                h, w = int(parts[0]), int(parts[1])
+            else:
+                raise ValueError
+        except ValueError:
+            raise SpecError(f"bad input size {value!r}; expected a number such as 224 or HxW such as 224x160") from None
+    if not (isinstance(h, int) and isinstance(w, int) and 0 < h <= MAX_INPUT and 0 < w <= MAX_INPUT):
+        raise SpecError(f"input size {h}x{w} is out of range (1..{MAX_INPUT})")
+    return h, w
+
+
+def _image(size: tuple[int, int], batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
+    return InputSpec((batch, in_channels, *size), dtype, name)
+
+
+def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: str = "float32") -> InputSpec:
+    """One ``--input`` value: ``[NAME=]SIZE_OR_SHAPE[:DTYPE]`` (see the module docstring)."""
+    raw = str(text).strip()
+    name: str | None = None
+    body = raw
+    if "=" in body:
+        name, _, body = body.partition("=")
+        name = name.strip()
+        if not _NAME.match(name):
+            raise SpecError(f"bad input name {name!r} in {raw!r}; expected NAME=SHAPE such as mask=1x128:int64")
+    if ":" in body:
+        body, _, dt = body.rpartition(":")
+        dtype = check_dtype(dt.strip().lower())
+    body = body.strip().lower()
+    if not body:
+        raise SpecError(f"empty input spec {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    if body[0] in "[(" and body[-1] in ")]":
+        parts = [p for p in re.split(r"[,\s]+", body[1:-1]) if p]
+        if not parts:
+            raise SpecError(f"empty shape in {raw!r}")
+        return InputSpec(_check_shape(parts, raw), dtype, name)
+    parts = body.split("x")
+    if not all(re.fullmatch(r"\d+", p) for p in parts):
+        raise SpecError(f"bad input {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    if len(parts) >= 3 or (dtype not in FLOAT_DTYPES):
+        return InputSpec(_check_shape(parts, raw), dtype, name)
+    return _image(parse_image_size(body), batch, in_channels, dtype, name)
+
+
+def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
+    torch_type = type(value).__module__.split(".")[0] == "torch"
+    if torch_type and hasattr(value, "dtype") and hasattr(value, "shape"):  # a tensor: shape and dtype, no data
+        dt = str(value.dtype).removeprefix("torch.")
+        if dt not in INPUT_DTYPES:
+            raise SpecError(f"input tensor of dtype {dt} is not supported; use one of {', '.join(INPUT_DTYPES)}")
+        return InputSpec(tuple(int(d) for d in value.shape), dt, name)
+    if torch_type and isinstance(value, tuple):  # torch.Size
+        return InputSpec(_check_shape(value, value), dtype, name)
+    if isinstance(value, str):
+        spec = parse_input_text(value, batch=batch, in_channels=in_channels, dtype=dtype)
+        return InputSpec(spec.shape, spec.dtype, name or spec.name)
+    if isinstance(value, bool):
+        raise SpecError(f"bad input {value!r}")
+    if isinstance(value, int):
+        return _image(parse_image_size(value), batch, in_channels, dtype, name)
+    if isinstance(value, list) and value and all(isinstance(d, int) for d in value):
+        return InputSpec(_check_shape(value, value), dtype, name)
+    if isinstance(value, tuple) and value and all(isinstance(d, int) for d in value):
+        if len(value) == 2:
+            return _image(parse_image_size(value), batch, in_channels, dtype, name)
+        return InputSpec(_check_shape(value, value), dtype, name)
+    raise SpecError(f"bad input {value!r}; expected 224, 'HxW', a full shape, a tensor, a tuple or a dict of these")
+
+
+def resolve_inputs(value: Any = 224, *, batch: int = 1, in_channels: int = 3, dtype: str = "float32") -> Inputs:
+    """Parse any accepted input form into ``Inputs``.
+
+    Args:
+        value: see the module docstring. ``batch``, ``in_channels`` and ``dtype`` complete the
+            image shorthand (``224``, ``"HxW"``) and are the defaults of text specs.
+
+    Raises:
+        SpecError: anything that does not parse, out-of-range sizes, unknown dtypes.
+
+    Example:
+        >>> resolve_inputs((1, 3, 16, 112, 112)).label
+        '1x3x16x112x112'
+        >>> resolve_inputs(["1x128:int64", "mask=1x128:int64"]).to_list()[1]
+        {'shape': [1, 128], 'dtype': 'int64', 'name': 'mask'}
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise SpecError(f"batch must be an integer in 1..{MAX_BATCH} (got {batch!r})")
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise SpecError(f"in_channels must be >= 1 (got {in_channels!r})")
+    check_dtype(dtype)
+    if isinstance(value, Inputs):
+        return value
+    if isinstance(value, InputSpec):
+        value = [value]
+    if isinstance(value, Mapping):
+        if not value:
+            raise SpecError("no inputs given")
+        kwargs = []
+        for key, v in value.items():
+            if not isinstance(key, str) or not _NAME.match(key):
+                raise SpecError(f"bad keyword input name {key!r}")
+            kwargs.append(_one(v, batch, in_channels, dtype, key))
+        return Inputs(args=(), kwargs=tuple(kwargs))
+    several = isinstance(value, (tuple, list)) and not (value and all(isinstance(d, int) for d in value))
+    items = list(value) if several else [value]
+    if not items:
+        raise SpecError("no inputs given")
+    specs = [i if isinstance(i, InputSpec) else _one(i, batch, in_channels, dtype, None) for i in items]
+    args = tuple(s for s in specs if s.name is None)
+    kwargs = tuple(s for s in specs if s.name is not None)
+    if len({s.name for s in kwargs}) != len(kwargs):
+        raise SpecError("a keyword input is given twice")
+    return Inputs(args=args, kwargs=kwargs)
