@@ -157,6 +157,19 @@ def parse_image_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def parse_size_or_shape(value: Any) -> tuple[int, ...]:
+    """One model input as a tuple: ``224``, ``"224x160"`` or ``[224, 160]`` -> ``(H, W)`` (an image);
+    three or more numbers (``"1x3x16x112x112"``, ``[1, 3, 16, 112, 112]``) -> that full shape."""
+    if isinstance(value, (list, tuple)) and len(value) > 2 and all(type(v) is int for v in value):
+        return _check_shape(value, value)
+    if isinstance(value, str) and len(value.strip().lower().split("x")) > 2:
+        parts = value.strip().lower().split("x")
+        if not all(re.fullmatch(r"\d+", p) for p in parts):
+            raise SpecError(f"bad input size {value!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+        return _check_shape(parts, value)
+    return parse_image_size(value)
+
+
 def _image(size: tuple[int, int], batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
     return InputSpec((batch, in_channels, *size), dtype, name)
 
@@ -184,7 +197,7 @@ def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: 
         return InputSpec(_check_shape(parts, raw), dtype, name)
     parts = body.split("x")
     if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise SpecError(f"bad input {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+        raise SpecError(f"bad input size {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
     if len(parts) >= 3 or (dtype not in FLOAT_DTYPES):
         return InputSpec(_check_shape(parts, raw), dtype, name)
     return _image(parse_image_size(body), batch, in_channels, dtype, name)

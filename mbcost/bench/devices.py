@@ -249,7 +249,7 @@ def estimate_memory(cost: ModelCost) -> MemoryEstimate:
     the largest op's input and output; doubling it covers a residual input kept alive across a
     block and convolution workspace. An estimate, not a bound: it errs on the generous side.
     """
-    input_bytes = cost.batch * cost.in_channels * cost.input[0] * cost.input[1] * cost.dtype_bytes
+    input_bytes = cost.input_bytes
     return MemoryEstimate(weight_bytes=cost.weight_bytes, input_bytes=input_bytes,
                           activation_bytes=2 * cost.peak_activation_bytes)
 

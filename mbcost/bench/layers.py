@@ -88,7 +88,8 @@ def _module_tree(model: Any) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]
 
 def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu",
                  clock: Clock | None = None) -> ModuleTimes:
-    """Run ``model(x)`` repeatedly with timing hooks on every module (see the module docstring).
+    """Run ``model(*x.args, **x.kwargs)`` repeatedly with timing hooks on every module (see the module
+    docstring); ``x`` is a ``ForwardArgs`` (a bare tensor is taken as the one positional input).
 
     Call under ``torch.inference_mode`` and the settings' runtime. Hooks are removed in
     ``finally``; the model is otherwise untouched.
@@ -129,8 +130,9 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
 
         return pre, post
 
+    args, kwargs = (x.args, x.kwargs) if hasattr(x, "kwargs") else ((x,), {})
     for _ in range(budget.warmup):
-        model(x)
+        model(*args, **kwargs)
     handles = []
     passes: list[dict[str, float]] = []
     try:
@@ -142,7 +144,7 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
         while True:
             acc.clear()
             pairs.clear()
-            model(x)
+            model(*args, **kwargs)
             if use_events:
                 torch.cuda.synchronize()
                 for name, ev in pairs.items():
@@ -264,8 +266,8 @@ def join_layers(cost: ModelCost, times: ModuleTimes, config: RunConfig, env: Env
                         end_to_end=end_to_end, peaks=peaks, passes=times.passes, notes=tuple(notes))
 
 
-def profile_model(spec: ModelSpec, input_size: tuple[int, int], batch: int, settings: BenchSettings, *,
-                  peaks: Peaks | None = None, num_classes: int = 1000,
+def profile_model(spec: ModelSpec, inputs: Any, batch: int, settings: BenchSettings, *,
+                  peaks: Peaks | None = None, num_classes: int = 1000, input_dtype: str | None = None,
                   measure_fn: MeasureFn | None = None, clock: Clock | None = None) -> LayerProfile:
     """Time ``spec`` end to end and per module, and join the per-module times to its analytic cost.
 
@@ -279,12 +281,11 @@ def profile_model(spec: ModelSpec, input_size: tuple[int, int], batch: int, sett
     if settings.compile:
         raise BenchError("per-layer timing cannot time a torch.compile'd model (its layers are fused); "
                          "drop --compile")
-    plan = plan_models([spec], input_size, [batch], settings, num_classes=num_classes)[0]
+    plan = plan_models([spec], inputs, [batch], settings, num_classes=num_classes, input_dtype=input_dtype)[0]
     busy = busy_cpus_now()
     with settings.runtime():
         env = settings.env(busy)
-        model, x = prepare_model(spec, settings, batch, input_size, num_classes=num_classes,
-                                 in_channels=plan.cost.in_channels)
+        model, x = prepare_model(spec, settings, plan.cost, num_classes=num_classes)
         what = f"{plan.cost.label} at batch {batch}"
         e2e = time_forward(model, x, settings, what, measure_fn)
         import torch

@@ -85,27 +85,66 @@ class ModelPlan:
     num_classes: int = 1000
 
 
-def plan_models(specs: Sequence[ModelSpec], input_size: tuple[int, int], batches: Sequence[int],
-                settings: BenchSettings, *, num_classes: int = 1000) -> list[ModelPlan]:
+def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
+                settings: BenchSettings, *, num_classes: int = 1000, input_dtype: str | None = None) -> list[ModelPlan]:
     """Cost every (model, batch) and check that it fits in memory, before measuring anything.
+
+    ``inputs`` is any form ``mbcost.analyze`` takes; ``batches`` apply to the image shorthand
+    (``224``, ``"HxW"``), a full shape carries its own batch.
 
     Raises:
         MemoryRefusal: a configuration whose estimated memory exceeds what is available.
+        SpecError: several batch sizes for inputs given as full shapes.
     """
     from mbcost.cost.analyze import analyze
+    from mbcost.errors import SpecError
 
     plans = []
     for spec in specs:
         for batch in batches:
-            cost = analyze(spec, input_size, batch, num_classes=num_classes, dtype=settings.dtype)
+            cost = analyze(spec, inputs, batch, num_classes=num_classes, dtype=settings.dtype,
+                           input_dtype=input_dtype)
+            if len(batches) > 1 and cost.batch != batch:
+                raise SpecError("--batch with several sizes applies to image inputs (224, HxW); a full shape "
+                                "carries its own batch")
             memory = check_memory(cost, settings.device)
             plans.append(ModelPlan(spec, cost, settings.config(batch), memory, num_classes))
     return plans
 
 
-def prepare_model(spec: ModelSpec, settings: BenchSettings, batch: int, input_size: tuple[int, int],
-                  *, num_classes: int = 1000, in_channels: int = 3) -> tuple[Any, Any]:
-    """Build ``spec`` on the device in eval mode with the settings applied; return it and an input."""
+@dataclass(frozen=True)
+class ForwardArgs:
+    """Real input tensors for a forward call: positional and keyword."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def make_inputs(cost: ModelCost, settings: BenchSettings) -> ForwardArgs:
+    """Random tensors of ``cost.inputs``' shapes on the device: floating inputs in the run's dtype
+    (channels-last when asked, for 4-D ones), integer inputs (token ids) 0 or 1, bools random."""
+    import torch
+
+    dev = settings.device.torch_device
+    dtype = getattr(torch, settings.dtype)
+
+    def make(spec: Any) -> Any:
+        dt = getattr(torch, spec.dtype)
+        if dt.is_floating_point:
+            x = torch.randn(spec.shape, device=dev, dtype=dtype)
+            if settings.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return x
+        x = torch.randint(0, 2, spec.shape, device=dev)
+        return x.bool() if dt == torch.bool else x.to(dt)
+
+    specs = cost.inputs
+    return ForwardArgs(tuple(make(i) for i in specs if not i.name), {i.name: make(i) for i in specs if i.name})
+
+
+def prepare_model(spec: ModelSpec, settings: BenchSettings, cost: ModelCost, *,
+                  num_classes: int = 1000) -> tuple[Any, ForwardArgs]:
+    """Build ``spec`` on the device in eval mode with the settings applied; return it and its inputs."""
     import torch
 
     from mbcost.zoo.spec import build_model
@@ -113,24 +152,24 @@ def prepare_model(spec: ModelSpec, settings: BenchSettings, batch: int, input_si
     dev = settings.device.torch_device
     dtype = getattr(torch, settings.dtype)
     model = build_model(spec, num_classes=num_classes, device=dev).eval().to(dtype=dtype)
-    x = torch.randn(batch, in_channels, *input_size, device=dev, dtype=dtype)
+    x = make_inputs(cost, settings)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
     if settings.compile:
         model = torch.compile(model)
     return model, x
 
 
-def time_forward(model: Any, x: Any, settings: BenchSettings, what: str,
+def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
                  measure_fn: MeasureFn | None = None) -> Measurement:
-    """Time ``model(x)`` under ``inference_mode``; a failing forward pass becomes ``BenchError``."""
+    """Time ``model(*x.args, **x.kwargs)`` under ``inference_mode``; a failing forward pass becomes ``BenchError``."""
     import torch
 
     measure_fn = default_measure(measure_fn)
+    args, kwargs = x.args, x.kwargs
 
     def forward() -> None:
-        model(x)
+        model(*args, **kwargs)
 
     try:
         with torch.inference_mode():
@@ -149,7 +188,8 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
     seconds = m.median
     return ModelRecord(
         **Record.common(plan.config, env, m),
-        model=cost.label, input=cost.input, params=cost.params, macs=cost.macs, flops=cost.flops,
+        model=cost.label, input=cost.input, inputs=[i.to_dict() for i in cost.inputs],
+        params=cost.params, macs=cost.macs, flops=cost.flops,
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
         achieved_gflops=cost.flops / seconds / 1e9 if seconds > 0 else math.inf,
     )
@@ -158,8 +198,7 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
 def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
                 env: Env | None = None, busy_cpus: float | None = None) -> ModelRecord:
     """Build and time one planned network; call inside ``settings.runtime()``."""
-    model, x = prepare_model(plan.spec, settings, plan.config.batch, plan.cost.input, num_classes=plan.num_classes,
-                             in_channels=plan.cost.in_channels)
+    model, x = prepare_model(plan.spec, settings, plan.cost, num_classes=plan.num_classes)
     try:
         m = time_forward(model, x, settings, f"{plan.cost.label} at batch {plan.config.batch}", measure_fn)
     finally:

@@ -217,12 +217,14 @@ class ModelRecord(Record):
 
     kind: str = field(init=False, default="model")
     model: str
-    input: tuple[int, int]
+    input: tuple[int, ...]
     params: int
     macs: int
     flops: int
     throughput_ips: float
     achieved_gflops: float
+    #: Every input's shape and dtype (``{"shape": [...], "dtype": ...}``, keyword inputs named).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +237,7 @@ class LayerRecord(Record):
 
     kind: str = field(init=False, default="layer")
     model: str
-    input: tuple[int, int]
+    input: tuple[int, ...]
     layer: str
     module_type: str
     category: str

@@ -92,7 +92,31 @@ class DType(str, Enum):
 ModelsOpt = typer.Option("v1,v2,vgg16", "--models", "-m",
                          help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
                               "NAME@WIDTH (v2@0.75), or package.module:factory.")
-InputOpt = typer.Option("224", "--input", "-i", help="Input resolution: 224 or HxW (e.g. 224x160).")
+INPUT_HELP = ("Model input: 224 or HxW (an image, batch x 3 x H x W), a full shape such as 1x3x16x112x112 or "
+              "[1,128], with an optional :DTYPE (1x128:int64) and NAME= for a keyword input "
+              "(attention_mask=1x128:int64). Repeat for several inputs. Default 224.")
+InputOpt = typer.Option(None, "--input", "-i", help=INPUT_HELP)
+InputDTypeOpt = typer.Option(None, "--input-dtype",
+                             help="Element type of the inputs when it is not the model's --dtype: float32, float16, "
+                                  "bfloat16, float64, int64, int32, int16, int8, uint8, bool (int64 token ids...).")
+
+
+class Execute(str, Enum):
+    auto = "auto"
+    meta = "meta"
+    real = "real"
+
+
+ExecuteOpt = typer.Option(Execute.auto, "--execute",
+                          help="How the forward runs: meta (nothing allocated), real (CPU, random inputs, eval, no "
+                               "grad), auto (meta; real when an op needs data, and the output says so).")
+
+
+def input_value(values: list[str] | None) -> str | list[str]:
+    """The ``--input`` values as ``mbcost.inputs.resolve_inputs`` takes them (224 when none)."""
+    if not values:
+        return "224"
+    return values[0] if len(values) == 1 else list(values)
 BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
 ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="Output format.")

@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mbcost.cli.app import ClassesOpt, Format, FormatOpt, InputOpt, OutputOpt, app, check_writable, emit
+from mbcost.cli.app import (
+    ClassesOpt,
+    Format,
+    FormatOpt,
+    InputDTypeOpt,
+    InputOpt,
+    OutputOpt,
+    app,
+    check_writable,
+    emit,
+    input_value,
+)
 from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
@@ -145,9 +156,11 @@ def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], recor
 def bench(
     models: str = typer.Option("v1,v2,vgg16", "--models", "-m", help="Comma-separated model specs (v1, v2@0.75, "
                                                                      "vgg16, package.module:factory)."),
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
+    input_dtype: str | None = InputDTypeOpt,
     device: str = DeviceOpt,
-    batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated (1,8,32)."),
+    batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated (1,8,32); for image "
+                                                        "inputs (224, HxW), a full shape carries its own."),
     threads: int | None = ThreadsOpt,
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
@@ -166,17 +179,16 @@ def bench(
     from mbcost.bench.model_bench import bench_models, plan_models, speedups
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import bench_table, flat, results_document, speedup_dicts
-    from mbcost.zoo.spec import parse_input, parse_models
+    from mbcost.zoo.spec import parse_models
 
     check_writable(output)
     check_appendable(save)
     specs = parse_models(models)
-    size = parse_input(input)
     batches = parse_batches(batch)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc)
-    plans = plan_models(specs, size, batches, settings, num_classes=classes)
+    plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype)
     with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
         records = bench_models(plans, settings, on_record=out.write, progress=update)
     ups = speedups(records)
@@ -193,7 +205,8 @@ def bench(
                   "Layers are timed with forward hooks on every module (CUDA events on GPU). " + TIMING_HELP)
 def profile(
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
+    input_dtype: str | None = InputDTypeOpt,
     device: str = DeviceOpt,
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     threads: int | None = ThreadsOpt,
@@ -219,7 +232,7 @@ def profile(
     from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
-    from mbcost.zoo.spec import parse_input, parse_spec
+    from mbcost.zoo.spec import parse_spec
 
     check_writable(output)
     check_appendable(save)
@@ -228,11 +241,11 @@ def profile(
     if not 1 <= batch:
         raise SpecError(f"--batch must be >= 1 (got {batch})")
     spec = parse_spec(model)
-    size = parse_input(input)
+    inputs = input_value(input)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc)
-    plan_models([spec], size, [batch], settings, num_classes=classes)  # memory refusal before anything runs
+    plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
     with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
         peaks = None
@@ -242,7 +255,7 @@ def profile(
                 peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh_peaks)
                 out.write(peak_record(peaks, settings.config(batch), settings.env(busy)))
         update(1, 2, f"{spec.label} per layer")
-        p = profile_model(spec, size, batch, settings, peaks=peaks, num_classes=classes)
+        p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype)
         records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
         for r in records:
             out.write(r)
@@ -344,7 +357,7 @@ class Measured:
     notes: list[str] = field(default_factory=list)
 
 
-def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], size: tuple[int, int], batch: int,
+def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], batch: int,
                          dtype: str, *, num_classes: int = 1000) -> Measured:
     """Short measurements for ``mbcost compare``: CPU always, CUDA too when available.
 
@@ -365,7 +378,8 @@ def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
         for dev in devices:
             try:
                 settings = BenchSettings(resolve_device(dev), dtype, budget=QUICK_BUDGET).validated()
-                plans = plan_models(specs, size, [batch], settings, num_classes=num_classes)
+                plans = [plan for spec, cost in zip(specs, costs, strict=True)
+                         for plan in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
             except MbcostError as exc:
                 skipped.append(f"{dev} skipped ({exc})")
                 continue
@@ -378,10 +392,10 @@ def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
     return out
 
 
-def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[ModelCost], size: tuple[int, int],
+def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
                      batch: int, dtype: str, num_classes: int = 1000) -> None:
     """Merge ``compare_measurements`` into ``compare``'s extras (``rows``, ``json``, ``columns``, ``notes``)."""
-    m = compare_measurements(specs, costs, size, batch, dtype, num_classes=num_classes)
+    m = compare_measurements(specs, costs, batch, dtype, num_classes=num_classes)
     extras.rows += m.rows
     extras.notes += m.notes
     for label, d in m.json.items():

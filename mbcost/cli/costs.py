@@ -17,14 +17,18 @@ from mbcost.cli.app import (
     CountersOpt,
     DType,
     DTypeOpt,
+    Execute,
+    ExecuteOpt,
     Format,
     FormatOpt,
+    InputDTypeOpt,
     InputOpt,
     ModelsOpt,
     OutputOpt,
     app,
     check_writable,
     emit,
+    input_value,
 )
 
 
@@ -32,10 +36,12 @@ from mbcost.cli.app import (
                   + CONVENTIONS_HELP)
 def compare(
     models: str = ModelsOpt,
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,
     dtype: DType = DTypeOpt,
+    input_dtype: str | None = InputDTypeOpt,
+    execute: Execute = ExecuteOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
     counters: str | None = CountersOpt,
@@ -45,17 +51,18 @@ def compare(
     from mbcost.cli.counters import compare_extras
     from mbcost.cost.analyze import analyze
     from mbcost.render.costs import compare_dict, compare_records, compare_table
-    from mbcost.zoo.spec import parse_input, parse_models
+    from mbcost.zoo.spec import parse_models
 
     check_writable(output)
     specs = parse_models(models)
-    size = parse_input(input)
-    costs = [analyze(s, size, batch, num_classes=classes, dtype=dtype.value) for s in specs]
+    inputs = input_value(input)
+    costs = [analyze(s, inputs, batch, num_classes=classes, dtype=dtype.value, input_dtype=input_dtype,
+                     execute=execute.value) for s in specs]
     extras = compare_extras(specs, costs, counters, convention, batch, classes)  # --counters, --convention
     if bench:  # --bench/--no-bench: measured latency rows (mbcost.cli.bench)
         from mbcost.cli.bench import add_measurements
 
-        add_measurements(extras, specs, costs, size, batch, dtype.value, classes)
+        add_measurements(extras, specs, costs, batch, dtype.value, classes)
     costs = extras.costs
     emit(format, output, table=extras.on_table(compare_table(costs, extra_rows=extras.rows)),
          records=extras.on_records(compare_records(costs)),
@@ -66,10 +73,12 @@ def compare(
                   "bytes and arithmetic intensity. " + CONVENTIONS_HELP)
 def layers(
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,
     dtype: DType = DTypeOpt,
+    input_dtype: str | None = InputDTypeOpt,
+    execute: Execute = ExecuteOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
 ) -> None:
@@ -77,7 +86,8 @@ def layers(
     from mbcost.render.costs import layer_records, layers_table
 
     check_writable(output)
-    cost = analyze(model, input, batch, num_classes=classes, dtype=dtype.value)
+    cost = analyze(model, input_value(input), batch, num_classes=classes, dtype=dtype.value,
+                   input_dtype=input_dtype, execute=execute.value)
     document = cost.to_dict(layers=True)
     emit(format, output, table=layers_table(cost), records=layer_records(cost), document=document)
 

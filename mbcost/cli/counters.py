@@ -20,6 +20,7 @@ from mbcost.cli.app import (
     app,
     check_writable,
     emit,
+    input_value,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str
     if not counters:
         return extras
     names = parse_counters(counters)
-    results = [measure_many(names, spec, cost.input, batch, num_classes=classes)
+    results = [measure_many(names, spec, cost.inputs, batch, num_classes=classes)
                for spec, cost in zip(specs, costs, strict=True)]
     for i, counter in enumerate(names):
         first = results[0][i]
@@ -124,7 +125,7 @@ def _short_unit(counter: str) -> str:
                   "thop: MACs; torch: FLOPs = 2 x MACs).")
 def reconcile(
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,
     counters: str = typer.Option("all", "--counters", help=COUNTERS_HELP),
@@ -133,11 +134,10 @@ def reconcile(
 ) -> None:
     from mbcost.counters.base import parse_counters
     from mbcost.counters.reconcile import reconcile_model
-    from mbcost.zoo.spec import parse_input
 
     check_writable(output)
     names = parse_counters(counters)
-    cost, recs = reconcile_model(model, parse_input(input), batch, names, num_classes=classes)
+    cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
     emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
          document=reconcile_document(cost, recs))
 
@@ -146,7 +146,8 @@ def reconcile_document(cost: ModelCost, recs: list) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {
-        "model": cost.label, "input": list(cost.input), "batch": cost.batch,
+        "model": cost.label, "input": list(cost.input), "inputs": [i.to_dict() for i in cost.inputs],
+        "batch": cost.batch,
         "analytic": {"macs": cost.macs, "convention": "paper",
                      "uncounted": [asdict(u) for u in cost.uncounted]},
         "exact": all(r.exact for r in recs),
@@ -157,8 +158,8 @@ def reconcile_document(cost: ModelCost, recs: list) -> dict[str, Any]:
 def reconcile_records(recs: list) -> list[dict[str, Any]]:
     rows = []
     for r in recs:
-        base = {"counter": r.counter, "version": r.version, "model": r.model, "input_h": r.input[0],
-                "input_w": r.input[1], "batch": r.batch, "analytic": r.analytic, "total": r.total}
+        base = {"counter": r.counter, "version": r.version, "model": r.model,
+                "input": "x".join(str(d) for d in r.input), "batch": r.batch, "analytic": r.analytic, "total": r.total}
         for c in r.components:
             rows.append({**base, "row": "component", "kind": c.kind, "reason": c.reason, "amount": c.amount,
                          "calls": c.calls, "would_be": "",
@@ -195,7 +196,7 @@ def reconcile_table(cost: ModelCost, recs: list) -> Table:
             listed = ", ".join(f"{k} x{v}" for k, v in r.unsupported.items())
             rows.append(["", f"  {r.counter} reports unsupported", "", listed])
     exact = all(r.exact for r in recs)
-    title = (f"mbcost reconcile: {cost.label}, input {cost.input[0]}x{cost.input[1]}, batch {cost.batch}: "
+    title = (f"mbcost reconcile: {cost.label}, input {cost.input_label}, batch {cost.batch}: "
              f"analytic {fmt.exact(cost.macs)} MACs vs {', '.join(r.counter for r in recs)}")
     if not exact:
         title += " -- UNEXPLAINED DIFFERENCE"

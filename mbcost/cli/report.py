@@ -7,7 +7,18 @@ from pathlib import Path
 
 import typer
 
-from mbcost.cli.app import CONVENTIONS_HELP, BatchOpt, ClassesOpt, InputOpt, ModelsOpt, app
+from mbcost.cli.app import (
+    CONVENTIONS_HELP,
+    BatchOpt,
+    ClassesOpt,
+    Execute,
+    ExecuteOpt,
+    InputDTypeOpt,
+    InputOpt,
+    ModelsOpt,
+    app,
+    input_value,
+)
 
 DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 
@@ -19,9 +30,11 @@ DEFAULT_OUT = Path("reports") / "mbcost-report.html"
                   "machines and devices with repeated --from. " + CONVENTIONS_HELP)
 def report(
     models: str = ModelsOpt,
-    input: str = InputOpt,
+    input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,
+    input_dtype: str | None = InputDTypeOpt,
+    execute: Execute = ExecuteOpt,
     bench: bool = typer.Option(False, "--bench",
                                help="Also measure now, on this machine (CPU, and CUDA when available; float32, short "
                                     "budgets): device peaks, each model end to end and per layer, a small conv "
@@ -35,11 +48,13 @@ def report(
 ) -> None:
     from mbcost.report.data import gather, load_records
     from mbcost.report.html import ensure_writable, write_report
-    from mbcost.zoo.spec import parse_input, parse_models
+    from mbcost.inputs import resolve_inputs
+    from mbcost.zoo.spec import parse_models
 
     ensure_writable(out)
     specs = parse_models(models)
-    size = parse_input(input)
+    inputs = resolve_inputs(input_value(input), batch=batch, dtype=input_dtype or "float32")
+    size = inputs.image_size or inputs
     files = list(from_files or [])
     records = load_records(files)
     sources = [str(p) for p in files]
@@ -52,8 +67,12 @@ def report(
             measured, notes = measure_now(specs, size, batch, num_classes=classes, progress=update)
         records += measured
         sources.append("--bench (measured now)")
-    data = gather(specs, size, batch, num_classes=classes, records=records, sources=sources, notes=notes)
-    args = ["mbcost", "report", "--models", models, "--input", input, *(["--batch", str(batch)] if batch != 1 else []),
+    data = gather(specs, size, batch, num_classes=classes, input_dtype=input_dtype, execute=execute.value,
+                  records=records, sources=sources, notes=notes)
+    args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
+            *(["--input-dtype", input_dtype] if input_dtype else []),
+            *(["--execute", execute.value] if execute is not Execute.auto else []),
+            *(["--batch", str(batch)] if batch != 1 else []),
             *(["--bench"] if bench else []), *[a for f in files for a in ("--from", str(f))], "--out", str(out)]
     command = " ".join(shlex.quote(a) for a in args)
     path = write_report(data, out, command=command)
@@ -61,5 +80,5 @@ def report(
     measured = f"{len(data.records)} measurement records from {len(data.runs)} run(s)" if data.runs \
         else "no measurements (pass --from results.jsonl or --bench)"
     typer.echo(f"wrote {path} ({size_mb:.1f} MB; {', '.join(m.label for m in data.models)} at "
-               f"{size[0]}x{size[1]}; {measured})")
+               f"{data.models[0].input_label}; {measured})")
 

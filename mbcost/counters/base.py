@@ -20,11 +20,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mbcost.errors import AnalysisError, MbcostError, SpecError
+from mbcost.inputs import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from mbcost.inputs import Inputs
     from mbcost.zoo.spec import ModelSpec
 
 #: Counter names, in display order.
@@ -55,7 +57,7 @@ class CounterResult:
 
     counter: str
     model: str
-    input: tuple[int, int]
+    input: tuple[int, ...]
     batch: int
     total: int | float
     unit: str
@@ -119,21 +121,26 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def _input(model: nn.Module, batch: int, in_channels: int, size: tuple[int, int]) -> torch.Tensor:
+def _inputs(model: nn.Module, inputs: Inputs) -> tuple[torch.Tensor, ...]:
+    """Zero tensors of ``inputs``' shapes on the model's device: floating ones in the model's dtype."""
     import torch
 
+    if inputs.kwargs:
+        raise SpecError("the counters take positional inputs only (fvcore and thop have no keyword inputs); "
+                        "drop NAME= from --input")
     first = next(iter(model.parameters()), None)
     if first is not None and first.is_meta:
         raise AnalysisError("counters run the real forward pass; the model's parameters are on the meta device")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     device = first.device if first is not None else torch.device("cpu")
-    return torch.zeros(batch, in_channels, *size, dtype=dtype, device=device)
+    return tuple(torch.zeros(i.shape, dtype=dtype if i.dtype in FLOAT_DTYPES else getattr(torch, i.dtype),
+                             device=device) for i in inputs.args)
 
 
 def measure(
     counter: str,
     model: str | ModelSpec | nn.Module,
-    input_size: int | str | tuple[int, int] = 224,
+    input_size: Any = 224,
     batch: int = 1,
     *,
     in_channels: int = 3,
@@ -146,8 +153,9 @@ def measure(
     Args:
         counter: which library.
         model: a zoo spec, ``"package.module:factory"`` (built fresh on the CPU), or a module.
-        input_size: ``224``, ``"224x160"`` or ``(H, W)``.
-        batch: batch size of the input tensor.
+        input_size: ``224``, ``"224x160"``, ``(H, W)``, or any positional input form ``mbcost.analyze`` takes
+            (full shapes, several inputs).
+        batch: batch size of the image shorthand.
         in_channels: input channels.
         num_classes: classifier outputs of zoo models.
         name: label of a module passed directly (default: its class name).
@@ -172,7 +180,7 @@ def measure(
 def measure_many(
     counters: list[str],
     model: str | ModelSpec | nn.Module,
-    input_size: int | str | tuple[int, int] = 224,
+    input_size: Any = 224,
     batch: int = 1,
     *,
     in_channels: int = 3,
@@ -184,7 +192,8 @@ def measure_many(
     import torch
     from torch import nn
 
-    from mbcost.zoo.spec import build_model, check_input_fits, parse_input, parse_spec
+    from mbcost.inputs import resolve_inputs
+    from mbcost.zoo.spec import build_model, check_input_fits, parse_spec
 
     adapters = []
     for counter in counters:
@@ -193,18 +202,18 @@ def measure_many(
         adapter = importlib.import_module(_ADAPTERS[counter])
         adapter.check_available()
         adapters.append((counter, adapter))
-    size = parse_input(input_size)
-    if not isinstance(batch, int) or batch < 1:
-        raise SpecError(f"batch must be a positive integer (got {batch!r})")
+    inputs = resolve_inputs(input_size, batch=batch, in_channels=in_channels)
+    size = inputs.image_size or inputs.first.shape
     owned = not isinstance(model, nn.Module)
     if owned:
         spec = parse_spec(model) if isinstance(model, str) else model
-        check_input_fits(spec, size)
+        if inputs.image_size:
+            check_input_fits(spec, inputs.image_size)
         module = build_model(spec, num_classes=num_classes)
         label = spec.label
     else:
         module, label = model, name or type(model).__name__
-    x = _input(module, batch, in_channels, size)
+    x = _inputs(module, inputs)
     results = []
     for counter, adapter in adapters:
         target = module
@@ -218,14 +227,14 @@ def measure_many(
                 raise
             except Exception as exc:  # a library can fail in any way on a user's model: one line, typed
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AnalysisError(f"{counter} failed on {label} at {size[0]}x{size[1]}: {first}") from exc
+                raise AnalysisError(f"{counter} failed on {label} at {inputs.label}: {first}") from exc
             seconds = time.perf_counter() - start
         total = raw.total
         if isinstance(total, float) and total.is_integer():
             total = int(total)
         results.append(CounterResult(
-            counter=counter, model=label, input=size, batch=batch, total=total, unit=adapter.UNIT, by_op=raw.by_op,
-            unsupported=raw.unsupported, version=raw.version, seconds=seconds, notes=tuple(raw.notes)))
+            counter=counter, model=label, input=size, batch=inputs.batch, total=total, unit=adapter.UNIT,
+            by_op=raw.by_op, unsupported=raw.unsupported, version=raw.version, seconds=seconds, notes=tuple(raw.notes)))
     return results
 
 

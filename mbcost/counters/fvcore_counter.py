@@ -18,12 +18,12 @@ def check_available() -> None:
     require("fvcore", "fvcore")
 
 
-def count(model: nn.Module, x: torch.Tensor) -> RawCount:
+def count(model: nn.Module, args: tuple[torch.Tensor, ...]) -> RawCount:
     """fvcore's total, per-operator counts and unsupported ops (op name -> calls)."""
     fvcore = require("fvcore", "fvcore")
     from fvcore.nn import FlopCountAnalysis
 
-    analysis = FlopCountAnalysis(model, (x,))
+    analysis = FlopCountAnalysis(model, args)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     total = analysis.total()
     return RawCount(total=total, by_op=dict(analysis.by_operator()), unsupported=dict(analysis.unsupported_ops()),

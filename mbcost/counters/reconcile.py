@@ -141,7 +141,7 @@ def reconcile(cost: ModelCost, result: CounterResult, convention: str | None = N
 
 def reconcile_model(
     model: str | nn.Module,
-    input_size: int | str | tuple[int, int] = 224,
+    input_size: Any = 224,
     batch: int = 1,
     counters: list[str] | None = None,
     *,

@@ -23,13 +23,13 @@ def check_available() -> None:
     require("thop", "thop")
 
 
-def count(model: nn.Module, x: torch.Tensor) -> RawCount:
+def count(model: nn.Module, args: tuple[torch.Tensor, ...]) -> RawCount:
     """thop's total, its per-module-type breakdown, and the module types it has no rule for."""
     thop = require("thop", "thop")
     from thop.profile import register_hooks
 
     names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
-    total, _params, tree = thop.profile(model, inputs=(x,), verbose=False, report_missing=False,
+    total, _params, tree = thop.profile(model, inputs=args, verbose=False, report_missing=False,
                                         ret_layer_info=True)
     by_type: Counter[str] = Counter()
     _own_ops(model, tree, by_type, total)

@@ -21,14 +21,14 @@ def check_available() -> None:
     require("torch.utils.flop_counter", "torch's FlopCounterMode (torch >= 2.1)")
 
 
-def count(model: nn.Module, x: torch.Tensor) -> RawCount:
+def count(model: nn.Module, args: tuple[torch.Tensor, ...]) -> RawCount:
     """FlopCounterMode's total and its per-ATen-op counts for the whole model."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        model(x)
+        model(*args)
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return RawCount(total=counter.get_total_flops(), by_op=by_op, unsupported={}, version=torch.__version__,
                     notes=["FlopCounterMode counts only ops with a registered formula; it lists no others"])

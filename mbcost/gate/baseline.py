@@ -55,7 +55,7 @@ CONVENTIONS = (
 
 REGENERATE = "regenerate it with `mbcost gate --update`"
 
-Size = tuple[int, int]
+Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 EntryKey = tuple[str, Size, int]
 
 
@@ -114,8 +114,8 @@ def measure(spec: str, size: Size, batch: int = 1) -> Entry:
 
     Args:
         spec: a zoo spec (``"v2"``, ``"v1@0.75"``) or ``"package.module:factory"``.
-        size: ``(H, W)``.
-        batch: batch size (MACs scale with it; parameters do not).
+        size: ``(H, W)`` of an image, or a full input shape (3 or more dims; ``batch`` is then its own).
+        batch: batch size of an image (MACs scale with it; parameters do not).
 
     Returns:
         An ``Entry`` keyed by the spec's canonical label (``"mobilenet_v2"`` -> ``"v2"``).
@@ -157,7 +157,8 @@ def dumps(baseline: Baseline) -> str:
     else:
         out.append("  \"models\": [")
         for i, e in enumerate(baseline.entries):
-            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": [{e.input[0]}, {e.input[1]}],",
+            size = ", ".join(str(d) for d in e.input)
+            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": [{size}],",
                     f"      \"batch\": {e.batch},", f"      \"params\": {e.params},", f"      \"macs\": {e.macs},"]
             if e.layers:
                 out.append("      \"layers\": {")
@@ -294,8 +295,8 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
         if not isinstance(spec, str) or not spec.strip():
             raise _malformed(path, f"{where}.spec", "must be a model spec string")
         size = m["input"]
-        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and v > 0 for v in size)):
-            raise _malformed(path, f"{where}.input", f"must be [height, width] (got {size!r})")
+        if not (isinstance(size, list) and len(size) >= 2 and all(type(v) is int and v > 0 for v in size)):
+            raise _malformed(path, f"{where}.input", f"must be [height, width] or a full shape (got {size!r})")
         batch = _count(m.get("batch", 1), f"{where}.batch", path)
         if batch < 1:
             raise _malformed(path, f"{where}.batch", "must be at least 1")

@@ -26,7 +26,7 @@ from mbcost.gate.baseline import (
 )
 from mbcost.gate.config import GateConfig
 
-Size = tuple[int, int]
+Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 Change = Literal["changed", "added", "removed"]
 Status = Literal["ok", "drift", "added", "removed"]
 

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from mbcost.errors import SpecError
-from mbcost.zoo.spec import parse_input
+from mbcost.inputs import parse_size_or_shape
 
 #: Baseline file name when none is configured, next to the ``pyproject.toml`` (or in the cwd).
 DEFAULT_BASELINE = "mbcost-baseline.json"
 CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "batch")
 MAX_BATCH = 1 << 20
 
-Size = tuple[int, int]
+Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 
 
 @dataclass(frozen=True)
@@ -134,20 +134,22 @@ def config_from_table(table: dict[str, Any], *, root: Path, source: Path | None 
 
 
 def _config_size(value: Any, where: str) -> Size:
-    """One TOML size: ``224``, ``"224x160"`` or ``[224, 160]``."""
-    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
-        value = (value[0], value[1])
+    """One TOML input: ``224``, ``"224x160"``, ``[224, 160]`` (an image) or a full shape
+    (``"1x3x16x112x112"``, ``[1, 3, 16, 112, 112]``)."""
+    if isinstance(value, list) and len(value) >= 2 and all(type(v) is int for v in value):
+        value = tuple(value)
     elif type(value) is not int and not isinstance(value, str):
-        raise SpecError(f"{where}: inputs must be sizes such as 224, \"224x160\" or [224, 160] (got {value!r})")
+        raise SpecError(f"{where}: inputs must be sizes such as 224, \"224x160\" or [224, 160], or full shapes "
+                        f"such as \"1x3x16x112x112\" (got {value!r})")
     try:
-        return parse_input(value)
+        return parse_size_or_shape(value)
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
 
 
 def parse_inputs(values: Sequence[str]) -> tuple[Size, ...]:
-    """CLI sizes: each value may be one size or a comma list (``["224,192", "224x160"]``)."""
-    sizes = [parse_input(part) for v in values for part in str(v).split(",") if part.strip()]
+    """CLI inputs: each value may be one size or full shape, or a comma list (``["224,192", "1x3x16x112x112"]``)."""
+    sizes = [parse_size_or_shape(part) for v in values for part in str(v).split(",") if part.strip()]
     if not sizes:
         raise SpecError("no input sizes given; e.g. --input 224 or --input 224,192")
     return tuple(sizes)

@@ -105,7 +105,7 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
     by_pair = {(s.model, s.other, s.config.key): s for s in ups}
     rows = []
     for r in records:
-        row = [r.model, f"{r.input[0]}x{r.input[1]}", str(r.batch), r.dtype + (" CL" if r.channels_last else "")
+        row = [r.model, "x".join(str(d) for d in r.input), str(r.batch), r.dtype + (" CL" if r.channels_last else "")
                + (" compiled" if r.compile else ""), ms(r.median_ms), spread(r), number(r.throughput_ips),
                number(r.achieved_gflops)]
         for o in others:
@@ -168,7 +168,7 @@ def category_table(p: LayerProfile) -> Table:
     if p.layers:
         notes.append(env_line(p.layers[0]))
     cfg = p.config
-    return Table(title=f"mbcost profile: {p.model}, input {p.cost.input[0]}x{p.cost.input[1]}, batch {cfg.batch}, "
+    return Table(title=f"mbcost profile: {p.model}, input {p.cost.input_label}, batch {cfg.batch}, "
                        f"{cfg.dtype}, {cfg.device_name}: time share vs MAC share",
                  columns=["category", "time", "time share", "MACs", "MAC share", "time/MAC share", "intensity",
                           "GFLOP/s"], rows=rows,

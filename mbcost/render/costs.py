@@ -38,14 +38,21 @@ def compare_dict(models: list[ModelCost], extra: dict[str, dict[str, Any]] | Non
             "models": entries}
 
 
+def execution_notes(models: list[ModelCost]) -> list[str]:
+    """One line per model whose counts came from a real CPU forward instead of the meta device."""
+    return [f"{m.label}: counted on a real CPU forward with random inputs ({m.execution_note}); counts of "
+            f"data-dependent ops (proposals, masks...) depend on that data" for m in models if m.execution == "real"]
+
+
 def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
     """One flat row per model (CSV)."""
     r = ratios(models)
     rows = []
     for m in models:
         row: dict[str, Any] = {
-            "model": m.label, "name": m.name, "width": m.width, "input_h": m.input[0], "input_w": m.input[1],
-            "batch": m.batch, "dtype": m.dtype, "params": m.params, "macs": m.macs, "flops": m.flops,
+            "model": m.label, "name": m.name, "width": m.width, "input": m.input_label,
+            "execution": m.execution, "batch": m.batch, "dtype": m.dtype, "params": m.params, "macs": m.macs,
+            "flops": m.flops,
             "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
             "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
         }
@@ -90,8 +97,9 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
         rows.append([f"param share {c}", *[fmt.percent(m.categories[c].params, m.params) for m in models]])
     rows += extra_rows or []
     first = models[0]
-    title = f"mbcost compare: input {first.input[0]}x{first.input[1]}, batch {first.batch}"
+    title = f"mbcost compare: input {first.input_label}, batch {first.batch}"
     notes = conventions.for_costs()
+    notes += execution_notes(models)
     for m in models:
         if m.uncounted:
             ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in m.uncounted}))
@@ -142,7 +150,8 @@ def layers_table(cost: ModelCost) -> Table:
         "params of a module are shown on its first op; 'total' params include any not attributed to an op",
         "exact integers, shapes and module types: --format json or csv",
     ]
-    return Table(title=f"mbcost layers: {cost.label}, input {cost.input[0]}x{cost.input[1]}, batch {cost.batch}",
+    notes += execution_notes([cost])
+    return Table(title=f"mbcost layers: {cost.label}, input {cost.input_label}, batch {cost.batch}",
                  columns=["layer", "category", "output", "kernel", "params", "MACs", "elementwise", "activation",
                           "intensity"],
                  rows=rows, notes=notes)

@@ -52,8 +52,8 @@ def _pct(p: float | None) -> str:
     return text if text not in ("+0.00%", "-0.00%") else f"{p:+.2g}%"
 
 
-def _input(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
+def _input(size: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in size)
 
 
 def _model(e: Any) -> str:

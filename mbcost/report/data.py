@@ -28,7 +28,7 @@ from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
 from mbcost.errors import SpecError
 from mbcost.zoo.registry import Reported
-from mbcost.zoo.spec import ModelSpec, parse_input, parse_models, parse_spec
+from mbcost.zoo.spec import ModelSpec, parse_models, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +251,13 @@ def label_runs(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
 
 def gather(
     models: str | Sequence[str | ModelSpec] = "v1,v2,vgg16",
-    input_size: int | str | tuple[int, int] = 224,
+    input_size: Any = 224,
     batch: int = 1,
     *,
     num_classes: int = 1000,
     dtype: str = "float32",
+    input_dtype: str | None = None,
+    execute: str = "auto",
     records: Iterable[dict[str, Any]] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
@@ -268,9 +270,10 @@ def gather(
 
     Args:
         models: ``"v1,v2,vgg16"`` or a list of specs.
-        input_size: the report's input resolution.
+        input_size: the report's input: ``224``, ``"HxW"`` or any form ``mbcost.analyze`` takes
+            (a full shape, several inputs...).
         batch: batch size of the analytic counts.
-        num_classes, dtype: as for ``mbcost.analyze``.
+        num_classes, dtype, input_dtype, execute: as for ``mbcost.analyze``.
         records: measurement records (dicts of the JSON Lines contract), e.g. ``load_records(paths)``.
         sources: where the records came from, shown on the page.
         notes: lines about measurements that were not made (shown with the runs).
@@ -287,8 +290,9 @@ def gather(
         parse_spec(s) if isinstance(s, str) else s for s in models]
     if not specs:
         raise SpecError("no models given; e.g. --models v1,v2,vgg16")
-    size = parse_input(input_size)
-    costs = [analyze(s, size, batch, num_classes=num_classes, dtype=dtype) for s in specs]
+    costs = [analyze(s, input_size, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
+                     execute=execute) for s in specs]
+    size = costs[0].input
     labels = [c.label for c in costs]
     if len(set(labels)) != len(labels):
         raise SpecError(f"a model is listed twice: {', '.join(labels)}")

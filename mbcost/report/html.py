@@ -224,8 +224,8 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
 
     figures = report_figures(data) if figures is None else figures
     labels = ", ".join(m.label for m in data.models)
-    h, w = data.input
-    title = f"mbcost report: {labels} at {h}x{w}"
+    at = data.models[0].input_label if data.models else "x".join(map(str, data.input))
+    title = f"mbcost report: {labels} at {at}"
     sections: list[str] = []
     layers_done = False
     for key, fig in figures.items():

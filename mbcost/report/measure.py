@@ -24,7 +24,7 @@ SWEEP_SIZES = (14,)
 Progress = Callable[[int, int, str], None]
 
 
-def measure_now(specs: Sequence[ModelSpec], input_size: tuple[int, int], batch: int = 1, *,
+def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
                 num_classes: int = 1000, devices: Sequence[str] | None = None,
                 progress: Progress | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Measure ``specs`` on each device; returns ``(records, skipped)``.
