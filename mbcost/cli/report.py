@@ -46,9 +46,9 @@ def report(
     out: Path = typer.Option(DEFAULT_OUT, "--out", "-o",
                              help="HTML file to write, atomically (its directory is created if missing)."),
 ) -> None:
+    from mbcost.inputs import resolve_inputs
     from mbcost.report.data import gather, load_records
     from mbcost.report.html import ensure_writable, write_report
-    from mbcost.inputs import resolve_inputs
     from mbcost.zoo.spec import parse_models
 
     ensure_writable(out)

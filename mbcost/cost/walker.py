@@ -21,9 +21,10 @@ removed in ``finally``, train/eval flags are restored, and the real run uses a c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -239,7 +240,7 @@ class _Walk:
             handles.append(register_module_forward_hook(self.post_hook, always_call=True))
             if training:
                 model.eval()
-            with torch.no_grad(), Recorder():
+            with torch.no_grad(), _composite_attention(torch), Recorder():
                 model(*args, **kwargs)
         except Exception as exc:  # any failure of the user's forward: say where, keep the reason
             raise ForwardFailed(self.where(), _first_line(exc), len(self.book.records)) from exc
@@ -247,6 +248,23 @@ class _Walk:
             for h in handles:
                 h.remove()
             _restore(snapshot)  # train/eval flags too
+
+
+@contextlib.contextmanager
+def _composite_attention(torch: Any) -> Iterator[None]:
+    """Turn off nn.MultiheadAttention's and nn.TransformerEncoderLayer's fused eval fast path for the
+    walk (restored afterwards), so that their projections and products are seen op by op. The meta
+    device never takes it; a real CPU forward would, hiding the work inside one fused kernel."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
 
 
 def _meta_inputs(inputs: Inputs) -> tuple[tuple, dict]:

@@ -1,0 +1,216 @@
+"""Any model, any input: the one walker on models and inputs beyond an image classifier.
+
+References are derived apart from the engine: torch's ``FlopCounterMode`` on a real CPU forward
+(its FLOPs / 2 are the convolution and matrix-product MACs), or the arithmetic in the comment.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import mbcost
+from mbcost.errors import AnalysisError, SpecError
+
+
+def torch_macs(model: nn.Module, *args, **kwargs) -> int:
+    """Conv + matmul MACs of a real CPU forward, as torch's FlopCounterMode counts them.
+
+    Grad stays enabled: under no_grad, nn.TransformerEncoderLayer takes a fused fast path
+    (``_transformer_encoder_layer_fwd``) that FlopCounterMode does not count at all.
+    """
+    counter = FlopCounterMode(display=False)
+    with counter:
+        copy.deepcopy(model).eval()(*args, **kwargs)
+    return counter.get_total_flops() // 2
+
+
+class TextEncoder(nn.Module):
+    """Token ids (int64) and a keyword attention mask, as a BERT-style encoder takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        self.pos = nn.Parameter(torch.zeros(1, 16, 32))
+        layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, ids, attention_mask=None):
+        x = self.embed(ids) + self.pos[:, : ids.shape[1]]
+        x = self.encoder(x, src_key_padding_mask=None if attention_mask is None else attention_mask == 0)
+        return self.head(x[:, 0])
+
+
+def attention_macs(batch: int, length: int, width: int, layers: int) -> int:
+    """q @ k^T and weights @ v over all heads: 2 x B x L x L x E per layer. FlopCounterMode does not
+    count the CPU kernel that computes them (``_scaled_dot_product_flash_attention_for_cpu``)."""
+    return layers * 2 * batch * length * length * width
+
+
+def test_text_encoder_with_int64_ids_and_keyword_mask():
+    model = TextEncoder()
+    cost = mbcost.analyze(model, {"ids": "2x16:int64", "attention_mask": "2x16:int64"})
+    ids = torch.randint(0, 100, (2, 16))
+    seen_by_torch = torch_macs(model, ids, attention_mask=torch.ones(2, 16, dtype=torch.long))
+    assert cost.macs == seen_by_torch + attention_macs(2, 16, 32, 2)
+    assert cost.params == sum(p.numel() for p in model.parameters())
+    assert [i.to_dict() for i in cost.inputs] == [{"shape": [2, 16], "dtype": "int64", "name": "ids"},
+                                                  {"shape": [2, 16], "dtype": "int64", "name": "attention_mask"}]
+    assert cost.to_dict()["inputs"][0] == {"shape": [2, 16], "dtype": "int64", "name": "ids"}
+    assert cost.execution == "meta"
+
+
+def test_a_tensor_gives_its_shape_and_dtype_never_its_data():
+    model = TextEncoder()
+    ids = torch.randint(0, 100, (3, 16))
+    cost = mbcost.analyze(model, ids)
+    assert cost.inputs[0].shape == (3, 16) and cost.inputs[0].dtype == "int64"
+    assert cost.macs == torch_macs(model, ids) + attention_macs(3, 16, 32, 2)
+    assert mbcost.analyze(model, ids, execute="real").macs == cost.macs  # the fused fast path is kept off
+
+
+class TwoImages(nn.Module):
+    """Two positional images (a siamese / optical-flow style input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))
+        self.fuse = nn.Conv2d(16, 4, 1)
+
+    def forward(self, a, b):
+        return self.fuse(torch.cat([self.features(a), self.features(b)], dim=1))
+
+
+def test_two_positional_inputs_and_a_module_called_twice():
+    model = TwoImages()
+    cost = mbcost.analyze(model, ((1, 3, 32, 32), (1, 3, 32, 32)))
+    a, b = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    assert cost.macs == torch_macs(model, a, b)
+    # features runs twice: its convs appear twice, the second call labelled #2; its params count once
+    names = [layer.name for layer in cost.layers if layer.kind == "conv"]
+    assert names == ["features.0", "features.2", "features.0#2", "features.2#2", "fuse"]
+    assert cost.params == sum(p.numel() for p in model.parameters())
+    assert cost.input_label == "1x3x32x32 + 1x3x32x32"
+
+
+def test_video_shape():
+    model = nn.Sequential(nn.Conv3d(3, 8, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3)), nn.BatchNorm3d(8),
+                          nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 5))
+    cost = mbcost.analyze(model, "1x3x16x112x112")
+    assert cost.macs == 1 * 8 * 16 * 56 * 56 * (3 * 3 * 7 * 7) + 8 * 5  # out elements x (C_in x kernel) + fc
+    assert cost.macs == torch_macs(model, torch.randn(1, 3, 16, 112, 112))
+    assert cost.input == (1, 3, 16, 112, 112) and cost.input_label == "1x3x16x112x112"
+
+
+class SharedPositionEncoding(nn.Module):
+    """One conditional position encoding (a depthwise conv) registered under every block: tied parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        cpe = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.blocks = nn.ModuleList()
+        for _ in range(3):
+            block = nn.Module()
+            block.cpe = cpe
+            block.mlp = nn.Conv2d(16, 16, 1)
+            self.blocks.append(block)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block.cpe(x)
+            x = block.mlp(x)
+        return x
+
+
+def test_tied_parameters_count_once_and_every_call_costs():
+    model = SharedPositionEncoding()
+    cost = mbcost.analyze(model, (1, 16, 8, 8))
+    unique = {id(p): p.numel() for p in model.parameters()}
+    assert cost.params == sum(unique.values()) == (16 * 9 + 16) + 3 * (16 * 16 + 16)
+    # three calls of the shared depthwise conv, three pointwise convs
+    assert cost.macs == 3 * (16 * 8 * 8 * 9) + 3 * (16 * 8 * 8 * 16)
+    assert cost.macs == torch_macs(model, torch.randn(1, 16, 8, 8))
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.big = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.sum() > 1e9:  # never true for random data: the branch depends on values
+            y = self.big(y)
+        return y.flatten(1)[:, torch.nonzero(y.flatten(1)[0] > -1e9).flatten()]
+
+
+def test_data_dependent_forward_falls_back_to_a_real_cpu_run():
+    model = DataDependent()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    cost = mbcost.analyze(model, 16)
+    assert cost.execution == "real"
+    assert "meta" in cost.execution_note and "item" in cost.execution_note.lower() or "nonzero" in cost.execution_note
+    assert cost.macs == 4 * 14 * 14 * 27 == torch_macs(model, torch.randn(1, 3, 16, 16))
+    assert cost.to_dict()["execution"] == "real"
+    assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(AnalysisError, match=r"meta device.*module \(root\) \(DataDependent\).*--execute real"):
+        mbcost.analyze(model, 16, execute="meta")
+    assert mbcost.analyze(model, 16, execute="real").macs == cost.macs
+
+
+def test_meta_device_model_runs_real_after_materialising_a_copy():
+    with torch.device("meta"):
+        model = DataDependent()
+    cost = mbcost.analyze(model, 16)
+    assert cost.execution == "real" and cost.macs == 4 * 14 * 14 * 27
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_forward_that_fails_on_meta_and_on_cpu_names_the_module_and_op():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3))  # the second conv expects 4 channels
+    with pytest.raises(AnalysisError) as err:
+        mbcost.analyze(model, 16)
+    text = str(err.value)
+    assert "module 1 (Conv2d)" in text and "aten.convolution" in text
+    assert "meta device" in text and "on the CPU" in text and "\n" not in text
+
+
+def test_a_real_run_that_would_not_fit_is_refused_with_the_estimate(monkeypatch):
+    monkeypatch.setattr("mbcost.host.available_cpu_memory", lambda: 1_000_000)  # 1 MB free
+    with pytest.raises(AnalysisError, match=r"real CPU forward would need about .* GB .* only 0.00 GB"):
+        mbcost.analyze(DataDependent(), 512)  # the input alone is 3 MB
+
+
+def test_the_caller_module_keeps_its_attributes_after_a_meta_run():
+    class Caches(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.anchors = [torch.ones(2)]
+
+        def forward(self, x):
+            self.anchors = [a.to(x.device) for a in self.anchors]  # rebinds an attribute to the input's device
+            return self.conv(x)
+
+    model = Caches()
+    mbcost.analyze(model, 8)
+    assert model.anchors[0].device.type == "cpu"
+    assert model.training
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ("abc", "bad input size"),
+    ("1x3x0x8", "out of range"),
+    ("1x128:int3", "unknown input dtype"),
+    ({"1bad": 224}, "bad keyword input name"),
+    ([], "no inputs"),
+])
+def test_bad_inputs_raise_one_line_spec_errors(inputs, message):
+    with pytest.raises(SpecError, match=message):
+        mbcost.analyze(nn.Conv2d(3, 3, 1), inputs)
