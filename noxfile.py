@@ -23,11 +23,19 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures, assert nothing (speed is measured here, never in tests)."""
+    session.run("python", "benchmarks/bench_engine.py")
     session.run("python", "benchmarks/bench_analyze.py")
     session.run("python", "benchmarks/bench_counters.py")
     session.run("python", "benchmarks/bench_gate.py")
     session.run("python", "benchmarks/bench_report.py")
     session.run("python", "benchmarks/bench_latency_repeat.py")
+
+
+@nox.session(python=False)
+def engine(session: nox.Session) -> None:
+    """The engine against fvcore, thop, ptflops and FlopCounterMode on torchvision models, and its time
+    per op (needs: pip install -e '.[bench]')."""
+    session.run("python", "benchmarks/bench_engine.py", *session.posargs)
 
 
 @nox.session(python=False)

@@ -47,3 +47,55 @@ def factory():  # noqa: ANN201
             return self.fc(y)
 
     return UserNet()
+
+
+def two_images():  # noqa: ANN201
+    """Two positional images, fused: ``--input 1x3x16x16 --input 1x3x16x16``."""
+    import torch
+    from torch import nn
+
+    class TwoImages(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 3, padding=1)
+            self.fuse = nn.Conv2d(8, 2, 1)
+
+        def forward(self, a, b):  # noqa: ANN001, ANN202
+            return self.fuse(torch.cat([self.stem(a), self.stem(b)], dim=1))
+
+    return TwoImages()
+
+
+def token_classifier():  # noqa: ANN201
+    """int64 token ids and an optional keyword mask: ``--input 2x10:int64 --input mask=2x10:int64``."""
+    from torch import nn
+
+    class TokenClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, ids, mask=None):  # noqa: ANN001, ANN202
+            x = self.embed(ids)
+            if mask is not None:
+                x = x * mask.unsqueeze(-1)
+            return self.fc(x)
+
+    return TokenClassifier()
+
+
+def data_dependent():  # noqa: ANN201
+    """A forward that reads a value (``if y.sum() > 0``): the meta device cannot run it."""
+    from torch import nn
+
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            y = self.conv(x)
+            return y * 2 if y.sum() > 0 else y
+
+    return DataDependent()

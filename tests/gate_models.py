@@ -52,3 +52,10 @@ def with_spare():  # noqa: ANN201
             return self.used(x.mean((2, 3)))
 
     return WithSpare()
+
+
+def video():  # noqa: ANN201
+    """A 5-D input (``1x3x4x16x16``): Conv3d(3, 2, 3, padding 1), MACs = 2*4*16*16 x 3*27 per clip."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv3d(3, 2, 3, padding=1, bias=False))

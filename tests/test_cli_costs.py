@@ -130,3 +130,56 @@ def test_console_script_runs():
                           "--no-bench"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["models"][0]["params"] == 4_231_976
+
+
+# --- any input ----------------------------------------------------------------------------------
+
+
+def test_full_shape_and_repeated_inputs(cli):
+    r = cli("compare", "--models", "fixtures_models:two_images", "--input", "1x3x16x16", "--input", "1x3x16x16",
+            "--format", "json", "--no-bench")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)["models"][0]
+    assert m["inputs"] == [{"shape": [1, 3, 16, 16], "dtype": "float32"}] * 2
+    assert m["execution"] == "meta"
+    assert m["macs"] == 2 * (4 * 16 * 16 * 3 * 9) + 2 * 16 * 16 * 8  # the shared stem twice, then the 1x1 fuse
+
+
+def test_int64_token_ids_and_a_keyword_input(cli):
+    r = cli("layers", "fixtures_models:token_classifier", "--input", "2x10", "--input", "mask=2x10",
+            "--input-dtype", "int64", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["inputs"] == [{"shape": [2, 10], "dtype": "int64"},
+                             {"shape": [2, 10], "dtype": "int64", "name": "mask"}]
+    assert doc["macs"] == 2 * 10 * 8 * 4  # the linear layer on 2 x 10 tokens
+    assert [u["op"] for u in doc["uncounted"]] == ["embedding"]
+
+
+def test_execute_modes_and_the_fallback_line(cli):
+    meta = cli("layers", "fixtures_models:data_dependent", "--input", "12", "--execute", "meta")
+    assert meta.exit_code == 2
+    line = meta.stderr.strip()
+    assert "\n" not in line and "module (root) (DataDependent)" in line and "--execute real" in line
+    auto = cli("compare", "--models", "fixtures_models:data_dependent", "--input", "12", "--no-bench",
+               "--format", "json")
+    assert auto.exit_code == 0, auto.output
+    m = json.loads(auto.stdout)["models"][0]
+    assert m["execution"] == "real" and "meta run stopped" in m["execution_note"]
+    assert m["macs"] == 4 * 10 * 10 * 27
+    table = cli("compare", "--models", "fixtures_models:data_dependent", "--input", "12", "--no-bench")
+    assert "counted on a real CPU forward" in table.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input", "1x3:int9"], "unknown input dtype"),
+    (["--input", "1x3x0x8"], "out of range"),
+    (["--input", "9bad=1x3"], "bad input name"),
+    (["--execute", "maybe"], "--execute"),
+    (["--input-dtype", "float8"], "unknown input dtype"),
+])
+def test_bad_any_input_one_line_exit_2(cli, args, message):
+    r = cli("layers", "v2", *args)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mbcost: error:") and message in lines[0], r.stderr

@@ -108,7 +108,7 @@ def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
                 raise SpecError("--batch with several sizes applies to image inputs (224, HxW); a full shape "
                                 "carries its own batch")
             memory = check_memory(cost, settings.device)
-            plans.append(ModelPlan(spec, cost, settings.config(batch), memory, num_classes))
+            plans.append(ModelPlan(spec, cost, settings.config(cost.batch), memory, num_classes))
     return plans
 
 

@@ -90,7 +90,8 @@ def analyze(
         model_name, width = spec.name, spec.width
     else:
         module, model_name = model, name or type(model).__name__
-    trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize)
+    trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
+                        guard=structure is None)  # the zoo's cached models rebind nothing in forward
     return ModelCost(
         name=model_name,
         width=width,

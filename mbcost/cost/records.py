@@ -42,33 +42,40 @@ class Structure:
 
 
 def model_structure(model: nn.Module) -> Structure:
-    """Read ``model``'s tree once: module names (a module registered twice keeps its last name), leaves,
-    each module's own unique parameter count (a shared tensor counts once, for its first owner) and
-    the ids of all parameters and buffers."""
+    """Read ``model``'s tree once: module names (a module registered twice keeps its last name, as
+    ``named_modules(remove_duplicate=False)`` would give it), leaves, each module's own unique
+    parameter count (a shared tensor counts once, for its first owner in registration order) and the
+    ids of all parameters and buffers."""
     names: dict[nn.Module, str] = {}
-    own_params: dict[str, int] = {}
+    order: list[nn.Module] = []
     seen: set[int] = set()
     weight_ids: set[int] = set()
+    counts: dict[nn.Module, int] = {}
     total = 0
-    for mod_name, mod in model.named_modules(remove_duplicate=False):
-        if mod in names:
-            names[mod] = mod_name
-            continue
-        names[mod] = mod_name
-        n = 0
-        for p in mod._parameters.values():
-            if p is not None and id(p) not in seen:
-                seen.add(id(p))
-                n += p.numel()
-        for b in mod._buffers.values():
-            if b is not None:
-                weight_ids.add(id(b))
-        own_params[mod_name] = n
-        total += n
+
+    def visit(mod: nn.Module, prefix: str) -> None:
+        nonlocal total
+        if mod not in names:
+            order.append(mod)
+            n = 0
+            for p in mod._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    n += p.numel()
+            for b in mod._buffers.values():
+                if b is not None:
+                    weight_ids.add(id(b))
+            counts[mod] = n
+            total += n
+        names[mod] = prefix
+        for key, child in mod._modules.items():
+            if child is not None:
+                visit(child, f"{prefix}.{key}" if prefix else key)
+
+    visit(model, "")
     weight_ids |= seen
-    # own_params is keyed by the name each module is looked up under
-    own_params = {names[m]: own_params.get(n, 0) for n, m in model.named_modules()}
-    leaves = frozenset(m for m in names if not m._modules)
+    own_params = {names[m]: counts[m] for m in order}
+    leaves = frozenset(m for m in order if not m._modules)
     return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
                      weight_ids=frozenset(weight_ids))
 

@@ -63,6 +63,8 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], i: int, name: str, default
 
 
 def _ints(v: Any, n: int) -> tuple[int, ...]:
+    if type(v) is list and len(v) == n:  # the ATen schema's int[] (the common case)
+        return tuple(v)
     if isinstance(v, int):
         return (v,) * n
     v = tuple(int(x) for x in v)

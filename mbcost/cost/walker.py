@@ -61,26 +61,45 @@ def _first_line(exc: BaseException) -> str:
     return line
 
 
-def _snapshot(modules: Any) -> list[tuple[Any, dict, dict, dict, dict]]:
-    """Each module's attributes, parameters, buffers and children (shallow), to undo what a forward
-    rebinds on the module (a detection model's anchor cache set to meta tensors, say)."""
-    return [(m, dict(m.__dict__), dict(m._parameters), dict(m._buffers), dict(m._modules)) for m in modules]
+def _guarded(modules: Any) -> list[Any]:
+    """The modules a forward may rebind attributes of: those whose ``forward`` is not one of torch.nn's
+    own (which rebind nothing), and their direct children."""
+    chosen: dict[Any, None] = {}
+    for m in modules:
+        if not getattr(type(m).forward, "__module__", "").startswith("torch.nn."):
+            chosen[m] = None
+            for child in m._modules.values():
+                if child is not None:
+                    chosen[child] = None
+    return list(chosen)
 
 
-def _restore(snapshot: list[tuple[Any, dict, dict, dict, dict]]) -> None:
-    for m, attrs, params, buffers, children in snapshot:
-        for saved, live in ((attrs, m.__dict__), (params, m._parameters), (buffers, m._buffers),
-                            (children, m._modules)):
-            if len(saved) != len(live) or any(live.get(k, saved) is not v for k, v in saved.items()):
+def _snapshot(modules: Any) -> list[tuple[Any, tuple[dict, ...], tuple[tuple[int, ...], ...]]]:
+    """Each module's attributes, parameters, buffers and children (shallow copies, and the ids of
+    their values), to undo what a forward rebinds on the module (a detection model's anchor cache set
+    to meta tensors, say)."""
+    out = []
+    for m in modules:
+        dicts = (m.__dict__, m._parameters, m._buffers, m._modules)
+        out.append((m, tuple(dict(d) for d in dicts), tuple(tuple(map(id, d.values())) for d in dicts)))
+    return out
+
+
+def _restore(snapshot: list[tuple[Any, tuple[dict, ...], tuple[tuple[int, ...], ...]]]) -> None:
+    for m, saved, ids in snapshot:
+        for live, before, before_ids in zip((m.__dict__, m._parameters, m._buffers, m._modules), saved, ids,
+                                            strict=True):
+            if len(live) != len(before) or tuple(map(id, live.values())) != before_ids:
                 live.clear()
-                live.update(saved)
+                live.update(before)
 
 
 def _tensors(args: Any, out: list[Any], tensor: type) -> list[Any]:
+    """The tensors among an op's arguments, lists of tensors (``cat``) included."""
     for a in args:
         if isinstance(a, tensor):
             out.append(a)
-        elif isinstance(a, (list, tuple)):
+        elif type(a) in (list, tuple) and a and not isinstance(a[0], int):
             _tensors(a, out, tensor)
     return out
 
@@ -112,7 +131,7 @@ def _op_info(func: Any) -> _OpInfo:
 class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
-    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool) -> None:
+    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, guard: bool = True) -> None:
         import torch
 
         self.torch = torch
@@ -120,12 +139,14 @@ class _Walk:
         self.model = model
         self.book = book
         self.meta = meta
+        self.guard = guard  # snapshot and restore the modules' attributes around the forward
         self.weight_ids: set[int] = set(book.weight_ids)
         self.stand_ins: dict[int, Any] = {}
         self.keep_alive: list[Any] = []  # ids are only stable while the objects live
         self.stack: list[tuple[Any, list[bool]]] = []
         self.op = ""
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
+        self.entered: Any = None  # the module entered last: where a Python-level check failed
         self.thread = threading.get_ident()
 
     # -- module attribution (global module hooks, filtered to this model and this thread) ----
@@ -133,6 +154,8 @@ class _Walk:
     def pre_hook(self, mod: Any, _args: Any) -> None:
         if mod in self.book.names and threading.get_ident() == self.thread:
             self.stack.append((mod, [True]))
+            self.entered = mod
+            self.op = ""
 
     def post_hook(self, mod: Any, _args: Any, _out: Any) -> None:
         if self.stack and self.stack[-1][0] is mod:
@@ -141,7 +164,7 @@ class _Walk:
     def where(self) -> str:
         if self.failed_at:
             return self.failed_at
-        mod = self.stack[-1][0] if self.stack else self.model
+        mod = self.stack[-1][0] if self.stack else (self.entered or self.model)
         name = self.book.names.get(mod, "") or "(root)"
         return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op else "")
 
@@ -159,13 +182,24 @@ class _Walk:
 
     def run_meta(self, func: Any, args: tuple, kwargs: dict, tensors: list[Any]) -> Any:
         """Run ``func`` on the meta device; tensors elsewhere (the user's weights) get stand-ins."""
-        if all(t.is_meta for t in tensors):
+        for t in tensors:
+            if not t.is_meta:
+                break
+        else:
             return func(*args, **kwargs)
         from torch.utils._pytree import tree_map_only
 
         to_meta = (lambda t: t if t.is_meta else self._stand_in(t))  # noqa: E731
         args, kwargs = tree_map_only(self.tensor_type, to_meta, (args, kwargs))
         return func(*args, **kwargs)
+
+    def _on_meta(self, tensors: list[Any]) -> bool:
+        """Whether an op belongs to the meta run: any meta tensor or weight among its arguments."""
+        weight_ids = self.weight_ids
+        for t in tensors:
+            if t.is_meta or id(t) in weight_ids:
+                return True
+        return False
 
     def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
         info = _OP_INFO.get(func) or _op_info(func)
@@ -175,9 +209,8 @@ class _Walk:
             _tensors(kwargs.values(), tensors, self.tensor_type)
         # On the meta run, ops on tensors the forward made itself on the CPU (an ``arange`` of
         # positions), none of them a weight, run as they are: index arithmetic later code may read.
-        weight_ids = self.weight_ids
         try:
-            if self.meta and tensors and any(t.is_meta or id(t) in weight_ids for t in tensors):
+            if self.meta and tensors and self._on_meta(tensors):
                 out = None
                 if info.shortcut is not None and "out" not in kwargs:
                     out = info.shortcut(args, kwargs)
@@ -200,10 +233,12 @@ class _Walk:
         call = info.adapter(args, kwargs, out)
         weight_ids = self.weight_ids
         if call.kind == "free":
-            if any(id(a) in weight_ids for a in tensors):
-                for o in _tensors((out,), [], self.tensor_type):
-                    weight_ids.add(id(o))
-                    self.keep_alive.append(o)
+            for a in tensors:
+                if id(a) in weight_ids:
+                    for o in _tensors((out,), [], self.tensor_type):
+                        weight_ids.add(id(o))
+                        self.keep_alive.append(o)
+                    break
             return
         weight_bytes = input_bytes = n_acts = 0
         for a in tensors:
@@ -231,8 +266,8 @@ class _Walk:
                 return walk.dispatch(func, args, kwargs or {})
 
         model, torch = self.model, self.torch
-        snapshot = _snapshot(self.book.names)
-        training = any(m.training for m in self.book.names)
+        snapshot = _snapshot(_guarded(self.book.names)) if self.guard else None
+        training = [m for m in self.book.names if m.training]
         handles = []
         try:
             # torch's own ModuleTracker uses these global hooks too; ours ignore other models and threads
@@ -247,7 +282,10 @@ class _Walk:
         finally:
             for h in handles:
                 h.remove()
-            _restore(snapshot)  # train/eval flags too
+            if snapshot is not None:
+                _restore(snapshot)
+            for m in training:
+                m.training = True
 
 
 @contextlib.contextmanager
@@ -325,6 +363,7 @@ def trace_model(
     execute: str = "auto",
     structure: Structure | None = None,
     materialize: Callable[[], nn.Module] | None = None,
+    guard: bool = True,
 ) -> Trace:
     """Walk ``model`` on ``inputs`` and return its per-op records.
 
@@ -334,6 +373,8 @@ def trace_model(
         execute: ``auto``, ``meta`` or ``real`` (see the module docstring).
         structure: the model's module structure when the caller has it cached.
         materialize: builds a CPU model with real weights for the real run (default: a copy).
+        guard: undo whatever the meta forward rebinds on the model's modules (off only for the zoo's
+            own models, whose forwards rebind nothing).
 
     Raises:
         AnalysisError: the forward failed (on meta, and on the CPU when it was tried), or the
@@ -345,7 +386,7 @@ def trace_model(
     partial_bytes = 0
     if execute in ("auto", "meta"):
         book = RecordBook(model, structure)
-        walk = _Walk(model, book, meta=True)
+        walk = _Walk(model, book, meta=True, guard=guard)
         try:
             walk.forward(*_meta_inputs(inputs))
             return _finish(book, "meta", None)

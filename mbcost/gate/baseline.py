@@ -133,7 +133,7 @@ def measure(spec: str, size: Size, batch: int = 1) -> Entry:
     layers = {name: count for name, count in layers.items() if count.params or count.macs}
     if cost.unattributed_params:
         layers[UNATTRIBUTED] = LayerCount(cost.unattributed_params, 0)
-    return Entry(spec=parsed.label, input=tuple(cost.input), batch=batch, params=cost.params, macs=cost.macs,
+    return Entry(spec=parsed.label, input=tuple(cost.input), batch=cost.batch, params=cost.params, macs=cost.macs,
                  layers=layers)
 
 
@@ -309,7 +309,7 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
             if not isinstance(c, dict) or set(c) != {"params", "macs"}:
                 raise _malformed(path, lw, "must be {\"params\": N, \"macs\": N}")
             layers[name] = LayerCount(_count(c["params"], f"{lw}.params", path), _count(c["macs"], f"{lw}.macs", path))
-        entry = Entry(spec=spec.strip(), input=(size[0], size[1]), batch=batch,
+        entry = Entry(spec=spec.strip(), input=tuple(size), batch=batch,
                       params=_count(m["params"], f"{where}.params", path),
                       macs=_count(m["macs"], f"{where}.macs", path), layers=layers)
         if entry.key in seen:

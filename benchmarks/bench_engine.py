@@ -1,0 +1,437 @@
+"""Benchmark: mbcost's engine against five peer counters on torchvision models, and its time per op.
+
+Part 1, per model (mobilenet_v2, mobilenet_v3_large, resnet50, efficientnet_b0, convnext_tiny,
+vit_b_16, densenet121 by default), times one full count by each contender, best of N
+(``time.perf_counter`` around the call alone):
+
+  1. mbcost warm   ``mbcost.analyze(module, 224)`` after one untimed call in this process;
+  2. mbcost cold   the first ``mbcost.analyze(module, 224)`` in a fresh Python process that has
+                   already imported torch, torchvision and mbcost and built the model (untimed);
+                   the call includes mbcost's lazy import of its engine (shown apart); best of
+                   N processes;
+  3. fvcore        ``FlopCountAnalysis(model, x).total()``;
+  4. thop          ``thop.profile(copy, inputs=(x,), verbose=False)`` on a fresh deep copy per
+                   run (thop adds buffers to what it counts), copied outside the timing;
+  5. ptflops       ``get_model_complexity_info(copy, (3, 224, 224), backend="aten", ...)`` on a
+                   fresh deep copy per run (its aten backend leaves hooks on the model's children);
+  6. torch         ``FlopCounterMode(display=False)`` around a real CPU forward under no_grad;
+  7. torch-meta    the same on a meta-device copy of the model and a meta input (copied once,
+                   outside the timing).
+
+Every model is built once (CPU, eval mode, random weights, float32, input 1x3x224x224) before
+any timing; every peer gets one untimed warm-up call per model too, so its figure is its best
+in-process time (a conservative comparison for mbcost). All runs share one torch thread count.
+The table shows each contender's best ms and total (in the tool's own unit, with the total
+brought to MACs so the counts can be compared), the fastest peer (3-7), and fastest peer /
+mbcost warm and fastest peer / mbcost cold (> 1: mbcost is faster). A peer that is not
+installed prints "n/a (not installed)"; one that fails on a model prints why, and the run goes on.
+
+Part 2 times ``mbcost.analyze`` warm on synthetic chains of Conv2d 3x3 + BatchNorm2d + ReLU
+blocks on a 1x8x16x16 input, sized to 125, 250, 500 and 1000 ops (ops = ``len(cost.layers)``),
+and prints ms and microseconds per op (best of ``--ops-repeat``): a flat us/op column means the
+engine is linear in ops.
+
+Reading the counts: torch on the CPU under no_grad takes PyTorch's fused transformer fast path
+on vit_b_16, whose attention FlopCounterMode does not count (about a third less than the meta
+run, which decomposes it). Timings are wall clock: run on an otherwise idle machine.
+
+Run: python benchmarks/bench_engine.py [--models resnet50,vit_b_16] [--repeat 3] [--threads 1]
+                                       [--ops 125,250,500,1000] [--ops-repeat 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import importlib
+import io
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("mobilenet_v2", "mobilenet_v3_large", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16",
+          "densenet121")
+OPS = (125, 250, 500, 1000)
+SIZE = 224
+NOT_INSTALLED = "n/a (not installed)"
+
+#: The cold run: a fresh interpreter imports and builds everything untimed, then times its first call.
+#: argv: model name, torch threads. Prints "COLD <first call ms> <lazy engine import ms> <macs>".
+COLD_CODE = """
+import sys, time
+import torch, torchvision
+import mbcost
+torch.set_num_threads(int(sys.argv[2]))
+torch.manual_seed(0)
+model = getattr(torchvision.models, sys.argv[1])(weights=None).eval()
+start = time.perf_counter()
+analyze = mbcost.analyze
+resolved = time.perf_counter()
+cost = analyze(model, 224)
+done = time.perf_counter()
+print("COLD", (done - start) * 1e3, (resolved - start) * 1e3, cost.macs)
+"""
+
+
+@dataclass
+class Outcome:
+    """One contender on one model: best ms and its total, or why there is none."""
+
+    ms: float | None = None
+    total: int | float | None = None
+    macs: float | None = None  # the total brought to MACs, to compare tools
+    error: str | None = None
+    note: str = ""
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[io.StringIO]:
+    """Swallow prints, warnings and logging of a peer library; yield what it printed."""
+    captured = io.StringIO()
+    level = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            warnings.simplefilter("ignore")
+            yield captured
+    finally:
+        logging.disable(level)
+
+
+def best_of(repeat: int, count: Callable[[Any], Any], prepare: Callable[[], Any] | None = None) -> tuple[float, Any]:
+    """Best wall time (ms) of ``count(prepare())`` over ``repeat`` runs; ``prepare`` runs outside the timing."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        state = prepare() if prepare is not None else None
+        gc.collect()
+        start = time.perf_counter()
+        result = count(state)
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        del state
+    return best * 1e3, result
+
+
+# --- the peers: (name, module to import, unit of the total, factor to MACs, runner) ---------------------------
+
+
+def run_fvcore(model, x, _meta, repeat):
+    from fvcore.nn import FlopCountAnalysis
+
+    def count(_):
+        with silenced():
+            return FlopCountAnalysis(model, x).total()
+
+    count(None)
+    return best_of(repeat, count)
+
+
+def run_thop(model, x, _meta, repeat):
+    import thop
+
+    def count(clone):
+        with silenced():
+            return thop.profile(clone, inputs=(x,), verbose=False)[0]
+
+    def prepare():
+        return copy.deepcopy(model)
+
+    count(prepare())
+    return best_of(repeat, count, prepare)
+
+
+def run_ptflops(model, x, _meta, repeat):
+    from ptflops import get_model_complexity_info
+
+    def count(clone):
+        with silenced() as out:
+            macs, _params = get_model_complexity_info(clone, tuple(x.shape[1:]), backend="aten", as_strings=False,
+                                                      print_per_layer_stat=False, verbose=False)
+        if macs is None:  # ptflops catches the exception, prints it and returns (None, None)
+            lines = [line for line in out.getvalue().splitlines() if line.strip()]
+            raise RuntimeError(lines[-1] if lines else "returned None")
+        return macs
+
+    def prepare():
+        return copy.deepcopy(model)
+
+    count(prepare())
+    return best_of(repeat, count, prepare)
+
+
+def _flop_counter(module, tensor):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(_):
+        with silenced(), torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(tensor)
+        return counter.get_total_flops()
+
+    return count
+
+
+def run_torch(model, x, _meta, repeat):
+    count = _flop_counter(model, x)
+    count(None)
+    return best_of(repeat, count)
+
+
+def run_torch_meta(_model, _x, meta, repeat):
+    meta_model, meta_x = meta
+    count = _flop_counter(meta_model, meta_x)
+    count(None)
+    return best_of(repeat, count)
+
+
+PEERS = (
+    ("fvcore", "fvcore.nn", "fvcore flops (1/MAC)", 1.0, run_fvcore),
+    ("thop", "thop", "MACs", 1.0, run_thop),
+    ("ptflops", "ptflops", "MACs (aten)", 1.0, run_ptflops),
+    ("torch", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch),
+    ("torch-meta", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch_meta),
+)
+
+
+def version_of(module: str) -> str | None:
+    """The installed version of a peer library (imported here, quietly, before any timing), or None."""
+    try:
+        with silenced():  # fvcore.nn warns about torch.jit.script on import
+            importlib.import_module(module)
+    except Exception:  # a broken install counts as missing too
+        return None
+    top = module.split(".")[0]
+    found = getattr(sys.modules[top], "__version__", None)
+    if found:
+        return str(found)
+    try:
+        from importlib.metadata import version
+
+        return version({"thop": "ultralytics-thop"}.get(top, top))
+    except Exception:
+        return "?"
+
+
+def short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"failed: {type(exc).__name__}" + (f": {text[0][:90]}" if text else "")
+
+
+# --- mbcost, warm and cold --------------------------------------------------------------------------------------
+
+
+def mbcost_warm(model, repeat: int) -> Outcome:
+    import mbcost
+
+    try:
+        mbcost.analyze(model, SIZE)
+        ms, cost = best_of(repeat, lambda _: mbcost.analyze(model, SIZE))
+    except Exception as exc:  # report and go on
+        return Outcome(error=short_error(exc))
+    return Outcome(ms=ms, total=cost.macs, macs=float(cost.macs), note=f"{len(cost.layers)} layers")
+
+
+def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
+    best, engine_ms, macs = float("inf"), 0.0, None
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, "-c", COLD_CODE, name, str(threads)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COLD ")), None)
+        if done.returncode != 0 or line is None:
+            tail = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            return Outcome(error=f"failed: {tail[-1][:100] if tail else f'exit {done.returncode}'}")
+        _, first, engine, total = line.split()
+        if float(first) < best:
+            best, engine_ms, macs = float(first), float(engine), int(total)
+    return Outcome(ms=best, total=macs, macs=float(macs), note=f"of which {engine_ms:.1f} ms lazy engine import")
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cell(outcome: Outcome, width: int = 9) -> str:
+    return f"{outcome.ms:{width}.2f}" if outcome.ms is not None else f"{'n/a':>{width}}"
+
+
+def ratio(peer: float | None, ours: float | None) -> str:
+    return f"{peer / ours:,.1f}x" if peer is not None and ours else "n/a"
+
+
+def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, Outcome]:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    params = sum(p.numel() for p in model.parameters())
+    meta = None
+
+    results: dict[str, Outcome] = {"mbcost warm": mbcost_warm(model, args.repeat)}
+    results["mbcost cold"] = (Outcome(error="skipped (--no-cold)") if args.no_cold
+                              else mbcost_cold(name, args.repeat, args.threads))
+    for peer, _module, unit, to_macs, runner in PEERS:
+        if versions[peer] is None:
+            results[peer] = Outcome(error=NOT_INSTALLED)
+            continue
+        try:
+            if peer == "torch-meta" and meta is None:
+                meta = (copy.deepcopy(model).to("meta"), torch.empty_like(x, device="meta"))
+            ms, total = runner(model, x, meta, args.repeat)
+        except Exception as exc:  # a peer failing on a model is a result, not a crash
+            results[peer] = Outcome(error=short_error(exc))
+            continue
+        results[peer] = Outcome(ms=ms, total=total, macs=float(total) * to_macs, note=unit)
+
+    warm, cold = results["mbcost warm"], results["mbcost cold"]
+    timed_peers = [(p, results[p]) for p, *_ in PEERS if results[p].ms is not None]
+    fastest = min(timed_peers, key=lambda item: item[1].ms) if timed_peers else None
+
+    print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat})")
+    print(f"  {'contender':<12} {'best ms':>9}  {'total':>16}  {'as GMACs':>9}  unit / note")
+    for contender, outcome in results.items():
+        if outcome.error:
+            print(f"  {contender:<12} {outcome.error}")
+            continue
+        total = f"{outcome.total:,.0f}" if isinstance(outcome.total, float) else f"{outcome.total:,}"
+        unit = "MACs" if contender.startswith("mbcost") else outcome.note
+        extra = f"  ({outcome.note})" if contender.startswith("mbcost") and outcome.note else ""
+        print(f"  {contender:<12} {cell(outcome)}  {total:>16}  {outcome.macs / 1e9:9.3f}  {unit}{extra}")
+    if fastest is not None:
+        print(f"  fastest peer: {fastest[0]} {fastest[1].ms:.2f} ms -> {ratio(fastest[1].ms, warm.ms)} mbcost warm, "
+              f"{ratio(fastest[1].ms, cold.ms)} mbcost cold")
+    else:
+        print("  fastest peer: none ran")
+    if warm.total is not None and cold.total is not None and warm.total != cold.total:
+        print(f"  note: mbcost warm and cold disagree ({warm.total:,} vs {cold.total:,} MACs); the cold process "
+              "imports mbcost afresh, so was it edited during the run?")
+    results["_fastest"] = Outcome(ms=fastest[1].ms if fastest else None, note=fastest[0] if fastest else "")
+    del model, meta
+    gc.collect()
+    return results
+
+
+def synthetic(blocks: int, extra_relus: int):
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    for _ in range(blocks):
+        layers += [nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()]
+    layers += [nn.ReLU() for _ in range(extra_relus)]
+    return nn.Sequential(*layers).eval()
+
+
+def bench_linearity(targets: list[int], repeat: int) -> None:
+    import mbcost
+
+    def ops(module) -> int:
+        return len(mbcost.analyze(module, (16, 16), in_channels=8).layers)
+
+    print(f"\nPart 2: mbcost.analyze warm on Conv3x3+BN+ReLU chains, input 1x8x16x16, best of {repeat}")
+    try:
+        one, two, one_relu = ops(synthetic(1, 0)), ops(synthetic(2, 0)), ops(synthetic(1, 1))
+    except Exception as exc:
+        print(f"  {short_error(exc)}")
+        return
+    per_block, per_relu = max(two - one, 1), max(one_relu - one, 1)
+    base = one - per_block
+    print(f"  (the engine reports {per_block} ops per block, {per_relu} per extra ReLU, {base} fixed)")
+    print(f"  {'target':>6} {'ops':>6} {'ms':>9} {'us/op':>8} {'ms / first':>11} {'ops / first':>12}")
+    first = None
+    for target in targets:
+        blocks = max((target - base) // per_block, 0)
+        extra = max((target - base - blocks * per_block) // per_relu, 0)
+        module = synthetic(blocks, extra)
+        try:
+            count = ops(module)  # also the untimed warm-up call
+            ms, _ = best_of(repeat, lambda _, m=module: mbcost.analyze(m, (16, 16), in_channels=8))
+        except Exception as exc:
+            print(f"  {target:>6} {short_error(exc)}")
+            continue
+        first = first or (ms, count)
+        print(f"  {target:>6} {count:>6} {ms:9.2f} {ms * 1e3 / count:8.1f} {ms / first[0]:10.2f}x "
+              f"{count / first[1]:11.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated torchvision model names")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per contender (best is kept)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, for every contender")
+    parser.add_argument("--ops", default=",".join(map(str, OPS)), help="op counts of the part-2 synthetic models")
+    parser.add_argument("--ops-repeat", type=int, default=5, help="timed runs per part-2 model (best is kept)")
+    parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process mbcost runs")
+    parser.add_argument("--skip-linearity", action="store_true", help="skip part 2")
+    parser.add_argument("--quick", action="store_true", help="smoke run: first model only, repeat 1")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when the output goes to a file
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.quick:
+        models, args.repeat, args.ops_repeat = models[:1], 1, 1
+    args.repeat, args.ops_repeat = max(args.repeat, 1), max(args.ops_repeat, 1)
+
+    import torch
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    versions = {peer: version_of(module) for peer, module, *_ in PEERS}
+    versions["torch"] = versions["torch-meta"] = torch.__version__ if versions["torch"] else None
+
+    print("Benchmark: mbcost engine vs peer counters")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}")
+    import mbcost
+
+    print("versions: mbcost " + mbcost.__version__ + ", "
+          + ", ".join(f"{p} {v or NOT_INSTALLED}" for p, v in versions.items() if p != "torch-meta"))
+
+    rows = []
+    for name in models:
+        try:
+            rows.append((name, bench_model(name, args, versions)))
+        except Exception as exc:  # e.g. a name torchvision does not know
+            print(f"\n{name}: {short_error(exc)}")
+
+    if rows:
+        names = ["mbcost warm", "mbcost cold", *(p for p, *_ in PEERS)]
+        print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat}); "
+              "ratio = fastest peer / mbcost")
+        header = f"  {'model':<19}" + "".join(f"{n:>12}" for n in names)
+        print(header + f"  {'fastest peer':>12} {'/ warm':>9} {'/ cold':>8}")
+        for name, res in rows:
+            fastest = res["_fastest"]
+            line = f"  {name:<19}" + "".join(cell(res[n], 12) for n in names)
+            print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, res['mbcost warm'].ms):>9} "
+                         f"{ratio(fastest.ms, res['mbcost cold'].ms):>8}")
+        missing = [p for p in versions if versions[p] is None and p != "torch-meta"]
+        if missing:
+            print(f"  n/a: {', '.join(missing)} {NOT_INSTALLED}")
+
+    if not args.skip_linearity:
+        bench_linearity([int(t) for t in args.ops.split(",") if t.strip()], args.ops_repeat)
+
+
+if __name__ == "__main__":
+    main()
