@@ -8,7 +8,7 @@ vit_b_16, densenet121 by default), times one full count by each contender, best 
   2. mbcost cold   the first ``mbcost.analyze(module, 224)`` in a fresh Python process that has
                    already imported torch, torchvision and mbcost and built the model (untimed);
                    the call includes mbcost's lazy import of its engine (shown apart); best of
-                   N processes;
+                   N processes, byte-compiled as an installed package is;
   3. fvcore        ``FlopCountAnalysis(model, x).total()``;
   4. thop          ``thop.profile(copy, inputs=(x,), verbose=False)`` on a fresh deep copy per
                    run (thop adds buffers to what it counts), copied outside the timing;
@@ -16,14 +16,19 @@ vit_b_16, densenet121 by default), times one full count by each contender, best 
                    fresh deep copy per run (its aten backend leaves hooks on the model's children);
   6. torch         ``FlopCounterMode(display=False)`` around a real CPU forward under no_grad;
   7. torch-meta    the same on a meta-device copy of the model and a meta input (copied once,
-                   outside the timing).
+                   outside the timing);
+  8. thop+copy, ptflops+copy, torch-meta+copy: 4, 5 and 7 with the deep copy inside the timed
+                   region: what counting costs a caller who must keep the model as it was (thop
+                   adds buffers to every module, ptflops' aten backend leaves hooks behind, the meta
+                   count needs a meta copy). mbcost changes nothing, so its time is end to end.
 
 Every model is built once (CPU, eval mode, random weights, float32, input 1x3x224x224) before
 any timing; every peer gets one untimed warm-up call per model too, so its figure is its best
 in-process time (a conservative comparison for mbcost). All runs share one torch thread count.
 The table shows each contender's best ms and total (in the tool's own unit, with the total
 brought to MACs so the counts can be compared), the fastest peer (3-7), and fastest peer /
-mbcost warm and fastest peer / mbcost cold (> 1: mbcost is faster). A peer that is not
+mbcost warm and fastest peer / mbcost cold (> 1: mbcost is faster); then the same against the
+fastest peer that leaves the model unchanged (fvcore, torch, and the three "+copy" rows). A peer that is not
 installed prints "n/a (not installed)"; one that fails on a model prints why, and the run goes on.
 
 Part 2 times ``mbcost.analyze`` warm on synthetic chains of Conv2d 3x3 + BatchNorm2d + ReLU
@@ -137,7 +142,18 @@ def run_fvcore(model, x, _meta, repeat):
     return best_of(repeat, count)
 
 
-def run_thop(model, x, _meta, repeat):
+def copied(count: Callable[[Any], Any], model: Any, to_meta: bool = False) -> Callable[[Any], Any]:
+    """``count`` on a deep copy made inside the timed region: the cost of counting without changing
+    the caller's model, for a peer that changes what it counts (or needs a meta-device copy)."""
+
+    def run(_):
+        clone = copy.deepcopy(model)
+        return count(clone.to("meta") if to_meta else clone)
+
+    return run
+
+
+def run_thop(model, x, _meta, repeat, with_copy=False):
     import thop
 
     def count(clone):
@@ -148,10 +164,12 @@ def run_thop(model, x, _meta, repeat):
         return copy.deepcopy(model)
 
     count(prepare())
+    if with_copy:
+        return best_of(repeat, copied(count, model))
     return best_of(repeat, count, prepare)
 
 
-def run_ptflops(model, x, _meta, repeat):
+def run_ptflops(model, x, _meta, repeat, with_copy=False):
     from ptflops import get_model_complexity_info
 
     def count(clone):
@@ -167,6 +185,8 @@ def run_ptflops(model, x, _meta, repeat):
         return copy.deepcopy(model)
 
     count(prepare())
+    if with_copy:
+        return best_of(repeat, copied(count, model))
     return best_of(repeat, count, prepare)
 
 
@@ -174,9 +194,9 @@ def _flop_counter(module, tensor):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    def count(_):
+    def count(clone):
         with silenced(), torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module(tensor)
+            (module if clone is None else clone)(tensor)
         return counter.get_total_flops()
 
     return count
@@ -188,11 +208,25 @@ def run_torch(model, x, _meta, repeat):
     return best_of(repeat, count)
 
 
-def run_torch_meta(_model, _x, meta, repeat):
+def run_torch_meta(model, _x, meta, repeat, with_copy=False):
     meta_model, meta_x = meta
     count = _flop_counter(meta_model, meta_x)
     count(None)
+    if with_copy:
+        return best_of(repeat, copied(count, model, to_meta=True))
     return best_of(repeat, count)
+
+
+def run_thop_copy(model, x, meta, repeat):
+    return run_thop(model, x, meta, repeat, with_copy=True)
+
+
+def run_ptflops_copy(model, x, meta, repeat):
+    return run_ptflops(model, x, meta, repeat, with_copy=True)
+
+
+def run_torch_meta_copy(model, x, meta, repeat):
+    return run_torch_meta(model, x, meta, repeat, with_copy=True)
 
 
 PEERS = (
@@ -201,7 +235,15 @@ PEERS = (
     ("ptflops", "ptflops", "MACs (aten)", 1.0, run_ptflops),
     ("torch", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch),
     ("torch-meta", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch_meta),
+    ("thop+copy", "thop", "MACs", 1.0, run_thop_copy),
+    ("ptflops+copy", "ptflops", "MACs (aten)", 1.0, run_ptflops_copy),
+    ("torch-meta+copy", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch_meta_copy),
 )
+#: Peers that leave the caller's model as it was: thop adds buffers to every module it counts and
+#: ptflops' aten backend leaves hooks behind, so a caller must copy first; the meta count needs a
+#: meta copy. mbcost changes nothing, so its time is already end to end.
+UNCHANGED = ("fvcore", "torch", "thop+copy", "ptflops+copy", "torch-meta+copy")
+BARE = ("fvcore", "thop", "ptflops", "torch", "torch-meta")
 
 
 def version_of(module: str) -> str | None:
@@ -244,9 +286,12 @@ def mbcost_warm(model, repeat: int) -> Outcome:
 
 def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
     best, engine_ms, macs = float("inf"), 0.0, None
-    for _ in range(repeat):
+    # Byte-compiled, as an installed package is: a sandbox that sets PYTHONDONTWRITEBYTECODE would
+    # otherwise make every fresh process compile mbcost's sources again (about 20 ms).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for _ in range(repeat + 1):  # the first process writes the bytecode; the best of the rest counts
         done = subprocess.run([sys.executable, "-c", COLD_CODE, name, str(threads)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=600)
+                              text=True, timeout=600, env=env)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COLD ")), None)
         if done.returncode != 0 or line is None:
             tail = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
@@ -306,8 +351,10 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
         results[peer] = Outcome(ms=ms, total=total, macs=float(total) * to_macs, note=unit)
 
     warm, cold = results["mbcost warm"], results["mbcost cold"]
-    timed_peers = [(p, results[p]) for p, *_ in PEERS if results[p].ms is not None]
+    timed_peers = [(p, results[p]) for p in BARE if results[p].ms is not None]
     fastest = min(timed_peers, key=lambda item: item[1].ms) if timed_peers else None
+    unchanged = [(p, results[p]) for p in UNCHANGED if results[p].ms is not None]
+    fastest_unchanged = min(unchanged, key=lambda item: item[1].ms) if unchanged else None
 
     print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat})")
     print(f"  {'contender':<12} {'best ms':>9}  {'total':>16}  {'as GMACs':>9}  unit / note")
@@ -324,10 +371,16 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
               f"{ratio(fastest[1].ms, cold.ms)} mbcost cold")
     else:
         print("  fastest peer: none ran")
+    if fastest_unchanged is not None:
+        print(f"  fastest peer leaving the model unchanged: {fastest_unchanged[0]} {fastest_unchanged[1].ms:.2f} ms "
+              f"-> {ratio(fastest_unchanged[1].ms, warm.ms)} mbcost warm, "
+              f"{ratio(fastest_unchanged[1].ms, cold.ms)} mbcost cold")
     if warm.total is not None and cold.total is not None and warm.total != cold.total:
         print(f"  note: mbcost warm and cold disagree ({warm.total:,} vs {cold.total:,} MACs); the cold process "
               "imports mbcost afresh, so was it edited during the run?")
     results["_fastest"] = Outcome(ms=fastest[1].ms if fastest else None, note=fastest[0] if fastest else "")
+    results["_unchanged"] = Outcome(ms=fastest_unchanged[1].ms if fastest_unchanged else None,
+                                    note=fastest_unchanged[0] if fastest_unchanged else "")
     del model, meta
     gc.collect()
     return results
@@ -417,14 +470,17 @@ def main() -> None:
     if rows:
         names = ["mbcost warm", "mbcost cold", *(p for p, *_ in PEERS)]
         print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat}); "
-              "ratio = fastest peer / mbcost")
-        header = f"  {'model':<19}" + "".join(f"{n:>12}" for n in names)
-        print(header + f"  {'fastest peer':>12} {'/ warm':>9} {'/ cold':>8}")
+              "ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
+        header = f"  {'model':<19}" + "".join(f"{n:>16}" for n in names)
+        print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ cold':>7}  {'unchanged':>15} {'/ warm':>7} "
+                       f"{'/ cold':>7}")
         for name, res in rows:
-            fastest = res["_fastest"]
-            line = f"  {name:<19}" + "".join(cell(res[n], 12) for n in names)
-            print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, res['mbcost warm'].ms):>9} "
-                         f"{ratio(fastest.ms, res['mbcost cold'].ms):>8}")
+            fastest, same = res["_fastest"], res["_unchanged"]
+            warm_ms, cold_ms = res["mbcost warm"].ms, res["mbcost cold"].ms
+            line = f"  {name:<19}" + "".join(cell(res[n], 16) for n in names)
+            print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, warm_ms):>7} "
+                         f"{ratio(fastest.ms, cold_ms):>7}  {same.note or 'none':>15} {ratio(same.ms, warm_ms):>7} "
+                         f"{ratio(same.ms, cold_ms):>7}")
         missing = [p for p in versions if versions[p] is None and p != "torch-meta"]
         if missing:
             print(f"  n/a: {', '.join(missing)} {NOT_INSTALLED}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from mbcost.cost.formulas import cost_of
+from mbcost.cost.formulas import FORMULAS
 from mbcost.cost.ops import OpCall
 from mbcost.cost.result import LayerCost, UncountedOp, categorize
 
@@ -96,7 +96,7 @@ class RecordBook:
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         self._attributed: set[str] = set()
-        self._labels: Counter[str] = Counter()
+        self._labels: dict[str, int] = {}
 
     def add(self, mod: nn.Module, *, first_in_call: bool, op: str, call: OpCall, input_bytes: int,
             output_bytes: int, weight_bytes: int, inplace: bool) -> None:
@@ -107,44 +107,26 @@ class RecordBook:
         """
         mod_name = self.names.get(mod, "")
         is_leaf = mod in self.leaves
-        base = mod_name or "(root)"
-        label = base if (is_leaf and first_in_call) else f"{base}:{op}"
-        self._labels[label] += 1
-        if self._labels[label] > 1:
-            label = f"{label}#{self._labels[label]}"
+        label = (mod_name or "(root)") if (is_leaf and first_in_call) else f"{mod_name or '(root)'}:{op}"
+        seen = self._labels.get(label, 0) + 1
+        self._labels[label] = seen
+        if seen > 1:
+            label = f"{label}#{seen}"
         params = 0
         if mod_name not in self._attributed:
             self._attributed.add(mod_name)
             params = self.own_params.get(mod_name, 0)
-        cost = cost_of(call.kind, **call.formula_args)
-        in_ch = call.input_shape[1] if len(call.input_shape) > 1 else None
+        kind = call.kind
+        cost = FORMULAS[kind](**call.formula_args)
+        shape = call.input_shape
+        cls = type(mod)
         self.records.append(LayerCost(
-            name=label,
-            module=mod_name,
-            module_type=type(mod).__name__,
-            module_is_leaf=is_leaf,
-            op=op,
-            kind=call.kind,
-            category=categorize(call.kind, groups=call.groups, in_channels=in_ch, kernel=call.kernel),
-            input_shape=call.input_shape,
-            output_shape=call.output_shape,
-            weight_shape=call.weight_shape,
-            kernel=call.kernel,
-            stride=call.stride,
-            padding=call.padding,
-            dilation=call.dilation,
-            groups=call.groups,
-            params=params,
-            macs=cost.macs,
-            bias_adds=cost.bias_adds,
-            other_ops=cost.other_ops,
-            input_bytes=input_bytes,
-            output_bytes=output_bytes,
-            weight_bytes=weight_bytes,
-            inplace=inplace,
-            affine=call.affine,
-            count_include_pad=call.count_include_pad,
-            torch_bases=_torch_bases(type(mod)),
+            label, mod_name, cls.__name__, is_leaf, op, kind,
+            categorize(kind, groups=call.groups, in_channels=shape[1] if len(shape) > 1 else None,
+                       kernel=call.kernel),
+            shape, call.output_shape, call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
+            call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
+            weight_bytes, inplace, call.affine, call.count_include_pad, _torch_bases(cls),
         ))
 
     def add_uncounted(self, op: str, mod: nn.Module) -> None:

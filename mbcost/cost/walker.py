@@ -22,6 +22,7 @@ removed in ``finally``, train/eval flags are restored, and the real run uses a c
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -257,14 +258,7 @@ class _Walk:
 
     def forward(self, args: tuple, kwargs: dict) -> None:
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        walk = self
-
-        class Recorder(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-                return walk.dispatch(func, args, kwargs or {})
-
+        Recorder = _recorder_class()
         model, torch = self.model, self.torch
         snapshot = _snapshot(_guarded(self.book.names)) if self.guard else None
         training = [m for m in self.book.names if m.training]
@@ -275,7 +269,7 @@ class _Walk:
             handles.append(register_module_forward_hook(self.post_hook, always_call=True))
             if training:
                 model.eval()
-            with torch.no_grad(), _composite_attention(torch), Recorder():
+            with torch.no_grad(), _composite_attention(torch), Recorder(self):
                 model(*args, **kwargs)
         except Exception as exc:  # any failure of the user's forward: say where, keep the reason
             raise ForwardFailed(self.where(), _first_line(exc), len(self.book.records)) from exc
@@ -286,6 +280,28 @@ class _Walk:
                 _restore(snapshot)
             for m in training:
                 m.training = True
+
+
+@functools.cache
+def _recorder_class() -> type:
+    """The dispatch mode of a walk (made once, on first use, so that importing this module stays light)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self, walk: _Walk) -> None:
+            super().__init__()
+            self.walk = walk
+
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # torch wraps a mode's __torch_dispatch__ in a dynamo-disabling shim (two extra Python
+            # frames per op); the walk never runs under torch.compile, so it needs none.
+            return False
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            return self.walk.dispatch(func, args, kwargs or {})
+
+    return Recorder
 
 
 @contextlib.contextmanager
