@@ -243,15 +243,14 @@ class MemoryEstimate:
 
 
 def estimate_memory(cost: ModelCost) -> MemoryEstimate:
-    """Weights + input + 2 x (largest op input + output).
+    """Weights + input + 2 x the live activations at the forward's worst point (tensor lifetimes;
+    the largest op's input + output when the count came from a real run, which traces none).
 
-    Inference frees each activation once its consumers have run, so the working set is about
-    the largest op's input and output; doubling it covers a residual input kept alive across a
-    block and convolution workspace. An estimate, not a bound: it errs on the generous side.
+    Doubling covers convolution workspace and the allocator's rounding. An estimate, not a bound:
+    it errs on the generous side.
     """
-    input_bytes = cost.input_bytes
-    return MemoryEstimate(weight_bytes=cost.weight_bytes, input_bytes=input_bytes,
-                          activation_bytes=2 * cost.peak_activation_bytes)
+    peak = cost.peak_activation_bytes if cost.peak_activation_bytes is not None else cost.largest_op_bytes
+    return MemoryEstimate(weight_bytes=cost.weight_bytes, input_bytes=cost.input_bytes, activation_bytes=2 * peak)
 
 
 def check_memory(cost: ModelCost, device: Device, what: str | None = None) -> MemoryEstimate:

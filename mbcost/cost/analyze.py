@@ -107,6 +107,9 @@ def analyze(
         inputs=resolved.all,
         execution=trace.execution,
         execution_note=trace.fallback_reason,
+        buffers=trace.buffers,
+        peak_activation_bytes=trace.peak_activation_bytes,
+        peak_op=trace.peak_op,
     )
 
 

@@ -27,6 +27,11 @@ class Trace:
     execution: str = "meta"
     #: Why the real forward ran (the meta run's failure, or that it was asked for).
     fallback_reason: str | None = None
+    #: Elements in the model's buffers (BatchNorm running statistics...).
+    buffers: int = 0
+    #: Live activation bytes at the worst point of the forward (lifetimes; meta runs only) and where.
+    peak_activation_bytes: int | None = None
+    peak_op: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class Structure:
     own_params: dict[str, int]
     total_params: int
     weight_ids: frozenset[int]
+    #: Storage ids of every parameter and buffer (views of a weight share its storage).
+    weight_storages: frozenset[int] = frozenset()
+    total_buffers: int = 0
 
 
 def model_structure(model: nn.Module) -> Structure:
@@ -50,21 +58,26 @@ def model_structure(model: nn.Module) -> Structure:
     order: list[nn.Module] = []
     seen: set[int] = set()
     weight_ids: set[int] = set()
+    storages: set[int] = set()
     counts: dict[nn.Module, int] = {}
     total = 0
+    buffers = 0
 
     def visit(mod: nn.Module, prefix: str) -> None:
-        nonlocal total
+        nonlocal total, buffers
         if mod not in names:
             order.append(mod)
             n = 0
             for p in mod._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
+                    storages.add(p.untyped_storage()._cdata)
                     n += p.numel()
             for b in mod._buffers.values():
-                if b is not None:
+                if b is not None and id(b) not in weight_ids:
                     weight_ids.add(id(b))
+                    storages.add(b.untyped_storage()._cdata)
+                    buffers += b.numel()
             counts[mod] = n
             total += n
         names[mod] = prefix
@@ -77,7 +90,7 @@ def model_structure(model: nn.Module) -> Structure:
     own_params = {names[m]: counts[m] for m in order}
     leaves = frozenset(m for m in order if not m._modules)
     return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
-                     weight_ids=frozenset(weight_ids))
+                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(storages), total_buffers=buffers)
 
 
 class RecordBook:
@@ -93,6 +106,8 @@ class RecordBook:
         self.names, self.leaves, self.own_params, self.total_params = (
             st.names, st.leaves, st.own_params, st.total_params)
         self.weight_ids = st.weight_ids
+        self.weight_storages = st.weight_storages
+        self.total_buffers = st.total_buffers
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         self._attributed: set[str] = set()
@@ -136,7 +151,7 @@ class RecordBook:
         attributed = sum(self.own_params.get(m, 0) for m in self._attributed)
         unc = [UncountedOp(op=k[0], module=k[1], module_type=k[2], calls=v) for k, v in self.uncounted.items()]
         return Trace(layers=self.records, params=self.total_params,
-                     unattributed_params=self.total_params - attributed, uncounted=unc)
+                     unattributed_params=self.total_params - attributed, uncounted=unc, buffers=self.total_buffers)
 
 
 @cache

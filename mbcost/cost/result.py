@@ -152,6 +152,13 @@ class ModelCost:
     inputs: tuple[InputSpec, ...] = ()
     execution: str = "meta"
     execution_note: str | None = None
+    #: Elements in the model's buffers (BatchNorm running statistics...), stored at ``dtype``.
+    buffers: int = 0
+    #: Live activation bytes (inputs included) at the worst point of the forward, from tensor
+    #: lifetimes (each freed after its last use; views and in-place ops share storage), and the layer
+    #: where it happens. ``None`` after a real CPU run (lifetimes are traced on the meta device).
+    peak_activation_bytes: int | None = None
+    peak_op: str | None = None
 
     @property
     def input_label(self) -> str:
@@ -199,10 +206,21 @@ class ModelCost:
         return sum(layer.activation_bytes for layer in self.layers)
 
     @property
-    def peak_activation_bytes(self) -> int:
-        """Largest input + output of any single op: a lower bound on the activation memory
-        a forward pass needs at once."""
+    def largest_op_bytes(self) -> int:
+        """Largest input + output of any single op: a lower bound on the activation memory a
+        forward pass needs at once (``peak_activation_bytes`` is the lifetime-based figure)."""
         return max((layer.input_bytes + layer.output_bytes for layer in self.layers), default=0)
+
+    @property
+    def buffer_bytes(self) -> int:
+        return self.buffers * self.dtype_bytes
+
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """Weights (parameters and buffers) + live activations at the worst point of the forward."""
+        if self.peak_activation_bytes is None:
+            return None
+        return self.weight_bytes + self.buffer_bytes + self.peak_activation_bytes
 
     @property
     def categories(self) -> dict[str, CategoryCost]:
@@ -238,7 +256,10 @@ class ModelCost:
             "elementwise_ops": self.elementwise_ops,
             "weight_bytes": self.weight_bytes,
             "activation_bytes": self.activation_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,
+            "peak_op": self.peak_op,
+            "largest_op_bytes": self.largest_op_bytes,
             "categories": {c: asdict(v) for c, v in self.categories.items()},
             "uncounted": [asdict(u) for u in self.uncounted],
         }

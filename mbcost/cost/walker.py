@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
 from mbcost.cost.records import RecordBook, Structure, Trace
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
@@ -148,6 +149,7 @@ class _Walk:
         self.op = ""
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
         self.entered: Any = None  # the module entered last: where a Python-level check failed
+        self.lifetimes = Lifetimes(set(book.weight_storages)) if meta else None
         self.thread = threading.get_ident()
 
     # -- module attribution (global module hooks, filtered to this model and this thread) ----
@@ -179,6 +181,8 @@ class _Walk:
             self.keep_alive.append(t)
             if id(t) in self.weight_ids:
                 self.weight_ids.add(id(s))
+                if self.lifetimes is not None:
+                    self.lifetimes.weight_storages.add(s.untyped_storage()._cdata)
         return s
 
     def run_meta(self, func: Any, args: tuple, kwargs: dict, tensors: list[Any]) -> Any:
@@ -222,12 +226,29 @@ class _Walk:
         except Exception:
             self.failed_at = self.failed_at or self.where()
             raise
+        before = len(self.book.records)
         if info.adapter is None:
             mod = self.stack[-1][0] if self.stack else self.model
             self.book.add_uncounted(info.name, mod)
         else:
             self.record(info, args, kwargs, out, tensors)
+        if self.lifetimes is not None:
+            writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
+            mod = self.stack[-1][0] if self.stack else self.model
+            self.lifetimes.op(tensors, writes, (mod, info.name, before if len(self.book.records) > before else None))
         return out
+
+    def peak(self) -> tuple[int | None, str | None]:
+        """Live activation bytes at the worst point and the op there (``None`` without lifetimes)."""
+        if self.lifetimes is None:
+            return None, None
+        peak = self.lifetimes.peak()
+        if peak.where is None:
+            return peak.activation_bytes, "(inputs)"
+        mod, op, record = peak.where
+        if record is not None:
+            return peak.activation_bytes, self.book.records[record].name
+        return peak.activation_bytes, f"{self.book.names.get(mod, '') or '(root)'}:{op}"
 
     def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any]) -> None:
         mod, first = self.stack[-1] if self.stack else (self.model, [True])
@@ -269,8 +290,14 @@ class _Walk:
             handles.append(register_module_forward_hook(self.post_hook, always_call=True))
             if training:
                 model.eval()
+            if self.lifetimes is not None:
+                self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
             with torch.no_grad(), _composite_attention(torch), Recorder(self):
-                model(*args, **kwargs)
+                result = model(*args, **kwargs)
+            if self.lifetimes is not None:
+                from torch.utils._pytree import tree_leaves
+
+                self.lifetimes.outputs([t for t in tree_leaves(result) if isinstance(t, self.tensor_type)])
         except Exception as exc:  # any failure of the user's forward: say where, keep the reason
             raise ForwardFailed(self.where(), _first_line(exc), len(self.book.records)) from exc
         finally:
@@ -405,7 +432,7 @@ def trace_model(
         walk = _Walk(model, book, meta=True, guard=guard)
         try:
             walk.forward(*_meta_inputs(inputs))
-            return _finish(book, "meta", None)
+            return _finish(book, "meta", None, walk.peak())
         except ForwardFailed as failed:
             if execute == "meta":
                 raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
@@ -431,12 +458,13 @@ def trace_model(
               else "asked for (--execute real)")
     if meta_failure:
         log.warning("ran the real forward on the CPU: %s", reason)
-    return _finish(book, "real", reason)
+    return _finish(book, "real", reason, (None, None))
 
 
-def _finish(book: RecordBook, execution: str, reason: str | None) -> Trace:
+def _finish(book: RecordBook, execution: str, reason: str | None, peak: tuple[int | None, str | None]) -> Trace:
     trace = book.finish()
     trace.execution, trace.fallback_reason = execution, reason
+    trace.peak_activation_bytes, trace.peak_op = peak
     if trace.uncounted:
         log.info("ops without a cost formula: %s", ", ".join(sorted({u.op for u in trace.uncounted})))
     return trace

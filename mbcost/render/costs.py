@@ -38,6 +38,10 @@ def compare_dict(models: list[ModelCost], extra: dict[str, dict[str, Any]] | Non
             "models": entries}
 
 
+def _maybe(render: Any, value: Any) -> str:
+    return "n/a (real run)" if value is None else render(value)
+
+
 def execution_notes(models: list[ModelCost]) -> list[str]:
     """One line per model whose counts came from a real CPU forward instead of the meta device."""
     return [f"{m.label}: counted on a real CPU forward with random inputs ({m.execution_note}); counts of "
@@ -55,6 +59,7 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
             "flops": m.flops,
             "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
             "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
+            "peak_memory_bytes": m.peak_memory_bytes, "peak_op": m.peak_op, "largest_op_bytes": m.largest_op_bytes,
         }
         for other in models:
             if other.label != m.label:
@@ -89,7 +94,10 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
     rows += [
         [f"weights ({models[0].dtype})", *[fmt.nbytes(m.weight_bytes) for m in models]],
         ["activation memory (sum of outputs)", *[fmt.nbytes(m.activation_bytes) for m in models]],
-        ["peak activation (largest op in+out)", *[fmt.nbytes(m.peak_activation_bytes) for m in models]],
+        ["peak memory (weights + live activations)", *[_maybe(fmt.nbytes, m.peak_memory_bytes) for m in models]],
+        ["peak live activations (lifetimes)", *[_maybe(fmt.nbytes, m.peak_activation_bytes) for m in models]],
+        ["  at layer", *[m.peak_op or "n/a (real run)" for m in models]],
+        ["largest op (input + output)", *[fmt.nbytes(m.largest_op_bytes) for m in models]],
     ]
     for c in CATEGORIES:
         rows.append([f"MAC share {c}", *[fmt.percent(m.categories[c].macs, m.macs) for m in models]])

@@ -1,0 +1,91 @@
+"""Tensor lifetimes over one traced forward: which activation memory is alive at each op.
+
+Memory is counted per storage, so views and in-place ops share the bytes of what they alias. A
+storage lives from the op that creates it (the model's inputs: from the start) to the last op
+that reads it (the model's outputs: to the end). Weights (parameters and buffers, and views of
+them) are not activations and are left out; ``peak_memory_bytes`` adds them back.
+
+This is the inference schedule an eager runtime follows when each tensor is freed right after its
+last use. Counted on the meta device, where every storage is kept alive by the walk, so a storage
+id never changes meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The worst point of a schedule: live activation bytes and the op it happens at."""
+
+    activation_bytes: int
+    step: int
+    where: Any
+
+
+class Lifetimes:
+    """Collects creation and last use of every activation storage, op by op."""
+
+    def __init__(self, weight_storages: set[int]) -> None:
+        self.weight_storages = weight_storages
+        self.created: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.size: dict[int, int] = {}
+        self.where: list[Any] = []
+        self.keep: list[Any] = []  # storages must outlive the walk, or their ids could be reused
+
+    @staticmethod
+    def _key(t: Any) -> int:
+        return t.untyped_storage()._cdata
+
+    def _create(self, t: Any, step: int) -> None:
+        storage = t.untyped_storage()
+        key = storage._cdata
+        if key in self.weight_storages:
+            return
+        if key not in self.created:
+            self.created[key] = step
+            self.size[key] = storage.nbytes()
+            self.keep.append(t)
+        self.last[key] = max(self.last.get(key, step), step)
+
+    def inputs(self, tensors: list[Any]) -> None:
+        """The model's inputs: alive before the first op."""
+        for t in tensors:
+            self._create(t, -1)
+
+    def op(self, reads: list[Any], writes: list[Any], where: Any) -> None:
+        """One op: it reads ``reads`` (their storages live at least until now) and writes ``writes``."""
+        step = len(self.where)
+        self.where.append(where)
+        last, weights = self.last, self.weight_storages
+        for t in reads:
+            key = t.untyped_storage()._cdata
+            if key not in weights:
+                last[key] = step
+        for t in writes:
+            self._create(t, step)
+
+    def outputs(self, tensors: list[Any]) -> None:
+        """The model's outputs: alive to the end."""
+        end = len(self.where)
+        for t in tensors:
+            key = self._key(t)
+            if key in self.created:
+                self.last[key] = end
+
+    def peak(self) -> Peak:
+        """The largest sum of live storages over the ops (an op's inputs and outputs live together)."""
+        steps = len(self.where)
+        delta = [0] * (steps + 3)
+        for key, size in self.size.items():
+            delta[self.created[key] + 1] += size
+            delta[self.last[key] + 2] -= size
+        best, best_step, live = 0, -1, 0
+        for i in range(steps + 1):  # index i is step i - 1 (the inputs live at step -1)
+            live += delta[i]
+            if live > best:
+                best, best_step = live, i - 1
+        return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None)

@@ -1,0 +1,67 @@
+"""Peak activation memory from tensor lifetimes, against counts derived by hand."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import mbcost
+
+F32 = 4
+
+
+class Residual(nn.Module):
+    """x -> conv a -> ReLU (in place) -> conv b -> x + b -> flatten (a view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(8, 32, 1, bias=False)
+        self.act = nn.ReLU(inplace=True)
+        self.b = nn.Conv2d(32, 8, 1, bias=False)
+
+    def forward(self, x):
+        return (x + self.b(self.act(self.a(x)))).flatten(1)
+
+
+def test_a_residual_input_stays_alive_until_its_last_use():
+    cost = mbcost.analyze(Residual(), (2, 8, 10, 10))
+    x = 2 * 8 * 10 * 10 * F32  # the input, read again by the add
+    a = 2 * 32 * 10 * 10 * F32  # conv a's output; the in-place ReLU writes into it
+    b = 2 * 8 * 10 * 10 * F32
+    # at conv b: x (kept for the add) + a (its input) + b (its output); larger than any op's in + out
+    assert cost.peak_activation_bytes == x + a + b
+    assert cost.peak_op == "b"
+    # the largest-op figure adds the in-place ReLU's input and output, one storage counted twice
+    assert cost.largest_op_bytes == 2 * a
+    weights = (32 * 8 + 8 * 32) * F32
+    assert cost.peak_memory_bytes == weights + x + a + b
+
+
+def test_zoo_peaks_at_the_widest_full_resolution_tensors():
+    v1 = mbcost.analyze("v1", 224)
+    # first pointwise conv's BatchNorm: its input and output, 112 x 112 x 64 each (the image is freed)
+    assert v1.peak_activation_bytes == 2 * 112 * 112 * 64 * F32 and v1.peak_op == "features.1.pw.1"
+    v2 = mbcost.analyze("v2", 224, batch=8)
+    # second block's expansion to 96 channels at 112 x 112, BatchNorm in + out, batch 8
+    assert v2.peak_activation_bytes == 8 * 2 * 112 * 112 * 96 * F32 and v2.peak_op == "features.2.conv.0.1"
+    half = mbcost.analyze("v2", 224, batch=8, dtype="float16")
+    assert half.peak_activation_bytes * 2 == v2.peak_activation_bytes
+
+
+def test_no_peak_is_claimed_for_a_real_run():
+    class Reads(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+
+    cost = mbcost.analyze(Reads(), 8)
+    assert cost.execution == "real" and cost.peak_activation_bytes is None and cost.peak_memory_bytes is None
+    assert cost.to_dict()["peak_memory_bytes"] is None
+
+
+def test_shared_weights_are_not_activations():
+    lin = nn.Linear(16, 16, bias=False)
+    model = nn.Sequential(lin, nn.ReLU(), lin)
+    cost = mbcost.analyze(model, torch.empty(4, 16))
+    assert cost.params == 256
+    # input (4x16) and the first output live together at the first linear; no weight bytes counted
+    assert cost.peak_activation_bytes == 2 * 4 * 16 * F32
