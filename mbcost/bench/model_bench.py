@@ -5,6 +5,10 @@ anything is built or timed), then each network is built fresh (``mbcost.zoo.buil
 weights), put in eval mode, converted to the dtype (and channels-last, and ``torch.compile``
 when asked), and its forward pass timed under ``torch.inference_mode`` on a random input.
 
+After the timed runs, one extra forward measures the activation peak (``mbcost.bench.memory``:
+the CPU profiler's allocation events, or CUDA's peak counter), recorded next to the engine's
+lifetime estimate (``peak_memory_bytes``, ``estimated_peak_memory_bytes``).
+
 ``achieved_gflops`` is the analytic FLOPs (2 x MACs of conv and linear layers, the papers'
 convention) divided by the median time: the rate at which the network's useful arithmetic gets
 done, not a hardware counter.
@@ -12,6 +16,7 @@ done, not a hardware counter.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +38,8 @@ from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, d
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.zoo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 #: ``progress(done, total, description)``: called before each item and once at the end.
 Progress = Callable[[int, int, str], None]
@@ -182,7 +189,7 @@ def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
                          f"{first[:300]}") from exc
 
 
-def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
+def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: int | None = None) -> ModelRecord:
     """The record of one measured network (pure: no timing here)."""
     cost = plan.cost
     seconds = m.median
@@ -192,22 +199,39 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env) -> ModelRecord:
         params=cost.params, macs=cost.macs, flops=cost.flops,
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
         achieved_gflops=cost.flops / seconds / 1e9 if seconds > 0 else math.inf,
+        peak_memory_bytes=peak_memory_bytes, estimated_peak_memory_bytes=cost.peak_activation_bytes,
     )
+
+
+def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: str) -> int | None:
+    """The measured activation peak of one extra forward (``mbcost.bench.memory``), or ``None``
+    (logged) when the pass cannot be measured, e.g. under a profiler the caller already runs."""
+    from mbcost.bench.memory import measure_peak_memory
+
+    try:
+        return measure_peak_memory(model, x, settings.device)
+    except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first[:300])
+        return None
 
 
 def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
                 env: Env | None = None, busy_cpus: float | None = None) -> ModelRecord:
-    """Build and time one planned network; call inside ``settings.runtime()``."""
+    """Build and time one planned network, then measure its activation peak in one extra forward
+    (after the timed runs, so it never disturbs them); call inside ``settings.runtime()``."""
     model, x = prepare_model(plan.spec, settings, plan.cost, num_classes=plan.num_classes)
+    what = f"{plan.cost.label} at batch {plan.config.batch}"
     try:
-        m = time_forward(model, x, settings, f"{plan.cost.label} at batch {plan.config.batch}", measure_fn)
+        m = time_forward(model, x, settings, what, measure_fn)
+        peak = measure_memory(model, x, settings, what)
     finally:
         del model, x
         if settings.device.type == "cuda":
             import torch
 
             torch.cuda.empty_cache()  # hand the cached blocks back before the next network
-    return model_record(plan, m, env or settings.env(busy_cpus))
+    return model_record(plan, m, env or settings.env(busy_cpus), peak)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,

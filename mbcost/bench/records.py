@@ -213,7 +213,11 @@ class Record:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRecord(Record):
-    """One network, one configuration. ``achieved_gflops`` = analytic FLOPs (2 x MACs) / median."""
+    """One network, one configuration. ``achieved_gflops`` = analytic FLOPs (2 x MACs) / median.
+
+    ``peak_memory_bytes`` (measured) and ``estimated_peak_memory_bytes`` (the engine's) are both
+    activation peaks: weights and buffers excluded, inputs included.
+    """
 
     kind: str = field(init=False, default="model")
     model: str
@@ -225,6 +229,20 @@ class ModelRecord(Record):
     achieved_gflops: float
     #: Every input's shape and dtype (``{"shape": [...], "dtype": ...}``, keyword inputs named).
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: Measured activation peak of one extra forward (``mbcost.bench.memory``): bytes the allocator
+    #: held beyond the weights, inputs' copies and workspace included; ``None`` when not measured.
+    peak_memory_bytes: int | None = None
+    #: The engine's estimate of the same (``ModelCost.peak_activation_bytes``: live activations,
+    #: inputs included, from tensor lifetimes); ``None`` after a real-CPU fallback count.
+    estimated_peak_memory_bytes: int | None = None
+
+    @property
+    def peak_memory_difference_bytes(self) -> int | None:
+        """Measured - estimated activation peak (workspace, allocator, tensors held longer than their
+        last use); ``None`` when either is missing."""
+        if self.peak_memory_bytes is None or self.estimated_peak_memory_bytes is None:
+            return None
+        return self.peak_memory_bytes - self.estimated_peak_memory_bytes
 
 
 @dataclass(frozen=True, kw_only=True)

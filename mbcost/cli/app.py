@@ -112,6 +112,26 @@ ExecuteOpt = typer.Option(Execute.auto, "--execute",
                                "grad), auto (meta; real when an op needs data, and the output says so).")
 
 
+class Mode(str, Enum):
+    inference = "inference"
+    train = "train"
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+    adamw = "adamw"
+
+
+ModeOpt = typer.Option(Mode.inference, "--mode",
+                       help="inference (an eval forward) or train (one training step: forward in train mode, "
+                            "backward, optimizer update; adds backward MACs, optimizer ops and training memory).")
+OptimizerOpt = typer.Option(OptimizerName.sgd, "--optimizer",
+                            help="Optimizer of --mode train: sgd, momentum, adam, adamw (update ops and state per "
+                                 "trainable parameter).")
+
+
 def input_value(values: list[str] | None) -> str | list[str]:
     """The ``--input`` values as ``mbcost.inputs.resolve_inputs`` takes them (224 when none)."""
     if not values:

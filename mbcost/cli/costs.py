@@ -23,7 +23,11 @@ from mbcost.cli.app import (
     FormatOpt,
     InputDTypeOpt,
     InputOpt,
+    Mode,
     ModelsOpt,
+    ModeOpt,
+    OptimizerName,
+    OptimizerOpt,
     OutputOpt,
     app,
     check_writable,
@@ -42,6 +46,8 @@ def compare(
     dtype: DType = DTypeOpt,
     input_dtype: str | None = InputDTypeOpt,
     execute: Execute = ExecuteOpt,
+    mode: Mode = ModeOpt,
+    optimizer: OptimizerName = OptimizerOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
     counters: str | None = CountersOpt,
@@ -57,7 +63,7 @@ def compare(
     specs = parse_models(models)
     inputs = input_value(input)
     costs = [analyze(s, inputs, batch, num_classes=classes, dtype=dtype.value, input_dtype=input_dtype,
-                     execute=execute.value) for s in specs]
+                     execute=execute.value, mode=mode.value, optimizer=optimizer.value) for s in specs]
     extras = compare_extras(specs, costs, counters, convention, batch, classes)  # --counters, --convention
     if bench:  # --bench/--no-bench: measured latency rows (mbcost.cli.bench)
         from mbcost.cli.bench import add_measurements
@@ -79,6 +85,8 @@ def layers(
     dtype: DType = DTypeOpt,
     input_dtype: str | None = InputDTypeOpt,
     execute: Execute = ExecuteOpt,
+    mode: Mode = ModeOpt,
+    optimizer: OptimizerName = OptimizerOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
 ) -> None:
@@ -87,7 +95,7 @@ def layers(
 
     check_writable(output)
     cost = analyze(model, input_value(input), batch, num_classes=classes, dtype=dtype.value,
-                   input_dtype=input_dtype, execute=execute.value)
+                   input_dtype=input_dtype, execute=execute.value, mode=mode.value, optimizer=optimizer.value)
     document = cost.to_dict(layers=True)
     emit(format, output, table=layers_table(cost), records=layer_records(cost), document=document)
 

@@ -31,6 +31,8 @@ def analyze(
     dtype: str = "float32",
     input_dtype: str | None = None,
     execute: str = "auto",
+    mode: str = "inference",
+    optimizer: str = "sgd",
     name: str | None = None,
 ) -> ModelCost:
     """Analytic cost of ``model`` on ``inputs``.
@@ -53,6 +55,9 @@ def analyze(
             ``float16``, ``bfloat16``, ``float64``.
         input_dtype: element type of the inputs when it differs (``int64`` token ids).
         execute: ``auto`` (meta, real CPU forward when an op needs data), ``meta`` or ``real``.
+        mode: ``inference`` (eval forward) or ``train``: a training step's forward in train mode, its
+            backward (``backward_macs``...) and the optimizer's update (``mbcost.cost.training``).
+        optimizer: for ``mode="train"``: ``sgd``, ``momentum``, ``adam`` or ``adamw``.
         name: label for a module passed directly (default: its class name).
 
     Returns:
@@ -70,6 +75,13 @@ def analyze(
     value = input_size if inputs is None else inputs
     if dtype not in DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    from mbcost.cost.training import MODES, OPTIMIZERS
+
+    if mode not in MODES:
+        raise SpecError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if optimizer not in OPTIMIZERS:
+        raise SpecError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    train = mode == "train"
     resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
                               dtype=input_dtype or dtype)
     width: float | None = None
@@ -91,7 +103,7 @@ def analyze(
     else:
         module, model_name = model, name or type(model).__name__
     trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
-                        guard=structure is None)  # the zoo's cached models rebind nothing in forward
+                        guard=structure is None, train=train)  # the zoo's cached models rebind nothing in forward
     return ModelCost(
         name=model_name,
         width=width,
@@ -110,6 +122,11 @@ def analyze(
         buffers=trace.buffers,
         peak_activation_bytes=trace.peak_activation_bytes,
         peak_op=trace.peak_op,
+        mode=mode,
+        optimizer=optimizer if train else None,
+        trainable_params=trace.trainable_params,
+        train_peak_activation_bytes=trace.train_peak_activation_bytes,
+        train_peak_op=trace.train_peak_op,
     )
 
 

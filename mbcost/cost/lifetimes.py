@@ -1,9 +1,10 @@
 """Tensor lifetimes over one traced forward: which activation memory is alive at each op.
 
 Memory is counted per storage, so views and in-place ops share the bytes of what they alias. A
-storage lives from the op that creates it (the model's inputs: from the start) to the last op
-that reads it (the model's outputs: to the end). Weights (parameters and buffers, and views of
-them) are not activations and are left out; ``peak_memory_bytes`` adds them back.
+storage lives from the op that creates it to the last op that reads it; the model's inputs live
+from the start to the end (the caller holds them through the call), its outputs to the end.
+Weights (parameters and buffers, and views of them) are not activations and are left out;
+``peak_memory_bytes`` adds them back.
 
 This is the inference schedule an eager runtime follows when each tensor is freed right after its
 last use. Counted on the meta device, where every storage is kept alive by the walk, so a storage
@@ -35,6 +36,11 @@ class Lifetimes:
         self.size: dict[int, int] = {}
         self.where: list[Any] = []
         self.keep: list[Any] = []  # storages must outlive the walk, or their ids could be reused
+        # training: storage -> the earliest op that saved it for backward (it is freed once the
+        # backward, running ops in reverse, has passed that op); per op, its gradients' bytes
+        self.saved: dict[int, int] = {}
+        self.grads: list[int] = []
+        self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
 
     @staticmethod
     def _key(t: Any) -> int:
@@ -52,9 +58,12 @@ class Lifetimes:
         self.last[key] = max(self.last.get(key, step), step)
 
     def inputs(self, tensors: list[Any]) -> None:
-        """The model's inputs: alive before the first op."""
+        """The model's inputs: alive before the first op and, held by the caller, until the end."""
         for t in tensors:
             self._create(t, -1)
+            key = self._key(t)
+            if key in self.created:
+                self.held.add(key)
 
     def op(self, reads: list[Any], writes: list[Any], where: Any) -> None:
         """One op: it reads ``reads`` (their storages live at least until now) and writes ``writes``."""
@@ -67,6 +76,17 @@ class Lifetimes:
                 last[key] = step
         for t in writes:
             self._create(t, step)
+
+    def save(self, tensors: list[Any], grad_bytes: int) -> None:
+        """Training: the op just recorded saves ``tensors`` for its backward, which handles
+        ``grad_bytes`` of gradients (its output's and its input's)."""
+        step = len(self.where) - 1
+        for t in tensors:
+            key = t.untyped_storage()._cdata
+            if key in self.created and key not in self.saved:
+                self.saved[key] = step
+        self.grads.extend([0] * (step - len(self.grads)))
+        self.grads.append(grad_bytes)
 
     def outputs(self, tensors: list[Any]) -> None:
         """The model's outputs: alive to the end."""
@@ -82,10 +102,37 @@ class Lifetimes:
         delta = [0] * (steps + 3)
         for key, size in self.size.items():
             delta[self.created[key] + 1] += size
-            delta[self.last[key] + 2] -= size
+            delta[(steps if key in self.held else min(self.last[key], steps)) + 2] -= size
         best, best_step, live = 0, -1, 0
         for i in range(steps + 1):  # index i is step i - 1 (the inputs live at step -1)
             live += delta[i]
             if live > best:
                 best, best_step = live, i - 1
+        return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None)
+
+    def train_peak(self) -> Peak:
+        """The worst point of a training step: in the forward, the live tensors plus everything
+        saved for backward so far; in the backward (ops in reverse), what is still saved plus the
+        gradients the op handles."""
+        steps = len(self.where)
+        end = steps + 1
+        delta = [0] * (steps + 3)
+        for key, size in self.size.items():
+            last = end if key in self.saved or key in self.held else self.last[key]
+            delta[self.created[key] + 1] += size
+            delta[min(last, steps) + 2] -= size
+        best, best_step, live = 0, -1, 0
+        for i in range(steps + 1):
+            live += delta[i]
+            if live > best:
+                best, best_step = live, i - 1
+        freed: dict[int, int] = {}
+        for key, step in self.saved.items():
+            freed[step] = freed.get(step, 0) + self.size[key]
+        saved = sum(self.size[key] for key in self.saved)
+        grads = self.grads + [0] * (steps - len(self.grads))
+        for step in range(steps - 1, -1, -1):
+            if saved + grads[step] > best:
+                best, best_step = saved + grads[step], step
+            saved -= freed.get(step, 0)
         return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None)

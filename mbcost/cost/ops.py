@@ -254,7 +254,7 @@ _register(
     "unsqueeze alias slice select split split_with_sizes chunk cat stack empty empty_like empty_strided "
     "zeros zeros_like ones ones_like fill copy _to_copy to dropout feature_dropout alpha_dropout "
     "lift_fresh unbind narrow as_strided new_empty new_zeros new_ones _reshape_alias size stride "
-    "sym_size sym_stride is_same_size",
+    "sym_size sym_stride is_same_size bernoulli native_dropout",
     _free,
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,10 @@ class Trace:
     #: Live activation bytes at the worst point of the forward (lifetimes; meta runs only) and where.
     peak_activation_bytes: int | None = None
     peak_op: str | None = None
+    #: Training: trainable parameter elements, and the step's activation peak and where.
+    trainable_params: int = 0
+    train_peak_activation_bytes: int | None = None
+    train_peak_op: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Structure:
     #: Storage ids of every parameter and buffer (views of a weight share its storage).
     weight_storages: frozenset[int] = frozenset()
     total_buffers: int = 0
+    trainable_params: int = 0
 
 
 def model_structure(model: nn.Module) -> Structure:
@@ -62,9 +67,10 @@ def model_structure(model: nn.Module) -> Structure:
     counts: dict[nn.Module, int] = {}
     total = 0
     buffers = 0
+    trainable = 0
 
     def visit(mod: nn.Module, prefix: str) -> None:
-        nonlocal total, buffers
+        nonlocal total, buffers, trainable
         if mod not in names:
             order.append(mod)
             n = 0
@@ -73,6 +79,8 @@ def model_structure(model: nn.Module) -> Structure:
                     seen.add(id(p))
                     storages.add(p.untyped_storage()._cdata)
                     n += p.numel()
+                    if p.requires_grad:
+                        trainable += p.numel()
             for b in mod._buffers.values():
                 if b is not None and id(b) not in weight_ids:
                     weight_ids.add(id(b))
@@ -90,7 +98,8 @@ def model_structure(model: nn.Module) -> Structure:
     own_params = {names[m]: counts[m] for m in order}
     leaves = frozenset(m for m in order if not m._modules)
     return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
-                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(storages), total_buffers=buffers)
+                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(storages), total_buffers=buffers,
+                     trainable_params=trainable)
 
 
 class RecordBook:
@@ -108,6 +117,7 @@ class RecordBook:
         self.weight_ids = st.weight_ids
         self.weight_storages = st.weight_storages
         self.total_buffers = st.total_buffers
+        self.trainable_params = st.trainable_params
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         self._attributed: set[str] = set()
@@ -144,6 +154,10 @@ class RecordBook:
             weight_bytes, inplace, call.affine, call.count_include_pad, _torch_bases(cls),
         ))
 
+    def set_backward(self, macs: int, elementwise_ops: int) -> None:
+        """Training: the backward cost of the record just added."""
+        self.records[-1] = replace(self.records[-1], backward_macs=macs, backward_elementwise_ops=elementwise_ops)
+
     def add_uncounted(self, op: str, mod: nn.Module) -> None:
         self.uncounted[(op, self.names.get(mod, ""), type(mod).__name__)] += 1
 
@@ -151,7 +165,8 @@ class RecordBook:
         attributed = sum(self.own_params.get(m, 0) for m in self._attributed)
         unc = [UncountedOp(op=k[0], module=k[1], module_type=k[2], calls=v) for k, v in self.uncounted.items()]
         return Trace(layers=self.records, params=self.total_params,
-                     unattributed_params=self.total_params - attributed, uncounted=unc, buffers=self.total_buffers)
+                     unattributed_params=self.total_params - attributed, uncounted=unc, buffers=self.total_buffers,
+                     trainable_params=self.trainable_params)
 
 
 @cache

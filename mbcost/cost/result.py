@@ -73,6 +73,9 @@ class LayerCost:
     #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
     #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
     torch_bases: tuple[str, ...] = ()
+    #: Training (``mode="train"``): the op's gradient products and backward elementwise work.
+    backward_macs: int = 0
+    backward_elementwise_ops: int = 0
 
     @property
     def flops(self) -> int:
@@ -159,6 +162,51 @@ class ModelCost:
     #: where it happens. ``None`` after a real CPU run (lifetimes are traced on the meta device).
     peak_activation_bytes: int | None = None
     peak_op: str | None = None
+    #: ``inference`` or ``train`` (a training step: forward, backward, optimizer update).
+    mode: str = "inference"
+    optimizer: str | None = None
+    #: Trainable parameter elements (``requires_grad``), and the training step's activation peak.
+    trainable_params: int = 0
+    train_peak_activation_bytes: int | None = None
+    train_peak_op: str | None = None
+
+    @property
+    def forward_macs(self) -> int:
+        return self.macs
+
+    @property
+    def backward_macs(self) -> int:
+        """Training: gradient MACs of convolutions and matrix products (``mbcost.cost.training``)."""
+        return sum(layer.backward_macs for layer in self.layers)
+
+    @property
+    def backward_elementwise_ops(self) -> int:
+        return sum(layer.backward_elementwise_ops for layer in self.layers)
+
+    @property
+    def optimizer_ops(self) -> int | None:
+        """Training: the optimizer's update ops, per trainable parameter element (``OPTIMIZERS``)."""
+        if self.optimizer is None:
+            return None
+        from mbcost.cost.training import OPTIMIZERS
+
+        return OPTIMIZERS[self.optimizer].ops * self.trainable_params
+
+    @property
+    def optimizer_state_bytes(self) -> int | None:
+        if self.optimizer is None:
+            return None
+        from mbcost.cost.training import OPTIMIZERS
+
+        return OPTIMIZERS[self.optimizer].state * self.trainable_params * self.dtype_bytes
+
+    @property
+    def train_peak_memory_bytes(self) -> int | None:
+        """Training: weights + gradients + optimizer state + the step's activation peak."""
+        if self.train_peak_activation_bytes is None or self.optimizer_state_bytes is None:
+            return None
+        return (self.weight_bytes + self.buffer_bytes + self.trainable_params * self.dtype_bytes
+                + self.optimizer_state_bytes + self.train_peak_activation_bytes)
 
     @property
     def input_label(self) -> str:
@@ -263,6 +311,12 @@ class ModelCost:
             "categories": {c: asdict(v) for c, v in self.categories.items()},
             "uncounted": [asdict(u) for u in self.uncounted],
         }
+        if self.mode == "train":
+            d.update(mode=self.mode, optimizer=self.optimizer, forward_macs=self.forward_macs,
+                     backward_macs=self.backward_macs, backward_elementwise_ops=self.backward_elementwise_ops,
+                     optimizer_ops=self.optimizer_ops, optimizer_state_bytes=self.optimizer_state_bytes,
+                     trainable_params=self.trainable_params, train_peak_memory_bytes=self.train_peak_memory_bytes,
+                     train_peak_activation_bytes=self.train_peak_activation_bytes, train_peak_op=self.train_peak_op)
         if layers:
             d["layers"] = [layer.to_dict() for layer in self.layers]
         return d

@@ -33,6 +33,7 @@ from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
 from mbcost.cost.records import RecordBook, Structure, Trace
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
+from mbcost.cost.training import BIAS_FIRST, SAVED
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.inputs import Inputs
 
@@ -133,7 +134,8 @@ def _op_info(func: Any) -> _OpInfo:
 class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
-    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, guard: bool = True) -> None:
+    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, guard: bool = True,
+                 train: bool = False) -> None:
         import torch
 
         self.torch = torch
@@ -151,6 +153,9 @@ class _Walk:
         self.entered: Any = None  # the module entered last: where a Python-level check failed
         self.lifetimes = Lifetimes(set(book.weight_storages)) if meta else None
         self.thread = threading.get_ident()
+        # training: the tensors that carry a gradient (trainable weights and what depends on them)
+        self.train = train
+        self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
 
     # -- module attribution (global module hooks, filtered to this model and this thread) ----
 
@@ -179,6 +184,8 @@ class _Walk:
             s = meta_like(t)
             self.stand_ins[id(t)] = s
             self.keep_alive.append(t)
+            if id(t) in self.grad_ids:
+                self.grad_ids.add(id(s))
             if id(t) in self.weight_ids:
                 self.weight_ids.add(id(s))
                 if self.lifetimes is not None:
@@ -226,23 +233,63 @@ class _Walk:
         except Exception:
             self.failed_at = self.failed_at or self.where()
             raise
+        if info.inplace and tensors and all(id(t) in self.weight_ids for t in tensors):
+            return out  # a state update (BatchNorm's num_batches_tracked += 1 in training): bookkeeping
         before = len(self.book.records)
         if info.adapter is None:
             mod = self.stack[-1][0] if self.stack else self.model
             self.book.add_uncounted(info.name, mod)
         else:
             self.record(info, args, kwargs, out, tensors)
+        writes = None
         if self.lifetimes is not None:
             writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
             mod = self.stack[-1][0] if self.stack else self.model
             self.lifetimes.op(tensors, writes, (mod, info.name, before if len(self.book.records) > before else None))
+        if self.train:
+            self.backward_of(info, tensors, out, writes, len(self.book.records) > before)
         return out
+
+    def backward_of(self, info: _OpInfo, tensors: list[Any], out: Any, writes: list[Any] | None,
+                    recorded: bool) -> None:
+        """Training: gradient flow, what the op saves for backward and its backward cost."""
+        grad_ids = self.grad_ids
+        needing = [t for t in tensors if id(t) in grad_ids]
+        if not needing:
+            return
+        if writes is None:
+            writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
+        for o in writes:
+            grad_ids.add(id(o))
+            self.keep_alive.append(o)
+        weight_ids = self.weight_ids
+        acts = [t for t in tensors if id(t) not in weight_ids]
+        if recorded:
+            layer = self.book.records[-1]
+            operands = tensors[1:3] if info.name in BIAS_FIRST else tensors[:2]
+            products = sum(1 for t in operands if id(t) in grad_ids) if layer.macs else 0
+            self.book.set_backward(layer.macs * products, 2 * layer.elementwise_ops)
+        if self.lifetimes is not None:
+            rule = SAVED.get(info.name, ())
+            saved = [*(acts[:1] if "in" in rule else []), *(acts if "ins" in rule else []),
+                     *(writes[:1] if "out" in rule else []), *(writes if "outs" in rule else [])]
+            grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
+            grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
+            self.lifetimes.save(saved, grad_bytes)
+
+    def train_peak(self) -> tuple[int | None, str | None]:
+        """Training: activation bytes at the step's worst point and the op there (``None`` unless training)."""
+        if self.lifetimes is None or not self.train:
+            return None, None
+        return self._named(self.lifetimes.train_peak())
 
     def peak(self) -> tuple[int | None, str | None]:
         """Live activation bytes at the worst point and the op there (``None`` without lifetimes)."""
         if self.lifetimes is None:
             return None, None
-        peak = self.lifetimes.peak()
+        return self._named(self.lifetimes.peak())
+
+    def _named(self, peak: Any) -> tuple[int, str]:
         if peak.where is None:
             return peak.activation_bytes, "(inputs)"
         mod, op, record = peak.where
@@ -288,7 +335,9 @@ class _Walk:
             # torch's own ModuleTracker uses these global hooks too; ours ignore other models and threads
             handles.append(register_module_forward_pre_hook(self.pre_hook))
             handles.append(register_module_forward_hook(self.post_hook, always_call=True))
-            if training:
+            if self.train:
+                model.train()
+            elif training:
                 model.eval()
             if self.lifetimes is not None:
                 self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
@@ -305,8 +354,10 @@ class _Walk:
                 h.remove()
             if snapshot is not None:
                 _restore(snapshot)
-            for m in training:
-                m.training = True
+            if self.train or training:
+                was = set(training)
+                for m in self.book.names:
+                    m.training = m in was
 
 
 @functools.cache
@@ -407,6 +458,7 @@ def trace_model(
     structure: Structure | None = None,
     materialize: Callable[[], nn.Module] | None = None,
     guard: bool = True,
+    train: bool = False,
 ) -> Trace:
     """Walk ``model`` on ``inputs`` and return its per-op records.
 
@@ -418,6 +470,7 @@ def trace_model(
         materialize: builds a CPU model with real weights for the real run (default: a copy).
         guard: undo whatever the meta forward rebinds on the model's modules (off only for the zoo's
             own models, whose forwards rebind nothing).
+        train: walk a training step's forward (train mode) and cost its backward (``training.py``).
 
     Raises:
         AnalysisError: the forward failed (on meta, and on the CPU when it was tried), or the
@@ -429,10 +482,10 @@ def trace_model(
     partial_bytes = 0
     if execute in ("auto", "meta"):
         book = RecordBook(model, structure)
-        walk = _Walk(model, book, meta=True, guard=guard)
+        walk = _Walk(model, book, meta=True, guard=guard, train=train)
         try:
             walk.forward(*_meta_inputs(inputs))
-            return _finish(book, "meta", None, walk.peak())
+            return _finish(book, "meta", None, walk.peak(), walk.train_peak())
         except ForwardFailed as failed:
             if execute == "meta":
                 raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
@@ -444,7 +497,7 @@ def trace_model(
 
     real_model = materialize() if materialize is not None else _cpu_copy(model)
     book = RecordBook(real_model)
-    walk = _Walk(real_model, book, meta=False)
+    walk = _Walk(real_model, book, meta=False, train=train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
@@ -458,13 +511,15 @@ def trace_model(
               else "asked for (--execute real)")
     if meta_failure:
         log.warning("ran the real forward on the CPU: %s", reason)
-    return _finish(book, "real", reason, (None, None))
+    return _finish(book, "real", reason, (None, None), (None, None))
 
 
-def _finish(book: RecordBook, execution: str, reason: str | None, peak: tuple[int | None, str | None]) -> Trace:
+def _finish(book: RecordBook, execution: str, reason: str | None, peak: tuple[int | None, str | None],
+            train_peak: tuple[int | None, str | None]) -> Trace:
     trace = book.finish()
     trace.execution, trace.fallback_reason = execution, reason
     trace.peak_activation_bytes, trace.peak_op = peak
+    trace.train_peak_activation_bytes, trace.train_peak_op = train_peak
     if trace.uncounted:
         log.info("ops without a cost formula: %s", ", ".join(sorted({u.op for u in trace.uncounted})))
     return trace

@@ -22,6 +22,13 @@ TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging aft
           "inference_mode); IQR = interquartile range of the runs")
 GFLOPS = "GFLOP/s = analytic FLOPs (2 x MACs of conv and linear layers) / median time"
 WIDE = "! = wide spread: IQR above {:.0%} of the median (shown, not hidden; rerun on an idle machine)"
+MEMORY = ("activation peak = bytes of live activations at the forward's worst point, inputs included, weights and "
+          "buffers excluded; estimated from tensor lifetimes (each freed after its last use); measured = the "
+          "allocator's peak in one extra forward after the timed runs (CPU: profiler allocation events; CUDA: "
+          "max_memory_allocated); MB = 10^6 bytes")
+MEMORY_DIFFERENCE = ("difference = measured - estimated: what the allocator held beyond the tensors the model names "
+                     "(convolution workspace such as oneDNN reorders and im2col columns, max-pool indices, inputs "
+                     "still held by the calling module, allocator rounding)")
 ROOFLINE = ("roofline bound = min(peak compute, intensity x peak bandwidth), peaks measured on this device "
             "(matmul, copy); fraction = achieved / bound")
 
@@ -53,6 +60,25 @@ def number(value: float | None, digits: int = 1) -> str:
 
 def threads(n: int) -> str:
     return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def memory_difference(r: ModelRecord | None) -> str:
+    """``+2.61 MB (+27.1%)``: measured - estimated activation peak, signed, with its share of the
+    estimate; ``-`` when either is missing."""
+    diff = None if r is None else r.peak_memory_difference_bytes
+    if r is None or diff is None:
+        return "-"
+    text = ("+" if diff >= 0 else "-") + fmt.nbytes(abs(diff))
+    est = r.estimated_peak_memory_bytes
+    return f"{text} ({diff / est:+.1%})" if est else text
+
+
+def measured_memory(r: ModelRecord) -> str:
+    """The measured activation peak with its difference from the estimate: ``12.25 MB (+27.1%)``."""
+    if r.peak_memory_bytes is None:
+        return "-"
+    diff, est = r.peak_memory_difference_bytes, r.estimated_peak_memory_bytes
+    return fmt.nbytes(r.peak_memory_bytes) + (f" ({diff / est:+.1%})" if diff is not None and est else "")
 
 
 def spread(r: Record) -> str:
@@ -99,7 +125,8 @@ def flat(record: Record) -> dict[str, Any]:
 
 def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table:
     models = list(dict.fromkeys(r.model for r in records))
-    columns = ["model", "input", "batch", "dtype", "median", "IQR (runs)", "images/s", "GFLOP/s"]
+    columns = ["model", "input", "batch", "dtype", "median", "IQR (runs)", "images/s", "GFLOP/s",
+               "act. peak est.", "act. peak measured (vs est.)"]
     others = models if len(models) > 1 else []
     columns += [f"vs {o}: measured (MACs)" for o in others]
     by_pair = {(s.model, s.other, s.config.key): s for s in ups}
@@ -107,13 +134,13 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
     for r in records:
         row = [r.model, "x".join(str(d) for d in r.input), str(r.batch), r.dtype + (" CL" if r.channels_last else "")
                + (" compiled" if r.compile else ""), ms(r.median_ms), spread(r), number(r.throughput_ips),
-               number(r.achieved_gflops)]
+               number(r.achieved_gflops), fmt.nbytes(r.estimated_peak_memory_bytes), measured_memory(r)]
         for o in others:
             s = by_pair.get((r.model, o, r.config.key))
             row.append("1x" if o == r.model else ("-" if s is None else f"{speed(s.measured)} ({speed(s.macs_ratio)})"))
         rows.append(row)
     first = records[0]
-    notes = [TIMING, GFLOPS, conventions.MACS,
+    notes = [TIMING, GFLOPS, conventions.MACS, MEMORY, MEMORY_DIFFERENCE,
              "vs X: how many times faster than X, measured (and as the MAC ratio predicts)", env_line(first)]
     if any(r.wide_spread for r in records):
         notes.insert(2, wide_note())
@@ -306,7 +333,26 @@ def compare_rows(labels: Sequence[str], records: Sequence[ModelRecord], ups: Seq
                     cells.append("1x" if m == other else ("-" if s is None else
                                                           f"{speed(s.measured)} (MACs {speed(s.macs_ratio)})"))
                 rows.append([f"{tag} speed-up vs {other}", *cells])
+    rows += memory_rows(labels, records)
     rows += [[f"measured: {why}", *["" for _ in labels]] for why in skipped]
+    return rows
+
+
+def memory_rows(labels: Sequence[str], records: Sequence[ModelRecord]) -> list[list[str]]:
+    """The estimated activation peak, then per device the measured one and the difference
+    (measured - estimated), always shown; ``-`` where a figure is missing."""
+    if not records:
+        return []
+    estimated: dict[str, int | None] = {}
+    for r in records:
+        estimated.setdefault(r.model, r.estimated_peak_memory_bytes)
+    rows = [["activation peak, estimated (lifetimes)", *[fmt.nbytes(estimated.get(m)) for m in labels]]]
+    for dev in dict.fromkeys(r.device for r in records):
+        by_model = {r.model: r for r in records if r.device == dev}
+        rows.append([f"activation peak, measured ({dev})",
+                     *[fmt.nbytes(by_model[m].peak_memory_bytes) if m in by_model else "-" for m in labels]])
+        rows.append([f"difference (workspace, allocator), {dev}", *[memory_difference(by_model.get(m))
+                                                                      for m in labels]])
     return rows
 
 
@@ -315,7 +361,7 @@ def compare_notes(records: Sequence[ModelRecord]) -> list[str]:
         return []
     notes = ["measured rows: " + TIMING + "; a short time budget (mbcost bench measures longer)",
              "speed-up vs X = X's median / this model's median (MACs: X's MACs / this model's MACs)",
-             env_line(records[0])]
+             MEMORY, MEMORY_DIFFERENCE, env_line(records[0])]
     if any(r.wide_spread for r in records):
         notes.insert(1, wide_note())
     return notes

@@ -33,9 +33,29 @@ def compare_dict(models: list[ModelCost], extra: dict[str, dict[str, Any]] | Non
         if extra and m.label in extra:
             d.update(extra[m.label])
         entries.append(d)
-    return {"conventions": {"macs": conventions.MACS, "flops": conventions.FLOPS,
-                            "elementwise_ops": conventions.ELEMENTWISE, "params": conventions.PARAMS},
-            "models": entries}
+    conv = {"macs": conventions.MACS, "flops": conventions.FLOPS, "elementwise_ops": conventions.ELEMENTWISE,
+            "params": conventions.PARAMS}
+    if any(m.mode == "train" for m in models):
+        conv["training"] = conventions.TRAIN
+    return {"conventions": conv, "models": entries}
+
+
+def train_rows(models: list[ModelCost]) -> list[list[str]]:
+    """``--mode train``: the step's backward, optimizer and memory (conventions: mbcost.cost.training)."""
+    return [
+        [f"training step ({models[0].optimizer})", *["" for _ in models]],
+        ["  forward MACs", *[fmt.count(m.forward_macs) for m in models]],
+        ["  backward MACs (grad input + grad weight)", *[f"{fmt.count(m.backward_macs)} ({fmt.exact(m.backward_macs)})"
+                                                         for m in models]],
+        ["  backward elementwise ops", *[fmt.count(m.backward_elementwise_ops) for m in models]],
+        ["  optimizer ops", *[_maybe(fmt.count, m.optimizer_ops) for m in models]],
+        ["  trainable params", *[fmt.count(m.trainable_params) for m in models]],
+        ["  memory (weights + grads + optimizer state + activations)",
+         *[_maybe(fmt.nbytes, m.train_peak_memory_bytes) for m in models]],
+        ["  activations at the step's worst point", *[_maybe(fmt.nbytes, m.train_peak_activation_bytes)
+                                                     for m in models]],
+        ["    at", *[m.train_peak_op or "n/a (real run)" for m in models]],
+    ]
 
 
 def _maybe(render: Any, value: Any) -> str:
@@ -99,6 +119,8 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
         ["  at layer", *[m.peak_op or "n/a (real run)" for m in models]],
         ["largest op (input + output)", *[fmt.nbytes(m.largest_op_bytes) for m in models]],
     ]
+    if any(m.mode == "train" for m in models):
+        rows += train_rows(models)
     for c in CATEGORIES:
         rows.append([f"MAC share {c}", *[fmt.percent(m.categories[c].macs, m.macs) for m in models]])
     for c in CATEGORIES:
@@ -107,6 +129,8 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
     first = models[0]
     title = f"mbcost compare: input {first.input_label}, batch {first.batch}"
     notes = conventions.for_costs()
+    if any(m.mode == "train" for m in models):
+        notes.append(conventions.TRAIN)
     notes += execution_notes(models)
     for m in models:
         if m.uncounted:

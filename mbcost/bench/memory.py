@@ -1,0 +1,137 @@
+"""Measured activation memory of one forward pass: the figure next to the engine's estimate.
+
+One extra forward, outside the timed runs, under ``torch.inference_mode``; the input tensors are
+copied inside the measured region so the peak includes them, as the estimate
+(``ModelCost.peak_activation_bytes``: live activations, inputs included) does. Weights and buffers
+already exist before the pass and are not counted.
+
+* CPU: ``torch.profiler`` with ``profile_memory=True`` records every allocation and free of the
+  CPU allocator (each with a time stamp and a signed size); the peak is the largest running sum in
+  time order. The profiler's ``function_events`` fold each allocation into the op that made it and
+  keep as ``[memory]`` events only the ones made outside any op (in a plain forward: just the final
+  frees), so the raw events are read instead (``kineto_results.events()``).
+* CUDA: the caching allocator's peak counter (``max_memory_allocated``, reset first) above what
+  was allocated before the pass; sizes are the allocator's (rounded up to 512-byte blocks), cuDNN
+  workspaces included.
+
+The difference from the estimate is what the allocator hands out beyond the tensors the model
+names: convolution workspace (im2col columns of the slow convolution, oneDNN reorders and
+scratchpads, cuDNN workspace) and rounding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Allocation", "forward_once", "measure_peak_memory", "peak_of", "profile_allocations"]
+
+MEMORY_EVENT = "[memory]"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One allocator event of a profiled pass: ``nbytes`` > 0 an allocation, < 0 a free."""
+
+    start_ns: int
+    nbytes: int
+
+
+def peak_of(allocations: Iterable[Allocation]) -> int:
+    """The largest running sum of ``nbytes`` in time order (0 when nothing stays allocated)."""
+    live = peak = 0
+    for a in sorted(allocations, key=lambda a: a.start_ns):  # stable: ties keep the recorded order
+        live += a.nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def copied(x: Any) -> Any:
+    """A fresh copy of every tensor (in tuples, lists, dicts); other values as they are."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.clone()  # preserve_format: channels-last inputs stay channels-last
+    if isinstance(x, (tuple, list)):
+        return type(x)(copied(v) for v in x)
+    if isinstance(x, dict):
+        return {k: copied(v) for k, v in x.items()}
+    return x
+
+
+def forward_once(model: Any, forward_args: Any) -> None:
+    """Copy the inputs, run the forward, drop everything it made (all inside the caller's region)."""
+    args = copied(tuple(forward_args.args))
+    kwargs = copied(dict(forward_args.kwargs))
+    out = model(*args, **kwargs)
+    del out, args, kwargs
+
+
+def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
+    """Every CPU allocation and free of one forward under ``inference_mode`` (inputs copied inside).
+
+    Raises:
+        BenchError: this PyTorch's profiler does not expose its raw events.
+    """
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from mbcost.bench.errors import BenchError
+
+    # libkineto writes its start and stop (and, on a CUDA build without a GPU, a device-count error)
+    # to stderr for every profiled region unless its level says otherwise; it reads the level once,
+    # when it first starts. Quiet by default; a level the user set is kept.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    cpu_kinds = {DeviceType.CPU, DeviceType.MKLDNN, DeviceType.IDEEP}
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        forward_once(model, forward_args)
+    results = getattr(prof.profiler, "kineto_results", None)
+    if results is None:
+        raise BenchError(f"torch {torch.__version__}: the profiler exposes no raw memory events; "
+                         "cannot measure the CPU memory peak")
+    return [Allocation(e.start_ns(), e.nbytes()) for e in results.events()
+            if e.name() == MEMORY_EVENT and e.device_type() in cpu_kinds]
+
+
+def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
+    """Peak bytes the allocator holds during one forward of ``model`` beyond what existed before it:
+    the inputs' copies, every activation and any workspace (weights and buffers excluded).
+
+    Args:
+        model: the module, built on ``device`` (eval mode and dtype as it will be timed).
+        forward_args: ``ForwardArgs`` (``args``, ``kwargs``) on ``device``; copied inside the
+            measured region, so the peak includes them.
+        device: a ``Device``, ``torch.device`` or device string (``cpu``, ``cuda:0``).
+
+    Returns:
+        Bytes (exact, as the allocator counts them).
+
+    Raises:
+        BenchError: a device other than CPU or CUDA, or a profiler without raw memory events.
+
+    Example:
+        >>> conv, x = torch.nn.Conv2d(3, 16, 3), torch.randn(1, 3, 8, 8)              # doctest: +SKIP
+        >>> measure_peak_memory(conv, ForwardArgs((x,), {}), "cpu")  # doctest: +SKIP
+        6960
+        >>> # input 768 + im2col columns 3888 (1 thread: the native convolution) + output 2304
+    """
+    import torch
+
+    dev = torch.device(getattr(device, "torch_device", device))
+    if dev.type == "cuda":
+        with torch.cuda.device(dev):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            with torch.inference_mode():
+                forward_once(model, forward_args)
+            torch.cuda.synchronize()
+            return max(0, torch.cuda.max_memory_allocated() - base)
+    if dev.type != "cpu":
+        from mbcost.bench.errors import BenchError
+
+        raise BenchError(f"measuring memory on {dev.type} is not supported (cpu or cuda)")
+    return peak_of(profile_allocations(model, forward_args))

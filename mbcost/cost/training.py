@@ -1,0 +1,70 @@
+"""The training step, analytically: what autograd saves, what the backward costs, what the optimizer does.
+
+Counting semantics (``mode="train"``):
+
+* ``backward_macs``: the gradients of convolutions and matrix products, one forward-sized product
+  per operand that needs a gradient: ``grad_input`` (a transposed convolution, or ``grad @ W``)
+  when the op's activation input needs a gradient (not for the first layer, whose input is data),
+  and ``grad_weight`` (``x^T @ grad`` or its convolution analogue) when its weight is trainable.
+  Grouped and depthwise convolutions cost the same as their forward per gradient. This is exactly
+  what torch's ``FlopCounterMode`` counts in a backward (FLOPs / 2); bias gradients are sums, not
+  MACs.
+* ``backward_elementwise_ops``: a convention, as no counter counts them: every op whose input needs
+  a gradient does twice its forward elementwise work in backward (norms, activations, pooling,
+  residual adds, bias gradients), a round figure to keep the order of magnitude visible.
+* ``optimizer_ops``: per trainable parameter element, ``OPTIMIZERS[name].ops``: SGD ``p -= lr g``
+  2; momentum ``b = m b + g; p -= lr b`` 4; Adam ``m = b1 m + (1 - b1) g`` (3), ``v = b2 v +
+  (1 - b2) g^2`` (4), ``p -= lr m / (sqrt(v) + eps)`` (5): 12 (bias corrections are per-tensor
+  scalars); AdamW adds the decoupled decay ``p -= lr wd p``: 14.
+* Training memory: weights + gradients (one per trainable weight) + optimizer state
+  (``OPTIMIZERS[name].state`` tensors per trainable weight) + the activations alive at the worst
+  point of the step: during the forward, the live tensors plus everything saved for backward so
+  far; during the backward (ops in reverse), what is still saved plus the gradient of the op's
+  output and of its input. What each op saves is ``SAVED`` below (ATen's derivative formulas).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODES = ("inference", "train")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Update ops and state tensors per trainable parameter element."""
+
+    ops: int
+    state: int
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(ops=2, state=0),
+    "momentum": Optimizer(ops=4, state=1),
+    "adam": Optimizer(ops=12, state=2),
+    "adamw": Optimizer(ops=14, state=2),
+}
+
+#: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed): ``"in"``
+#: its first activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its
+#: first output, ``"outs"`` every output (a pooling's indices, a norm's statistics, a dropout's
+#: mask). Ops not listed keep nothing (views, cat, add, mean and adaptive pooling keep shapes only).
+SAVED: dict[str, tuple[str, ...]] = {}
+
+
+def _saves(names: str, *what: str) -> None:
+    for name in names.split():
+        SAVED[name] = what
+
+
+_saves("convolution mm addmm bmm baddbmm linear matmul", "ins")
+_saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "outs")
+_saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax", "out")
+_saves("hardtanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish softplus clamp clamp_min clamp_max "
+       "threshold avg_pool2d avg_pool3d embedding", "in")
+_saves("max_pool2d_with_indices max_pool3d_with_indices", "in", "outs")
+_saves("mul div", "ins")
+_saves("native_dropout", "outs")
+
+#: Ops whose two multiplied operands are not their first two tensor arguments (a bias comes first).
+BIAS_FIRST = frozenset({"addmm", "baddbmm"})
