@@ -77,10 +77,13 @@ class Lifetimes:
         for t in writes:
             self._create(t, step)
 
-    def save(self, tensors: list[Any], grad_bytes: int) -> None:
-        """Training: the op just recorded saves ``tensors`` for its backward, which handles
-        ``grad_bytes`` of gradients (its output's and its input's)."""
+    def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0) -> None:
+        """Training: the op just recorded saves ``tensors`` for its backward (and ``copies`` bytes it
+        copies to save them), which handles ``grad_bytes`` of gradients (its output's and its input's)."""
         step = len(self.where) - 1
+        if copies:
+            key = -1 - len(self.size)  # a storage of autograd's own, made by this op
+            self.created[key], self.size[key], self.last[key], self.saved[key] = step, copies, step, step
         for t in tensors:
             key = t.untyped_storage()._cdata
             if key in self.created and key not in self.saved:

@@ -47,8 +47,9 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 #: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed): ``"in"``
 #: its first activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its
-#: first output, ``"outs"`` every output (a pooling's indices, a norm's statistics, a dropout's
-#: mask). Ops not listed keep nothing (views, cat, add, mean and adaptive pooling keep shapes only).
+#: first output, ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a
+#: dropout's mask). Ops not listed keep nothing (views, cat, add, mean and adaptive pooling keep
+#: shapes only). Checked against ``torch.autograd.graph.saved_tensors_hooks`` on the zoo models.
 SAVED: dict[str, tuple[str, ...]] = {}
 
 
@@ -58,13 +59,19 @@ def _saves(names: str, *what: str) -> None:
 
 
 _saves("convolution mm addmm bmm baddbmm linear matmul", "ins")
-_saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "outs")
+_saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "extra")
 _saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax", "out")
-_saves("hardtanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish softplus clamp clamp_min clamp_max "
-       "threshold avg_pool2d avg_pool3d embedding", "in")
-_saves("max_pool2d_with_indices max_pool3d_with_indices", "in", "outs")
+_saves("hardtanh hardswish hardsigmoid silu gelu selu mish softplus clamp clamp_min clamp_max threshold "
+       "avg_pool2d avg_pool3d embedding", "in")
+_saves("leaky_relu elu", "out")
+_saves("max_pool2d_with_indices max_pool3d_with_indices", "in", "extra")
 _saves("mul div", "ins")
-_saves("native_dropout", "outs")
+_saves("native_dropout", "extra")
+
+#: In place, an op whose backward needs its input saves a copy of it first (autograd's "original
+#: self"): ReLU6, Hardswish, SiLU, Hardsigmoid in place keep one more activation than out of place;
+#: ReLU, LeakyReLU and ELU in place keep their result instead (measured with saved-tensor hooks).
+COPIES_INPUT_IN_PLACE = frozenset(name for name, what in SAVED.items() if what == ("in",))
 
 #: Ops whose two multiplied operands are not their first two tensor arguments (a bias comes first).
 BIAS_FIRST = frozenset({"addmm", "baddbmm"})

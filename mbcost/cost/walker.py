@@ -33,7 +33,7 @@ from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
 from mbcost.cost.records import RecordBook, Structure, Trace
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
-from mbcost.cost.training import BIAS_FIRST, SAVED
+from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.inputs import Inputs
 
@@ -272,10 +272,13 @@ class _Walk:
         if self.lifetimes is not None:
             rule = SAVED.get(info.name, ())
             saved = [*(acts[:1] if "in" in rule else []), *(acts if "ins" in rule else []),
-                     *(writes[:1] if "out" in rule else []), *(writes if "outs" in rule else [])]
+                     *(writes[:1] if "out" in rule else []), *(writes[1:] if "extra" in rule else [])]
             grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
             grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
-            self.lifetimes.save(saved, grad_bytes)
+            copies = 0
+            if info.inplace and info.name in COPIES_INPUT_IN_PLACE and acts:
+                copies, saved = acts[0].numel() * acts[0].element_size(), []
+            self.lifetimes.save(saved, grad_bytes, copies)
 
     def train_peak(self) -> tuple[int | None, str | None]:
         """Training: activation bytes at the step's worst point and the op there (``None`` unless training)."""
