@@ -26,14 +26,16 @@ def toy():  # noqa: ANN201
         ("bn", nn.BatchNorm2d(8)),
         ("act", nn.ReLU()),
     ]
-    if VARIANT == "base":
+    if VARIANT in ("base", "upsampled"):
         layers.append(("body", nn.Conv2d(8, 8, 3, padding=1)))
     else:
         layers.append(("extra", nn.Conv2d(8, 8, 1)))
+    if VARIANT == "upsampled":  # same params and MACs, 4x the activation before the pool
+        layers.append(("up", nn.Upsample(scale_factor=2)))
     layers += [
         ("pool", nn.AdaptiveAvgPool2d(1)),
         ("flat", nn.Flatten(1)),
-        ("head", nn.Linear(8, 10 if VARIANT == "base" else 12)),
+        ("head", nn.Linear(8, 10 if VARIANT in ("base", "upsampled") else 12)),
     ]
     return nn.Sequential(OrderedDict(layers))
 

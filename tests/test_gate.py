@@ -108,7 +108,7 @@ def test_baseline_json_is_versioned_stable_and_round_trips():
     assert "MACs" in doc["conventions"] and "params" in doc["conventions"]
     assert [(m["spec"], m["input"]) for m in doc["models"]] == [
         (TOY, [8, 8]), ("v1", [192, 192]), ("v2", [224, 224])]  # sorted, whatever the order measured
-    assert list(doc["models"][0]) == ["spec", "input", "batch", "params", "macs", "layers"]
+    assert list(doc["models"][0]) == ["spec", "input", "batch", "params", "macs", "peak_activation_bytes", "layers"]
     assert '        "stem": {"params": 216, "macs": 13824},\n' in text  # one layer per line
     assert loads(text) == b
     assert dumps(loads(text)) == text
@@ -428,3 +428,45 @@ def test_project_gates_itself():
 def test_gate_cli_import_stays_light():
     code = "import sys, mbcost.cli.gate, mbcost.gate.config; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# -- activation memory ---------------------------------------------------------------------------
+
+
+def test_a_change_that_grows_activation_memory_fails_with_equal_params_and_macs(tmp_path, monkeypatch):
+    path = toy_baseline(tmp_path)
+    stored = json.loads(path.read_text())["models"][0]
+    # at 8x8: the input (3x8x8) held, the BatchNorm output and the ReLU's (8x8x8 each), float32
+    assert stored["peak_activation_bytes"] == (3 * 64 + 2 * 8 * 64) * 4
+    monkeypatch.setattr(gate_models, "VARIANT", "upsampled")
+    r = gate("--baseline", str(path))
+    assert r.exit_code == 1, r.output
+    assert "DRIFT (activation memory)" in r.stdout
+    e = run_gate(GateConfig(baseline=path)).entries[0]
+    assert (e.params_before, e.macs_before) == (e.params_after, e.macs_after)
+    # the upsampled 16x16x8 tensor and the body's output it came from, with the input
+    assert e.memory_after == (3 * 64 + 8 * 64 + 8 * 256) * 4 and e.memory_drift
+
+
+def test_memory_tolerance_is_relative():
+    from mbcost.gate.baseline import Entry
+    from mbcost.gate.check import compare_entry
+
+    before = Entry("v2", (224, 224), 1, 10, 10, peak_activation_bytes=1000)
+    after = Entry("v2", (224, 224), 1, 10, 10, peak_activation_bytes=1040)  # +4%
+    assert compare_entry(before, after, memory_tolerance=0.05).status == "ok"
+    assert compare_entry(before, after, memory_tolerance=0.03).status == "drift"
+    # a baseline written before peaks were stored gates params and MACs only
+    old = Entry("v2", (224, 224), 1, 10, 10)
+    assert compare_entry(old, after).status == "ok"
+
+
+def test_training_step_memory_is_gated_when_asked(tmp_path):
+    path = tmp_path / "baseline.json"
+    r = gate("--models", TOY, "--input", "8", "--baseline", str(path), "--update", "--mode", "train")
+    assert r.exit_code == 0, r.output
+    stored = json.loads(path.read_text())["models"][0]
+    assert stored["train_peak_activation_bytes"] > stored["peak_activation_bytes"]
+    assert gate("--baseline", str(path), "--mode", "train").exit_code == 0
+    assert gate("--baseline", str(path), "--mode", "fly").exit_code == 2
+

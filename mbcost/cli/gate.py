@@ -43,6 +43,13 @@ def gate(
     macs_tolerance: float | None = typer.Option(None, "--macs-tolerance", help="Relative MACs tolerance, "
                                                 "e.g. 0.01 for 1% (per layer and in total). Parameter counts "
                                                 "always match exactly."),
+    memory_tolerance: float | None = typer.Option(None, "--memory-tolerance",
+                                                  help="Relative tolerance on the estimated activation peaks, e.g. "
+                                                       "0.05 for 5% (default exact, or the config's)."),
+    mode: str | None = typer.Option(None, "--mode", help="inference, or train: also gate a training step's "
+                                    "activation peak (default: the config's, else inference)."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="Optimizer of --mode train: sgd, momentum, "
+                                         "adam, adamw."),
     update: bool = typer.Option(False, "--update", help="Rewrite the baseline from the current models, "
                                 "printing what changed."),
     format: GateFormat = typer.Option(GateFormat.table, "--format", "-f", help="Output format."),
@@ -57,6 +64,9 @@ def gate(
         inputs=parse_inputs(input) if input else None,
         baseline=baseline,
         macs_tolerance=macs_tolerance,
+        memory_tolerance=memory_tolerance,
+        mode=mode,
+        optimizer=optimizer,
     )
     if update:
         outcome = update_baseline(cfg)

@@ -80,6 +80,10 @@ class Entry:
     params: int
     macs: int
     layers: Mapping[str, LayerCount] = field(default_factory=dict)
+    #: Estimated activation peaks (tensor lifetimes): an inference forward, and a training step's
+    #: (with ``mode = "train"``); ``None`` where the baseline does not hold them.
+    peak_activation_bytes: int | None = None
+    train_peak_activation_bytes: int | None = None
 
     @property
     def key(self) -> EntryKey:
@@ -92,8 +96,8 @@ class Entry:
 
 def entry_label(key: EntryKey) -> str:
     """``v2 @ 224x224`` (``v2 @ 224x224 b8`` for a batch other than 1)."""
-    spec, (h, w), batch = key
-    return f"{spec} @ {h}x{w}" + (f" b{batch}" if batch != 1 else "")
+    spec, size, batch = key
+    return f"{spec} @ {'x'.join(str(d) for d in size)}" + (f" b{batch}" if batch != 1 else "")
 
 
 @dataclass(frozen=True)
@@ -109,13 +113,14 @@ class Baseline:
         return {e.key: e for e in self.entries}
 
 
-def measure(spec: str, size: Size, batch: int = 1) -> Entry:
+def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", optimizer: str = "sgd") -> Entry:
     """Count one model with the analytic engine (pure shapes, milliseconds per model).
 
     Args:
         spec: a zoo spec (``"v2"``, ``"v1@0.75"``) or ``"package.module:factory"``.
         size: ``(H, W)`` of an image, or a full input shape (3 or more dims; ``batch`` is then its own).
         batch: batch size of an image (MACs scale with it; parameters do not).
+        mode: ``"train"`` also estimates a training step's activation peak (with ``optimizer``).
 
     Returns:
         An ``Entry`` keyed by the spec's canonical label (``"mobilenet_v2"`` -> ``"v2"``).
@@ -125,6 +130,7 @@ def measure(spec: str, size: Size, batch: int = 1) -> Entry:
 
     parsed = parse_spec(spec)
     cost = analyze(parsed, size, batch)
+    train = analyze(parsed, size, batch, mode="train", optimizer=optimizer) if mode == "train" else None
     layers: dict[str, LayerCount] = {}
     for record in cost.layers:
         name = record.module or ROOT
@@ -134,7 +140,8 @@ def measure(spec: str, size: Size, batch: int = 1) -> Entry:
     if cost.unattributed_params:
         layers[UNATTRIBUTED] = LayerCount(cost.unattributed_params, 0)
     return Entry(spec=parsed.label, input=tuple(cost.input), batch=cost.batch, params=cost.params, macs=cost.macs,
-                 layers=layers)
+                 layers=layers, peak_activation_bytes=cost.peak_activation_bytes,
+                 train_peak_activation_bytes=train.train_peak_activation_bytes if train else None)
 
 
 def make_baseline(entries: Iterable[Entry]) -> Baseline:
@@ -160,6 +167,9 @@ def dumps(baseline: Baseline) -> str:
             size = ", ".join(str(d) for d in e.input)
             out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": [{size}],",
                     f"      \"batch\": {e.batch},", f"      \"params\": {e.params},", f"      \"macs\": {e.macs},"]
+            for name in ("peak_activation_bytes", "train_peak_activation_bytes"):
+                if getattr(e, name) is not None:
+                    out.append(f"      \"{name}\": {getattr(e, name)},")
             if e.layers:
                 out.append("      \"layers\": {")
                 names = list(e.layers)
@@ -309,9 +319,11 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
             if not isinstance(c, dict) or set(c) != {"params", "macs"}:
                 raise _malformed(path, lw, "must be {\"params\": N, \"macs\": N}")
             layers[name] = LayerCount(_count(c["params"], f"{lw}.params", path), _count(c["macs"], f"{lw}.macs", path))
+        peaks = {name: _count(m[name], f"{where}.{name}", path) if m.get(name) is not None else None
+                 for name in ("peak_activation_bytes", "train_peak_activation_bytes")}
         entry = Entry(spec=spec.strip(), input=tuple(size), batch=batch,
                       params=_count(m["params"], f"{where}.params", path),
-                      macs=_count(m["macs"], f"{where}.macs", path), layers=layers)
+                      macs=_count(m["macs"], f"{where}.macs", path), layers=layers, **peaks)
         if entry.key in seen:
             raise _malformed(path, where, f"repeats {entry.label}")
         seen.add(entry.key)

@@ -114,6 +114,13 @@ class EntryDiff(_BeforeAfter):
     macs_before: int | None
     macs_after: int | None
     rows: tuple[DiffRow, ...] = ()
+    #: Estimated activation peaks before and after (inference, and a training step's), when both
+    #: the baseline and the gate have them; ``memory_drift`` when one moved beyond the tolerance.
+    memory_before: int | None = None
+    memory_after: int | None = None
+    train_memory_before: int | None = None
+    train_memory_after: int | None = None
+    memory_drift: bool = False
 
     @property
     def key(self) -> EntryKey:
@@ -128,7 +135,11 @@ class EntryDiff(_BeforeAfter):
                 "params_before": self.params_before, "params_after": self.params_after,
                 "params_delta": self.params_delta, "params_percent": self.params_percent,
                 "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,
-                "macs_percent": self.macs_percent, "rows": [r.to_dict() for r in self.rows]}
+                "macs_percent": self.macs_percent, "peak_activation_bytes_before": self.memory_before,
+                "peak_activation_bytes_after": self.memory_after,
+                "train_peak_activation_bytes_before": self.train_memory_before,
+                "train_peak_activation_bytes_after": self.train_memory_after, "memory_drift": self.memory_drift,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,7 @@ class GateResult:
     baseline: Path
     macs_tolerance: float
     entries: tuple[EntryDiff, ...]
+    memory_tolerance: float = 0.0
 
     @property
     def rows(self) -> tuple[DiffRow, ...]:
@@ -159,7 +171,8 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "exit_code": self.exit_code, "baseline": str(self.baseline),
-                "macs_tolerance": self.macs_tolerance, "entries": [e.to_dict() for e in self.entries]}
+                "macs_tolerance": self.macs_tolerance, "memory_tolerance": self.memory_tolerance,
+                "entries": [e.to_dict() for e in self.entries]}
 
 
 @dataclass(frozen=True)
@@ -182,7 +195,11 @@ def _macs_match(before: int, after: int, tolerance: float) -> bool:
     return abs(after - before) <= tolerance * before
 
 
-def compare_entry(before: Entry, after: Entry, macs_tolerance: float = 0.0) -> EntryDiff:
+def _memory_moved(before: int | None, after: int | None, tolerance: float) -> bool:
+    return before is not None and after is not None and abs(after - before) > tolerance * before
+
+
+def compare_entry(before: Entry, after: Entry, macs_tolerance: float = 0.0, memory_tolerance: float = 0.0) -> EntryDiff:
     """Compare one entry layer by layer. Layer rows keep forward-pass order; a removed layer
     sits where it used to be."""
     model, size, batch = after.key
@@ -213,18 +230,25 @@ def compare_entry(before: Entry, after: Entry, macs_tolerance: float = 0.0) -> E
                                                                           macs_tolerance):
                 rows.append(row(name, "changed", b, after.layers[name]))
     totals_match = before.params == after.params and _macs_match(before.macs, after.macs, macs_tolerance)
-    status: Status = "ok" if totals_match and not rows else "drift"
-    return EntryDiff(model, size, batch, status, before.params, after.params, before.macs, after.macs, tuple(rows))
+    memory_drift = (_memory_moved(before.peak_activation_bytes, after.peak_activation_bytes, memory_tolerance)
+                    or _memory_moved(before.train_peak_activation_bytes, after.train_peak_activation_bytes,
+                                     memory_tolerance))
+    status: Status = "ok" if totals_match and not rows and not memory_drift else "drift"
+    return EntryDiff(model, size, batch, status, before.params, after.params, before.macs, after.macs, tuple(rows),
+                     before.peak_activation_bytes, after.peak_activation_bytes, before.train_peak_activation_bytes,
+                     after.train_peak_activation_bytes, memory_drift)
 
 
 def compare(before: Iterable[Entry], after: Iterable[Entry], *, macs_tolerance: float = 0.0,
-            baseline_path: Path | str = "") -> GateResult:
+            memory_tolerance: float = 0.0, baseline_path: Path | str = "") -> GateResult:
     """Compare baseline entries with fresh ones.
 
     Args:
         before: the baseline's entries.
         after: the entries measured now (their order is the report's order).
         macs_tolerance: relative MACs tolerance; parameter counts always match exactly.
+        memory_tolerance: relative tolerance on the estimated activation peaks (checked where both sides
+            hold them).
         baseline_path: recorded in the result for the report.
 
     Returns:
@@ -239,11 +263,12 @@ def compare(before: Iterable[Entry], after: Iterable[Entry], *, macs_tolerance: 
         if b is None:
             entries.append(EntryDiff(a.spec, a.input, a.batch, "added", None, a.params, None, a.macs))
         else:
-            entries.append(compare_entry(b, a, macs_tolerance))
+            entries.append(compare_entry(b, a, macs_tolerance, memory_tolerance))
     for key, b in old.items():
         if key not in seen:
             entries.append(EntryDiff(b.spec, b.input, b.batch, "removed", b.params, None, b.macs, None))
-    return GateResult(baseline=Path(baseline_path), macs_tolerance=macs_tolerance, entries=tuple(entries))
+    return GateResult(baseline=Path(baseline_path), macs_tolerance=macs_tolerance, entries=tuple(entries),
+                      memory_tolerance=memory_tolerance)
 
 
 def plan(config: GateConfig, baseline: Baseline | None) -> list[EntryKey]:
@@ -269,9 +294,9 @@ def plan(config: GateConfig, baseline: Baseline | None) -> list[EntryKey]:
     return list(dict.fromkeys((s, size, config.batch) for s in specs for size in sizes))
 
 
-def measure_all(keys: Iterable[EntryKey]) -> list[Entry]:
+def measure_all(keys: Iterable[EntryKey], mode: str = "inference", optimizer: str = "sgd") -> list[Entry]:
     """Measure every planned entry (analytic, no tensor is allocated)."""
-    return [measure(spec, size, batch) for spec, size, batch in keys]
+    return [measure(spec, size, batch, mode, optimizer) for spec, size, batch in keys]
 
 
 def run_gate(config: GateConfig) -> GateResult:
@@ -292,9 +317,9 @@ def run_gate(config: GateConfig) -> GateResult:
         (0, [])
     """
     baseline = check_specs(read_baseline(config.baseline), config.baseline)
-    current = measure_all(plan(config, baseline))
+    current = measure_all(plan(config, baseline), config.mode, config.optimizer)
     return compare(baseline.entries, current, macs_tolerance=config.macs_tolerance,
-                   baseline_path=config.baseline)
+                   memory_tolerance=config.memory_tolerance, baseline_path=config.baseline)
 
 
 def update_baseline(config: GateConfig) -> UpdateResult:
@@ -321,7 +346,7 @@ def update_baseline(config: GateConfig) -> UpdateResult:
             replaced_reason = getattr(exc, "reason", str(exc))
     if old is not None:
         old = check_specs(old, path) if not config.models else _canonical_where_possible(old)
-    new = make_baseline(measure_all(plan(config, old)))
+    new = make_baseline(measure_all(plan(config, old), config.mode, config.optimizer))
     changes = compare(old.entries if old else (), new.entries, baseline_path=path)
     text = dumps(new)
     written = old is None or replaced_reason is not None or not _same_file(path, text)

@@ -7,6 +7,9 @@ Example ``pyproject.toml``::
     inputs = [224, "224x160"]                         # sizes (H or HxW), each model at each size
     baseline = "mbcost-baseline.json"                 # relative to this pyproject.toml
     macs_tolerance = 0.0                              # relative; parameter counts always match exactly
+    memory_tolerance = 0.0                            # relative, on the estimated activation peak(s)
+    mode = "inference"                                # or "train": the training step's peak is gated too
+    optimizer = "sgd"                                 # with mode = "train"
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from mbcost.inputs import parse_size_or_shape
 
 #: Baseline file name when none is configured, next to the ``pyproject.toml`` (or in the cwd).
 DEFAULT_BASELINE = "mbcost-baseline.json"
-CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "batch")
+CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "memory_tolerance", "batch", "mode", "optimizer")
 MAX_BATCH = 1 << 20
 
 Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
@@ -41,14 +44,26 @@ class GateConfig:
     macs_tolerance: float = 0.0
     batch: int = 1
     source: Path | None = field(default=None, compare=False)
+    memory_tolerance: float = 0.0
+    mode: str = "inference"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
+        from mbcost.cost.training import MODES, OPTIMIZERS
+
         check_tolerance(self.macs_tolerance)
+        check_tolerance(self.memory_tolerance, "memory_tolerance")
+        if self.mode not in MODES:
+            raise SpecError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or not 1 <= self.batch <= MAX_BATCH:
             raise SpecError(f"gate batch must be an integer in 1..{MAX_BATCH} (got {self.batch!r})")
 
     def override(self, *, models: Sequence[str] | None = None, inputs: Sequence[Size] | None = None,
-                 baseline: Path | None = None, macs_tolerance: float | None = None) -> GateConfig:
+                 baseline: Path | None = None, macs_tolerance: float | None = None,
+                 memory_tolerance: float | None = None, mode: str | None = None,
+                 optimizer: str | None = None) -> GateConfig:
         """A copy with the given (non-None) values replacing the configured ones."""
         changes: dict[str, Any] = {}
         if models is not None:
@@ -59,13 +74,16 @@ class GateConfig:
             changes["baseline"] = Path(baseline)
         if macs_tolerance is not None:
             changes["macs_tolerance"] = macs_tolerance
+        for key, value in (("memory_tolerance", memory_tolerance), ("mode", mode), ("optimizer", optimizer)):
+            if value is not None:
+                changes[key] = value
         return replace(self, **changes)
 
 
-def check_tolerance(value: Any) -> float:
-    """A relative MACs tolerance: a finite number in [0, 1)."""
+def check_tolerance(value: Any, name: str = "macs_tolerance") -> float:
+    """A relative tolerance: a finite number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise SpecError(f"macs_tolerance must be a number in [0, 1), e.g. 0.01 for 1% (got {value!r})")
+        raise SpecError(f"{name} must be a number in [0, 1), e.g. 0.01 for 1% (got {value!r})")
     return float(value)
 
 
@@ -125,12 +143,16 @@ def config_from_table(table: dict[str, Any], *, root: Path, source: Path | None 
     if not isinstance(baseline, str) or not baseline.strip():
         raise SpecError(f"{where}: baseline must be a path (a string)")
     tolerance = table.get("macs_tolerance", 0.0)
+    memory_tolerance = table.get("memory_tolerance", 0.0)
     try:
         check_tolerance(tolerance)
+        check_tolerance(memory_tolerance, "memory_tolerance")
+        return GateConfig(models=tuple(m.strip() for m in models), inputs=inputs, baseline=root / baseline,
+                          macs_tolerance=float(tolerance), batch=table.get("batch", 1), source=source,
+                          memory_tolerance=float(memory_tolerance), mode=table.get("mode", "inference"),
+                          optimizer=table.get("optimizer", "sgd"))
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
-    return GateConfig(models=tuple(m.strip() for m in models), inputs=inputs, baseline=root / baseline,
-                      macs_tolerance=float(tolerance), batch=table.get("batch", 1), source=source)
 
 
 def _config_size(value: Any, where: str) -> Size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ def _status(e: EntryDiff, update: bool) -> str:
     if e.status == "removed":
         return "removed" if update else "DRIFT: in baseline, not gated"
     n = len(e.rows)
-    layers = f"{n} layer{'s' if n != 1 else ''}" if n else "totals"
+    layers = f"{n} layer{'s' if n != 1 else ''}" if n else ("activation memory" if e.memory_drift else "totals")
     return f"changed ({layers})" if update else f"DRIFT ({layers})"
 
 
@@ -88,14 +89,27 @@ def summary_table(result: GateResult, *, update: bool = False) -> Table:
             f"{_signed(e.params_delta)} ({_pct(e.params_percent)})" if e.params_delta else "0"
         d_macs = "-" if e.status in ("added", "removed") else \
             f"{_signed(e.macs_delta)} ({_pct(e.macs_percent)})" if e.macs_delta else "0"
+        peak = e.memory_after if e.memory_after is not None else e.memory_before
+        d_peak = "-" if e.memory_before is None or e.memory_after is None else (
+            f"{_signed(e.memory_after - e.memory_before)} ({_pct(_percent(e.memory_before, e.memory_after))})"
+            if e.memory_after != e.memory_before else "0")
         rows.append([_model(e), _input(e.input), _status(e, update), _exact(params), d_params, _exact(macs),
-                     d_macs])
+                     d_macs, "-" if peak is None else _exact(peak), d_peak])
     shown = display_path(result.baseline)
     title = f"mbcost gate: baseline {shown}" if not update else f"mbcost gate --update: {shown}"
     notes = [tolerance_note(result.macs_tolerance)] if not update else []
     notes += [conventions.PARAMS, conventions.MACS]
-    return GateTable(title=title, columns=["model", "input", "status", "params", "Δ params", "MACs", "Δ MACs"],
-                     rows=rows, notes=notes, left=3)
+    if not update:
+        notes.append(f"activation peak: estimated bytes live at the forward's worst point (tensor lifetimes), "
+                     f"{'exact' if result.memory_tolerance == 0 else f'within {result.memory_tolerance:.1%}'}"
+                     + ("; the training step's peak is gated too" if any(e.train_memory_before is not None
+                                                                       for e in result.entries) else ""))
+    return GateTable(title=title, columns=["model", "input", "status", "params", "Δ params", "MACs", "Δ MACs",
+                                           "act. peak", "Δ peak"], rows=rows, notes=notes, left=3)
+
+
+def _percent(before: int, after: int) -> float:
+    return (after - before) / before * 100 if before else math.inf
 
 
 def diff_table(result: GateResult) -> Table | None:
