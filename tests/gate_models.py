@@ -30,8 +30,8 @@ def toy():  # noqa: ANN201
         layers.append(("body", nn.Conv2d(8, 8, 3, padding=1)))
     else:
         layers.append(("extra", nn.Conv2d(8, 8, 1)))
-    if VARIANT == "upsampled":  # same params and MACs, 4x the activation before the pool
-        layers.append(("up", nn.Upsample(scale_factor=2)))
+    if VARIANT == "upsampled":  # same params and MACs, 16x the activation before the pool
+        layers.append(("up", nn.Upsample(scale_factor=4)))
     layers += [
         ("pool", nn.AdaptiveAvgPool2d(1)),
         ("flat", nn.Flatten(1)),

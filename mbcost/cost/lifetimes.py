@@ -1,8 +1,11 @@
 """Tensor lifetimes over one traced forward: which activation memory is alive at each op.
 
 Memory is counted per storage, so views and in-place ops share the bytes of what they alias. A
-storage lives from the op that creates it to the last op that reads it; the model's inputs live
-from the start to the end (the caller holds them through the call), its outputs to the end.
+storage lives from the op that creates it to the last op that reads it, or until the last module
+call it was passed to returns (the call holds its arguments: a block's input lives through the
+block); the model's inputs live from the start to the end (the caller holds them through the
+call), its outputs to the end. An op's own scratch memory (``mbcost.cost.workspace``) counts at
+that op.
 Weights (parameters and buffers, and views of them) are not activations and are left out;
 ``peak_memory_bytes`` adds them back.
 
@@ -41,6 +44,7 @@ class Lifetimes:
         self.saved: dict[int, int] = {}
         self.grads: list[int] = []
         self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
+        self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
 
     @staticmethod
     def _key(t: Any) -> int:
@@ -65,9 +69,12 @@ class Lifetimes:
             if key in self.created:
                 self.held.add(key)
 
-    def op(self, reads: list[Any], writes: list[Any], where: Any) -> None:
-        """One op: it reads ``reads`` (their storages live at least until now) and writes ``writes``."""
+    def op(self, reads: list[Any], writes: list[Any], where: Any, scratch: int = 0) -> None:
+        """One op: it reads ``reads`` (their storages live at least until now), writes ``writes`` and
+        needs ``scratch`` bytes of its own while it runs (``mbcost.cost.workspace``)."""
         step = len(self.where)
+        if scratch:
+            self.scratch[step] = scratch
         self.where.append(where)
         last, weights = self.last, self.weight_storages
         for t in reads:
@@ -76,6 +83,15 @@ class Lifetimes:
                 last[key] = step
         for t in writes:
             self._create(t, step)
+
+    def hold(self, tensors: list[Any]) -> None:
+        """A module call returns: the tensors passed to it were referenced until now."""
+        step = len(self.where) - 1
+        last = self.last
+        for t in tensors:
+            key = t.untyped_storage()._cdata
+            if key in last and last[key] < step:
+                last[key] = step
 
     def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0) -> None:
         """Training: the op just recorded saves ``tensors`` for its backward (and ``copies`` bytes it
@@ -107,10 +123,12 @@ class Lifetimes:
             delta[self.created[key] + 1] += size
             delta[(steps if key in self.held else min(self.last[key], steps)) + 2] -= size
         best, best_step, live = 0, -1, 0
+        scratch = self.scratch
         for i in range(steps + 1):  # index i is step i - 1 (the inputs live at step -1)
             live += delta[i]
-            if live > best:
-                best, best_step = live, i - 1
+            now = live + scratch.get(i - 1, 0)
+            if now > best:
+                best, best_step = now, i - 1
         return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None)
 
     def train_peak(self) -> Peak:
@@ -127,8 +145,9 @@ class Lifetimes:
         best, best_step, live = 0, -1, 0
         for i in range(steps + 1):
             live += delta[i]
-            if live > best:
-                best, best_step = live, i - 1
+            now = live + self.scratch.get(i - 1, 0)
+            if now > best:
+                best, best_step = now, i - 1
         freed: dict[int, int] = {}
         for key, step in self.saved.items():
             freed[step] = freed.get(step, 0) + self.size[key]

@@ -27,6 +27,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
@@ -34,6 +35,7 @@ from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
 from mbcost.cost.records import RecordBook, Structure, Trace
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
 from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
+from mbcost.cost.workspace import conv_workspace
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.inputs import Inputs
 
@@ -159,15 +161,17 @@ class _Walk:
 
     # -- module attribution (global module hooks, filtered to this model and this thread) ----
 
-    def pre_hook(self, mod: Any, _args: Any) -> None:
+    def pre_hook(self, mod: Any, args: Any) -> None:
         if mod in self.book.names and threading.get_ident() == self.thread:
             self.stack.append((mod, [True]))
             self.entered = mod
             self.op = ""
 
-    def post_hook(self, mod: Any, _args: Any, _out: Any) -> None:
+    def post_hook(self, mod: Any, args: Any, _out: Any) -> None:
         if self.stack and self.stack[-1][0] is mod:
             self.stack.pop()
+            if self.lifetimes is not None and args:
+                self.lifetimes.hold(_tensors(args, [], self.tensor_type))
 
     def where(self) -> str:
         if self.failed_at:
@@ -245,10 +249,20 @@ class _Walk:
         if self.lifetimes is not None:
             writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
             mod = self.stack[-1][0] if self.stack else self.model
-            self.lifetimes.op(tensors, writes, (mod, info.name, before if len(self.book.records) > before else None))
+            recorded = len(self.book.records) > before
+            scratch = self._scratch(self.book.records[-1]) if recorded and info.name == "convolution" else 0
+            self.lifetimes.op(tensors, writes, (mod, info.name, before if recorded else None), scratch)
         if self.train:
             self.backward_of(info, tensors, out, writes, len(self.book.records) > before)
         return out
+
+    def _scratch(self, layer: Any) -> int:
+        """A convolution's scratch memory on the CPU (``mbcost.cost.workspace``)."""
+        if layer.weight_shape is None or layer.stride is None or isinstance(layer.padding, str):
+            return 0
+        e = layer.output_bytes // max(1, prod(layer.output_shape))
+        return conv_workspace(layer.input_shape, layer.weight_shape, layer.output_shape, layer.stride,
+                              layer.padding, layer.dilation or (1,) * len(layer.stride), layer.groups or 1, e)
 
     def backward_of(self, info: _OpInfo, tensors: list[Any], out: Any, writes: list[Any] | None,
                     recorded: bool) -> None:

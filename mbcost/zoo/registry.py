@@ -49,9 +49,9 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def list_models() -> list[str]:
-    """Names of every model in the zoo, in registration order."""
+    """Names of every model in the zoo, sorted."""
     _ensure_loaded()
-    return list(_REGISTRY)
+    return sorted(_REGISTRY)  # registration order depends on which model file was imported first
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -61,7 +61,7 @@ def get_entry(name: str) -> ModelEntry:
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
         raise UnknownModelError(
-            f"unknown model {name!r}; known models: {', '.join(_REGISTRY)} "
+            f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))} "
             "(or a 'package.module:factory' path to your own)"
         )
     return _REGISTRY[key]
