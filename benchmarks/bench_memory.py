@@ -18,8 +18,13 @@ profiler's event tree: allocation and free paired by address) and each leaf modu
   before it and the output it leaves;
 * the largest single allocations.
 
+Then the training step (``--train-models``, default v1 and v2, at ``--train-batch`` 8, plain SGD):
+``train_peak_memory_bytes`` minus the weights (gradients + activations kept for backward at the
+step's worst point) next to the allocator's peak over forward, backward and ``step()``, with the
+gradients freed beforehand (``zero_grad(set_to_none=True)``), so the step allocates them.
+
 Run: python benchmarks/bench_memory.py [--models v1,v2,vgg16] [--batches 1,8] [--input 224] [--threads 1]
-         [--no-explain] [--top 8]
+         [--no-explain] [--top 8] [--train-models v1,v2] [--train-batch 8]
 """
 
 from __future__ import annotations
@@ -297,6 +302,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--top", type=int, default=6)
+    parser.add_argument("--train-models", default="v1,v2", help="models of the training part ('' to skip)")
+    parser.add_argument("--train-batch", type=int, default=8)
     args = parser.parse_args()
 
     import os
@@ -351,6 +358,42 @@ def main() -> None:
             print(f"  {kernel:<24} x{len(items):<4} {pattern}")
             print(f"  {'':<30}largest: {describe_call(c)} ({c.module}): "
                   f"{' + '.join(mb(b.size).strip() for b in transient)}; workspace {mb(extra).strip()}")
+    if args.train_models:
+        train_part(args.train_models, args.train_batch, args.input, args.threads)
+
+
+def train_part(models: str, batch: int, size: int, threads: int) -> None:
+    """The training step: estimate (gradients + activations) against the allocator's peak."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import mbcost
+    from mbcost.bench.memory import Allocation, peak_of
+    from mbcost.zoo.spec import parse_models
+
+    torch.set_num_threads(threads)
+    print(f"\nTraining step, SGD, batch {batch}, input {size}, float32, {threads} thread(s): gradients + "
+          "activations (weights excluded)")
+    print(f"{'model':<8}{'estimated':>14}{'measured':>14}{'est/measured':>14}  activations at")
+    for spec in parse_models(models):
+        model = mbcost.build_model(spec).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.randn(batch, 3, size, size)
+        model(x).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            xx = x.clone()
+            loss = model(xx).sum()
+            loss.backward()
+            opt.step()
+            del loss, xx
+        events = prof.profiler.kineto_results.events()
+        measured = peak_of(Allocation(e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+        cost = mbcost.analyze(spec, size, batch=batch, mode="train", optimizer="sgd")
+        est = cost.train_peak_memory_bytes - cost.weight_bytes - cost.buffer_bytes
+        print(f"{cost.label:<8}{mb(est):>14}{mb(measured):>14}{est / measured:>14.3f}  {cost.train_peak_op}")
+        del model, opt
 
 
 if __name__ == "__main__":

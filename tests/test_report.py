@@ -336,3 +336,21 @@ def test_conv_sweep_over_several_map_sizes_gets_one_series_per_size(plain):
     timed = [t for t in fig.data if t.mode == "markers+lines"]
     assert len(timed) == 2 and {"14x14 map", "56x56 map"} == {t.name.split("(")[1].split(")")[0] for t in timed}
     assert all(list(t.x) == [32, 128, 512] for t in timed)
+
+
+def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_step(tmp_path):
+    import mbcost
+    from mbcost.render import format as fmt
+    from mbcost.report import build_report
+
+    records = records_for(CPU, ("v2",))
+    v2 = mbcost.analyze("v2", 224)
+    for r in records:
+        if r.get("kind") == "model" and r["model"] == "v2":
+            r["peak_memory_bytes"] = v2.peak_activation_bytes + 1_000_000  # 1 MB of workspace the estimate lacks
+    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam")
+    page = out.read_text(encoding="utf-8")
+    assert fmt.nbytes(v2.peak_activation_bytes) in page and f"at {v2.peak_op}" in page
+    assert f"{fmt.nbytes(v2.peak_activation_bytes + 1_000_000)} <span class='small'>+1.00 MB</span>" in page
+    train = mbcost.analyze("v2", 224, mode="train", optimizer="adam")
+    assert fmt.count(train.backward_macs) in page and fmt.nbytes(train.train_peak_memory_bytes) in page

@@ -15,7 +15,11 @@ from mbcost.cli.app import (
     ExecuteOpt,
     InputDTypeOpt,
     InputOpt,
+    Mode,
     ModelsOpt,
+    ModeOpt,
+    OptimizerName,
+    OptimizerOpt,
     app,
     input_value,
 )
@@ -35,6 +39,8 @@ def report(
     classes: int = ClassesOpt,
     input_dtype: str | None = InputDTypeOpt,
     execute: Execute = ExecuteOpt,
+    mode: Mode = ModeOpt,
+    optimizer: OptimizerName = OptimizerOpt,
     bench: bool = typer.Option(False, "--bench",
                                help="Also measure now, on this machine (CPU, and CUDA when available; float32, short "
                                     "budgets): device peaks, each model end to end and per layer, a small conv "
@@ -68,10 +74,11 @@ def report(
         records += measured
         sources.append("--bench (measured now)")
     data = gather(specs, size, batch, num_classes=classes, input_dtype=input_dtype, execute=execute.value,
-                  records=records, sources=sources, notes=notes)
+                  mode=mode.value, optimizer=optimizer.value, records=records, sources=sources, notes=notes)
     args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
             *(["--input-dtype", input_dtype] if input_dtype else []),
             *(["--execute", execute.value] if execute is not Execute.auto else []),
+            *(["--mode", mode.value, "--optimizer", optimizer.value] if mode is Mode.train else []),
             *(["--batch", str(batch)] if batch != 1 else []),
             *(["--bench"] if bench else []), *[a for f in files for a in ("--from", str(f))], "--out", str(out)]
     command = " ".join(shlex.quote(a) for a in args)

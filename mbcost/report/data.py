@@ -258,6 +258,8 @@ def gather(
     dtype: str = "float32",
     input_dtype: str | None = None,
     execute: str = "auto",
+    mode: str = "inference",
+    optimizer: str = "sgd",
     records: Iterable[dict[str, Any]] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
@@ -273,7 +275,7 @@ def gather(
         input_size: the report's input: ``224``, ``"HxW"`` or any form ``mbcost.analyze`` takes
             (a full shape, several inputs...).
         batch: batch size of the analytic counts.
-        num_classes, dtype, input_dtype, execute: as for ``mbcost.analyze``.
+        num_classes, dtype, input_dtype, execute, mode, optimizer: as for ``mbcost.analyze``.
         records: measurement records (dicts of the JSON Lines contract), e.g. ``load_records(paths)``.
         sources: where the records came from, shown on the page.
         notes: lines about measurements that were not made (shown with the runs).
@@ -291,7 +293,7 @@ def gather(
     if not specs:
         raise SpecError("no models given; e.g. --models v1,v2,vgg16")
     costs = [analyze(s, input_size, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
-                     execute=execute) for s in specs]
+                     execute=execute, mode=mode, optimizer=optimizer) for s in specs]
     size = costs[0].input
     labels = [c.label for c in costs]
     if len(set(labels)) != len(labels):

@@ -101,6 +101,37 @@ def _latency_cell(data: ReportData, model: str, run: str, batch: Any) -> str:
     return "-"
 
 
+def _estimate_cell(m: Any) -> str:
+    if m.peak_activation_bytes is None:
+        return "n/a <span class='small'>(counted on a real run)</span>"
+    return f"{fmt.nbytes(m.peak_activation_bytes)}<br><span class='small'>at {e(m.peak_op or '')}</span>"
+
+
+def _measured_memory_cell(data: ReportData, m: Any) -> str:
+    """Measured activation peaks (``mbcost bench`` records) of ``m`` at the report's input, per run."""
+    parts = []
+    for r in data.of_kind("model"):
+        if r["model"] != m.label or tuple(r.get("input") or ()) != tuple(data.input) or r.get("batch") != m.batch:
+            continue
+        measured = r.get("peak_memory_bytes")
+        if measured is None or r.get("mode", "inference") != "inference":
+            continue
+        diff = ""
+        if m.peak_activation_bytes:
+            delta = measured - m.peak_activation_bytes
+            diff = f" <span class='small'>{'+' if delta >= 0 else ''}{fmt.nbytes(delta)}</span>"
+        parts.append(f"{fmt.nbytes(measured)}{diff}<br><span class='small'>{e(r['run'])}</span>")
+    return "<br>".join(parts) if parts else "-"
+
+
+def _train_cell(m: Any) -> str:
+    if m.mode != "train":
+        return "-"
+    memory = fmt.nbytes(m.train_peak_memory_bytes) if m.train_peak_memory_bytes is not None else "n/a"
+    return (f"{fmt.count(m.backward_macs)}<br><span class='small'>{memory} (weights, grads, optimizer state, "
+            f"activations)</span>")
+
+
 def _ms(v: float) -> str:
     """Milliseconds with three significant digits (0.142 ms, 32.5 ms, 578 ms)."""
     return f"{v:.0f} ms" if v >= 100 else f"{v:#.3g} ms" if v >= 0.001 else f"{v:.2e} ms"
@@ -110,7 +141,13 @@ def summary_html(data: ReportData) -> str:
     """The summary table (models as rows), the ratio matrix and the citations of quoted figures."""
     lat_cols = _latency_columns(data)
     cites = list(dict.fromkeys(ref.source for ref in data.references.values()))
-    head = ["model", "params", "MACs", "FLOPs (2 x MACs)", "elementwise ops", "weights"]
+    head = ["model", "params", "MACs", "FLOPs (2 x MACs)", "elementwise ops", "weights",
+            "activation peak<br><span class='small'>estimated: tensor lifetimes + CPU scratch</span>",
+            "activation peak<br><span class='small'>measured, and the difference (workspace, allocator)</span>"]
+    train = any(m.mode == "train" for m in data.models)
+    if train:
+        head += [f"training step<br><span class='small'>backward MACs; memory with {e(data.models[0].optimizer)}"
+                 "</span>"]
     head_html = "".join(f"<th>{h}</th>" for h in head)
     head_html += "".join(f"<th>latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span></th>"
                          for run, b in lat_cols)
@@ -125,7 +162,11 @@ def summary_html(data: ReportData) -> str:
                  f"<td class='n'>{fmt.count(m.macs)}<br><span class='small'>{fmt.exact(m.macs)}</span></td>",
                  f"<td class='n'>{fmt.count(m.flops)}</td>",
                  f"<td class='n'>{fmt.count(m.elementwise_ops)}</td>",
-                 f"<td class='n'>{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span></td>"]
+                 f"<td class='n'>{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span></td>",
+                 f"<td class='n'>{_estimate_cell(m)}</td>",
+                 f"<td class='n'>{_measured_memory_cell(data, m)}</td>"]
+        if train:
+            cells.append(f"<td class='n'>{_train_cell(m)}</td>")
         cells += [f"<td class='n'>{_latency_cell(data, m.label, run, b)}</td>" for run, b in lat_cols]
         cells.append(f"<td class='n q'>{top1}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
