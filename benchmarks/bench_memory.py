@@ -365,10 +365,9 @@ def main() -> None:
 def train_part(models: str, batch: int, size: int, threads: int) -> None:
     """The training step: estimate (gradients + activations) against the allocator's peak."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     import mbcost
-    from mbcost.bench.memory import Allocation, peak_of
+    from mbcost.bench.memory import allocations_during, peak_of
     from mbcost.zoo.spec import parse_models
 
     torch.set_num_threads(threads)
@@ -382,14 +381,12 @@ def train_part(models: str, batch: int, size: int, threads: int) -> None:
         model(x).sum().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            xx = x.clone()
-            loss = model(xx).sum()
+        def step(model: Any = model, opt: Any = opt, x: Any = x) -> None:
+            loss = model(x.clone()).sum()
             loss.backward()
             opt.step()
-            del loss, xx
-        events = prof.profiler.kineto_results.events()
-        measured = peak_of(Allocation(e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+
+        measured = peak_of(allocations_during(step))
         cost = mbcost.analyze(spec, size, batch=batch, mode="train", optimizer="sgd")
         est = cost.train_peak_memory_bytes - cost.weight_bytes - cost.buffer_bytes
         print(f"{cost.label:<8}{mb(est):>14}{mb(measured):>14}{est / measured:>14.3f}  {cost.train_peak_op}")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mbcost
-from mbcost.bench.memory import Allocation, peak_of
+from mbcost.bench.memory import allocations_during, peak_of
 
 
 @pytest.fixture
@@ -35,21 +35,17 @@ def test_inference_activation_peak_within_15_percent(spec, one_thread):
 
 
 def _training_step_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
-    from torch.profiler import ProfilerActivity, profile
-
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
     model(x).sum().backward()  # warm-up: the allocator and oneDNN settle
     opt.step()
     opt.zero_grad(set_to_none=True)  # gradients freed beforehand: the step allocates them
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        xx = x.clone()
-        loss = model(xx).sum()
+    def step() -> None:
+        loss = model(x.clone()).sum()
         loss.backward()
         opt.step()
-        del loss, xx
-    events = prof.profiler.kineto_results.events()
-    return peak_of(Allocation(e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+
+    return peak_of(allocations_during(step))
 
 
 @pytest.mark.parametrize("spec", ["v1", "v2"])

@@ -69,12 +69,14 @@ def forward_once(model: Any, forward_args: Any) -> None:
     del out, args, kwargs
 
 
-def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
-    """Every CPU allocation and free of one forward under ``inference_mode`` (inputs copied inside).
+def allocations_during(fn: Any, *, inference: bool = False) -> list[Allocation]:
+    """Every CPU allocation and free while ``fn()`` runs (under ``inference_mode`` when asked).
 
     Raises:
         BenchError: this PyTorch's profiler does not expose its raw events.
     """
+    import contextlib
+
     import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -86,14 +88,20 @@ def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
     # when it first starts. Quiet by default; a level the user set is kept.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     cpu_kinds = {DeviceType.CPU, DeviceType.MKLDNN, DeviceType.IDEEP}
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        forward_once(model, forward_args)
+    mode = torch.inference_mode() if inference else contextlib.nullcontext()
+    with mode, profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
     results = getattr(prof.profiler, "kineto_results", None)
     if results is None:
         raise BenchError(f"torch {torch.__version__}: the profiler exposes no raw memory events; "
                          "cannot measure the CPU memory peak")
     return [Allocation(e.start_ns(), e.nbytes()) for e in results.events()
             if e.name() == MEMORY_EVENT and e.device_type() in cpu_kinds]
+
+
+def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
+    """Every CPU allocation and free of one forward under ``inference_mode`` (inputs copied inside)."""
+    return allocations_during(lambda: forward_once(model, forward_args), inference=True)
 
 
 def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
