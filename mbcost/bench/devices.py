@@ -243,12 +243,22 @@ class MemoryEstimate:
 
 
 def estimate_memory(cost: ModelCost) -> MemoryEstimate:
-    """Weights + input + 2 x the live activations at the forward's worst point (tensor lifetimes;
-    the largest op's input + output when the count came from a real run, which traces none).
+    """What a run needs, from the analytic model: weights + inputs + 2 x the activations alive at
+    the worst point (tensor lifetimes; after a real-CPU count, which traces none, the largest op's
+    input + output for a forward, every activation the forward writes for a training step).
 
-    Doubling covers convolution workspace and the allocator's rounding. An estimate, not a bound:
-    it errs on the generous side.
+    A training step (``cost.mode == "train"``) also keeps, per trainable weight, a gradient and the
+    optimizer's state, and its activation peak is the step's (``train_peak_activation_bytes``, inputs
+    included). Doubling covers workspace and the allocator's rounding: an estimate, not a bound; it
+    errs on the generous side.
     """
+    if cost.mode == "train":
+        kept = (cost.weight_bytes + cost.buffer_bytes + cost.trainable_params * cost.dtype_bytes
+                + (cost.optimizer_state_bytes or 0))
+        peak = cost.train_peak_activation_bytes
+        if peak is None:
+            peak = cost.input_bytes + cost.activation_bytes
+        return MemoryEstimate(weight_bytes=kept, input_bytes=0, activation_bytes=2 * peak)
     peak = cost.peak_activation_bytes if cost.peak_activation_bytes is not None else cost.largest_op_bytes
     return MemoryEstimate(weight_bytes=cost.weight_bytes, input_bytes=cost.input_bytes, activation_bytes=2 * peak)
 
@@ -261,8 +271,11 @@ def check_memory(cost: ModelCost, device: Device, what: str | None = None) -> Me
     available = available_memory(device)
     if available is not None and estimate.total > MEMORY_HEADROOM * available:
         label = what or f"{cost.label} at batch {cost.batch}"
+        if cost.mode == "train":
+            label += f" for a training step with {cost.optimizer}"
+        kept = "weights + gradients + optimizer state" if cost.mode == "train" else "weights"
         raise MemoryRefusal(
-            f"{label} needs about {nbytes(estimate.total)} (weights {nbytes(estimate.weight_bytes)} + activations "
+            f"{label} needs about {nbytes(estimate.total)} ({kept} {nbytes(estimate.weight_bytes)} + activations "
             f"{nbytes(estimate.activation_bytes + estimate.input_bytes)}, {cost.dtype}, estimated from the analytic "
             f"model) but only {nbytes(available)} is available on {device.torch_device}; lower --batch or --input")
     return estimate

@@ -104,6 +104,28 @@ def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
     return allocations_during(lambda: forward_once(model, forward_args), inference=True)
 
 
+def measure_step_memory(step: Any, device: Any) -> int:
+    """Peak bytes the allocator holds during one training ``step()`` (a ``TrainStep``: it frees the
+    gradients first, so they are allocated inside) beyond what existed before it: activations,
+    what autograd saves, gradients, optimizer state made on the first step, workspace."""
+    import torch
+
+    dev = torch.device(getattr(device, "torch_device", device))
+    if dev.type == "cuda":
+        with torch.cuda.device(dev):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step()
+            torch.cuda.synchronize()
+            return max(0, torch.cuda.max_memory_allocated() - base)
+    if dev.type != "cpu":
+        from mbcost.bench.errors import BenchError
+
+        raise BenchError(f"measuring memory on {dev.type} is not supported (cpu or cuda)")
+    return peak_of(allocations_during(step))
+
+
 def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
     """Peak bytes the allocator holds during one forward of ``model`` beyond what existed before it:
     the inputs' copies, every activation and any workspace (weights and buffers excluded).

@@ -5,13 +5,20 @@ anything is built or timed), then each network is built fresh (``mbcost.zoo.buil
 weights), put in eval mode, converted to the dtype (and channels-last, and ``torch.compile``
 when asked), and its forward pass timed under ``torch.inference_mode`` on a random input.
 
+``mode="train"`` times one training step instead (``TrainStep``): the model in train mode
+(BatchNorm uses and updates batch statistics), grad enabled, a ``torch.optim`` optimizer and the
+inputs built once outside timing; each timed call is ``zero_grad(set_to_none=True)``, the
+forward, ``loss = sum of the outputs`` (in float32), ``loss.backward()``, ``opt.step()``. The
+memory check uses the training estimate (``devices.estimate_memory`` of a train-mode cost).
+
 After the timed runs, one extra forward measures the activation peak (``mbcost.bench.memory``:
 the CPU profiler's allocation events, or CUDA's peak counter), recorded next to the engine's
-lifetime estimate (``peak_memory_bytes``, ``estimated_peak_memory_bytes``).
+lifetime estimate (``peak_memory_bytes``, ``estimated_peak_memory_bytes``). In train mode one
+extra step is measured instead, next to the step's activation estimate.
 
 ``achieved_gflops`` is the analytic FLOPs (2 x MACs of conv and linear layers, the papers'
 convention) divided by the median time: the rate at which the network's useful arithmetic gets
-done, not a hardware counter.
+done, not a hardware counter. In train mode: 2 x (forward + backward MACs) / median.
 """
 
 from __future__ import annotations
@@ -93,15 +100,18 @@ class ModelPlan:
 
 
 def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
-                settings: BenchSettings, *, num_classes: int = 1000, input_dtype: str | None = None) -> list[ModelPlan]:
+                settings: BenchSettings, *, num_classes: int = 1000, input_dtype: str | None = None,
+                mode: str = "inference", optimizer: str = "sgd") -> list[ModelPlan]:
     """Cost every (model, batch) and check that it fits in memory, before measuring anything.
 
     ``inputs`` is any form ``mbcost.analyze`` takes; ``batches`` apply to the image shorthand
-    (``224``, ``"HxW"``), a full shape carries its own batch.
+    (``224``, ``"HxW"``), a full shape carries its own batch. ``mode="train"`` plans a training
+    step with ``optimizer`` (``sgd``, ``momentum``, ``adam``, ``adamw``), checked against the
+    training estimate (weights, gradients, optimizer state, the step's activations).
 
     Raises:
         MemoryRefusal: a configuration whose estimated memory exceeds what is available.
-        SpecError: several batch sizes for inputs given as full shapes.
+        SpecError: several batch sizes for inputs given as full shapes; an unknown mode or optimizer.
     """
     from mbcost.cost.analyze import analyze
     from mbcost.errors import SpecError
@@ -110,12 +120,16 @@ def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
     for spec in specs:
         for batch in batches:
             cost = analyze(spec, inputs, batch, num_classes=num_classes, dtype=settings.dtype,
-                           input_dtype=input_dtype)
+                           input_dtype=input_dtype, mode=mode, optimizer=optimizer)
             if len(batches) > 1 and cost.batch != batch:
                 raise SpecError("--batch with several sizes applies to image inputs (224, HxW); a full shape "
                                 "carries its own batch")
-            memory = check_memory(cost, settings.device)
-            plans.append(ModelPlan(spec, cost, settings.config(cost.batch), memory, num_classes))
+            if cost.mode == "train":
+                memory = check_memory(cost, settings.device)
+            else:
+                memory = check_memory(cost, settings.device)
+            config = replace(settings.config(cost.batch), mode=cost.mode, optimizer=cost.optimizer)
+            plans.append(ModelPlan(spec, cost, config, memory, num_classes))
     return plans
 
 
@@ -151,14 +165,15 @@ def make_inputs(cost: ModelCost, settings: BenchSettings) -> ForwardArgs:
 
 def prepare_model(spec: ModelSpec, settings: BenchSettings, cost: ModelCost, *,
                   num_classes: int = 1000) -> tuple[Any, ForwardArgs]:
-    """Build ``spec`` on the device in eval mode with the settings applied; return it and its inputs."""
+    """Build ``spec`` on the device with the settings applied, in eval mode (train mode when
+    ``cost.mode == "train"``); return it and its inputs."""
     import torch
 
     from mbcost.zoo.spec import build_model
 
     dev = settings.device.torch_device
     dtype = getattr(torch, settings.dtype)
-    model = build_model(spec, num_classes=num_classes, device=dev).eval().to(dtype=dtype)
+    model = build_model(spec, num_classes=num_classes, device=dev).train(cost.mode == "train").to(dtype=dtype)
     x = make_inputs(cost, settings)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -168,8 +183,11 @@ def prepare_model(spec: ModelSpec, settings: BenchSettings, cost: ModelCost, *,
 
 
 def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
-                 measure_fn: MeasureFn | None = None) -> Measurement:
-    """Time ``model(*x.args, **x.kwargs)`` under ``inference_mode``; a failing forward pass becomes ``BenchError``."""
+                 measure_fn: MeasureFn | None = None, *, step: Callable[[], Any] | None = None) -> Measurement:
+    """Time ``model(*x.args, **x.kwargs)`` under ``inference_mode``, or ``step()`` (a ``TrainStep``)
+    with grad enabled when given; a failing call becomes ``BenchError``."""
+    import contextlib
+
     import torch
 
     measure_fn = default_measure(measure_fn)
@@ -178,37 +196,125 @@ def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
     def forward() -> None:
         model(*args, **kwargs)
 
+    fn = step or forward
     try:
-        with torch.inference_mode():
-            return measure_fn(forward, settings.budget, threads=settings.threads,
-                              device_type=settings.device.type)
+        with torch.inference_mode() if step is None else contextlib.nullcontext():
+            return measure_fn(fn, settings.budget, threads=settings.threads, device_type=settings.device.type)
     except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        step = "torch.compile" if settings.compile else "the forward pass"
-        raise BenchError(f"{what}: {step} failed on {settings.device.torch_device} ({settings.dtype}): "
+        failed = "torch.compile" if settings.compile else ("the training step" if step else "the forward pass")
+        raise BenchError(f"{what}: {failed} failed on {settings.device.torch_device} ({settings.dtype}): "
                          f"{first[:300]}") from exc
 
 
+def make_optimizer(model: Any, name: str) -> Any:
+    """The ``torch.optim`` optimizer of ``mbcost.cost.training.OPTIMIZERS[name]`` over the model's
+    trainable parameters: ``sgd`` SGD, ``momentum`` SGD with momentum 0.9, ``adam`` Adam, ``adamw``
+    AdamW (weight decay 0.01); learning rate 1e-3 (small: random weights, a sum loss, many steps).
+    The default implementation (foreach on CUDA, per-tensor loops on CPU), as a training script gets."""
+    import torch
+
+    from mbcost.errors import SpecError
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    makers = {
+        "sgd": lambda: torch.optim.SGD(params, lr=1e-3),
+        "momentum": lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
+        "adam": lambda: torch.optim.Adam(params, lr=1e-3),
+        "adamw": lambda: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01),
+    }
+    if name not in makers:
+        raise SpecError(f"unknown optimizer {name!r}; choose one of {', '.join(makers)}")
+    return makers[name]()
+
+
+def output_loss(out: Any) -> Any:
+    """``out.float().sum()`` for a tensor; the sum of that over every floating tensor in a tuple,
+    list or dict output (integer outputs such as indices carry no gradient).
+
+    Raises:
+        BenchError: the output holds no tensor that requires a gradient.
+    """
+    import torch
+
+    leaves = []
+
+    def collect(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.requires_grad:
+                leaves.append(x.float().sum())
+        elif isinstance(x, (tuple, list)):
+            for v in x:
+                collect(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                collect(v)
+
+    collect(out)
+    if not leaves:
+        raise BenchError(f"the model's output ({type(out).__name__}) holds no tensor that requires a gradient; "
+                         "nothing to train")
+    return leaves[0] if len(leaves) == 1 else torch.stack(leaves).sum()
+
+
+class TrainStep:
+    """One training step of ``model`` on fixed inputs, built once outside timing: each call is
+    ``zero_grad(set_to_none=True)``, forward, ``loss = output_loss(out)``, ``loss.backward()``,
+    ``optimizer.step()``. Call it with grad enabled (not under ``inference_mode``)."""
+
+    def __init__(self, model: Any, x: ForwardArgs, optimizer: str) -> None:
+        self.model = model
+        self.args, self.kwargs = x.args, x.kwargs
+        self.optimizer = make_optimizer(model, optimizer)
+
+    def __call__(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(*self.args, **self.kwargs)
+        loss = output_loss(out)
+        loss.backward()
+        self.optimizer.step()
+
+
 def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: int | None = None) -> ModelRecord:
-    """The record of one measured network (pure: no timing here)."""
+    """The record of one measured network (pure: no timing here). In train mode the work is the
+    step's: ``achieved_gflops`` = 2 x (forward + backward MACs) / median."""
     cost = plan.cost
     seconds = m.median
+    train = cost.mode == "train"
+    backward_macs = cost.backward_macs if train else 0
+    flops = 2 * (cost.macs + backward_macs)
     return ModelRecord(
         **Record.common(plan.config, env, m),
         model=cost.label, input=cost.input, inputs=[i.to_dict() for i in cost.inputs],
         params=cost.params, macs=cost.macs, flops=cost.flops,
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
-        achieved_gflops=cost.flops / seconds / 1e9 if seconds > 0 else math.inf,
-        peak_memory_bytes=peak_memory_bytes, estimated_peak_memory_bytes=cost.peak_activation_bytes,
+        achieved_gflops=flops / seconds / 1e9 if seconds > 0 else math.inf,
+        peak_memory_bytes=peak_memory_bytes,
+        estimated_peak_memory_bytes=_estimated_peak(cost),
+        mode=cost.mode, optimizer=cost.optimizer, backward_macs=backward_macs,
     )
 
 
-def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: str) -> int | None:
-    """The measured activation peak of one extra forward (``mbcost.bench.memory``), or ``None``
-    (logged) when the pass cannot be measured, e.g. under a profiler the caller already runs."""
-    from mbcost.bench.memory import measure_peak_memory
+def _estimated_peak(cost: ModelCost) -> int | None:
+    """The estimate a measured peak is compared with: the forward's live activations; for a training
+    step, its gradients too (freed before the measured step) with the step's activations."""
+    if cost.mode != "train":
+        return cost.peak_activation_bytes
+    if cost.train_peak_activation_bytes is None:
+        return None
+    return cost.train_peak_activation_bytes + cost.trainable_params * cost.dtype_bytes
+
+
+def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
+                   step: TrainStep | None = None) -> int | None:
+    """The measured activation peak of one extra forward, or of one extra training ``step``
+    (``mbcost.bench.memory``), or ``None`` (logged) when the pass cannot be measured, e.g. under a
+    profiler the caller already runs."""
+    from mbcost.bench.memory import measure_peak_memory, measure_step_memory
 
     try:
+        if step is not None:
+            return measure_step_memory(step, settings.device)
         return measure_peak_memory(model, x, settings.device)
     except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -219,14 +325,23 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
 def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
                 env: Env | None = None, busy_cpus: float | None = None) -> ModelRecord:
     """Build and time one planned network, then measure its activation peak in one extra forward
-    (after the timed runs, so it never disturbs them); call inside ``settings.runtime()``."""
+    (after the timed runs, so it never disturbs them); call inside ``settings.runtime()``.
+
+    A train-mode plan times a ``TrainStep`` (optimizer ``plan.config.optimizer``) and measures the
+    peak of one more step (gradients freed beforehand, so the step allocates them)."""
     model, x = prepare_model(plan.spec, settings, plan.cost, num_classes=plan.num_classes)
     what = f"{plan.cost.label} at batch {plan.config.batch}"
+    step: TrainStep | None = None
     try:
-        m = time_forward(model, x, settings, what, measure_fn)
-        peak = measure_memory(model, x, settings, what)
+        if plan.cost.mode == "train":
+            step = TrainStep(model, x, plan.cost.optimizer or "sgd")
+            m = time_forward(model, x, settings, what, measure_fn, step=step)
+            peak = measure_memory(model, x, settings, what, step)
+        else:
+            m = time_forward(model, x, settings, what, measure_fn)
+            peak = measure_memory(model, x, settings, what)
     finally:
-        del model, x
+        del model, x, step
         if settings.device.type == "cuda":
             import torch
 
@@ -292,9 +407,11 @@ class Speedup:
 
 
 def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
-    """Every ordered pair of records measured under the same configuration.
+    """Every ordered pair of records measured under the same configuration (mode and optimizer
+    included: an inference forward is never compared with a training step).
 
-    ``measured = other.median / model.median``; ``macs_ratio = other.macs / model.macs``.
+    ``measured = other.median / model.median``; ``macs_ratio = other.step_macs / model.step_macs``
+    (forward MACs, plus backward MACs in train mode).
     """
     out = []
     for a in records:
@@ -303,5 +420,5 @@ def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
                 continue
             out.append(Speedup(model=a.model, other=b.model, config=a.config,
                                measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
-                               macs_ratio=b.macs / a.macs if a.macs else math.nan))
+                               macs_ratio=b.step_macs / a.step_macs if a.step_macs else math.nan))
     return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +139,11 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What every record of one run shares: device, dtype, batch and the settings."""
+    """What every record of one run shares: device, dtype, batch and the settings.
+
+    ``mode`` is ``inference`` (an eval forward) or ``train`` (a training step with ``optimizer``):
+    records of different modes measured different work and are never compared.
+    """
 
     device: str
     device_name: str
@@ -149,10 +153,11 @@ class RunConfig:
     channels_last: bool = False
     compile: bool = False
     label: str | None = None
+    mode: str = "inference"
+    optimizer: str | None = None
 
     def with_batch(self, batch: int) -> RunConfig:
-        return RunConfig(self.device, self.device_name, self.dtype, batch, self.threads, self.channels_last,
-                         self.compile, self.label)
+        return replace(self, batch=batch)
 
     @property
     def run_label(self) -> str:
@@ -162,7 +167,7 @@ class RunConfig:
     def key(self) -> tuple[Any, ...]:
         """Records with equal keys were measured under the same conditions (comparable)."""
         return (self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
-                self.compile)
+                self.compile, self.mode, self.optimizer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,6 +220,11 @@ class Record:
 class ModelRecord(Record):
     """One network, one configuration. ``achieved_gflops`` = analytic FLOPs (2 x MACs) / median.
 
+    ``mode="train"``: the median is one training step (forward in train mode, backward, the
+    ``optimizer``'s update) and ``achieved_gflops`` = 2 x (``macs`` + ``backward_macs``) / median:
+    the forward's and the gradients' conv and linear MACs (``mbcost.cost.training``), the optimizer's
+    elementwise update not counted. ``throughput_ips`` is then training images per second.
+
     ``peak_memory_bytes`` (measured) and ``estimated_peak_memory_bytes`` (the engine's) are both
     activation peaks: weights and buffers excluded, inputs included.
     """
@@ -233,8 +243,26 @@ class ModelRecord(Record):
     #: held beyond the weights, inputs' copies and workspace included; ``None`` when not measured.
     peak_memory_bytes: int | None = None
     #: The engine's estimate of the same (``ModelCost.peak_activation_bytes``: live activations,
-    #: inputs included, from tensor lifetimes); ``None`` after a real-CPU fallback count.
+    #: inputs included, from tensor lifetimes); ``None`` after a real-CPU fallback count. In train
+    #: mode the step's (``train_peak_activation_bytes``: saved tensors and gradients included), and
+    #: ``peak_memory_bytes`` is ``None`` (the measuring pass is a forward under inference_mode).
     estimated_peak_memory_bytes: int | None = None
+    #: ``inference`` (an eval forward under inference_mode) or ``train`` (one training step); older
+    #: records, which have neither key, were inference.
+    mode: str = "inference"
+    #: The training step's optimizer (``sgd``, ``momentum``, ``adam``, ``adamw``); ``None`` in inference.
+    optimizer: str | None = None
+    #: Training: gradient MACs of the backward (``ModelCost.backward_macs``); 0 in inference.
+    backward_macs: int = 0
+
+    @property
+    def config(self) -> RunConfig:
+        return replace(super().config, mode=self.mode, optimizer=self.optimizer)
+
+    @property
+    def step_macs(self) -> int:
+        """MACs of what one timed call does: the forward's, plus the backward's in train mode."""
+        return self.macs + self.backward_macs
 
     @property
     def peak_memory_difference_bytes(self) -> int | None:

@@ -23,6 +23,10 @@ from mbcost.cli.app import (
     FormatOpt,
     InputDTypeOpt,
     InputOpt,
+    Mode,
+    ModeOpt,
+    OptimizerName,
+    OptimizerOpt,
     OutputOpt,
     app,
     check_writable,
@@ -152,7 +156,10 @@ def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], recor
 
 
 @app.command(help="Measure the latency of real networks: median, spread (IQR, runs), images/s, achieved GFLOP/s and "
-                  "the measured speed-up against the other models next to the MAC ratio. " + TIMING_HELP)
+                  "the measured speed-up against the other models next to the MAC ratio. " + TIMING_HELP
+                  + " --mode train times one training step instead (train mode, grad enabled: zero_grad, forward, "
+                    "loss = sum of the outputs, backward, optimizer step; GFLOP/s = 2 x (forward + backward MACs) / "
+                    "median), refused when the training memory estimate does not fit.")
 def bench(
     models: str = typer.Option("v1,v2,vgg16", "--models", "-m", help="Comma-separated model specs (v1, v2@0.75, "
                                                                      "vgg16, package.module:factory)."),
@@ -172,6 +179,8 @@ def bench(
     keep_denormals: bool = DenormalOpt,
     default_malloc: bool = MallocOpt,
     cudnn_benchmark: bool | None = CudnnOpt,
+    mode: Mode = ModeOpt,
+    optimizer: OptimizerName = OptimizerOpt,
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
@@ -188,7 +197,8 @@ def bench(
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc)
-    plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype)
+    plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype,
+                        mode=mode.value, optimizer=optimizer.value)
     with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
         records = bench_models(plans, settings, on_record=out.write, progress=update)
     ups = speedups(records)

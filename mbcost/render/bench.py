@@ -29,6 +29,16 @@ MEMORY = ("activation peak = bytes of live activations at the forward's worst po
 MEMORY_DIFFERENCE = ("difference = measured - estimated: what the allocator held beyond the tensors the model names "
                      "(convolution workspace such as oneDNN reorders and im2col columns, max-pool indices, inputs "
                      "still held by the calling module, allocator rounding)")
+TRAIN_TIMING = ("mode train: median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up) of one "
+                "training step: the model in train mode (BatchNorm on batch statistics), grad enabled, "
+                "zero_grad(set_to_none) + forward + loss = sum of the outputs + backward + optimizer step (SGD, SGD "
+                "momentum 0.9, Adam or AdamW, lr 1e-3); images/s = batch / step time; IQR = interquartile range")
+TRAIN_GFLOPS = ("train GFLOP/s = 2 x (forward + backward MACs of conv and linear layers) / median step time (the "
+                "optimizer's update not counted); vs X compares steps of the same optimizer, MACs = forward + backward")
+TRAIN_MEMORY = ("train act. peak est. = the step's gradients (one per trainable weight) + the activations alive at its "
+                "worst point (inputs, tensors saved for backward, activation gradients), from tensor lifetimes; "
+                "measured: the allocator's peak over one more step with the gradients freed first (the optimizer's "
+                "state, made on the first step, existed before)")
 ROOFLINE = ("roofline bound = min(peak compute, intensity x peak bandwidth), peaks measured on this device "
             "(matmul, copy); fraction = achieved / bound")
 
@@ -126,7 +136,7 @@ def flat(record: Record) -> dict[str, Any]:
 def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table:
     models = list(dict.fromkeys(r.model for r in records))
     columns = ["model", "input", "batch", "dtype", "median", "IQR (runs)", "images/s", "GFLOP/s",
-               "act. peak est.", "act. peak measured (vs est.)"]
+               "act. peak est.", "act. peak measured (vs est.)", "mode"]
     others = models if len(models) > 1 else []
     columns += [f"vs {o}: measured (MACs)" for o in others]
     by_pair = {(s.model, s.other, s.config.key): s for s in ups}
@@ -134,13 +144,16 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
     for r in records:
         row = [r.model, "x".join(str(d) for d in r.input), str(r.batch), r.dtype + (" CL" if r.channels_last else "")
                + (" compiled" if r.compile else ""), ms(r.median_ms), spread(r), number(r.throughput_ips),
-               number(r.achieved_gflops), fmt.nbytes(r.estimated_peak_memory_bytes), measured_memory(r)]
+               number(r.achieved_gflops), fmt.nbytes(r.estimated_peak_memory_bytes), measured_memory(r), mode_label(r)]
         for o in others:
             s = by_pair.get((r.model, o, r.config.key))
             row.append("1x" if o == r.model else ("-" if s is None else f"{speed(s.measured)} ({speed(s.macs_ratio)})"))
         rows.append(row)
     first = records[0]
-    notes = [TIMING, GFLOPS, conventions.MACS, MEMORY, MEMORY_DIFFERENCE,
+    train = any(r.mode == "train" for r in records)
+    inference = any(r.mode != "train" for r in records)
+    notes = [*([TIMING, GFLOPS] if inference else []), *([TRAIN_TIMING, TRAIN_GFLOPS] if train else []),
+             conventions.MACS, *([MEMORY, MEMORY_DIFFERENCE] if inference else []), *([TRAIN_MEMORY] if train else []),
              "vs X: how many times faster than X, measured (and as the MAC ratio predicts)", env_line(first)]
     if any(r.wide_spread for r in records):
         notes.insert(2, wide_note())
@@ -149,18 +162,26 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
     return Table(title=title, columns=columns, rows=rows, notes=notes)
 
 
+def mode_label(r: ModelRecord) -> str:
+    """``inference``, or ``train (adam)``."""
+    return f"train ({r.optimizer})" if r.mode == "train" else r.mode
+
+
 def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
     return [{"model": s.model, "other": s.other, "batch": s.config.batch, "dtype": s.config.dtype,
-             "device": s.config.device, "measured_speedup": s.measured, "macs_ratio": s.macs_ratio,
-             "realised": s.realised} for s in ups]
+             "device": s.config.device, "mode": s.config.mode, "optimizer": s.config.optimizer,
+             "measured_speedup": s.measured, "macs_ratio": s.macs_ratio, "realised": s.realised} for s in ups]
 
 
 def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
     """``{"conventions": ..., "results": [record, ...], ...}``: the ``--format json`` document."""
     from mbcost.bench.store import jsonable
 
-    doc = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS, "flops": conventions.FLOPS},
-           "results": [r.to_dict() for r in records]}
+    doc: dict[str, Any] = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS,
+                                           "flops": conventions.FLOPS},
+                           "results": [r.to_dict() for r in records]}
+    if any(getattr(r, "mode", None) == "train" for r in records):
+        doc["conventions"].update(train_timing=TRAIN_TIMING, train_gflops=TRAIN_GFLOPS)
     doc.update(extra)
     return jsonable(doc)
 
