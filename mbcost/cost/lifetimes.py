@@ -39,6 +39,7 @@ class Lifetimes:
         self.size: dict[int, int] = {}
         self.where: list[Any] = []
         self.keep: list[Any] = []  # storages must outlive the walk, or their ids could be reused
+        self.keys: dict[int, int] = {}  # id of a tensor seen -> its storage id
         # training: storage -> the earliest op that saved it for backward (it is freed once the
         # backward, running ops in reverse, has passed that op); per op, its gradients' bytes
         self.saved: dict[int, int] = {}
@@ -46,20 +47,24 @@ class Lifetimes:
         self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
         self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
 
-    @staticmethod
-    def _key(t: Any) -> int:
-        return t.untyped_storage()._cdata
+    def _key(self, t: Any) -> int:
+        """The storage id of ``t``, remembered per tensor (every tensor seen is kept alive, so its id
+        stays its own)."""
+        key = self.keys.get(id(t))
+        if key is None:
+            key = self.keys[id(t)] = t.untyped_storage()._cdata
+            self.keep.append(t)
+        return key
 
     def _create(self, t: Any, step: int) -> None:
-        storage = t.untyped_storage()
-        key = storage._cdata
+        key = self._key(t)
         if key in self.weight_storages:
             return
         if key not in self.created:
             self.created[key] = step
-            self.size[key] = storage.nbytes()
-            self.keep.append(t)
-        self.last[key] = max(self.last.get(key, step), step)
+            self.size[key] = t.untyped_storage().nbytes()
+        last = self.last.get(key, step)
+        self.last[key] = step if step > last else last
 
     def inputs(self, tensors: list[Any]) -> None:
         """The model's inputs: alive before the first op and, held by the caller, until the end."""
@@ -76,9 +81,9 @@ class Lifetimes:
         if scratch:
             self.scratch[step] = scratch
         self.where.append(where)
-        last, weights = self.last, self.weight_storages
+        last, weights, key_of = self.last, self.weight_storages, self._key
         for t in reads:
-            key = t.untyped_storage()._cdata
+            key = key_of(t)
             if key not in weights:
                 last[key] = step
         for t in writes:
@@ -89,7 +94,7 @@ class Lifetimes:
         step = len(self.where) - 1
         last = self.last
         for t in tensors:
-            key = t.untyped_storage()._cdata
+            key = self._key(t)
             if key in last and last[key] < step:
                 last[key] = step
 
@@ -101,7 +106,7 @@ class Lifetimes:
             key = -1 - len(self.size)  # a storage of autograd's own, made by this op
             self.created[key], self.size[key], self.last[key], self.saved[key] = step, copies, step, step
         for t in tensors:
-            key = t.untyped_storage()._cdata
+            key = self._key(t)
             if key in self.created and key not in self.saved:
                 self.saved[key] = step
         self.grads.extend([0] * (step - len(self.grads)))
