@@ -15,8 +15,13 @@ How it runs (``execute``):
   A run that would not fit in memory is refused beforehand, with the estimate.
 * ``auto``: ``meta``, and ``real`` when the meta run fails; the result says which ran and why.
 
-The user's model is never changed: forward hooks (to know which module issued an op) are
-removed in ``finally``, train/eval flags are restored, and the real run uses a copy.
+On the meta run the walk also follows every storage's lifetime (``mbcost.cost.lifetimes``) for
+the peak activation memory, and with ``train=True`` it runs the forward in train mode and costs
+the backward (``mbcost.cost.training``): gradient flow, what each op saves, gradient products.
+
+The user's model is never changed: the module hooks that say which module issued an op (torch's
+global ones, filtered to this model and this thread) are removed in ``finally``; train/eval flags
+and any attribute the forward rebinds are restored; the real run uses a copy.
 """
 
 from __future__ import annotations
