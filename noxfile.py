@@ -29,6 +29,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_gate.py")
     session.run("python", "benchmarks/bench_report.py")
     session.run("python", "benchmarks/bench_latency_repeat.py")
+    session.run("python", "benchmarks/bench_memory.py", "--no-explain")
 
 
 @nox.session(python=False)
@@ -41,7 +42,8 @@ def engine(session: nox.Session) -> None:
 @nox.session(python=False)
 def cuda(session: nox.Session) -> None:
     """On a GPU machine: the CUDA-marked tests, then a CUDA benchmark saved as JSON Lines."""
-    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_bench_devices.py", "tests/test_bench_cli.py")
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_bench_devices.py", "tests/test_bench_cli.py",
+                "tests/test_bench_memory.py")
     session.run("mbcost", "bench", "--device", "cuda", "--dtype", "float16", "--batch", "1,32",
                 "--save", "results-cuda.jsonl")
 
