@@ -23,12 +23,12 @@ TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging aft
 GFLOPS = "GFLOP/s = analytic FLOPs (2 x MACs of conv and linear layers) / median time"
 WIDE = "! = wide spread: IQR above {:.0%} of the median (shown, not hidden; rerun on an idle machine)"
 MEMORY = ("activation peak = bytes of live activations at the forward's worst point, inputs included, weights and "
-          "buffers excluded; estimated from tensor lifetimes (each freed after its last use); measured = the "
-          "allocator's peak in one extra forward after the timed runs (CPU: profiler allocation events; CUDA: "
-          "max_memory_allocated); MB = 10^6 bytes")
-MEMORY_DIFFERENCE = ("difference = measured - estimated: what the allocator held beyond the tensors the model names "
-                     "(convolution workspace such as oneDNN reorders and im2col columns, max-pool indices, inputs "
-                     "still held by the calling module, allocator rounding)")
+          "buffers excluded; estimated from tensor lifetimes (freed after their last use, or when the module call "
+          "they were passed to returns) plus CPU convolution scratch (oneDNN blocked copies, im2col) modelled for "
+          "one thread and AVX-512; measured = the allocator's peak in one extra forward after the timed runs (CPU: "
+          "profiler allocation events; CUDA: max_memory_allocated); MB = 10^6 bytes")
+MEMORY_DIFFERENCE = ("difference = measured - estimated: what the estimate's model misses (another kernel choice "
+                     "with more threads or another CPU, cuDNN workspace, allocator rounding)")
 TRAIN_TIMING = ("mode train: median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up) of one "
                 "training step: the model in train mode (BatchNorm on batch statistics), grad enabled, "
                 "zero_grad(set_to_none) + forward + loss = sum of the outputs + backward + optimizer step (SGD, SGD "
