@@ -43,6 +43,8 @@ class InputSpec:
     shape: tuple[int, ...]
     dtype: str = "float32"
     name: str | None = None
+    #: A 4-D input laid out channels-last (a tensor given so): convolution keeps that layout.
+    channels_last: bool = False
 
     @property
     def numel(self) -> int:
@@ -68,6 +70,8 @@ class InputSpec:
         d: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype}
         if self.name:
             d["name"] = self.name
+        if self.channels_last:
+            d["memory_format"] = "channels_last"
         return d
 
 
@@ -209,7 +213,11 @@ def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None)
         dt = str(value.dtype).removeprefix("torch.")
         if dt not in INPUT_DTYPES:
             raise SpecError(f"input tensor of dtype {dt} is not supported; use one of {', '.join(INPUT_DTYPES)}")
-        return InputSpec(tuple(int(d) for d in value.shape), dt, name)
+        import torch
+
+        channels_last = value.dim() == 4 and not value.is_contiguous() \
+            and value.is_contiguous(memory_format=torch.channels_last)
+        return InputSpec(tuple(int(d) for d in value.shape), dt, name, channels_last)
     if torch_type and isinstance(value, tuple):  # torch.Size
         return InputSpec(_check_shape(value, value), dtype, name)
     if isinstance(value, str):

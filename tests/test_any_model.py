@@ -214,3 +214,57 @@ def test_the_caller_module_keeps_its_attributes_after_a_meta_run():
 def test_bad_inputs_raise_one_line_spec_errors(inputs, message):
     with pytest.raises(SpecError, match=message):
         mbcost.analyze(nn.Conv2d(3, 3, 1), inputs)
+
+
+# -- layouts and dtypes the shortcuts must get right (each model runs in PyTorch itself) ------------
+
+
+class IntDivision(nn.Module):
+    def forward(self, a, b):
+        return (a / b).mean(-1)  # int / int is a float
+
+
+class ExpandedToken(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Parameter(torch.randn(1, 4, 8))
+
+    def forward(self, x):
+        return nn.functional.gelu(self.tok.expand(x.shape[0], -1, -1)).view(-1, 8).sum() + x  # dense result
+
+
+class TransposedSoftmax(nn.Module):
+    def forward(self, x):
+        return torch.softmax(x.transpose(1, 2), -1).view(x.shape[0], -1)  # softmax returns contiguous
+
+
+class PromotedAdd(nn.Module):
+    def forward(self, ids, x):
+        return (ids + x.transpose(1, 2)).view(ids.shape[0], -1)  # the first operand decides the layout
+
+
+class ChannelsLastView(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).view(x.shape[0], -1)
+
+
+@pytest.mark.parametrize(("model", "inputs"), [
+    (IntDivision(), (torch.randint(1, 5, (2, 8)), torch.randint(1, 5, (2, 8)))),
+    (ExpandedToken(), torch.randn(2, 16)),
+    (TransposedSoftmax(), torch.randn(2, 8, 6)),
+    (PromotedAdd(), (torch.randint(0, 5, (2, 6, 8)), torch.randn(2, 8, 6))),
+    (ChannelsLastView(), torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)),
+], ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else "")
+def test_valid_models_run_on_meta_as_they_run_in_pytorch(model, inputs):
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    model(*args)  # PyTorch runs it
+    assert mbcost.analyze(model, inputs, execute="meta").execution == "meta"
+
+
+@pytest.mark.parametrize("model", [nn.ConvTranspose2d(3, 4, 3, stride=1, output_padding=1),
+                                   nn.MaxPool2d(2, padding=2)], ids=["output_padding", "pool_padding"])
+def test_models_pytorch_refuses_are_refused(model):
+    with pytest.raises(RuntimeError):
+        model(torch.randn(1, 3, 8, 8))
+    with pytest.raises(AnalysisError, match="meta device"):
+        mbcost.analyze(model, (1, 3, 8, 8), execute="meta")

@@ -76,8 +76,9 @@ def test_without_blocks_streamed_equals_materialized(v1_v2):
 
 def test_torchvision_blocks_are_found_and_streamed():
     torchvision = pytest.importorskip("torchvision")
-    with __import__("torch").device("meta"):
-        model = torchvision.models.mobilenet_v2()
+    torch = __import__("torch")
+    with torch.device("meta"):
+        model = torchvision.models.mobilenet_v2().to(torch.float16)  # a module given is analysed in its dtype
     blocks = streamable_blocks(model)
     assert blocks == tuple(f"features.{i}" for i in range(1, 18))
     (s,) = memory_schedules([model], 224, dtype="float16")

@@ -153,7 +153,7 @@ def make_inputs(cost: ModelCost, settings: BenchSettings) -> ForwardArgs:
         dt = getattr(torch, spec.dtype)
         if dt.is_floating_point:
             x = torch.randn(spec.shape, device=dev, dtype=dtype)
-            if settings.channels_last and x.dim() == 4:
+            if (settings.channels_last or spec.channels_last) and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             return x
         x = torch.randint(0, 2, spec.shape, device=dev)

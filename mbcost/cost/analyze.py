@@ -92,9 +92,7 @@ def analyze(
         if resolved.image_size is not None:
             check_input_fits(spec, resolved.image_size)
         if spec.factory:
-            from mbcost.zoo.spec import build_model
-
-            module = _build_user_model(spec, build_model)
+            module = build_user_model(spec, dtype)
             materialize = _real_builder(spec, num_classes)
         else:
             module, structure = _zoo_model(spec, num_classes, dtype)
@@ -156,14 +154,19 @@ def _real_builder(spec: ModelSpec, num_classes: int):  # noqa: ANN202
     return build
 
 
-def _build_user_model(spec: ModelSpec, build_model) -> nn.Module:  # noqa: ANN001
-    """Build a user's factory on the meta device when it allows it, else normally."""
+def build_user_model(spec: ModelSpec, dtype: str = "float32") -> nn.Module:
+    """Build a user's factory on the meta device when it allows it, else normally; in ``dtype``
+    (the module is mbcost's own, so converting it changes nothing of the user's)."""
+    import torch
+
     from mbcost.errors import MbcostError
+    from mbcost.zoo.spec import build_model
 
     try:
-        return build_model(spec, device="meta")
+        module = build_model(spec, device="meta")
     except MbcostError:
-        return build_model(spec)
+        module = build_model(spec)
+    return module.to(getattr(torch, dtype))
 
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "build_user_model"]

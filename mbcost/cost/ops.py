@@ -220,7 +220,7 @@ _register("convolution _convolution convolution_overrideable cudnn_convolution m
           _conv("convolution"))
 _register("conv1d conv2d conv3d", _conv("conv"))
 _register("conv_transpose1d conv_transpose2d conv_transpose3d", _conv("conv_transpose"))
-_register("mm bmm", _matmul(0, 1, None))
+_register("mm bmm mv dot", _matmul(0, 1, None))
 _register("addmm baddbmm", _matmul(1, 2, 0))
 _register("matmul", _matmul(0, 1, None))
 _register("linear", _matmul(0, 1, 2, linear=True))

@@ -22,7 +22,7 @@ both schedules give the widest tensor held whole and its bytes: the rows of the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.result import LayerCost, ModelCost, Shape
@@ -166,7 +166,8 @@ def memory_schedules(models: str | ModelSpec | nn.Module | list[Any], input_size
     """Analyse each model and read both memory schedules from it.
 
     Args:
-        models: a comma list of specs (``"v1,v2"``), or a list of specs / ``ModelSpec`` / modules.
+        models: a comma list of specs (``"v1,v2"``), or a list of specs / ``ModelSpec`` / modules (a
+            module given is used as it is: build it in ``dtype``).
         input_size: the input, as ``analyze`` takes it (``224``, ``"224x160"``, a full shape...).
         batch: batch size of an image input.
         dtype: element type of the activations; the paper's Table 3 assumes ``float16``.
@@ -185,9 +186,23 @@ def memory_schedules(models: str | ModelSpec | nn.Module | list[Any], input_size
     items = parse_models(models) if isinstance(models, str) else list(models)
     out = []
     for item in items:
-        cost = analyze(item, input_size, batch, num_classes=num_classes, dtype=dtype)
-        out.append(memory_schedule(cost, streamable_blocks(_module_tree(item, num_classes, dtype))))
+        module = _module_tree(item, num_classes, dtype)
+        spec = _spec(item)
+        if spec is not None and spec.factory:  # the user's factory, built once: analyse that module
+            cost = replace(analyze(module, input_size, batch, num_classes=num_classes, dtype=dtype,
+                                   name=spec.name), name=spec.name)
+        else:
+            cost = analyze(item, input_size, batch, num_classes=num_classes, dtype=dtype)
+        out.append(memory_schedule(cost, streamable_blocks(module)))
     return out
+
+
+def _spec(item: Any) -> ModelSpec | None:
+    from mbcost.zoo.spec import ModelSpec, parse_spec
+
+    if isinstance(item, ModelSpec):
+        return item
+    return parse_spec(item) if isinstance(item, str) else None
 
 
 def _module_tree(item: Any, num_classes: int, dtype: str) -> nn.Module:
@@ -200,10 +215,9 @@ def _module_tree(item: Any, num_classes: int, dtype: str) -> nn.Module:
     spec = parse_spec(item) if isinstance(item, str) else item
     if not spec.factory:
         return meta_model(spec, num_classes, dtype)
-    from mbcost.cost.analyze import _build_user_model
-    from mbcost.zoo.spec import build_model
+    from mbcost.cost.analyze import build_user_model
 
-    return _build_user_model(spec, build_model)
+    return build_user_model(spec, dtype)
 
 
 def _inside(module: str, block: str) -> bool:

@@ -32,28 +32,67 @@ def _register(names: str, fn: Shortcut) -> None:
 
 
 def _empty(shape: Sequence[int], like: Any) -> Any:
+    """A new meta tensor of ``shape`` with ``like``'s dtype: channels-last when ``like`` is a
+    channels-last 4-D tensor (convolution and pooling keep that layout), else contiguous."""
     import torch
 
+    if like.dim() == 4 and len(shape) == 4 and not like.is_contiguous() \
+            and like.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty(tuple(shape), dtype=like.dtype, device="meta", memory_format=torch.channels_last)
     return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
 
 
-def meta_like(x: Any) -> Any:
-    """A dense meta tensor with ``x``'s shape and dtype, its dimensions laid out in the order of
-    ``x``'s strides, as ``empty_like`` does (which on meta runs a Python decomposition costing
-    about 0.5 ms; ``empty_strided`` costs 3 us). An expanded ``x`` (stride 0) gets dense strides."""
+def _dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether ``strides`` lay ``shape`` out without gaps or overlaps (size-1 dimensions aside)."""
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(shape, strides, strict=True) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def meta_like(x: Any, dtype: Any = None) -> Any:
+    """A meta tensor with ``x``'s shape, as ``empty_like`` lays it out: ``x``'s strides when they are
+    dense (a transposed or channels-last ``x``), else contiguous (an expanded ``x``). On meta,
+    ``empty_like`` runs a Python decomposition costing about 0.5 ms; this costs 3 us."""
     import torch
 
     shape = x.shape
+    dtype = dtype or x.dtype
     if x.is_contiguous():
-        return torch.empty(shape, dtype=x.dtype, device="meta")
+        return torch.empty(shape, dtype=dtype, device="meta")
     strides = x.stride()
-    order = sorted(range(len(shape)), key=lambda d: (strides[d], shape[d]))  # fastest-moving first
+    if _dense(shape, strides):
+        return torch.empty_strided(shape, strides, dtype=dtype, device="meta")
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _in_order(shape: Sequence[int], x: Any, dtype: Any = None, any_order: bool = False) -> Any:
+    """A new meta tensor of ``shape`` laid out in the order of ``x``'s strides when ``x`` is dense
+    (a cropped channels-last or transposed tensor keeps its layout) or, with ``any_order``, has no
+    broadcast dimension (TensorIterator follows its first operand's order); else contiguous."""
+    import torch
+
+    dtype = dtype or x.dtype
+    if x.is_contiguous() or not (any_order or _dense(x.shape, x.stride())):
+        return torch.empty(tuple(shape), dtype=dtype, device="meta")
+    strides = x.stride()
+    order = sorted(range(len(shape)), key=lambda d: (strides[d], -d))  # fastest-moving first
     dense = [0] * len(shape)
     step = 1
     for d in order:
         dense[d] = step
         step *= max(shape[d], 1)
-    return torch.empty_strided(shape, dense, dtype=x.dtype, device="meta")
+    return torch.empty_strided(tuple(shape), dense, dtype=dtype, device="meta")
+
+
+def _contiguous(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """Same shape, contiguous whatever the input's layout (softmax, roll, group norm)."""
+    import torch
+
+    x = args[0]
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")
 
 
 def _arg(args: Sequence[Any], kwargs: dict[str, Any], i: int, name: str, default: Any = None) -> Any:
@@ -106,7 +145,17 @@ def _inplace(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
 
 _UNARY = ("relu hardtanh sigmoid tanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish softplus "
           "clamp clamp_min clamp_max threshold")
-_register(_UNARY + " _softmax _log_softmax _safe_softmax roll", _same)
+_register(_UNARY, _same)
+_register("_softmax _log_softmax _safe_softmax", _contiguous)
+
+
+def _suggested(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """Same shape; channels-last for a channels-last input, else contiguous (the layout ATen's
+    ``suggest_memory_format`` picks: roll, batch norm, masked_fill)."""
+    return _empty(args[0].shape, args[0])
+
+
+_register("roll", _suggested)
 
 
 def _clone(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -116,7 +165,7 @@ def _clone(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     if fmt is torch.preserve_format:
         return meta_like(args[0])
     if fmt is torch.contiguous_format:
-        return _empty(args[0].shape, args[0])
+        return torch.empty(args[0].shape, dtype=args[0].dtype, device="meta")
     return None
 
 
@@ -134,7 +183,7 @@ def _batch_norm(training_index: int | None) -> Shortcut:
             return None
         training = training_index is not None and _arg(args, kwargs, training_index, "training")
         stats = (x.shape[1],) if training else (0,)
-        return meta_like(x), _empty(stats, x), _empty(stats, x)
+        return _empty(x.shape, x), _empty(stats, x), _empty(stats, x)
 
     return answer
 
@@ -151,9 +200,8 @@ def _layer_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     stats = (*x.shape[:axis], *([1] * len(normalized)))
     import torch
 
-    stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    mean = torch.empty(stats, dtype=stat_dtype, device="meta")
-    return meta_like(x), mean, meta_like(mean)
+    mean = torch.empty(stats, dtype=x.dtype, device="meta")  # the CPU kernel keeps the input's dtype
+    return torch.empty(x.shape, dtype=x.dtype, device="meta"), mean, meta_like(mean)
 
 
 def _group_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -161,7 +209,7 @@ def _group_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     import torch
 
     mean = torch.empty((n, group), dtype=x.dtype, device="meta")
-    return meta_like(x), mean, meta_like(mean)
+    return _empty(x.shape, x), mean, meta_like(mean)
 
 
 _register("native_layer_norm", _layer_norm)
@@ -171,13 +219,20 @@ _register("native_group_norm", _group_norm)
 # --- elementwise with broadcasting ----------------------------------------------------------
 
 
-def _binary(inplace: bool) -> Shortcut:
+def _binary(inplace: bool, true_division: bool = False) -> Shortcut:
+    """Elementwise ``a op b`` with broadcasting and type promotion. The output takes the layout of
+    the first operand of the full output shape (TensorIterator lets the first operand decide);
+    true division of integers gives the default float dtype. Left to run: ``div`` with a rounding
+    mode, and scalars with integer tensors (their promotion depends on the op)."""
+
     def answer(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         import torch
 
         a, b = args[0], args[1]
-        if not isinstance(a, torch.Tensor):
+        if not isinstance(a, torch.Tensor) or (true_division and kwargs.get("rounding_mode") is not None):
             return None
+        if a.dtype == torch.bool or (isinstance(b, torch.Tensor) and b.dtype == torch.bool):
+            return None  # bool arithmetic has op-specific rules (sub refuses it): let the op decide
         if inplace:
             if not a.is_meta:
                 return None
@@ -187,27 +242,33 @@ def _binary(inplace: bool) -> Shortcut:
         if isinstance(b, torch.Tensor):
             shape = broadcast(a.shape, b.shape)
             dtype = torch.result_type(a, b)
-            for like in (a, b):  # the output follows the layout of an operand of its full shape
-                if tuple(like.shape) == shape and dtype == like.dtype:
-                    return meta_like(like)
+            if true_division and not (dtype.is_floating_point or dtype.is_complex):
+                dtype = torch.get_default_dtype()
+            for like in (a, b):  # the first operand of the full shape decides (unless it is expanded)
+                if tuple(like.shape) == shape and (like.is_contiguous() or 0 not in like.stride()):
+                    return _in_order(shape, like, dtype, any_order=True)
             return torch.empty(shape, dtype=dtype, device="meta")
-        if isinstance(b, (int, float, bool)) and a.is_floating_point():
+        if isinstance(b, (int, float)) and not isinstance(b, bool) and a.is_floating_point():
             return meta_like(a)
         return None
 
     return answer
 
 
-_BINARY = "add sub mul div maximum minimum"
+_BINARY = "add sub mul maximum minimum"
 _register(_BINARY, _binary(False))
 _register(" ".join(f"{n}_" for n in _BINARY.split()), _binary(True))
+_register("div", _binary(False, true_division=True))
+_register("div_", _binary(True, true_division=True))
 
 
 def _masked_fill(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    import torch
+
     x, mask = args[0], args[1]
     if broadcast(x.shape, mask.shape) != tuple(x.shape):
         return None
-    return meta_like(x)
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")  # contiguous, whatever x's layout
 
 
 _register("masked_fill", _masked_fill)
@@ -232,6 +293,9 @@ def _cat(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         dtype = torch.promote_types(dtype, t.dtype)
     shape = list(first.shape)
     shape[dim] = total
+    if all(t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+           for t in tensors):  # channels-last inputs give a channels-last result
+        return torch.empty(shape, dtype=dtype, device="meta", memory_format=torch.channels_last)
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
@@ -249,6 +313,13 @@ def _convolution(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     transposed, output_padding, groups = bool(args[6]), _ints(args[7], n), int(args[8])
     if x.dim() != n + 2:
         return None
+    if x.dtype != w.dtype:
+        raise RuntimeError(f"Input type ({x.dtype}) and weight type ({w.dtype}) should be the same")
+    if min(padding) < 0:
+        raise RuntimeError(f"negative padding is not supported (got {padding})")
+    if transposed and any(output_padding[i] >= max(stride[i], dilation[i]) for i in range(n)):
+        raise RuntimeError(f"output padding {output_padding} must be smaller than either stride {stride} or "
+                           f"dilation {dilation}")
     if transposed:
         if x.shape[1] != w.shape[0]:
             raise RuntimeError(f"expected input {tuple(x.shape)} to have {w.shape[0]} channels, "
@@ -275,11 +346,18 @@ def _mm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     a, b = args[0], args[1]
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         return None
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a.dtype} != {b.dtype}")
     return _empty((a.shape[0], b.shape[1]), a)
 
 
 def _addmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    return _mm(args[1:], kwargs)
+    out = _mm(args[1:], kwargs)
+    if out is not None:
+        broadcast(args[0].shape, out.shape)  # the bias must broadcast to the product
+        if broadcast(args[0].shape, out.shape) != tuple(out.shape):
+            raise RuntimeError(f"bias of shape {tuple(args[0].shape)} does not expand to {tuple(out.shape)}")
+    return out
 
 
 def _bmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -321,13 +399,15 @@ def _pool(with_indices: bool) -> Shortcut:
             ceil_mode = bool(_arg(args, kwargs, 5, "ceil_mode", False))
         else:
             d, ceil_mode = (1, 1), bool(_arg(args, kwargs, 4, "ceil_mode", False))
+        if any(2 * p[i] > k[i] for i in range(n)):
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p}, kernel={k}")
         lead = x.shape[:-2]
         spatial = [window_out(x.shape[-2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(n)]
         if min(spatial) < 1:
             raise RuntimeError(f"pooling output size {tuple(spatial)} is too small for input {tuple(x.shape)}")
         out = _empty((*lead, *spatial), x)
         if with_indices:
-            return out, torch.empty(out.shape, dtype=torch.int64, device="meta")
+            return out, torch.empty_strided(out.shape, out.stride(), dtype=torch.int64, device="meta")
         return out
 
     return answer
@@ -370,6 +450,7 @@ _register("mean", _mean)
 
 
 def _constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+
     x, pad = args[0], list(args[1])
     shape = list(x.shape)
     for i in range(len(pad) // 2):
@@ -377,7 +458,9 @@ def _constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         shape[dim] += int(pad[2 * i]) + int(pad[2 * i + 1])
         if shape[dim] < 0:
             return None
-    return _empty(shape, x)
+    if all(int(p) >= 0 for p in pad):  # padding allocates in the suggested layout; a crop keeps x's
+        return _empty(shape, x)
+    return _in_order(shape, x)
 
 
 _register("constant_pad_nd", _constant_pad)

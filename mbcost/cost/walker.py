@@ -425,7 +425,8 @@ def _meta_inputs(inputs: Inputs) -> tuple[tuple, dict]:
     import torch
 
     def make(spec: Any) -> Any:
-        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta")
+        layout = torch.channels_last if spec.channels_last else torch.contiguous_format
+        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta", memory_format=layout)
 
     return tuple(make(s) for s in inputs.args), {s.name: make(s) for s in inputs.kwargs}
 
@@ -436,7 +437,8 @@ def _real_inputs(inputs: Inputs) -> tuple[tuple, dict]:
     def make(spec: Any) -> Any:
         dtype = getattr(torch, spec.dtype)
         if dtype.is_floating_point:
-            return torch.randn(spec.shape, dtype=dtype)
+            x = torch.randn(spec.shape, dtype=dtype)
+            return x.contiguous(memory_format=torch.channels_last) if spec.channels_last else x
         if dtype == torch.bool:
             return torch.randint(0, 2, spec.shape).bool()
         return torch.randint(0, 2, spec.shape, dtype=dtype)  # token ids 0/1: valid for any vocabulary
