@@ -55,3 +55,21 @@ class FakeMeasure:
             fn()
         times = self.times_for(self.calls) if self.times_for else self.times
         return Measurement(times=tuple(times), number_per_run=1)
+
+
+def run(*args: str):  # noqa: ANN201
+    """The mbcost CLI in-process (``run("bench", "--models", "v2")``): a click Result."""
+    from typer.testing import CliRunner
+
+    from mbcost.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def one_line_error(result: Any, code: int = 2) -> str:
+    """Assert ``result`` failed with ``code`` and one ``mbcost: error:`` line on stderr; return it."""
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mbcost: error: ")
+    return lines[0]

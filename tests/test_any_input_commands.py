@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import json
 
-from bench_fakes import FakeMeasure
-from typer.testing import CliRunner
+from bench_fakes import FakeMeasure, run
 
 import mbcost
-from mbcost.cli import app
-
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def test_reconcile_on_a_full_shape_matches_the_live_counter():

@@ -11,27 +11,15 @@ import json
 
 import pytest
 import torch
-from bench_fakes import FakeMeasure
-from typer.testing import CliRunner
+from bench_fakes import FakeMeasure, one_line_error, run
 
 from mbcost.bench import devices, roofline
 from mbcost.bench.roofline import Peaks
-from mbcost.cli import app
 
 TINY = ["--min-time", "0.001", "--max-time", "0.01", "--threads", "1"]  # 1 thread: robust on a busy machine
 SMALL = ["--models", "v2@0.35", "--input", "64"]
 
 
-def run(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mbcost: error: ")
-    return lines[0]
 
 
 @pytest.fixture

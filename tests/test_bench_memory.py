@@ -12,8 +12,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from bench_fakes import FakeMeasure
-from typer.testing import CliRunner
+from bench_fakes import FakeMeasure, run
 
 from mbcost.bench import model_bench
 from mbcost.bench.devices import resolve_device
@@ -21,15 +20,11 @@ from mbcost.bench.memory import Allocation, measure_peak_memory, peak_of
 from mbcost.bench.model_bench import BenchSettings, ForwardArgs, bench_models, plan_models
 from mbcost.bench.records import ModelRecord
 from mbcost.bench.store import load_records, record_line
-from mbcost.cli import app
 from mbcost.render.bench import bench_table, compare_rows, memory_difference
 from mbcost.zoo.spec import parse_models
 
 SMALL = ["--models", "v2@0.35", "--input", "64"]
 
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import json
 
 import pytest
 import torch
-from bench_fakes import FakeMeasure
-from typer.testing import CliRunner
+from bench_fakes import FakeMeasure, one_line_error, run
 
 from mbcost.bench import devices
 from mbcost.bench.devices import MEMORY_HEADROOM, estimate_memory, resolve_device
@@ -26,7 +25,6 @@ from mbcost.bench.model_bench import (
 )
 from mbcost.bench.records import ModelRecord, RunConfig
 from mbcost.bench.timer import Measurement
-from mbcost.cli import app
 from mbcost.cost.analyze import analyze
 from mbcost.zoo.spec import parse_models
 
@@ -34,16 +32,6 @@ SMALL = ["--models", "v2@0.35", "--input", "64", "--threads", "1"]
 TRAIN = ["--mode", "train", "--optimizer", "adam"]
 
 
-def run(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mbcost: error: ")
-    return lines[0]
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Allocation", "forward_once", "measure_peak_memory", "peak_of", "profile_allocations"]
+__all__ = ["Allocation", "allocations_during", "forward_once", "measure_peak_memory", "measure_step_memory", "peak_of"]
 
 MEMORY_EVENT = "[memory]"
 
@@ -99,15 +99,11 @@ def allocations_during(fn: Any, *, inference: bool = False) -> list[Allocation]:
             if e.name() == MEMORY_EVENT and e.device_type() in cpu_kinds]
 
 
-def profile_allocations(model: Any, forward_args: Any) -> list[Allocation]:
-    """Every CPU allocation and free of one forward under ``inference_mode`` (inputs copied inside)."""
-    return allocations_during(lambda: forward_once(model, forward_args), inference=True)
+def _peak_while(fn: Any, device: Any, *, inference: bool) -> int:
+    """Peak bytes the allocator holds while ``fn()`` runs beyond what existed before it: CUDA's
+    peak counter after a reset, or the CPU profiler's allocation events."""
+    import contextlib
 
-
-def measure_step_memory(step: Any, device: Any) -> int:
-    """Peak bytes the allocator holds during one training ``step()`` (a ``TrainStep``: it frees the
-    gradients first, so they are allocated inside) beyond what existed before it: activations,
-    what autograd saves, gradients, optimizer state made on the first step, workspace."""
     import torch
 
     dev = torch.device(getattr(device, "torch_device", device))
@@ -116,14 +112,22 @@ def measure_step_memory(step: Any, device: Any) -> int:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-            step()
+            with torch.inference_mode() if inference else contextlib.nullcontext():
+                fn()
             torch.cuda.synchronize()
             return max(0, torch.cuda.max_memory_allocated() - base)
     if dev.type != "cpu":
         from mbcost.bench.errors import BenchError
 
         raise BenchError(f"measuring memory on {dev.type} is not supported (cpu or cuda)")
-    return peak_of(allocations_during(step))
+    return peak_of(allocations_during(fn, inference=inference))
+
+
+def measure_step_memory(step: Any, device: Any) -> int:
+    """Peak bytes the allocator holds during one training ``step()`` (a ``TrainStep``: it frees the
+    gradients first, so they are allocated inside) beyond what existed before it: activations,
+    what autograd saves, gradients, workspace (the optimizer's state was made on an earlier step)."""
+    return _peak_while(step, device, inference=False)
 
 
 def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
@@ -148,20 +152,4 @@ def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
         6960
         >>> # input 768 + im2col columns 3888 (1 thread: the native convolution) + output 2304
     """
-    import torch
-
-    dev = torch.device(getattr(device, "torch_device", device))
-    if dev.type == "cuda":
-        with torch.cuda.device(dev):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            with torch.inference_mode():
-                forward_once(model, forward_args)
-            torch.cuda.synchronize()
-            return max(0, torch.cuda.max_memory_allocated() - base)
-    if dev.type != "cpu":
-        from mbcost.bench.errors import BenchError
-
-        raise BenchError(f"measuring memory on {dev.type} is not supported (cpu or cuda)")
-    return peak_of(profile_allocations(model, forward_args))
+    return _peak_while(lambda: forward_once(model, forward_args), device, inference=True)
