@@ -153,12 +153,9 @@ def copied(count: Callable[[Any], Any], model: Any, to_meta: bool = False) -> Ca
     return run
 
 
-def run_thop(model, x, _meta, repeat, with_copy=False):
-    import thop
-
-    def count(clone):
-        with silenced():
-            return thop.profile(clone, inputs=(x,), verbose=False)[0]
+def on_copies(count: Callable[[Any], Any], model: Any, repeat: int, with_copy: bool) -> tuple[float, Any]:
+    """Time a peer that changes the module it counts on fresh deep copies: made outside the timing,
+    or (``with_copy``) inside it, as a caller who keeps their model must."""
 
     def prepare():
         return copy.deepcopy(model)
@@ -167,6 +164,16 @@ def run_thop(model, x, _meta, repeat, with_copy=False):
     if with_copy:
         return best_of(repeat, copied(count, model))
     return best_of(repeat, count, prepare)
+
+
+def run_thop(model, x, _meta, repeat, with_copy=False):
+    import thop
+
+    def count(clone):
+        with silenced():
+            return thop.profile(clone, inputs=(x,), verbose=False)[0]
+
+    return on_copies(count, model, repeat, with_copy)
 
 
 def run_ptflops(model, x, _meta, repeat, with_copy=False):
@@ -181,13 +188,7 @@ def run_ptflops(model, x, _meta, repeat, with_copy=False):
             raise RuntimeError(lines[-1] if lines else "returned None")
         return macs
 
-    def prepare():
-        return copy.deepcopy(model)
-
-    count(prepare())
-    if with_copy:
-        return best_of(repeat, copied(count, model))
-    return best_of(repeat, count, prepare)
+    return on_copies(count, model, repeat, with_copy)
 
 
 def _flop_counter(module, tensor):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: Refuse a run whose memory estimate exceeds this fraction of the memory available.
+MEMORY_HEADROOM = 0.9
+
 
 def available_cpu_memory() -> int | None:
     """Bytes available for new allocations on this machine (``MemAvailable``), or ``None`` when unknown."""

@@ -13,3 +13,13 @@ def cli():
         return runner.invoke(app, list(args), catch_exceptions=False, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """``mbcost.bench.timer.measure`` replaced by a fake with fixed times that never runs the function."""
+    from bench_fakes import FakeMeasure
+
+    f = FakeMeasure(run_fn=False)
+    monkeypatch.setattr("mbcost.bench.timer.measure", f)
+    return f

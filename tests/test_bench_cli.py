@@ -22,13 +22,6 @@ SMALL = ["--models", "v2@0.35", "--input", "64"]
 
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    f = FakeMeasure(run_fn=False)
-    monkeypatch.setattr("mbcost.bench.timer.measure", f)
-    return f
-
-
 # -- bad input: one line, exit 2 -------------------------------------------------------------------
 
 

@@ -28,13 +28,6 @@ SMALL = ["--models", "v2@0.35", "--input", "64"]
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    f = FakeMeasure(run_fn=False)
-    monkeypatch.setattr("mbcost.bench.timer.measure", f)
-    return f
-
-
-@pytest.fixture
 def one_thread():
     prior = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.errors import DeviceError, MemoryRefusal
+from mbcost.host import MEMORY_HEADROOM  # one home: a real CPU analysis refuses with it too
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
 
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
-
-#: Refuse when the estimate exceeds this fraction of the available memory.
-MEMORY_HEADROOM = 0.9
 
 
 @dataclass(frozen=True)

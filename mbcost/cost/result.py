@@ -183,22 +183,22 @@ class ModelCost:
     def backward_elementwise_ops(self) -> int:
         return sum(layer.backward_elementwise_ops for layer in self.layers)
 
+    def _optimizer(self) -> Any:
+        from mbcost.cost.training import OPTIMIZERS
+
+        return None if self.optimizer is None else OPTIMIZERS[self.optimizer]
+
     @property
     def optimizer_ops(self) -> int | None:
         """Training: the optimizer's update ops, per trainable parameter element (``OPTIMIZERS``)."""
-        if self.optimizer is None:
-            return None
-        from mbcost.cost.training import OPTIMIZERS
-
-        return OPTIMIZERS[self.optimizer].ops * self.trainable_params
+        opt = self._optimizer()
+        return None if opt is None else opt.ops * self.trainable_params
 
     @property
     def optimizer_state_bytes(self) -> int | None:
-        if self.optimizer is None:
-            return None
-        from mbcost.cost.training import OPTIMIZERS
-
-        return OPTIMIZERS[self.optimizer].state * self.trainable_params * self.dtype_bytes
+        """Training: the optimizer's state tensors (``OPTIMIZERS``), one element per trainable weight each."""
+        opt = self._optimizer()
+        return None if opt is None else opt.state * self.trainable_params * self.dtype_bytes
 
     @property
     def train_peak_memory_bytes(self) -> int | None:

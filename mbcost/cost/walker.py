@@ -50,16 +50,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXECUTE_MODES = ("auto", "meta", "real")
-#: Refuse a real CPU forward whose estimate exceeds this fraction of the available memory.
-REAL_HEADROOM = 0.9
 
 
 class ForwardFailed(Exception):
     """A forward pass failed; ``where`` names the module and op, ``reason`` the first line."""
 
-    def __init__(self, where: str, reason: str, records: int) -> None:
+    def __init__(self, where: str, reason: str) -> None:
         super().__init__(f"{where}: {reason}")
-        self.where, self.reason, self.records = where, reason, records
+        self.where, self.reason = where, reason
 
 
 def _first_line(exc: BaseException) -> str:
@@ -178,12 +176,14 @@ class _Walk:
             if self.lifetimes is not None and args:
                 self.lifetimes.hold(_tensors(args, [], self.tensor_type))
 
-    def where(self) -> str:
+    def where(self, in_op: bool = True) -> str:
+        """The module (and, for a failing op, the op) the forward is in; after a failure outside any
+        op (a Python check in a forward), the module entered last."""
         if self.failed_at:
             return self.failed_at
         mod = self.stack[-1][0] if self.stack else (self.entered or self.model)
         name = self.book.names.get(mod, "") or "(root)"
-        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op else "")
+        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op and in_op else "")
 
     # -- running one op -------------------------------------------------------------------
 
@@ -370,7 +370,7 @@ class _Walk:
 
                 self.lifetimes.outputs([t for t in tree_leaves(result) if isinstance(t, self.tensor_type)])
         except Exception as exc:  # any failure of the user's forward: say where, keep the reason
-            raise ForwardFailed(self.where(), _first_line(exc), len(self.book.records)) from exc
+            raise ForwardFailed(self.where(in_op=False), _first_line(exc)) from exc
         finally:
             for h in handles:
                 h.remove()
@@ -461,13 +461,13 @@ def _cpu_copy(model: nn.Module) -> nn.Module:
 
 
 def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int) -> None:
-    from mbcost.host import available_cpu_memory
+    from mbcost.host import MEMORY_HEADROOM, available_cpu_memory
     from mbcost.host import gigabytes as nbytes
 
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     estimate = 2 * weights + inputs.nbytes + activation_bytes
     available = available_cpu_memory()
-    if available is not None and estimate > REAL_HEADROOM * available:
+    if available is not None and estimate > MEMORY_HEADROOM * available:
         raise AnalysisError(
             f"a real CPU forward would need about {nbytes(estimate)} (weights {nbytes(weights)} and a copy, inputs "
             f"{nbytes(inputs.nbytes)}, activations {nbytes(activation_bytes)} traced before the data-dependent op) but "

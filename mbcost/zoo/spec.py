@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mbcost.errors import AnalysisError, SpecError, UnknownModelError
+from mbcost.inputs import FLOAT_DTYPES
 from mbcost.inputs import parse_image_size as parse_input  # noqa: F401  (re-exported by mbcost.zoo)
 from mbcost.zoo.registry import ModelEntry, get_entry
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 MAX_WIDTH = 4.0
-DTYPES = ("float32", "float16", "bfloat16", "float64")
+DTYPES = FLOAT_DTYPES  # the model dtypes: floating point
 
 
 @dataclass(frozen=True)
