@@ -31,6 +31,11 @@ mbcost warm and fastest peer / mbcost cold (> 1: mbcost is faster); then the sam
 fastest peer that leaves the model unchanged (fvcore, torch, and the three "+copy" rows). A peer that is not
 installed prints "n/a (not installed)"; one that fails on a model prints why, and the run goes on.
 
+The floor row (not a contender): a dispatch mode that only answers each op's output shape with
+mbcost's own shortcuts, under two empty global module hooks, on a meta copy of the model: what any
+tracer that works at the ATen dispatch level and attributes ops to modules pays before it records
+anything. "fastest peer / floor" is the best ratio such a tracer could reach on this machine.
+
 Part 2 times ``mbcost.analyze`` warm on synthetic chains of Conv2d 3x3 + BatchNorm2d + ReLU
 blocks on a 1x8x16x16 input, sized to 125, 250, 500 and 1000 ops (ops = ``len(cost.layers)``),
 and prints ms and microseconds per op (best of ``--ops-repeat``): a flat us/op column means the
@@ -303,6 +308,44 @@ def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
     return Outcome(ms=best, total=macs, macs=float(macs), note=f"of which {engine_ms:.1f} ms lazy engine import")
 
 
+def dispatch_floor(model, x, repeat: int) -> Outcome:
+    """Time the forward under a dispatch mode that only answers shapes (see the module docstring)."""
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mbcost.cost.shortcuts import SHORTCUTS
+
+    class ShapesOnly(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            kwargs = kwargs or {}
+            shortcut = SHORTCUTS.get(func.overloadpacket.__name__)
+            out = shortcut(args, kwargs) if shortcut is not None and "out" not in kwargs else None
+            return func(*args, **kwargs) if out is None else out
+
+    meta_model, meta_x = copy.deepcopy(model).to("meta"), torch.empty_like(x, device="meta")
+
+    def count(_):
+        with torch.no_grad(), ShapesOnly():
+            meta_model(meta_x)
+
+    handles = [register_module_forward_pre_hook(lambda m, a: None),
+               register_module_forward_hook(lambda m, a, o: None, always_call=True)]
+    try:
+        count(None)
+        ms, _ = best_of(repeat, count)
+    except Exception as exc:
+        return Outcome(error=short_error(exc))
+    finally:
+        for h in handles:
+            h.remove()
+    return Outcome(ms=ms, note="shapes only, no records")
+
+
 # --- report -----------------------------------------------------------------------------------------------------
 
 
@@ -338,6 +381,7 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     results: dict[str, Outcome] = {"mbcost warm": mbcost_warm(model, args.repeat)}
     results["mbcost cold"] = (Outcome(error="skipped (--no-cold)") if args.no_cold
                               else mbcost_cold(name, args.repeat, args.threads))
+    floor = dispatch_floor(model, x, args.repeat)
     for peer, _module, unit, to_macs, runner in PEERS:
         if versions[peer] is None:
             results[peer] = Outcome(error=NOT_INSTALLED)
@@ -376,9 +420,15 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
         print(f"  fastest peer leaving the model unchanged: {fastest_unchanged[0]} {fastest_unchanged[1].ms:.2f} ms "
               f"-> {ratio(fastest_unchanged[1].ms, warm.ms)} mbcost warm, "
               f"{ratio(fastest_unchanged[1].ms, cold.ms)} mbcost cold")
+    if floor.ms is not None:
+        print(f"  dispatch floor (shapes only, no records): {floor.ms:.2f} ms"
+              + (f" -> fastest peer / floor = {ratio(fastest[1].ms, floor.ms)}" if fastest else ""))
+    else:
+        print(f"  dispatch floor: {floor.error}")
     if warm.total is not None and cold.total is not None and warm.total != cold.total:
         print(f"  note: mbcost warm and cold disagree ({warm.total:,} vs {cold.total:,} MACs); the cold process "
               "imports mbcost afresh, so was it edited during the run?")
+    results["_floor"] = floor
     results["_fastest"] = Outcome(ms=fastest[1].ms if fastest else None, note=fastest[0] if fastest else "")
     results["_unchanged"] = Outcome(ms=fastest_unchanged[1].ms if fastest_unchanged else None,
                                     note=fastest_unchanged[0] if fastest_unchanged else "")
@@ -474,14 +524,15 @@ def main() -> None:
               "ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
         header = f"  {'model':<19}" + "".join(f"{n:>16}" for n in names)
         print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ cold':>7}  {'unchanged':>15} {'/ warm':>7} "
-                       f"{'/ cold':>7}")
+                       f"{'/ cold':>7}  {'floor':>7} {'peer/floor':>10}")
         for name, res in rows:
             fastest, same = res["_fastest"], res["_unchanged"]
             warm_ms, cold_ms = res["mbcost warm"].ms, res["mbcost cold"].ms
             line = f"  {name:<19}" + "".join(cell(res[n], 16) for n in names)
             print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, warm_ms):>7} "
                          f"{ratio(fastest.ms, cold_ms):>7}  {same.note or 'none':>15} {ratio(same.ms, warm_ms):>7} "
-                         f"{ratio(same.ms, cold_ms):>7}")
+                         f"{ratio(same.ms, cold_ms):>7}  {cell(res['_floor'], 7)} "
+                         f"{ratio(fastest.ms, res['_floor'].ms):>10}")
         missing = [p for p in versions if versions[p] is None and p != "torch-meta"]
         if missing:
             print(f"  n/a: {', '.join(missing)} {NOT_INSTALLED}")
