@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from mbcost._version import __version__
 
 if TYPE_CHECKING:
     from mbcost.cost.analyze import analyze  # noqa: F401
@@ -27,7 +27,7 @@ _LAZY = {
     "analyze": ("mbcost.cost.analyze", "analyze"),
     "compare_conv": ("mbcost.cost.conv", "compare_conv"),
     "build_model": ("mbcost.zoo.spec", "build_model"),
-    "list_models": ("mbcost.zoo.registry", "list_models"),
+    "list_models": ("mbcost.zoo.catalog", "list_models"),
     "ModelCost": ("mbcost.cost.result", "ModelCost"),
     "LayerCost": ("mbcost.cost.result", "LayerCost"),
 }

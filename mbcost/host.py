@@ -21,8 +21,3 @@ def available_cpu_memory() -> int | None:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def gigabytes(n: int) -> str:
-    """``n`` bytes in GB (10^9), for one-line messages."""
-    return f"{n / 1e9:.2f} GB"

@@ -183,7 +183,7 @@ def test_forward_that_fails_on_meta_and_on_cpu_names_the_module_and_op():
 
 def test_a_real_run_that_would_not_fit_is_refused_with_the_estimate(monkeypatch):
     monkeypatch.setattr("mbcost.host.available_cpu_memory", lambda: 1_000_000)  # 1 MB free
-    with pytest.raises(AnalysisError, match=r"real CPU forward would need about .* GB .* only 0.00 GB"):
+    with pytest.raises(AnalysisError, match=r"real CPU forward would need about .* MB .* only 1.00 MB"):
         mbcost.analyze(DataDependent(), 512)  # the input alone is 3 MB
 
 

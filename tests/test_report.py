@@ -340,7 +340,7 @@ def test_conv_sweep_over_several_map_sizes_gets_one_series_per_size(plain):
 
 def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_step(tmp_path):
     import mbcost
-    from mbcost.render import format as fmt
+    from mbcost import units as fmt
     from mbcost.report import build_report
 
     records = records_for(CPU, ("v2",))

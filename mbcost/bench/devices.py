@@ -263,7 +263,7 @@ def estimate_memory(cost: ModelCost) -> MemoryEstimate:
 
 def check_memory(cost: ModelCost, device: Device, what: str | None = None) -> MemoryEstimate:
     """Refuse (``MemoryRefusal``) a run whose estimate exceeds the available memory."""
-    from mbcost.render.format import nbytes
+    from mbcost.units import nbytes
 
     estimate = estimate_memory(cost)
     available = available_memory(device)

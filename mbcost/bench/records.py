@@ -104,7 +104,7 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
 
     import torch
 
-    from mbcost import __version__
+    from mbcost._version import __version__
     from mbcost.bench.devices import cpu_has_native, cpu_info
 
     try:

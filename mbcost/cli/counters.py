@@ -68,9 +68,9 @@ class CompareExtras:
 def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str | None,
                    convention: ConventionName | str, batch: int, classes: int) -> CompareExtras:
     """Counter figures (measured on each real module) and the convention view of each model."""
+    from mbcost import units as fmt
     from mbcost.cost.conventions import apply_convention, convention_view, get_convention
     from mbcost.counters.base import measure_many, parse_counters
-    from mbcost.render import format as fmt
 
     name = convention.value if isinstance(convention, ConventionName) else convention
     conv = get_convention(name)
@@ -171,7 +171,7 @@ def reconcile_records(recs: list) -> list[dict[str, Any]]:
 
 
 def reconcile_table(cost: ModelCost, recs: list) -> Table:
-    from mbcost.render import format as fmt
+    from mbcost import units as fmt
     from mbcost.render.table import Table
 
     def signed(n: int | float) -> str:

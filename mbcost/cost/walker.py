@@ -462,7 +462,7 @@ def _cpu_copy(model: nn.Module) -> nn.Module:
 
 def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int) -> None:
     from mbcost.host import MEMORY_HEADROOM, available_cpu_memory
-    from mbcost.host import gigabytes as nbytes
+    from mbcost.units import nbytes
 
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     estimate = 2 * weights + inputs.nbytes + activation_bytes

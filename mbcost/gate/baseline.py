@@ -146,10 +146,10 @@ def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", opti
 
 def make_baseline(entries: Iterable[Entry]) -> Baseline:
     """A baseline of ``entries``, sorted by (spec, input, batch) so the file order is stable."""
-    import mbcost
+    from mbcost._version import __version__
 
     return Baseline(entries=tuple(sorted(entries, key=lambda e: e.key)),
-                    generated_by=f"mbcost {mbcost.__version__}")
+                    generated_by=f"mbcost {__version__}")
 
 
 def dumps(baseline: Baseline) -> str:

@@ -8,9 +8,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mbcost import units as fmt
 from mbcost.render import conventions
-from mbcost.render import format as fmt
 from mbcost.render.table import Table
+from mbcost.units import ms, number, share, speed
 
 if TYPE_CHECKING:
     from mbcost.bench.layers import LayerProfile
@@ -41,31 +42,6 @@ TRAIN_MEMORY = ("train act. peak est. = the step's gradients (one per trainable 
                 "state, made on the first step, existed before)")
 ROOFLINE = ("roofline bound = min(peak compute, intensity x peak bandwidth), peaks measured on this device "
             "(matmul, copy); fraction = achieved / bound")
-
-
-def ms(value: float | None, digits: int = 3) -> str:
-    """Milliseconds with sensible precision: ``21.7 ms``, ``0.412 ms``, ``12.3 us``."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if value >= 100:
-        return f"{value:.1f} ms"
-    if value >= 1:
-        return f"{value:.2f} ms"
-    if value >= 0.01:
-        return f"{value:.{digits}f} ms"
-    return f"{value * 1e3:.1f} us"
-
-
-def speed(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
-
-
-def share(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
-
-
-def number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
 
 
 def threads(n: int) -> str:

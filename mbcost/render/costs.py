@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
 from mbcost.render import conventions
-from mbcost.render import format as fmt
 from mbcost.render.table import Table
 
 

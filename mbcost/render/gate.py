@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mbcost import units as fmt
 from mbcost.gate.baseline import CONVENTIONS
 from mbcost.gate.check import EntryDiff, GateResult, UpdateResult
 from mbcost.io import display_path
 from mbcost.render import conventions
-from mbcost.render import format as fmt
 from mbcost.render.table import Table
 
 LAYER_NOTE = ("layer = module path; its own parameters and the MACs of the ops it issued; "

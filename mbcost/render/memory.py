@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mbcost.render import format as fmt
+from mbcost import units as fmt
 from mbcost.render.table import Table
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, ModelCost
-from mbcost.render import format as fmt
 from mbcost.report.data import ReportData, category_times
 from mbcost.zoo.registry import Reported
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mbcost import units as fmt
 from mbcost.errors import SpecError
 from mbcost.render import conventions
-from mbcost.render import format as fmt
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
@@ -260,7 +260,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
     """
     import plotly.offline
 
-    import mbcost
+    from mbcost._version import __version__
     from mbcost.report.figures import report_figures
 
     figures = report_figures(data) if figures is None else figures
@@ -298,7 +298,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
 <body>
 <main data-figures="{len(figures)}">
 <h1>{e(title)}</h1>
-<p class="meta">Generated {e(data.created)} by mbcost {e(mbcost.__version__)}; batch {data.batch};
+<p class="meta">Generated {e(data.created)} by mbcost {e(__version__)}; batch {data.batch};
 measurement files: {sources}. Counts are analytic (exact); latencies are measured; accuracies are quoted.</p>
 <h2 id="conventions">Conventions</h2>
 <ul class="conv">{conv_items}</ul>

@@ -1,6 +1,7 @@
 """The model zoo: architectures as data (the papers' tables), one builder each, a registry."""
 
-from mbcost.zoo.registry import ModelEntry, Reported, get_entry, list_models, register_model
+from mbcost.zoo.catalog import get_entry, list_models
+from mbcost.zoo.registry import ModelEntry, Reported, register_model
 from mbcost.zoo.spec import ModelSpec, build_model, parse_input, parse_models, parse_spec
 
 __all__ = [

@@ -1,12 +1,14 @@
-"""The model registry: names -> builders, plus what the papers report about each model."""
+"""The model registry: names -> builders, plus what the papers report about each model.
+
+The model files import this module to register themselves; it imports none of them (``mbcost.zoo.catalog``
+loads them and answers lookups), so the zoo imports one way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
-
-from mbcost.errors import UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,25 +50,6 @@ def register_model(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def list_models() -> list[str]:
-    """Names of every model in the zoo, sorted."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)  # registration order depends on which model file was imported first
-
-
-def get_entry(name: str) -> ModelEntry:
-    """The registry entry for ``name`` (or an alias); names what exists when it is unknown."""
-    _ensure_loaded()
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise UnknownModelError(
-            f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))} "
-            "(or a 'package.module:factory' path to your own)"
-        )
-    return _REGISTRY[key]
-
-
-def _ensure_loaded() -> None:
-    # Importing the model files registers them; kept lazy so that importing the registry is cheap.
-    from mbcost.zoo import mobilenet_v1, mobilenet_v2, vgg  # noqa: F401
+def registered() -> Mapping[str, ModelEntry]:
+    """Every entry registered so far, by name (read-only). ``mbcost.zoo.catalog`` loads the zoo's model files."""
+    return MappingProxyType(_REGISTRY)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from mbcost.errors import AnalysisError, SpecError, UnknownModelError
 from mbcost.inputs import FLOAT_DTYPES
 from mbcost.inputs import parse_image_size as parse_input  # noqa: F401  (re-exported by mbcost.zoo)
-from mbcost.zoo.registry import ModelEntry, get_entry
+from mbcost.zoo.catalog import get_entry
+from mbcost.zoo.registry import ModelEntry
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,4 +1,6 @@
-"""Number formatting for humans. Raw results stay exact; only rendering rounds."""
+"""Number formatting for humans (a leaf module: no torch, no mbcost imports, so every layer may use it).
+
+Raw results stay exact; only rendering and one-line messages round."""
 
 from __future__ import annotations
 
@@ -43,5 +45,29 @@ def percent(part: float, whole: float, digits: int = 1) -> str:
     return "-" if not whole else f"{100 * part / whole:.{digits}f}%"
 
 
-def milliseconds(s: float | None, digits: int = 2) -> str:
-    return "-" if s is None else f"{s * 1e3:.{digits}f} ms"
+def ms(value: float | None, digits: int = 3) -> str:
+    """Milliseconds with sensible precision: ``21.7 ms``, ``0.412 ms``, ``12.3 us``."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value >= 100:
+        return f"{value:.1f} ms"
+    if value >= 1:
+        return f"{value:.2f} ms"
+    if value >= 0.01:
+        return f"{value:.{digits}f} ms"
+    return f"{value * 1e3:.1f} us"
+
+
+def speed(value: float | None) -> str:
+    """A speed-up factor: ``8.47`` -> ``8.47x``."""
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def share(value: float | None) -> str:
+    """A fraction as a percentage: ``0.123`` -> ``12.3%``."""
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    """A measured float with thousands separators: ``1234.5`` -> ``1,234.5``."""
+    return "-" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
