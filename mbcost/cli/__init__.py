@@ -8,6 +8,7 @@ from mbcost.cli.app import app
 # isort: off
 from mbcost.cli import costs  # noqa: F401
 from mbcost.cli import memory  # noqa: F401
+from mbcost.cli import weights  # noqa: F401
 from mbcost.cli import counters  # noqa: F401
 from mbcost.cli import bench  # noqa: F401
 from mbcost.cli import report  # noqa: F401

@@ -8,7 +8,7 @@ Ctrl-C (exit 130) keeps every finished measurement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,6 +33,7 @@ from mbcost.cli.app import (
     emit,
     input_value,
 )
+from mbcost.cli.progress import QuietOpt, progress_bar  # noqa: F401  (progress_bar: used by report, compare)
 from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
@@ -115,25 +116,6 @@ def settings_from(device: str, dtype: str, threads: int | None, *, channels_last
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on stderr (only when stderr is a terminal); yields ``update(done, total, what)``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    # No auto-refresh thread: it would wake up during the timed runs; the bar redraws on each update.
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, auto_refresh=False, disable=not console.is_terminal) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"{description}: {what}")
-            bar.refresh()
-
-        yield update
-
-
-@contextmanager
 def interruptible(out: Any, what: str) -> Iterator[None]:
     """Ctrl-C -> one line saying how many finished records ``--save`` kept, exit 130."""
     from mbcost.bench.errors import Interrupted
@@ -184,6 +166,7 @@ def bench(
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.model_bench import bench_models, plan_models, speedups
     from mbcost.bench.store import RecordWriter, check_appendable
@@ -235,6 +218,7 @@ def profile(
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.layers import profile_model
     from mbcost.bench.model_bench import plan_models
@@ -297,6 +281,7 @@ def sweep(
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.bench.sweep import grid, parse_int_list, run_sweep
@@ -331,6 +316,7 @@ def roofline(
     save: Path | None = SaveOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.roofline import cache_path, get_peaks, peak_record
     from mbcost.bench.store import RecordWriter, check_appendable

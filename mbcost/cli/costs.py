@@ -34,6 +34,7 @@ from mbcost.cli.app import (
     emit,
     input_value,
 )
+from mbcost.cli.progress import QuietOpt
 
 
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
@@ -53,6 +54,7 @@ def compare(
     counters: str | None = CountersOpt,
     convention: ConventionName = ConventionOpt,
     bench: bool = BenchFlagOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.cli.counters import compare_extras
     from mbcost.cost.analyze import analyze

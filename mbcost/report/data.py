@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.store import UNREADABLE  # a placeholder kind, re-exported for readers
+from mbcost.claims.check import ClaimsData
 from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
 from mbcost.errors import SpecError
 from mbcost.zoo.registry import Reported
 from mbcost.zoo.spec import ModelSpec, parse_models, parse_spec
+
+if TYPE_CHECKING:
+    from mbcost.weights import KernelHealth
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,8 @@ class ReportData:
         skipped: why some records were left out (one line each).
         sources: the JSON Lines files read, plus ``"--bench"`` when measured now.
         created: when the data was gathered (ISO 8601, UTC).
+        claims: the papers' claims checked now, and the accuracy-vs-cost frontier
+            (``mbcost.claims.check_claims``); ``None`` when not asked for.
     """
 
     input: tuple[int, int]
@@ -118,6 +124,7 @@ class ReportData:
     skipped: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    claims: ClaimsData | None = None
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == kind]
@@ -267,6 +274,8 @@ def gather(
     resolutions: Sequence[int] | None = None,
     conv_channels: Sequence[int] = CONV_CHANNELS,
     conv_kernels: Sequence[int] = CONV_KERNELS,
+    claims: bool = True,
+    weights: Mapping[str, KernelHealth] | None = None,
 ) -> ReportData:
     """Analyse the models and the grids a report shows and attach measurement records.
 
@@ -282,6 +291,9 @@ def gather(
         widths, resolutions: the width x resolution grid of the width-multiplier models (default: each
             paper's own grid, ``PAPER_GRIDS``).
         conv_channels, conv_kernels: the standard vs separable convolution grid (M = N).
+        claims: check the MobileNet papers' claims now (``mbcost.claims.check_claims``), with the
+            measured conv sweep among ``records`` and the kernel health of ``weights``.
+        weights: kernel health of trained checkpoints by model spec (``mbcost.weights.checkpoint_health``).
 
     Returns:
         A ``ReportData``.
@@ -322,9 +334,14 @@ def gather(
 
     grid = tuple(compare_conv(n, n, k, CONV_SIZE) for k in conv_kernels for n in conv_channels)
     kept, runs, skipped = label_runs(records)
+    checked = None
+    if claims:
+        from mbcost.claims.check import check_claims
+
+        checked = check_claims(kept, weights)
     return ReportData(input=size, batch=batch, models=tuple(costs), references=references,
                       scaling=tuple(scaling), conv_grid=grid, records=tuple(kept), runs=tuple(runs),
-                      skipped=(*notes, *skipped), sources=tuple(sources))
+                      skipped=(*notes, *skipped), sources=tuple(sources), claims=checked)
 
 
 @dataclass(frozen=True)

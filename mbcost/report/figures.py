@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -28,6 +28,10 @@ from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, ModelCost
 from mbcost.report.data import ReportData, category_times
 from mbcost.zoo.registry import Reported
+
+if TYPE_CHECKING:
+    from mbcost.claims.frontier import FrontierPoint
+    from mbcost.experiments.linear_bottleneck import LinearBottleneck
 
 NOT_MEASURED = "not measured: run  mbcost bench --save results.jsonl  and pass  --from results.jsonl"
 NOT_PROFILED = ("not measured: run  mbcost profile v1 --save results.jsonl  (per-layer times and the device's "
@@ -435,6 +439,108 @@ def roofline_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------------------------
+# Claims: the linear-bottleneck experiment and the accuracy-vs-cost frontier
+
+
+def spirals_figure(result: LinearBottleneck) -> go.Figure:
+    """The MobileNetV2 paper's Figure 1, reproduced: the input spiral and the spiral recovered with
+    ``pinv(T)`` after ReLU in ``n`` dimensions, for each ``n`` of the experiment's figure."""
+    dims = sorted(result.recovered)
+    titles = ["input spiral"] + [f"n = {n}" for n in dims]
+    fig = make_subplots(rows=1, cols=len(titles), horizontal_spacing=0.03, subplot_titles=titles)
+    xs, ys = result.spiral
+    colors = list(range(len(xs)))
+    panels = [(xs, ys, None)] + [(*result.recovered[n], n) for n in dims]
+    for col, (px, py, n) in enumerate(panels, 1):
+        point = result.at(n) if n is not None else None
+        fig.add_trace(go.Scatter(
+            x=list(px), y=list(py), mode="markers", showlegend=False, name=titles[col - 1],
+            marker=dict(size=4, color=colors, colorscale="Viridis"),
+            hovertext=[titles[col - 1] + (f": relative error {point.relu_pinv:.2f} (median of {result.draws} T)"
+                                          if point else "")] * len(px),
+            hovertemplate="%{hovertext}<br>(%{x:.3f}, %{y:.3f})<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="x<sub>1</sub>", showticklabels=False, row=1, col=col)
+        fig.update_yaxes(title_text="x<sub>2</sub>" if col == 1 else "", showticklabels=False, row=1, col=col,
+                         scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1)
+    return _layout(fig, "Linear bottleneck: a spiral through ReLU in n dimensions and back",
+                   f"X -> pinv(T) ReLU(T X), T a random n x 2 matrix (seed {result.seed}); colour follows the "
+                   "spiral; low n collapses points together (Sandler et al. 2018, Figure 1)", height=340)
+
+
+def bottleneck_error_figure(result: LinearBottleneck) -> go.Figure:
+    """Relative reconstruction error against the embedding dimension ``n``: ReLU (mapped back with
+    ``pinv(T)``, and with the best linear read-out) and the identity."""
+    fig = go.Figure()
+    ns = [p.n for p in result.points]
+    series = (("ReLU, mapped back with pinv(T)", "relu_pinv", "#c44e52", "solid"),
+              ("ReLU, best linear read-out (least squares)", "relu_readout", "#dd8452", "dash"),
+              ("identity (no ReLU), pinv(T)", "identity", "#4c72b0", "dot"))
+    floor = 1e-17
+    for name, attr, color, dash in series:
+        values = [getattr(p, attr) for p in result.points]
+        fig.add_trace(go.Scatter(
+            x=ns, y=[max(v, floor) for v in values], mode="lines+markers", name=name,
+            line=dict(color=color, dash=dash), marker=dict(color=color, size=7),
+            hovertext=[f"n = {p.n}: {name}, relative error {v:.3g}; {p.collapsed_fraction:.0%} of the points "
+                       "collapse to 0 after ReLU" for p, v in zip(result.points, values, strict=True)],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="embedding dimension n (log scale)", tickvals=ns)
+    fig.update_yaxes(type="log", title_text="relative error ||X_hat - X|| / ||X|| (log scale)",
+                     exponentformat="power")
+    return _layout(fig, "Reconstruction error against the embedding dimension",
+                   f"median over {result.draws} random matrices T per n (seed {result.seed}); the identity's "
+                   "error is rounding only", height=440)
+
+
+def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[dict[str, Any]] = ()) -> go.Figure:
+    """Quoted ImageNet top-1 against counted MACs (log x), one series per family, each point cited on
+    hover; with measured runs, a second panel against measured latency."""
+    records = [r for r in records if r.get("kind") == "model"]
+    measured = [(p, r) for p in points for r in records
+                if r["model"] == p.spec and tuple(r.get("input") or ()) == (p.resolution, p.resolution)]
+    panels = 2 if records else 1
+    fig = make_subplots(rows=1, cols=panels, horizontal_spacing=0.1, shared_yaxes=True,
+                        subplot_titles=["top-1 against counted MACs"]
+                        + (["top-1 against measured latency"] if panels == 2 else []))
+    families = list(dict.fromkeys(p.family for p in points))
+    for n, family in enumerate(families):
+        mine = sorted((p for p in points if p.family == family), key=lambda p: p.macs)
+        color = PALETTE[n % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            x=[p.macs for p in mine], y=[p.top1 for p in mine], mode="markers", name=esc(family),
+            legendgroup=family, marker=dict(size=10, color=color, symbol=SYMBOLS[n % len(SYMBOLS)]),
+            hovertext=[_hover([f"{esc(p.label)}: top-1 {p.top1:.1f}% (quoted)",
+                               f"{fmt.count(p.macs)} MACs " + ("counted" if p.counted else "quoted")
+                               + (f" (paper: {p.quoted_macs_millions:g} M)" if p.quoted_macs_millions else ""),
+                               f"source: {esc(p.source)}"]) for p in mine],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
+    _log_axis(fig, [p.macs for p in points], "MACs per image (counted, log scale)", axis="x", row=1, col=1,
+              above=0.1, below=0.1)
+    fig.update_yaxes(title_text="ImageNet top-1 (%, quoted from the papers)", row=1, col=1)
+    if panels == 2:
+        runs = list(dict.fromkeys(_run(r) for _, r in measured))
+        for n, run in enumerate(runs):
+            mine = sorted(((p, r) for p, r in measured if _run(r) == run), key=lambda pr: pr[1]["median_ms"])
+            fig.add_trace(go.Scatter(
+                x=[r["median_ms"] for _, r in mine], y=[p.top1 for p, _ in mine], mode="markers+text",
+                name=f"measured: {esc(run)}", text=[esc(p.label) for p, _ in mine], textposition="top center",
+                marker=dict(size=10, color=PALETTE[(n + len(families)) % len(PALETTE)], symbol="diamond"),
+                hovertext=[_hover([f"{esc(p.label)}: top-1 {p.top1:.1f}% (quoted, {esc(p.source)})",
+                                   f"{esc(run)}: median {r['median_ms']:.3f} ms, batch {r.get('batch', '?')}"])
+                           for p, r in mine],
+                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+        _log_axis(fig, [r["median_ms"] for _, r in measured] or [1, 100],
+                  "latency (ms per forward pass, median, log scale)", axis="x", row=1, col=2, above=0.2, below=0.2)
+        if not measured:
+            fig.add_annotation(text="no measured model matches a quoted point<br>(v1, v2, vgg16 at their "
+                                    "published resolutions)", xref="x2 domain", yref="y2 domain", x=0.5, y=0.5,
+                               showarrow=False, font=dict(color="#a33"))
+    return _layout(fig, "Accuracy against cost",
+                   "top-1 accuracies are quoted (hover for the source), never measured; MACs counted by mbcost "
+                   "at each model's width and resolution", height=500)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def report_figures(data: ReportData) -> dict[str, go.Figure]:
@@ -451,4 +557,9 @@ def report_figures(data: ReportData) -> dict[str, go.Figure]:
     figs["latency"] = latency_figure(data.records, data.input)
     figs["time_share"] = time_share_figure(data.records)
     figs["roofline"] = roofline_figure(data.records)
+    if data.claims is not None:
+        bottleneck = data.claims.get("bottleneck").evidence
+        figs["spirals"] = spirals_figure(bottleneck)
+        figs["bottleneck_error"] = bottleneck_error_figure(bottleneck)
+        figs["frontier"] = frontier_figure(data.claims.frontier, data.records)
     return figs

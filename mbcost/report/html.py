@@ -267,10 +267,18 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
     labels = ", ".join(m.label for m in data.models)
     at = data.models[0].input_label if data.models else "x".join(map(str, data.input))
     title = f"mbcost report: {labels} at {at}"
+    from mbcost.report.claims_html import CLAIM_FIGURES, CLAIMS_CSS, claims_html
+
     sections: list[str] = []
     layers_done = False
+    claim_figures = {key: _figure_html(key, fig) for key, fig in figures.items() if key in CLAIM_FIGURES}
+    claims = ""
+    if data.claims is not None:
+        claims = f"<h2 id='claims-h'>Claims checked</h2>\n{claims_html(data.claims, claim_figures)}"
     for key, fig in figures.items():
         base = key.split("-")[0]
+        if key in CLAIM_FIGURES and data.claims is not None:
+            continue
         if base == "layers":
             if not layers_done:
                 heading, text = EXPLAIN["layers"]
@@ -292,7 +300,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(title)}</title>
-<style>{_CSS}</style>
+<style>{_CSS}{CLAIMS_CSS}</style>
 <script type="text/javascript">{plotly_js}</script>
 </head>
 <body>
@@ -300,6 +308,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
 <h1>{e(title)}</h1>
 <p class="meta">Generated {e(data.created)} by mbcost {e(__version__)}; batch {data.batch};
 measurement files: {sources}. Counts are analytic (exact); latencies are measured; accuracies are quoted.</p>
+{claims}
 <h2 id="conventions">Conventions</h2>
 <ul class="conv">{conv_items}</ul>
 <h2 id="summary-h">Summary</h2>

@@ -1,0 +1,65 @@
+"""Progress bars for the commands that take a while: on stderr, only on a terminal, never with --quiet.
+
+``progress_bar(description)`` yields ``update(done, total, what)``. The bar appears once the work
+has run ``SHOW_AFTER`` seconds (short commands stay silent), redraws on each update (no refresh
+thread that would wake up during timed runs) and disappears when done. It draws nothing when stderr
+is not a terminal (pipes, CI logs) or when the command got ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+__all__ = ["SHOW_AFTER", "QuietOpt", "progress_bar", "set_quiet"]
+
+#: Seconds of work before a bar is drawn.
+SHOW_AFTER = 2.0
+
+_quiet = False
+
+
+def set_quiet(value: bool) -> bool:
+    """Typer callback of ``--quiet``: called on every run of a command that has the option."""
+    global _quiet
+    _quiet = bool(value)
+    return value
+
+
+QuietOpt = typer.Option(False, "--quiet", "-q", callback=set_quiet,
+                        help="No progress bar on stderr (it is drawn only on a terminal, after about 2 s).")
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A transient rich progress bar on stderr; yields ``update(done, total, what)``."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if _quiet or not console.is_terminal:
+        yield lambda done, total, what: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    start = time.monotonic()
+    state: dict[str, Any] = {"bar": None, "task": None}
+    try:
+        def update(done: int, total: int, what: str) -> None:
+            if state["bar"] is None:
+                if time.monotonic() - start < SHOW_AFTER:
+                    return
+                bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), console=console, transient=True, auto_refresh=False)
+                bar.start()
+                state["bar"], state["task"] = bar, bar.add_task(description, total=None)
+            state["bar"].update(state["task"], completed=done, total=total, description=f"{description}: {what}")
+            state["bar"].refresh()
+
+        yield update
+    finally:
+        if state["bar"] is not None:
+            state["bar"].stop()
