@@ -156,9 +156,6 @@ class RunConfig:
     mode: str = "inference"
     optimizer: str | None = None
 
-    def with_batch(self, batch: int) -> RunConfig:
-        return replace(self, batch=batch)
-
     @property
     def run_label(self) -> str:
         return self.label or f"{self.device_name} {self.dtype}"

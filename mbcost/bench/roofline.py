@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mbcost.bench.devices import Device
-from mbcost.bench.store import write_json_atomic
+from mbcost.bench.store import jsonable
 from mbcost.bench.timer import Budget, MeasureFn, Measurement, default_measure
+from mbcost.errors import UsageError
+from mbcost.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,6 @@ def roofline_bound(intensity: float, peak_gflops: float, peak_gbps: float) -> fl
 def ridge_point(peak_gflops: float, peak_gbps: float) -> float:
     """``peak_gflops / peak_gbps``: below this intensity a layer is memory-bound."""
     return peak_gflops / peak_gbps
-
-
-def bound_time_s(ops: float, nbytes: float, peak_gflops: float, peak_gbps: float) -> float:
-    """The fastest time the roofline allows: ``max(ops / peak compute, bytes / peak bandwidth)``."""
-    return max(ops / (peak_gflops * 1e9), nbytes / (peak_gbps * 1e9))
 
 
 def bound_fraction(achieved_gflops: float, bound_gflops: float) -> float | None:
@@ -209,8 +206,10 @@ def get_peaks(device: Device, dtype: str, threads: int, *, refresh: bool = False
                           copy_bytes=copy_bytes)
     entries[key] = {k: v for k, v in asdict(peaks).items() if k != "cached"}
     try:
-        write_json_atomic(path, {"version": CACHE_VERSION, "peaks": entries})
-    except OSError as exc:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(jsonable({"version": CACHE_VERSION, "peaks": entries}), indent=2,
+                                           sort_keys=True) + "\n")
+    except (OSError, UsageError) as exc:
         log.warning("cannot write the roofline cache %s: %s", path, exc)
     return peaks
 

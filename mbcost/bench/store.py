@@ -93,14 +93,6 @@ class RecordWriter:
             self._fh = None
 
 
-def append_records(path: Path | str, records: Iterable[Any]) -> int:
-    """Append ``records`` to ``path``; returns how many were written."""
-    with RecordWriter(path) as out:
-        for r in records:
-            out.write(r)
-        return out.written
-
-
 #: ``kind`` of the placeholder ``load_records(..., placeholders=True)`` puts where a line is unreadable.
 UNREADABLE = "_unreadable"
 
@@ -146,19 +138,3 @@ def load_records(paths: Path | str | Iterable[Path | str], *, placeholders: bool
                 obj.setdefault("_source", str(path))
             out.append(obj)
     return out
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON through a temporary file and a rename (used for the peaks cache)."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(jsonable(obj), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise

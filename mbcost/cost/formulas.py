@@ -138,14 +138,3 @@ def elementwise_cost(out_shape: Shape) -> OpCost:
 def softmax_cost(x_shape: Shape) -> OpCost:
     """Softmax: exponent, sum and divide, 3 ops per element."""
     return OpCost(other_ops=3 * prod(x_shape))
-
-
-@register_formula("free")
-def free_cost() -> OpCost:
-    """Views, reshapes, copies and eval-mode dropout: no arithmetic."""
-    return OpCost()
-
-
-def cost_of(kind: str, **shapes: object) -> OpCost:
-    """Look up ``kind`` in the table and apply its formula."""
-    return FORMULAS[kind](**shapes)

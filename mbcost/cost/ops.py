@@ -8,7 +8,7 @@ shapes a formula takes. It holds no arithmetic: that lives in :mod:`mbcost.cost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -28,10 +28,8 @@ class OpCall:
     padding: tuple[int, ...] | str | None = None
     dilation: tuple[int, ...] | None = None
     groups: int | None = None
-    transposed: bool = False
     affine: bool | None = None
     count_include_pad: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _shape(t: Any) -> Shape:
@@ -98,7 +96,6 @@ def _conv(layout: str) -> Callable[..., OpCall]:
             padding=padding if isinstance(padding, str) else _tuple(padding, n),
             dilation=_tuple(dilation, n),
             groups=groups,
-            transposed=transposed,
         )
 
     return adapt

@@ -71,8 +71,3 @@ def conv_workspace(x_shape: Shape, w_shape: Shape, out_shape: Shape, stride: Sha
     if pointwise:
         return 0
     return n * (cin // groups) * w_shape[2] * w_shape[3] * out_shape[2] * out_shape[3] * e
-
-
-def pool_indices(out_shape: Shape) -> int:
-    """Max pooling's int64 indices, freed when the op returns."""
-    return prod(out_shape) * 8

@@ -28,7 +28,6 @@ so a code review shows exactly which layer changed::
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -329,10 +328,3 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
         seen.add(entry.key)
         entries.append(entry)
     return tuple(entries)
-
-
-def relative_change(before: int, after: int) -> float:
-    """``(after - before) / before``; infinite when a zero count becomes non-zero."""
-    if before == after:
-        return 0.0
-    return (after - before) / before if before else math.inf
