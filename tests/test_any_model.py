@@ -268,3 +268,41 @@ def test_models_pytorch_refuses_are_refused(model):
         model(torch.randn(1, 3, 8, 8))
     with pytest.raises(AnalysisError, match="meta device"):
         mbcost.analyze(model, (1, 3, 8, 8), execute="meta")
+
+
+# -- the walker's memo of shortcut answers (one signature, one answer) -------------------------------------------
+
+
+class MixedScalars(nn.Module):
+    """The same shapes reach one op with different dtypes, layouts and scalar types: a memo keyed on
+    shapes alone would hand the later calls the first call's answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x, ids):
+        a = self.conv(x)
+        b = self.conv(x.contiguous(memory_format=torch.channels_last))  # same shapes, channels-last out
+        flat = b.permute(0, 2, 3, 1).view(-1)  # a view only of a channels-last b
+        c = (ids * 2).sum() + (ids * 2.0).sum()  # 2 == 2.0, but int64 x int stays int64, x float is float
+        return a.sum() + flat.sum(), c
+
+
+def _layers(cost):
+    return [(r.name, r.op, r.input_shape, r.output_shape, r.macs, r.other_ops, r.input_bytes, r.output_bytes,
+             r.weight_bytes) for r in cost.layers]
+
+
+def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
+    from mbcost.cost import walker
+
+    model = MixedScalars().eval()
+    inputs = (torch.randn(2, 4, 8, 8), torch.randint(0, 5, (2, 8), dtype=torch.int64))
+    walker._ANSWERS.clear()
+    cold = mbcost.analyze(model, inputs, execute="meta")
+    assert walker._ANSWERS, "the walk memoised nothing"
+    warm = mbcost.analyze(model, inputs, execute="meta")  # every shortcut op answered from the memo
+    real = mbcost.analyze(model, inputs, execute="real")  # PyTorch's own kernels on the CPU
+    assert _layers(cold) == _layers(warm) == _layers(real)
+    assert cold.peak_activation_bytes == warm.peak_activation_bytes

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING
 
-from mbcost.cost.formulas import FORMULAS
+from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
 from mbcost.cost.result import LayerCost, UncountedOp, categorize
 
@@ -102,6 +102,18 @@ def model_structure(model: nn.Module) -> Structure:
                      trainable_params=trainable)
 
 
+#: An op call with its cost and layer category: ``price(call)``.
+Priced = tuple[OpCall, OpCost, str]
+
+
+def price(call: OpCall) -> Priced:
+    """The formula's cost of an op call and its layer category (a pure function of the call)."""
+    shape = call.input_shape
+    category = categorize(call.kind, groups=call.groups, in_channels=shape[1] if len(shape) > 1 else None,
+                          kernel=call.kernel)
+    return call, FORMULAS[call.kind](**call.formula_args), category
+
+
 class RecordBook:
     """Collects the records of one walk over ``model``.
 
@@ -123,9 +135,9 @@ class RecordBook:
         self._attributed: set[str] = set()
         self._labels: dict[str, int] = {}
 
-    def add(self, mod: nn.Module, *, first_in_call: bool, op: str, call: OpCall, input_bytes: int,
+    def add(self, mod: nn.Module, *, first_in_call: bool, op: str, priced: Priced, input_bytes: int,
             output_bytes: int, weight_bytes: int, inplace: bool) -> None:
-        """Record one costed op issued by ``mod``.
+        """Record one costed op issued by ``mod``; ``priced`` is ``price(call)`` of its call.
 
         The label is the module's path for the first op a leaf module issues in a call, else
         ``path:op``; repeats (a module called twice) get ``#2``, ``#3``...
@@ -141,15 +153,11 @@ class RecordBook:
         if mod_name not in self._attributed:
             self._attributed.add(mod_name)
             params = self.own_params.get(mod_name, 0)
-        kind = call.kind
-        cost = FORMULAS[kind](**call.formula_args)
-        shape = call.input_shape
+        call, cost, category = priced
         cls = type(mod)
         self.records.append(LayerCost(
-            label, mod_name, cls.__name__, is_leaf, op, kind,
-            categorize(kind, groups=call.groups, in_channels=shape[1] if len(shape) > 1 else None,
-                       kernel=call.kernel),
-            shape, call.output_shape, call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
+            label, mod_name, cls.__name__, is_leaf, op, call.kind, category, call.input_shape, call.output_shape,
+            call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
             call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
             weight_bytes, inplace, call.affine, call.count_include_pad, _torch_bases(cls),
         ))

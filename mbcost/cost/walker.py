@@ -4,8 +4,9 @@ How it runs (``execute``):
 
 * ``meta``: the forward runs on the meta device, so nothing is allocated or computed; analysing
   VGG16 at 2048x2048 with batch 64 costs the same as at 224. Ops whose output shape is known
-  are answered by ``mbcost.cost.shortcuts`` without running their meta kernel; the rest run on
-  the meta device. The user's parameters stay where they are: an op that only needs their
+  are answered by ``mbcost.cost.shortcuts`` without running their meta kernel, and each answer
+  (output layouts, priced record) is memoised by the call's signature (shapes, strides, dtypes,
+  scalars), so a repeated block or a second analysis reuses it; the rest run on the meta device. The user's parameters stay where they are: an op that only needs their
   shapes reads the shapes, and one that must run gets meta stand-ins for them, made once per
   tensor. So tied (shared) parameters need nothing special, and a module called twice is
   recorded twice.
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
-from mbcost.cost.records import RecordBook, Structure, Trace
+from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
 from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
 from mbcost.cost.workspace import conv_workspace
@@ -136,6 +137,71 @@ def _op_info(func: Any) -> _OpInfo:
     return info
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one shortcut op call gave, for any later call with the same signature (``_signature``):
+    its outputs' layouts (or which argument it returns, in place), its priced record and its scratch.
+    Shortcuts and adapters read only shapes, strides, dtypes and scalars, so the answer is a pure
+    function of the signature, like the cache of ``FakeTensorMode``'s dispatch."""
+
+    outs: tuple[tuple[Any, tuple[int, ...], Any], ...]  # (shape, strides, dtype) of each new output
+    alias: int  # the argument returned (an in-place op), or -1 for new outputs
+    single: bool  # one tensor, not a tuple
+    priced: Priced | None  # None: the op has no adapter, or its adapter said "free"
+    scratch: int
+
+    def replay(self, args: tuple, empty_strided: Any) -> Any:
+        if self.alias >= 0:
+            return args[self.alias]
+        outs = tuple(empty_strided(shape, strides, dtype=dtype, device="meta") for shape, strides, dtype in self.outs)
+        return outs[0] if self.single else outs
+
+
+#: Answers by signature, shared by all walks (bounded: cleared when full).
+_ANSWERS: dict[tuple, _Answer] = {}
+_MAX_ANSWERS = 16384
+_SCALARS = (int, float, bool, str, type(None))
+
+
+def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
+    """The op and everything its shortcut and adapter read: each tensor's shape, strides, dtype and
+    whether it is on meta, and the other arguments with their types; ``None`` when not memoisable
+    (lists of tensors, 0-dim tensors, whose type promotion depends on more than their dtype)."""
+    key: list[Any] = [func]
+    for a in (*args, *kwargs.items()) if kwargs else args:
+        if isinstance(a, tensor):
+            shape = a.shape
+            if not shape:
+                return None
+            key.append((shape, a.stride(), a.dtype, a.is_meta))
+        elif type(a) in _SCALARS:
+            key.append((type(a), a))
+        elif type(a) in (list, tuple):
+            if any(not isinstance(v, _SCALARS) for v in a):
+                return None
+            key.append((type(a), tuple((type(v), v) for v in a)))
+        else:
+            return None  # a dtype, memory format, device...: let the shortcut answer each time
+    return tuple(key)
+
+
+def _remember(key: tuple, args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> None:
+    for i, a in enumerate(args):
+        if out is a:
+            answer = _Answer((), i, True, priced, scratch)
+            break
+    else:
+        outs = (out,) if isinstance(out, tensor) else out
+        if type(outs) not in (tuple, list) or not all(isinstance(o, tensor) and o.is_meta for o in outs) \
+                or any(o is a for o in outs for a in args):
+            return
+        answer = _Answer(tuple((o.shape, o.stride(), o.dtype) for o in outs), -1, isinstance(out, tensor), priced,
+                         scratch)
+    if len(_ANSWERS) >= _MAX_ANSWERS:
+        _ANSWERS.clear()
+    _ANSWERS[key] = answer
+
+
 class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
@@ -145,6 +211,7 @@ class _Walk:
 
         self.torch = torch
         self.tensor_type = torch.Tensor
+        self.empty_strided = torch.empty_strided
         self.model = model
         self.book = book
         self.meta = meta
@@ -230,12 +297,19 @@ class _Walk:
             _tensors(kwargs.values(), tensors, self.tensor_type)
         # On the meta run, ops on tensors the forward made itself on the CPU (an ``arange`` of
         # positions), none of them a weight, run as they are: index arithmetic later code may read.
+        key = answer = None
         try:
             if self.meta and tensors and self._on_meta(tensors):
                 out = None
                 if info.shortcut is not None and "out" not in kwargs:
-                    out = info.shortcut(args, kwargs)
+                    key = _signature(func, args, kwargs, self.tensor_type)
+                    answer = _ANSWERS.get(key) if key is not None else None
+                    if answer is not None:
+                        out = answer.replay(args, self.empty_strided)
+                    else:
+                        out = info.shortcut(args, kwargs)
                 if out is None:
+                    key = None
                     out = self.run_meta(func, args, kwargs, tensors)
             else:
                 out = func(*args, **kwargs)
@@ -245,17 +319,22 @@ class _Walk:
         if info.inplace and tensors and all(id(t) in self.weight_ids for t in tensors):
             return out  # a state update (BatchNorm's num_batches_tracked += 1 in training): bookkeeping
         before = len(self.book.records)
+        priced = None
         if info.adapter is None:
             mod = self.stack[-1][0] if self.stack else self.model
             self.book.add_uncounted(info.name, mod)
         else:
-            self.record(info, args, kwargs, out, tensors)
+            priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None)
+        recorded = len(self.book.records) > before
+        scratch = 0
+        if recorded and info.name == "convolution" and self.lifetimes is not None:
+            scratch = answer.scratch if answer is not None else self._scratch(self.book.records[-1])
+        if key is not None and answer is None:
+            _remember(key, args, out, self.tensor_type, priced, scratch)
         writes = None
         if self.lifetimes is not None:
             writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
             mod = self.stack[-1][0] if self.stack else self.model
-            recorded = len(self.book.records) > before
-            scratch = self._scratch(self.book.records[-1]) if recorded and info.name == "convolution" else 0
             self.lifetimes.op(tensors, writes, (mod, info.name, before if recorded else None), scratch)
         if self.train:
             self.backward_of(info, tensors, out, writes, len(self.book.records) > before)
@@ -319,18 +398,24 @@ class _Walk:
             return peak.activation_bytes, self.book.records[record].name
         return peak.activation_bytes, f"{self.book.names.get(mod, '') or '(root)'}:{op}"
 
-    def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any]) -> None:
+    def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any],
+               priced: Priced | None) -> Priced | None:
+        """Record the op (``priced``: its call, cost and category when known from an earlier call with
+        the same signature); returns them, or ``None`` for an op that is free (a view, a copy)."""
         mod, first = self.stack[-1] if self.stack else (self.model, [True])
-        call = info.adapter(args, kwargs, out)
+        if priced is None:
+            call = info.adapter(args, kwargs, out)
+            if call.kind != "free":
+                priced = price(call)
         weight_ids = self.weight_ids
-        if call.kind == "free":
+        if priced is None:  # free: what a weight's view or copy gives is a weight too
             for a in tensors:
                 if id(a) in weight_ids:
                     for o in _tensors((out,), [], self.tensor_type):
                         weight_ids.add(id(o))
                         self.keep_alive.append(o)
                     break
-            return
+            return None
         weight_bytes = input_bytes = n_acts = 0
         for a in tensors:
             if id(a) in weight_ids:
@@ -340,9 +425,10 @@ class _Walk:
                 n_acts += 1
         o = out[0] if isinstance(out, (tuple, list)) else out
         output_bytes = o.numel() * o.element_size() if isinstance(o, self.tensor_type) else 0
-        self.book.add(mod, first_in_call=first[0], op=info.name, call=call, input_bytes=input_bytes,
+        self.book.add(mod, first_in_call=first[0], op=info.name, priced=priced, input_bytes=input_bytes,
                       output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace)
         first[0] = False
+        return priced
 
     # -- the forward ----------------------------------------------------------------------
 
