@@ -35,7 +35,8 @@ class FakeClock:
 
 
 class FakeMeasure:
-    """Replaces ``mbcost.bench.timer.measure``: calls ``fn`` once (so the code path runs) and returns
+    """Stands in for ``mbcost.bench.timer.measure`` (pass it as ``measure_fn=``, or to ``run(..., measure=)``
+    for the CLI): calls ``fn`` once (so the code path runs) and returns
     ``times`` (or ``times_for(call_index)``); raises ``KeyboardInterrupt`` on call ``interrupt_at``."""
 
     def __init__(self, times: tuple[float, ...] = (0.010, 0.011, 0.012, 0.013, 0.010),
@@ -57,13 +58,14 @@ class FakeMeasure:
         return Measurement(times=tuple(times), number_per_run=1)
 
 
-def run(*args: str):  # noqa: ANN201
-    """The mbcost CLI in-process (``run("bench", "--models", "v2")``): a click Result."""
+def run(*args: str, measure: Any = None):  # noqa: ANN201
+    """The mbcost CLI in-process (``run("bench", "--models", "v2")``): a click Result. ``measure``
+    (a ``FakeMeasure``) is what the measuring commands time with, given as the app's context object."""
     from typer.testing import CliRunner
 
     from mbcost.cli import app
 
-    return CliRunner().invoke(app, list(args))
+    return CliRunner().invoke(app, list(args), obj=measure)
 
 
 def one_line_error(result: Any, code: int = 2) -> str:

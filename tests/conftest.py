@@ -16,10 +16,9 @@ def cli():
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    """``mbcost.bench.timer.measure`` replaced by a fake with fixed times that never runs the function."""
+def fake():
+    """A fake timer with fixed times that never runs the function; pass it as ``measure_fn=`` to the
+    library or as ``run(..., measure=fake)`` / ``cli(..., obj=fake)`` to the CLI."""
     from bench_fakes import FakeMeasure
 
-    f = FakeMeasure(run_fn=False)
-    monkeypatch.setattr("mbcost.bench.timer.measure", f)
-    return f
+    return FakeMeasure(run_fn=False)

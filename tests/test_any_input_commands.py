@@ -25,15 +25,15 @@ def test_reconcile_on_a_full_shape_matches_the_live_counter():
 
 
 def test_bench_measures_a_full_shape_and_records_it(monkeypatch, tmp_path):
-    monkeypatch.setattr("mbcost.bench.timer.measure", FakeMeasure(run_fn=True))
+    timer = FakeMeasure(run_fn=True)
     save = tmp_path / "runs.jsonl"
     r = run("bench", "--models", "v2@0.35", "--input", "2x3x64x64", "--threads", "1", "--min-time", "0.001",
-            "--max-time", "0.01", "--save", str(save), "--format", "json")
+            "--max-time", "0.01", "--save", str(save), "--format", "json", measure=timer)
     assert r.exit_code == 0, r.output
     rec = json.loads(save.read_text().splitlines()[0])
     assert rec["inputs"] == [{"shape": [2, 3, 64, 64], "dtype": "float32"}] and rec["batch"] == 2
     assert rec["macs"] == mbcost.analyze("v2@0.35", 64, batch=2).macs
-    several = run("bench", "--models", "v2@0.35", "--input", "1x3x64x64", "--batch", "1,2")
+    several = run("bench", "--models", "v2@0.35", "--input", "1x3x64x64", "--batch", "1,2", measure=timer)
     assert several.exit_code == 2 and "full shape carries its own batch" in several.stderr
 
 

@@ -1,6 +1,6 @@
 """``mbcost bench / profile / sweep / roofline`` and the measured rows of ``compare`` and ``conv``.
 
-Most tests replace ``mbcost.bench.timer.measure`` with a fake (fixed times, no real timing); one
+Most tests run the commands on a fake timer (``run(..., measure=fake)``: fixed times, no real timing); one
 smoke test measures a tiny network for real with a tiny budget and asserts only the shape of the
 output, never a latency.
 """
@@ -28,21 +28,22 @@ SMALL = ["--models", "v2@0.35", "--input", "64"]
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
 @pytest.mark.parametrize("command", [["bench", *SMALL], ["sweep"], ["profile", "v2"], ["roofline"]])
 def test_cuda_without_cuda_is_one_line_exit_2(command, fake):
-    line = one_line_error(run(*command, "--device", "cuda"))
+    line = one_line_error(run(*command, "--device", "cuda", measure=fake))
     assert "CUDA is not available" in line
     assert fake.calls == 0
 
 
 def test_unsupported_dtype_on_the_device(monkeypatch, fake):
     monkeypatch.setattr(devices, "cpu_has_native", lambda dtype: dtype != "float16")
-    assert "float16 is not supported on this CPU" in one_line_error(run("bench", *SMALL, "--dtype", "float16"))
-    assert run("bench", *SMALL, "--dtype", "float64").exit_code == 2  # not a measurement dtype at all
+    line = one_line_error(run("bench", *SMALL, "--dtype", "float16", measure=fake))
+    assert "float16 is not supported on this CPU" in line
+    assert run("bench", *SMALL, "--dtype", "float64", measure=fake).exit_code == 2  # not a measurement dtype at all
 
 
 def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(monkeypatch, fake, tmp_path):
     monkeypatch.setattr(devices, "available_memory", lambda device: 200_000_000)
     save = tmp_path / "runs.jsonl"
-    line = one_line_error(run("bench", "--models", "v2", "--batch", "1,256", "--save", str(save)))
+    line = one_line_error(run("bench", "--models", "v2", "--batch", "1,256", "--save", str(save), measure=fake))
     assert "v2 at batch 256 needs about" in line and "200.00 MB is available" in line
     assert fake.calls == 0  # refused while planning: batch 1 was not measured either
     assert not save.exists()
@@ -51,11 +52,11 @@ def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(monkeypatch, 
 @pytest.mark.parametrize("args", [["--min-time", "0"], ["--min-time", "2", "--max-time", "1"], ["--batch", "0"],
                                   ["--batch", "x"], ["--threads", "0"], ["--device", "tpu"]])
 def test_bad_options_are_one_line_exit_2(args, fake):
-    one_line_error(run("bench", *SMALL, *args))
+    one_line_error(run("bench", *SMALL, *args, measure=fake))
 
 
 def test_save_into_a_directory_is_refused(tmp_path, fake):
-    assert "directory" in one_line_error(run("bench", *SMALL, "--save", str(tmp_path)))
+    assert "directory" in one_line_error(run("bench", *SMALL, "--save", str(tmp_path), measure=fake))
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -79,8 +80,7 @@ def test_bench_measures_for_real_and_appends_records(tmp_path):
 
 def test_bench_table_shows_speedups_next_to_the_mac_ratio(monkeypatch):
     fake = FakeMeasure(times_for=lambda i: (0.010,) * 5 if i == 1 else (0.004,) * 5, run_fn=False)
-    monkeypatch.setattr("mbcost.bench.timer.measure", fake)
-    result = run("bench", "--models", "v2@0.35,v1@0.25", "--input", "64", "--format", "markdown")
+    result = run("bench", "--models", "v2@0.35,v1@0.25", "--input", "64", "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     assert "vs v2@0.35: measured (MACs)" in result.stdout
     assert "2.50x (" in result.stdout  # v1@0.25 runs 10 / 4 times faster in the fake world
@@ -88,15 +88,15 @@ def test_bench_table_shows_speedups_next_to_the_mac_ratio(monkeypatch):
 
 
 def test_wide_spread_is_flagged_not_hidden(monkeypatch):
-    monkeypatch.setattr("mbcost.bench.timer.measure", FakeMeasure(times=(0.01, 0.02, 0.03, 0.04), run_fn=False))
-    result = run("bench", *SMALL, "--format", "markdown")
+    timer = FakeMeasure(times=(0.01, 0.02, 0.03, 0.04), run_fn=False)
+    result = run("bench", *SMALL, "--format", "markdown", measure=timer)
     assert " !" in result.stdout and "wide spread" in result.stdout
-    doc = json.loads(run("bench", *SMALL, "--format", "json").stdout)
+    doc = json.loads(run("bench", *SMALL, "--format", "json", measure=timer).stdout)
     assert doc["results"][0]["wide_spread"] is True
 
 
 def test_bench_csv_flattens_env(fake):
-    result = run("bench", *SMALL, "--batch", "1,2", "--format", "csv")
+    result = run("bench", *SMALL, "--batch", "1,2", "--format", "csv", measure=fake)
     header, *rows = result.stdout.strip().splitlines()
     assert len(rows) == 2
     assert "env_torch" in header and "median_ms" in header and "times_ms" not in header
@@ -106,7 +106,7 @@ def test_bench_csv_flattens_env(fake):
 
 
 def test_sweep_json(fake):
-    result = run("sweep", "--channels", "8,16", "--kernels", "3", "--sizes", "8", "--format", "json")
+    result = run("sweep", "--channels", "8,16", "--kernels", "3", "--sizes", "8", "--format", "json", measure=fake)
     assert result.exit_code == 0, result.output
     results = json.loads(result.stdout)["results"]
     assert [r["cin"] for r in results] == [8, 16]
@@ -114,9 +114,9 @@ def test_sweep_json(fake):
 
 
 def test_ctrl_c_in_a_sweep_exits_130_and_keeps_finished_records(monkeypatch, tmp_path):
-    monkeypatch.setattr("mbcost.bench.timer.measure", FakeMeasure(interrupt_at=4, run_fn=False))
+    timer = FakeMeasure(interrupt_at=4, run_fn=False)
     save = tmp_path / "sweep.jsonl"
-    result = run("sweep", "--channels", "8,16,32", "--kernels", "3", "--sizes", "8", "--save", str(save))
+    result = run("sweep", "--channels", "8,16,32", "--kernels", "3", "--sizes", "8", "--save", str(save), measure=timer)
     line = one_line_error(result, 130)
     assert "interrupted during sweep; 1 finished record(s) kept in" in line
     lines = save.read_text().splitlines()
@@ -135,7 +135,7 @@ def _peaks() -> Peaks:
 def test_profile_joins_layers_and_places_them_on_the_roofline(monkeypatch, fake, tmp_path):
     monkeypatch.setattr(roofline, "get_peaks", lambda *a, **k: _peaks())
     save = tmp_path / "p.jsonl"
-    result = run("profile", "v2@0.35", "--input", "64", *TINY, "--format", "json", "--save", str(save))
+    result = run("profile", "v2@0.35", "--input", "64", *TINY, "--format", "json", "--save", str(save), measure=fake)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     kinds = [r["kind"] for r in doc["results"]]
@@ -146,12 +146,12 @@ def test_profile_joins_layers_and_places_them_on_the_roofline(monkeypatch, fake,
     assert all(r["roofline_bound_gflops"] is not None for r in layers if r["arithmetic_intensity"] > 0)
     saved = [json.loads(line)["kind"] for line in save.read_text().splitlines()]
     assert saved == ["peak", *kinds]  # the peaks it was judged against travel with the run
-    table = run("profile", "v2@0.35", "--input", "64", *TINY, "--top", "3", "--format", "markdown").stdout
+    table = run("profile", "v2@0.35", "--input", "64", *TINY, "--top", "3", "--format", "markdown", measure=fake).stdout
     assert "time share vs MAC share" in table and "top 3 by time" in table and "of bound" in table
 
 
 def test_profile_without_roofline(fake):
-    result = run("profile", "v2@0.35", "--input", "64", *TINY, "--no-roofline", "--format", "csv")
+    result = run("profile", "v2@0.35", "--input", "64", *TINY, "--no-roofline", "--format", "csv", measure=fake)
     assert result.exit_code == 0, result.output
     assert "bound_fraction" in result.stdout.splitlines()[0]
 
@@ -159,8 +159,8 @@ def test_profile_without_roofline(fake):
 def test_roofline_command_caches(monkeypatch, tmp_path, fake):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(roofline, "default_sizes", lambda device: (32, 4096))
-    first = json.loads(run("roofline", "--format", "json").stdout)
-    second = json.loads(run("roofline", "--format", "json").stdout)
+    first = json.loads(run("roofline", "--format", "json", measure=fake).stdout)
+    second = json.loads(run("roofline", "--format", "json", measure=fake).stdout)
     assert first["results"][0]["kind"] == "peak" and first["results"][0]["cached"] is False
     assert second["results"][0]["cached"] is True
     assert (tmp_path / "mbcost" / "roofline.json").exists()
@@ -170,30 +170,31 @@ def test_roofline_command_caches(monkeypatch, tmp_path, fake):
 
 
 def test_compare_measures_by_default_and_no_bench_skips(fake):
-    measured = run("compare", *SMALL, "--format", "markdown")
+    measured = run("compare", *SMALL, "--format", "markdown", measure=fake)
     assert measured.exit_code == 0, measured.output
     assert "CPU float32 latency (median, batch 1)" in measured.stdout
-    doc = json.loads(run("compare", *SMALL, "--format", "json").stdout)
+    doc = json.loads(run("compare", *SMALL, "--format", "json", measure=fake).stdout)
     assert doc["models"][0]["measured"][0]["median_ms"] == pytest.approx(11.0)
     calls = fake.calls
-    plain = run("compare", *SMALL, "--no-bench", "--format", "markdown")
+    plain = run("compare", *SMALL, "--no-bench", "--format", "markdown", measure=fake)
     assert "latency" not in plain.stdout
     assert fake.calls == calls
 
 
 def test_compare_skips_a_dtype_it_cannot_measure(fake):
-    result = run("compare", *SMALL, "--dtype", "float64", "--format", "markdown")
+    result = run("compare", *SMALL, "--dtype", "float64", "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     assert "measured: cpu skipped" in result.stdout
 
 
 def test_conv_bench_adds_measured_rows(fake):
-    result = run("conv", "--cin", "16", "--cout", "16", "--size", "8", "--bench", "--format", "markdown")
+    result = run("conv", "--cin", "16", "--cout", "16", "--size", "8", "--bench", "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     assert "measured speed-up (standard / separable)" in result.stdout
-    doc = json.loads(run("conv", "--cin", "16", "--cout", "16", "--size", "8", "--bench", "--format", "json").stdout)
+    doc = json.loads(run("conv", "--cin", "16", "--cout", "16", "--size", "8", "--bench", "--format", "json",
+                         measure=fake).stdout)
     assert doc["measured"]["kind"] == "conv" and doc["measured"]["cin"] == 16
-    assert "measured" not in json.loads(run("conv", "--cin", "16", "--format", "json").stdout)
+    assert "measured" not in json.loads(run("conv", "--cin", "16", "--format", "json", measure=fake).stdout)
 
 
 # -- CUDA (marked; skipped without a GPU; the CPU suite never needs one) ---------------------------

@@ -95,7 +95,7 @@ def test_bench_fills_both_figures(record):
 
 def test_fields_round_trip_through_save_and_the_store(fake, tmp_path):
     save = tmp_path / "runs.jsonl"
-    result = run("bench", *SMALL, "--threads", "1", "--save", str(save), "--format", "json")
+    result = run("bench", *SMALL, "--threads", "1", "--save", str(save), "--format", "json", measure=fake)
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)["results"][0]
     (saved,) = load_records(save)
@@ -137,7 +137,7 @@ def test_a_memory_pass_that_fails_leaves_none_and_a_log_line(monkeypatch, caplog
 
 
 def test_bench_table_shows_estimate_and_measurement(fake):
-    result = run("bench", *SMALL, "--threads", "1", "--format", "markdown")
+    result = run("bench", *SMALL, "--threads", "1", "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     assert "act. peak est." in result.stdout and "act. peak measured (vs est.)" in result.stdout
     assert "activation peak = bytes of live activations" in result.stdout
@@ -162,7 +162,7 @@ def test_compare_rows_show_both_figures_and_the_difference(record):
 
 
 def test_compare_shows_the_measured_rows(fake):
-    result = run("compare", *SMALL, "--format", "markdown")
+    result = run("compare", *SMALL, "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     estimated = next(ln for ln in lines if ln.startswith("| activation peak, estimated (lifetimes)"))
@@ -170,7 +170,7 @@ def test_compare_shows_the_measured_rows(fake):
     difference = next(ln for ln in lines if ln.startswith("| difference (workspace, allocator), cpu"))
     assert "kB" in estimated and "kB" in measured
     assert "%)" in difference and ("+" in difference or "-" in difference.split("|")[2])
-    doc = json.loads(run("compare", *SMALL, "--format", "json").stdout)
+    doc = json.loads(run("compare", *SMALL, "--format", "json", measure=fake).stdout)
     m = doc["models"][0]["measured"][0]
     assert m["peak_memory_bytes"] > 0 and m["estimated_peak_memory_bytes"] == doc["models"][0]["peak_activation_bytes"]
 

@@ -37,7 +37,6 @@ TRAIN = ["--mode", "train", "--optimizer", "adam"]
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeMeasure(run_fn=True)  # the step runs once for real
-    monkeypatch.setattr("mbcost.bench.timer.measure", f)
     return f
 
 
@@ -50,7 +49,7 @@ def settings():
 
 
 def test_train_record_has_the_mode_the_optimizer_and_step_gflops(fake):
-    result = run("bench", *SMALL, *TRAIN, "--format", "json")
+    result = run("bench", *SMALL, *TRAIN, "--format", "json", measure=fake)
     assert result.exit_code == 0, result.output
     assert fake.calls == 1
     rec = json.loads(result.stdout)["results"][0]
@@ -68,7 +67,7 @@ def test_train_record_has_the_mode_the_optimizer_and_step_gflops(fake):
 
 
 def test_the_table_shows_the_mode_and_the_training_convention(fake):
-    result = run("bench", *SMALL, *TRAIN, "--format", "markdown")
+    result = run("bench", *SMALL, *TRAIN, "--format", "markdown", measure=fake)
     assert result.exit_code == 0, result.output
     assert "| mode |" in result.stdout and "train (adam)" in result.stdout
     assert "2 x (forward + backward MACs" in result.stdout
@@ -76,7 +75,7 @@ def test_the_table_shows_the_mode_and_the_training_convention(fake):
 
 
 def test_inference_is_the_default_and_old_records_are_inference(fake):
-    rec = json.loads(run("bench", *SMALL, "--format", "json").stdout)["results"][0]
+    rec = json.loads(run("bench", *SMALL, "--format", "json", measure=fake).stdout)["results"][0]
     assert rec["mode"] == "inference" and rec["optimizer"] is None and rec["backward_macs"] == 0
     old = {k: v for k, v in rec.items() if k not in ("kind", "mode", "optimizer", "backward_macs")}
     assert ModelRecord(**old).mode == "inference"  # a record saved before modes existed
@@ -106,9 +105,9 @@ def test_a_step_that_does_not_fit_is_refused_by_the_training_estimate(monkeypatc
     assert step > forward
     # enough memory for an inference forward, not for a training step
     monkeypatch.setattr(devices, "available_memory", lambda device: int((forward + step) / 2 / MEMORY_HEADROOM))
-    assert run("bench", *SMALL, "--format", "json").exit_code == 0
+    assert run("bench", *SMALL, "--format", "json", measure=fake).exit_code == 0
     calls = fake.calls
-    line = one_line_error(run("bench", *SMALL, *TRAIN))
+    line = one_line_error(run("bench", *SMALL, *TRAIN, measure=fake))
     assert "v2@0.35 at batch 1 for a training step with adam needs about" in line
     assert "gradients + optimizer state" in line
     assert fake.calls == calls  # refused while planning: nothing built or timed
@@ -116,12 +115,12 @@ def test_a_step_that_does_not_fit_is_refused_by_the_training_estimate(monkeypatc
 
 def test_a_tiny_machine_refuses_a_training_step(monkeypatch, fake):
     monkeypatch.setattr(devices, "available_memory", lambda device: 1000)
-    assert "for a training step with adam" in one_line_error(run("bench", *SMALL, *TRAIN))
+    assert "for a training step with adam" in one_line_error(run("bench", *SMALL, *TRAIN, measure=fake))
     assert fake.calls == 0
 
 
 def test_an_unknown_optimizer_is_one_line_exit_2(fake):
-    assert "lion" in one_line_error(run("bench", *SMALL, "--mode", "train", "--optimizer", "lion"))
+    assert "lion" in one_line_error(run("bench", *SMALL, "--mode", "train", "--optimizer", "lion", measure=fake))
     assert fake.calls == 0
 
 

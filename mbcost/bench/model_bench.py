@@ -40,7 +40,7 @@ from mbcost.bench.devices import (
 )
 from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, busy_cpus_now, capture_env
-from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, default_measure
+from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
@@ -190,7 +190,7 @@ def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
 
     import torch
 
-    measure_fn = default_measure(measure_fn)
+    measure_fn = measure_fn or measure
     args, kwargs = x.args, x.kwargs
 
     def forward() -> None:

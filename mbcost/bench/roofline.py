@@ -27,7 +27,7 @@ from typing import Any
 
 from mbcost.bench.devices import Device
 from mbcost.bench.store import jsonable
-from mbcost.bench.timer import Budget, MeasureFn, Measurement, default_measure
+from mbcost.bench.timer import Budget, MeasureFn, Measurement, measure
 from mbcost.errors import UsageError
 from mbcost.io import write_text_atomic
 
@@ -141,7 +141,7 @@ def measure_peaks(device: Device, dtype: str, threads: int, *, budget: Budget = 
 
     import torch
 
-    measure_fn = default_measure(measure_fn)
+    measure_fn = measure_fn or measure
     n_default, bytes_default = default_sizes(device)
     n = matmul_n or n_default
     nbytes = copy_bytes or bytes_default

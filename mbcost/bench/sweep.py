@@ -18,7 +18,7 @@ from mbcost.bench.devices import check_memory
 from mbcost.bench.errors import BenchError
 from mbcost.bench.model_bench import BenchSettings, OnRecord, Progress, measure_each
 from mbcost.bench.records import ConvRecord, Env, Record
-from mbcost.bench.timer import MeasureFn, Measurement, default_measure
+from mbcost.bench.timer import MeasureFn, Measurement, measure
 from mbcost.errors import SpecError
 
 
@@ -117,7 +117,7 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, measure_fn: Measure
     # The counts are at float32: an upper bound on the memory of the narrower dtypes.
     check_memory(comparison.standard, settings.device,
                  what=f"conv M={point.cin} N={point.cout} K={point.k} F={point.size[0]} at batch {point.batch}")
-    measure_fn = default_measure(measure_fn)
+    measure_fn = measure_fn or measure
     standard, separable, x = conv_modules(point, settings)
     timings = []
     try:

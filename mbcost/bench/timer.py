@@ -173,11 +173,6 @@ class Measurement:
 MeasureFn = Callable[..., Measurement]
 
 
-def default_measure(measure_fn: MeasureFn | None) -> MeasureFn:
-    """``measure_fn``, or this module's ``measure`` looked up at call time (the seam CLI tests replace)."""
-    return measure_fn if measure_fn is not None else globals()["measure"]
-
-
 def device_clock(device_type: str) -> Clock:
     """A wall clock that first waits for the device: ``cuda`` synchronises before reading it.
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from mbcost.errors import MbcostError
+
+if TYPE_CHECKING:
+    from mbcost.bench.timer import MeasureFn
 
 CONVENTIONS_HELP = (
     "Conventions: MACs = multiply-accumulates of conv and linear layers (bias, BatchNorm, activations, pooling "
@@ -216,3 +219,10 @@ def write_atomic(path: Path, text: str) -> None:
 
     check_writable(path)
     write_text_atomic(path, text)
+
+
+def timer(ctx: typer.Context) -> MeasureFn | None:
+    """What the measuring commands time with: the app's context object when it was started with a
+    function (``CliRunner().invoke(app, args, obj=fake_measure)``: tests run the commands on a fake
+    timer), else ``None``, which the library reads as ``mbcost.bench.timer.measure``."""
+    return ctx.obj if callable(ctx.obj) else None

@@ -32,6 +32,7 @@ from mbcost.cli.app import (
     check_writable,
     emit,
     input_value,
+    timer,
 )
 from mbcost.cli.progress import QuietOpt, progress_bar  # noqa: F401  (progress_bar: used by report, compare)
 from mbcost.errors import SpecError
@@ -39,7 +40,7 @@ from mbcost.errors import SpecError
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
     from mbcost.bench.records import ConvRecord
-    from mbcost.bench.timer import Budget
+    from mbcost.bench.timer import Budget, MeasureFn
     from mbcost.cost.conv import ConvComparison
     from mbcost.cost.result import ModelCost
     from mbcost.render.table import Table
@@ -143,6 +144,7 @@ def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], recor
                     "loss = sum of the outputs, backward, optimizer step; GFLOP/s = 2 x (forward + backward MACs) / "
                     "median), refused when the training memory estimate does not fit.")
 def bench(
+    ctx: typer.Context,
     models: str = typer.Option("v1,v2,vgg16", "--models", "-m", help="Comma-separated model specs (v1, v2@0.75, "
                                                                      "vgg16, package.module:factory)."),
     input: list[str] | None = InputOpt,
@@ -183,7 +185,7 @@ def bench(
     plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype,
                         mode=mode.value, optimizer=optimizer.value)
     with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
-        records = bench_models(plans, settings, on_record=out.write, progress=update)
+        records = bench_models(plans, settings, measure_fn=timer(ctx), on_record=out.write, progress=update)
     ups = speedups(records)
     emit(format, output, table=bench_table(records, ups), records=[flat(r) for r in records],
          document=results_document(records, speedups=speedup_dicts(ups)))
@@ -197,6 +199,7 @@ def bench(
                   "every layer on the device's roofline (intensity, achieved GFLOP/s, fraction of the bound). "
                   "Layers are timed with forward hooks on every module (CUDA events on GPU). " + TIMING_HELP)
 def profile(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
     input: list[str] | None = InputOpt,
     input_dtype: str | None = InputDTypeOpt,
@@ -246,10 +249,12 @@ def profile(
         if roofline:
             update(0, 2, "roofline peaks")
             with settings.runtime():
-                peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh_peaks)
+                peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
+                                  refresh=refresh_peaks)
                 out.write(peak_record(peaks, settings.config(batch), settings.env(busy)))
         update(1, 2, f"{spec.label} per layer")
-        p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype)
+        p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype,
+                          measure_fn=timer(ctx))
         records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
         for r in records:
             out.write(r)
@@ -264,6 +269,7 @@ def profile(
                   "sizes and feature-map sizes: the theoretical ratio (exact, and the paper's 1/N + 1/K^2) against "
                   "the measured speed-up. " + TIMING_HELP)
 def sweep(
+    ctx: typer.Context,
     channels: str = typer.Option("64,128,256,512", "--channels", help="Channel counts M = N, comma-separated."),
     kernels: str = typer.Option("3,5", "--kernels", help="Kernel sizes K, comma-separated."),
     sizes: str = typer.Option("14,28,56", "--sizes", help="Feature-map sizes F (F x F input), comma-separated."),
@@ -297,7 +303,7 @@ def sweep(
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc)
     with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
-        records = run_sweep(points, settings, on_record=out.write, progress=update)
+        records = run_sweep(points, settings, measure_fn=timer(ctx), on_record=out.write, progress=update)
     emit(format, output, table=sweep_table(records), records=[flat(r) for r in records],
          document=results_document(records))
 
@@ -308,6 +314,7 @@ def sweep(
 @app.command(help="Measure (or show the cached) attainable compute of the device in a dtype (an n x n matmul) and its "
                   "memory bandwidth (a large copy): the roofs every layer of 'mbcost profile' is judged against.")
 def roofline(
+    ctx: typer.Context,
     device: str = DeviceOpt,
     dtype: BenchDType = BenchDTypeOpt,
     threads: int | None = ThreadsOpt,
@@ -331,7 +338,8 @@ def roofline(
     with RecordWriter(save) as out, interruptible(out, "roofline"), progress_bar("roofline") as update:
         update(0, 1, "matmul and copy")
         with settings.runtime():
-            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, refresh=refresh)
+            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
+                              refresh=refresh)
             record = peak_record(peaks, settings.config(1), settings.env(busy))
         out.write(record)
     table = peaks_table([peaks])
@@ -354,7 +362,7 @@ class Measured:
 
 
 def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], batch: int,
-                         dtype: str, *, num_classes: int = 1000) -> Measured:
+                         dtype: str, *, num_classes: int = 1000, measure_fn: MeasureFn | None = None) -> Measured:
     """Short measurements for ``mbcost compare``: CPU always, CUDA too when available.
 
     A device that cannot run the dtype, or a batch that would not fit, is skipped with a row
@@ -379,7 +387,7 @@ def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
             except MbcostError as exc:
                 skipped.append(f"{dev} skipped ({exc})")
                 continue
-            records += bench_models(plans, settings, progress=update)
+            records += bench_models(plans, settings, measure_fn=measure_fn, progress=update)
     labels = [c.label for c in costs]
     out = Measured(rows=compare_rows(labels, records, speedups(records), skipped), notes=compare_notes(records))
     for label in labels:
@@ -389,9 +397,9 @@ def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
 
 
 def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
-                     batch: int, dtype: str, num_classes: int = 1000) -> None:
+                     batch: int, dtype: str, num_classes: int = 1000, measure_fn: MeasureFn | None = None) -> None:
     """Merge ``compare_measurements`` into ``compare``'s extras (``rows``, ``json``, ``columns``, ``notes``)."""
-    m = compare_measurements(specs, costs, batch, dtype, num_classes=num_classes)
+    m = compare_measurements(specs, costs, batch, dtype, num_classes=num_classes, measure_fn=measure_fn)
     extras.rows += m.rows
     extras.notes += m.notes
     for label, d in m.json.items():
@@ -400,7 +408,7 @@ def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[Mo
         extras.columns.setdefault(label, {}).update(c)
 
 
-def conv_measurement(c: ConvComparison) -> ConvRecord:
+def conv_measurement(c: ConvComparison, measure_fn: MeasureFn | None = None) -> ConvRecord:
     """``mbcost conv --bench``: time the standard conv and the separable pair once on CPU, float32."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
@@ -412,15 +420,15 @@ def conv_measurement(c: ConvComparison) -> ConvRecord:
     point = ConvPoint(c.in_channels, c.out_channels, c.kernel, c.size, c.stride, c.padding, c.batch, c.bias)
     busy = busy_cpus_now()
     with settings.runtime():
-        return bench_conv(point, settings, busy_cpus=busy)
+        return bench_conv(point, settings, measure_fn=measure_fn, busy_cpus=busy)
 
 
 def add_conv_measurement(c: ConvComparison, table: Table, records: list[dict[str, Any]],
-                         document: dict[str, Any]) -> None:
+                         document: dict[str, Any], measure_fn: MeasureFn | None = None) -> None:
     """``mbcost conv --bench``: measured rows on the table, ``measured`` in the JSON, columns in the CSV."""
     from mbcost.render.bench import TIMING, conv_rows, env_line, wide_note
 
-    r = conv_measurement(c)
+    r = conv_measurement(c, measure_fn)
     table.rows += conv_rows(r)
     table.notes += ["measured: " + TIMING + "; a short time budget (mbcost sweep measures a grid)", env_line(r)]
     if r.wide_spread or r.standard_wide_spread:

@@ -33,6 +33,7 @@ from mbcost.cli.app import (
     check_writable,
     emit,
     input_value,
+    timer,
 )
 from mbcost.cli.progress import QuietOpt
 
@@ -40,6 +41,7 @@ from mbcost.cli.progress import QuietOpt
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
                   + CONVENTIONS_HELP)
 def compare(
+    ctx: typer.Context,
     models: str = ModelsOpt,
     input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
@@ -70,7 +72,7 @@ def compare(
     if bench:  # --bench/--no-bench: measured latency rows (mbcost.cli.bench)
         from mbcost.cli.bench import add_measurements
 
-        add_measurements(extras, specs, costs, batch, dtype.value, classes)
+        add_measurements(extras, specs, costs, batch, dtype.value, classes, measure_fn=timer(ctx))
     costs = extras.costs
     emit(format, output, table=extras.on_table(compare_table(costs, extra_rows=extras.rows)),
          records=extras.on_records(compare_records(costs)),
@@ -106,6 +108,7 @@ def layers(
                   "and MACs of each, the exact ratio, and the MobileNet paper's closed form 1/N + 1/K^2. "
                   + CONVENTIONS_HELP)
 def conv(
+    ctx: typer.Context,
     cin: int = typer.Option(512, "--cin", help="M: input channels."),
     cout: int = typer.Option(512, "--cout", help="N: output channels."),
     k: int = typer.Option(3, "--k", help="K: kernel size (KxK)."),
@@ -128,5 +131,5 @@ def conv(
     if bench:  # --bench: measured standard vs separable time (mbcost.cli.bench)
         from mbcost.cli.bench import add_conv_measurement
 
-        add_conv_measurement(comparison, table, records, document)
+        add_conv_measurement(comparison, table, records, document, measure_fn=timer(ctx))
     emit(format, output, table=table, records=records, document=document)
