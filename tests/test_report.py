@@ -140,7 +140,7 @@ def test_category_times_sum_layer_records_by_category(measured):
 def test_report_figures_are_plotly_figures_in_page_order(plain):
     figs = report_figures(plain)
     assert list(figs) == ["params_macs", "categories", "layers-0", "layers-1", "layers-2", "conv_ratio", "scaling",
-                          "latency", "time_share", "roofline"]
+                          "latency", "time_share", "roofline", "spirals", "bottleneck_error", "frontier"]
     for key, fig in figs.items():
         assert isinstance(fig, go.Figure), key
         assert fig.layout.title.text, key
@@ -264,7 +264,7 @@ def test_report_module_imports_no_heavy_library():
 
 def test_cli_report_default_location_and_merge(cli, tmp_path, monkeypatch, measured_files):
     monkeypatch.chdir(tmp_path)
-    r = cli("report", "--input", "224", "--models", "v1,v2,vgg16",
+    r = cli("report", "--input", "224", "--models", "v1,v2,vgg16", "--no-bench",
              "--from", str(measured_files[0]), "--from", str(measured_files[1]))
     assert r.exit_code == 0, r.output
     out = tmp_path / "reports" / "mbcost-report.html"
@@ -282,7 +282,7 @@ def test_cli_report_default_location_and_merge(cli, tmp_path, monkeypatch, measu
 ])
 def test_cli_report_bad_input_is_one_line_exit_2(cli, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    r = cli("report", "--out", "r.html", *args)
+    r = cli("report", "--out", "r.html", "--no-bench", *args)
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mbcost: error:") and message in lines[0], r.stderr
@@ -293,7 +293,7 @@ def test_cli_report_unwritable_out_is_one_line_exit_2(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("I am a file")
     for out in (blocker / "r.html", tmp_path):  # parent is a file; out is a directory
-        r = cli("report", "--models", "v1", "--out", str(out))
+        r = cli("report", "--models", "v1", "--out", str(out))  # refused before measuring
         assert r.exit_code == 2, r.output
         assert r.stderr.startswith("mbcost: error: --out") and len(r.stderr.strip().splitlines()) == 1
     assert blocker.read_text() == "I am a file"
@@ -354,3 +354,91 @@ def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_
     assert f"{fmt.nbytes(v2.peak_activation_bytes + 1_000_000)} <span class='small'>+1.00 MB</span>" in page
     train = mbcost.analyze("v2", 224, mode="train", optimizer="adam")
     assert fmt.count(train.backward_macs) in page and fmt.nbytes(train.train_peak_memory_bytes) in page
+
+
+# ----------------------------------------------------------------------------------------- claims
+
+
+def test_claims_section_opens_the_page_with_one_row_per_claim(plain, tmp_path):
+    html = render_html(plain)
+    assert html.index("Claims checked") < html.index("id=\"conventions\"") < html.index("id=\"summary-h\"")
+    rows = re.findall(r"<tr data-claim='(\w+)'>", html)
+    assert rows == [c.key for c in plain.claims.claims] and len(rows) == 8
+    assert "1/32.7 of the parameters, 1/27.2 of the MACs" in html
+    assert "Howard et al. 2017, MobileNets, section 3.1" in html and "Sandler et al. 2018, MobileNetV2, Table 2" in html
+    assert "id='v2-table'" in html and "class='mismatch'" not in html  # built and published side by side, equal
+    for fig in ("spirals", "bottleneck_error", "frontier"):
+        assert f"data-figure='{fig}'" in html
+    assert html.index("data-figure='frontier'") < html.index("id=\"conventions\"")  # inside the section
+
+
+def test_frontier_cites_every_point_and_adds_a_latency_panel_when_measured(plain, measured):
+    from mbcost.report.figures import frontier_figure
+
+    points = plain.claims.frontier
+    fig = frontier_figure(points)
+    assert fig.layout.xaxis.type == "log" and "MACs" in fig.layout.xaxis.title.text
+    assert "top-1" in fig.layout.yaxis.title.text
+    assert sum(len(t.x) for t in fig.data) == len(points)
+    assert all("source: " in h for t in fig.data for h in t.hovertext)
+    assert {t.name for t in fig.data} == {"MobileNetV1", "MobileNetV2", "VGG16", "GoogLeNet"}
+    fig = frontier_figure(points, measured.records)
+    timed = [t for t in fig.data if t.xaxis == "x2"]
+    assert len(timed) == 2  # one series per run: v1, v2 and vgg16 measured at 224
+    assert all(sorted(t.text) == ["v1/224", "v2/224", "vgg16/224"] for t in timed)
+    assert "latency" in fig.layout.xaxis2.title.text
+
+
+def test_spiral_figures_show_each_dimension_and_three_curves(plain):
+    from mbcost.report.figures import bottleneck_error_figure, spirals_figure
+
+    b = plain.claims.get("bottleneck").evidence
+    fig = spirals_figure(b)
+    assert [a.text for a in fig.layout.annotations][:6] == ["input spiral", "n = 2", "n = 3", "n = 5", "n = 15",
+                                                             "n = 30"]
+    curve = bottleneck_error_figure(b)
+    assert [t.name for t in curve.data] == ["ReLU, mapped back with pinv(T)",
+                                            "ReLU, best linear read-out (least squares)", "identity (no ReLU), pinv(T)"]
+    assert list(curve.data[0].x) == [p.n for p in b.points]
+
+
+def test_cli_report_measures_by_default_and_no_bench_skips_it(cli, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure_now(specs, size, batch, **kwargs):
+        calls.append([s.label for s in specs])
+        return records_for(CPU, ("v1",)), []
+
+    monkeypatch.setattr("mbcost.report.measure.measure_now", fake_measure_now)
+    r = cli("report", "--models", "v1", "--out", str(tmp_path / "a.html"))
+    assert r.exit_code == 0, r.output
+    assert calls == [["v1"]]
+    assert "Latency not measured" not in (tmp_path / "a.html").read_text(encoding="utf-8")
+    assert r.stderr == ""  # no progress bar when stderr is not a terminal
+    r = cli("report", "--models", "v1", "--no-bench", "--quiet", "--out", str(tmp_path / "b.html"))
+    assert r.exit_code == 0, r.output
+    assert calls == [["v1"]] and "--no-bench" in (tmp_path / "b.html").read_text(encoding="utf-8")
+
+
+def test_progress_bar_is_silent_when_quiet(monkeypatch):
+    from mbcost.cli import progress
+
+    drawn = []
+    monkeypatch.setattr("rich.console.Console.is_terminal", property(lambda self: True))
+    monkeypatch.setattr("rich.progress.Progress.start", lambda self: drawn.append("start"))
+    monkeypatch.setattr("rich.progress.Progress.stop", lambda self: drawn.append("stop"))
+    monkeypatch.setattr("rich.progress.Progress.refresh", lambda self: None)
+    monkeypatch.setattr(progress, "SHOW_AFTER", 0.0)
+    progress.set_quiet(True)
+    with progress.progress_bar("x") as update:
+        update(0, 2, "a")
+    assert drawn == []
+    progress.set_quiet(False)
+    with progress.progress_bar("x") as update:
+        update(0, 2, "a")
+        update(1, 2, "b")
+    assert drawn == ["start", "stop"]
+    monkeypatch.setattr(progress, "SHOW_AFTER", 3600.0)
+    with progress.progress_bar("x") as update:  # a short command never draws
+        update(0, 2, "a")
+    assert drawn == ["start", "stop"]

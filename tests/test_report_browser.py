@@ -84,10 +84,11 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     gpu = write_jsonl(d / "gpu.jsonl", records_for(GPU, label=HOSTILE))
     out = {"plain": d / "plain.html", "measured": d / "measured.html"}
     runner = CliRunner()
-    r = runner.invoke(app, ["report", "--input", "224", "--models", "v1,v2,vgg16", "--out", str(out["plain"])])
+    r = runner.invoke(app, ["report", "--input", "224", "--models", "v1,v2,vgg16", "--no-bench",
+                            "--out", str(out["plain"])])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["report", "--models", "v1,v2,vgg16", "--from", str(cpu), "--from", str(gpu),
-                            "--out", str(out["measured"])])
+    r = runner.invoke(app, ["report", "--models", "v1,v2,vgg16", "--no-bench", "--from", str(cpu), "--from",
+                            str(gpu), "--out", str(out["measured"])])
     assert r.exit_code == 0, r.output
     return out
 
@@ -95,7 +96,7 @@ def reports(tmp_path_factory) -> dict[str, Path]:
 def _check_figures(page, errors: list[str], requests: list[str]) -> None:
     expected = int(page.get_attribute("main", "data-figures"))
     plots = page.locator(".js-plotly-plot")
-    assert plots.count() == expected == 10
+    assert plots.count() == expected == 13
     for i in range(expected):
         plot = plots.nth(i)
         assert plot.locator("svg.main-svg").count() >= 1
@@ -111,7 +112,22 @@ def test_report_without_measurements_renders_offline(browser, reports):
     _check_figures(page, errors, requests)
     assert "not measured" in page.locator("[data-figure='latency']").text_content()
     assert "not measured" in page.locator("[data-figure='roofline']").text_content()
+    _check_claims(page, measured=False)
     page.context.close()
+
+
+def _check_claims(page, *, measured: bool) -> None:
+    """The claims section comes first, and its figures drew their points."""
+    assert page.locator("#claims tbody tr").count() == 8
+    assert page.locator("#claims-h").bounding_box()["y"] < page.locator("#conventions").bounding_box()["y"]
+    spirals = page.locator("[data-figure='spirals']")
+    assert spirals.locator(".scatterlayer .trace").count() == 6  # the input and n = 2, 3, 5, 15, 30
+    assert spirals.locator(".scatterlayer .point").count() > 6 * 300
+    assert page.locator("[data-figure='bottleneck_error'] .scatterlayer .trace").count() == 3
+    frontier = page.locator("[data-figure='frontier']")
+    assert frontier.locator(".subplot.xy .scatterlayer .point").count() == 31  # every quoted model
+    assert frontier.locator(".subplot.x2y2 .scatterlayer .point").count() == (6 if measured else 0)
+    assert page.locator("#v2-table tbody tr").count() == 11
 
 
 def test_merged_report_renders_offline_and_hostile_labels_stay_text(browser, reports):
@@ -125,4 +141,5 @@ def test_merged_report_renders_offline_and_hostile_labels_stay_text(browser, rep
     assert "Intel Xeon Gold 6354 float32" in legend
     assert any("window.__pwned" in t and "<b>bold</b>" in t for t in legend), legend
     assert page.locator("[data-figure='roofline'] .scatterlayer .point").count() > 50  # layers placed
+    _check_claims(page, measured=True)
     page.context.close()

@@ -103,8 +103,8 @@ def v2_table(model: nn.Module, cost: ModelCost) -> tuple[TableRow, ...]:
             rows.append(TableRow(size, channels, "conv2d" if k == 3 else f"conv2d {k}x{k}", None, conv.out_channels,
                                  1, conv.stride[0]))
     pool = cost.layers[[lc.module for lc in cost.layers].index("pool")]
-    rows.append(TableRow(pool.input_shape[2], pool.input_shape[1], f"avgpool {pool.input_shape[2]}x{pool.input_shape[3]}",
-                         None, None, 1, None))
+    h, w = pool.input_shape[2], pool.input_shape[3]
+    rows.append(TableRow(h, pool.input_shape[1], f"avgpool {h}x{w}", None, None, 1, None))
     linear = next(m for m in model.get_submodule("classifier").modules() if isinstance(m, nn.Linear))
     rows.append(TableRow(1, linear.in_features, "conv2d 1x1", None, linear.out_features, 1, None))
     return tuple(rows)
