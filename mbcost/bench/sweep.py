@@ -69,16 +69,13 @@ def grid(channels: Sequence[int], kernels: Sequence[int], sizes: Sequence[int], 
 def conv_modules(point: ConvPoint, settings: BenchSettings) -> tuple[object, object, object]:
     """The standard conv, the depthwise + pointwise pair, and an input, on the device, eval mode."""
     import torch
-    from torch import nn
+
+    from mbcost.cost.conv import conv_pair
 
     pad = (point.k - 1) // 2 if point.padding is None else point.padding
     dev, dtype = settings.device.torch_device, getattr(torch, settings.dtype)
     with torch.device(dev):
-        standard = nn.Conv2d(point.cin, point.cout, point.k, point.stride, pad, bias=point.bias)
-        separable = nn.Sequential(
-            nn.Conv2d(point.cin, point.cin, point.k, point.stride, pad, groups=point.cin, bias=point.bias),
-            nn.Conv2d(point.cin, point.cout, 1, bias=point.bias),
-        )
+        standard, separable = conv_pair(point.cin, point.cout, point.k, point.stride, pad, point.bias)
     standard = standard.eval().to(dtype=dtype)
     separable = separable.eval().to(dtype=dtype)
     x = torch.randn(point.batch, point.cin, *point.size, device=dev, dtype=dtype)

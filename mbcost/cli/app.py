@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from mbcost.errors import MbcostError
+from mbcost.inputs import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     from mbcost.bench.timer import MeasureFn
@@ -84,11 +85,8 @@ class Format(str, Enum):
     json = "json"
 
 
-class DType(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-    float64 = "float64"
+#: The model dtypes as a choice, from their one list (``mbcost.inputs.FLOAT_DTYPES``).
+DType = Enum("DType", {d: d for d in FLOAT_DTYPES}, type=str)
 
 
 # Shared option declarations (one home for each option's wording).

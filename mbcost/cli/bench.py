@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from mbcost.bench.devices import BENCH_DTYPES
 from mbcost.cli.app import (
     ClassesOpt,
     Format,
@@ -52,10 +53,8 @@ TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, C
                "(2 x MACs) / median time.")
 
 
-class BenchDType(str, Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
+#: The measurement dtypes as a choice, from their one list (``mbcost.bench.devices.BENCH_DTYPES``).
+BenchDType = Enum("BenchDType", {d: d for d in BENCH_DTYPES}, type=str)
 
 
 DeviceOpt = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N.")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.analyze import analyze
 from mbcost.cost.result import ModelCost
 from mbcost.errors import SpecError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,21 @@ class ConvComparison:
         }
 
 
+def conv_pair(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int,
+              bias: bool) -> tuple[nn.Sequential, nn.Sequential]:
+    """A standard ``KxK`` conv (M -> N) and its replacement, depthwise ``KxK`` (M) + pointwise 1x1 (M -> N),
+    built on the current default device (``with torch.device(...)``); the one definition that is both
+    counted (``compare_conv``) and timed (``mbcost.bench.sweep``)."""
+    from torch import nn
+
+    standard = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=bias))
+    separable = nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, kernel, stride, padding, groups=in_channels, bias=bias),
+        nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+    )
+    return standard, separable
+
+
 def compare_conv(
     in_channels: int,
     out_channels: int,
@@ -126,7 +144,6 @@ def compare_conv(
         (462422016, 52283392)
     """
     import torch
-    from torch import nn
 
     for label, value, low in (("--cin", in_channels, 1), ("--cout", out_channels, 1), ("--k", kernel, 1),
                               ("--stride", stride, 1), ("--batch", batch, 1)):
@@ -141,11 +158,7 @@ def compare_conv(
     if h + 2 * pad < kernel or w + 2 * pad < kernel:
         raise SpecError(f"a {kernel}x{kernel} kernel does not fit a {h}x{w} input with padding {pad}")
     with torch.device("meta"):
-        standard = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, pad, bias=bias))
-        separable = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel, stride, pad, groups=in_channels, bias=bias),
-            nn.Conv2d(in_channels, out_channels, 1, bias=bias),
-        )
+        standard, separable = conv_pair(in_channels, out_channels, kernel, stride, pad, bias)
     return ConvComparison(
         in_channels=in_channels, out_channels=out_channels, kernel=kernel, size=(h, w), stride=stride,
         padding=pad, bias=bias, batch=batch,
