@@ -420,25 +420,34 @@ def test_cli_report_measures_by_default_and_no_bench_skips_it(cli, tmp_path, mon
     assert calls == [["v1"]] and "--no-bench" in (tmp_path / "b.html").read_text(encoding="utf-8")
 
 
-def test_progress_bar_is_silent_when_quiet(monkeypatch):
+def test_progress_bar_is_silent_when_quiet_or_short(monkeypatch):
+    import time
+
     from mbcost.cli import progress
 
     drawn = []
     monkeypatch.setattr("rich.console.Console.is_terminal", property(lambda self: True))
     monkeypatch.setattr("rich.progress.Progress.start", lambda self: drawn.append("start"))
     monkeypatch.setattr("rich.progress.Progress.stop", lambda self: drawn.append("stop"))
-    monkeypatch.setattr("rich.progress.Progress.refresh", lambda self: None)
+    monkeypatch.setattr("rich.progress.Progress.refresh", lambda self: drawn.append("draw"))
     monkeypatch.setattr(progress, "SHOW_AFTER", 0.0)
     progress.set_quiet(True)
     with progress.progress_bar("x") as update:
+        time.sleep(0.05)
         update(0, 2, "a")
     assert drawn == []
     progress.set_quiet(False)
     with progress.progress_bar("x") as update:
-        update(0, 2, "a")
+        for _ in range(200):  # the timer thread draws the bar (not a timing assertion: we wait for it)
+            if drawn:
+                break
+            time.sleep(0.01)
+        shown = len(drawn)
         update(1, 2, "b")
-    assert drawn == ["start", "stop"]
+        assert len(drawn) > shown  # each update redraws once the bar is shown
+    assert drawn[0] == "start" and drawn[-1] == "stop" and drawn.count("start") == 1
+    del drawn[:]
     monkeypatch.setattr(progress, "SHOW_AFTER", 3600.0)
     with progress.progress_bar("x") as update:  # a short command never draws
         update(0, 2, "a")
-    assert drawn == ["start", "stop"]
+    assert drawn == []

@@ -119,11 +119,14 @@ def test_report_bad_weights_are_one_line_exit_2(cli, tmp_path, monkeypatch, spec
 
 def test_report_compares_the_checkpoints(cli, tmp_path, v1_checkpoint, v2_checkpoint):
     out = tmp_path / "w.html"
+    hostile = tmp_path / "<b>v1&.pt"  # a file name is user text: escaped on the page
+    hostile.write_bytes(v1_checkpoint.read_bytes())
     r = cli("report", "--models", "v2@0.35", "--input", "96", "--no-bench", "--weights", f"v1@0.25={v1_checkpoint}",
-            "--weights", f"v2@0.35={v2_checkpoint}", "--out", str(out))
+            "--weights", f"v2@0.35={v2_checkpoint}", "--weights", f"v1@0.25={hostile}", "--out", str(out))
     assert r.exit_code == 0, r.output
     page = out.read_text(encoding="utf-8")
-    assert "data-claim='dead_kernels'" in page and str(v1_checkpoint) in page
+    assert "<b>v1" not in page and "&lt;b&gt;v1&amp;.pt" in page  # the last v1@0.25 checkpoint is shown
+    assert "data-claim='dead_kernels'" in page
     row = page[page.index("<tr data-claim='dead_kernels'>"):]
     row = row[: row.index("</tr>")]
     assert "holds" in row and "v1@0.25: 0.2% of depthwise kernels dead" in row  # 3 of 1240

@@ -1,14 +1,14 @@
 """Progress bars for the commands that take a while: on stderr, only on a terminal, never with --quiet.
 
 ``progress_bar(description)`` yields ``update(done, total, what)``. The bar appears once the work
-has run ``SHOW_AFTER`` seconds (short commands stay silent), redraws on each update (no refresh
-thread that would wake up during timed runs) and disappears when done. It draws nothing when stderr
-is not a terminal (pipes, CI logs) or when the command got ``--quiet``.
+has run ``SHOW_AFTER`` seconds (a one-shot timer; short commands stay silent), then redraws on each
+update only (no refresh thread that would wake up during timed runs) and disappears when done. It
+draws nothing when stderr is not a terminal (pipes, CI logs) or when the command got ``--quiet``.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,21 +45,40 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    start = time.monotonic()
-    state: dict[str, Any] = {"bar": None, "task": None}
-    try:
-        def update(done: int, total: int, what: str) -> None:
-            if state["bar"] is None:
-                if time.monotonic() - start < SHOW_AFTER:
-                    return
-                bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), console=console, transient=True, auto_refresh=False)
-                bar.start()
-                state["bar"], state["task"] = bar, bar.add_task(description, total=None)
-            state["bar"].update(state["task"], completed=done, total=total, description=f"{description}: {what}")
-            state["bar"].refresh()
+    lock = threading.Lock()
+    state: dict[str, Any] = {"bar": None, "task": None, "done": 0, "total": None, "what": "starting",
+                             "finished": False}
 
+    def draw() -> None:  # with the lock held
+        bar = state["bar"]
+        bar.update(state["task"], completed=state["done"], total=state["total"],
+                   description=f"{description}: {state['what']}")
+        bar.refresh()
+
+    def show() -> None:
+        with lock:
+            if state["finished"] or state["bar"] is not None:
+                return
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           console=console, transient=True, auto_refresh=False)
+            bar.start()
+            state["bar"], state["task"] = bar, bar.add_task(description, total=None)
+            draw()
+
+    def update(done: int, total: int, what: str) -> None:
+        with lock:
+            state.update(done=done, total=total, what=what)
+            if state["bar"] is not None:
+                draw()
+
+    timer = threading.Timer(SHOW_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
         yield update
     finally:
-        if state["bar"] is not None:
-            state["bar"].stop()
+        timer.cancel()
+        with lock:
+            state["finished"] = True
+            if state["bar"] is not None:
+                state["bar"].stop()

@@ -66,6 +66,7 @@ def report(
 ) -> None:
     from mbcost.inputs import resolve_inputs
     from mbcost.report.data import gather, load_records
+    from mbcost.report.figures import report_figures
     from mbcost.report.html import ensure_writable, write_report
     from mbcost.weights import checkpoint_health, parse_weights_option
     from mbcost.zoo.spec import parse_models
@@ -79,20 +80,25 @@ def report(
     records = load_records(files)
     sources = [str(p) for p in files]
     health = {}
-    for spec_text, path in checkpoints:
-        h = checkpoint_health(path, spec_text, threshold=threshold, num_classes=classes)
-        health[h.model] = h
     notes: list[str] = []
-    if bench:
-        from mbcost.report.measure import measure_now
+    with progress_bar("report") as update:
+        for n, (spec_text, path) in enumerate(checkpoints):
+            update(n, len(checkpoints), f"reading {path}")
+            h = checkpoint_health(path, spec_text, threshold=threshold, num_classes=classes)
+            health[h.model] = h
+        if bench:
+            from mbcost.report.measure import measure_now
 
-        with progress_bar("measuring") as update:
-            measured, notes = measure_now(specs, size, batch, num_classes=classes, progress=update)
-        records += measured
-        sources.append("--bench (measured now)")
-    data = gather(specs, size, batch, num_classes=classes, input_dtype=input_dtype, execute=execute.value,
-                  mode=mode.value, optimizer=optimizer.value, records=records, sources=sources, notes=notes,
-                  weights=health)
+            measured, notes = measure_now(specs, size, batch, num_classes=classes,
+                                          progress=lambda done, total, what: update(done, total, f"measuring {what}"))
+            records += measured
+            sources.append("--bench (measured now)")
+        update(0, 2, "analysing the models, checking the claims")
+        data = gather(specs, size, batch, num_classes=classes, input_dtype=input_dtype, execute=execute.value,
+                      mode=mode.value, optimizer=optimizer.value, records=records, sources=sources, notes=notes,
+                      weights=health)
+        update(1, 2, "drawing the figures")
+        figures = report_figures(data)
     args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
             *(["--input-dtype", input_dtype] if input_dtype else []),
             *(["--execute", execute.value] if execute is not Execute.auto else []),
@@ -102,7 +108,7 @@ def report(
             *[a for w in weights or [] for a in ("--weights", w)],
             *(["--threshold", f"{threshold:g}"] if weights and threshold != 1e-3 else []), "--out", str(out)]
     command = " ".join(shlex.quote(a) for a in args)
-    path = write_report(data, out, command=command)
+    path = write_report(data, out, figures, command=command)
     size_mb = path.stat().st_size / 1e6
     measured = f"{len(data.records)} measurement records from {len(data.runs)} run(s)" if data.runs \
         else "no measurements (measured unless --no-bench; or pass --from results.jsonl)"
