@@ -194,3 +194,39 @@ def test_busy_machine_is_recorded_and_warned(settings, records):
 
 def test_model_record_is_a_model_record(records):
     assert all(isinstance(r, ModelRecord) for r in records)
+
+
+# -- one record type: what bench writes is what readers get back ------------------------------------------------
+
+
+def test_every_kind_round_trips_through_a_results_file(records, settings, tmp_path):
+    from mbcost.bench.layers import ModuleTimes, join_layers
+    from mbcost.bench.records import RecordError, parse_record
+    from mbcost.bench.roofline import Peaks, peak_record
+    from mbcost.bench.sweep import grid, run_sweep
+    from mbcost.cost.analyze import analyze
+
+    config, env = settings.config(1), capture_env(settings.device, 2)
+    convs = run_sweep(grid([16], [3], [8]), settings, measure_fn=FakeMeasure(times_for=lambda i: (0.002,) * 3))
+    peaks = Peaks("cpu", "Test CPU", "float32", 2, "2.13", 100.0, 10.0, 256, 1 << 20, 0.5, 0.01, 5, 0.2, 0.01, 5,
+                  "2026-01-02T03:04:05Z", (0.5, 0.5), (0.2, 0.2))
+    cost = analyze("v1@0.25", 32)
+    names = ("", *dict.fromkeys(lc.module for lc in cost.layers))
+    times = ModuleTimes(names=names, children={"": names[1:], **dict.fromkeys(names[1:], ())},
+                        totals={"": (1e-3,) * 3, **{n: (1e-5,) * 3 for n in names[1:]}})
+    layers = join_layers(cost, times, config, env, peaks=peaks).layers
+    written = [*records, *convs, peak_record(peaks, config, env), *layers[:3]]
+    path = tmp_path / "runs.jsonl"
+    with RecordWriter(path) as out:
+        for r in written:
+            out.write(r)
+    back = [parse_record(d) for d in load_records(path)]
+    assert back == written  # typed, equal field by field (tuples, Env and all)
+    assert [r.kind for r in back] == [r.kind for r in written] and {r.kind for r in back} == {"model", "conv", "peak",
+                                                                                              "layer"}
+    with pytest.raises(RecordError, match="^model record with non-numeric median_ms$"):
+        parse_record(dict(written[0].to_dict(), median_ms="fast"))
+    with pytest.raises(RecordError, match="^conv record without standard_ms$"):
+        parse_record({k: v for k, v in convs[0].to_dict().items() if k != "standard_ms"})
+    with pytest.raises(RecordError, match="^unknown kind 'modle'$"):
+        parse_record(dict(written[0].to_dict(), kind="modle"))

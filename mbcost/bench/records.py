@@ -13,9 +13,10 @@ Times are raw milliseconds (``times_ms`` holds every timed run); rounding happen
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,56 @@ class Env:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Env:
+        """The environment of a record read back (``RecordError`` when a key is missing or mistyped)."""
+        return _build(cls, d, "env")  # errors read "env without ..."
+
+
+class RecordError(ValueError):
+    """A record read back that does not follow the contract: one line saying what is wrong."""
+
+
+def _check(value: Any, annotation: str, where: str) -> Any:
+    """``value`` as the field annotated ``annotation`` holds it (lists become tuples), or ``RecordError``."""
+    if annotation.endswith(" | None"):
+        return None if value is None else _check(value, annotation[: -len(" | None")], where)
+    if value is None:
+        raise RecordError(f"with no {where}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation == "str" and isinstance(value, str) or annotation == "bool" and isinstance(value, bool) \
+            or annotation == "int" and number and float(value).is_integer() \
+            or annotation == "float" and number and math.isfinite(value):
+        return int(value) if annotation == "int" else value
+    if annotation.startswith("tuple[") and isinstance(value, list):
+        item = annotation[len("tuple["):-1].split(",")[0].strip()
+        return tuple(_check(v, item, where) for v in value)
+    if annotation.startswith("list[") and isinstance(value, list):
+        return list(value)
+    if annotation == "Env" and isinstance(value, dict):
+        return Env.from_dict(value)
+    kind = "non-numeric" if annotation in ("int", "float") else f"mistyped ({annotation})"
+    raise RecordError(f"with {kind} {where}")
+
+
+def _build(cls: type, d: Any, noun: str) -> Any:
+    """An instance of the record dataclass ``cls`` from its JSON object; unknown keys are ignored (a
+    newer writer's extra fields), missing ones with a default take it. ``noun`` names it in errors."""
+    if not isinstance(d, dict):
+        raise RecordError(f"{noun} that is not a JSON object")
+    values: dict[str, Any] = {}
+    missing = [f.name for f in fields(cls) if f.init and f.name not in d and f.default is MISSING
+               and f.default_factory is MISSING]
+    if missing:
+        raise RecordError(f"{noun} without {', '.join(missing)}")
+    for f in fields(cls):
+        if f.init and f.name in d:
+            try:
+                values[f.name] = _check(d[f.name], str(f.type), f.name)
+            except RecordError as exc:
+                raise RecordError(f"{noun} {exc}" if str(exc).startswith("with") else f"{noun}: {exc}") from None
+    return cls(**values)
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -200,6 +251,12 @@ class Record:
         return RunConfig(self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
                          self.compile, self.label)
 
+    @classmethod
+    def from_dict(cls, d: Any) -> Record:
+        """The record of this kind a JSON object holds (``to_dict``'s inverse); ``RecordError`` says what
+        is missing or mistyped."""
+        return _build(cls, d, f"{cls.__dataclass_fields__['kind'].default} record")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this record (one line of a ``--save`` file)."""
         d: dict[str, Any] = {}
@@ -335,3 +392,20 @@ class PeakRecord(Record):
     copy_median_ms: float
     copy_iqr_ms: float
     cached: bool = False
+
+
+#: The record type of each ``kind``.
+RECORD_TYPES: dict[str, type[Record]] = {"model": ModelRecord, "layer": LayerRecord, "conv": ConvRecord,
+                                         "peak": PeakRecord}
+
+
+def parse_record(d: Any) -> Record:
+    """The typed record one JSON object of a results file holds, by its ``kind``.
+
+    Raises:
+        RecordError: an unknown kind, or a key missing or mistyped (one line, naming them).
+    """
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind not in RECORD_TYPES:
+        raise RecordError(f"unknown kind {kind!r}" if isinstance(d, dict) else "a line that is not a JSON object")
+    return RECORD_TYPES[kind].from_dict(d)
