@@ -69,6 +69,8 @@ class MeasuredConv:
     size: tuple[int, ...]
     mac_speedup: float
     measured_speedup: float
+    #: Either time's interquartile range was wide against its median (the record's flags).
+    noisy: bool = False
 
     @property
     def realised(self) -> float:
@@ -137,5 +139,6 @@ def measured_convs(records: Iterable[dict[str, Any]]) -> tuple[MeasuredConv, ...
                                                           tuple(size[-2:])).macs_ratio)
         out.append(MeasuredConv(run=str(r.get("run") or r.get("label") or ""), in_channels=int(r["cin"]),
                                 out_channels=int(r["cout"]), kernel=int(r["k"]), size=tuple(size),
-                                mac_speedup=1 / float(ratio), measured_speedup=float(r["measured_speedup"])))
+                                mac_speedup=1 / float(ratio), measured_speedup=float(r["measured_speedup"]),
+                                noisy=bool(r.get("wide_spread") or r.get("standard_wide_spread"))))
     return tuple(out)
