@@ -1,75 +1,126 @@
-"""Convention presets: pure formulas over the engine's records, no counter library needed."""
+"""Convention presets: one table per counter over the engine's records, checked against the live libraries
+and against per-element counts taken from the real module with forward hooks (independent of the engine)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 from torch import nn
 
 import mbcost
-from mbcost.cost.conventions import CONVENTIONS, apply_convention, convention_view, get_convention
+from mbcost.cost.conventions import CONVENTIONS, REGISTRY, Unit, apply_convention, get_convention
 from mbcost.errors import SpecError
 
-# Each library's own total at 224x224, batch 1, measured with fvcore 0.1.5, ultralytics-thop 2.2.3
-# and torch's FlopCounterMode (see test_counters.py, which checks the presets against the libraries).
-LIBRARY_TOTALS_224 = {
-    "v2": {"fvcore": 314_193_216, "thop": 327_550_720, "torch": 601_548_544},
-    "v1": {"fvcore": 578_875_904, "thop": 588_962_304, "torch": 1_137_480_704},
-    "vgg16-bn": {"fvcore": 15_497_384_448, "thop": 15_524_504_576, "torch": 30_940_528_640},
-}
+
+def _installed(counter: str) -> bool:
+    module = {"fvcore": "fvcore", "thop": "thop", "ptflops": "ptflops", "ptflops-aten": "ptflops"}.get(counter)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
-@pytest.mark.parametrize("model", sorted(LIBRARY_TOTALS_224))
-def test_presets_reproduce_library_totals_at_224(model):
+def module_elements(spec: str, size: int, types: tuple[type, ...]) -> dict[str, int]:
+    """Input elements of every module of ``types`` in the real zoo module at ``size``, from forward hooks."""
+    model = mbcost.build_model(spec).eval()
+    seen: dict[str, int] = {}
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, i[0].numel()))
+               for n, m in model.named_modules() if isinstance(m, types)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("model", ["v2", "v1", "vgg16-bn"])
+def test_presets_equal_the_live_libraries_at_224(model):
+    """Each preset against its library run now (not a copied total); unavailable libraries are skipped."""
+    from mbcost.counters.base import COUNTERS, measure_many
+
     cost = mbcost.analyze(model, 224)
     assert apply_convention(cost, "paper").total == cost.macs
-    for counter, total in LIBRARY_TOTALS_224[model].items():
-        assert apply_convention(cost, counter).total == total, counter
+    counters = [c for c in COUNTERS if _installed(c)]
+    for r in measure_many(counters, model, 224):
+        assert r.total == apply_convention(cost, r.counter).total, r.counter
 
 
-def test_v2_breakdown_by_kind():
+def test_v2_breakdown_by_kind_against_hooks():
     cost = mbcost.analyze("v2", 224)
-    bn_elems = sum(layer.other_ops // 2 for layer in cost.layers if layer.kind == "batchnorm")
+    bn = sum(module_elements("v2", 224, (nn.BatchNorm2d,)).values())  # every BN has an affine scale
     pooled = 1280 * 7 * 7
     fv = apply_convention(cost, "fvcore")
-    assert fv.by_kind == {"conv": 299_494_272, "matmul": 1_280 * 1_000, "batchnorm": 2 * bn_elems,
-                          "global_pool": pooled}
+    assert fv.by_kind == {"conv": 299_494_272, "matmul": 1_280 * 1_000, "batchnorm": 2 * bn, "global_pool": pooled}
+    assert (fv.macs, fv.ops) == (299_494_272 + 1_280_000, 2 * bn + pooled)  # MACs and elementwise ops kept apart
     th = apply_convention(cost, "thop")
-    assert th.by_kind["batchnorm"] == 4 * bn_elems  # thop: 2/elem, doubled for the affine scale
+    assert th.by_kind["batchnorm"] == 4 * bn  # thop: 2/elem, doubled for the affine scale
     assert th.by_kind["global_pool"] == pooled + 1280  # one add per input, one divide per output
     to = apply_convention(cost, "torch")
-    assert to.total == 2 * cost.macs and to.flops == to.total and to.macs == cost.macs
+    assert to.unit is Unit.FLOP and to.ops == 0
+    assert to.total == 2 * 300_774_272 and to.macs == 300_774_272
+
+
+def test_units_are_an_enum_with_a_factor():
+    assert {name: c.unit for name, c in REGISTRY.items()} == {
+        "paper": Unit.MAC, "fvcore": Unit.MAC, "thop": Unit.MAC, "torch": Unit.FLOP, "ptflops": Unit.MAC,
+        "ptflops-aten": Unit.MAC}
+    assert (Unit.MAC.per_mac, Unit.FLOP.per_mac) == (1, 2)
+
+
+def test_flops_never_double_elementwise_work():
+    """Under fvcore, BatchNorm is elementwise work: its FLOPs count it once (the old view doubled it)."""
+    cost = mbcost.analyze("v2", 224)
+    bn = sum(module_elements("v2", 224, (nn.BatchNorm2d,)).values())
+    fv = apply_convention(cost, "fvcore")
+    assert fv.flops == 2 * 300_774_272 + 2 * bn + 1280 * 7 * 7
+    assert fv.flops != 2 * fv.total
+
+
+def test_compare_convention_json_and_table_do_not_double_batchnorm(cli):
+    """The issue's bug: under --convention fvcore the row "FLOPs (2 x MACs)" and JSON flops were 2 x fvcore's
+    total, BatchNorm included. Now flops = 2 x MACs + the elementwise ops fvcore counts, once."""
+    bn = sum(module_elements("v2", 224, (nn.BatchNorm2d,)).values())
+    r = cli("compare", "--models", "v2", "--convention", "fvcore", "--format", "json", "--no-bench")
+    assert r.exit_code == 0, r.output
+    entry = json.loads(r.stdout)["models"][0]
+    assert entry["macs"] == 314_193_216  # the JSON contract: macs is fvcore's total
+    assert entry["flops"] == 2 * 300_774_272 + 2 * bn + 1280 * 7 * 7
+    assert entry["flops"] != 2 * entry["macs"]
+    assert (entry["convention_macs"], entry["convention_ops"]) == (300_774_272, 2 * bn + 1280 * 7 * 7)
+    r = cli("compare", "--models", "v2", "--convention", "fvcore", "--format", "markdown", "--no-bench")
+    assert r.exit_code == 0, r.output
+    assert "628,386,432" not in r.stdout and "628.39 M" not in r.stdout  # 2 x 314,193,216
+    assert "FLOPs (2 x MACs) | 601.55 M" in r.stdout  # the paper's row stays the paper's
+    assert "fvcore: FLOPs (2 x its MACs + its elementwise ops once) | 614.97 M" in r.stdout
 
 
 def test_skipped_ops_are_data_with_would_be_cost():
     cost = mbcost.analyze("v2", 224)
+    relu6_elems = sum(module_elements("v2", 224, (nn.ReLU6,)).values())
     skipped = {(s.kind, s.module_type): s for s in apply_convention(cost, "fvcore").skipped}
     relu6 = skipped[("activation", "ReLU6")]
     assert relu6.calls == 35  # every ReLU6 of v2
-    assert relu6.would_be == sum(layer.other_ops for layer in cost.layers if layer.module_type == "ReLU6")
+    assert relu6.would_be == relu6_elems  # the engine's 1 per element
     adds = skipped[("elementwise", "InvertedResidual")]
     assert adds.calls == 10 and "aten::add" in adds.reason
     bias = skipped[("bias_add", "conv/linear bias")]
     assert bias.would_be == 1000 and bias.calls == 1  # the classifier's bias
-    # torch skips BatchNorm too; its would-be cost is the engine's 2 per element
+    bn = sum(module_elements("v2", 224, (nn.BatchNorm2d,)).values())
     torch_skipped = {s.kind: s for s in apply_convention(cost, "torch").skipped}
-    assert torch_skipped["batchnorm"].would_be == sum(lc.other_ops for lc in cost.layers if lc.kind == "batchnorm")
-
-
-def test_convention_view_sets_macs_and_flops():
-    cost = mbcost.analyze("v2", 224)
-    assert convention_view(cost, "paper") is cost
-    assert convention_view(cost, "fvcore").macs == 314_193_216
-    assert convention_view(cost, "thop").macs == 327_550_720
-    assert convention_view(cost, "torch").flops == 601_548_544
-    view = convention_view(cost, "fvcore")
-    assert view.params == cost.params and view.elementwise_ops == cost.elementwise_ops
-    assert sum(c.macs for c in view.categories.values()) == view.macs
+    assert torch_skipped["batchnorm"].would_be == 2 * bn  # the engine's 2 per element (eval BN folded)
+    # ptflops counts bias adds, so it lists none as skipped
+    assert "bias_add" not in {s.kind for s in apply_convention(cost, "ptflops").skipped}
 
 
 def test_unknown_convention_is_a_spec_error():
-    with pytest.raises(SpecError, match="paper, fvcore, thop, torch"):
-        get_convention("ptflops")
-    assert CONVENTIONS == ("paper", "fvcore", "thop", "torch")
+    with pytest.raises(SpecError, match="paper, fvcore, thop, torch, ptflops, ptflops-aten"):
+        get_convention("flops")
+    assert CONVENTIONS == ("paper", "fvcore", "thop", "torch", "ptflops", "ptflops-aten")
 
 
 class Norms(nn.Module):
@@ -91,8 +142,10 @@ def test_formula_variants_on_toy_layers():
     cost = mbcost.analyze(Norms(), (4, 4), in_channels=4)
     fv = {r.layer: r.amount for r in apply_convention(cost, "fvcore").records}
     th = {r.layer: r.amount for r in apply_convention(cost, "thop").records}
+    pt = {r.layer: r.amount for r in apply_convention(cost, "ptflops").records}
     assert (fv["bn"], fv["bn_affine"]) == (64 * 1, 64 * 2)
     assert (th["bn"], th["bn_affine"]) == (64 * 2, 64 * 4)
+    assert (pt["bn"], pt["bn_affine"]) == (64 * 1, 64 * 2)
     # thop avg pool, padding not counted: windows per axis over 4 with k3 s2 p1: [0,2) and [1,4) -> 2 + 3 = 5;
     # 5 * 5 per channel, 4 channels, plus one divide per output (4*2*2)
     assert th["pool"] == 4 * 5 * 5 + 16
@@ -100,6 +153,46 @@ def test_formula_variants_on_toy_layers():
     assert th["adapt"] == 4 * 4 * 4 + 4 * 3 * 3
     assert fv["adapt"] == 4 * 2 * 2  # fvcore: one per input element
     assert fv["pool"] == 0  # fvcore has no handle for avg_pool2d
+    # ptflops: its pool hook (1 per input element) + F.avg_pool2d, which the module calls, replaced (1 more)
+    assert (pt["pool"], pt["adapt"]) == (2 * 64, 2 * 4 * 2 * 2)
+
+
+class PtflopsRules(nn.Module):
+    """What ptflops' pytorch backend counts: conv with bias, ReLU (hook + F.relu), ReLU6 (hook only), functional
+    F.relu and max pool, a residual ``+`` (not replaced), LayerNorm (1 per element), Linear with bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.relu6 = nn.ReLU6()
+        self.ln = nn.LayerNorm(2)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x):
+        y = self.relu6(self.relu(self.conv(x)))
+        y = y + torch.nn.functional.relu(y)
+        y = torch.nn.functional.max_pool2d(y, 2)  # 4x4 -> 2x2
+        return self.fc(self.ln(y))
+
+
+def test_ptflops_rules_by_hand():
+    cost = mbcost.analyze(PtflopsRules(), (4, 4), in_channels=2, batch=2)
+    pt = {r.layer: r.amount for r in apply_convention(cost, "ptflops").records}
+    aten = apply_convention(cost, "ptflops-aten")
+    conv_macs, conv_out = 2 * 4 * 4 * 4 * (2 * 9), 2 * 4 * 4 * 4  # batch 2, 4 channels of 4x4, 2*3*3 per output
+    # module hooks are reported per image (divided by the batch); replaced functions count in full
+    assert pt["conv"] == (conv_macs + conv_out) // 2
+    assert pt["relu"] == conv_out // 2 + conv_out  # the hook per image + F.relu, which nn.ReLU calls
+    assert pt["relu6"] == conv_out // 2  # F.hardtanh is not replaced
+    assert pt["(root):relu"] == conv_out and pt["(root):add"] == 0
+    assert pt["(root):max_pool2d_with_indices"] == conv_out
+    assert pt["ln"] == 2 * 4 * 2 * 2 // 2  # 1 per element, per image
+    rows = 2 * 4 * 2  # the Linear reads (2, 4, 2, 2): 16 rows of 2, 3 outputs each
+    assert pt["fc"] == (rows * 2 * 3 + rows * 3) // 2
+    # aten backend: convolution and addmm MACs + bias adds, nothing else, nothing averaged
+    assert aten.total == conv_macs + conv_out + rows * 2 * 3 + rows * 3
+    assert aten.ops == conv_out + rows * 3
 
 
 def test_walkers_agree_on_new_fields():

@@ -20,7 +20,8 @@ from mbcost.zoo import build_model
 
 
 def available(counter: str) -> bool:
-    module = {"fvcore": "fvcore", "thop": "thop", "torch": "torch.utils.flop_counter"}[counter]
+    module = {"fvcore": "fvcore", "thop": "thop", "torch": "torch.utils.flop_counter", "ptflops": "ptflops",
+              "ptflops-aten": "ptflops"}[counter]
     try:
         __import__(module)
     except ImportError:
@@ -54,6 +55,7 @@ def test_each_preset_equals_its_counter(spec, built):
     if len(INSTALLED) < len(COUNTERS):
         pytest.importorskip("fvcore")
         pytest.importorskip("thop")
+        pytest.importorskip("ptflops")
     module = built(spec)
     for size in SIZES:
         cost = mbcost.analyze(spec, size)
@@ -117,6 +119,7 @@ class Variants(nn.Module):
 def test_presets_equal_counters_on_formula_variants():
     pytest.importorskip("fvcore")
     pytest.importorskip("thop")
+    pytest.importorskip("ptflops")
     model = Variants()
     for size in (5, 8):
         cost = mbcost.analyze(model, size, in_channels=4)
@@ -165,16 +168,24 @@ def test_result_fields():
 
 
 def test_batch_scales_every_counter():
+    """Every counter's total is 3x at batch 3, except ptflops' pytorch backend: it reports its module hooks
+    per image (divided by the batch) and its replaced functions in full; its preset says so."""
     one = {r.counter: r.total for r in measure_many(INSTALLED, "v1@0.25", 64)}
     three = {r.counter: r.total for r in measure_many(INSTALLED, "v1@0.25", 64, 3)}
-    assert three == {k: 3 * v for k, v in one.items()}
+    per_image = {"ptflops"}
+    assert {k: v for k, v in three.items() if k not in per_image} == {
+        k: 3 * v for k, v in one.items() if k not in per_image}
+    if "ptflops" in three:
+        cost = mbcost.analyze("v1@0.25", 64, 3)
+        assert three["ptflops"] == apply_convention(cost, "ptflops").total
+        assert one["ptflops"] < three["ptflops"] < 3 * one["ptflops"]  # only the functional part grew
 
 
 def test_parse_counters():
-    assert parse_counters("all") == ["fvcore", "thop", "torch"]
-    assert parse_counters(" torch , fvcore,torch") == ["torch", "fvcore"]
-    with pytest.raises(SpecError, match="unknown counter 'ptflops'"):
-        parse_counters("ptflops")
+    assert parse_counters("all") == ["fvcore", "thop", "torch", "ptflops", "ptflops-aten"]
+    assert parse_counters(" torch , fvcore,torch,ptflops-aten") == ["torch", "fvcore", "ptflops-aten"]
+    with pytest.raises(SpecError, match="unknown counter 'ptflops-pytorch'"):
+        parse_counters("ptflops-pytorch")
     with pytest.raises(SpecError):
         parse_counters(" , ")
 
@@ -182,8 +193,10 @@ def test_parse_counters():
 def test_missing_library_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "fvcore", None)  # makes "import fvcore" fail as if not installed
     monkeypatch.setitem(sys.modules, "thop", None)
-    for counter in ("fvcore", "thop"):
-        with pytest.raises(CounterUnavailable, match=rf"{counter} is not installed; pip install 'mbcost\[counters\]'"):
+    monkeypatch.setitem(sys.modules, "ptflops", None)
+    for counter in ("fvcore", "thop", "ptflops", "ptflops-aten"):
+        library = counter.split("-")[0]
+        with pytest.raises(CounterUnavailable, match=rf"{library} is not installed; pip install 'mbcost\[counters\]'"):
             measure(counter, "v1@0.25", 64)
     assert measure("torch", "v1@0.25", 64).total > 0  # torch's counter is always there
 

@@ -151,13 +151,18 @@ class ConventionName(str, Enum):
     fvcore = "fvcore"
     thop = "thop"
     torch = "torch"
+    ptflops = "ptflops"
+    ptflops_aten = "ptflops-aten"
 
 
 COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
-                 "(FlopCounterMode), or 'all'. fvcore and thop need: pip install 'mbcost[counters]'.")
-CONVENTION_HELP = ("Count MACs as a counter does: paper (conv + linear Mult-Adds), fvcore (+ eval BatchNorm "
-                   "2/elem, adaptive avg pool), thop (+ BatchNorm 4/elem, adaptive avg pool in + out), torch "
-                   "(FLOPs = 2 x conv/matmul MACs only). Each preset equals its library's total.")
+                 "(FlopCounterMode), ptflops (its default pytorch backend), ptflops-aten (its aten backend), or "
+                 "'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count as a counter does: paper (conv + linear Mult-Adds), fvcore (MACs + eval BatchNorm "
+                   "2/elem + adaptive avg pool), thop (MACs + BatchNorm 4/elem + adaptive avg pool in + out), torch "
+                   "(FLOPs = 2 x conv/matmul MACs only), ptflops (MACs + bias + BatchNorm, ReLU, pools), "
+                   "ptflops-aten (conv/matmul MACs + bias). Each preset equals its library's total; the table shows "
+                   "its MACs and elementwise ops apart.")
 
 CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
 ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)

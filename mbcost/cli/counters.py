@@ -43,12 +43,16 @@ class CompareExtras:
     json: dict[str, dict[str, Any]] = field(default_factory=dict)
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: ``--convention X``: X's total, MACs, elementwise ops and FLOPs, placed after the paper's counts.
+    convention_rows: list[list[str]] = field(default_factory=list)
 
     def on_table(self, table: Table) -> Table:
         if self.convention != "paper":
-            table.title += f", MACs in the {self.convention} convention"
-            table.notes = [f"convention {self.convention}: {self.summary}",
-                           *[n for n in table.notes if not n.startswith("MACs =")]]
+            table.title += f", with the {self.convention} convention's figures"
+            table.notes = [f"convention {self.convention}: {self.summary}", *table.notes]
+            at = next((i + 1 for i, row in enumerate(table.rows) if row and row[0] == "elementwise ops"),
+                      len(table.rows))
+            table.rows[at:at] = self.convention_rows
         table.notes += self.notes
         return table
 
@@ -62,28 +66,33 @@ class CompareExtras:
         document["convention"] = self.convention
         if self.convention != "paper":
             document["conventions"]["macs"] = f"{self.convention} convention: {self.summary}"
+            document["conventions"]["flops"] = (f"{self.convention} convention: 2 x the MACs it counts + the "
+                                                "elementwise ops it counts, once")
         return document
 
 
 def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str | None,
                    convention: ConventionName | str, batch: int, classes: int) -> CompareExtras:
-    """Counter figures (measured on each real module) and the convention view of each model."""
+    """Counter figures (measured on each real module) and each model's figures under the convention."""
     from mbcost import units as fmt
-    from mbcost.cost.conventions import apply_convention, convention_view, get_convention
+    from mbcost.cost.conventions import apply_convention, get_convention
     from mbcost.counters.base import measure_many, parse_counters
+    from mbcost.render.costs import convention_fields, convention_rows
 
     name = convention.value if isinstance(convention, ConventionName) else convention
     conv = get_convention(name)
-    views = [convention_view(c, name) for c in costs]
-    extras = CompareExtras(costs=views, convention=name, summary=conv.summary)
-    for cost in costs:
+    extras = CompareExtras(costs=costs, convention=name, summary=conv.summary)
+    ccs = [apply_convention(c, name) for c in costs]
+    for cost, cc in zip(costs, ccs, strict=True):
         extras.json[cost.label] = {"convention": name}
         if name != "paper":
-            cc = apply_convention(cost, name)
-            extras.json[cost.label].update(
-                convention_total=cc.total, convention_unit=cc.unit,
-                skipped=[{"kind": s.kind, "op": s.op, "module_type": s.module_type, "calls": s.calls,
-                          "would_be": s.would_be, "reason": s.reason} for s in cc.skipped])
+            fields = convention_fields(cost, cc, list(zip(costs, ccs, strict=True)))
+            extras.json[cost.label].update(fields)
+            extras.columns[cost.label] = {
+                "macs": fields["macs"], "flops": fields["flops"], "convention_total": cc.total,
+                **{f"{c}_macs": v["macs"] for c, v in fields["categories"].items()}}
+    if name != "paper":
+        extras.convention_rows = convention_rows(ccs)
     if not counters:
         return extras
     names = parse_counters(counters)
@@ -91,7 +100,7 @@ def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str
                for spec, cost in zip(specs, costs, strict=True)]
     for i, counter in enumerate(names):
         first = results[0][i]
-        extras.rows.append([f"{counter} {first.version} total ({_short_unit(counter)})",
+        extras.rows.append([f"{counter} {first.version} total ({get_convention(counter).library_unit})",
                             *[f"{fmt.count(r[i].total)} ({fmt.exact(r[i].total)})" for r in results]])
         row = [f"{counter} preset vs library"]
         for cost, r in zip(costs, results, strict=True):
@@ -104,25 +113,22 @@ def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str
         entry["counter_details"] = {r.counter: {
             "unit": r.unit, "version": r.version, "seconds": r.seconds, "unsupported": r.unsupported,
             "preset_total": apply_convention(cost, r.counter).total} for r in rs}
-        extras.columns[cost.label] = {f"{r.counter}_total": r.total for r in rs}
+        extras.columns.setdefault(cost.label, {}).update({f"{r.counter}_total": r.total for r in rs})
     extras.notes.append("counters: each library's own total, measured on the real module (CPU, float32, "
                         "eval mode); 'mbcost reconcile MODEL' explains every difference")
     return extras
 
 
-def _short_unit(counter: str) -> str:
-    return {"fvcore": "MACs, fvcore says flops", "thop": "MACs", "torch": "FLOPs"}.get(counter, "")
-
-
 # --- reconcile -------------------------------------------------------------------------------
 
 
-@app.command(help="Cross-check the analytic count against fvcore, thop and torch's FlopCounterMode run on the real "
-                  "module, and explain each difference: per counter, components by op kind and layer category "
-                  "that sum exactly to (counter total - analytic MACs), the ops each counter skips with their "
-                  "would-be cost, and the ops the libraries report as unsupported. Analytic = the papers' "
-                  "Mult-Adds (conv + linear MACs, bias excluded); amounts are in each counter's unit (fvcore and "
-                  "thop: MACs; torch: FLOPs = 2 x MACs).")
+@app.command(help="Cross-check the analytic count against fvcore, thop, torch's FlopCounterMode and ptflops (both "
+                  "backends) run on the real module, and explain each difference: per counter, components by op "
+                  "kind and layer category that sum exactly to (counter total - analytic MACs), the ops each "
+                  "counter skips with their would-be cost, and the ops the libraries report as unsupported. "
+                  "Analytic = the papers' Mult-Adds (conv + linear MACs, bias excluded); amounts are in each "
+                  "counter's unit (fvcore, thop, ptflops: a MAC and an elementwise op count one each; torch: "
+                  "FLOPs = 2 x MACs).")
 def reconcile(
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
     input: list[str] | None = InputOpt,
@@ -202,7 +208,8 @@ def reconcile_table(cost: ModelCost, recs: list) -> Table:
         title += " -- UNEXPLAINED DIFFERENCE"
     notes = [
         "analytic = the papers' Mult-Adds: conv + linear multiply-accumulates, bias excluded",
-        "amounts in each counter's unit: fvcore and thop count MACs (fvcore calls them flops), torch FLOPs = 2 x MACs",
+        "amounts in each counter's unit: fvcore, thop and ptflops add MACs and the elementwise ops they count, one "
+        "each (fvcore calls them flops); torch counts FLOPs = 2 x MACs",
         "components: per op kind and reason (per layer category in brackets); they sum exactly to the difference",
         "not counted: ops the counter skips, with what the engine charges for them (its unit) in parentheses",
         "counters ran on the real module: CPU, float32, eval mode, zero input of the given size",

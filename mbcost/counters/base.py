@@ -30,13 +30,15 @@ if TYPE_CHECKING:
     from mbcost.zoo.spec import ModelSpec
 
 #: Counter names, in display order.
-COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch")
+COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch", "ptflops", "ptflops-aten")
 
-#: counter -> (adapter module, what its total counts)
+#: counter -> its adapter module (``UNIT``, ``MUTATES``, ``check_available()``, ``count(model, args)``)
 _ADAPTERS: dict[str, str] = {
     "fvcore": "mbcost.counters.fvcore_counter",
     "thop": "mbcost.counters.thop_counter",
     "torch": "mbcost.counters.torch_counter",
+    "ptflops": "mbcost.counters.ptflops_counter",
+    "ptflops-aten": "mbcost.counters.ptflops_aten_counter",
 }
 
 

@@ -3,9 +3,9 @@
 ``reconcile(cost, counter_result)`` re-reads the engine's records under the counter's convention
 (:mod:`mbcost.cost.conventions`). For each record the difference between what the counter charges
 and the paper's MACs is attributed to the record's kind and the reason the convention gives
-(BatchNorm counted, 2 FLOPs per MAC, an op the counter does not see...), so the components sum
-exactly to ``total - analytic``. If the preset does not reproduce the library's total, the
-remainder is an ``unexplained`` component and ``exact`` is False: it is never hidden.
+(BatchNorm counted, 2 FLOPs per MAC, an op the counter does not see, nn.MultiheadAttention's fused
+fast path...), so the components sum exactly to ``total - analytic``. If the preset does not
+reproduce the library's total, the remainder is an ``unexplained`` component and ``exact`` is False: it is never hidden.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ UNEXPLAINED = "unexplained"
 
 @dataclass(frozen=True)
 class Component:
-    """One cause of difference: a layer kind and the convention's reason, with its exact amount."""
+    """One cause of difference: a layer kind (or the rule's own name for it, e.g. ``multi_head_attention``)
+    and the convention's reason, with its exact amount in the counter's unit."""
 
     kind: str
     reason: str
@@ -117,7 +118,7 @@ def reconcile(cost: ModelCost, result: CounterResult, convention: str | None = N
         diff = r.amount - r.paper_macs
         if not diff:
             continue
-        g = groups.setdefault((r.kind, r.reason), [0, 0, dict.fromkeys(CATEGORIES, 0)])
+        g = groups.setdefault((r.component, r.reason), [0, 0, dict.fromkeys(CATEGORIES, 0)])
         g[0] += diff
         g[1] += 1
         g[2][r.category] += diff

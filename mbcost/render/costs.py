@@ -225,3 +225,44 @@ def conv_records(c: ConvComparison) -> list[dict[str, Any]]:
              "batch": c.batch, "standard_params": c.standard.params, "standard_macs": c.standard.macs,
              "separable_params": c.separable.params, "separable_macs": c.separable.macs, "ratio": d["ratio"],
              "params_ratio": d["params_ratio"], "formula_ratio": d["formula_ratio"]}]
+
+
+# --- --convention X: the counter's own figures, each row in its own unit -------------------------
+
+
+def convention_rows(ccs: list[Any]) -> list[list[str]]:
+    """Rows of a convention's figures (``ConventionCost`` per model): its total in its own unit, split into
+    the MACs and the elementwise ops it counts, and its FLOPs (2 per MAC, each elementwise op once)."""
+    first = ccs[0]
+    name = first.convention
+    return [
+        [f"{name} total ({first.library_unit})", *[f"{fmt.count(c.total)} ({fmt.exact(c.total)})" for c in ccs]],
+        [f"  {name}: MACs it counts" + (" (x2 in its total)" if first.unit.per_mac == 2 else ""),
+         *[fmt.count(c.macs) for c in ccs]],
+        [f"  {name}: elementwise ops it counts", *[fmt.count(c.ops) for c in ccs]],
+        [f"  {name}: FLOPs (2 x its MACs + its elementwise ops once)", *[fmt.count(c.flops) for c in ccs]],
+    ]
+
+
+def convention_fields(cost: ModelCost, cc: Any, others: list[tuple[ModelCost, Any]]) -> dict[str, Any]:
+    """JSON fields of one model under ``--convention X`` (``cc``: its ``ConventionCost``; ``others``: every
+    model's cost and ``ConventionCost``, for the ratios). ``macs`` is X's total, except for a FLOP counter
+    (torch), whose total is ``flops`` and whose MACs are ``macs``; ``flops`` never doubles elementwise work."""
+    flop_counter = cc.unit.per_mac == 2
+
+    def headline(x: Any) -> int:
+        return x.macs if flop_counter else x.total
+
+    by_cat = cc.by_category
+    return {
+        "convention": cc.convention, "macs": headline(cc), "flops": cc.total if flop_counter else cc.flops,
+        "categories": {c: {"params": v.params, "macs": by_cat[c] // 2 if flop_counter else by_cat[c]}
+                       for c, v in cost.categories.items()},
+        "convention_total": cc.total, "convention_unit": cc.library_unit, "convention_macs": cc.macs,
+        "convention_ops": cc.ops,
+        "ratios": {o.label: {"params": cost.params / o.params if o.params else float("nan"),
+                             "macs": headline(cc) / headline(occ) if headline(occ) else float("nan")}
+                   for o, occ in others if o.label != cost.label},
+        "skipped": [{"kind": s.kind, "op": s.op, "module_type": s.module_type, "calls": s.calls,
+                     "would_be": s.would_be, "reason": s.reason} for s in cc.skipped],
+    }

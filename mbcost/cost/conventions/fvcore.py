@@ -1,0 +1,90 @@
+"""``fvcore``: ``FlopCountAnalysis`` (fvcore 0.1.5 ``fvcore/nn/flop_count.py``, ``jit_handles.py``).
+
+fvcore traces the module with ``torch.jit`` and counts ops by handle: one "flop" per MAC of
+``aten::_convolution``, ``addmm``, ``linear``, ``matmul``, ``mm``, ``bmm`` (bias ignored); eval
+``batch_norm`` 1 per input element, 2 with an affine scale; ``layer_norm``/``group_norm``/
+``instance_norm`` 4 per element, 5 with affine; ``adaptive_avg_pool2d`` 1 per input element.
+``relu`` and ``clamp`` are ignored; every other op (``hardtanh_`` = ReLU6, ``add``, ``max_pool2d``,
+``mean``, ``baddbmm``...) has no handle and counts 0 (fvcore lists it as unsupported).
+``nn.MultiheadAttention`` in eval without grad takes its fused fast path,
+``aten::_native_multi_head_attention``, which fvcore has no handle for: all its work counts 0.
+"""
+
+from __future__ import annotations
+
+from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, norm, numel, unsupported
+from mbcost.cost.conventions.groups import ADAPTIVE_POOL_OPS, BATCHNORM_OPS, CONV_OPS, MATMUL_OPS, NORM_OPS
+from mbcost.cost.result import LayerCost
+
+__all__ = ["FVCORE", "MHA_FAST_PATH", "fast_path_lookup", "is_adaptive_avg_pool2d", "multi_head_attention_fast_path"]
+
+#: The table key of every record issued by an ``nn.MultiheadAttention``: the op the real forward runs.
+MHA_FAST_PATH = "_native_multi_head_attention"
+
+
+def fast_path_lookup(layer: LayerCost) -> str:
+    """The table key of a record for op-keyed counters that run the real module in eval without grad:
+    work issued by ``nn.MultiheadAttention`` runs there as one fused op, ``_native_multi_head_attention``
+    (the engine traces its unfused path on the meta device); everything else by its ATen op."""
+    return MHA_FAST_PATH if "MultiheadAttention" in layer.torch_bases else layer.op
+
+
+def multi_head_attention_fast_path(library: str) -> Handler:
+    """Nothing counted for work inside ``nn.MultiheadAttention``: the counter sees one fused op it has no rule for."""
+    def handle(layer: LayerCost) -> Charge:
+        return Charge(counted=False, component="multi_head_attention", reason=(
+            f"nn.MultiheadAttention in eval runs its fast path, aten::{MHA_FAST_PATH}, "
+            f"which {library} does not count"))
+    return handle
+
+
+def is_adaptive_avg_pool2d(layer: LayerCost) -> bool:
+    """Whether the traced graph holds ``aten::adaptive_avg_pool2d`` for this record.
+
+    An ``nn.AdaptiveAvgPool2d`` does; other pooling modules (1d/3d, max) do not. A functional
+    call shows up in the records as ``_adaptive_avg_pool2d`` or, for a 1x1 output, as a
+    ``mean`` that keeps the 4-D shape (what ``F.adaptive_avg_pool2d(x, 1)`` dispatches to).
+    """
+    if "AdaptiveAvgPool2d" in layer.torch_bases:
+        return True
+    if layer.module_is_leaf and any(b.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")) for b in layer.torch_bases):
+        return False
+    x, y = layer.input_shape, layer.output_shape
+    if layer.op == "_adaptive_avg_pool2d":
+        return True
+    return layer.op == "mean" and len(x) == len(y) == 4 and y[2:] == (1, 1)
+
+
+_no_handle = unsupported("fvcore")
+_instance_norm = norm(4, 5, "instance_norm")
+_eval_batch_norm = norm(1, 2, "eval batch_norm")
+
+
+def _batch_norm(layer: LayerCost) -> Charge:
+    """InstanceNorm dispatches to ``batch_norm`` too; fvcore sees ``aten::instance_norm`` for it."""
+    return (_instance_norm if "_InstanceNorm" in layer.torch_bases else _eval_batch_norm)(layer)
+
+
+def _adaptive_pool(layer: LayerCost) -> Charge:
+    if is_adaptive_avg_pool2d(layer):
+        return Charge(ops=numel(layer.input_shape), reason="adaptive_avg_pool2d: 1 per input element")
+    return _no_handle(layer)
+
+
+_products = macs("1 flop per MAC, bias ignored")
+
+FVCORE = Convention(
+    name="fvcore", unit=Unit.MAC, library_unit="MACs + counted elementwise ops (fvcore calls them flops)",
+    summary="fvcore FlopCountAnalysis: conv/linear MACs + eval BatchNorm (2/elem with affine) + "
+            "adaptive_avg_pool2d (1/input elem); ReLU6, adds, max pool, fused attention uncounted",
+    table={
+        **dict.fromkeys(CONV_OPS, _products),
+        **{op: _products for op in MATMUL_OPS if op != "baddbmm"},  # baddbmm: no handle
+        **dict.fromkeys(BATCHNORM_OPS, _batch_norm),
+        **dict.fromkeys(NORM_OPS, norm(4, 5, "layer/group/instance norm")),
+        **dict.fromkeys(ADAPTIVE_POOL_OPS, _adaptive_pool),
+        "relu": None, "clamp": None,  # fvcore's _IGNORED_OPS: counted as nothing, not listed
+        MHA_FAST_PATH: multi_head_attention_fast_path("fvcore"),
+    },
+    default=_no_handle, lookup=fast_path_lookup, ignored_reason="fvcore ignores this op",
+)

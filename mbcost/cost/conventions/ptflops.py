@@ -1,0 +1,197 @@
+"""``ptflops`` and ``ptflops-aten``: ``get_model_complexity_info`` (ptflops 0.7.5), both backends.
+
+``ptflops`` (its default, ``backend="pytorch"``, ``ptflops/pytorch_engine.py`` and ``pytorch_ops.py``):
+forward hooks on modules whose type is *exactly* one of its table (no subclasses), plus, for the
+duration of the count, ``torch.nn.functional`` and ``torch`` functions replaced by counting wrappers.
+
+* Modules: conv and ``Linear`` MACs **plus their bias adds**; ReLU, PReLU, ELU, LeakyReLU, ReLU6, GELU 1
+  per output element; every max/avg/adaptive pool 1 per input element; BatchNorm, InstanceNorm,
+  GroupNorm 1 per input element, 2 with affine; LayerNorm 1 (it has no ``affine`` attribute);
+  ``MultiheadAttention`` its own formula (see ``_attention``). Module counts are divided by the
+  batch size (ptflops reports them per image).
+* Functions (counted in full, not divided by the batch): ``F.relu``, ``F.prelu``, ``F.elu``, ``F.gelu``,
+  ``F.silu``, ``F.relu6``, every ``F.*pool*``, ``F.softmax`` 1 per input element; ``torch.matmul``,
+  ``Tensor.matmul``, ``torch.bmm`` MACs. Modules that call a replaced function are counted twice:
+  ``nn.ReLU`` (``F.relu``), ``nn.GELU``, ``nn.PReLU``, ``nn.ELU`` and every pooling module.
+  ``F.linear``, ``F.hardtanh``, ``F.hardswish``, ``torch.sigmoid`` and operators (``a + b``, ``a * b``,
+  ``a @ b``) are not replaced: 0. The engine records ATen ops, so a functional record is read as
+  the usual spelling: ``relu`` as ``F.relu`` (counted), ``add``/``mul`` as operators (not), ``addmm``/``mm``
+  as ``F.linear`` (not), ``bmm`` as ``torch.matmul`` (counted), ``hardtanh`` as ``F.hardtanh`` (not).
+
+``ptflops-aten`` (``backend="aten"``, ``ptflops/aten_engine.py``, ``aten_ops.py``): a dispatch mode
+counting ``aten.convolution`` MACs plus bias adds, ``addmm`` MACs plus bias adds, ``mm``, ``bmm`` MACs;
+nothing else (``baddbmm`` included). ``nn.MultiheadAttention``'s fused eval path counts 0.
+"""
+
+from __future__ import annotations
+
+from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, numel
+from mbcost.cost.conventions.fvcore import (
+    MHA_FAST_PATH,
+    fast_path_lookup,
+    is_adaptive_avg_pool2d,
+    multi_head_attention_fast_path,
+)
+from mbcost.cost.conventions.groups import CONV_OPS
+from mbcost.cost.result import LayerCost
+
+__all__ = ["PTFLOPS", "PTFLOPS_ATEN", "ptflops_rule"]
+
+
+# --- the pytorch backend: module hooks --------------------------------------------------------
+
+
+def _module(kinds: tuple[str, ...], base: str, formula: Handler, *, functional: bool = False) -> Handler:
+    """A module hook (its count divided by the batch) for the records of ``kinds`` the module issues;
+    ``functional``: its ``forward`` also calls a replaced ``F`` function, counted again in full."""
+    def handle(layer: LayerCost) -> Charge:
+        if layer.kind not in kinds:
+            return Charge(counted=False, reason=f"issued inside {base}; ptflops' hook for it ignores {layer.op}")
+        c = formula(layer)
+        hook = c.total(Unit.MAC)
+        if not functional:
+            return Charge(macs=c.macs, ops=c.ops, reason=f"{base} hook: {c.reason}", averaged=hook)
+        twice = numel(layer.input_shape)
+        return Charge(macs=c.macs, ops=c.ops + twice, averaged=hook,
+                      reason=f"{base} hook: {c.reason}; + 1 per input element: its forward calls a replaced F function")
+    return handle
+
+
+def _products(layer: LayerCost) -> Charge:
+    return Charge(macs=layer.macs, ops=layer.bias_adds, reason="MACs + bias adds")
+
+
+def _per_output(layer: LayerCost) -> Charge:
+    return Charge(ops=numel(layer.output_shape), reason="1 per output element")
+
+
+def _per_input(layer: LayerCost) -> Charge:
+    return Charge(ops=numel(layer.input_shape), reason="1 per input element")
+
+
+def _batch_norm(layer: LayerCost) -> Charge:
+    per = 2 if layer.affine else 1
+    return Charge(ops=per * numel(layer.input_shape),
+                  reason=f"{per} per element ({'with' if layer.affine else 'no'} affine)")
+
+
+def _layer_norm(layer: LayerCost) -> Charge:
+    return Charge(ops=numel(layer.input_shape), reason="1 per element (LayerNorm has no 'affine' attribute)")
+
+
+def _attention(layer: LayerCost) -> Charge:
+    """``multihead_attention_counter_hook`` for a self-attention call, L = S: the three input projections and
+    the output projection with their biases (the output's always), both attention products, the softmax
+    (1 per score) and the query scaling (L x E). The engine sees the scaling of q and of k (SDPA's math
+    path), each L x E: each is charged half."""
+    if layer.kind == "matmul":
+        return Charge(macs=layer.macs, ops=layer.bias_adds, reason="projections (+ bias) and attention products")
+    if layer.kind == "softmax":
+        return Charge(ops=numel(layer.input_shape), reason="softmax: 1 per score")
+    if layer.op == "mul":
+        return Charge(ops=numel(layer.output_shape) // 2, reason="query scaling: L x E (half of the q and k scalings)")
+    return Charge(counted=False, reason=f"issued inside MultiheadAttention; ptflops' hook ignores {layer.op}")
+
+
+def _mha(layer: LayerCost) -> Charge:
+    c = _attention(layer)
+    return Charge(macs=c.macs, ops=c.ops, counted=c.counted, reason=f"MultiheadAttention hook: {c.reason}",
+                  averaged=c.total(Unit.MAC))
+
+
+_CONVS = "Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d".split()
+_POOLS = ("MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d "
+          "AdaptiveMaxPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d").split()
+
+_MODULES: dict[str, Handler | None] = {
+    **{b: _module(("conv",), b, _products) for b in _CONVS},
+    "Linear": _module(("matmul",), "Linear", _products),
+    **{b: _module(("activation",), b, _per_output, functional=True) for b in "ReLU PReLU ELU GELU".split()},
+    **{b: _module(("activation",), b, _per_output) for b in "LeakyReLU ReLU6".split()},
+    **{b: _module(("pool", "global_pool"), b, _per_input, functional=True) for b in _POOLS},
+    **{b: _module(("batchnorm", "norm"), b, _batch_norm) for b in
+       "BatchNorm1d BatchNorm2d BatchNorm3d InstanceNorm1d InstanceNorm2d InstanceNorm3d GroupNorm".split()},
+    "LayerNorm": _module(("norm",), "LayerNorm", _layer_norm),
+    "MultiheadAttention": _mha,
+}
+
+
+# --- the pytorch backend: replaced functions ----------------------------------------------------
+
+
+def _function(name: str) -> Handler:
+    def handle(layer: LayerCost) -> Charge:
+        return Charge(ops=numel(layer.input_shape), reason=f"{name} (replaced while counting): 1 per input element")
+    return handle
+
+
+def _functional_mean(layer: LayerCost) -> Charge:
+    if is_adaptive_avg_pool2d(layer):
+        return _function("F.adaptive_avg_pool2d")(layer)
+    return Charge(counted=False, reason="Tensor.mean is not replaced")
+
+
+def _not_replaced(spelling: str) -> Handler:
+    def handle(layer: LayerCost) -> Charge:
+        return Charge(counted=False, reason=f"functional {layer.op} (read as {spelling}): not replaced, 0")
+    return handle
+
+
+_FUNCTIONS: dict[str, Handler | None] = {
+    **{op: _function(f"F.{op}") for op in "relu elu gelu silu".split()},
+    **dict.fromkeys(("prelu", "_prelu_kernel"), _function("F.prelu")),
+    **{op: _function("F.max_pool / F.avg_pool / F.adaptive_*_pool") for op in
+       ("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
+        "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d "
+        "_adaptive_avg_pool3d adaptive_max_pool2d").split()},
+    "mean": _functional_mean,
+    **dict.fromkeys(("softmax", "_softmax"), _function("F.softmax")),
+    **dict.fromkeys(("bmm", "matmul"), macs("torch.matmul / Tensor.matmul / torch.bmm (replaced): MACs")),
+    **dict.fromkeys(("addmm", "mm", "linear"), _not_replaced("F.linear")),
+    **dict.fromkeys(("add", "mul", "sub", "div"), _not_replaced("an operator, a + b")),
+    "hardtanh": _not_replaced("F.hardtanh"),
+}
+
+
+def ptflops_rule(layer: LayerCost) -> str:
+    """The key of a record: its module's class when ptflops hooks that exact ``torch.nn`` type, else its op."""
+    if layer.torch_bases[:1] == (layer.module_type,) and layer.module_type in _MODULES:
+        return layer.module_type
+    return layer.op
+
+
+def _unseen(layer: LayerCost) -> Charge:
+    if layer.module_is_leaf and layer.torch_bases[:1] != (layer.module_type,):
+        return Charge(counted=False, reason=f"{layer.module_type} is not a torch.nn type ptflops hooks (exact types "
+                                            "only)")
+    return Charge(counted=False, reason=f"ptflops has no hook for {layer.module_type} and does not replace "
+                                        f"{layer.op}")
+
+
+PTFLOPS = Convention(
+    name="ptflops", unit=Unit.MAC, library_unit="MACs + counted elementwise ops (ptflops' MACs)",
+    summary="ptflops (pytorch backend): conv/Linear MACs + bias adds + BatchNorm (2/elem with affine) + ReLU "
+            "(2/elem: hook and F.relu) + pools (2/input elem); module hooks averaged over the batch",
+    table={**_MODULES, **_FUNCTIONS}, default=_unseen, lookup=ptflops_rule,
+)
+
+
+# --- the aten backend -------------------------------------------------------------------------
+
+
+def _no_mapping(layer: LayerCost) -> Charge:
+    return Charge(counted=False, reason=f"ptflops' aten backend has no mapping for aten.{layer.op}")
+
+
+PTFLOPS_ATEN = Convention(
+    name="ptflops-aten", unit=Unit.MAC, library_unit="MACs + bias adds (ptflops' MACs)",
+    summary="ptflops (aten backend): MACs of aten convolution, addmm, mm, bmm, + bias adds of convolution "
+            "and addmm; nothing else",
+    table={
+        **dict.fromkeys(CONV_OPS, macs("aten.convolution: MACs + bias adds", bias=True)),
+        "addmm": macs("aten.addmm: MACs + bias adds", bias=True),
+        **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
+        MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),
+    },
+    default=_no_mapping, lookup=fast_path_lookup,
+)
