@@ -6,6 +6,10 @@ Public API (imports are lazy so that ``import mbcost`` and ``mbcost --help`` sta
     cost = mbcost.analyze("v2@0.75", input_size=224)   # or any torch.nn.Module
     cost.params, cost.macs, cost.flops, cost.to_frame()
     model = mbcost.build_model("v1")                   # a real nn.Module from the zoo
+    mbcost.apply_convention(cost, "fvcore")            # counted the way fvcore counts
+
+The subpackages declare their own APIs in ``__all__`` (``mbcost.counters``, ``mbcost.report``,
+``mbcost.gate``, ``mbcost.zoo``, ...).
 
 Conventions: ``macs`` are multiply-accumulates of convolution and linear layers (bias and
 BatchNorm excluded, the papers' "Mult-Adds"); ``flops = 2 * macs``; other elementwise work is
@@ -20,7 +24,10 @@ from mbcost._version import __version__
 
 if TYPE_CHECKING:
     from mbcost.cost.analyze import analyze  # noqa: F401
-    from mbcost.cost.conv import compare_conv  # noqa: F401
+    from mbcost.cost.conv import ConvComparison, compare_conv  # noqa: F401
+    from mbcost.cost.conventions import apply_convention  # noqa: F401
+    from mbcost.cost.result import LayerCost, ModelCost  # noqa: F401
+    from mbcost.counters.reconcile import reconcile  # noqa: F401
     from mbcost.zoo import build_model, list_models  # noqa: F401
 
 _LAZY = {
@@ -30,6 +37,9 @@ _LAZY = {
     "list_models": ("mbcost.zoo.catalog", "list_models"),
     "ModelCost": ("mbcost.cost.result", "ModelCost"),
     "LayerCost": ("mbcost.cost.result", "LayerCost"),
+    "ConvComparison": ("mbcost.cost.conv", "ConvComparison"),
+    "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
+    "reconcile": ("mbcost.counters.reconcile", "reconcile"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,3 +1,5 @@
 from mbcost.cli import main
 
+__all__ = []
+
 main()

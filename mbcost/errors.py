@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["AnalysisError", "BaselineError", "MbcostError", "SpecError", "UnknownModelError", "UsageError"]
+
 
 class MbcostError(Exception):
     """Base class of every error mbcost raises on purpose (bad input, unsupported model)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["MEMORY_HEADROOM", "available_cpu_memory"]
+
 #: Refuse a run whose memory estimate exceeds this fraction of the memory available.
 MEMORY_HEADROOM = 0.9
 

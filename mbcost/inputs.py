@@ -24,6 +24,11 @@ from typing import Any
 
 from mbcost.errors import SpecError
 
+__all__ = [
+    "FLOAT_DTYPES", "INPUT_DTYPES", "MAX_BATCH", "InputSpec", "Inputs", "check_dtype", "parse_image_size",
+    "parse_input_text", "parse_size_or_shape", "resolve_inputs",
+]
+
 MAX_INPUT = 65536
 MAX_BATCH = 1 << 20
 #: Element types an input may have, with their size in bytes.

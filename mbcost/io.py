@@ -14,6 +14,8 @@ from pathlib import Path
 
 from mbcost.errors import SpecError, UsageError
 
+__all__ = ["append_text", "check_target", "display_path", "write_text_atomic"]
+
 
 def write_text_atomic(path: Path | str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["count", "exact", "ms", "nbytes", "number", "percent", "ratio", "share", "speed"]
+
 
 def count(n: int | float | None, digits: int = 2) -> str:
     """``568740352`` -> ``568.74 M``; ``15470264320`` -> ``15.47 G``."""

@@ -6,3 +6,5 @@ records and write them as they are measured; ``model_bench``, ``layers``, ``swee
 ``roofline`` measure models, per-layer times, standard vs separable convolutions and the
 device's attainable peaks. Nothing here imports torch at import time.
 """
+
+__all__ = ["devices", "errors", "layers", "memory", "model_bench", "records", "roofline", "store", "sweep", "timer"]

@@ -31,6 +31,11 @@ from mbcost.host import MEMORY_HEADROOM  # one home: a real CPU analysis refuses
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
 
+__all__ = [
+    "BENCH_DTYPES", "Device", "MemoryEstimate", "available_memory", "can_keep_heap", "check_dtype", "check_memory",
+    "check_threads", "cpu_has_native", "cpu_info", "estimate_memory", "kept_heap", "resolve_device", "runtime",
+]
+
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mbcost.errors import MbcostError, UsageError
 
+__all__ = ["BenchError", "DeviceError", "Interrupted", "MemoryRefusal"]
+
 
 class DeviceError(UsageError):
     """A device that is not there, or a dtype / thread count the device cannot honour."""

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from mbcost.cost.result import LayerCost, ModelCost
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = [
+    "UNATTRIBUTED", "CategoryShare", "LayerProfile", "ModuleTimes", "join_layers", "profile_model", "time_modules",
+]
+
 Clock = Callable[[], float]
 UNATTRIBUTED = "unattributed"
 

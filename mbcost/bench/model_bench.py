@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = [
+    "BenchSettings", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "Speedup", "TrainStep", "bench_model",
+    "bench_models", "make_inputs", "make_optimizer", "measure_each", "measure_memory", "model_record", "output_loss",
+    "plan_models", "prepare_model", "speedups", "time_forward",
+]
+
 log = logging.getLogger(__name__)
 
 #: ``progress(done, total, description)``: called before each item and once at the end.

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from mbcost.bench.devices import Device
     from mbcost.bench.timer import Measurement
 
+__all__ = [
+    "ConvRecord", "Env", "LayerRecord", "ModelRecord", "PeakRecord", "Record", "RecordError", "RunConfig",
+    "busy_cpus_now", "capture_env", "parse_record",
+]
+
 KINDS: tuple[str, ...] = ("model", "layer", "conv", "peak")
 
 

@@ -31,6 +31,11 @@ from mbcost.bench.timer import Budget, MeasureFn, Measurement, measure
 from mbcost.errors import UsageError
 from mbcost.io import write_text_atomic
 
+__all__ = [
+    "Peaks", "bound_fraction", "cache_key", "cache_path", "default_sizes", "get_peaks", "measure_peaks", "peak_record",
+    "ridge_point", "roofline_bound",
+]
+
 log = logging.getLogger(__name__)
 
 PEAK_BUDGET = Budget(min_run_time=0.3, max_run_time=3.0, min_runs=5, warmup=2)

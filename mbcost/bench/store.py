@@ -18,6 +18,8 @@ from typing import Any
 
 from mbcost.errors import SpecError
 
+__all__ = ["UNREADABLE", "RecordWriter", "check_appendable", "jsonable", "load_records", "record_line"]
+
 log = logging.getLogger(__name__)
 
 

@@ -21,6 +21,8 @@ from mbcost.bench.records import ConvRecord, Env, Record
 from mbcost.bench.timer import MeasureFn, Measurement, measure
 from mbcost.errors import SpecError
 
+__all__ = ["ConvPoint", "bench_conv", "conv_modules", "conv_record", "grid", "parse_int_list", "run_sweep"]
+
 
 @dataclass(frozen=True)
 class ConvPoint:

@@ -19,6 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "DEFAULT_BUDGET", "QUICK_BUDGET", "WIDE_SPREAD", "Budget", "Clock", "MeasureFn", "Measurement", "Stats",
+    "device_clock", "measure", "quantile", "summarize",
+]
+
 Clock = Callable[[], float]
 
 #: A measurement whose IQR is above this fraction of its median is flagged ``wide_spread``.

@@ -13,6 +13,8 @@ from mbcost.cli import counters  # noqa: F401
 from mbcost.cli import bench  # noqa: F401
 from mbcost.cli import report  # noqa: F401
 from mbcost.cli import gate  # noqa: F401
+
+__all__ = ["app", "main"]
 # isort: on
 
 

@@ -21,6 +21,13 @@ from mbcost.inputs import FLOAT_DTYPES
 if TYPE_CHECKING:
     from mbcost.bench.timer import MeasureFn
 
+__all__ = [
+    "CONVENTIONS_HELP", "COUNTERS_HELP", "BatchOpt", "BenchFlagOpt", "ClassesOpt", "ConvBenchOpt", "ConventionName",
+    "ConventionOpt", "CountersOpt", "DType", "DTypeOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt",
+    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelsOpt", "OptimizerName", "OptimizerOpt", "OutputOpt", "app",
+    "check_writable", "emit", "input_value", "timer",
+]
+
 CONVENTIONS_HELP = (
     "Conventions: MACs = multiply-accumulates of conv and linear layers (bias, BatchNorm, activations, pooling "
     "and adds excluded: the papers' Mult-Adds); FLOPs = 2 x MACs; other work is reported separately as "

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from mbcost.render.table import Table
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = ["Measured", "add_conv_measurement", "add_measurements", "bench", "profile", "roofline", "sweep"]
+
 TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, CUDA synchronisation), eval mode, "
                "inference_mode, random weights; on CPU denormals are flushed to zero and freed memory stays in the "
                "heap; median, IQR and runs are reported and a wide spread is flagged. GFLOP/s = analytic FLOPs "

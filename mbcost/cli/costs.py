@@ -37,6 +37,8 @@ from mbcost.cli.app import (
 )
 from mbcost.cli.progress import QuietOpt
 
+__all__ = ["compare", "conv", "layers"]
+
 
 @app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
                   + CONVENTIONS_HELP)

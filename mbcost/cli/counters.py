@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from mbcost.render.table import Table
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = ["compare_extras", "reconcile", "reconcile_table"]
+
 
 # --- compare extras --------------------------------------------------------------------------
 

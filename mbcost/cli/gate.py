@@ -15,6 +15,8 @@ import typer
 
 from mbcost.cli.app import CONVENTIONS_HELP, app
 
+__all__ = ["gate"]
+
 
 class GateFormat(str, Enum):
     table = "table"

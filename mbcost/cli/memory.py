@@ -20,6 +20,8 @@ from mbcost.cli.app import (
     input_value,
 )
 
+__all__ = ["memory"]
+
 # The shared --dtype, defaulting to the paper's 16-bit activations (Sandler et al. 2018, Table 3).
 MemoryDTypeOpt = typer.Option(DType.float16, "--dtype",
                               help=f"{DTypeOpt.help} Default float16, as the paper assumes (a model of your own "

@@ -25,6 +25,8 @@ from mbcost.cli.app import (
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
 
+__all__ = ["DEFAULT_OUT", "report"]
+
 DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 
 

@@ -8,6 +8,8 @@ import typer
 
 from mbcost.cli.app import ClassesOpt, Format, FormatOpt, OutputOpt, app, check_writable, emit
 
+__all__ = ["weights"]
+
 
 @app.command(help="Dead kernels of a trained state_dict (torch.load weights_only=True: never unpickles code): per "
                   "conv and linear layer and per category (conv, dwconv, pwconv, linear), the fraction of kernels "

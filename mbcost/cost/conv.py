@@ -19,6 +19,8 @@ from mbcost.errors import SpecError
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = ["ConvComparison", "compare_conv", "conv_pair"]
+
 
 @dataclass(frozen=True)
 class ConvComparison:

@@ -25,6 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import prod
 
+__all__ = [
+    "FORMULAS", "OpCost", "Shape", "activation_cost", "attention_cost", "batchnorm_cost", "conv_cost",
+    "elementwise_cost", "global_pool_cost", "matmul_cost", "norm_cost", "pool_cost", "register_formula", "softmax_cost",
+]
+
 Shape = tuple[int, ...]
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Lifetimes", "Peak"]
+
 
 @dataclass(frozen=True)
 class Peak:

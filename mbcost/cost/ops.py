@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["OP_ADAPTERS", "OpCall", "Shape", "is_inplace", "op_name"]
+
 Shape = tuple[int, ...]
 
 

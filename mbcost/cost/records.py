@@ -14,6 +14,8 @@ from mbcost.cost.result import LayerCost, UncountedOp, categorize
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = ["Priced", "RecordBook", "Structure", "Trace", "model_structure", "price"]
+
 
 @dataclass
 class Trace:

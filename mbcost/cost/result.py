@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
     from mbcost.inputs import InputSpec
 
+__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "ModelCost", "Shape", "UncountedOp", "categorize"]
+
 #: Layer categories, with the exact names used in JSON output.
 CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from math import ceil, floor
 from typing import Any
 
+__all__ = ["SHORTCUTS", "broadcast", "meta_like", "window_out"]
+
 Shortcut = Callable[[Sequence[Any], dict[str, Any]], Any]
 
 #: ATen overload packet name (``relu_``, ``convolution``...) -> shortcut.

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["BIAS_FIRST", "COPIES_INPUT_IN_PLACE", "MODES", "OPTIMIZERS", "SAVED", "Optimizer"]
+
 MODES = ("inference", "train")
 
 

@@ -48,6 +48,8 @@ from mbcost.inputs import Inputs
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = ["ForwardFailed", "trace_model"]
+
 log = logging.getLogger(__name__)
 
 EXECUTE_MODES = ("auto", "meta", "real")

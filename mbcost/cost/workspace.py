@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from math import ceil, prod
 
+__all__ = ["conv_workspace", "uses_onednn"]
+
 Shape = tuple[int, ...]
 
 

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from mbcost.inputs import Inputs
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = [
+    "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
+    "parse_counters", "quiet", "require",
+]
+
 #: Counter names, in display order.
 COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch", "ptflops", "ptflops-aten")
 

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+
 UNIT = "MACs (fvcore calls them flops)"
 MUTATES = False  # it traces the module with temporary hooks that it removes
 

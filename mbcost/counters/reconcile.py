@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.counters.base import CounterResult
 
+__all__ = ["UNEXPLAINED", "Component", "Reconciliation", "reconcile", "reconcile_model"]
+
 UNEXPLAINED = "unexplained"
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+
 UNIT = "MACs (thop's ops)"
 MUTATES = True
 

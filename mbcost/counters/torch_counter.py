@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+
 UNIT = "FLOPs (2 per MAC)"
 MUTATES = False  # a dispatch mode plus module-tracker hooks it removes on exit
 

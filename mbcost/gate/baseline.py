@@ -36,6 +36,11 @@ from typing import Any
 from mbcost.errors import BaselineError, MbcostError, UnknownModelError
 from mbcost.io import display_path
 
+__all__ = [
+    "CONVENTIONS", "ROOT", "SCHEMA_VERSION", "Baseline", "Entry", "EntryKey", "LayerCount", "Size", "baseline_error",
+    "check_specs", "dumps", "entry_label", "loads", "make_baseline", "measure", "read_baseline",
+]
+
 #: The schema version this mbcost reads and writes.
 SCHEMA_VERSION = 1
 VERSION_KEY = "mbcost_gate_baseline"

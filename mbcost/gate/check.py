@@ -26,6 +26,11 @@ from mbcost.gate.baseline import (
 )
 from mbcost.gate.config import GateConfig
 
+__all__ = [
+    "EXIT_DRIFT", "EXIT_PASS", "DiffRow", "EntryDiff", "GateResult", "UpdateResult", "compare", "compare_entry",
+    "measure_all", "plan", "run_gate", "update_baseline",
+]
+
 Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 Change = Literal["changed", "added", "removed"]
 Status = Literal["ok", "drift", "added", "removed"]

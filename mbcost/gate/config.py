@@ -22,6 +22,11 @@ from typing import Any
 from mbcost.errors import SpecError
 from mbcost.inputs import parse_size_or_shape
 
+__all__ = [
+    "DEFAULT_BASELINE", "MAX_BATCH", "GateConfig", "Size", "check_tolerance", "config_from_table", "find_pyproject",
+    "load_config", "parse_inputs",
+]
+
 #: Baseline file name when none is configured, next to the ``pyproject.toml`` (or in the cwd).
 DEFAULT_BASELINE = "mbcost-baseline.json"
 CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "memory_tolerance", "batch", "mode", "optimizer")

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from mbcost.bench.records import ConvRecord, ModelRecord, Record
     from mbcost.bench.roofline import Peaks
 
+__all__ = [
+    "TIMING", "bench_table", "category_table", "compare_notes", "compare_rows", "conv_rows", "env_line", "flat",
+    "layers_table", "memory_difference", "peaks_table", "profile_document", "results_document", "speedup_dicts",
+    "spread", "sweep_table", "threads", "wide_note",
+]
+
 TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up, eval mode, "
           "inference_mode); IQR = interquartile range of the runs")
 GFLOPS = "GFLOP/s = analytic FLOPs (2 x MACs of conv and linear layers) / median time"

@@ -1,5 +1,7 @@
 """The counting conventions, stated in one place and shown wherever a number is."""
 
+__all__ = ["ELEMENTWISE", "FLOPS", "MACS", "PARAMS", "TRAIN", "for_costs"]
+
 MACS = "MACs = multiply-accumulates of conv and linear layers (the papers' Mult-Adds); bias, BatchNorm, " \
        "activations, pooling and adds excluded"
 FLOPS = "FLOPs = 2 x MACs"

@@ -10,6 +10,11 @@ from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
 from mbcost.render import conventions
 from mbcost.render.table import Table
 
+__all__ = [
+    "compare_dict", "compare_records", "compare_table", "conv_records", "conv_table", "convention_fields",
+    "convention_rows", "layer_records", "layers_table", "ratios",
+]
+
 
 def ratios(models: list[ModelCost]) -> dict[str, dict[str, dict[str, float]]]:
     """``ratios[a][b] = {"params": a.params / b.params, "macs": a.macs / b.macs}`` for a != b."""

@@ -13,6 +13,8 @@ from mbcost.io import display_path
 from mbcost.render import conventions
 from mbcost.render.table import Table
 
+__all__ = ["document", "markdown", "tables", "update_message", "verdict"]
+
 LAYER_NOTE = ("layer = module path; its own parameters and the MACs of the ops it issued; "
               "(unattributed) = parameters of modules the forward pass never ran")
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["Table", "to_csv", "to_json"]
+
 
 @dataclass
 class Table:

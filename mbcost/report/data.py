@@ -34,6 +34,11 @@ from mbcost.zoo.spec import ModelSpec, parse_models, parse_spec
 if TYPE_CHECKING:
     from mbcost.weights import KernelHealth
 
+__all__ = [
+    "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "ReportData", "Run", "category_times", "gather", "label_runs",
+    "load_records", "read_jsonl",
+]
+
 log = logging.getLogger(__name__)
 
 #: Width multipliers and square resolutions of the trade-off grid (the values the MobileNet

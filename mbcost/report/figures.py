@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from mbcost.claims.frontier import FrontierPoint
     from mbcost.experiments.linear_bottleneck import LinearBottleneck
 
+__all__ = [
+    "NOT_MEASURED", "NOT_PROFILED", "bottleneck_error_figure", "category_figure", "conv_ratio_figure",
+    "frontier_figure", "latency_figure", "params_macs_figure", "report_figures", "roofline_figure", "spirals_figure",
+    "time_share_figure",
+]
+
 NOT_MEASURED = "not measured: run  mbcost bench --save results.jsonl  and pass  --from results.jsonl"
 NOT_PROFILED = ("not measured: run  mbcost profile v1 --save results.jsonl  (per-layer times and the device's "
                 "peaks)<br>and pass  --from results.jsonl,  or make the report with  --bench")

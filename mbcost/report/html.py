@@ -21,6 +21,8 @@ from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
+__all__ = ["e", "ensure_writable", "render_html", "write_report"]
+
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device, never estimated")
 QUOTED = ("ImageNet top-1 accuracies are quoted from the papers (cited below) for the model at width 1.0 and "

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mbcost.zoo.spec import ModelSpec
 
+__all__ = ["Progress", "measure_now"]
+
 #: The conv sweep of ``--bench``: M = N channels, K = 3, a 14 x 14 map (a subset of the report's grid).
 SWEEP_CHANNELS = (32, 128, 512)
 SWEEP_KERNELS = (3,)

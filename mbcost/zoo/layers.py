@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+__all__ = ["conv_bn_act", "init_weights", "make_divisible"]
+
 
 def conv_bn_act(
     in_channels: int,

@@ -9,6 +9,8 @@ from torch import nn
 from mbcost.zoo.layers import conv_bn_act, init_weights
 from mbcost.zoo.registry import ModelEntry, Reported, register_model
 
+__all__ = ["V1_BLOCKS", "DepthwiseSeparable", "MobileNetV1", "mobilenet_v1", "mobilenet_v1_conv", "scale_channels"]
+
 # Table 1 after the first full convolution (3x3, 32 channels, stride 2): each row is one
 # depthwise 3x3 + pointwise 1x1 pair.
 #   out_channels, stride (of the depthwise convolution)

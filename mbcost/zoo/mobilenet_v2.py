@@ -9,6 +9,8 @@ from torch import nn
 from mbcost.zoo.layers import conv_bn_act, init_weights, make_divisible
 from mbcost.zoo.registry import ModelEntry, Reported, register_model
 
+__all__ = ["V2_BOTTLENECKS", "V2_LAST_CHANNELS", "InvertedResidual", "MobileNetV2", "mobilenet_v2"]
+
 # Table 2 of the paper, after the stem (3x3 conv, 32 channels, stride 2):
 #   t: expansion factor, c: output channels, n: repeats, s: stride of the first repeat
 V2_BOTTLENECKS: list[tuple[int, int, int, int]] = [

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = ["ModelEntry", "Reported", "register_model", "registered"]
+
 
 @dataclass(frozen=True)
 class Reported:

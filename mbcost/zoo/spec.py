@@ -18,6 +18,11 @@ from mbcost.zoo.registry import ModelEntry
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = [
+    "DTYPES", "ModelSpec", "build_model", "check_input_fits", "load_factory", "meta_model", "parse_models",
+    "parse_spec", "parse_width",
+]
+
 MAX_WIDTH = 4.0
 DTYPES = FLOAT_DTYPES  # the model dtypes: floating point
 

@@ -9,6 +9,8 @@ from torch import nn
 from mbcost.zoo.layers import init_weights
 from mbcost.zoo.registry import ModelEntry, Reported, register_model
 
+__all__ = ["VGG", "vgg16", "vgg16_bn"]
+
 # Configuration D: output channels of each 3x3 convolution (padding 1), "M" = 2x2 max pool.
 VGG16_LAYERS: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                  512, 512, 512, "M", 512, 512, 512, "M"]

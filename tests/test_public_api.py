@@ -1,0 +1,142 @@
+"""The declared public API: every module and package states ``__all__``, every declared name exists,
+the top-level namespace stays small, and the README's Python examples run against it."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mbcost"
+README = ROOT / "README.md"
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append((".".join(parts), path))
+    return found
+
+
+def _declared(path: Path) -> list[str] | None:
+    """The module's literal ``__all__``, or ``None`` when it declares none."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+            if isinstance(node.value, ast.List) and all(isinstance(e, ast.Constant) for e in node.value.elts):
+                return [e.value for e in node.value.elts]
+            return list(eval(compile(ast.Expression(node.value), str(path), "eval"), {"_LAZY": {}}))  # noqa: S307
+    return None
+
+
+def test_every_module_and_package_declares_its_public_names():
+    missing = [name for name, path in _modules() if _declared(path) is None]
+    assert not missing, f"declare __all__ in {missing}"
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _modules() if name != "mbcost.__main__"])
+def test_every_declared_name_exists(name):
+    module = importlib.import_module(name)
+    absent = [n for n in module.__all__
+              if not hasattr(module, n) and importlib.util.find_spec(f"{name}.{n}") is None]
+    assert not absent, f"{name}.__all__ names what it does not define: {absent}"
+    assert len(set(module.__all__)) == len(module.__all__), f"{name}.__all__ repeats a name"
+
+
+def test_the_top_level_namespace_is_small_and_lazy():
+    import mbcost
+
+    assert len(mbcost.__all__) <= 30
+    for name in mbcost.__all__:
+        assert getattr(mbcost, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mbcost.nope  # noqa: B018
+
+
+# -- the README's Python examples ------------------------------------------------------------------------------
+
+
+def _python_blocks() -> list[tuple[int, str]]:
+    text = README.read_text(encoding="utf-8")
+    return [(text[: m.start()].count("\n") + 1, m.group(1))
+            for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)]
+
+
+def _readme_names() -> dict[str, object]:
+    """What the examples take as given: the user's own modules (small stand-ins of each kind) and torch."""
+    import torch
+    from fixtures_models import data_dependent, token_classifier, two_images
+    from torch import nn
+
+    class VideoNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 3, padding=1)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return self.conv(x).mean(dim=(2, 3, 4))
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = token_classifier()
+
+        def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN202
+            return self.net(input_ids, attention_mask)
+
+    my_module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    return {"torch": torch, "my_module": my_module, "my_video_net": VideoNet(), "my_encoder": Encoder(),
+            "my_two_image_net": two_images(), "my_detector": data_dependent()}
+
+
+def _undeclared(dotted: str) -> str | None:
+    """The first step of ``mbcost.a.b.name`` that its parent does not declare in ``__all__`` (the top level
+    may name its subpackages), or ``None`` when every step is declared."""
+    parts = dotted.split(".")
+    for i in range(2, len(parts)):
+        parent = importlib.import_module(".".join(parts[:i]))
+        if parts[i] not in parent.__all__:
+            return ".".join(parts[: i + 1])
+    return None
+
+
+def test_the_readme_has_python_examples_and_they_use_only_declared_names():
+    blocks = _python_blocks()
+    assert len(blocks) >= 3
+    used = []
+    for line, code in blocks:
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mbcost"):
+                used += [(line, f"{node.module}.{a.name}") for a in node.names]
+            elif isinstance(node, ast.Attribute) and re.fullmatch(r"mbcost(\.\w+)+", ast.unparse(node)):
+                used.append((line, ast.unparse(node)))
+    assert ("mbcost.analyze" in {u for _, u in used}) and len(used) > 5  # the check reads the examples
+    bad = [(line, u, _undeclared(u)) for line, u in used if u.count(".") > 1 and _undeclared(u)]
+    assert not bad, f"README names outside the declared API (line, name, undeclared step): {bad}"
+
+
+def test_the_declared_api_check_rejects_a_deep_path():
+    assert _undeclared("mbcost.cost.conventions.apply_convention") == "mbcost.cost.conventions"
+    assert _undeclared("mbcost.counters.measure") is None
+
+
+@pytest.mark.parametrize("line,code", _python_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+def test_readme_python_example_runs(line, code, tmp_path, monkeypatch):
+    if "from mbcost.counters import" in code:
+        pytest.importorskip("fvcore")
+    if "from mbcost.report import" in code:
+        pytest.importorskip("plotly")
+    monkeypatch.chdir(tmp_path)  # examples that write files write here
+    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")  # ``mbcost bench --save`` output, none yet
+    namespace = _readme_names()
+    exec(compile(code, f"README.md:{line}", "exec"), namespace)  # noqa: S102
