@@ -13,7 +13,7 @@ from bench_fakes import FakeMeasure
 
 from mbcost.bench.devices import resolve_device
 from mbcost.bench.model_bench import BenchSettings, bench_models, plan_models, speedups
-from mbcost.bench.records import ConvRecord, LayerRecord, ModelRecord, PeakRecord, RunConfig, capture_env
+from mbcost.bench.records import ConvRecord, LayerRecord, PeakRecord, RunConfig, capture_env
 from mbcost.bench.store import RecordWriter, load_records, record_line
 from mbcost.bench.timer import Budget, Measurement
 from mbcost.errors import SpecError
@@ -190,10 +190,6 @@ def test_busy_machine_is_recorded_and_warned(settings, records):
     assert not replace(quiet, busy_cpus=3.0, cpu_count=16).busy  # 3 of 16 CPUs: a quarter is 4
     assert "machine was busy (other work kept 1.9 of 2 CPUs busy)" in env_line(replace(records[0], env=busy))
     assert "busy" not in env_line(replace(records[0], env=replace(quiet, cpu_count=2)))
-
-
-def test_model_record_is_a_model_record(records):
-    assert all(isinstance(r, ModelRecord) for r in records)
 
 
 # -- one record type: what bench writes is what readers get back ------------------------------------------------

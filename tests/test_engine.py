@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from module_counts import module_category, module_counts
 from torch import nn
 
 import mbcost
@@ -53,14 +54,29 @@ def test_v2_and_vgg16_totals():
     assert layers["features.0"].bias_adds == 224 * 224 * 64  # bias counted apart from MACs
 
 
-def test_categories_partition_params_and_macs():
-    for name in ["v1", "v2", "vgg16-bn", "v1-conv"]:
-        cost = mbcost.analyze(name)
-        cats = cost.categories
-        assert sum(c.params for c in cats.values()) == cost.params
-        assert sum(c.macs for c in cats.values()) == cost.macs
-    v1conv = mbcost.analyze("v1-conv").categories
-    assert v1conv["dwconv"].macs == v1conv["pwconv"].macs == 0
+def _reference_module(name):
+    """The module whose tree the categories are derived from: torchvision's where it has the model."""
+    if name == "v2":
+        return pytest.importorskip("torchvision").models.mobilenet_v2()
+    if name == "vgg16-bn":
+        return pytest.importorskip("torchvision").models.vgg16_bn()
+    return mbcost.build_model(name)
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "vgg16-bn", "v1-conv"])
+def test_categories_equal_the_module_tree_counted_with_hooks(name):
+    # Per category, from the module tree: each module's own parameters (BatchNorm's affine under "other") and
+    # forward-hook MACs (tests/module_counts.py), grouped by the module's type, groups and kernel.
+    with torch.device("meta"):
+        model = _reference_module(name)
+    expected = {c: [0, 0] for c in ("conv", "dwconv", "pwconv", "linear", "other")}
+    for path, (params, macs) in module_counts(model, (1, 3, 224, 224)).items():
+        expected[module_category(model, path)][0] += params
+        expected[module_category(model, path)][1] += macs
+    cats = mbcost.analyze(name, 224).categories
+    assert {c: [cats[c].params, cats[c].macs] for c in expected} == expected
+    if name == "v1-conv":  # the paper's "Conv MobileNet": full 3x3 convolutions only
+        assert expected["dwconv"] == expected["pwconv"] == [0, 0]
 
 
 def _zoo_cases():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gate_models
 import pytest
+from module_counts import module_counts
 from typer.testing import CliRunner
 
 from mbcost.errors import BaselineError, SpecError, UnknownModelError
@@ -28,6 +29,7 @@ from mbcost.gate import (
     run_gate,
     update_baseline,
 )
+from mbcost.zoo import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = "gate_models:toy"
@@ -79,12 +81,15 @@ def test_measure_toy_layers_are_modules_with_own_params_and_macs():
     assert (e.params, e.macs) == (906, 50_768)
 
 
-def test_measure_zoo_matches_engine_and_sums():
+def test_measure_zoo_layers_equal_the_module_tree_counted_with_hooks():
     e = measure("mobilenet_v2", (224, 224))
     assert e.spec == "v2"  # canonical label
-    assert (e.params, e.macs) == (3_504_872, 300_774_272)
-    assert sum(c.params for c in e.layers.values()) == e.params
-    assert sum(c.macs for c in e.layers.values()) == e.macs
+    assert (e.params, e.macs) == (3_504_872, 300_774_272)  # torchvision's parameter count; the paper's 300M
+    # every layer: the module's own parameters and its forward-hook MACs (tests/module_counts.py), not the engine
+    expected = {path: LayerCount(params, macs)
+                for path, (params, macs) in module_counts(build_model("v2"), (1, 3, 224, 224)).items()
+                if params or macs}
+    assert dict(e.layers) == expected
     assert list(e.layers)[0] == "features.0.0"
 
 
