@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from bench_fakes import FakeMeasure
@@ -85,6 +86,19 @@ def test_a_corrupt_cache_is_ignored_and_replaced(tmp_path):
     peaks = get_peaks(CPU, "float32", 2, path=path, measure_fn=_fake(), matmul_n=64, copy_bytes=4096)
     assert not peaks.cached
     assert json.loads(path.read_text())["version"] == 1
+
+
+@pytest.mark.parametrize("where", ["under a file", "in a directory"])
+def test_a_cache_that_cannot_be_written_is_logged_and_the_peaks_returned(where, tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    path = blocker / "roofline.json" if where == "under a file" else tmp_path / "cache"
+    if where == "in a directory":
+        path.mkdir()  # the cache path is a directory: the atomic write refuses it
+    with caplog.at_level(logging.WARNING, logger="mbcost.bench.roofline"):
+        peaks = get_peaks(CPU, "float32", 2, path=path, measure_fn=_fake(), matmul_n=64, copy_bytes=4096)
+    assert peaks.peak_gflops == pytest.approx(2 * 64**3 / 0.001 / 1e9) and not peaks.cached
+    assert "cannot write the roofline cache" in caplog.text
 
 
 def test_peak_record_carries_the_peaks(tmp_path):
