@@ -1,11 +1,11 @@
-"""External counters (fvcore, thop, torch's FlopCounterMode), run on the real module, and their
-reconciliation with the analytic engine.
+"""External counters (fvcore, thop, torch's FlopCounterMode, ptflops with either backend), run on the real
+module, and their reconciliation with the analytic engine.
 
     from mbcost.counters import measure, reconcile
     result = measure("fvcore", "v2", 224)           # fvcore's own total, on a real CPU forward
     rec = reconcile(mbcost.analyze("v2"), result)   # why it differs from the paper's MACs
 
-fvcore and thop are optional: ``pip install 'mbcost[counters]'``.
+fvcore, thop and ptflops are optional: ``pip install 'mbcost[counters]'``.
 """
 
 from __future__ import annotations

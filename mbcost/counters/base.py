@@ -1,8 +1,9 @@
 """What every counter adapter shares: the typed result, the quiet context, running a counter.
 
-Each adapter (``fvcore_counter``, ``thop_counter``, ``torch_counter``) runs its library on a
-real CPU module in eval mode with a real input tensor and returns the library's own figures,
-untouched, in a ``CounterResult``. The libraries are optional (``pip install 'mbcost[counters]'``)
+Each adapter (``fvcore_counter``, ``thop_counter``, ``torch_counter``, ``ptflops_counter``,
+``ptflops_aten_counter``) runs its library on a real CPU module in eval mode with a real input
+tensor and returns the library's own figures, untouched, in a ``CounterResult``. The libraries
+are optional (``pip install 'mbcost[counters]'``)
 and imported only here, when a count is asked for.
 """
 

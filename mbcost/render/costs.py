@@ -6,6 +6,7 @@ from typing import Any
 
 from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
+from mbcost.cost.conventions.base import Unit
 from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
 from mbcost.render import conventions
 from mbcost.render.table import Table
@@ -242,7 +243,7 @@ def convention_rows(ccs: list[Any]) -> list[list[str]]:
     name = first.convention
     return [
         [f"{name} total ({first.library_unit})", *[f"{fmt.count(c.total)} ({fmt.exact(c.total)})" for c in ccs]],
-        [f"  {name}: MACs it counts" + (" (x2 in its total)" if first.unit.per_mac == 2 else ""),
+        [f"  {name}: MACs it counts" + (" (x2 in its total)" if first.unit is Unit.FLOP else ""),
          *[fmt.count(c.macs) for c in ccs]],
         [f"  {name}: elementwise ops it counts", *[fmt.count(c.ops) for c in ccs]],
         [f"  {name}: FLOPs (2 x its MACs + its elementwise ops once)", *[fmt.count(c.flops) for c in ccs]],
@@ -253,7 +254,7 @@ def convention_fields(cost: ModelCost, cc: Any, others: list[tuple[ModelCost, An
     """JSON fields of one model under ``--convention X`` (``cc``: its ``ConventionCost``; ``others``: every
     model's cost and ``ConventionCost``, for the ratios). ``macs`` is X's total, except for a FLOP counter
     (torch), whose total is ``flops`` and whose MACs are ``macs``; ``flops`` never doubles elementwise work."""
-    flop_counter = cc.unit.per_mac == 2
+    flop_counter = cc.unit is Unit.FLOP
 
     def headline(x: Any) -> int:
         return x.macs if flop_counter else x.total

@@ -95,6 +95,7 @@ class ConventionCost:
     bias_adds: int
     bias_calls: int
     uncounted: tuple[UncountedOp, ...] = field(default_factory=tuple)
+    counts_bias: bool = False
 
     @property
     def total(self) -> int:
@@ -142,8 +143,7 @@ class ConventionCost:
                 g[1] += r.would_be
         out = [SkippedOp(kind=k[0], op=k[1], module_type=k[2], calls=v[0], would_be=v[1], reason=k[3])
                for k, v in groups.items()]
-        counts_bias = any(r.counted and r.ops and r.kind in ("conv", "matmul") for r in self.records)
-        if self.bias_adds and not counts_bias:
+        if self.bias_adds and not self.counts_bias:
             out.append(SkippedOp(kind="bias_add", op="add", module_type="conv/linear bias", calls=self.bias_calls,
                                  would_be=self.bias_adds, reason=f"1 per output element; {self.convention} does not "
                                                                  "count bias adds"))
@@ -194,4 +194,5 @@ def apply_convention(cost: ModelCost, convention: str | Convention) -> Conventio
     return ConventionCost(
         convention=conv.name, unit=conv.unit, summary=conv.summary, library_unit=conv.library_unit,
         model=cost.label, input=cost.input, batch=cost.batch, records=tuple(records), bias_adds=cost.bias_adds,
-        bias_calls=sum(1 for layer in cost.layers if layer.bias_adds), uncounted=cost.uncounted)
+        bias_calls=sum(1 for layer in cost.layers if layer.bias_adds), uncounted=cost.uncounted,
+        counts_bias=conv.counts_bias)

@@ -120,6 +120,8 @@ class Convention:
     ignored_reason: str = "ignored"
     #: What the library calls its total (shown next to the number).
     library_unit: str = ""
+    #: Whether its rules count conv/linear bias adds (else they are listed with the skipped ops).
+    counts_bias: bool = False
 
     def charge(self, layer: LayerCost) -> Charge:
         key = self.lookup(layer)

@@ -8,6 +8,10 @@ fvcore traces the module with ``torch.jit`` and counts ops by handle: one "flop"
 ``mean``, ``baddbmm``...) has no handle and counts 0 (fvcore lists it as unsupported).
 ``nn.MultiheadAttention`` in eval without grad takes its fused fast path,
 ``aten::_native_multi_head_attention``, which fvcore has no handle for: all its work counts 0.
+The fast path is assumed for every ``nn.MultiheadAttention`` (the engine's records, traced on the meta
+device, do not show which path the real forward takes): right for torchvision's ViT (self-attention,
+``batch_first``, with bias); a module on the slow path (``batch_first=False``, ``bias=False``, cross-
+attention, an odd number of heads) leaves an unexplained remainder, which reconcile shows loudly.
 """
 
 from __future__ import annotations

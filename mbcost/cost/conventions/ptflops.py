@@ -83,13 +83,16 @@ def _attention(layer: LayerCost) -> Charge:
     """``multihead_attention_counter_hook`` for a self-attention call, L = S: the three input projections and
     the output projection with their biases (the output's always), both attention products, the softmax
     (1 per score) and the query scaling (L x E). The engine sees the scaling of q and of k (SDPA's math
-    path), each L x E: each is charged half."""
+    path), each L x E: each is charged half. A module without bias is off by L x E per call (ptflops counts
+    the output projection's bias regardless)."""
     if layer.kind == "matmul":
         return Charge(macs=layer.macs, ops=layer.bias_adds, reason="projections (+ bias) and attention products")
     if layer.kind == "softmax":
         return Charge(ops=numel(layer.input_shape), reason="softmax: 1 per score")
     if layer.op == "mul":
         return Charge(ops=numel(layer.output_shape) // 2, reason="query scaling: L x E (half of the q and k scalings)")
+    if layer.op == "add":  # a batch_first input reaches the in-projection transposed: mm, then the bias apart
+        return Charge(ops=numel(layer.output_shape), reason="in-projection bias (traced as a separate add)")
     return Charge(counted=False, reason=f"issued inside MultiheadAttention; ptflops' hook ignores {layer.op}")
 
 
@@ -172,7 +175,7 @@ PTFLOPS = Convention(
     name="ptflops", unit=Unit.MAC, library_unit="MACs + counted elementwise ops (ptflops' MACs)",
     summary="ptflops (pytorch backend): conv/Linear MACs + bias adds + BatchNorm (2/elem with affine) + ReLU "
             "(2/elem: hook and F.relu) + pools (2/input elem); module hooks averaged over the batch",
-    table={**_MODULES, **_FUNCTIONS}, default=_unseen, lookup=ptflops_rule,
+    table={**_MODULES, **_FUNCTIONS}, default=_unseen, lookup=ptflops_rule, counts_bias=True,
 )
 
 
@@ -193,5 +196,5 @@ PTFLOPS_ATEN = Convention(
         **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
         MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),
     },
-    default=_no_mapping, lookup=fast_path_lookup,
+    default=_no_mapping, lookup=fast_path_lookup, counts_bias=True,
 )
