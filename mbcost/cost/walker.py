@@ -6,10 +6,10 @@ How it runs (``execute``):
   VGG16 at 2048x2048 with batch 64 costs the same as at 224. Ops whose output shape is known
   are answered by ``mbcost.cost.shortcuts`` without running their meta kernel, and each answer
   (output layouts, priced record) is memoised by the call's signature (shapes, strides, dtypes,
-  scalars), so a repeated block or a second analysis reuses it; the rest run on the meta device. The user's parameters stay where they are: an op that only needs their
-  shapes reads the shapes, and one that must run gets meta stand-ins for them, made once per
-  tensor. So tied (shared) parameters need nothing special, and a module called twice is
-  recorded twice.
+  scalars), so a repeated block or a second analysis reuses it; the rest run on the meta device.
+  The user's parameters stay where they are: an op that only needs their shapes reads the
+  shapes, and one that must run gets meta stand-ins for them, made once per tensor. So tied
+  (shared) parameters need nothing special, and a module called twice is recorded twice.
 * ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
   grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
   ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
