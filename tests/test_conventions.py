@@ -199,6 +199,6 @@ def test_walkers_agree_on_new_fields():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False), nn.BatchNorm2d(8), nn.ReLU6(),
                           nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.MaxPool2d(2, ceil_mode=True)).eval()
     fast = mbcost.analyze(model, (2, 3, 33, 31))
-    assert [r.affine for r in fast.layers if r.kind == "batchnorm"] == [False, True]
-    assert [r.count_include_pad for r in fast.layers if r.kind == "pool"] == [False, None]
-    assert fast.layers[3].torch_bases == ("ReLU6", "Hardtanh", "Module")
+    assert [r.facts.affine for r in fast.layers if r.kind == "batchnorm"] == [False, True]
+    assert [r.facts.count_include_pad for r in fast.layers if r.kind == "pool"] == [False, None]
+    assert fast.layers[3].facts.torch_bases == ("ReLU6", "Hardtanh", "Module")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
-from mbcost.cost.result import LayerCost, UncountedOp, categorize
+from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, categorize
 
 if TYPE_CHECKING:
     from torch import nn
@@ -158,10 +158,10 @@ class RecordBook:
         call, cost, category = priced
         cls = type(mod)
         self.records.append(LayerCost(
-            label, mod_name, cls.__name__, is_leaf, op, call.kind, category, call.input_shape, call.output_shape,
+            label, mod_name, cls.__name__, op, call.kind, category, call.input_shape, call.output_shape,
             call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
             call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
-            weight_bytes, inplace, call.affine, call.count_include_pad, _torch_bases(cls),
+            weight_bytes, inplace, LayerFacts(is_leaf, call.affine, call.count_include_pad, _torch_bases(cls)),
         ))
 
     def set_backward(self, macs: int, elementwise_ops: int) -> None:

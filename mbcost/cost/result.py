@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from mbcost.inputs import InputSpec
 
-__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "ModelCost", "Shape", "UncountedOp", "categorize"]
+__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "ModelCost", "Shape", "UncountedOp", "categorize"]
 
 #: Layer categories, with the exact names used in JSON output.
 CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
@@ -38,6 +38,22 @@ def categorize(kind: str, *, groups: int | None = None, in_channels: int | None 
 
 
 @dataclass(frozen=True)
+class LayerFacts:
+    """What the counting conventions (``mbcost.cost.conventions``) read of an op's module beyond its
+    shapes and cost: other counters charge by module type or by flags the paper's count ignores."""
+
+    #: Whether the issuing module has no children (hook-based counters see leaves only).
+    module_is_leaf: bool
+    #: Norm layers: whether the op has a learned scale (``affine``); ``None`` for other kinds.
+    affine: bool | None = None
+    #: Average pooling: whether padded zeros count in the window's divisor; ``None`` otherwise.
+    count_include_pad: bool | None = None
+    #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
+    #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
+    torch_bases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LayerCost:
     """The cost of one op call of one module call, with its shapes.
 
@@ -48,7 +64,6 @@ class LayerCost:
     name: str
     module: str
     module_type: str
-    module_is_leaf: bool
     op: str
     kind: str
     category: str
@@ -68,13 +83,8 @@ class LayerCost:
     output_bytes: int
     weight_bytes: int
     inplace: bool = False
-    #: Norm layers: whether the op has a learned scale (``affine``); ``None`` for other kinds.
-    affine: bool | None = None
-    #: Average pooling: whether padded zeros count in the window's divisor; ``None`` otherwise.
-    count_include_pad: bool | None = None
-    #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
-    #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
-    torch_bases: tuple[str, ...] = ()
+    #: What the counting conventions read of the module (leaf, affine, pooling divisor, torch.nn bases).
+    facts: LayerFacts = LayerFacts(module_is_leaf=True)
     #: Training (``mode="train"``): the op's gradient products and backward elementwise work.
     backward_macs: int = 0
     backward_elementwise_ops: int = 0
@@ -106,6 +116,7 @@ class LayerCost:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.update(d.pop("facts"))  # flat in JSON, as before the facts had a type of their own
         d.update(flops=self.flops, elementwise_ops=self.elementwise_ops, bytes_moved=self.bytes_moved,
                  activation_bytes=self.activation_bytes, arithmetic_intensity=self.arithmetic_intensity)
         return d

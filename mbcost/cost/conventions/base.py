@@ -75,9 +75,9 @@ def macs(reason: str, *, bias: bool = False) -> Handler:
 def norm(per: int, per_affine: int, reason: str) -> Handler:
     """A normalization: ``per`` ops per input element, ``per_affine`` with a learned scale."""
     def handle(layer: LayerCost) -> Charge:
-        n = per_affine if layer.affine else per
+        n = per_affine if layer.facts.affine else per
         return Charge(ops=n * numel(layer.input_shape),
-                      reason=f"{reason}: {n} per element ({'with' if layer.affine else 'no'} affine)")
+                      reason=f"{reason}: {n} per element ({'with' if layer.facts.affine else 'no'} affine)")
     return handle
 
 

@@ -30,7 +30,7 @@ def fast_path_lookup(layer: LayerCost) -> str:
     """The table key of a record for op-keyed counters that run the real module in eval without grad:
     work issued by ``nn.MultiheadAttention`` runs there as one fused op, ``_native_multi_head_attention``
     (the engine traces its unfused path on the meta device); everything else by its ATen op."""
-    return MHA_FAST_PATH if "MultiheadAttention" in layer.torch_bases else layer.op
+    return MHA_FAST_PATH if "MultiheadAttention" in layer.facts.torch_bases else layer.op
 
 
 def multi_head_attention_fast_path(library: str) -> Handler:
@@ -49,9 +49,10 @@ def is_adaptive_avg_pool2d(layer: LayerCost) -> bool:
     call shows up in the records as ``_adaptive_avg_pool2d`` or, for a 1x1 output, as a
     ``mean`` that keeps the 4-D shape (what ``F.adaptive_avg_pool2d(x, 1)`` dispatches to).
     """
-    if "AdaptiveAvgPool2d" in layer.torch_bases:
+    if "AdaptiveAvgPool2d" in layer.facts.torch_bases:
         return True
-    if layer.module_is_leaf and any(b.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")) for b in layer.torch_bases):
+    facts = layer.facts
+    if facts.module_is_leaf and any(b.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")) for b in facts.torch_bases):
         return False
     x, y = layer.input_shape, layer.output_shape
     if layer.op == "_adaptive_avg_pool2d":
@@ -66,7 +67,7 @@ _eval_batch_norm = norm(1, 2, "eval batch_norm")
 
 def _batch_norm(layer: LayerCost) -> Charge:
     """InstanceNorm dispatches to ``batch_norm`` too; fvcore sees ``aten::instance_norm`` for it."""
-    return (_instance_norm if "_InstanceNorm" in layer.torch_bases else _eval_batch_norm)(layer)
+    return (_instance_norm if "_InstanceNorm" in layer.facts.torch_bases else _eval_batch_norm)(layer)
 
 
 def _adaptive_pool(layer: LayerCost) -> Charge:

@@ -70,9 +70,9 @@ def _per_input(layer: LayerCost) -> Charge:
 
 
 def _batch_norm(layer: LayerCost) -> Charge:
-    per = 2 if layer.affine else 1
+    per = 2 if layer.facts.affine else 1
     return Charge(ops=per * numel(layer.input_shape),
-                  reason=f"{per} per element ({'with' if layer.affine else 'no'} affine)")
+                  reason=f"{per} per element ({'with' if layer.facts.affine else 'no'} affine)")
 
 
 def _layer_norm(layer: LayerCost) -> Charge:
@@ -158,13 +158,13 @@ _FUNCTIONS: dict[str, Handler | None] = {
 
 def ptflops_rule(layer: LayerCost) -> str:
     """The key of a record: its module's class when ptflops hooks that exact ``torch.nn`` type, else its op."""
-    if layer.torch_bases[:1] == (layer.module_type,) and layer.module_type in _MODULES:
+    if layer.facts.torch_bases[:1] == (layer.module_type,) and layer.module_type in _MODULES:
         return layer.module_type
     return layer.op
 
 
 def _unseen(layer: LayerCost) -> Charge:
-    if layer.module_is_leaf and layer.torch_bases[:1] != (layer.module_type,):
+    if layer.facts.module_is_leaf and layer.facts.torch_bases[:1] != (layer.module_type,):
         return Charge(counted=False, reason=f"{layer.module_type} is not a torch.nn type ptflops hooks (exact types "
                                             "only)")
     return Charge(counted=False, reason=f"ptflops has no hook for {layer.module_type} and does not replace "

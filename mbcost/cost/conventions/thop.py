@@ -36,9 +36,9 @@ def _products(layer: LayerCost) -> Charge:
 
 
 def _norm(layer: LayerCost) -> Charge:
-    per = 4 if layer.affine else 2
+    per = 4 if layer.facts.affine else 2
     return Charge(ops=per * numel(layer.input_shape),
-                  reason=f"thop norm: {per} per element ({'with' if layer.affine else 'no'} affine)")
+                  reason=f"thop norm: {per} per element ({'with' if layer.facts.affine else 'no'} affine)")
 
 
 def _prelu(layer: LayerCost) -> Charge:
@@ -68,7 +68,7 @@ def _avg_windows(layer: LayerCost) -> int:
     windows = 1
     axes = zip(x[-dims:], y[-dims:], kernel, stride, padding, strict=True)  # type: ignore[arg-type]
     for size, out, k, s, p in axes:
-        lower, upper = (-p, size + p) if layer.count_include_pad is not False else (0, size)
+        lower, upper = (-p, size + p) if layer.facts.count_include_pad is not False else (0, size)
         windows *= sum(max(min(i * s - p + k, upper) - max(i * s - p, lower), 0) for i in range(out))
     return prod(x[:-dims]) * windows
 
@@ -114,7 +114,7 @@ def _functional(layer: LayerCost) -> Charge:
     """No module rule: thop's function counter sees matrix products only."""
     if layer.kind == "matmul":
         return Charge(macs=layer.macs, reason="thop functional matrix product: MACs, bias ignored")
-    if layer.module_is_leaf:
+    if layer.facts.module_is_leaf:
         return Charge(counted=False, reason=f"thop has no rule for {layer.module_type}")
     return Charge(counted=False, reason=f"functional {layer.op} in {layer.module_type}.forward: thop does not see it")
 
@@ -152,7 +152,7 @@ _TABLE: dict[str, Handler | None] = {
 
 def thop_rule(layer: LayerCost) -> str:
     """The ``torch.nn`` class whose thop rule applies to the module that issued ``layer`` (``""``: none)."""
-    for base in layer.torch_bases:
+    for base in layer.facts.torch_bases:
         if base in _TABLE:
             return base
     return ""
