@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mbcost.cost.conv import ConvComparison, compare_conv  # noqa: F401
     from mbcost.cost.conventions import apply_convention  # noqa: F401
     from mbcost.cost.result import LayerCost, ModelCost  # noqa: F401
-    from mbcost.counters.reconcile import reconcile  # noqa: F401
+    from mbcost.counters.reconciliation import reconcile  # noqa: F401
     from mbcost.zoo import build_model, list_models  # noqa: F401
 
 _LAZY = {
@@ -39,7 +39,7 @@ _LAZY = {
     "LayerCost": ("mbcost.cost.result", "LayerCost"),
     "ConvComparison": ("mbcost.cost.conv", "ConvComparison"),
     "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
-    "reconcile": ("mbcost.counters.reconcile", "reconcile"),
+    "reconcile": ("mbcost.counters.reconciliation", "reconcile"),
 }
 
 __all__ = ["__version__", *_LAZY]

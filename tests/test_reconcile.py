@@ -12,7 +12,7 @@ import pytest
 import mbcost
 from mbcost.cost.conventions import apply_convention
 from mbcost.counters.base import CounterResult, measure
-from mbcost.counters.reconcile import UNEXPLAINED, reconcile, reconcile_model
+from mbcost.counters.reconciliation import UNEXPLAINED, reconcile, reconcile_model
 
 fvcore = pytest.importorskip("fvcore")
 thop = pytest.importorskip("thop")
@@ -185,3 +185,14 @@ def test_missing_library_exit_2(cli, monkeypatch):
     r = cli("reconcile", "v1@0.25", "--input", "64", "--counters", "thop")
     assert r.exit_code == 2
     assert "thop is not installed; pip install 'mbcost[counters]'" in r.output
+
+
+def test_the_package_name_reconcile_is_the_function_even_after_its_module_is_imported():
+    import importlib
+
+    import mbcost.counters
+
+    importlib.import_module("mbcost.counters.reconciliation")  # a submodule import sets a package attribute
+    from mbcost.counters import reconcile
+
+    assert callable(reconcile) and reconcile is mbcost.reconcile

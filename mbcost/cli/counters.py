@@ -141,7 +141,7 @@ def reconcile(
     output: Path | None = OutputOpt,
 ) -> None:
     from mbcost.counters.base import parse_counters
-    from mbcost.counters.reconcile import reconcile_model
+    from mbcost.counters.reconciliation import reconcile_model
 
     check_writable(output)
     names = parse_counters(counters)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mbcost.counters.base import COUNTERS, CounterResult, CounterUnavailable, measure, measure_many
-    from mbcost.counters.reconcile import Reconciliation, reconcile, reconcile_model
+    from mbcost.counters.reconciliation import Reconciliation, reconcile, reconcile_model
 
 _LAZY = {
     "COUNTERS": "mbcost.counters.base",
@@ -23,9 +23,9 @@ _LAZY = {
     "measure": "mbcost.counters.base",
     "measure_many": "mbcost.counters.base",
     "parse_counters": "mbcost.counters.base",
-    "Reconciliation": "mbcost.counters.reconcile",
-    "reconcile": "mbcost.counters.reconcile",
-    "reconcile_model": "mbcost.counters.reconcile",
+    "Reconciliation": "mbcost.counters.reconciliation",
+    "reconcile": "mbcost.counters.reconciliation",
+    "reconcile_model": "mbcost.counters.reconciliation",
 }
 
 __all__ = ["COUNTERS", "CounterResult", "CounterUnavailable", "Reconciliation", "measure", "measure_many",
