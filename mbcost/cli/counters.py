@@ -22,6 +22,7 @@ from mbcost.cli.app import (
     emit,
     input_value,
 )
+from mbcost.cli.progress import QuietOpt, progress_bar
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
@@ -98,8 +99,11 @@ def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str
     if not counters:
         return extras
     names = parse_counters(counters)
-    results = [measure_many(names, spec, cost.inputs, batch, num_classes=classes)
-               for spec, cost in zip(specs, costs, strict=True)]
+    with progress_bar("counters") as update:
+        results = []
+        for n, (spec, cost) in enumerate(zip(specs, costs, strict=True)):
+            update(n, len(specs), f"{cost.label}: {', '.join(names)} on the real module")
+            results.append(measure_many(names, spec, cost.inputs, batch, num_classes=classes))
     for i, counter in enumerate(names):
         first = results[0][i]
         extras.rows.append([f"{counter} {first.version} total ({get_convention(counter).library_unit})",
@@ -139,13 +143,16 @@ def reconcile(
     counters: str = typer.Option("all", "--counters", help=COUNTERS_HELP),
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.counters.base import parse_counters
     from mbcost.counters.reconciliation import reconcile_model
 
     check_writable(output)
     names = parse_counters(counters)
-    cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
+    with progress_bar("reconcile") as update:
+        update(0, 1, f"{model}: {', '.join(names)} on the real module")
+        cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
     emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
          document=reconcile_document(cost, recs))
 
