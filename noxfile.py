@@ -15,6 +15,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def zoo_counters(session: nox.Session) -> None:
+    """Every counter's preset against its live library on every torchvision classification model (the
+    tests marked slow, left out of the default run: about 7 minutes on 2 CPUs)."""
+    session.run("python", "-m", "pytest", "-m", "slow", "tests/test_torchvision_counters.py", *session.posargs)
+
+
+@nox.session(python=False)
 def lint(session: nox.Session) -> None:
     """ruff over the package, tests and benchmarks."""
     session.run("ruff", "check", "mbcost", "tests", "benchmarks", "noxfile.py")
