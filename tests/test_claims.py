@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from report_samples import CPU, typed_records_for
 
 import mbcost
 from mbcost.claims.check import FAILS, HOLDS, QUALIFIED, UNCHECKED, check_claims
@@ -61,13 +62,16 @@ def test_v2_separable_layers_use_the_expanded_width_and_the_narrow_projection():
 def test_eight_to_nine_holds_only_with_a_qualification_and_reports_measured_speedups(claims):
     c = claims.get("eight_to_nine")
     assert c.verdict == QUALIFIED and "7.89x to 8.92x" in c.reason and "5.76x" in c.reason
-    records = [{"kind": "conv", "cin": 512, "cout": 512, "k": 3, "size": [14, 14], "measured_speedup": 4.42,
-                "label": "cpu"}]
-    (m,) = measured_convs(records)
-    assert m.mac_speedup == pytest.approx(4608 / 521)  # 1 / (1/512 + 1/9), counted by the engine
-    assert m.realised == pytest.approx(4.42 / (4608 / 521))
+    records = typed_records_for(CPU, ())  # a peak record and a conv sweep at M = N = 32, 128, 512
+    convs = measured_convs(records)
+    assert [(m.in_channels, m.kernel, m.size, m.run) for m in convs] == [(n, 3, (14, 14), records[0].label)
+                                                                         for n in (32, 128, 512)]
+    m, sweep = convs[-1], records[-1]
+    assert m.mac_speedup == pytest.approx(4608 / 521)  # 1 / (1/512 + 1/9): M = N = 512, K = 3
+    assert m.measured_speedup == sweep.measured_speedup == pytest.approx(sweep.standard_ms / sweep.separable_ms)
+    assert m.realised == pytest.approx(sweep.measured_speedup / (4608 / 521))
     measured = check_claims(records).get("eight_to_nine")
-    assert "of the MAC saving survives as time" in measured.reason and measured.evidence.measured == (m,)
+    assert "of the MAC saving survives as time" in measured.reason and measured.evidence.measured == convs
 
 
 def test_v1_against_vgg16_quotes_1_over_32_7_and_1_over_27_2(claims):

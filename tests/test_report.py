@@ -10,8 +10,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
-from report_samples import CPU, GPU, records_for, write_jsonl
+from report_samples import CPU, GPU, records_for, typed_records_for, write_jsonl
 
+from mbcost.bench.records import LayerRecord, ModelRecord, parse_record
+from mbcost.bench.store import UNREADABLE, load_records
 from mbcost.errors import SpecError
 from mbcost.report import data as rdata
 from mbcost.report.figures import (
@@ -46,7 +48,7 @@ def measured_files(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def measured(plain, measured_files) -> rdata.ReportData:
-    records = rdata.load_records(measured_files)
+    records = load_records(measured_files, placeholders=True)
     kept, runs, skipped = rdata.label_runs(records)
     return rdata.ReportData(input=plain.input, batch=1, models=plain.models, references=plain.references,
                             scaling=plain.scaling, conv_grid=plain.conv_grid, records=tuple(kept), runs=tuple(runs),
@@ -81,34 +83,47 @@ def test_gather_refuses_a_model_listed_twice():
         rdata.gather("v1,v1", 224)
 
 
-def test_read_jsonl_keeps_good_records_around_unreadable_lines_and_reports_them(tmp_path):
+def test_unreadable_lines_are_counted_and_the_good_records_around_them_kept(tmp_path):
     good = records_for(CPU, ("v2",))[:3]
     f = write_jsonl(tmp_path / "a.jsonl", good, truncated_tail=True)
-    read = rdata.read_jsonl(f)
-    assert [r["kind"] for r in read] == [r["kind"] for r in good] + [rdata.UNREADABLE]
+    read = load_records(f, placeholders=True)
+    assert [r["kind"] for r in read] == [r["kind"] for r in good] + [UNREADABLE]
     glued = tmp_path / "b.jsonl"  # an interrupted append followed by a later run's records
     glued.write_text(json.dumps(good[0]) + '\n{"kind": "model", "med' + json.dumps(good[1]) + "\n[1, 2]\n"
                      + json.dumps(good[2]) + "\n\n")
-    read = rdata.read_jsonl(glued)
+    read = load_records(glued, placeholders=True)
     assert [r.get("_line") for r in read] == [None, 2, 3, None]
     kept, runs, skipped = rdata.label_runs(read)
-    assert len(kept) == 2 and len(runs) == 1
+    assert kept == [parse_record(good[0]), parse_record(good[2])] and len(runs) == 1
+    assert runs[0].sources == (str(glued),)
     assert skipped == ["2 records left out: line that is not a JSON object (a record cut short when a run was "
                        "interrupted?)"]
     with pytest.raises(SpecError, match="no such file"):
-        rdata.read_jsonl(tmp_path / "missing.jsonl")
+        load_records(tmp_path / "missing.jsonl", placeholders=True)
     (tmp_path / "empty.jsonl").write_text("\n\n")
-    assert rdata.read_jsonl(tmp_path / "empty.jsonl") == []
+    assert load_records(tmp_path / "empty.jsonl", placeholders=True) == []
+
+
+def test_records_that_break_the_contract_are_left_out_with_the_reason():
+    model = next(r for r in records_for(CPU, ("v2",)) if r["kind"] == "model")
+    no_median = {k: v for k, v in model.items() if k != "median_ms"}
+    kept, runs, skipped = rdata.label_runs([model, no_median, no_median, dict(model, median_ms="fast"),
+                                            dict(model, input="224"), dict(model, kind="modle")])
+    assert kept == [parse_record(model)] and [r.counts for r in runs] == [{"model": 1}]
+    assert skipped == ["2 records left out: model record without median_ms",
+                       "1 record left out: model record with non-numeric median_ms",
+                       "1 record left out: model record with mistyped (tuple[int, ...]) input",
+                       "1 record left out: unknown kind 'modle'"]
 
 
 def test_runs_are_labelled_by_environment_and_merged(measured):
     assert [r.label for r in measured.runs] == ["Intel Xeon Gold 6354 float32", "NVIDIA H200 float16"]
     cpu, gpu = measured.runs
-    assert (cpu.device, gpu.device, gpu.env["cuda"]) == ("cpu", "cuda", "12.8")
+    assert (cpu.device, gpu.device, gpu.env.cuda, cpu.threads) == ("cpu", "cuda", "12.8", CPU["threads"])
     assert cpu.counts == {"peak": 1, "model": 3, "layer": len([r for r in records_for(CPU, ("v1",))
                                                                 if r["kind"] == "layer"]), "conv": 3}
     assert cpu.sources[0].endswith("cpu.jsonl") and gpu.sources[0].endswith("gpu.jsonl")
-    assert {r["run"] for r in measured.records} == {cpu.label, gpu.label}
+    assert {r.label for r in measured.records} == {cpu.label, gpu.label}
 
 
 def test_same_label_different_environment_gets_told_apart_and_repeats_keep_the_last():
@@ -120,8 +135,9 @@ def test_same_label_different_environment_gets_told_apart_and_repeats_keep_the_l
     labels = [r.label for r in runs]
     assert len(labels) == 2 and len(set(labels)) == 2
     assert all("threads=" in label for label in labels), labels
-    models = [r for r in kept if r["kind"] == "model" and r["run"] == labels[0]]
-    assert len(models) == 1 and models[0]["median_ms"] == again[0]["median_ms"]
+    models = [r for r in kept if isinstance(r, ModelRecord) and r.label == labels[0]]
+    assert len(models) == 1 and models[0].median_ms == again[0]["median_ms"]
+    assert {r.label for r in kept} == set(labels)  # every record carries its run's unique label
     assert any("unknown kind 'gpu-temp'" in s for s in skipped)
     assert any("model record without" in s for s in skipped)
 
@@ -210,7 +226,7 @@ def test_roofline_places_every_layer_under_its_runs_roof(measured):
     roofs = [t for t in fig.data if t.mode == "lines"]
     assert len(roofs) == 2
     layer_points = sum(len(t.x) for t in fig.data if t.mode == "markers")
-    usable = [r for r in measured.records if r["kind"] == "layer" and r["achieved_gflops"] > 0]
+    usable = [r for r in measured.records if isinstance(r, LayerRecord) and r.achieved_gflops > 0]
     assert layer_points == len(usable)
     assert max(roofs[0].y) == CPU["peak_gflops"]
 
@@ -275,6 +291,67 @@ def test_cli_report_default_location_and_merge(cli, tmp_path, monkeypatch, measu
     assert not list((tmp_path / "reports").glob(".*.tmp"))
 
 
+def test_cli_report_shows_what_bench_and_sweep_saved(tmp_path, monkeypatch):
+    """The round trip: mbcost bench/sweep --save F (a fake timer) -> mbcost report --from F -> the page."""
+    from html import escape
+
+    from bench_fakes import FakeMeasure, run
+
+    import mbcost.report
+    from mbcost import units as fmt
+    from mbcost.report.figures import latency_figure
+
+    timer = FakeMeasure(times_for=lambda call: (0.002 * call, 0.002 * call + 0.0002, 0.002 * call + 0.0004),
+                        run_fn=False)  # every measurement its own times, so every median differs
+    save = tmp_path / "runs.jsonl"
+    bench = run("bench", "--models", "v2@0.35,v1@0.25", "--input", "64", "--threads", "1", "--save", str(save),
+                measure=timer)
+    assert bench.exit_code == 0, bench.output
+    sweep = run("sweep", "--channels", "8,16", "--kernels", "3", "--sizes", "8", "--threads", "1",
+                "--save", str(save), measure=timer)
+    assert sweep.exit_code == 0, sweep.output
+    written = [parse_record(d) for d in load_records(save)]
+    assert [r.kind for r in written] == ["model", "model", "conv", "conv"]
+
+    shown = []
+    build = mbcost.report.build_report
+    monkeypatch.setattr(mbcost.report, "build_report", lambda *a, **k: shown.append(build(*a, **k)) or shown[-1])
+    out = tmp_path / "r.html"
+    r = run("report", "--models", "v2@0.35,v1@0.25", "--input", "64", "--no-bench", "--from", str(save),
+            "--out", str(out))
+    assert r.exit_code == 0, r.output
+    (report,) = shown
+    assert report.data.records == tuple(written)  # exactly what was written: every field, typed, in order
+    assert report.data.skipped == () and [run_.counts for run_ in report.data.runs] == [{"model": 2, "conv": 2}]
+    assert report.data.runs[0].sources == (str(save),)
+    models = [w for w in written if isinstance(w, ModelRecord)]
+    assert len({m.median_ms for m in models}) == 2
+    (series,) = latency_figure(report.data.records, report.data.input).data
+    assert sorted(series.y) == sorted(m.median_ms for m in models)
+    page = out.read_text(encoding="utf-8")
+    for m in models:  # the summary's latency cell of each model: its median, as the page formats it
+        row = re.search(rf"<th>{re.escape(m.model)}</th>(.*?)</tr>", page).group(1)
+        assert f"{fmt.ms(m.median_ms)}<br><span class='small'>IQR {fmt.ms(m.iqr_ms)}</span>" in row, m.model
+    assert f"latency, {escape(models[0].label)}" in page
+
+
+def test_cli_report_leaves_out_a_line_that_breaks_the_contract_and_says_why(cli, tmp_path):
+    good = records_for(CPU, ("v2",))
+    model = next(r for r in good if r["kind"] == "model")
+    broken = [{k: v for k, v in model.items() if k != "median_ms"}, dict(model, median_ms="fast"),
+              dict(model, env={"torch": "2.13.0"})]
+    f = write_jsonl(tmp_path / "bad.jsonl", [*good, *broken])
+    out = tmp_path / "r.html"
+    r = cli("report", "--models", "v2", "--no-bench", "--from", str(f), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    page = out.read_text(encoding="utf-8")
+    assert "1 record left out: model record without median_ms" in page
+    assert "1 record left out: model record with non-numeric median_ms" in page
+    assert "1 record left out: model record: env without mbcost, device_name" in page
+    assert f"{len(rdata.label_runs(good)[0])} measurement records from 1 run(s)" in r.stdout
+    assert "latency, Intel Xeon Gold 6354 float32" in page  # the good records are shown
+
+
 @pytest.mark.parametrize("args, message", [
     (["--models", "v1,nope"], "unknown model 'nope'"),
     (["--from", "missing.jsonl"], "no such file"),
@@ -304,7 +381,7 @@ def test_cli_report_bench_measures_through_mbcost_bench_and_merges(cli, tmp_path
 
     def fake_measure_now(specs, size, batch, **kwargs):
         calls.append(([s.label for s in specs], size, batch))
-        return records_for(GPU, ("v2",)), ["cpu not measured: a reason"]
+        return typed_records_for(GPU, ("v2",)), ["cpu not measured: a reason"]
 
     monkeypatch.setattr("mbcost.report.measure.measure_now", fake_measure_now)
     out = tmp_path / "b.html"
@@ -348,7 +425,7 @@ def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_
     for r in records:
         if r.get("kind") == "model" and r["model"] == "v2":
             r["peak_memory_bytes"] = v2.peak_activation_bytes + 1_000_000  # 1 MB of workspace the estimate lacks
-    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam")
+    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam").path
     page = out.read_text(encoding="utf-8")
     assert fmt.nbytes(v2.peak_activation_bytes) in page and f"at {v2.peak_op}" in page
     assert f"{fmt.nbytes(v2.peak_activation_bytes + 1_000_000)} <span class='small'>+1.00 MB</span>" in page
@@ -407,7 +484,7 @@ def test_cli_report_measures_by_default_and_no_bench_skips_it(cli, tmp_path, mon
 
     def fake_measure_now(specs, size, batch, **kwargs):
         calls.append([s.label for s in specs])
-        return records_for(CPU, ("v1",)), []
+        return typed_records_for(CPU, ("v1",)), []
 
     monkeypatch.setattr("mbcost.report.measure.measure_now", fake_measure_now)
     r = cli("report", "--models", "v1", "--out", str(tmp_path / "a.html"))

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mbcost.bench.records import Record
     from mbcost.claims.frontier import FrontierPoint
     from mbcost.claims.residual_blocks import BlockCost
     from mbcost.claims.separable import MeasuredConv, SeparableLayer
@@ -278,13 +279,13 @@ def _static_evidence() -> tuple[Any, ...]:
             compare_blocks(), linear_bottleneck(), memory, frontier_points())
 
 
-def check_claims(records: Iterable[dict[str, Any]] = (), weights: Mapping[str, KernelHealth] | None = None,
+def check_claims(records: Iterable[Record] = (), weights: Mapping[str, KernelHealth] | None = None,
                  *, threshold: float | None = None) -> ClaimsData:
     """Check every claim now.
 
     Args:
-        records: measurement records (the conv sweep's ``kind: conv`` records feed the measured
-            speed-ups of the "8 to 9 times" claim).
+        records: typed measurement records (``mbcost.bench.records``; the conv sweep's ``ConvRecord``
+            feed the measured speed-ups of the "8 to 9 times" claim, under their ``label``).
         weights: kernel health of trained checkpoints by model spec (``mbcost.weights.checkpoint_health``).
         threshold: the dead-kernel threshold used (for the wording; default that of the first checkpoint).
 

@@ -9,11 +9,11 @@ come from the cost engine; the paper's closed form ``1/N + 1/K^2`` stands beside
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
+from mbcost.bench.records import ConvRecord, Record
 from mbcost.cost.result import LayerCost, ModelCost
 
 __all__ = ["MeasuredConv", "SeparableLayer", "measured_convs", "v1_separable_layers", "v2_separable_layers"]
@@ -60,7 +60,7 @@ class SeparableLayer:
 
 @dataclass(frozen=True)
 class MeasuredConv:
-    """One measured point of a conv sweep (``kind: conv`` records): MAC and time speed-ups."""
+    """One measured point of a conv sweep (a ``ConvRecord``): MAC and time speed-ups."""
 
     run: str
     in_channels: int
@@ -123,22 +123,15 @@ def v2_separable_layers(v2: ModelCost) -> tuple[SeparableLayer, ...]:
     return tuple(out)
 
 
-def measured_convs(records: Iterable[dict[str, Any]]) -> tuple[MeasuredConv, ...]:
-    """The conv-sweep records (``kind: conv``) as MAC and measured speed-ups.
-
-    The MAC speed-up is the record's own ``macs_ratio`` when present, else the engine's count.
-    """
-    from mbcost.cost.conv import compare_conv
-
+def measured_convs(records: Iterable[Record]) -> tuple[MeasuredConv, ...]:
+    """The conv-sweep records (``ConvRecord``) as MAC and measured speed-ups, each under its run's
+    ``label``. The MAC speed-up is the record's exact ``standard_macs / separable_macs``; a record
+    with no positive speed-up or MAC count (a zero time) is left out."""
     out = []
     for r in records:
-        if r.get("kind") != "conv" or not r.get("measured_speedup"):
+        if not isinstance(r, ConvRecord) or r.measured_speedup <= 0 or r.separable_macs <= 0:
             continue
-        size: Sequence[int] = r.get("size") or (14, 14)
-        ratio = r.get("macs_ratio") or float(compare_conv(int(r["cin"]), int(r["cout"]), int(r["k"]),
-                                                          tuple(size[-2:])).macs_ratio)
-        out.append(MeasuredConv(run=str(r.get("run") or r.get("label") or ""), in_channels=int(r["cin"]),
-                                out_channels=int(r["cout"]), kernel=int(r["k"]), size=tuple(size),
-                                mac_speedup=1 / float(ratio), measured_speedup=float(r["measured_speedup"]),
-                                noisy=bool(r.get("wide_spread") or r.get("standard_wide_spread"))))
+        out.append(MeasuredConv(run=r.label, in_channels=r.cin, out_channels=r.cout, kernel=r.k, size=r.size,
+                                mac_speedup=r.standard_macs / r.separable_macs, measured_speedup=r.measured_speedup,
+                                noisy=r.wide_spread or r.standard_wide_spread))
     return tuple(out)

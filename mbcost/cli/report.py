@@ -24,10 +24,9 @@ from mbcost.cli.app import (
     input_value,
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
+from mbcost.report import DEFAULT_OUT
 
 __all__ = ["DEFAULT_OUT", "report"]
-
-DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 
 
 @app.command(help="Write one self-contained HTML report (plotly.js embedded; opens without a network): the MobileNet "
@@ -66,41 +65,11 @@ def report(
                              help="HTML file to write, atomically (its directory is created if missing)."),
     quiet: bool = QuietOpt,
 ) -> None:
-    from mbcost.inputs import resolve_inputs
-    from mbcost.report.data import gather, load_records
-    from mbcost.report.figures import report_figures
-    from mbcost.report.html import ensure_writable, write_report
-    from mbcost.weights import checkpoint_health, parse_weights_option
-    from mbcost.zoo.spec import parse_models
+    from mbcost.report import build_report
+    from mbcost.weights import parse_weights_option
 
-    ensure_writable(out)
     checkpoints = [parse_weights_option(w) for w in weights or []]
-    specs = parse_models(models)
-    inputs = resolve_inputs(input_value(input), batch=batch, dtype=input_dtype or "float32")
-    size = inputs.image_size or inputs
     files = list(from_files or [])
-    records = load_records(files)
-    sources = [str(p) for p in files]
-    health = {}
-    notes: list[str] = []
-    with progress_bar("report") as update:
-        for n, (spec_text, path) in enumerate(checkpoints):
-            update(n, len(checkpoints), f"reading {path}")
-            h = checkpoint_health(path, spec_text, threshold=threshold, num_classes=classes)
-            health[h.model] = h
-        if bench:
-            from mbcost.report.measure import measure_now
-
-            measured, notes = measure_now(specs, size, batch, num_classes=classes,
-                                          progress=lambda done, total, what: update(done, total, f"measuring {what}"))
-            records += measured
-            sources.append("--bench (measured now)")
-        update(0, 2, "analysing the models, checking the claims")
-        data = gather(specs, size, batch, num_classes=classes, input_dtype=input_dtype, execute=execute.value,
-                      mode=mode.value, optimizer=optimizer.value, records=records, sources=sources, notes=notes,
-                      weights=health)
-        update(1, 2, "drawing the figures")
-        figures = report_figures(data)
     args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
             *(["--input-dtype", input_dtype] if input_dtype else []),
             *(["--execute", execute.value] if execute is not Execute.auto else []),
@@ -109,11 +78,14 @@ def report(
             *([] if bench else ["--no-bench"]), *[a for f in files for a in ("--from", str(f))],
             *[a for w in weights or [] for a in ("--weights", w)],
             *(["--threshold", f"{threshold:g}"] if weights and threshold != 1e-3 else []), "--out", str(out)]
-    command = " ".join(shlex.quote(a) for a in args)
-    path = write_report(data, out, figures, command=command)
-    size_mb = path.stat().st_size / 1e6
+    with progress_bar("report") as update:
+        written = build_report(models, input_value(input), batch, num_classes=classes, input_dtype=input_dtype,
+                               from_files=files, bench=bench, checkpoints=checkpoints, threshold=threshold, out=out,
+                               command=" ".join(shlex.quote(a) for a in args), progress=update,
+                               execute=execute.value, mode=mode.value, optimizer=optimizer.value)
+    data = written.data
+    size_mb = written.path.stat().st_size / 1e6
     measured = f"{len(data.records)} measurement records from {len(data.runs)} run(s)" if data.runs \
         else "no measurements (measured unless --no-bench; or pass --from results.jsonl)"
-    typer.echo(f"wrote {path} ({size_mb:.1f} MB; {', '.join(m.label for m in data.models)} at "
+    typer.echo(f"wrote {written.path} ({size_mb:.1f} MB; {', '.join(m.label for m in data.models)} at "
                f"{data.models[0].input_label}; {measured})")
-

@@ -5,68 +5,150 @@ records from ``mbcost bench --save`` JSON Lines) into a ``ReportData``; ``figure
 into plotly Figures (one function per figure, usable on their own in Jupyter); ``html`` assembles
 one page with plotly.js embedded, so it opens without a network.
 
+``build_report`` does it all in one call (``mbcost report`` calls it): it reads results files,
+measures now when asked, checks the claims, draws and writes the page.
+
 Example::
 
     from mbcost.report import build_report, gather, report_figures
     data = gather("v1,v2,vgg16", 224)
     figs = report_figures(data)
     figs["categories"]              # a plotly Figure: displays inline in Jupyter
-    build_report("v1,v2,vgg16", 224, out="reports/mobilenets.html")
+    build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], out="reports/mobilenets.html").path
 
 Imports are lazy: importing ``mbcost.report`` does not import plotly or torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mbcost.report.data import ReportData, gather, load_records  # noqa: F401
+    from mbcost.bench.records import Record
+    from mbcost.report.data import ReportData, gather  # noqa: F401
     from mbcost.report.figures import report_figures  # noqa: F401
     from mbcost.report.html import render_html, write_report  # noqa: F401
+    from mbcost.report.measure import Progress
+    from mbcost.zoo.spec import ModelSpec
 
 DEFAULT_OUT = Path("reports") / "mbcost-report.html"
+
+#: What measuring now adds to the page's list of measurement sources.
+_MEASURED_NOW = "--bench (measured now)"
 
 _LAZY = {
     "ReportData": ("mbcost.report.data", "ReportData"),
     "gather": ("mbcost.report.data", "gather"),
-    "load_records": ("mbcost.report.data", "load_records"),
     "report_figures": ("mbcost.report.figures", "report_figures"),
     "render_html": ("mbcost.report.html", "render_html"),
     "write_report": ("mbcost.report.html", "write_report"),
 }
 
-__all__ = ["DEFAULT_OUT", "build_report", *_LAZY]
+__all__ = ["DEFAULT_OUT", "WrittenReport", "build_report", *_LAZY]
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """A page ``build_report`` wrote: where, and the data it shows."""
+
+    path: Path
+    data: ReportData
 
 
 def build_report(
-    models: str | Sequence[str] = "v1,v2,vgg16",
-    input_size: int | str | tuple[int, int] = 224,
+    models: str | Sequence[str | ModelSpec] = "v1,v2,vgg16",
+    input_size: Any = 224,
+    batch: int = 1,
     *,
+    num_classes: int = 1000,
+    input_dtype: str | None = None,
     from_files: Sequence[str | Path] = (),
-    records: Sequence[dict[str, Any]] = (),
+    records: Iterable[Record | Mapping[str, Any]] = (),
+    bench: bool = False,
+    checkpoints: Mapping[str, str | Path] | Iterable[tuple[str, str | Path]] = (),
+    threshold: float | None = None,
     out: str | Path = DEFAULT_OUT,
+    command: str | None = None,
+    progress: Progress | None = None,
     **gather_options: Any,
-) -> Path:
-    """Gather, draw and write a report in one call; returns the path written.
+) -> WrittenReport:
+    """Gather, draw and write a report in one call (what ``mbcost report`` runs).
+
+    Everything that can be refused is checked before anything is measured: ``out`` (its directory
+    is created), the models, the input and the results files.
 
     Args:
         models: comma-separated specs or a list (``"v1,v2,vgg16"``).
-        input_size: ``224`` or ``"224x160"``.
-        from_files: JSON Lines files from ``mbcost bench --save`` to merge.
-        records: measurement records already in memory (the same contract).
-        out: the HTML file to write (its directory is created).
-        gather_options: passed to ``mbcost.report.data.gather`` (batch, widths, ...).
-    """
-    from mbcost.report.data import gather, load_records
-    from mbcost.report.html import ensure_writable, write_report
+        input_size: ``224``, ``"224x160"`` or any form ``mbcost.analyze`` takes (a full shape...).
+        batch, num_classes, input_dtype: as for ``mbcost.analyze``.
+        from_files: JSON Lines files from ``mbcost bench/profile/sweep/roofline --save`` to merge;
+            a line that breaks the record contract is left out, with its reason on the page.
+        records: measurement records already in memory: typed (``mbcost.bench.records``) or their
+            JSON objects.
+        bench: measure now, on this machine (``mbcost.report.measure.measure_now``: CPU, and CUDA
+            when available; float32, short budgets).
+        checkpoints: trained state_dicts for the dying-depthwise-kernels claim, by model spec
+            (``{"v1": "v1.pt"}`` or ``[("v1", "v1.pt"), ...]``).
+        threshold: with ``checkpoints``: a kernel is dead below ``threshold`` x its layer's median
+            L1 norm (default ``mbcost.weights.DEFAULT_THRESHOLD``).
+        out: the HTML file to write, atomically.
+        command: the command line that made the page, shown in its footer.
+        progress: told ``(done, total, what)`` before each step (reading checkpoints, measuring,
+            analysing, drawing).
+        gather_options: passed to ``mbcost.report.data.gather`` (execute, mode, optimizer, widths, ...).
 
-    ensure_writable(out)
-    loaded = load_records(from_files) + list(records)
-    data = gather(models, input_size, records=loaded, sources=[str(p) for p in from_files], **gather_options)
-    return write_report(data, out)
+    Returns:
+        A ``WrittenReport``: the path written and the ``ReportData`` it shows.
+
+    Raises:
+        MbcostError: bad input, one line (the CLI's exit 2).
+    """
+    from mbcost.bench.store import load_records
+    from mbcost.inputs import resolve_inputs
+    from mbcost.report.data import gather
+    from mbcost.report.figures import report_figures
+    from mbcost.report.html import prepare_out, write_report
+    from mbcost.zoo.spec import parse_models, parse_spec
+
+    def step(done: int, total: int, what: str) -> None:
+        if progress is not None:
+            progress(done, total, what)
+
+    out = prepare_out(out)
+    specs = parse_models(models) if isinstance(models, str) else [
+        parse_spec(s) if isinstance(s, str) else s for s in models]
+    inputs = resolve_inputs(input_size, batch=batch, dtype=input_dtype or "float32")
+    size = inputs.image_size or inputs
+    files = [Path(f) for f in from_files]
+    loaded: list[Record | Mapping[str, Any]] = [*load_records(files, placeholders=True), *records]
+    sources = [str(f) for f in files]
+    pairs = list(checkpoints.items() if isinstance(checkpoints, Mapping) else checkpoints)
+    health = {}
+    if pairs:
+        from mbcost.weights import DEFAULT_THRESHOLD, checkpoint_health
+
+        for n, (spec, path) in enumerate(pairs):
+            step(n, len(pairs), f"reading {path}")
+            h = checkpoint_health(path, spec, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                                  num_classes=num_classes)
+            health[h.model] = h
+    notes: list[str] = []
+    if bench:
+        from mbcost.report.measure import measure_now
+
+        measured, notes = measure_now(specs, size, batch, num_classes=num_classes,
+                                      progress=lambda done, total, what: step(done, total, f"measuring {what}"))
+        loaded += measured
+        sources.append(_MEASURED_NOW)
+    step(0, 2, "analysing the models, checking the claims")
+    data = gather(specs, size, batch, num_classes=num_classes, input_dtype=input_dtype, records=loaded,
+                  sources=sources, notes=notes, weights=health, **gather_options)
+    step(1, 2, "drawing the figures")
+    figures = report_figures(data)
+    return WrittenReport(write_report(data, out, figures, command=command), data)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,10 +2,11 @@
 
 Two sources feed a report: the analytic cost engine (the models at the report's input size,
 the width x resolution grid of the width-multiplier models, and a grid of standard vs
-depthwise + pointwise convolutions) and measurement records, the JSON Lines that
-``mbcost bench --save`` writes (the contract: one JSON object per line with ``kind`` one of
-``model``, ``layer``, ``conv``, ``peak``, plus the run's ``device``, ``dtype``, ``env`` and
-``label``). Figures and the HTML page only read what is gathered here.
+depthwise + pointwise convolutions) and measurement records: the typed records of
+``mbcost.bench.records`` (``ModelRecord``, ``LayerRecord``, ``ConvRecord``, ``PeakRecord``), read
+back from the JSON Lines that ``mbcost bench --save`` writes with ``parse_record``, or passed in
+memory. A line that breaks the contract is left out with its reason, shown on the page. Figures
+and the HTML page only read what is gathered here.
 
 Example:
     >>> data = gather("v1,v2,vgg16", 224)
@@ -18,12 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mbcost.bench.store import UNREADABLE  # a placeholder kind, re-exported for readers
+from mbcost.bench.records import ConvRecord, Env, LayerRecord, ModelRecord, Record, RecordError, parse_record
+from mbcost.bench.store import UNREADABLE  # the placeholder kind load_records(placeholders=True) puts for a bad line
 from mbcost.claims.check import ClaimsData
 from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from mbcost.weights import KernelHealth
 
 __all__ = [
-    "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "ReportData", "Run", "category_times", "gather", "label_runs",
-    "load_records", "read_jsonl",
+    "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "ReportData", "Run", "category_times", "gather",
+    "label_runs",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,20 +62,14 @@ CONV_SIZE = 14
 #: The papers report ImageNet top-1 at these settings; other settings get no quoted figure.
 PAPER_INPUT = (224, 224)
 
-#: Fields a record of each kind needs before a figure can use it.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "model": ("model", "median_ms", "macs"),
-    "layer": ("model", "layer", "category", "median_ms", "arithmetic_intensity", "achieved_gflops"),
-    "conv": ("cin", "cout", "k", "standard_ms", "separable_ms", "measured_speedup"),
-    "peak": ("peak_gflops", "peak_gbps"),
-}
-NUMERIC = {"median_ms", "macs", "arithmetic_intensity", "achieved_gflops", "standard_ms", "separable_ms",
-           "measured_speedup", "peak_gflops", "peak_gbps", "cin", "cout", "k"}
-
 #: Environment fields that tell two runs apart (the timestamp does not: one run can be saved
 #: by several ``bench`` invocations).
 _IDENTITY = ("device", "device_name", "dtype", "threads", "channels_last", "compile")
 _ENV_IDENTITY = ("cpu", "platform", "torch", "cuda", "cudnn", "mbcost")
+
+
+#: A record type (``ReportData.of_kind``).
+_R = TypeVar("_R", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -82,20 +77,18 @@ class Run:
     """One measured environment: every record with the same label and environment.
 
     ``label`` is unique within a report: when two different environments carry the same
-    label, the fields that differ are appended to it.
+    label, the fields that differ are appended to it. ``env`` and ``threads`` are those of the
+    run's first record.
     """
 
     label: str
     device: str
     device_name: str
     dtype: str
-    env: dict[str, Any]
+    threads: int
+    env: Env
     sources: tuple[str, ...]
     counts: dict[str, int]
-
-    @property
-    def threads(self) -> Any:
-        return self.env.get("threads")
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,10 @@ class ReportData:
             setting: width 1.0, 224 x 224); quoted, never measured.
         scaling: analytic costs across ``WIDTHS`` x ``RESOLUTIONS`` of each width-multiplier model.
         conv_grid: standard vs depthwise + pointwise convolutions across channels and kernels.
-        records: usable measurement records, each with ``run`` set to its run's label.
+        records: the measurement records shown, typed (``mbcost.bench.records``); each one's
+            ``label`` is its run's label, unique within the report (``Run.label``: the record's own
+            label, with the environment fields that differ appended when two environments share
+            it), so figures group by ``record.label``.
         runs: the measured environments, in order of first appearance.
         skipped: why some records were left out (one line each).
         sources: the JSON Lines files read, plus ``"--bench"`` when measured now.
@@ -124,15 +120,16 @@ class ReportData:
     references: dict[str, Reported]
     scaling: tuple[ModelCost, ...]
     conv_grid: tuple[ConvComparison, ...]
-    records: tuple[dict[str, Any], ...] = ()
+    records: tuple[Record, ...] = ()
     runs: tuple[Run, ...] = ()
     skipped: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     claims: ClaimsData | None = None
 
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("kind") == kind]
+    def of_kind(self, kind: type[_R]) -> list[_R]:
+        """The records of one type, in order: ``data.of_kind(ModelRecord)``."""
+        return [r for r in self.records if isinstance(r, kind)]
 
     @property
     def measured(self) -> bool:
@@ -140,88 +137,69 @@ class ReportData:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading measurement records
+# Labelling measurement records
+
+#: Why a placeholder (a line of a results file that is not a JSON object) was left out.
+UNREADABLE_REASON = "line that is not a JSON object (a record cut short when a run was interrupted?)"
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read one JSON Lines file of measurement records (``mbcost.bench.store.load_records``).
-
-    A line that is not a JSON object becomes an ``UNREADABLE`` placeholder, which ``label_runs``
-    counts and the page reports; the other records are kept.
-
-    Raises:
-        SpecError: the file is missing or unreadable.
-    """
-    return load_records([path])
+def _default_label(r: Record) -> str:
+    return r.label or f"{r.device_name or r.device or 'unknown device'} {r.dtype}".strip()
 
 
-def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read and concatenate several JSON Lines files, in order, keeping placeholders for bad lines."""
-    from mbcost.bench.store import load_records as load
-
-    return load(list(paths), placeholders=True)
-
-
-def _default_label(r: dict[str, Any]) -> str:
-    return str(r.get("label") or f"{r.get('device_name') or r.get('device') or 'unknown device'} "
-                                 f"{r.get('dtype') or ''}".strip())
-
-
-def _identity(r: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    env = r.get("env") if isinstance(r.get("env"), dict) else {}
-    items = [(k, json.dumps(r.get(k), sort_keys=True)) for k in _IDENTITY]
-    items += [(f"env.{k}", json.dumps(env.get(k), sort_keys=True)) for k in _ENV_IDENTITY]
+def _identity(r: Record) -> tuple[tuple[str, str], ...]:
+    items = [(k, json.dumps(getattr(r, k), sort_keys=True)) for k in _IDENTITY]
+    items += [(f"env.{k}", json.dumps(getattr(r.env, k), sort_keys=True)) for k in _ENV_IDENTITY]
     return tuple(items)
 
 
-def _dedupe_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    kind = r.get("kind")
-    common = (r.get("run"), kind, json.dumps(r.get("input")), r.get("batch"))
-    if kind == "model":
-        return (*common, r.get("model"))
-    if kind == "layer":
-        return (*common, r.get("model"), r.get("layer"))
-    if kind == "conv":
-        return (*common, r.get("cin"), r.get("cout"), r.get("k"), json.dumps(r.get("size")), r.get("stride"))
+def _dedupe_key(r: Record) -> tuple[Any, ...]:
+    """What a record measured: a later record with the same key replaces it."""
+    common = (r.label, r.kind, getattr(r, "input", None), r.batch)
+    if isinstance(r, LayerRecord):
+        return (*common, r.model, r.layer)
+    if isinstance(r, ModelRecord):
+        return (*common, r.model)
+    if isinstance(r, ConvRecord):
+        return (*common, r.cin, r.cout, r.k, r.size, r.stride)
     return common
 
 
-def _usable(r: dict[str, Any]) -> str | None:
-    """Why a record cannot be used, or None when it can."""
-    kind = r.get("kind")
-    if kind == UNREADABLE:
-        return "line that is not a JSON object (a record cut short when a run was interrupted?)"
-    if kind not in REQUIRED:
-        return f"unknown kind {kind!r}"
-    missing = [k for k in REQUIRED[kind] if r.get(k) is None]
-    if missing:
-        return f"{kind} record without {', '.join(missing)}"
-    bad = [k for k in REQUIRED[kind] if k in NUMERIC and not _is_number(r.get(k))]
-    if bad:
-        return f"{kind} record with non-numeric {', '.join(bad)}"
-    return None
+def _typed(r: Record | Mapping[str, Any]) -> tuple[Record | None, str | None, str | None]:
+    """``(record, source file, why it is left out)`` of one record in memory or one loaded line."""
+    if isinstance(r, Record):
+        return r, None, None
+    source = r.get("_source") if isinstance(r, Mapping) else None
+    if isinstance(r, Mapping) and r.get("kind") == UNREADABLE:
+        return None, source, UNREADABLE_REASON
+    try:
+        return parse_record(dict(r) if isinstance(r, Mapping) else r), source, None
+    except RecordError as exc:
+        return None, source, str(exc)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Record], list[Run], list[str]]:
+    """Type the records, group them into runs, give each run a unique label.
 
-
-def label_runs(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Run], list[str]]:
-    """Group records into runs, give each run a unique label, keep the usable records.
+    Args:
+        records: typed records, or JSON objects of a results file (``mbcost.bench.store.load_records``
+            with ``placeholders=True``: unreadable lines are placeholders, and ``_source`` names each
+            line's file, which ``Run.sources`` lists); each object is read with ``parse_record``.
 
     Returns:
-        ``(records, runs, skipped)``: copies of the usable records with ``run`` set (for a
-        repeated measurement the last one wins), the runs in order of first appearance, and
-        one line per reason records were left out.
+        ``(records, runs, skipped)``: the typed records, each with ``label`` set to its run's
+        unique label (for a repeated measurement of the same thing the last one wins), the runs
+        in order of first appearance, and one line per reason records were left out
+        (``"2 records left out: model record without median_ms"``).
     """
-    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[Record, str | None]]] = {}
     reasons: dict[str, int] = {}
-    for r in records:
-        why = _usable(r)
-        if why is not None:
-            reasons[why] = reasons.get(why, 0) + 1
+    for item in records:
+        r, source, why = _typed(item)
+        if r is None:
+            reasons[str(why)] = reasons.get(str(why), 0) + 1
             continue
-        groups.setdefault((_default_label(r), _identity(r)), []).append(r)
+        groups.setdefault((_default_label(r), _identity(r)), []).append((r, source))
 
     by_label: dict[str, list[tuple[tuple[str, str], ...]]] = {}
     for label, ident in groups:
@@ -236,23 +214,20 @@ def label_runs(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
             detail = ", ".join(f"{ident[i][0]}={json.loads(ident[i][1])}" for i in differing) or f"#{n}"
             names[(label, ident)] = f"{label} ({detail})"
 
-    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
+    kept: dict[tuple[Any, ...], Record] = {}
     runs: list[Run] = []
     for key, members in groups.items():
         name = names[key]
         counts: dict[str, int] = {}
-        for r in members:
-            rec = dict(r, run=name)
+        for r, _ in members:
+            rec = replace(r, label=name)
             kept.pop(_dedupe_key(rec), None)  # the last measurement of the same thing wins
             kept[_dedupe_key(rec)] = rec
-            counts[r["kind"]] = counts.get(r["kind"], 0) + 1
-        first = members[0]
-        env = first.get("env") if isinstance(first.get("env"), dict) else {}
-        sources = tuple(dict.fromkeys(str(r.get("_source", "")) for r in members if r.get("_source")))
-        runs.append(Run(label=name, device=str(first.get("device", "")),
-                        device_name=str(first.get("device_name", "")), dtype=str(first.get("dtype", "")),
-                        env=dict(env, threads=first.get("threads", env.get("threads"))),
-                        sources=sources, counts=counts))
+            counts[r.kind] = counts.get(r.kind, 0) + 1
+        first = members[0][0]
+        sources = tuple(dict.fromkeys(str(source) for _, source in members if source))
+        runs.append(Run(label=name, device=first.device, device_name=first.device_name, dtype=first.dtype,
+                        threads=first.threads, env=first.env, sources=sources, counts=counts))
     skipped = [f"{n} record{'s' if n > 1 else ''} left out: {why}" for why, n in reasons.items()]
     return list(kept.values()), runs, skipped
 
@@ -272,7 +247,7 @@ def gather(
     execute: str = "auto",
     mode: str = "inference",
     optimizer: str = "sgd",
-    records: Iterable[dict[str, Any]] = (),
+    records: Iterable[Record | Mapping[str, Any]] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
     widths: Sequence[float] | None = None,
@@ -290,7 +265,9 @@ def gather(
             (a full shape, several inputs...).
         batch: batch size of the analytic counts.
         num_classes, dtype, input_dtype, execute, mode, optimizer: as for ``mbcost.analyze``.
-        records: measurement records (dicts of the JSON Lines contract), e.g. ``load_records(paths)``.
+        records: measurement records: typed (``mbcost.bench.records``), or the JSON objects of
+            results files (``mbcost.bench.store.load_records(paths, placeholders=True)``), read with
+            ``parse_record``; a line that breaks the contract is left out and said so on the page.
         sources: where the records came from, shown on the page.
         notes: lines about measurements that were not made (shown with the runs).
         widths, resolutions: the width x resolution grid of the width-multiplier models (default: each
@@ -369,21 +346,19 @@ class CategoryTimes:
         return sum(self.macs.values())
 
 
-def category_times(records: Iterable[dict[str, Any]]) -> list[CategoryTimes]:
-    """Sum the ``layer`` records of each (run, model, input, batch) by category, in record order."""
+def category_times(records: Iterable[Record]) -> list[CategoryTimes]:
+    """Sum the layer records of each (run, model, input, batch) by category, in record order."""
     from mbcost.cost.result import CATEGORIES
 
     groups: dict[tuple[Any, ...], CategoryTimes] = {}
     for r in records:
-        if r.get("kind") != "layer":
+        if not isinstance(r, LayerRecord):
             continue
-        inp = tuple(r["input"]) if isinstance(r.get("input"), list) else None
-        key = (r.get("run"), r["model"], inp, r.get("batch"))
+        key = (r.label, r.model, r.input, r.batch)
         if key not in groups:
-            groups[key] = CategoryTimes(run=str(r.get("run") or _default_label(r)), model=str(r["model"]),
-                                        input=inp, batch=r.get("batch"),
+            groups[key] = CategoryTimes(run=r.label, model=r.model, input=r.input, batch=r.batch,
                                         time_ms=dict.fromkeys(CATEGORIES, 0.0), macs=dict.fromkeys(CATEGORIES, 0))
-        cat = r["category"] if r["category"] in CATEGORIES else "other"
-        groups[key].time_ms[cat] += float(r["median_ms"])
-        groups[key].macs[cat] += r.get("macs") if _is_number(r.get("macs")) else 0
+        cat = r.category if r.category in CATEGORIES else "other"
+        groups[key].time_ms[cat] += r.median_ms
+        groups[key].macs[cat] += r.macs
     return list(groups.values())

@@ -1,5 +1,6 @@
 """Plotly figures of costs and measurements. One function per figure; each reads result objects
-(``ModelCost``, ``ConvComparison``, measurement records) and computes no cost itself.
+(``ModelCost``, ``ConvComparison``, the typed measurement records of ``mbcost.bench.records``,
+grouped into runs by their ``label``) and computes no cost itself.
 
 Every axis title carries its unit and convention; every text that comes from the user (model
 labels, layer names, run labels) is HTML-escaped, because plotly renders a subset of HTML in
@@ -24,6 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mbcost import units as fmt
+from mbcost.bench.records import ConvRecord, LayerRecord, ModelRecord, PeakRecord, Record
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, ModelCost
 from mbcost.report.data import ReportData, category_times
@@ -65,11 +67,6 @@ _LAYOUT = dict(template="plotly_white", font=dict(size=13), height=480,
 def esc(text: Any) -> str:
     """Escape a user-derived string for plotly text (plotly renders a subset of HTML)."""
     return html.escape(str(text), quote=False)
-
-
-def _run(record: Mapping[str, Any]) -> str:
-    """The run label of a record (``run`` once ``data.label_runs`` has named it, else its own ``label``)."""
-    return str(record.get("run") or record.get("label") or "")
 
 
 def _size(hw: Sequence[int] | None) -> str:
@@ -215,7 +212,7 @@ def layers_figure(model: ModelCost) -> go.Figure:
                         "(BatchNorm parameters are in 'other' in the category chart)", height=560)
 
 
-def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[dict[str, Any]] = ()) -> go.Figure:
+def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[Record] = ()) -> go.Figure:
     """Separable / standard cost ratio across channels and kernels: the paper's 1/N + 1/K^2, the
     exact counts and, when measured, the measured time ratios."""
     fig = go.Figure()
@@ -236,30 +233,30 @@ def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[dict[str
                                f"standard {fmt.exact(c.standard.macs)} MACs, separable {fmt.exact(c.separable.macs)}",
                                f"ratio {float(c.macs_ratio):.4f} ({fmt.ratio(float(c.macs_ratio))})"]) for c in cs],
             hovertemplate="%{hovertext}<extra></extra>"))
-    measured = [r for r in records if r.get("kind") == "conv"]
-    groups: dict[tuple[str, Any, str], list[dict[str, Any]]] = {}
+    measured = [r for r in records if isinstance(r, ConvRecord)]
+    groups: dict[tuple[str, int, str], list[ConvRecord]] = {}
     for r in measured:  # one series per run, kernel and feature-map size
-        groups.setdefault((_run(r), r["k"], _size(r.get("size"))), []).append(r)
+        groups.setdefault((r.label, r.k, _size(r.size)), []).append(r)
     runs = list(dict.fromkeys(run for run, _, _ in groups))
     sizes = list(dict.fromkeys(size for _, _, size in groups))
     for (run, k, size), rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["cout"])
+        rs = sorted(rs, key=lambda r: r.cout)
         color = PALETTE[kernels.index(k) % len(PALETTE)] if k in kernels else "#444"
         fig.add_trace(go.Scatter(
-            x=[r["cout"] for r in rs], y=[r["separable_ms"] / r["standard_ms"] for r in rs], mode="markers+lines",
+            x=[r.cout for r in rs], y=[r.separable_ms / r.standard_ms for r in rs], mode="markers+lines",
             name=f"K={k}: measured time" + (f" ({size} map)" if len(sizes) > 1 else "") + f", {esc(run)}",
             legendgroup=f"k{k}", line=dict(color=color, width=1, dash=DASHES[sizes.index(size) % len(DASHES)]),
             marker=dict(color=color, size=10, symbol=SYMBOLS[(runs.index(run) + 1) % len(SYMBOLS)]),
-            hovertext=[_hover([esc(run), f"M={r['cin']}, N={r['cout']}, K={k}, {_size(r.get('size'))} map",
-                               f"standard {r['standard_ms']:.3f} ms, separable {r['separable_ms']:.3f} ms",
-                               f"measured speed-up {r['measured_speedup']:.2f}x "
-                               f"(MAC count predicts {1 / r['macs_ratio']:.2f}x)" if r.get("macs_ratio") else
-                               f"measured speed-up {r['measured_speedup']:.2f}x"]) for r in rs],
+            hovertext=[_hover([esc(run), f"M={r.cin}, N={r.cout}, K={k}, {_size(r.size)} map",
+                               f"standard {r.standard_ms:.3f} ms, separable {r.separable_ms:.3f} ms",
+                               f"measured speed-up {r.measured_speedup:.2f}x "
+                               f"(MAC count predicts {1 / r.macs_ratio:.2f}x)" if r.macs_ratio else
+                               f"measured speed-up {r.measured_speedup:.2f}x"]) for r in rs],
             hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_xaxes(type="log", title_text="output channels N (= input channels M in the grid; log scale)",
-                     tickvals=sorted({c.out_channels for c in grid} | {r["cout"] for r in measured}))
+                     tickvals=sorted({c.out_channels for c in grid} | {r.cout for r in measured}))
     _log_axis(fig, [float(c.formula_ratio) for c in grid] + [float(c.macs_ratio) for c in grid]
-              + [r["separable_ms"] / r["standard_ms"] for r in measured], "separable / standard (ratio, log scale)")
+              + [r.separable_ms / r.standard_ms for r in measured], "separable / standard (ratio, log scale)")
     if measured:
         fig.add_hline(y=1, line=dict(color="#888", dash="dash", width=1))
         # annotation positions on a log axis are given in log10 units: log10(1) = 0
@@ -316,32 +313,30 @@ def scaling_figure(scaling: Sequence[ModelCost]) -> go.Figure:
 # Measured figures
 
 
-def latency_figure(records: Iterable[dict[str, Any]], input: tuple[int, int] | None = None) -> go.Figure:
+def latency_figure(records: Iterable[Record], input: tuple[int, int] | None = None) -> go.Figure:
     """MACs against measured latency, one series per run (machine / device / dtype)."""
     fig = go.Figure()
-    rs = [r for r in records if r.get("kind") == "model"]
-    runs = list(dict.fromkeys(_run(r) for r in rs))
+    rs = [r for r in records if isinstance(r, ModelRecord)]
+    runs = list(dict.fromkeys(r.label for r in rs))
     for n, run in enumerate(runs):
-        mine = sorted((r for r in rs if _run(r) == run), key=lambda r: r["macs"])
-        text = [esc(r["model"]) + ("" if not input or tuple(r.get("input") or ()) == tuple(input)
-                                   else f" ({_size(r.get('input'))})") for r in mine]
+        mine = sorted((r for r in rs if r.label == run), key=lambda r: r.macs)
+        text = [esc(r.model) + ("" if not input or r.input == tuple(input) else f" ({_size(r.input)})") for r in mine]
         fig.add_trace(go.Scatter(
-            x=[r["macs"] for r in mine], y=[r["median_ms"] for r in mine], mode="markers+text", name=esc(run),
+            x=[r.macs for r in mine], y=[r.median_ms for r in mine], mode="markers+text", name=esc(run),
             text=text, textposition="top center", cliponaxis=False,
             marker=dict(size=11, color=PALETTE[n % len(PALETTE)], symbol=SYMBOLS[n % len(SYMBOLS)]),
-            error_y=dict(type="data", array=[r.get("iqr_ms") or 0 for r in mine], visible=True, thickness=1),
-            hovertext=[_hover([f"{esc(r['model'])}, input {_size(r.get('input'))}, batch {r.get('batch', '?')}",
-                               esc(run), f"median {r['median_ms']:.3f} ms, IQR {r.get('iqr_ms') or 0:.3f} ms, "
-                                         f"{r.get('runs', '?')} runs"
-                               + (" (wide spread)" if r.get("wide_spread") else ""),
-                               f"{fmt.count(r['macs'])} MACs"
-                               + (f", {r['achieved_gflops']:.1f} GFLOP/s achieved" if r.get("achieved_gflops") else "")
-                               + (f", {r['throughput_ips']:.1f} images/s" if r.get("throughput_ips") else "")])
+            error_y=dict(type="data", array=[r.iqr_ms for r in mine], visible=True, thickness=1),
+            hovertext=[_hover([f"{esc(r.model)}, input {_size(r.input)}, batch {r.batch}",
+                               esc(run), f"median {r.median_ms:.3f} ms, IQR {r.iqr_ms:.3f} ms, {r.runs} runs"
+                               + (" (wide spread)" if r.wide_spread else ""),
+                               f"{fmt.count(r.macs)} MACs"
+                               + (f", {r.achieved_gflops:.1f} GFLOP/s achieved" if r.achieved_gflops else "")
+                               + (f", {r.throughput_ips:.1f} images/s" if r.throughput_ips else "")])
                        for r in mine],
             hovertemplate="%{hovertext}<extra></extra>"))
-    _log_axis(fig, [r["macs"] for r in rs] or [1e8, 2e10], "MACs per forward pass (multiply-accumulates, log scale)",
+    _log_axis(fig, [r.macs for r in rs] or [1e8, 2e10], "MACs per forward pass (multiply-accumulates, log scale)",
               axis="x", above=0.2, below=0.2)
-    _log_axis(fig, [r["median_ms"] for r in rs] or [0.1, 1000],
+    _log_axis(fig, [r.median_ms for r in rs] or [0.1, 1000],
               "latency (ms per forward pass, median, log scale)", above=0.25, below=0.2)
     if not rs:
         _not_measured(fig)
@@ -350,7 +345,7 @@ def latency_figure(records: Iterable[dict[str, Any]], input: tuple[int, int] | N
                    "is the model with fewer MACs faster?")
 
 
-def time_share_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
+def time_share_figure(records: Iterable[Record]) -> go.Figure:
     """Per run and model: share of MACs vs share of measured time, by layer category."""
     groups = category_times(records)
     if not groups:
@@ -380,13 +375,13 @@ def time_share_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
                    "MAC share runs below the device's arithmetic rate", height=520)
 
 
-def roofline_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
+def roofline_figure(records: Iterable[Record]) -> go.Figure:
     """Each measured layer on its run's roofline: achieved GFLOP/s against arithmetic intensity."""
     records = list(records)
-    layers = [r for r in records if r.get("kind") == "layer" and r["achieved_gflops"] > 0
-              and r["arithmetic_intensity"] > 0]
-    peaks = {_run(r): r for r in records if r.get("kind") == "peak"}
-    runs = list(dict.fromkeys([_run(r) for r in layers] + list(peaks)))
+    layers = [r for r in records if isinstance(r, LayerRecord) and r.achieved_gflops > 0
+              and r.arithmetic_intensity > 0]
+    peaks = {r.label: r for r in records if isinstance(r, PeakRecord)}
+    runs = list(dict.fromkeys([r.label for r in layers] + list(peaks)))
     if not runs:
         fig = go.Figure()
         _log_axis(fig, [0.1, 1000], "arithmetic intensity (FLOP per byte moved, log scale)", axis="x", above=0,
@@ -396,22 +391,22 @@ def roofline_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
                        height=360)
     fig = make_subplots(rows=len(runs), cols=1, vertical_spacing=0.12 / max(1, len(runs) - 1) if len(runs) > 1 else 0,
                         subplot_titles=[esc(r) for r in runs])
-    models = list(dict.fromkeys(str(r["model"]) for r in layers))
+    models = list(dict.fromkeys(r.model for r in layers))
     shown: set[str] = set()
     for row, run in enumerate(runs, 1):
-        mine = [r for r in layers if _run(r) == run]
-        intensities = [r["arithmetic_intensity"] for r in mine] or [1.0]
+        mine = [r for r in layers if r.label == run]
+        intensities = [r.arithmetic_intensity for r in mine] or [1.0]
         lo, hi = min(intensities) / 2, max(intensities) * 2
         peak = peaks.get(run)
         if peak:
-            ridge = peak["peak_gflops"] / peak["peak_gbps"]
+            ridge = peak.peak_gflops / peak.peak_gbps
             lo, hi = min(lo, ridge / 20), max(hi, ridge * 20)
             xs = [lo, ridge, hi]
             fig.add_trace(go.Scatter(
-                x=xs, y=[min(peak["peak_gflops"], x * peak["peak_gbps"]) for x in xs], mode="lines",
+                x=xs, y=[min(peak.peak_gflops, x * peak.peak_gbps) for x in xs], mode="lines",
                 name="roofline: min(peak GFLOP/s, intensity x peak GB/s)", legendgroup="roof",
                 showlegend="roof" not in shown, line=dict(color="#222", width=2),
-                hovertext=[f"{esc(run)}: peak {peak['peak_gflops']:.1f} GFLOP/s, {peak['peak_gbps']:.1f} GB/s, "
+                hovertext=[f"{esc(run)}: peak {peak.peak_gflops:.1f} GFLOP/s, {peak.peak_gbps:.1f} GB/s, "
                            f"ridge at {ridge:.1f} FLOP/byte"] * 3, hovertemplate="%{hovertext}<extra></extra>"),
                 row=row, col=1)
             shown.add("roof")
@@ -420,24 +415,24 @@ def roofline_figure(records: Iterable[dict[str, Any]]) -> go.Figure:
                                yref="y domain", x=0.02, y=0.95, showarrow=False, row=row, col=1)
         for cat in CATEGORIES:
             for m, model in enumerate(models):
-                pts = [r for r in mine if r["category"] == cat and str(r["model"]) == model]
+                pts = [r for r in mine if r.category == cat and r.model == model]
                 if not pts:
                     continue
                 fig.add_trace(go.Scatter(
-                    x=[r["arithmetic_intensity"] for r in pts], y=[r["achieved_gflops"] for r in pts],
+                    x=[r.arithmetic_intensity for r in pts], y=[r.achieved_gflops for r in pts],
                     mode="markers", name=f"{CATEGORY_NAMES[cat]}" + (f" ({esc(model)})" if len(models) > 1 else ""),
                     legendgroup=f"{cat}/{model}", showlegend=f"{cat}/{model}" not in shown,
                     marker=dict(color=CATEGORY_COLORS[cat], size=8, symbol=SYMBOLS[m % len(SYMBOLS)], opacity=0.8),
-                    hovertext=[_hover([f"{esc(model)} {esc(r['layer'])} ({CATEGORY_NAMES[cat]})", esc(run),
-                                       f"{r['median_ms']:.3f} ms, {r['achieved_gflops']:.2f} GFLOP/s achieved",
-                                       f"intensity {r['arithmetic_intensity']:.2f} FLOP/byte"
-                                       + (f", {100 * r['bound_fraction']:.0f}% of its roofline bound"
-                                          if r.get("bound_fraction") is not None else "")]) for r in pts],
+                    hovertext=[_hover([f"{esc(model)} {esc(r.layer)} ({CATEGORY_NAMES[cat]})", esc(run),
+                                       f"{r.median_ms:.3f} ms, {r.achieved_gflops:.2f} GFLOP/s achieved",
+                                       f"intensity {r.arithmetic_intensity:.2f} FLOP/byte"
+                                       + (f", {100 * r.bound_fraction:.0f}% of its roofline bound"
+                                          if r.bound_fraction is not None else "")]) for r in pts],
                     hovertemplate="%{hovertext}<extra></extra>"), row=row, col=1)
                 shown.add(f"{cat}/{model}")
         _log_axis(fig, [lo, hi], "arithmetic intensity (FLOP per byte moved: input + weights + output; log scale)",
                   axis="x", row=row, col=1, above=0, below=0)
-        _log_axis(fig, [r["achieved_gflops"] for r in mine] + ([peak["peak_gflops"]] if peak else []),
+        _log_axis(fig, [r.achieved_gflops for r in mine] + ([peak.peak_gflops] if peak else []),
                   "achieved GFLOP/s (log scale)", row=row, col=1, above=0.3, below=0.3)
     return _layout(fig, "Roofline: each measured layer against its device's measured limits",
                    "line: min(peak GFLOP/s, intensity x peak GB/s), both measured on the run's device; "
@@ -499,13 +494,13 @@ def bottleneck_error_figure(result: LinearBottleneck) -> go.Figure:
     return fig
 
 
-def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[dict[str, Any]] = ()) -> go.Figure:
+def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[Record] = ()) -> go.Figure:
     """Quoted ImageNet top-1 against counted MACs (log x), one series per family, each point cited on
     hover; with measured runs, a second panel against measured latency."""
-    records = [r for r in records if r.get("kind") == "model"]
-    measured = [(p, r) for p in points for r in records
-                if r["model"] == p.spec and tuple(r.get("input") or ()) == (p.resolution, p.resolution)]
-    panels = 2 if records else 1
+    models = [r for r in records if isinstance(r, ModelRecord)]
+    measured = [(p, r) for p in points for r in models
+                if r.model == p.spec and r.input == (p.resolution, p.resolution)]
+    panels = 2 if models else 1
     fig = make_subplots(rows=1, cols=panels, horizontal_spacing=0.1, shared_yaxes=True,
                         subplot_titles=["top-1 against counted MACs"]
                         + (["top-1 against measured latency"] if panels == 2 else []))
@@ -525,18 +520,18 @@ def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[dict[str,
               above=0.1, below=0.1)
     fig.update_yaxes(title_text="ImageNet top-1 (%, quoted from the papers)", row=1, col=1)
     if panels == 2:
-        runs = list(dict.fromkeys(_run(r) for _, r in measured))
+        runs = list(dict.fromkeys(r.label for _, r in measured))
         for n, run in enumerate(runs):
-            mine = sorted(((p, r) for p, r in measured if _run(r) == run), key=lambda pr: pr[1]["median_ms"])
+            mine = sorted(((p, r) for p, r in measured if r.label == run), key=lambda pr: pr[1].median_ms)
             fig.add_trace(go.Scatter(
-                x=[r["median_ms"] for _, r in mine], y=[p.top1 for p, _ in mine], mode="markers+text",
+                x=[r.median_ms for _, r in mine], y=[p.top1 for p, _ in mine], mode="markers+text",
                 name=f"measured: {esc(run)}", text=[esc(p.label) for p, _ in mine], textposition="top center",
                 marker=dict(size=10, color=PALETTE[(n + len(families)) % len(PALETTE)], symbol="diamond"),
                 hovertext=[_hover([f"{esc(p.label)}: top-1 {p.top1:.1f}% (quoted, {esc(p.source)})",
-                                   f"{esc(run)}: median {r['median_ms']:.3f} ms, batch {r.get('batch', '?')}"])
+                                   f"{esc(run)}: median {r.median_ms:.3f} ms, batch {r.batch}"])
                            for p, r in mine],
                 hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
-        _log_axis(fig, [r["median_ms"] for _, r in measured] or [1, 100],
+        _log_axis(fig, [r.median_ms for _, r in measured] or [1, 100],
                   "latency (ms per forward pass, median, log scale)", axis="x", row=1, col=2, above=0.2, below=0.2)
         if not measured:
             fig.add_annotation(text="no measured model matches a quoted point<br>(v1, v2, vgg16 at their "

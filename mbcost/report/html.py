@@ -10,18 +10,18 @@ comes from the user (model labels, factory paths, run labels, file names) is esc
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mbcost import units as fmt
+from mbcost.bench.records import ModelRecord
 from mbcost.errors import SpecError
 from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
-__all__ = ["e", "ensure_writable", "render_html", "write_report"]
+__all__ = ["e", "prepare_out", "render_html", "write_report"]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device, never estimated")
@@ -86,20 +86,17 @@ def e(text: Any) -> str:
 def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
     labels = {m.label for m in data.models}
     cols: dict[tuple[str, Any], None] = {}
-    for r in data.of_kind("model"):
-        if r["model"] in labels and tuple(r.get("input") or ()) == tuple(data.input):
-            cols[(r["run"], r.get("batch"))] = None
+    for r in data.of_kind(ModelRecord):
+        if r.model in labels and r.input == tuple(data.input):
+            cols[(r.label, r.batch)] = None
     return list(cols)
 
 
-def _latency_cell(data: ReportData, model: str, run: str, batch: Any) -> str:
-    for r in reversed(data.of_kind("model")):
-        if r["model"] == model and r["run"] == run and r.get("batch") == batch \
-                and tuple(r.get("input") or ()) == tuple(data.input):
-            spread = f"<br><span class='small'>IQR {_ms(r['iqr_ms'])}</span>" if r.get("iqr_ms") is not None else ""
-            flag = ' <span title="IQR/median above the threshold: noisy measurement">*</span>' \
-                if r.get("wide_spread") else ""
-            return f"{_ms(r['median_ms'])}{spread}{flag}"
+def _latency_cell(data: ReportData, model: str, run: str, batch: int) -> str:
+    for r in reversed(data.of_kind(ModelRecord)):
+        if r.model == model and r.label == run and r.batch == batch and r.input == tuple(data.input):
+            flag = ' <span title="IQR/median above the threshold: noisy measurement">*</span>' if r.wide_spread else ""
+            return f"{fmt.ms(r.median_ms)}<br><span class='small'>IQR {fmt.ms(r.iqr_ms)}</span>{flag}"
     return "-"
 
 
@@ -112,17 +109,17 @@ def _estimate_cell(m: Any) -> str:
 def _measured_memory_cell(data: ReportData, m: Any) -> str:
     """Measured activation peaks (``mbcost bench`` records) of ``m`` at the report's input, per run."""
     parts = []
-    for r in data.of_kind("model"):
-        if r["model"] != m.label or tuple(r.get("input") or ()) != tuple(data.input) or r.get("batch") != m.batch:
+    for r in data.of_kind(ModelRecord):
+        if r.model != m.label or r.input != tuple(data.input) or r.batch != m.batch:
             continue
-        measured = r.get("peak_memory_bytes")
-        if measured is None or r.get("mode", "inference") != "inference":
+        measured = r.peak_memory_bytes
+        if measured is None or r.mode != "inference":
             continue
         diff = ""
         if m.peak_activation_bytes:
             delta = measured - m.peak_activation_bytes
             diff = f" <span class='small'>{'+' if delta >= 0 else ''}{fmt.nbytes(delta)}</span>"
-        parts.append(f"{fmt.nbytes(measured)}{diff}<br><span class='small'>{e(r['run'])}</span>")
+        parts.append(f"{fmt.nbytes(measured)}{diff}<br><span class='small'>{e(r.label)}</span>")
     return "<br>".join(parts) if parts else "-"
 
 
@@ -132,11 +129,6 @@ def _train_cell(m: Any) -> str:
     memory = fmt.nbytes(m.train_peak_memory_bytes) if m.train_peak_memory_bytes is not None else "n/a"
     return (f"{fmt.count(m.backward_macs)}<br><span class='small'>{memory} (weights, grads, optimizer state, "
             f"activations)</span>")
-
-
-def _ms(v: float) -> str:
-    """Milliseconds with three significant digits (0.142 ms, 32.5 ms, 578 ms)."""
-    return f"{v:.0f} ms" if v >= 100 else f"{v:#.3g} ms" if v >= 0.001 else f"{v:.2e} ms"
 
 
 def summary_html(data: ReportData) -> str:
@@ -176,7 +168,7 @@ def summary_html(data: ReportData) -> str:
     if not lat_cols:
         out.append("<p class='warn'>Latency not measured: run <code>mbcost bench --save results.jsonl</code> and "
                    "pass <code>--from results.jsonl</code> (or <code>--bench</code>) to add it.</p>")
-    if any(r.get("wide_spread") for r in data.of_kind("model")):
+    if any(r.wide_spread for r in data.of_kind(ModelRecord)):
         out.append("<p class='small'>* noisy measurement: the interquartile range is large against the median.</p>")
     if len(data.models) > 1:
         r = ratios(list(data.models))
@@ -210,11 +202,11 @@ def runs_html(data: ReportData) -> str:
     rows = []
     for run in data.runs:
         env = run.env
-        cuda = " / ".join(str(env.get(k)) for k in ("cuda", "cudnn") if env.get(k)) or "-"
+        cuda = " / ".join(v for v in (env.cuda, env.cudnn) if v) or "-"
         counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
         cells = [run.label, f"{run.device} ({run.device_name})" if run.device_name else run.device, run.dtype,
-                 env.get("threads", "-"), env.get("torch", "-"), env.get("cpu", "-"), cuda, env.get("platform", "-"),
-                 env.get("timestamp", "-"), counts, ", ".join(Path(s).name for s in run.sources) or "-"]
+                 run.threads, env.torch, env.cpu, cuda, env.platform, env.timestamp, counts,
+                 ", ".join(Path(s).name for s in run.sources) or "-"]
         rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     out = [f"<table id='runs'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
            f"<tbody>{''.join(rows)}</tbody></table>"]
@@ -334,25 +326,26 @@ def write_report(data: ReportData, path: str | Path, figures: Mapping[str, Any] 
     """
     from mbcost.io import write_text_atomic
 
-    path = ensure_writable(path)
+    path = prepare_out(path)
     write_text_atomic(path, render_html(data, figures, command=command))
     return path
 
 
-def ensure_writable(path: str | Path) -> Path:
-    """Create ``path``'s directory if missing and check that ``path`` can be written (before any work).
+def prepare_out(path: str | Path) -> Path:
+    """Create ``path``'s directory if missing, then check that ``path`` can be written
+    (``mbcost.io.check_target``), before any work.
 
     Raises:
         SpecError: ``path`` is a directory, its directory cannot be created, or it is not writable.
     """
+    from mbcost.io import check_target
+
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise SpecError(f"--out {path} is a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpecError(f"--out {path}: cannot create directory {parent} ({exc.strerror or exc})") from None
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SpecError(f"--out {path} is not writable")
+    if not path.is_dir():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpecError(f"--out {path}: cannot create directory {parent} ({exc.strerror or exc})") from None
+    check_target(path, "--out")
     return path

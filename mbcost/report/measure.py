@@ -3,7 +3,7 @@
 For each available device (CPU, and CUDA when torch sees one) at float32 with the quick budget:
 the device's attainable peaks (``roofline.get_peaks``, cached per device), each model end to end
 and per layer (``layers.profile_model``), and a small standard vs separable conv sweep
-(``sweep.run_sweep``). The records are the JSON Lines contract's dicts, exactly what
+(``sweep.run_sweep``). The records are typed (``mbcost.bench.records``), exactly what
 ``mbcost bench/profile/sweep/roofline --save`` would write. For careful numbers, measure with
 those commands (longer budgets, more configurations) and pass the files with ``--from``.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mbcost.bench.records import Record
     from mbcost.zoo.spec import ModelSpec
 
 __all__ = ["Progress", "measure_now"]
@@ -28,7 +29,7 @@ Progress = Callable[[int, int, str], None]
 
 def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
                 num_classes: int = 1000, devices: Sequence[str] | None = None,
-                progress: Progress | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+                progress: Progress | None = None) -> tuple[list[Record], list[str]]:
     """Measure ``specs`` on each device; returns ``(records, skipped)``.
 
     A device that cannot run the models (no CUDA memory for VGG16 at a large batch, ...) is
@@ -82,4 +83,4 @@ def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
         done += len(points) - 1
     if progress:
         progress(steps, steps, "done")
-    return [r.to_dict() for r in records], skipped
+    return records, skipped
