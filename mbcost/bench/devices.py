@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
 
 __all__ = [
-    "BENCH_DTYPES", "Device", "MemoryEstimate", "available_memory", "can_keep_heap", "check_dtype", "check_memory",
-    "check_threads", "cpu_has_native", "cpu_info", "estimate_memory", "kept_heap", "resolve_device", "runtime",
+    "BENCH_DTYPES", "Device", "MemoryEstimate", "available_devices", "available_memory", "can_keep_heap", "check_dtype",
+    "check_memory", "check_threads", "cpu_has_native", "cpu_info", "estimate_memory", "kept_heap", "resolve_device",
+    "runtime",
 ]
 
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
@@ -110,6 +111,13 @@ def resolve_device(text: str) -> Device:
     if not 0 <= index < count:
         raise DeviceError(f"--device {text}: there are {count} CUDA devices (0..{count - 1})")
     return Device("cuda", index, torch.cuda.get_device_name(index))
+
+
+def available_devices() -> list[str]:
+    """Where a measurement on "every device" runs: ``["cpu"]``, plus ``"cuda"`` when torch sees a GPU."""
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def check_dtype(device: Device, dtype: str) -> None:

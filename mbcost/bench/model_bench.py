@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,13 @@ from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, m
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
+    from mbcost.errors import MbcostError
     from mbcost.zoo.spec import ModelSpec
 
 __all__ = [
-    "BenchSettings", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "Speedup", "TrainStep", "bench_model",
-    "bench_models", "make_inputs", "make_optimizer", "measure_each", "measure_memory", "model_record", "output_loss",
-    "plan_models", "prepare_model", "speedups", "time_forward",
+    "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "Speedup", "TrainStep",
+    "bench_model", "bench_models", "each_device", "make_inputs", "make_optimizer", "measure_each", "measure_memory",
+    "model_record", "output_loss", "plan_models", "prepare_model", "speedups", "time_forward",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,39 @@ def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
             config = replace(settings.config(cost.batch), mode=cost.mode, optimizer=cost.optimizer)
             plans.append(ModelPlan(spec, cost, config, memory, num_classes))
     return plans
+
+
+@dataclass(frozen=True)
+class DeviceRun:
+    """One device of a measurement on every available device: its validated settings and the plans made
+    for it, or (``settings`` ``None``) the error that refused it."""
+
+    device: str
+    settings: BenchSettings | None = None
+    plans: tuple[ModelPlan, ...] = ()
+    error: MbcostError | None = None
+
+
+def each_device(plan: Callable[[BenchSettings], Sequence[ModelPlan]], dtype: str = "float32", *,
+                devices: Sequence[str] | None = None, budget: Budget | None = None) -> Iterator[DeviceRun]:
+    """The one loop over CPU and CUDA (``devices.available_devices()``, or ``devices``) of the quick
+    measurements (``mbcost compare``, ``mbcost report``): per device, settings at ``dtype`` with
+    ``budget`` (default ``QUICK_BUDGET``), resolved and validated, and ``plan(settings)`` (which checks
+    memory); or the ``MbcostError`` that refused the device. The caller decides what a refusal means
+    (``compare`` notes it and goes on; ``report`` raises it for the first device).
+    """
+    from mbcost.bench.devices import available_devices, resolve_device
+    from mbcost.bench.timer import QUICK_BUDGET
+    from mbcost.errors import MbcostError
+
+    for dev in available_devices() if devices is None else devices:
+        try:
+            settings = BenchSettings(resolve_device(dev), dtype, budget=budget or QUICK_BUDGET).validated()
+            plans = tuple(plan(settings))
+        except MbcostError as exc:
+            yield DeviceRun(dev, error=exc)
+            continue
+        yield DeviceRun(dev, settings, plans)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,14 @@
 """``mbcost bench``, ``profile``, ``sweep`` and ``roofline``: measured latency next to the analytic cost.
 
-Also the measured rows of ``mbcost compare`` (``--bench``, on by default) and ``mbcost conv --bench``
-(``compare_measurements`` and ``conv_measurement``). Commands parse options, call ``mbcost.bench``,
-render with ``mbcost.render.bench``; records are appended to ``--save`` as they are measured, so
-Ctrl-C (exit 130) keeps every finished measurement.
+Commands parse options, call ``mbcost.bench``, render with ``mbcost.render.bench``; records are appended
+to ``--save`` as they are measured, so Ctrl-C (exit 130) keeps every finished measurement. (The measured
+rows of ``mbcost compare`` and ``mbcost conv --bench`` come from ``mbcost.comparison``.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,19 +33,15 @@ from mbcost.cli.app import (
     input_value,
     timer,
 )
-from mbcost.cli.progress import QuietOpt, progress_bar  # noqa: F401  (progress_bar: used by report, compare)
+from mbcost.cli.progress import QuietOpt, progress_bar
 from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.records import ConvRecord
-    from mbcost.bench.timer import Budget, MeasureFn
-    from mbcost.cost.conv import ConvComparison
-    from mbcost.cost.result import ModelCost
+    from mbcost.bench.timer import Budget
     from mbcost.render.table import Table
-    from mbcost.zoo.spec import ModelSpec
 
-__all__ = ["Measured", "add_conv_measurement", "add_measurements", "bench", "profile", "roofline", "sweep"]
+__all__ = ["bench", "profile", "roofline", "sweep"]
 
 TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, CUDA synchronisation), eval mode, "
                "inference_mode, random weights; on CPU denormals are flushed to zero and freed memory stays in the "
@@ -347,93 +341,3 @@ def roofline(
     table.notes.append(f"cache: {cache_path()}")
     emit(format, output, table=table, records=[flat(record)],
          document=results_document([record], ridge_point=peaks.ridge_point))
-
-
-# -- measured rows for compare and conv ------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    """What the measurements add to ``mbcost compare``: table rows and notes, JSON and CSV per model."""
-
-    rows: list[list[str]] = field(default_factory=list)
-    json: dict[str, dict[str, Any]] = field(default_factory=dict)
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def compare_measurements(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], batch: int,
-                         dtype: str, *, num_classes: int = 1000, measure_fn: MeasureFn | None = None) -> Measured:
-    """Short measurements for ``mbcost compare``: CPU always, CUDA too when available.
-
-    A device that cannot run the dtype, or a batch that would not fit, is skipped with a row
-    saying why instead of failing the comparison.
-    """
-    import torch
-
-    from mbcost.bench.devices import resolve_device
-    from mbcost.bench.model_bench import BenchSettings, bench_models, plan_models, speedups
-    from mbcost.bench.timer import QUICK_BUDGET
-    from mbcost.errors import MbcostError
-    from mbcost.render.bench import compare_notes, compare_rows
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    records, skipped = [], []
-    with progress_bar("measuring") as update:
-        for dev in devices:
-            try:
-                settings = BenchSettings(resolve_device(dev), dtype, budget=QUICK_BUDGET).validated()
-                plans = [plan for spec, cost in zip(specs, costs, strict=True)
-                         for plan in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
-            except MbcostError as exc:
-                skipped.append(f"{dev} skipped ({exc})")
-                continue
-            records += bench_models(plans, settings, measure_fn=measure_fn, progress=update)
-    labels = [c.label for c in costs]
-    out = Measured(rows=compare_rows(labels, records, speedups(records), skipped), notes=compare_notes(records))
-    for label in labels:
-        out.json[label] = {"measured": [r.to_dict() for r in records if r.model == label]}
-        out.columns[label] = {f"{r.device}_median_ms": r.median_ms for r in records if r.model == label}
-    return out
-
-
-def add_measurements(extras: Any, specs: Sequence[ModelSpec], costs: Sequence[ModelCost],
-                     batch: int, dtype: str, num_classes: int = 1000, measure_fn: MeasureFn | None = None) -> None:
-    """Merge ``compare_measurements`` into ``compare``'s extras (``rows``, ``json``, ``columns``, ``notes``)."""
-    m = compare_measurements(specs, costs, batch, dtype, num_classes=num_classes, measure_fn=measure_fn)
-    extras.rows += m.rows
-    extras.notes += m.notes
-    for label, d in m.json.items():
-        extras.json.setdefault(label, {}).update(d)
-    for label, c in m.columns.items():
-        extras.columns.setdefault(label, {}).update(c)
-
-
-def conv_measurement(c: ConvComparison, measure_fn: MeasureFn | None = None) -> ConvRecord:
-    """``mbcost conv --bench``: time the standard conv and the separable pair once on CPU, float32."""
-    from mbcost.bench.devices import resolve_device
-    from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.records import busy_cpus_now
-    from mbcost.bench.sweep import ConvPoint, bench_conv
-    from mbcost.bench.timer import QUICK_BUDGET
-
-    settings = BenchSettings(resolve_device("cpu"), "float32", budget=QUICK_BUDGET).validated()
-    point = ConvPoint(c.in_channels, c.out_channels, c.kernel, c.size, c.stride, c.padding, c.batch, c.bias)
-    busy = busy_cpus_now()
-    with settings.runtime():
-        return bench_conv(point, settings, measure_fn=measure_fn, busy_cpus=busy)
-
-
-def add_conv_measurement(c: ConvComparison, table: Table, records: list[dict[str, Any]],
-                         document: dict[str, Any], measure_fn: MeasureFn | None = None) -> None:
-    """``mbcost conv --bench``: measured rows on the table, ``measured`` in the JSON, columns in the CSV."""
-    from mbcost.render.bench import TIMING, conv_rows, env_line, wide_note
-
-    r = conv_measurement(c, measure_fn)
-    table.rows += conv_rows(r)
-    table.notes += ["measured: " + TIMING + "; a short time budget (mbcost sweep measures a grid)", env_line(r)]
-    if r.wide_spread or r.standard_wide_spread:
-        table.notes.append(wide_note())
-    document["measured"] = r.to_dict()
-    for row in records:
-        row.update(standard_ms=r.standard_ms, separable_ms=r.separable_ms, measured_speedup=r.measured_speedup)

@@ -35,7 +35,7 @@ from mbcost.cli.app import (
     input_value,
     timer,
 )
-from mbcost.cli.progress import QuietOpt
+from mbcost.cli.progress import QuietOpt, progress_bar
 
 __all__ = ["compare", "conv", "layers"]
 
@@ -60,25 +60,17 @@ def compare(
     bench: bool = BenchFlagOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from mbcost.cli.counters import compare_extras
-    from mbcost.cost.analyze import analyze
-    from mbcost.render.costs import compare_dict, compare_records, compare_table
+    from mbcost.comparison import compare_models
+    from mbcost.render.comparison import comparison_document, comparison_records, comparison_table
     from mbcost.zoo.spec import parse_models
 
     check_writable(output)
     specs = parse_models(models)
-    inputs = input_value(input)
-    costs = [analyze(s, inputs, batch, num_classes=classes, dtype=dtype.value, input_dtype=input_dtype,
-                     execute=execute.value, mode=mode.value, optimizer=optimizer.value) for s in specs]
-    extras = compare_extras(specs, costs, counters, convention, batch, classes)  # --counters, --convention
-    if bench:  # --bench/--no-bench: measured latency rows (mbcost.cli.bench)
-        from mbcost.cli.bench import add_measurements
-
-        add_measurements(extras, specs, costs, batch, dtype.value, classes, measure_fn=timer(ctx))
-    costs = extras.costs
-    emit(format, output, table=extras.on_table(compare_table(costs, extra_rows=extras.rows)),
-         records=extras.on_records(compare_records(costs)),
-         document=extras.on_document(compare_dict(costs, extra=extras.json)))
+    c = compare_models(specs, input_value(input), batch, num_classes=classes, dtype=dtype.value,
+                       input_dtype=input_dtype, execute=execute.value, mode=mode.value, optimizer=optimizer.value,
+                       counters=counters, convention=convention.value, bench=bench, measure_fn=timer(ctx),
+                       stage=progress_bar)
+    emit(format, output, table=comparison_table(c), records=comparison_records(c), document=comparison_document(c))
 
 
 @app.command(help="Per-layer breakdown of one model: shapes, kernel, stride, groups, params, MACs, activation "
@@ -123,15 +115,13 @@ def conv(
     output: Path | None = OutputOpt,
     bench: bool = ConvBenchOpt,
 ) -> None:
+    from mbcost.comparison import measure_conv
     from mbcost.cost.conv import compare_conv
-    from mbcost.render.costs import conv_records, conv_table
+    from mbcost.render.costs import conv_document, conv_records, conv_table
     from mbcost.zoo.spec import parse_input
 
     check_writable(output)
     comparison = compare_conv(cin, cout, k, parse_input(size), stride, padding, bias, batch)
-    table, records, document = conv_table(comparison), conv_records(comparison), comparison.to_dict()
-    if bench:  # --bench: measured standard vs separable time (mbcost.cli.bench)
-        from mbcost.cli.bench import add_conv_measurement
-
-        add_conv_measurement(comparison, table, records, document, measure_fn=timer(ctx))
-    emit(format, output, table=table, records=records, document=document)
+    measured = measure_conv(comparison, measure_fn=timer(ctx)) if bench else None  # --bench: measured times
+    emit(format, output, table=conv_table(comparison, measured), records=conv_records(comparison, measured),
+         document=conv_document(comparison, measured))

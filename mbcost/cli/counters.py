@@ -1,8 +1,8 @@
-"""``mbcost reconcile`` and the ``--counters`` / ``--convention`` extras of ``mbcost compare``."""
+"""``mbcost reconcile``: each counter's total on the real module, explained. (``mbcost compare --counters`` and
+``--convention`` are computed by ``mbcost.comparison`` and rendered by ``mbcost.render.comparison``.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,6 @@ from mbcost.cli.app import (
     COUNTERS_HELP,
     BatchOpt,
     ClassesOpt,
-    ConventionName,
     Format,
     FormatOpt,
     InputOpt,
@@ -27,102 +26,8 @@ from mbcost.cli.progress import QuietOpt, progress_bar
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.render.table import Table
-    from mbcost.zoo.spec import ModelSpec
 
-__all__ = ["compare_extras", "reconcile", "reconcile_table"]
-
-
-# --- compare extras --------------------------------------------------------------------------
-
-
-@dataclass
-class CompareExtras:
-    """What ``--counters`` and ``--convention`` add to ``mbcost compare``'s outputs."""
-
-    costs: list[ModelCost]
-    convention: str = "paper"
-    summary: str = ""
-    rows: list[list[str]] = field(default_factory=list)
-    json: dict[str, dict[str, Any]] = field(default_factory=dict)
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    #: ``--convention X``: X's total, MACs, elementwise ops and FLOPs, placed after the paper's counts.
-    convention_rows: list[list[str]] = field(default_factory=list)
-
-    def on_table(self, table: Table) -> Table:
-        if self.convention != "paper":
-            table.title += f", with the {self.convention} convention's figures"
-            table.notes = [f"convention {self.convention}: {self.summary}", *table.notes]
-            at = next((i + 1 for i, row in enumerate(table.rows) if row and row[0] == "elementwise ops"),
-                      len(table.rows))
-            table.rows[at:at] = self.convention_rows
-        table.notes += self.notes
-        return table
-
-    def on_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for row in records:
-            row["convention"] = self.convention
-            row.update(self.columns.get(row["model"], {}))
-        return records
-
-    def on_document(self, document: dict[str, Any]) -> dict[str, Any]:
-        document["convention"] = self.convention
-        if self.convention != "paper":
-            document["conventions"]["macs"] = f"{self.convention} convention: {self.summary}"
-            document["conventions"]["flops"] = (f"{self.convention} convention: 2 x the MACs it counts + the "
-                                                "elementwise ops it counts, once")
-        return document
-
-
-def compare_extras(specs: list[ModelSpec], costs: list[ModelCost], counters: str | None,
-                   convention: ConventionName | str, batch: int, classes: int) -> CompareExtras:
-    """Counter figures (measured on each real module) and each model's figures under the convention."""
-    from mbcost import units as fmt
-    from mbcost.cost.conventions import apply_convention, get_convention
-    from mbcost.counters.base import measure_many, parse_counters
-    from mbcost.render.costs import convention_fields, convention_rows
-
-    name = convention.value if isinstance(convention, ConventionName) else convention
-    conv = get_convention(name)
-    extras = CompareExtras(costs=costs, convention=name, summary=conv.summary)
-    ccs = [apply_convention(c, name) for c in costs]
-    for cost, cc in zip(costs, ccs, strict=True):
-        extras.json[cost.label] = {"convention": name}
-        if name != "paper":
-            fields = convention_fields(cost, cc, list(zip(costs, ccs, strict=True)))
-            extras.json[cost.label].update(fields)
-            extras.columns[cost.label] = {
-                "macs": fields["macs"], "flops": fields["flops"], "convention_total": cc.total,
-                **{f"{c}_macs": v["macs"] for c, v in fields["categories"].items()}}
-    if name != "paper":
-        extras.convention_rows = convention_rows(ccs)
-    if not counters:
-        return extras
-    names = parse_counters(counters)
-    with progress_bar("counters") as update:
-        results = []
-        for n, (spec, cost) in enumerate(zip(specs, costs, strict=True)):
-            update(n, len(specs), f"{cost.label}: {', '.join(names)} on the real module")
-            results.append(measure_many(names, spec, cost.inputs, batch, num_classes=classes))
-    for i, counter in enumerate(names):
-        first = results[0][i]
-        extras.rows.append([f"{counter} {first.version} total ({get_convention(counter).library_unit})",
-                            *[f"{fmt.count(r[i].total)} ({fmt.exact(r[i].total)})" for r in results]])
-        row = [f"{counter} preset vs library"]
-        for cost, r in zip(costs, results, strict=True):
-            gap = r[i].total - apply_convention(cost, counter).total
-            row.append("exact" if gap == 0 else f"off by {fmt.exact(gap)}")
-        extras.rows.append(row)
-    for cost, rs in zip(costs, results, strict=True):
-        entry = extras.json[cost.label]
-        entry["counters"] = {r.counter: r.total for r in rs}
-        entry["counter_details"] = {r.counter: {
-            "unit": r.unit, "version": r.version, "seconds": r.seconds, "unsupported": r.unsupported,
-            "preset_total": apply_convention(cost, r.counter).total} for r in rs}
-        extras.columns.setdefault(cost.label, {}).update({f"{r.counter}_total": r.total for r in rs})
-    extras.notes.append("counters: each library's own total, measured on the real module (CPU, float32, "
-                        "eval mode); 'mbcost reconcile MODEL' explains every difference")
-    return extras
+__all__ = ["reconcile", "reconcile_table"]
 
 
 # --- reconcile -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
@@ -11,9 +11,12 @@ from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
 from mbcost.render import conventions
 from mbcost.render.table import Table
 
+if TYPE_CHECKING:
+    from mbcost.bench.records import ConvRecord
+
 __all__ = [
-    "compare_dict", "compare_records", "compare_table", "conv_records", "conv_table", "convention_fields",
-    "convention_rows", "layer_records", "layers_table", "ratios",
+    "compare_dict", "compare_records", "compare_table", "conv_document", "conv_records", "conv_table",
+    "convention_fields", "convention_rows", "layer_records", "layers_table", "ratios",
 ]
 
 
@@ -195,7 +198,11 @@ def layers_table(cost: ModelCost) -> Table:
                  rows=rows, notes=notes)
 
 
-def conv_table(c: ConvComparison) -> Table:
+def conv_table(c: ConvComparison, measured: ConvRecord | None = None) -> Table:
+    """``mbcost conv``: the standard conv, its depthwise and pointwise parts, the exact ratio and the paper's
+    closed form; with ``measured`` (``mbcost conv --bench``), the measured times and speed-up too."""
+    from mbcost.render.bench import TIMING, conv_rows, env_line, wide_note
+
     std, sep = c.standard, c.separable
     dw, pw = sep.layers[0], sep.layers[1]
     k2 = f"{c.kernel}x{c.kernel}"
@@ -218,19 +225,34 @@ def conv_table(c: ConvComparison) -> Table:
     notes = [conventions.MACS, conventions.FLOPS,
              "agreement: MAC ratio " + ("equals" if c.macs_ratio == c.formula_ratio else "differs from")
              + " the closed form exactly", *c.notes]
+    if measured is not None:
+        rows += conv_rows(measured)
+        notes += ["measured: " + TIMING + "; a short time budget (mbcost sweep measures a grid)", env_line(measured)]
+        if measured.wide_spread or measured.standard_wide_spread:
+            notes.append(wide_note())
     return Table(
         title=(f"mbcost conv: M={c.in_channels}, N={c.out_channels}, K={c.kernel}, input {c.size[0]}x{c.size[1]} -> "
                f"{oh}x{ow}, stride {c.stride}, padding {c.padding}, bias {'yes' if c.bias else 'no'}, batch {c.batch}"),
         columns=["layer", "params", "MACs", "FLOPs", "vs standard"], rows=rows, notes=notes)
 
 
-def conv_records(c: ConvComparison) -> list[dict[str, Any]]:
+def conv_records(c: ConvComparison, measured: ConvRecord | None = None) -> list[dict[str, Any]]:
+    """One CSV row; with ``measured``, ``standard_ms``, ``separable_ms`` and ``measured_speedup`` too."""
     d = c.to_dict()
-    return [{"in_channels": c.in_channels, "out_channels": c.out_channels, "kernel": c.kernel,
-             "input_h": c.size[0], "input_w": c.size[1], "stride": c.stride, "padding": c.padding, "bias": c.bias,
-             "batch": c.batch, "standard_params": c.standard.params, "standard_macs": c.standard.macs,
-             "separable_params": c.separable.params, "separable_macs": c.separable.macs, "ratio": d["ratio"],
-             "params_ratio": d["params_ratio"], "formula_ratio": d["formula_ratio"]}]
+    row = {"in_channels": c.in_channels, "out_channels": c.out_channels, "kernel": c.kernel,
+           "input_h": c.size[0], "input_w": c.size[1], "stride": c.stride, "padding": c.padding, "bias": c.bias,
+           "batch": c.batch, "standard_params": c.standard.params, "standard_macs": c.standard.macs,
+           "separable_params": c.separable.params, "separable_macs": c.separable.macs, "ratio": d["ratio"],
+           "params_ratio": d["params_ratio"], "formula_ratio": d["formula_ratio"]}
+    if measured is not None:
+        row.update(standard_ms=measured.standard_ms, separable_ms=measured.separable_ms,
+                   measured_speedup=measured.measured_speedup)
+    return [row]
+
+
+def conv_document(c: ConvComparison, measured: ConvRecord | None = None) -> dict[str, Any]:
+    """``mbcost conv``'s JSON: ``ConvComparison.to_dict()``, plus ``measured`` (the record) with ``--bench``."""
+    return {**c.to_dict(), **({"measured": measured.to_dict()} if measured is not None else {})}
 
 
 # --- --convention X: the counter's own figures, each row in its own unit -------------------------

@@ -38,17 +38,13 @@ def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
     Raises:
         MbcostError: bad input (the same errors ``mbcost bench`` raises), for the first device.
     """
-    import torch
-
-    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.devices import available_devices
     from mbcost.bench.layers import profile_model
-    from mbcost.bench.model_bench import BenchSettings, plan_models
+    from mbcost.bench.model_bench import each_device, plan_models
     from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.bench.sweep import grid, run_sweep
-    from mbcost.bench.timer import QUICK_BUDGET
-    from mbcost.errors import MbcostError
 
-    devices = list(devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])))
+    devices = list(devices or available_devices())
     points = grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
     steps = len(devices) * (1 + len(specs) + len(points))
     done = 0
@@ -61,14 +57,15 @@ def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
 
     records: list[Any] = []
     skipped: list[str] = []
-    for n, dev in enumerate(devices):
-        try:
-            settings = BenchSettings(resolve_device(dev), "float32", budget=QUICK_BUDGET).validated()
-            plan_models(specs, input_size, [batch], settings, num_classes=num_classes)  # refuses before timing
-        except MbcostError as exc:
+    # planning checks memory: a device that cannot run the models is refused before anything is timed
+    runs = each_device(lambda s: plan_models(specs, input_size, [batch], s, num_classes=num_classes), "float32",
+                       devices=devices)
+    for n, run in enumerate(runs):
+        dev, settings = run.device, run.settings
+        if settings is None:
             if n == 0:
-                raise
-            skipped.append(f"{dev} not measured: {exc}")
+                raise run.error
+            skipped.append(f"{dev} not measured: {run.error}")
             continue
         step(f"{dev} peaks")
         with settings.runtime():

@@ -1,0 +1,115 @@
+"""``mbcost compare``'s outputs from a ``mbcost.comparison.Comparison``: the table, the CSV rows and the
+JSON document. Pure functions: each builds new objects and changes none of its arguments.
+
+Under a convention other than the paper's, the table adds the convention's figures after the paper's
+counts and the JSON's ``macs``/``flops`` are the convention's (``render.costs.convention_fields``);
+``--counters`` adds each library's total and whether its preset reproduces it; ``--bench`` adds the
+measured rows (``render.bench.compare_rows``), ``measured`` in the JSON and ``<device>_median_ms`` in
+the CSV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from mbcost import units as fmt
+from mbcost.render.bench import compare_notes, compare_rows
+from mbcost.render.costs import compare_dict, compare_records, compare_table, convention_fields, convention_rows
+from mbcost.render.table import Table
+
+if TYPE_CHECKING:
+    from mbcost.comparison import Comparison
+
+__all__ = ["COUNTERS_NOTE", "comparison_document", "comparison_records", "comparison_table", "counter_rows"]
+
+COUNTERS_NOTE = ("counters: each library's own total, measured on the real module (CPU, float32, eval mode); "
+                 "'mbcost reconcile MODEL' explains every difference")
+
+
+def counter_rows(c: Comparison) -> list[list[str]]:
+    """Per counter: the library's total on each model, then whether its preset reproduces it."""
+    from mbcost.cost.conventions import get_convention
+
+    rows: list[list[str]] = []
+    for i, counter in enumerate(c.counters):
+        first = c.counter_results[0][i]
+        rows.append([f"{counter} {first.version} total ({get_convention(counter).library_unit})",
+                     *[f"{fmt.count(r[i].total)} ({fmt.exact(r[i].total)})" for r in c.counter_results]])
+        gaps = [c.preset_gap(m, counter) for m in range(len(c.costs))]
+        rows.append([f"{counter} preset vs library", *["exact" if g == 0 else f"off by {fmt.exact(g)}" for g in gaps]])
+    return rows
+
+
+def _skipped(c: Comparison) -> list[str]:
+    return [f"{s.device} skipped ({s.reason})" for s in c.skipped]
+
+
+def comparison_table(c: Comparison) -> Table:
+    """Metrics as rows, models as columns: the paper's counts (``render.costs.compare_table``), the
+    convention's figures after the elementwise ops, the counters' rows, the measured rows."""
+    measured = list(c.measured)
+    table = compare_table(list(c.costs), extra_rows=[
+        *counter_rows(c), *compare_rows(c.labels, measured, list(c.speedups), _skipped(c))])
+    title, rows, notes = table.title, list(table.rows), list(table.notes)
+    if c.convention != "paper":
+        title += f", with the {c.convention} convention's figures"
+        notes.insert(0, f"convention {c.convention}: {c.convention_costs[0].summary}")
+        at = next((i + 1 for i, row in enumerate(rows) if row and row[0] == "elementwise ops"), len(rows))
+        rows[at:at] = convention_rows(list(c.convention_costs))
+    if c.counters:
+        notes.append(COUNTERS_NOTE)
+    notes += compare_notes(measured)
+    return replace(table, title=title, rows=rows, notes=notes)
+
+
+def _convention_fields(c: Comparison) -> list[dict[str, Any] | None]:
+    """Each model's JSON fields under the convention (``None`` under the paper's)."""
+    if c.convention == "paper":
+        return [None for _ in c.costs]
+    pairs = list(zip(c.costs, c.convention_costs, strict=True))
+    return [convention_fields(cost, cc, pairs) for cost, cc in pairs]
+
+
+def comparison_records(c: Comparison) -> list[dict[str, Any]]:
+    """One flat row per model (CSV): ``render.costs.compare_records`` plus ``convention``, the convention's
+    ``macs``/``flops``/``convention_total``/``<category>_macs``, ``<counter>_total`` and ``<device>_median_ms``."""
+    columns: dict[str, dict[str, Any]] = {}
+    for i, (cost, cc, fields) in enumerate(zip(c.costs, c.convention_costs, _convention_fields(c), strict=True)):
+        col: dict[str, Any] = {}
+        if fields is not None:
+            col.update(macs=fields["macs"], flops=fields["flops"], convention_total=cc.total,
+                       **{f"{cat}_macs": v["macs"] for cat, v in fields["categories"].items()})
+        if c.counters:
+            col.update({f"{r.counter}_total": r.total for r in c.counter_results[i]})
+        if c.bench:
+            col.update({f"{r.device}_median_ms": r.median_ms for r in c.measured_for(cost.label)})
+        columns[cost.label] = col
+    return [{**row, "convention": c.convention, **columns.get(row["model"], {})}
+            for row in compare_records(list(c.costs))]
+
+
+def comparison_document(c: Comparison) -> dict[str, Any]:
+    """The JSON document: ``{"conventions": ..., "models": [...], "convention": name}``; each model has
+    ``convention`` (and the convention's fields), ``counters`` and ``counter_details`` with ``--counters``,
+    ``measured`` (its records) with ``--bench``."""
+    extra: dict[str, dict[str, Any]] = {}
+    for i, (cost, fields) in enumerate(zip(c.costs, _convention_fields(c), strict=True)):
+        entry: dict[str, Any] = {"convention": c.convention, **(fields or {})}
+        if c.counters:
+            rs = c.counter_results[i]
+            entry["counters"] = {r.counter: r.total for r in rs}
+            entry["counter_details"] = {r.counter: {
+                "unit": r.unit, "version": r.version, "seconds": r.seconds, "unsupported": dict(r.unsupported),
+                "preset_total": c.preset_totals[i][r.counter]} for r in rs}
+        if c.bench:
+            entry["measured"] = [r.to_dict() for r in c.measured_for(cost.label)]
+        extra[cost.label] = entry
+    document = compare_dict(list(c.costs), extra=extra)
+    document["convention"] = c.convention
+    if c.convention != "paper":
+        summary = c.convention_costs[0].summary
+        document["conventions"] = {
+            **document["conventions"], "macs": f"{c.convention} convention: {summary}",
+            "flops": f"{c.convention} convention: 2 x the MACs it counts + the elementwise ops it counts, once"}
+    return document
