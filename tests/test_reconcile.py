@@ -103,7 +103,7 @@ def test_unexplained_difference_is_loud():
     assert not rec.exact and rec.unexplained == 7
     assert rec.components[-1].kind == UNEXPLAINED and rec.components[-1].amount == 7
     assert rec.by_category[UNEXPLAINED] == 7
-    from mbcost.cli.counters import reconcile_table
+    from mbcost.render.reconcile import reconcile_table
 
     table = reconcile_table(cost, [rec])
     assert "UNEXPLAINED" in table.title and table.notes[0].startswith("WARNING")

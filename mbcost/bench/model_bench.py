@@ -131,10 +131,7 @@ def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
             if len(batches) > 1 and cost.batch != batch:
                 raise SpecError("--batch with several sizes applies to image inputs (224, HxW); a full shape "
                                 "carries its own batch")
-            if cost.mode == "train":
-                memory = check_memory(cost, settings.device)
-            else:
-                memory = check_memory(cost, settings.device)
+            memory = check_memory(cost, settings.device)
             config = replace(settings.config(cost.batch), mode=cost.mode, optimizer=cost.optimizer)
             plans.append(ModelPlan(spec, cost, config, memory, num_classes))
     return plans

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,11 +22,7 @@ from mbcost.cli.app import (
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
 
-if TYPE_CHECKING:
-    from mbcost.cost.result import ModelCost
-    from mbcost.render.table import Table
-
-__all__ = ["reconcile", "reconcile_table"]
+__all__ = ["reconcile"]
 
 
 # --- reconcile -------------------------------------------------------------------------------
@@ -52,6 +47,7 @@ def reconcile(
 ) -> None:
     from mbcost.counters.base import parse_counters
     from mbcost.counters.reconciliation import reconcile_model
+    from mbcost.render.reconcile import reconcile_document, reconcile_records, reconcile_table
 
     check_writable(output)
     names = parse_counters(counters)
@@ -60,79 +56,3 @@ def reconcile(
         cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
     emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
          document=reconcile_document(cost, recs))
-
-
-def reconcile_document(cost: ModelCost, recs: list) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {
-        "model": cost.label, "input": list(cost.input), "inputs": [i.to_dict() for i in cost.inputs],
-        "batch": cost.batch,
-        "analytic": {"macs": cost.macs, "convention": "paper",
-                     "uncounted": [asdict(u) for u in cost.uncounted]},
-        "exact": all(r.exact for r in recs),
-        "counters": {r.counter: r.to_dict() for r in recs},
-    }
-
-
-def reconcile_records(recs: list) -> list[dict[str, Any]]:
-    rows = []
-    for r in recs:
-        base = {"counter": r.counter, "version": r.version, "model": r.model,
-                "input": "x".join(str(d) for d in r.input), "batch": r.batch, "analytic": r.analytic, "total": r.total}
-        for c in r.components:
-            rows.append({**base, "row": "component", "kind": c.kind, "reason": c.reason, "amount": c.amount,
-                         "calls": c.calls, "would_be": "",
-                         "categories": ";".join(f"{k}={v}" for k, v in c.categories.items())})
-        for s in r.skipped:
-            rows.append({**base, "row": "skipped", "kind": s.kind, "reason": s.reason, "amount": 0,
-                         "calls": s.calls, "would_be": s.would_be, "categories": s.module_type})
-    return rows
-
-
-def reconcile_table(cost: ModelCost, recs: list) -> Table:
-    from mbcost import units as fmt
-    from mbcost.render.table import Table
-
-    def signed(n: int | float) -> str:
-        return f"{'+' if n > 0 else ''}{fmt.exact(n) if isinstance(n, int) else f'{n:,.1f}'}"
-
-    rows: list[list[str]] = []
-    for r in recs:
-        rows.append([f"{r.counter} {r.version}", "total as the library reports it", fmt.exact(r.total), r.unit])
-        rows.append(["", "analytic (paper MACs)", fmt.exact(r.analytic), "conv + linear multiply-accumulates"])
-        rows.append(["", "difference", signed(r.difference), "= sum of the components below"])
-        for c in r.components:
-            loud = "!! " if c.kind == "unexplained" else ""
-            cats = ", ".join(f"{k} {signed(v)}" for k, v in c.categories.items())
-            rows.append(["", f"  {loud}{c.kind} x{c.calls}" if c.calls else f"  {loud}{c.kind}", signed(c.amount),
-                         c.reason + (f"; by category: {cats}" if cats else "")])
-        check = "exact: every unit explained" if r.exact else "NOT EXACT: unexplained difference, see '!!' row"
-        rows.append(["", "sum of components", signed(sum(c.amount for c in r.components)), check])
-        for s in r.skipped:
-            rows.append(["", f"  not counted: {s.module_type} {s.op} x{s.calls}", f"({fmt.count(s.would_be)})",
-                         f"{s.kind}; {s.reason}"])
-        if r.unsupported:
-            listed = ", ".join(f"{k} x{v}" for k, v in r.unsupported.items())
-            rows.append(["", f"  {r.counter} reports unsupported", "", listed])
-    exact = all(r.exact for r in recs)
-    title = (f"mbcost reconcile: {cost.label}, input {cost.input_label}, batch {cost.batch}: "
-             f"analytic {fmt.exact(cost.macs)} MACs vs {', '.join(r.counter for r in recs)}")
-    if not exact:
-        title += " -- UNEXPLAINED DIFFERENCE"
-    notes = [
-        "analytic = the papers' Mult-Adds: conv + linear multiply-accumulates, bias excluded",
-        "amounts in each counter's unit: fvcore, thop and ptflops add MACs and the elementwise ops they count, one "
-        "each (fvcore calls them flops); torch counts FLOPs = 2 x MACs",
-        "components: per op kind and reason (per layer category in brackets); they sum exactly to the difference",
-        "not counted: ops the counter skips, with what the engine charges for them (its unit) in parentheses",
-        "counters ran on the real module: CPU, float32, eval mode, zero input of the given size",
-    ]
-    if cost.uncounted:
-        ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in cost.uncounted}))
-        notes.append(f"ops the analytic engine has no formula for (not counted): {ops}")
-    if not exact:
-        notes.insert(0, "WARNING: a counter's total is not reproduced by its preset; the difference is listed "
-                        "as 'unexplained' (!!)")
-    return Table(title=title, columns=["counter", "item", "amount", "detail"], rows=rows, notes=notes,
-                 align_right=False)
