@@ -142,6 +142,16 @@ def test_same_label_different_environment_gets_told_apart_and_repeats_keep_the_l
     assert any("model record without" in s for s in skipped)
 
 
+def test_a_training_step_and_an_inference_forward_are_two_runs_never_one():
+    inference = records_for(CPU, ("v2",))
+    step = [dict(r, mode="train", optimizer="sgd", median_ms=r["median_ms"] * 3) for r in inference
+            if r["kind"] == "model"]  # `mbcost bench --mode train` on the same machine, same label
+    kept, runs, _ = rdata.label_runs(inference + step)
+    assert len(runs) == 2 and any("mode=train" in r.label for r in runs)
+    models = sorted((r.median_ms, r.mode) for r in kept if isinstance(r, ModelRecord))
+    assert models == [(step[0]["median_ms"] / 3, "inference"), (step[0]["median_ms"], "train")]  # both kept
+
+
 def test_category_times_sum_layer_records_by_category(measured):
     groups = rdata.category_times(measured.records)
     assert [(g.run, g.model) for g in groups] == [(r.label, "v1") for r in measured.runs]

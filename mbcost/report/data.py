@@ -149,6 +149,9 @@ def _default_label(r: Record) -> str:
 
 def _identity(r: Record) -> tuple[tuple[str, str], ...]:
     items = [(k, json.dumps(getattr(r, k), sort_keys=True)) for k in _IDENTITY]
+    # a training step and an inference forward measure different work: never one run (only model
+    # records have a mode; every other kind is inference)
+    items += [(k, json.dumps(getattr(r, k, default))) for k, default in (("mode", "inference"), ("optimizer", None))]
     items += [(f"env.{k}", json.dumps(getattr(r.env, k), sort_keys=True)) for k in _ENV_IDENTITY]
     return tuple(items)
 
