@@ -156,7 +156,7 @@ def measure(
     name: str | None = None,
     copy: bool | None = None,
 ) -> CounterResult:
-    """Run ``counter`` (``"fvcore"``, ``"thop"`` or ``"torch"``) on a real module.
+    """Run ``counter`` (``"fvcore"``, ``"thop"``, ``"torch"``, ``"ptflops"`` or ``"ptflops-aten"``) on a real module.
 
     Args:
         counter: which library.
