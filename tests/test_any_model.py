@@ -306,3 +306,20 @@ def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
     real = mbcost.analyze(model, inputs, execute="real")  # PyTorch's own kernels on the CPU
     assert _layers(cold) == _layers(warm) == _layers(real)
     assert cold.peak_activation_bytes == warm.peak_activation_bytes
+
+
+def test_the_walk_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    assert gc.isenabled()
+    mbcost.analyze(nn.Linear(4, 4), (1, 4))
+    assert gc.isenabled()
+    with pytest.raises(AnalysisError):
+        mbcost.analyze(nn.Linear(4, 4), (1, 5), execute="meta")  # fails inside the paused walk
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        mbcost.analyze(nn.Linear(4, 4), (1, 4))
+        assert not gc.isenabled()  # a caller who paused it keeps it paused
+    finally:
+        gc.enable()
