@@ -323,3 +323,19 @@ def test_the_walk_leaves_the_garbage_collector_as_it_found_it():
         assert not gc.isenabled()  # a caller who paused it keeps it paused
     finally:
         gc.enable()
+
+
+def test_integer_division_follows_the_default_dtype_of_each_analysis():
+    model = IntDivision()
+    ids = (torch.randint(1, 5, (2, 8)), torch.randint(1, 5, (2, 8)))
+    before = torch.get_default_dtype()
+    try:
+        for dtype, size in ((torch.float32, 4), (torch.float64, 8), (torch.float32, 4)):
+            torch.set_default_dtype(dtype)
+            real = model(*ids)
+            assert real.dtype == dtype
+            cost = mbcost.analyze(model, ids, execute="meta")
+            div = next(r for r in cost.layers if r.op.startswith("div"))
+            assert div.output_bytes == 2 * 8 * size  # int / int: the default dtype at the time, not a memo's
+    finally:
+        torch.set_default_dtype(before)

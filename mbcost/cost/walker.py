@@ -124,9 +124,12 @@ class _OpInfo:
     inplace: bool
     shortcut: Any
     adapter: Any
+    memoised: bool  # whether its shortcut's answer may be memoised (``_signature``)
 
 
 _OP_INFO: dict[Any, _OpInfo] = {}
+#: Ops whose shortcut also reads global state: true division of integers gives the default dtype.
+_NOT_MEMOISED = frozenset({"div", "div_"})
 
 
 def _op_info(func: Any) -> _OpInfo:
@@ -134,7 +137,8 @@ def _op_info(func: Any) -> _OpInfo:
     if info is None:
         packet = func.overloadpacket.__name__
         name = op_name(func)
-        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name))
+        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name),
+                       packet not in _NOT_MEMOISED)
         _OP_INFO[func] = info
     return info
 
@@ -304,7 +308,7 @@ class _Walk:
             if self.meta and tensors and self._on_meta(tensors):
                 out = None
                 if info.shortcut is not None and "out" not in kwargs:
-                    key = _signature(func, args, kwargs, self.tensor_type)
+                    key = _signature(func, args, kwargs, self.tensor_type) if info.memoised else None
                     answer = _ANSWERS.get(key) if key is not None else None
                     if answer is not None:
                         out = answer.replay(args, self.empty_strided)
