@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from mbcost.cost.training import MODES, OPTIMIZERS
+from mbcost.cost.walker import EXECUTE_MODES
 from mbcost.errors import MbcostError
 from mbcost.inputs import FLOAT_DTYPES
 
@@ -109,10 +111,7 @@ InputDTypeOpt = typer.Option(None, "--input-dtype",
                                   "bfloat16, float64, int64, int32, int16, int8, uint8, bool (int64 token ids...).")
 
 
-class Execute(str, Enum):
-    auto = "auto"
-    meta = "meta"
-    real = "real"
+Execute = Enum("Execute", {m: m for m in EXECUTE_MODES}, type=str)  # auto, meta, real
 
 
 ExecuteOpt = typer.Option(Execute.auto, "--execute",
@@ -120,16 +119,8 @@ ExecuteOpt = typer.Option(Execute.auto, "--execute",
                                "grad), auto (meta; real when an op needs data, and the output says so).")
 
 
-class Mode(str, Enum):
-    inference = "inference"
-    train = "train"
-
-
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
-    adamw = "adamw"
+Mode = Enum("Mode", {m: m for m in MODES}, type=str)  # inference, train
+OptimizerName = Enum("OptimizerName", {o: o for o in OPTIMIZERS}, type=str)  # sgd, momentum, adam, adamw
 
 
 ModeOpt = typer.Option(Mode.inference, "--mode",
