@@ -101,7 +101,7 @@ def analyze(
     else:
         module, model_name = model, name or type(model).__name__
     trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
-                        guard=structure is None, train=train)  # the zoo's cached models rebind nothing in forward
+                        train=train)
     return ModelCost(
         name=model_name,
         width=width,

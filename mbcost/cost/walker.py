@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import prod
@@ -38,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
+from mbcost.cost.programs import PROGRAMS, Capture, layer_key, remember_program, weights_of
 from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
+from mbcost.cost.shadow import shadow_tree
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
 from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
 from mbcost.cost.workspace import conv_workspace
@@ -70,39 +71,6 @@ def _first_line(exc: BaseException) -> str:
     if len(line) > 160 and ". " in line[:300]:
         line = line[: line.index(". ") + 1]
     return line
-
-
-def _guarded(modules: Any) -> list[Any]:
-    """The modules a forward may rebind attributes of: those whose ``forward`` is not one of torch.nn's
-    own (which rebind nothing), and their direct children."""
-    chosen: dict[Any, None] = {}
-    for m in modules:
-        if not getattr(type(m).forward, "__module__", "").startswith("torch.nn."):
-            chosen[m] = None
-            for child in m._modules.values():
-                if child is not None:
-                    chosen[child] = None
-    return list(chosen)
-
-
-def _snapshot(modules: Any) -> list[tuple[Any, tuple[dict, ...], tuple[tuple[int, ...], ...]]]:
-    """Each module's attributes, parameters, buffers and children (shallow copies, and the ids of
-    their values), to undo what a forward rebinds on the module (a detection model's anchor cache set
-    to meta tensors, say)."""
-    out = []
-    for m in modules:
-        dicts = (m.__dict__, m._parameters, m._buffers, m._modules)
-        out.append((m, tuple(dict(d) for d in dicts), tuple(tuple(map(id, d.values())) for d in dicts)))
-    return out
-
-
-def _restore(snapshot: list[tuple[Any, tuple[dict, ...], tuple[tuple[int, ...], ...]]]) -> None:
-    for m, saved, ids in snapshot:
-        for live, before, before_ids in zip((m.__dict__, m._parameters, m._buffers, m._modules), saved, ids,
-                                            strict=True):
-            if len(live) != len(before) or tuple(map(id, live.values())) != before_ids:
-                live.clear()
-                live.update(before)
 
 
 def _tensors(args: Any, out: list[Any], tensor: type) -> list[Any]:
@@ -153,7 +121,7 @@ class _Answer:
     outs: tuple[tuple[Any, tuple[int, ...], Any], ...]  # (shape, strides, dtype) of each new output
     alias: int  # the argument returned (an in-place op), or -1 for new outputs
     single: bool  # one tensor, not a tuple
-    priced: Priced | None  # None: the op has no adapter, or its adapter said "free"
+    priced: Priced | None  # None: the op has no adapter; FREE: its adapter said "free"
     scratch: int
 
     def replay(self, args: tuple, empty_strided: Any) -> Any:
@@ -167,6 +135,7 @@ class _Answer:
 _ANSWERS: dict[tuple, _Answer] = {}
 _MAX_ANSWERS = 16384
 _SCALARS = (int, float, bool, str, type(None))
+_UNSEEN = object()
 
 
 def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
@@ -191,28 +160,36 @@ def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | No
     return tuple(key)
 
 
-def _remember(key: tuple, args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> None:
+#: ``_Answer.priced`` of an op its adapter calls free (a view, a copy): nothing to record.
+FREE: Any = ()
+
+
+def _answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> _Answer | None:
+    """The answer an op call gave, for later calls with its signature; ``None`` when its outputs are
+    not new meta tensors nor one of its arguments."""
     for i, a in enumerate(args):
         if out is a:
-            answer = _Answer((), i, True, priced, scratch)
-            break
-    else:
-        outs = (out,) if isinstance(out, tensor) else out
-        if type(outs) not in (tuple, list) or not all(isinstance(o, tensor) and o.is_meta for o in outs) \
-                or any(o is a for o in outs for a in args):
-            return
-        answer = _Answer(tuple((o.shape, o.stride(), o.dtype) for o in outs), -1, isinstance(out, tensor), priced,
-                         scratch)
-    if len(_ANSWERS) >= _MAX_ANSWERS:
-        _ANSWERS.clear()
-    _ANSWERS[key] = answer
+            return _Answer((), i, True, priced, scratch)
+    outs = (out,) if isinstance(out, tensor) else out
+    if type(outs) not in (tuple, list) or not all(isinstance(o, tensor) and o.is_meta for o in outs) \
+            or any(o is a for o in outs for a in args):
+        return None
+    return _Answer(tuple((o.shape, o.stride(), o.dtype) for o in outs), -1, isinstance(out, tensor), priced, scratch)
+
+
+def _remember(key: tuple, answer: _Answer | None) -> _Answer | None:
+    if answer is not None:
+        if len(_ANSWERS) >= _MAX_ANSWERS:
+            _ANSWERS.clear()
+        _ANSWERS[key] = answer
+    return answer
 
 
 class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
-    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, guard: bool = True,
-                 train: bool = False) -> None:
+    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
+                 replay: bool = True) -> None:
         import torch
 
         self.torch = torch
@@ -221,7 +198,10 @@ class _Walk:
         self.model = model
         self.book = book
         self.meta = meta
-        self.guard = guard  # snapshot and restore the modules' attributes around the forward
+        # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off
+        self.replay = replay and meta
+        self.capture: Capture | None = None  # the layer call being recorded into a program
+        self.context = (train, torch.get_default_dtype())  # what else a layer's calls depend on
         self.weight_ids: set[int] = set(book.weight_ids)
         self.stand_ins: dict[int, Any] = {}
         self.keep_alive: list[Any] = []  # ids are only stable while the objects live
@@ -230,24 +210,62 @@ class _Walk:
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
         self.entered: Any = None  # the module entered last: where a Python-level check failed
         self.lifetimes = Lifetimes(set(book.weight_storages)) if meta else None
-        self.thread = threading.get_ident()
         # training: the tensors that carry a gradient (trainable weights and what depends on them)
         self.train = train
         self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
 
-    # -- module attribution (global module hooks, filtered to this model and this thread) ----
+    # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
-    def pre_hook(self, mod: Any, args: Any) -> None:
-        if mod in self.book.names and threading.get_ident() == self.thread:
-            self.stack.append((mod, [True]))
+    def wrap(self, mod: Any, copy: Any) -> Callable[..., Any]:
+        """The call of ``copy`` (the walk's copy of ``mod``): the ops inside are ``mod``'s; the
+        arguments live until it returns; a pure torch.nn layer replays its program."""
+        from torch.nn import Module
+
+        call_impl = Module._call_impl.__get__(copy)  # hooks, then forward, as Module.__call__ runs them
+        stack, tensor = self.stack, self.tensor_type
+        replay = self.replay
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            stack.append((mod, [True]))
             self.entered = mod
             self.op = ""
+            try:
+                if replay and not kwargs:
+                    key = layer_key(copy)
+                    if key is not None:
+                        return self.layer(copy, key, args, call_impl)
+                return call_impl(*args, **kwargs)
+            finally:
+                stack.pop()
+                if self.lifetimes is not None and args:
+                    self.lifetimes.hold(_tensors(args, [], tensor))
 
-    def post_hook(self, mod: Any, args: Any, _out: Any) -> None:
-        if self.stack and self.stack[-1][0] is mod:
-            self.stack.pop()
-            if self.lifetimes is not None and args:
-                self.lifetimes.hold(_tensors(args, [], self.tensor_type))
+        return call
+
+    def layer(self, copy: Any, key: tuple, args: tuple, call_impl: Callable[..., Any]) -> Any:
+        """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one."""
+        sig: list[Any] = [self.context, key]
+        for a in args:
+            if isinstance(a, self.tensor_type):
+                sig.append((a.shape, a.stride(), a.dtype, a.is_meta))
+            elif type(a) in _SCALARS:
+                sig.append((type(a), a))
+            else:
+                return call_impl(*args)
+        full = tuple(sig)
+        program = PROGRAMS.get(full, _UNSEEN)
+        if program is _UNSEEN:
+            self.capture = capture = Capture()
+            try:
+                result = call_impl(*args)
+            finally:
+                self.capture = None
+            remember_program(full, capture.program(copy, args, result, self.tensor_type, _op_info))
+            return result
+        if program is None:
+            return call_impl(*args)
+        with self.torch._C._DisableTorchDispatch():  # as inside the mode: ops made here are not recorded
+            return program.run(self.run_op, args, weights_of(copy))
 
     def where(self, in_op: bool = True) -> str:
         """The module (and, for a failing op, the op) the forward is in; after a failure outside any
@@ -296,16 +314,24 @@ class _Walk:
         return False
 
     def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        info = _OP_INFO.get(func) or _op_info(func)
-        self.op = info.packet
+        """One op the forward issued (through the dispatch mode)."""
         tensors = _tensors(args, [], self.tensor_type)
         if kwargs:
             _tensors(kwargs.values(), tensors, self.tensor_type)
+        return self.run_op(func, _OP_INFO.get(func) or _op_info(func), args, kwargs, tensors, None)
+
+    def run_op(self, func: Any, info: _OpInfo, args: tuple, kwargs: dict, tensors: list[Any],
+               known: _Answer | None) -> Any:
+        """Answer one op (``known``: its memoised answer, from a layer program) and record it."""
+        self.op = info.packet
         # On the meta run, ops on tensors the forward made itself on the CPU (an ``arange`` of
         # positions), none of them a weight, run as they are: index arithmetic later code may read.
         key = answer = None
         try:
-            if self.meta and tensors and self._on_meta(tensors):
+            if known is not None:
+                out = known.replay(args, self.empty_strided)
+                answer = known
+            elif self.meta and tensors and self._on_meta(tensors):
                 out = None
                 if info.shortcut is not None and "out" not in kwargs:
                     key = _signature(func, args, kwargs, self.tensor_type) if info.memoised else None
@@ -323,6 +349,8 @@ class _Walk:
             self.failed_at = self.failed_at or self.where()
             raise
         if info.inplace and tensors and all(id(t) in self.weight_ids for t in tensors):
+            if self.capture is not None:
+                self.capture.add(func, args, kwargs, out, answer)
             return out  # a state update (BatchNorm's num_batches_tracked += 1 in training): bookkeeping
         before = len(self.book.records)
         priced = None
@@ -335,8 +363,15 @@ class _Walk:
         scratch = 0
         if recorded and info.name == "convolution" and self.lifetimes is not None:
             scratch = answer.scratch if answer is not None else self._scratch(self.book.records[-1])
-        if key is not None and answer is None:
-            _remember(key, args, out, self.tensor_type, priced, scratch)
+        if answer is None and (key is not None or self.capture is not None and not tensors and self.meta):
+            # a new answer: memoised by signature, or kept by a layer program (a factory call such as
+            # BatchNorm's empty reserve tensor, which depends on its constant arguments only)
+            answer = _answer_of(args, out, self.tensor_type, FREE if priced is None and info.adapter else priced,
+                                scratch)
+            if key is not None:
+                _remember(key, answer)
+        if self.capture is not None:
+            self.capture.add(func, args, kwargs, out, answer)
         writes = None
         if self.lifetimes is not None:
             writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
@@ -413,6 +448,8 @@ class _Walk:
             call = info.adapter(args, kwargs, out)
             if call.kind != "free":
                 priced = price(call)
+        elif priced is FREE:
+            priced = None
         weight_ids = self.weight_ids
         if priced is None:  # free: what a weight's view or copy gives is a weight too
             for a in tensors:
@@ -439,39 +476,22 @@ class _Walk:
     # -- the forward ----------------------------------------------------------------------
 
     def forward(self, args: tuple, kwargs: dict) -> None:
-        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
         Recorder = _recorder_class()
-        model, torch = self.model, self.torch
-        snapshot = _snapshot(_guarded(self.book.names)) if self.guard else None
-        training = [m for m in self.book.names if m.training]
-        handles = []
+        torch = self.torch
         try:
-            # torch's own ModuleTracker uses these global hooks too; ours ignore other models and threads
-            handles.append(register_module_forward_pre_hook(self.pre_hook))
-            handles.append(register_module_forward_hook(self.post_hook, always_call=True))
-            if self.train:
-                model.train()
-            elif training:
-                model.eval()
+            root = shadow_tree(self.model, self.wrap)  # the walk's own copy: rebinding touches only it
+            if self.train or any(m.training for m in self.book.names):
+                root.train(self.train)
             if self.lifetimes is not None:
                 self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
             with torch.no_grad(), _composite_attention(torch), Recorder(self):
-                result = model(*args, **kwargs)
+                result = root(*args, **kwargs)
             if self.lifetimes is not None:
                 from torch.utils._pytree import tree_leaves
 
                 self.lifetimes.outputs([t for t in tree_leaves(result) if isinstance(t, self.tensor_type)])
         except Exception as exc:  # any failure of the user's forward: say where, keep the reason
             raise ForwardFailed(self.where(in_op=False), _first_line(exc)) from exc
-        finally:
-            for h in handles:
-                h.remove()
-            if snapshot is not None:
-                _restore(snapshot)
-            if self.train or training:
-                was = set(training)
-                for m in self.book.names:
-                    m.training = m in was
 
 
 @functools.cache
@@ -590,8 +610,8 @@ def trace_model(
     execute: str = "auto",
     structure: Structure | None = None,
     materialize: Callable[[], nn.Module] | None = None,
-    guard: bool = True,
     train: bool = False,
+    replay: bool = True,
 ) -> Trace:
     """Walk ``model`` on ``inputs`` and return its per-op records.
 
@@ -601,9 +621,9 @@ def trace_model(
         execute: ``auto``, ``meta`` or ``real`` (see the module docstring).
         structure: the model's module structure when the caller has it cached.
         materialize: builds a CPU model with real weights for the real run (default: a copy).
-        guard: undo whatever the meta forward rebinds on the model's modules (off only for the zoo's
-            own models, whose forwards rebind nothing).
         train: walk a training step's forward (train mode) and cost its backward (``training.py``).
+        replay: replay pure torch.nn layers' recorded calls (``programs.py``); off, every layer is
+            traced (the same records, slower: for tests).
 
     Raises:
         AnalysisError: the forward failed (on meta, and on the CPU when it was tried), or the
@@ -615,7 +635,7 @@ def trace_model(
     partial_bytes = 0
     if execute in ("auto", "meta"):
         book = RecordBook(model, structure)
-        walk = _Walk(model, book, meta=True, guard=guard, train=train)
+        walk = _Walk(model, book, meta=True, train=train, replay=replay)
         try:
             with _collector_paused():
                 walk.forward(*_meta_inputs(inputs))

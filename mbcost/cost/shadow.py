@@ -1,0 +1,63 @@
+"""A walk's private copy of a module tree, whose every module call the walk sees.
+
+``shadow_tree(model, wrap)`` copies each module of ``model``'s tree shallowly: a new object of the
+same class whose attribute dict, parameter dict, buffer dict and child dict are new dicts holding the
+same values (the same parameter tensors, the same hooks), children replaced by their copies. A
+module registered in several places gets one copy, so sharing is kept. Each copy's ``_call_impl``
+(what ``Module.__call__`` runs) is replaced by ``wrap(original, copy)``, so a walk knows when every
+module of the tree is entered and left without torch's global module hooks, which every other
+module in the process would pay for too.
+
+The copies are the walk's own: whatever a forward rebinds (a cached anchor grid, a ``training``
+flag, a parametrization's weight) lands on them, and the user's modules are never touched. A module
+that cannot be copied this way (a TorchScript module, a class whose ``__new__`` needs arguments) is
+used as it is; its ops are attributed to its nearest copied ancestor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["shadow_tree"]
+
+
+def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callable[..., Any]]) -> nn.Module:
+    """The copy of ``model``'s tree whose calls run ``wrap(original, copy)(*args, **kwargs)``."""
+    from torch.jit import ScriptModule
+
+    made: dict[int, Any] = {}
+
+    def copy(m: Any) -> Any:
+        s = made.get(id(m))
+        if s is not None:
+            return s
+        cls = type(m)
+        if isinstance(m, ScriptModule) or not _plain_new(cls):
+            made[id(m)] = m
+            return m
+        s = object.__new__(cls)
+        d = dict(m.__dict__)
+        d["_parameters"] = dict(m._parameters)
+        d["_buffers"] = dict(m._buffers)
+        children = d["_modules"] = dict(m._modules)
+        object.__setattr__(s, "__dict__", d)
+        made[id(m)] = s
+        for key, child in children.items():
+            if child is not None:
+                children[key] = copy(child)
+        d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
+        d["_call_impl"] = wrap(m, s)
+        return s
+
+    return copy(model)
+
+
+@cache
+def _plain_new(cls: type) -> bool:
+    """Whether ``cls`` creates its instances with ``object.__new__`` (torch.nn's classes all do)."""
+    return all(c.__dict__.get("__new__") in (None, object.__new__) for c in cls.__mro__ if c is not object)
