@@ -155,14 +155,25 @@ class RecordBook:
         if mod_name not in self._attributed:
             self._attributed.add(mod_name)
             params = self.own_params.get(mod_name, 0)
-        call, cost, category = priced
         cls = type(mod)
-        self.records.append(LayerCost(
+        # The same record (frozen) made by an earlier walk is reused: a second analysis of a model
+        # makes the same records, and each costs more to build than to look up.
+        key = (id(priced), label, mod_name, cls, op, params, input_bytes, output_bytes, weight_bytes, inplace, is_leaf)
+        known = _RECORDS.get(key)
+        if known is not None and known[0] is priced:
+            self.records.append(known[1])
+            return
+        call, cost, category = priced
+        record = LayerCost(
             label, mod_name, cls.__name__, op, call.kind, category, call.input_shape, call.output_shape,
             call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
             call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
-            weight_bytes, inplace, LayerFacts(is_leaf, call.affine, call.count_include_pad, _torch_bases(cls)),
-        ))
+            weight_bytes, inplace, _facts(is_leaf, call.affine, call.count_include_pad, cls),
+        )
+        if len(_RECORDS) >= _MAX_RECORDS:
+            _RECORDS.clear()
+        _RECORDS[key] = (priced, record)
+        self.records.append(record)
 
     def set_backward(self, macs: int, elementwise_ops: int) -> None:
         """Training: the backward cost of the record just added."""
@@ -177,6 +188,18 @@ class RecordBook:
         return Trace(layers=self.records, params=self.total_params,
                      unattributed_params=self.total_params - attributed, uncounted=unc, buffers=self.total_buffers,
                      trainable_params=self.trainable_params)
+
+
+#: Records by what they are made of (``RecordBook.add``): the priced call (by identity, kept alive
+#: with the record so that its id keeps its meaning), label, module, op, bytes and flags.
+_RECORDS: dict[tuple, tuple[Priced, LayerCost]] = {}
+_MAX_RECORDS = 16384
+
+
+@cache
+def _facts(is_leaf: bool, affine: bool | None, count_include_pad: bool | None, cls: type) -> LayerFacts:
+    """The facts of a record (few distinct ones: made once each)."""
+    return LayerFacts(is_leaf, affine, count_include_pad, _torch_bases(cls))
 
 
 @cache

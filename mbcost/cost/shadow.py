@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["shadow_tree"]
 
 
-def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callable[..., Any]]) -> nn.Module:
-    """The copy of ``model``'s tree whose calls run ``wrap(original, copy)(*args, **kwargs)``."""
+def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callable[..., Any]],
+                training: bool | None = None) -> nn.Module:
+    """The copy of ``model``'s tree whose calls run ``wrap(original, copy)(*args, **kwargs)``; with
+    ``training``, each copy's ``training`` flag is set to it (what ``Module.train`` would do)."""
     from torch.jit import ScriptModule
 
     made: dict[int, Any] = {}
@@ -51,6 +53,8 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
             if child is not None:
                 children[key] = copy(child)
         d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
+        if training is not None:
+            d["training"] = training
         d["_call_impl"] = wrap(m, s)
         return s
 

@@ -127,8 +127,10 @@ class _Answer:
     def replay(self, args: tuple, empty_strided: Any) -> Any:
         if self.alias >= 0:
             return args[self.alias]
-        outs = tuple(empty_strided(shape, strides, dtype=dtype, device="meta") for shape, strides, dtype in self.outs)
-        return outs[0] if self.single else outs
+        if self.single:
+            shape, strides, dtype = self.outs[0]
+            return empty_strided(shape, strides, dtype=dtype, device="meta")
+        return tuple(empty_strided(shape, strides, dtype=dtype, device="meta") for shape, strides, dtype in self.outs)
 
 
 #: Answers by signature, shared by all walks (bounded: cleared when full).
@@ -136,6 +138,7 @@ _ANSWERS: dict[tuple, _Answer] = {}
 _MAX_ANSWERS = 16384
 _SCALARS = (int, float, bool, str, type(None))
 _UNSEEN = object()
+_CALL_IMPL: Any = None  # torch.nn.Module._call_impl, set on the first walk (importing torch is lazy)
 
 
 def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
@@ -185,12 +188,54 @@ def _remember(key: tuple, answer: _Answer | None) -> _Answer | None:
     return answer
 
 
+class _Call:
+    """What ``Module.__call__`` runs for one module of a walk's copy of the tree (``shadow.py``):
+    the ops inside are ``mod``'s, its arguments live until it returns, and a pure torch.nn layer
+    replays its program (``Walk.layer``). A small object rather than a closure: the walk makes one
+    per module, and each is one object for Python's collector to scan, not nine."""
+
+    __slots__ = ("copy", "mod", "walk")
+
+    def __init__(self, walk: _Walk, mod: Any, copy: Any) -> None:
+        self.walk, self.mod, self.copy = walk, mod, copy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        walk, mod, copy = self.walk, self.mod, self.copy
+        walk.stack.append((mod, [True]))
+        walk.entered = mod
+        walk.op = ""
+        try:
+            if walk.replay and not kwargs:
+                key = layer_key(copy)
+                if key is not None:
+                    return walk.layer(copy, key, args)
+            d = copy.__dict__
+            if walk.plain and not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
+                                   or d["_backward_hooks"]):
+                return copy.forward(*args, **kwargs)  # what Module._call_impl does without hooks
+            return _CALL_IMPL(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
+        finally:
+            walk.stack.pop()
+            if walk.lifetimes is not None and args:
+                walk.lifetimes.hold(_tensors(args, [], walk.tensor_type))
+
+
 class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
     def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
                  replay: bool = True) -> None:
         import torch
+
+        global _CALL_IMPL
+        _CALL_IMPL = torch.nn.Module._call_impl
+        from torch.nn.modules import module as nn_module
+
+        # no global module hooks (another tool's) nor TorchScript tracing: a module without hooks of its
+        # own runs just its forward
+        self.plain = not (nn_module._global_forward_pre_hooks or nn_module._global_forward_hooks
+                          or nn_module._global_backward_pre_hooks or nn_module._global_backward_hooks
+                          or torch._C._get_tracing_state())
 
         self.torch = torch
         self.tensor_type = torch.Tensor
@@ -216,34 +261,13 @@ class _Walk:
 
     # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
-    def wrap(self, mod: Any, copy: Any) -> Callable[..., Any]:
-        """The call of ``copy`` (the walk's copy of ``mod``): the ops inside are ``mod``'s; the
-        arguments live until it returns; a pure torch.nn layer replays its program."""
-        from torch.nn import Module
+    def wrap(self, mod: Any, copy: Any) -> _Call:
+        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``)."""
+        return _Call(self, mod, copy)
 
-        call_impl = Module._call_impl.__get__(copy)  # hooks, then forward, as Module.__call__ runs them
-        stack, tensor = self.stack, self.tensor_type
-        replay = self.replay
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            stack.append((mod, [True]))
-            self.entered = mod
-            self.op = ""
-            try:
-                if replay and not kwargs:
-                    key = layer_key(copy)
-                    if key is not None:
-                        return self.layer(copy, key, args, call_impl)
-                return call_impl(*args, **kwargs)
-            finally:
-                stack.pop()
-                if self.lifetimes is not None and args:
-                    self.lifetimes.hold(_tensors(args, [], tensor))
-
-        return call
-
-    def layer(self, copy: Any, key: tuple, args: tuple, call_impl: Callable[..., Any]) -> Any:
+    def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
         """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one."""
+        call_impl = _CALL_IMPL.__get__(copy)
         sig: list[Any] = [self.context, key]
         for a in args:
             if isinstance(a, self.tensor_type):
@@ -479,9 +503,16 @@ class _Walk:
         Recorder = _recorder_class()
         torch = self.torch
         try:
-            root = shadow_tree(self.model, self.wrap)  # the walk's own copy: rebinding touches only it
-            if self.train or any(m.training for m in self.book.names):
-                root.train(self.train)
+            # the walk's own copy of the tree: what the forward rebinds, and the train/eval flags, touch
+            # only the copy; the flags are set on the copies directly unless a class has its own train()
+            names = self.book.names
+            module_train = torch.nn.Module.train
+            if any(type(m).train is not module_train for m in names):
+                root = shadow_tree(self.model, self.wrap)
+                if self.train or any(m.training for m in names):
+                    root.train(self.train)
+            else:
+                root = shadow_tree(self.model, self.wrap, training=self.train)
             if self.lifetimes is not None:
                 self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
             with torch.no_grad(), _composite_attention(torch), Recorder(self):
