@@ -34,14 +34,16 @@ class Peak:
 class Lifetimes:
     """Collects creation and last use of every activation storage, op by op."""
 
-    def __init__(self, weight_storages: set[int]) -> None:
+    def __init__(self, weight_storages: set[int], weight_keys: dict[int, int] | None = None) -> None:
+        """``weight_keys``: the storage id of each weight by the tensor's id, when already read (the
+        weights stay alive through the walk, so their ids keep their meaning)."""
         self.weight_storages = weight_storages
         self.created: dict[int, int] = {}
         self.last: dict[int, int] = {}
         self.size: dict[int, int] = {}
         self.where: list[Any] = []
         self.keep: list[Any] = []  # storages must outlive the walk, or their ids could be reused
-        self.keys: dict[int, int] = {}  # id of a tensor seen -> its storage id
+        self.keys: dict[int, int] = dict(weight_keys or {})  # id of a tensor seen -> its storage id
         # training: storage -> the earliest op that saved it for backward (it is freed once the
         # backward, running ops in reverse, has passed that op); per op, its gradients' bytes
         self.saved: dict[int, int] = {}

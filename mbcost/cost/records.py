@@ -52,6 +52,8 @@ class Structure:
     weight_ids: frozenset[int]
     #: Storage ids of every parameter and buffer (views of a weight share its storage).
     weight_storages: frozenset[int] = frozenset()
+    #: Each parameter's and buffer's storage id, by the tensor's id (read once here, for the lifetimes).
+    weight_keys: dict[int, int] = field(default_factory=dict)
     total_buffers: int = 0
     trainable_params: int = 0
 
@@ -65,7 +67,7 @@ def model_structure(model: nn.Module) -> Structure:
     order: list[nn.Module] = []
     seen: set[int] = set()
     weight_ids: set[int] = set()
-    storages: set[int] = set()
+    keys: dict[int, int] = {}
     counts: dict[nn.Module, int] = {}
     total = 0
     buffers = 0
@@ -79,14 +81,14 @@ def model_structure(model: nn.Module) -> Structure:
             for p in mod._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
-                    storages.add(p.untyped_storage()._cdata)
+                    keys[id(p)] = p.untyped_storage()._cdata
                     n += p.numel()
                     if p.requires_grad:
                         trainable += p.numel()
             for b in mod._buffers.values():
                 if b is not None and id(b) not in weight_ids:
                     weight_ids.add(id(b))
-                    storages.add(b.untyped_storage()._cdata)
+                    keys[id(b)] = b.untyped_storage()._cdata
                     buffers += b.numel()
             counts[mod] = n
             total += n
@@ -100,7 +102,8 @@ def model_structure(model: nn.Module) -> Structure:
     own_params = {names[m]: counts[m] for m in order}
     leaves = frozenset(m for m in order if not m._modules)
     return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
-                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(storages), total_buffers=buffers,
+                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(keys.values()), weight_keys=keys,
+                     total_buffers=buffers,
                      trainable_params=trainable)
 
 
@@ -130,6 +133,7 @@ class RecordBook:
             st.names, st.leaves, st.own_params, st.total_params)
         self.weight_ids = st.weight_ids
         self.weight_storages = st.weight_storages
+        self.weight_keys = st.weight_keys
         self.total_buffers = st.total_buffers
         self.trainable_params = st.trainable_params
         self.records: list[LayerCost] = []

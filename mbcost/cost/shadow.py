@@ -16,7 +16,8 @@ used as it is; its ops are attributed to its nearest copied ancestor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +27,19 @@ if TYPE_CHECKING:
 __all__ = ["shadow_tree"]
 
 
+@contextlib.contextmanager
 def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callable[..., Any]],
-                training: bool | None = None) -> nn.Module:
+                training: bool | None = None) -> Iterator[nn.Module]:
     """The copy of ``model``'s tree whose calls run ``wrap(original, copy)(*args, **kwargs)``; with
-    ``training``, each copy's ``training`` flag is set to it (what ``Module.train`` would do)."""
+    ``training``, each copy's ``training`` flag is set to it (what ``Module.train`` would do).
+
+    On leaving, the wrapped calls are taken off the copies: a call that refers back to its copy
+    makes a reference cycle, which only Python's cyclic collector could free; without it the copies
+    go as soon as the walk drops them."""
     from torch.jit import ScriptModule
 
     made: dict[int, Any] = {}
+    copies: list[dict[str, Any]] = []
 
     def copy(m: Any) -> Any:
         s = made.get(id(m))
@@ -56,9 +63,16 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
         if training is not None:
             d["training"] = training
         d["_call_impl"] = wrap(m, s)
+        copies.append(d)
         return s
 
-    return copy(model)
+    try:
+        yield copy(model)
+    finally:
+        for d in copies:
+            del d["_call_impl"]
+        copies.clear()
+        made.clear()  # ``copy`` below refers to itself (a cycle): let it hold nothing
 
 
 @cache

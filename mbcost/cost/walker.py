@@ -129,8 +129,8 @@ class _Answer:
             return args[self.alias]
         if self.single:
             shape, strides, dtype = self.outs[0]
-            return empty_strided(shape, strides, dtype=dtype, device="meta")
-        return tuple(empty_strided(shape, strides, dtype=dtype, device="meta") for shape, strides, dtype in self.outs)
+            return empty_strided(shape, strides, dtype=dtype, device=_META)
+        return tuple(empty_strided(shape, strides, dtype=dtype, device=_META) for shape, strides, dtype in self.outs)
 
 
 #: Answers by signature, shared by all walks (bounded: cleared when full).
@@ -139,6 +139,7 @@ _MAX_ANSWERS = 16384
 _SCALARS = (int, float, bool, str, type(None))
 _UNSEEN = object()
 _CALL_IMPL: Any = None  # torch.nn.Module._call_impl, set on the first walk (importing torch is lazy)
+_META: Any = "meta"  # torch.device("meta") from the first walk on (an object is quicker to pass than a string)
 
 
 def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
@@ -227,8 +228,8 @@ class _Walk:
                  replay: bool = True) -> None:
         import torch
 
-        global _CALL_IMPL
-        _CALL_IMPL = torch.nn.Module._call_impl
+        global _CALL_IMPL, _META
+        _CALL_IMPL, _META = torch.nn.Module._call_impl, torch.device("meta")
         from torch.nn.modules import module as nn_module
 
         # no global module hooks (another tool's) nor TorchScript tracing: a module without hooks of its
@@ -254,7 +255,7 @@ class _Walk:
         self.op = ""
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
         self.entered: Any = None  # the module entered last: where a Python-level check failed
-        self.lifetimes = Lifetimes(set(book.weight_storages)) if meta else None
+        self.lifetimes = Lifetimes(set(book.weight_storages), book.weight_keys) if meta else None
         # training: the tensors that carry a gradient (trainable weights and what depends on them)
         self.train = train
         self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
@@ -507,16 +508,14 @@ class _Walk:
             # only the copy; the flags are set on the copies directly unless a class has its own train()
             names = self.book.names
             module_train = torch.nn.Module.train
-            if any(type(m).train is not module_train for m in names):
-                root = shadow_tree(self.model, self.wrap)
-                if self.train or any(m.training for m in names):
+            own_train = any(type(m).train is not module_train for m in names)
+            with shadow_tree(self.model, self.wrap, training=None if own_train else self.train) as root:
+                if own_train and (self.train or any(m.training for m in names)):
                     root.train(self.train)
-            else:
-                root = shadow_tree(self.model, self.wrap, training=self.train)
-            if self.lifetimes is not None:
-                self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
-            with torch.no_grad(), _composite_attention(torch), Recorder(self):
-                result = root(*args, **kwargs)
+                if self.lifetimes is not None:
+                    self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
+                with torch.no_grad(), _composite_attention(torch), Recorder(self):
+                    result = root(*args, **kwargs)
             if self.lifetimes is not None:
                 from torch.utils._pytree import tree_leaves
 
