@@ -7,7 +7,7 @@ the first time (``Capture``): each argument becomes a slot (an input of the laye
 parameters or buffers, an output of an earlier call) or a constant, and each call keeps the
 memoised answer the walk's dispatch found for it. A later call with the same key (``layer_key``)
 hands the same calls, with that call's own tensors, straight to the walk's dispatch
-(``Program.run``): the layer's Python forward, torch's dispatcher and the dispatch mode are
+(``Walk.replay_program``): the layer's Python forward, torch's dispatcher and the dispatch mode are
 skipped, and nothing else is: every call is recorded, its lifetimes followed and (training) its
 backward costed by the same code as before, so a replayed layer's records are those of a traced
 one. ``tests/test_any_model.py`` compares them on models the project did not write.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["PROGRAMS", "Capture", "Program", "Slot", "Step", "layer_key", "remember_program", "weights_of"]
+__all__ = ["PROGRAMS", "Capture", "Program", "Slot", "Step", "fill", "layer_key", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -109,6 +109,12 @@ class Step:
     tensors: tuple[int, ...]
     answer: Any
     outs: int  # slots its result fills
+    #: The record's input, output and weight bytes when the call was recorded (they follow from the
+    #: program's key), and the slots of its tensors that may be activations (all but the layer's own
+    #: weights): what the walk needs to record a replayed call without re-reading its tensors.
+    recorded: tuple[int, int, int] | None = None
+    reads: tuple[int, ...] = ()
+    alias: int = -1  # the slot an in-place call returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,25 +124,20 @@ class Program:
     steps: tuple[Step, ...]
     result: Any
 
-    def run(self, run_op: Any, inputs: tuple, weights: list[Any]) -> Any:
-        """Replay the calls through ``run_op(func, info, args, kwargs, tensors, answer)``, with this
-        call's tensors."""
-        vals = [*inputs, *weights]
-        for step in self.steps:
-            top = step.top
-            if top is None:
-                args, kwargs = _fill(step.args, vals), _fill(step.kwargs, vals)
-            else:
-                filled = list(step.args)
-                for pos, i in top:
-                    filled[pos] = vals[i]
-                args, kwargs = tuple(filled), step.kwargs
-            out = run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], step.answer)
-            if step.outs == 1:
-                vals.append(out)
-            else:
-                vals.extend(out)
+    def result_with(self, vals: list[Any]) -> Any:
+        """The layer's return value, given the tensors by slot."""
         return _fill(self.result, vals)
+
+
+def fill(step: Step, vals: list[Any]) -> tuple[tuple, dict]:
+    """A step's arguments with this call's tensors (``vals``: the tensors by slot)."""
+    top = step.top
+    if top is None:
+        return _fill(step.args, vals), _fill(step.kwargs, vals)
+    filled = list(step.args)
+    for pos, i in top:
+        filled[pos] = vals[i]
+    return tuple(filled), step.kwargs
 
 
 def _fill(template: Any, vals: list[Any]) -> Any:
@@ -168,18 +169,25 @@ class Capture:
     """The calls a layer's forward makes while traced, turned into a ``Program`` afterwards."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Any, tuple, dict, Any, Any]] = []
+        self.calls: list[tuple[Any, tuple, dict, Any, Any, Any]] = []
 
-    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any) -> None:
-        self.calls.append((func, args, kwargs, out, answer))
+    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any, recorded: Any = None) -> None:
+        """One call: its arguments, result, memoised answer and the record it made (or ``None``)."""
+        self.calls.append((func, args, kwargs, out, answer, recorded))
 
     def program(self, layer: Any, inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
         """The program of these calls (``op_info(func)``: what the walk keeps of an op), or ``None``
         when a tensor in them is not the layer's own."""
         slots: dict[int, int] = {}
         n = 0
-        for t in (*inputs, *weights_of(layer)):
+        for t in inputs:
             slots.setdefault(id(t), n)
+            n += 1
+        own = set()  # the layer's weights' slots
+        for t in weights_of(layer):
+            if id(t) not in slots:
+                slots[id(t)] = n
+                own.add(n)
             n += 1
 
         def template(v: Any) -> Any:
@@ -196,7 +204,7 @@ class Capture:
 
         steps = []
         try:
-            for func, args, kwargs, out, answer in self.calls:
+            for func, args, kwargs, out, answer, record in self.calls:
                 targs, tkwargs = template(args), template(kwargs)
                 top = tuple((pos, a.i) for pos, a in enumerate(targs) if type(a) is Slot)
                 if tkwargs and _slots(tkwargs, []) or len(_slots(targs, [])) != len(top):
@@ -204,9 +212,15 @@ class Capture:
                 results = (out,) if isinstance(out, tensor) else out
                 if type(results) not in (tuple, list) or not all(isinstance(o, tensor) for o in results):
                     return None
-                steps.append(Step(func, op_info(func), targs, tkwargs, top,
-                                  tuple(_slots(tkwargs, _slots(targs, []))), answer,
-                                  1 if isinstance(out, tensor) else len(results)))
+                tensors = tuple(_slots(tkwargs, _slots(targs, [])))
+                alias = -1
+                if answer is not None and answer.alias >= 0:
+                    alias = targs[answer.alias].i if type(targs[answer.alias]) is Slot else -2
+                steps.append(Step(
+                    func, op_info(func), targs, tkwargs, top, tensors, answer,
+                    1 if isinstance(out, tensor) else len(results),
+                    None if record is None else (record.input_bytes, record.output_bytes, record.weight_bytes),
+                    tuple(i for i in tensors if i not in own), alias))
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1

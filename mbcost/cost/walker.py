@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
-from mbcost.cost.programs import PROGRAMS, Capture, layer_key, remember_program, weights_of
+from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, layer_key, remember_program, weights_of
 from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
 from mbcost.cost.shadow import shadow_tree
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
@@ -272,7 +272,7 @@ class _Walk:
         sig: list[Any] = [self.context, key]
         for a in args:
             if isinstance(a, self.tensor_type):
-                sig.append((a.shape, a.stride(), a.dtype, a.is_meta))
+                sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in self.weight_ids))
             elif type(a) in _SCALARS:
                 sig.append((type(a), a))
             else:
@@ -290,7 +290,36 @@ class _Walk:
         if program is None:
             return call_impl(*args)
         with self.torch._C._DisableTorchDispatch():  # as inside the mode: ops made here are not recorded
-            return program.run(self.run_op, args, weights_of(copy))
+            return self.replay_program(program, args, weights_of(copy))
+
+    def replay_program(self, program: Program, inputs: tuple, weights: list[Any]) -> Any:
+        """Run a layer's program with this call's tensors. A recorded step with a memoised answer is
+        recorded from what the program kept (its bytes; which of its tensors may be activations); any
+        other step, and every step of a training walk, goes through ``run_op``."""
+        vals = [*inputs, *weights]
+        fast = not self.train and self.lifetimes is not None
+        book, lifetimes = self.book, self.lifetimes
+        for step in program.steps:
+            answer, recorded = step.answer, step.recorded
+            if fast and recorded is not None and answer is not None and step.alias != -2:
+                info = step.info
+                self.op = info.packet
+                out = vals[step.alias] if step.alias >= 0 else answer.replay((), self.empty_strided)
+                mod, first = self.stack[-1]
+                index = len(book.records)
+                book.add(mod, first_in_call=first[0], op=info.name, priced=answer.priced, input_bytes=recorded[0],
+                         output_bytes=recorded[1], weight_bytes=recorded[2], inplace=info.inplace)
+                first[0] = False
+                lifetimes.op([vals[i] for i in step.reads], [out] if step.outs == 1 else list(out),
+                             (mod, info.name, index), answer.scratch if info.name == "convolution" else 0)
+            else:
+                args, kwargs = fill(step, vals)
+                out = self.run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], answer)
+            if step.outs == 1:
+                vals.append(out)
+            else:
+                vals.extend(out)
+        return program.result_with(vals)
 
     def where(self, in_op: bool = True) -> str:
         """The module (and, for a failing op, the op) the forward is in; after a failure outside any
@@ -396,7 +425,7 @@ class _Walk:
             if key is not None:
                 _remember(key, answer)
         if self.capture is not None:
-            self.capture.add(func, args, kwargs, out, answer)
+            self.capture.add(func, args, kwargs, out, answer, self.book.records[-1] if recorded else None)
         writes = None
         if self.lifetimes is not None:
             writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
