@@ -123,10 +123,14 @@ class Program:
 
     steps: tuple[Step, ...]
     result: Any
+    #: Whether the last call reads every tensor the layer was given: the call's arguments then live
+    #: to its end without the walk saying so (``Lifetimes.hold``).
+    holds: bool = False
 
     def result_with(self, vals: list[Any]) -> Any:
         """The layer's return value, given the tensors by slot."""
-        return _fill(self.result, vals)
+        result = self.result
+        return vals[result.i] if type(result) is Slot else _fill(result, vals)
 
 
 def fill(step: Step, vals: list[Any]) -> tuple[tuple, dict]:
@@ -224,7 +228,8 @@ class Capture:
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1
-            return Program(tuple(steps), template(result))
+            given = {slots[id(t)] for t in inputs if isinstance(t, tensor)}
+            return Program(tuple(steps), template(result), bool(steps) and given <= set(steps[-1].reads))
         except LookupError:
             return None
 

@@ -75,17 +75,19 @@ def model_structure(model: nn.Module) -> Structure:
 
     def visit(mod: nn.Module, prefix: str) -> None:
         nonlocal total, buffers, trainable
+        d = mod.__dict__
         if mod not in names:
             order.append(mod)
             n = 0
-            for p in mod._parameters.values():
+            for p in d["_parameters"].values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     keys[id(p)] = p.untyped_storage()._cdata
-                    n += p.numel()
+                    k = p.numel()
+                    n += k
                     if p.requires_grad:
-                        trainable += p.numel()
-            for b in mod._buffers.values():
+                        trainable += k
+            for b in d["_buffers"].values():
                 if b is not None and id(b) not in weight_ids:
                     weight_ids.add(id(b))
                     keys[id(b)] = b.untyped_storage()._cdata
@@ -93,9 +95,11 @@ def model_structure(model: nn.Module) -> Structure:
             counts[mod] = n
             total += n
         names[mod] = prefix
-        for key, child in mod._modules.items():
-            if child is not None:
-                visit(child, f"{prefix}.{key}" if prefix else key)
+        children = d["_modules"]
+        if children:
+            for key, child in children.items():
+                if child is not None:
+                    visit(child, f"{prefix}.{key}" if prefix else key)
 
     visit(model, "")
     weight_ids |= seen

@@ -36,29 +36,30 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
     On leaving, the wrapped calls are taken off the copies: a call that refers back to its copy
     makes a reference cycle, which only Python's cyclic collector could free; without it the copies
     go as soon as the walk drops them."""
-    from torch.jit import ScriptModule
-
     made: dict[int, Any] = {}
     copies: list[dict[str, Any]] = []
+    new = object.__new__
+    set_dict = object.__setattr__
 
     def copy(m: Any) -> Any:
         s = made.get(id(m))
         if s is not None:
             return s
         cls = type(m)
-        if isinstance(m, ScriptModule) or not _plain_new(cls):
+        if not _copyable(cls):
             made[id(m)] = m
             return m
-        s = object.__new__(cls)
-        d = dict(m.__dict__)
-        d["_parameters"] = dict(m._parameters)
-        d["_buffers"] = dict(m._buffers)
-        children = d["_modules"] = dict(m._modules)
-        object.__setattr__(s, "__dict__", d)
+        s = new(cls)
+        d = m.__dict__.copy()
+        d["_parameters"] = d["_parameters"].copy()
+        d["_buffers"] = d["_buffers"].copy()
+        children = d["_modules"] = d["_modules"].copy()
+        set_dict(s, "__dict__", d)
         made[id(m)] = s
-        for key, child in children.items():
-            if child is not None:
-                children[key] = copy(child)
+        if children:
+            for key, child in children.items():
+                if child is not None:
+                    children[key] = copy(child)
         d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
         if training is not None:
             d["training"] = training
@@ -76,6 +77,10 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
 
 
 @cache
-def _plain_new(cls: type) -> bool:
-    """Whether ``cls`` creates its instances with ``object.__new__`` (torch.nn's classes all do)."""
-    return all(c.__dict__.get("__new__") in (None, object.__new__) for c in cls.__mro__ if c is not object)
+def _copyable(cls: type) -> bool:
+    """Whether modules of ``cls`` can be copied this way: not TorchScript, and made by
+    ``object.__new__`` (torch.nn's classes all are)."""
+    from torch.jit import ScriptModule
+
+    return not issubclass(cls, ScriptModule) and all(
+        c.__dict__.get("__new__") in (None, object.__new__) for c in cls.__mro__ if c is not object)

@@ -205,11 +205,13 @@ class _Call:
         walk.stack.append((mod, [True]))
         walk.entered = mod
         walk.op = ""
+        held = False
         try:
             if walk.replay and not kwargs:
                 key = layer_key(copy)
                 if key is not None:
-                    return walk.layer(copy, key, args)
+                    held = True
+                    return walk.layer(copy, key, args)  # holds the arguments itself
             d = copy.__dict__
             if walk.plain and not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
                                    or d["_backward_hooks"]):
@@ -217,7 +219,7 @@ class _Call:
             return _CALL_IMPL(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
         finally:
             walk.stack.pop()
-            if walk.lifetimes is not None and args:
+            if walk.lifetimes is not None and args and not held:
                 walk.lifetimes.hold(_tensors(args, [], walk.tensor_type))
 
 
@@ -267,30 +269,42 @@ class _Walk:
         return _Call(self, mod, copy)
 
     def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
-        """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one."""
-        call_impl = _CALL_IMPL.__get__(copy)
+        """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one.
+        The arguments are held to the call's end (``Lifetimes.hold``) unless the program's last call
+        read them all anyway."""
         sig: list[Any] = [self.context, key]
+        weight_ids = self.weight_ids
         for a in args:
             if isinstance(a, self.tensor_type):
-                sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in self.weight_ids))
+                sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in weight_ids))
             elif type(a) in _SCALARS:
                 sig.append((type(a), a))
             else:
-                return call_impl(*args)
+                return self._traced(copy, args)
         full = tuple(sig)
         program = PROGRAMS.get(full, _UNSEEN)
+        if program is None:
+            return self._traced(copy, args)
         if program is _UNSEEN:
             self.capture = capture = Capture()
             try:
-                result = call_impl(*args)
+                result = self._traced(copy, args)
             finally:
                 self.capture = None
             remember_program(full, capture.program(copy, args, result, self.tensor_type, _op_info))
             return result
-        if program is None:
-            return call_impl(*args)
         with self.torch._C._DisableTorchDispatch():  # as inside the mode: ops made here are not recorded
-            return self.replay_program(program, args, weights_of(copy))
+            result = self.replay_program(program, args, weights_of(copy))
+        if not program.holds and self.lifetimes is not None and args:
+            self.lifetimes.hold(_tensors(args, [], self.tensor_type))
+        return result
+
+    def _traced(self, copy: Any, args: tuple) -> Any:
+        """A layer's forward, run under the dispatch mode (its hooks, if any, run as usual)."""
+        result = _CALL_IMPL(copy, *args)
+        if self.lifetimes is not None and args:
+            self.lifetimes.hold(_tensors(args, [], self.tensor_type))
+        return result
 
     def replay_program(self, program: Program, inputs: tuple, weights: list[Any]) -> Any:
         """Run a layer's program with this call's tensors. A recorded step with a memoised answer is
