@@ -62,7 +62,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -119,18 +118,29 @@ def silenced() -> Iterator[io.StringIO]:
         logging.disable(level)
 
 
+#: ``--collect``: a full collection before each timed call (the protocol of earlier runs of this script).
+COLLECT = False
+
+
 def best_of(repeat: int, count: Callable[[Any], Any], prepare: Callable[[], Any] | None = None) -> tuple[float, Any]:
-    """Best wall time (ms) of ``count(prepare())`` over ``repeat`` runs; ``prepare`` runs outside the timing."""
-    best, result = float("inf"), None
+    """Best time (ms) of ``count(prepare())`` over ``repeat`` runs, each timed alone by
+    ``torch.utils.benchmark.Timer.timeit(1)`` (timeit's rules: Python's cyclic collector is off
+    during the call, as for every contender); ``prepare`` runs outside the timing. With ``--collect``
+    a full collection runs before each call: the call then starts with cold CPU caches, which weighs
+    most on the shortest calls."""
+    import torch
+    from torch.utils.benchmark import Timer
+
+    best, box = float("inf"), {}
     for _ in range(repeat):
         state = prepare() if prepare is not None else None
-        gc.collect()
-        start = time.perf_counter()
-        result = count(state)
-        elapsed = time.perf_counter() - start
-        best = min(best, elapsed)
-        del state
-    return best * 1e3, result
+        timer = Timer("box['result'] = count(state)", globals={"count": count, "state": state, "box": box},
+                      num_threads=torch.get_num_threads())
+        if COLLECT:
+            gc.collect()
+        best = min(best, timer.timeit(1).times[0])
+        del state, timer
+    return best * 1e3, box.get("result")
 
 
 # --- the peers: (name, module to import, unit of the total, factor to MACs, runner) ---------------------------
@@ -489,12 +499,16 @@ def main() -> None:
     parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process mbcost runs")
     parser.add_argument("--skip-linearity", action="store_true", help="skip part 2")
     parser.add_argument("--quick", action="store_true", help="smoke run: first model only, repeat 1")
+    parser.add_argument("--collect", action="store_true",
+                        help="run a full garbage collection before each timed call (cold caches; the earlier protocol)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when the output goes to a file
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:
         models, args.repeat, args.ops_repeat = models[:1], 1, 1
     args.repeat, args.ops_repeat = max(args.repeat, 1), max(args.ops_repeat, 1)
+    global COLLECT
+    COLLECT = args.collect
 
     import torch
     import torchvision
@@ -506,6 +520,8 @@ def main() -> None:
     print("Benchmark: mbcost engine vs peer counters")
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}")
+    print("timing: torch.utils.benchmark.Timer.timeit(1) per call, best of --repeat; "
+          + ("a full garbage collection before each call (--collect)" if COLLECT else "no collection between calls"))
     import mbcost
 
     print("versions: mbcost " + mbcost.__version__ + ", "
