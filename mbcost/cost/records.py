@@ -63,21 +63,34 @@ def model_structure(model: nn.Module) -> Structure:
     ``named_modules(remove_duplicate=False)`` would give it), leaves, each module's own unique
     parameter count (a shared tensor counts once, for its first owner in registration order) and the
     ids of all parameters and buffers."""
-    names: dict[nn.Module, str] = {}
-    order: list[nn.Module] = []
-    seen: set[int] = set()
-    weight_ids: set[int] = set()
-    keys: dict[int, int] = {}
-    counts: dict[nn.Module, int] = {}
-    total = 0
-    buffers = 0
-    trainable = 0
+    tree = _Tree()
+    tree.visit(model, "")
+    names, order, counts, keys = tree.names, tree.order, tree.counts, tree.keys
+    own_params = {names[m]: counts[m] for m in order}
+    leaves = frozenset(m for m in order if not m._modules)
+    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=tree.total,
+                     weight_ids=frozenset(tree.seen | tree.buffer_ids), weight_storages=frozenset(keys.values()),
+                     weight_keys=keys, total_buffers=tree.buffers, trainable_params=tree.trainable)
 
-    def visit(mod: nn.Module, prefix: str) -> None:
-        nonlocal total, buffers, trainable
+
+class _Tree:
+    """What ``model_structure`` reads, gathered in one recursive visit (a class rather than a nested
+    function calling itself, which would be a reference cycle left for the collector)."""
+
+    def __init__(self) -> None:
+        self.names: dict[nn.Module, str] = {}
+        self.order: list[nn.Module] = []
+        self.seen: set[int] = set()  # parameter ids
+        self.buffer_ids: set[int] = set()
+        self.keys: dict[int, int] = {}
+        self.counts: dict[nn.Module, int] = {}
+        self.total = self.buffers = self.trainable = 0
+
+    def visit(self, mod: nn.Module, prefix: str) -> None:
         d = mod.__dict__
-        if mod not in names:
-            order.append(mod)
+        if mod not in self.names:
+            self.order.append(mod)
+            seen, keys = self.seen, self.keys
             n = 0
             for p in d["_parameters"].values():
                 if p is not None and id(p) not in seen:
@@ -86,29 +99,21 @@ def model_structure(model: nn.Module) -> Structure:
                     k = p.numel()
                     n += k
                     if p.requires_grad:
-                        trainable += k
+                        self.trainable += k
+            buffer_ids = self.buffer_ids
             for b in d["_buffers"].values():
-                if b is not None and id(b) not in weight_ids:
-                    weight_ids.add(id(b))
+                if b is not None and id(b) not in buffer_ids:
+                    buffer_ids.add(id(b))
                     keys[id(b)] = b.untyped_storage()._cdata
-                    buffers += b.numel()
-            counts[mod] = n
-            total += n
-        names[mod] = prefix
+                    self.buffers += b.numel()
+            self.counts[mod] = n
+            self.total += n
+        self.names[mod] = prefix
         children = d["_modules"]
         if children:
             for key, child in children.items():
                 if child is not None:
-                    visit(child, f"{prefix}.{key}" if prefix else key)
-
-    visit(model, "")
-    weight_ids |= seen
-    own_params = {names[m]: counts[m] for m in order}
-    leaves = frozenset(m for m in order if not m._modules)
-    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=total,
-                     weight_ids=frozenset(weight_ids), weight_storages=frozenset(keys.values()), weight_keys=keys,
-                     total_buffers=buffers,
-                     trainable_params=trainable)
+                    self.visit(child, f"{prefix}.{key}" if prefix else key)
 
 
 #: An op call with its cost and layer category: ``price(call)``.

@@ -38,42 +38,41 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
     go as soon as the walk drops them."""
     made: dict[int, Any] = {}
     copies: list[dict[str, Any]] = []
-    new = object.__new__
-    set_dict = object.__setattr__
-
-    def copy(m: Any) -> Any:
-        s = made.get(id(m))
-        if s is not None:
-            return s
-        cls = type(m)
-        if not _copyable(cls):
-            made[id(m)] = m
-            return m
-        s = new(cls)
-        d = m.__dict__.copy()
-        d["_parameters"] = d["_parameters"].copy()
-        d["_buffers"] = d["_buffers"].copy()
-        children = d["_modules"] = d["_modules"].copy()
-        set_dict(s, "__dict__", d)
-        made[id(m)] = s
-        if children:
-            for key, child in children.items():
-                if child is not None:
-                    children[key] = copy(child)
-        d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
-        if training is not None:
-            d["training"] = training
-        d["_call_impl"] = wrap(m, s)
-        copies.append(d)
-        return s
-
     try:
-        yield copy(model)
+        yield _copy(model, made, copies, wrap, training)
     finally:
         for d in copies:
             del d["_call_impl"]
-        copies.clear()
-        made.clear()  # ``copy`` below refers to itself (a cycle): let it hold nothing
+
+
+def _copy(m: Any, made: dict[int, Any], copies: list[dict[str, Any]], wrap: Callable[[Any, Any], Any],
+          training: bool | None) -> Any:
+    """The copy of ``m`` and, recursively, of its children (a module-level function: a nested one
+    that calls itself would be a reference cycle holding the walk until the next collection)."""
+    s = made.get(id(m))
+    if s is not None:
+        return s
+    cls = type(m)
+    if not _copyable(cls):
+        made[id(m)] = m
+        return m
+    s = object.__new__(cls)
+    d = m.__dict__.copy()
+    d["_parameters"] = d["_parameters"].copy()
+    d["_buffers"] = d["_buffers"].copy()
+    children = d["_modules"] = d["_modules"].copy()
+    object.__setattr__(s, "__dict__", d)
+    made[id(m)] = s
+    if children:
+        for key, child in children.items():
+            if child is not None:
+                children[key] = _copy(child, made, copies, wrap, training)
+    d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
+    if training is not None:
+        d["training"] = training
+    d["_call_impl"] = wrap(m, s)
+    copies.append(d)
+    return s
 
 
 @cache
