@@ -246,8 +246,9 @@ class _Walk:
         self.model = model
         self.book = book
         self.meta = meta
-        # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off
-        self.replay = replay and meta
+        # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off, or
+        # unless another tool's global module hooks must see every call
+        self.replay = replay and meta and self.plain
         self.capture: Capture | None = None  # the layer call being recorded into a program
         self.context = (train, torch.get_default_dtype())  # what else a layer's calls depend on
         self.weight_ids: set[int] = set(book.weight_ids)

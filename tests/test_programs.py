@@ -1,0 +1,182 @@
+"""The walk's own copy of the module tree, and layer programs (recorded once, replayed after).
+
+The reference for a replayed layer is the same layer traced op by op through the dispatch mode
+(``replay=False``): a different path through torch's dispatcher, the layer's Python forward and
+the walk's generic bookkeeping. Totals against torchvision's published figures are checked in
+``test_torchvision.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import mbcost
+from mbcost.cost import programs, walker
+from mbcost.cost.walker import trace_model
+from mbcost.inputs import resolve_inputs
+
+
+def _trace_facts(trace):
+    return (trace.layers, trace.params, trace.uncounted, trace.peak_activation_bytes, trace.peak_op,
+            trace.train_peak_activation_bytes, trace.train_peak_op)
+
+
+class _Replays:
+    """Counts the layer programs a walk replays."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.count = 0
+        original = walker._Walk.replay_program
+
+        def counted(walk, program, inputs, weights):
+            self.count += 1
+            return original(walk, program, inputs, weights)
+
+        monkeypatch.setattr(walker._Walk, "replay_program", counted)
+
+
+CASES = [
+    ("mobilenet_v3_small", 224, False),
+    ("mobilenet_v3_small", 160, True),  # training: the backward's costs and the training peak
+    ("resnet18", 224, False),
+    ("efficientnet_b0", 224, False),
+    ("convnext_tiny", 224, False),
+    ("vit_b_16", 224, False),
+    ("regnet_y_400mf", 224, True),
+    ("squeezenet1_1", 224, False),
+]
+
+
+@pytest.mark.parametrize(("name", "size", "train"), CASES, ids=[f"{n}-{s}{'-train' if t else ''}" for n, s, t in CASES])
+def test_replayed_layers_record_what_traced_layers_record(name, size, train, monkeypatch):
+    model = torchvision.models.get_model(name, weights=None).eval()
+    inputs = resolve_inputs(size)
+    programs.PROGRAMS.clear()
+    traced = trace_model(model, inputs, execute="meta", replay=False, train=train)
+    replays = _Replays(monkeypatch)
+    first = trace_model(model, inputs, execute="meta", train=train)  # records the programs
+    recorded = replays.count
+    again = trace_model(model, inputs, execute="meta", train=train)  # replays them
+    assert replays.count - recorded > 50, "the second walk replayed (almost) nothing"
+    assert _trace_facts(first) == _trace_facts(traced)
+    assert _trace_facts(again) == _trace_facts(traced)
+
+
+def test_a_text_model_with_token_ids_replays_as_it_traces():
+    model = nn.Sequential(nn.Embedding(100, 16), nn.LayerNorm(16), nn.Linear(16, 16), nn.GELU(), nn.Dropout(0.1))
+    inputs = resolve_inputs((2, 12), dtype="int64")
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    for _ in range(2):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+def test_a_layer_changed_in_place_between_analyses_is_analysed_as_it_now_is():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    before = mbcost.analyze(model, 32)
+    model[0].stride = (2, 2)  # the same objects, new settings
+    after = mbcost.analyze(model, 32)
+    fresh = mbcost.analyze(nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval(), 32)
+    assert after.layers[0].output_shape == (1, 8, 16, 16) != before.layers[0].output_shape
+    assert [(r.name, r.output_shape, r.macs, r.output_bytes) for r in after.layers] == \
+        [(r.name, r.output_shape, r.macs, r.output_bytes) for r in fresh.layers]
+
+
+def test_weights_converted_in_place_are_seen_by_the_next_analysis():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
+    inputs = (1, 3, 16, 16)
+    as_float = mbcost.analyze(model, inputs)
+    model.to(torch.float16)  # same modules, parameters in another dtype
+    as_half = mbcost.analyze(model, inputs, dtype="float16")
+    assert as_half.layers[0].weight_bytes * 2 == as_float.layers[0].weight_bytes
+    assert as_half.layers[0].output_bytes * 2 == as_float.layers[0].output_bytes
+
+
+def test_a_layer_with_hooks_runs_them_and_its_ops_are_its_own():
+    conv = nn.Conv2d(3, 4, 3)
+    calls = []
+    conv.register_forward_pre_hook(lambda m, args: (args[0] * 2,))  # an op of the hook's: a mul
+    conv.register_forward_hook(lambda m, args, out: calls.append(tuple(out.shape)))
+    model = nn.Sequential(conv, nn.ReLU())
+    for _ in range(2):
+        cost = mbcost.analyze(model, 8)
+        assert [(r.module, r.op) for r in cost.layers[:2]] == [("0", "mul"), ("0", "convolution")]
+    assert calls == [(1, 4, 6, 6)] * 2
+
+
+def test_another_tools_global_module_hooks_still_see_every_call():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    plain = mbcost.analyze(model, 8)
+    seen = []
+    handle = register_module_forward_hook(lambda m, args, out: seen.append(type(m).__name__))
+    try:
+        hooked = mbcost.analyze(model, 8)
+    finally:
+        handle.remove()
+    assert seen == ["Conv2d", "BatchNorm2d", "ReLU", "Sequential"]
+    assert hooked.layers == plain.layers
+
+
+def test_a_forward_that_rebinds_its_children_changes_only_the_walks_copy():
+    class Rebinder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            self.conv.bias = None  # a parameter unregistered ...
+            self.conv.register_buffer("seen", torch.ones(1))  # ... a buffer added ...
+            self.last_shape = tuple(x.shape)  # ... and an attribute set, all on the module being run
+            return self.conv(x)
+
+    model = Rebinder()
+    bias = model.conv.bias
+    cost = mbcost.analyze(model, 8)
+    assert cost.layers[0].op == "convolution"
+    assert model.conv.bias is bias and "seen" not in model.conv._buffers and not hasattr(model, "last_shape")
+
+
+def test_a_class_with_its_own_train_method_has_it_called_on_the_walks_copy():
+    class FrozenDropout(nn.Module):
+        train_calls = 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.5)
+
+        def train(self, mode: bool = True):
+            FrozenDropout.train_calls += 1
+            super().train(mode)
+            self.drop.eval()  # this model never drops, even in training
+            return self
+
+        def forward(self, x):
+            return self.drop(self.fc(x))
+
+    model = FrozenDropout().eval()
+    cost = mbcost.analyze(model, (2, 4), mode="train")
+    assert FrozenDropout.train_calls == 2  # once by eval() above, once on the walk's copy
+    assert not model.training and not model.drop.training  # the user's flags are as they were
+    assert [(r.module, r.op) for r in cost.layers] == [("fc", "addmm")]  # a training dropout would add 2 ops
+    plain = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    assert [r.module for r in mbcost.analyze(plain, (2, 4), mode="train").layers] == ["0", "1", "1"]
+
+
+def test_a_walk_leaves_nothing_for_the_cyclic_collector():
+    model = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    mbcost.analyze(model, 224)
+    gc.collect()
+    gc.disable()
+    try:
+        mbcost.analyze(model, 224)
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 100  # a walk's copies (about 1,000 objects here) go when it ends
