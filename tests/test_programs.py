@@ -80,7 +80,8 @@ def test_a_layer_changed_in_place_between_analyses_is_analysed_as_it_now_is():
     before = mbcost.analyze(model, 32)
     model[0].stride = (2, 2)  # the same objects, new settings
     after = mbcost.analyze(model, 32)
-    fresh = mbcost.analyze(nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval(), 32)
+    strided = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    fresh = mbcost.analyze(strided, 32)
     assert after.layers[0].output_shape == (1, 8, 16, 16) != before.layers[0].output_shape
     assert [(r.name, r.output_shape, r.macs, r.output_bytes) for r in after.layers] == \
         [(r.name, r.output_shape, r.macs, r.output_bytes) for r in fresh.layers]

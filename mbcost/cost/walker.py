@@ -10,6 +10,10 @@ How it runs (``execute``):
   The user's parameters stay where they are: an op that only needs their shapes reads the
   shapes, and one that must run gets meta stand-ins for them, made once per tensor. So tied
   (shared) parameters need nothing special, and a module called twice is recorded twice.
+  A layer of one of torch.nn's own pure classes (convolution, norm, activation, pooling,
+  linear...) is traced once per settings, weights' layouts and inputs' layouts, and replayed
+  after that (``mbcost.cost.programs``): the same records, without its Python forward or torch's
+  dispatcher.
 * ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
   grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
   ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
@@ -20,9 +24,9 @@ On the meta run the walk also follows every storage's lifetime (``mbcost.cost.li
 the peak activation memory, and with ``train=True`` it runs the forward in train mode and costs
 the backward (``mbcost.cost.training``): gradient flow, what each op saves, gradient products.
 
-The user's model is never changed: the module hooks that say which module issued an op (torch's
-global ones, filtered to this model and this thread) are removed in ``finally``; train/eval flags
-and any attribute the forward rebinds are restored; the real run uses a copy.
+The user's model is never changed: the forward runs on the walk's own shallow copy of the module
+tree (``mbcost.cost.shadow``), whose module calls say which module issued each op; train/eval
+flags and whatever the forward rebinds land on the copy. No global hook is registered.
 """
 
 from __future__ import annotations
