@@ -1,8 +1,13 @@
 """Benchmark: mbcost's engine against five peer counters on torchvision models, and its time per op.
 
 Part 1, per model (mobilenet_v2, mobilenet_v3_large, resnet50, efficientnet_b0, convnext_tiny,
-vit_b_16, densenet121 by default), times one full count by each contender, best of N
-(``time.perf_counter`` around the call alone):
+vit_b_16, densenet121 by default), times one full count by each contender, best of N rounds
+(``--repeat``, default 5); each round times every contender once in turn, so that a slow spell
+of a shared machine falls on all of them, and each call is timed alone by
+``torch.utils.benchmark.Timer.timeit(1)``: timeit's rules, Python's cyclic collector off during
+the call, for every contender alike.
+``--collect`` adds a full garbage collection before each call (the protocol of this script's
+earlier runs), which leaves the CPU caches cold for the call and weighs most on the shortest:
 
   1. mbcost warm   ``mbcost.analyze(module, 224)`` after one untimed call in this process;
   2. mbcost cold   the first ``mbcost.analyze(module, 224)`` in a fresh Python process that has
@@ -33,8 +38,9 @@ installed prints "n/a (not installed)"; one that fails on a model prints why, an
 
 The floor row (not a contender): a dispatch mode that only answers each op's output shape with
 mbcost's own shortcuts, under two empty global module hooks, on a meta copy of the model: what any
-tracer that works at the ATen dispatch level and attributes ops to modules pays before it records
-anything. "fastest peer / floor" is the best ratio such a tracer could reach on this machine.
+tracer that sees every op at the ATen dispatch level and attributes ops to modules pays before it
+records anything. mbcost can run under it: the layers it replays (``mbcost/cost/programs.py``)
+skip torch's dispatcher and the mode altogether.
 
 Part 2 times ``mbcost.analyze`` warm on synthetic chains of Conv2d 3x3 + BatchNorm2d + ReLU
 blocks on a 1x8x16x16 input, sized to 125, 250, 500 and 1000 ops (ops = ``len(cost.layers)``),
@@ -45,8 +51,8 @@ Reading the counts: torch on the CPU under no_grad takes PyTorch's fused transfo
 on vit_b_16, whose attention FlopCounterMode does not count (about a third less than the meta
 run, which decomposes it). Timings are wall clock: run on an otherwise idle machine.
 
-Run: python benchmarks/bench_engine.py [--models resnet50,vit_b_16] [--repeat 3] [--threads 1]
-                                       [--ops 125,250,500,1000] [--ops-repeat 5] [--quick]
+Run: python benchmarks/bench_engine.py [--models resnet50,vit_b_16] [--repeat 5] [--threads 1]
+                                       [--ops 125,250,500,1000] [--ops-repeat 5] [--quick] [--collect]
 """
 
 from __future__ import annotations
@@ -122,31 +128,69 @@ def silenced() -> Iterator[io.StringIO]:
 COLLECT = False
 
 
-def best_of(repeat: int, count: Callable[[Any], Any], prepare: Callable[[], Any] | None = None) -> tuple[float, Any]:
-    """Best time (ms) of ``count(prepare())`` over ``repeat`` runs, each timed alone by
-    ``torch.utils.benchmark.Timer.timeit(1)`` (timeit's rules: Python's cyclic collector is off
-    during the call, as for every contender); ``prepare`` runs outside the timing. With ``--collect``
-    a full collection runs before each call: the call then starts with cold CPU caches, which weighs
-    most on the shortest calls."""
-    import torch
-    from torch.utils.benchmark import Timer
+@dataclass
+class Timed:
+    """One contender's call, ready to time: ``count(prepare())``, with ``prepare`` (a fresh copy of
+    the model...) and ``finish`` (removing what ``prepare`` registered) outside the timing."""
 
-    best, box = float("inf"), {}
+    count: Callable[[Any], Any]
+    prepare: Callable[[], Any] | None = None
+    finish: Callable[[], None] | None = None
+
+    def once(self) -> tuple[float, Any]:
+        """One call timed alone by ``torch.utils.benchmark.Timer.timeit(1)`` (timeit's rules: Python's
+        cyclic collector is off during the call, as for every contender): (ms, its result). With
+        ``--collect`` a full collection runs first: the call then starts with cold CPU caches, which
+        weighs most on the shortest calls."""
+        import torch
+        from torch.utils.benchmark import Timer
+
+        box: dict[str, Any] = {}
+        state = self.prepare() if self.prepare is not None else None
+        try:
+            timer = Timer("box['result'] = count(state)", globals={"count": self.count, "state": state, "box": box},
+                          num_threads=torch.get_num_threads())
+            if COLLECT:
+                gc.collect()
+            seconds = timer.timeit(1).times[0]
+        finally:
+            if self.finish is not None:
+                self.finish()
+        return seconds * 1e3, box.get("result")
+
+
+def best_of(repeat: int, count: Callable[[Any], Any], prepare: Callable[[], Any] | None = None) -> tuple[float, Any]:
+    """Best ms of ``repeat`` calls of one contender in a row (part 2), and the last result."""
+    timed, best, result = Timed(count, prepare), float("inf"), None
     for _ in range(repeat):
-        state = prepare() if prepare is not None else None
-        timer = Timer("box['result'] = count(state)", globals={"count": count, "state": state, "box": box},
-                      num_threads=torch.get_num_threads())
-        if COLLECT:
-            gc.collect()
-        best = min(best, timer.timeit(1).times[0])
-        del state, timer
-    return best * 1e3, box.get("result")
+        ms, result = timed.once()
+        best = min(best, ms)
+    return best, result
+
+
+def interleaved(contenders: dict[str, Timed], repeat: int) -> dict[str, tuple[float, Any] | BaseException]:
+    """Each contender's best ms (and result) over ``repeat`` rounds, every round timing each contender
+    once in turn, so that a slow spell of the machine falls on all of them; a contender that raises
+    drops out with its exception."""
+    best: dict[str, tuple[float, Any] | BaseException] = {}
+    for _ in range(repeat):
+        for name, timed in contenders.items():
+            if isinstance(best.get(name), BaseException):
+                continue
+            try:
+                ms, result = timed.once()
+            except Exception as exc:  # a peer failing on a model is a result, not a crash
+                best[name] = exc
+                continue
+            if name not in best or ms < best[name][0]:
+                best[name] = (ms, result)
+    return best
 
 
 # --- the peers: (name, module to import, unit of the total, factor to MACs, runner) ---------------------------
 
 
-def run_fvcore(model, x, _meta, repeat):
+def run_fvcore(model, x, _meta):
     from fvcore.nn import FlopCountAnalysis
 
     def count(_):
@@ -154,7 +198,7 @@ def run_fvcore(model, x, _meta, repeat):
             return FlopCountAnalysis(model, x).total()
 
     count(None)
-    return best_of(repeat, count)
+    return Timed(count)
 
 
 def copied(count: Callable[[Any], Any], model: Any, to_meta: bool = False) -> Callable[[Any], Any]:
@@ -168,30 +212,30 @@ def copied(count: Callable[[Any], Any], model: Any, to_meta: bool = False) -> Ca
     return run
 
 
-def on_copies(count: Callable[[Any], Any], model: Any, repeat: int, with_copy: bool) -> tuple[float, Any]:
-    """Time a peer that changes the module it counts on fresh deep copies: made outside the timing,
-    or (``with_copy``) inside it, as a caller who keeps their model must."""
+def on_copies(count: Callable[[Any], Any], model: Any, with_copy: bool) -> Timed:
+    """A peer that changes the module it counts, on fresh deep copies: made outside the timing, or
+    (``with_copy``) inside it, as a caller who keeps their model must."""
 
     def prepare():
         return copy.deepcopy(model)
 
     count(prepare())
     if with_copy:
-        return best_of(repeat, copied(count, model))
-    return best_of(repeat, count, prepare)
+        return Timed(copied(count, model))
+    return Timed(count, prepare)
 
 
-def run_thop(model, x, _meta, repeat, with_copy=False):
+def run_thop(model, x, _meta, with_copy=False):
     import thop
 
     def count(clone):
         with silenced():
             return thop.profile(clone, inputs=(x,), verbose=False)[0]
 
-    return on_copies(count, model, repeat, with_copy)
+    return on_copies(count, model, with_copy)
 
 
-def run_ptflops(model, x, _meta, repeat, with_copy=False):
+def run_ptflops(model, x, _meta, with_copy=False):
     from ptflops import get_model_complexity_info
 
     def count(clone):
@@ -203,7 +247,7 @@ def run_ptflops(model, x, _meta, repeat, with_copy=False):
             raise RuntimeError(lines[-1] if lines else "returned None")
         return macs
 
-    return on_copies(count, model, repeat, with_copy)
+    return on_copies(count, model, with_copy)
 
 
 def _flop_counter(module, tensor):
@@ -218,31 +262,31 @@ def _flop_counter(module, tensor):
     return count
 
 
-def run_torch(model, x, _meta, repeat):
+def run_torch(model, x, _meta):
     count = _flop_counter(model, x)
     count(None)
-    return best_of(repeat, count)
+    return Timed(count)
 
 
-def run_torch_meta(model, _x, meta, repeat, with_copy=False):
+def run_torch_meta(model, _x, meta, with_copy=False):
     meta_model, meta_x = meta
     count = _flop_counter(meta_model, meta_x)
     count(None)
     if with_copy:
-        return best_of(repeat, copied(count, model, to_meta=True))
-    return best_of(repeat, count)
+        return Timed(copied(count, model, to_meta=True))
+    return Timed(count)
 
 
-def run_thop_copy(model, x, meta, repeat):
-    return run_thop(model, x, meta, repeat, with_copy=True)
+def run_thop_copy(model, x, meta):
+    return run_thop(model, x, meta, with_copy=True)
 
 
-def run_ptflops_copy(model, x, meta, repeat):
-    return run_ptflops(model, x, meta, repeat, with_copy=True)
+def run_ptflops_copy(model, x, meta):
+    return run_ptflops(model, x, meta, with_copy=True)
 
 
-def run_torch_meta_copy(model, x, meta, repeat):
-    return run_torch_meta(model, x, meta, repeat, with_copy=True)
+def run_torch_meta_copy(model, x, meta):
+    return run_torch_meta(model, x, meta, with_copy=True)
 
 
 PEERS = (
@@ -289,15 +333,16 @@ def short_error(exc: BaseException) -> str:
 # --- mbcost, warm and cold --------------------------------------------------------------------------------------
 
 
-def mbcost_warm(model, repeat: int) -> Outcome:
+def mbcost_warm(model) -> Timed:
+    """``mbcost.analyze`` after one untimed call (its result: the MACs and the layer count)."""
     import mbcost
 
-    try:
-        mbcost.analyze(model, SIZE)
-        ms, cost = best_of(repeat, lambda _: mbcost.analyze(model, SIZE))
-    except Exception as exc:  # report and go on
-        return Outcome(error=short_error(exc))
-    return Outcome(ms=ms, total=cost.macs, macs=float(cost.macs), note=f"{len(cost.layers)} layers")
+    def count(_):
+        cost = mbcost.analyze(model, SIZE)
+        return cost.macs, len(cost.layers)
+
+    count(None)
+    return Timed(count)
 
 
 def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
@@ -318,7 +363,7 @@ def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
     return Outcome(ms=best, total=macs, macs=float(macs), note=f"of which {engine_ms:.1f} ms lazy engine import")
 
 
-def dispatch_floor(model, x, repeat: int) -> Outcome:
+def dispatch_floor(model, x) -> Timed:
     """Time the forward under a dispatch mode that only answers shapes (see the module docstring)."""
     import torch
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
@@ -338,22 +383,26 @@ def dispatch_floor(model, x, repeat: int) -> Outcome:
             return func(*args, **kwargs) if out is None else out
 
     meta_model, meta_x = copy.deepcopy(model).to("meta"), torch.empty_like(x, device="meta")
+    handles: list[Any] = []
 
     def count(_):
         with torch.no_grad(), ShapesOnly():
             meta_model(meta_x)
 
-    handles = [register_module_forward_pre_hook(lambda m, a: None),
-               register_module_forward_hook(lambda m, a, o: None, always_call=True)]
+    def hooks():  # registered around each timed call only, so that no other contender pays for them
+        handles.extend([register_module_forward_pre_hook(lambda m, a: None),
+                        register_module_forward_hook(lambda m, a, o: None, always_call=True)])
+
+    def unhook():
+        while handles:
+            handles.pop().remove()
+
+    hooks()
     try:
         count(None)
-        ms, _ = best_of(repeat, count)
-    except Exception as exc:
-        return Outcome(error=short_error(exc))
     finally:
-        for h in handles:
-            h.remove()
-    return Outcome(ms=ms, note="shapes only, no records")
+        unhook()
+    return Timed(count, hooks, unhook)
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -388,22 +437,40 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     params = sum(p.numel() for p in model.parameters())
     meta = None
 
-    results: dict[str, Outcome] = {"mbcost warm": mbcost_warm(model, args.repeat)}
-    results["mbcost cold"] = (Outcome(error="skipped (--no-cold)") if args.no_cold
-                              else mbcost_cold(name, args.repeat, args.threads))
-    floor = dispatch_floor(model, x, args.repeat)
+    results: dict[str, Outcome] = {"mbcost warm": Outcome(), "mbcost cold": (
+        Outcome(error="skipped (--no-cold)") if args.no_cold else mbcost_cold(name, args.repeat, args.threads))}
+    # every contender's warm-up call first; then rounds that time each contender once in turn
+    contenders: dict[str, Timed] = {}
+    units: dict[str, tuple[str, float]] = {}
+    for contender, make in (("mbcost warm", mbcost_warm), ("_floor", dispatch_floor)):
+        try:
+            contenders[contender] = make(model) if make is mbcost_warm else make(model, x)
+        except Exception as exc:  # report and go on
+            results[contender] = Outcome(error=short_error(exc))
     for peer, _module, unit, to_macs, runner in PEERS:
         if versions[peer] is None:
             results[peer] = Outcome(error=NOT_INSTALLED)
             continue
         try:
-            if peer == "torch-meta" and meta is None:
+            if peer.startswith("torch-meta") and meta is None:
                 meta = (copy.deepcopy(model).to("meta"), torch.empty_like(x, device="meta"))
-            ms, total = runner(model, x, meta, args.repeat)
+            contenders[peer] = runner(model, x, meta)
+            units[peer] = (unit, to_macs)
         except Exception as exc:  # a peer failing on a model is a result, not a crash
             results[peer] = Outcome(error=short_error(exc))
-            continue
-        results[peer] = Outcome(ms=ms, total=total, macs=float(total) * to_macs, note=unit)
+    for contender, outcome in interleaved(contenders, args.repeat).items():
+        if isinstance(outcome, BaseException):
+            results[contender] = Outcome(error=short_error(outcome))
+        elif contender == "mbcost warm":
+            ms, (macs, layers) = outcome
+            results[contender] = Outcome(ms=ms, total=macs, macs=float(macs), note=f"{layers} layers")
+        elif contender == "_floor":
+            results[contender] = Outcome(ms=outcome[0], note="shapes only, no records")
+        else:
+            unit, to_macs = units[contender]
+            ms, total = outcome
+            results[contender] = Outcome(ms=ms, total=total, macs=float(total) * to_macs, note=unit)
+    floor = results.pop("_floor")
 
     warm, cold = results["mbcost warm"], results["mbcost cold"]
     timed_peers = [(p, results[p]) for p in BARE if results[p].ms is not None]
@@ -411,7 +478,7 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     unchanged = [(p, results[p]) for p in UNCHANGED if results[p].ms is not None]
     fastest_unchanged = min(unchanged, key=lambda item: item[1].ms) if unchanged else None
 
-    print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat})")
+    print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat} interleaved rounds)")
     print(f"  {'contender':<12} {'best ms':>9}  {'total':>16}  {'as GMACs':>9}  unit / note")
     for contender, outcome in results.items():
         if outcome.error:
@@ -492,7 +559,7 @@ def bench_linearity(targets: list[int], repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated torchvision model names")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per contender (best is kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per contender (best is kept)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for every contender")
     parser.add_argument("--ops", default=",".join(map(str, OPS)), help="op counts of the part-2 synthetic models")
     parser.add_argument("--ops-repeat", type=int, default=5, help="timed runs per part-2 model (best is kept)")
@@ -536,8 +603,8 @@ def main() -> None:
 
     if rows:
         names = ["mbcost warm", "mbcost cold", *(p for p, *_ in PEERS)]
-        print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat}); "
-              "ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
+        print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat} interleaved "
+              "rounds); ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
         header = f"  {'model':<19}" + "".join(f"{n:>16}" for n in names)
         print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ cold':>7}  {'unchanged':>15} {'/ warm':>7} "
                        f"{'/ cold':>7}  {'floor':>7} {'peer/floor':>10}")
