@@ -143,6 +143,27 @@ def test_a_forward_that_rebinds_its_children_changes_only_the_walks_copy():
     assert model.conv.bias is bias and "seen" not in model.conv._buffers and not hasattr(model, "last_shape")
 
 
+def test_modules_reached_through_plain_lists_and_dicts_are_attributed_and_left_unchanged():
+    class Stages(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3)
+            self.b = nn.Conv2d(4, 4, 3)
+            self.order = [self.a, self.b]  # plain containers of registered children
+            self.by_name = {"first": self.a}
+
+        def forward(self, x):
+            for stage in self.order:
+                stage.calls = getattr(stage, "calls", 0) + 1  # rebinds an attribute of the child
+                x = stage(x)
+            return x + self.by_name["first"].bias.sum()
+
+    model = Stages()
+    cost = mbcost.analyze(model, 16)
+    assert [(r.module, r.op) for r in cost.layers][:2] == [("a", "convolution"), ("b", "convolution")]
+    assert not hasattr(model.a, "calls") and model.order[0] is model.a
+
+
 def test_a_class_with_its_own_train_method_has_it_called_on_the_walks_copy():
     class FrozenDropout(nn.Module):
         train_calls = 0

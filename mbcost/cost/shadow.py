@@ -37,16 +37,42 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
     makes a reference cycle, which only Python's cyclic collector could free; without it the copies
     go as soon as the walk drops them."""
     made: dict[int, Any] = {}
-    copies: list[dict[str, Any]] = []
+    copies: list[tuple[type, dict[str, Any]]] = []  # each copy's class and attribute dict
     try:
-        yield _copy(model, made, copies, wrap, training)
+        root = _copy(model, made, copies, wrap, training)
+        for cls, d in copies:
+            if not _torch_nn_class(cls):
+                _point_at_copies(d, made)
+        yield root
     finally:
-        for d in copies:
+        for _cls, d in copies:
             del d["_call_impl"]
 
 
-def _copy(m: Any, made: dict[int, Any], copies: list[dict[str, Any]], wrap: Callable[[Any, Any], Any],
-          training: bool | None) -> Any:
+def _point_at_copies(d: dict[str, Any], made: dict[int, Any]) -> None:
+    """In a copy of a module whose class is not torch.nn's own, the plain lists, tuples and dicts it
+    holds (``self.stages = [self.a, self.b]``) get the copies of the modules in them, so that calls
+    through them are seen and what they rebind lands on the copies too."""
+    for key, value in d.items():
+        kind = type(value)
+        if kind is list or kind is tuple:
+            if any(id(v) in made for v in value):
+                d[key] = kind(made.get(id(v), v) for v in value)
+        elif kind is dict and key not in _OWN_DICTS and any(id(v) in made for v in value.values()):
+            d[key] = {k: made.get(id(v), v) for k, v in value.items()}
+
+
+_OWN_DICTS = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+@cache
+def _torch_nn_class(cls: type) -> bool:
+    """torch.nn's own classes keep modules only in ``_modules``."""
+    return cls.__module__.startswith("torch.nn.")
+
+
+def _copy(m: Any, made: dict[int, Any], copies: list[tuple[type, dict[str, Any]]],
+          wrap: Callable[[Any, Any], Any], training: bool | None) -> Any:
     """The copy of ``m`` and, recursively, of its children (a module-level function: a nested one
     that calls itself would be a reference cycle holding the walk until the next collection)."""
     s = made.get(id(m))
@@ -71,7 +97,7 @@ def _copy(m: Any, made: dict[int, Any], copies: list[dict[str, Any]], wrap: Call
     if training is not None:
         d["training"] = training
     d["_call_impl"] = wrap(m, s)
-    copies.append(d)
+    copies.append((cls, d))
     return s
 
 
