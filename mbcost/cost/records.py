@@ -151,11 +151,13 @@ class RecordBook:
         self._labels: dict[str, int] = {}
 
     def add(self, mod: nn.Module, *, first_in_call: bool, op: str, priced: Priced, input_bytes: int,
-            output_bytes: int, weight_bytes: int, inplace: bool) -> None:
+            output_bytes: int, weight_bytes: int, inplace: bool, reuse: bool = True) -> None:
         """Record one costed op issued by ``mod``; ``priced`` is ``price(call)`` of its call.
 
         The label is the module's path for the first op a leaf module issues in a call, else
-        ``path:op``; repeats (a module called twice) get ``#2``, ``#3``...
+        ``path:op``; repeats (a module called twice) get ``#2``, ``#3``... With ``reuse`` (``priced``
+        is kept, by a memoised answer or a layer program), the record an earlier walk made of the
+        same call in the same place is reused.
         """
         mod_name = self.names.get(mod, "")
         is_leaf = mod in self.leaves
@@ -171,11 +173,14 @@ class RecordBook:
         cls = type(mod)
         # The same record (frozen) made by an earlier walk is reused: a second analysis of a model
         # makes the same records, and each costs more to build than to look up.
-        key = (id(priced), label, mod_name, cls, op, params, input_bytes, output_bytes, weight_bytes, inplace, is_leaf)
-        known = _RECORDS.get(key)
-        if known is not None and known[0] is priced:
-            self.records.append(known[1])
-            return
+        key = None
+        if reuse:
+            key = (id(priced), label, mod_name, cls, op, params, input_bytes, output_bytes, weight_bytes, inplace,
+                   is_leaf)
+            known = _RECORDS.get(key)
+            if known is not None and known[0] is priced:
+                self.records.append(known[1])
+                return
         call, cost, category = priced
         record = LayerCost(
             label, mod_name, cls.__name__, op, call.kind, category, call.input_shape, call.output_shape,
@@ -183,9 +188,10 @@ class RecordBook:
             call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
             weight_bytes, inplace, _facts(is_leaf, call.affine, call.count_include_pad, cls),
         )
-        if len(_RECORDS) >= _MAX_RECORDS:
-            _RECORDS.clear()
-        _RECORDS[key] = (priced, record)
+        if key is not None:
+            if len(_RECORDS) >= _MAX_RECORDS:
+                _RECORDS.clear()
+            _RECORDS[key] = (priced, record)
         self.records.append(record)
 
     def set_backward(self, macs: int, elementwise_ops: int) -> None:

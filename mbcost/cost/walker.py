@@ -431,7 +431,9 @@ class _Walk:
             mod = self.stack[-1][0] if self.stack else self.model
             self.book.add_uncounted(info.name, mod)
         else:
-            priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None)
+            # a priced call kept by a memoised answer or a program is met again: its record may be reused
+            reuse = answer is not None or key is not None or self.capture is not None
+            priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None, reuse)
         recorded = len(self.book.records) > before
         scratch = 0
         if recorded and info.name == "convolution" and self.lifetimes is not None:
@@ -513,9 +515,10 @@ class _Walk:
         return peak.activation_bytes, f"{self.book.names.get(mod, '') or '(root)'}:{op}"
 
     def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any],
-               priced: Priced | None) -> Priced | None:
+               priced: Priced | None, reuse: bool = False) -> Priced | None:
         """Record the op (``priced``: its call, cost and category when known from an earlier call with
-        the same signature); returns them, or ``None`` for an op that is free (a view, a copy)."""
+        the same signature; ``reuse``: they will be met again, so the record may be shared with later
+        walks); returns them, or ``None`` for an op that is free (a view, a copy)."""
         mod, first = self.stack[-1] if self.stack else (self.model, [True])
         if priced is None:
             call = info.adapter(args, kwargs, out)
@@ -542,7 +545,7 @@ class _Walk:
         o = out[0] if isinstance(out, (tuple, list)) else out
         output_bytes = o.numel() * o.element_size() if isinstance(o, self.tensor_type) else 0
         self.book.add(mod, first_in_call=first[0], op=info.name, priced=priced, input_bytes=input_bytes,
-                      output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace)
+                      output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace, reuse=reuse)
         first[0] = False
         return priced
 
