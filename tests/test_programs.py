@@ -85,6 +85,9 @@ def test_a_layer_changed_in_place_between_analyses_is_analysed_as_it_now_is():
     assert after.layers[0].output_shape == (1, 8, 16, 16) != before.layers[0].output_shape
     assert [(r.name, r.output_shape, r.macs, r.output_bytes) for r in after.layers] == \
         [(r.name, r.output_shape, r.macs, r.output_bytes) for r in fresh.layers]
+    model[0].padding = [0, 0]  # a list, as a user may set it: unhashable, so traced, still on meta
+    listed = mbcost.analyze(model, 32, execute="meta")
+    assert listed.layers[0].output_shape == (1, 8, 15, 15)
 
 
 def test_weights_converted_in_place_are_seen_by_the_next_analysis():

@@ -6,11 +6,12 @@ called with the same settings, weights' layouts and inputs' layouts. The walk re
 the first time (``Capture``): each argument becomes a slot (an input of the layer, one of its
 parameters or buffers, an output of an earlier call) or a constant, and each call keeps the
 memoised answer the walk's dispatch found for it. A later call with the same key (``layer_key``)
-hands the same calls, with that call's own tensors, straight to the walk's dispatch
-(``Walk.replay_program``): the layer's Python forward, torch's dispatcher and the dispatch mode are
-skipped, and nothing else is: every call is recorded, its lifetimes followed and (training) its
-backward costed by the same code as before, so a replayed layer's records are those of a traced
-one. ``tests/test_any_model.py`` compares them on models the project did not write.
+hands the same calls, with that call's own tensors, back to the walk (``Walk.replay_program``):
+the layer's Python forward, torch's dispatcher and the dispatch mode are skipped. Every call is
+still recorded and its lifetimes followed, from what the program kept of it (its record's bytes,
+which of its tensors may be activations); in training, and for a call without a memoised answer,
+by the same code as a traced call. ``tests/test_programs.py`` compares replayed layers with
+op-by-op traced ones on models the project did not write.
 
 Not replayed (traced as before): a layer with hooks of its own, a subclass of torch.nn's classes
 (its forward may read anything), a layer whose settings hold something other than numbers, strings
@@ -84,8 +85,11 @@ def layer_key(layer: Any) -> tuple | None:
             return None
         settings = settings(d)
     weights = []
-    for t in (*d["_parameters"].values(), *d["_buffers"].values()):
-        weights.append(None if t is None else (t.shape, t.stride(), t.dtype, t.is_meta))
+    try:
+        for t in (*d["_parameters"].values(), *d["_buffers"].values()):
+            weights.append(None if t is None else (t.shape, t.stride(), t.dtype, t.is_meta))
+    except (RuntimeError, NotImplementedError):  # a sparse or nested weight has no strides: traced
+        return None
     return cls, settings, tuple(d["_parameters"]), tuple(d["_buffers"]), tuple(weights)
 
 

@@ -144,6 +144,7 @@ _SCALARS = (int, float, bool, str, type(None))
 _UNSEEN = object()
 _CALL_IMPL: Any = None  # torch.nn.Module._call_impl, set on the first walk (importing torch is lazy)
 _META: Any = "meta"  # torch.device("meta") from the first walk on (an object is quicker to pass than a string)
+_STRIDED: Any = None  # torch.strided: only dense inputs have the strides a layer program is keyed by
 
 
 def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
@@ -234,8 +235,8 @@ class _Walk:
                  replay: bool = True) -> None:
         import torch
 
-        global _CALL_IMPL, _META
-        _CALL_IMPL, _META = torch.nn.Module._call_impl, torch.device("meta")
+        global _CALL_IMPL, _META, _STRIDED
+        _CALL_IMPL, _META, _STRIDED = torch.nn.Module._call_impl, torch.device("meta"), torch.strided
         from torch.nn.modules import module as nn_module
 
         # no global module hooks (another tool's) nor TorchScript tracing: a module without hooks of its
@@ -280,14 +281,17 @@ class _Walk:
         sig: list[Any] = [self.context, key]
         weight_ids = self.weight_ids
         for a in args:
-            if isinstance(a, self.tensor_type):
+            if isinstance(a, self.tensor_type) and a.layout is _STRIDED:
                 sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in weight_ids))
             elif type(a) in _SCALARS:
                 sig.append((type(a), a))
             else:
                 return self._traced(copy, args)
         full = tuple(sig)
-        program = PROGRAMS.get(full, _UNSEEN)
+        try:
+            program = PROGRAMS.get(full, _UNSEEN)
+        except TypeError:  # a setting rebound to something unhashable (``conv.padding = [1, 1]``)
+            return self._traced(copy, args)
         if program is None:
             return self._traced(copy, args)
         if program is _UNSEEN:
