@@ -61,17 +61,12 @@ class Lifetimes:
         return key
 
     def _create(self, t: Any, step: int) -> None:
-        key = self.keys.get(id(t))
-        storage = None
-        if key is None:
-            storage = t.untyped_storage()
-            key = self.keys[id(t)] = storage._cdata
-            self.keep.append(t)
+        key = self._key(t)
         if key in self.weight_storages:
             return
         if key not in self.created:
             self.created[key] = step
-            self.size[key] = (storage or t.untyped_storage()).nbytes()
+            self.size[key] = t.untyped_storage().nbytes()
         last = self.last.get(key, step)
         self.last[key] = step if step > last else last
 
