@@ -12,6 +12,10 @@ Accepted forms (``resolve_inputs``):
 Text specs (the CLI's ``--input``) may end in ``:DTYPE`` (``1x128:int64``) and start with
 ``NAME=`` for a keyword input (``attention_mask=1x128:int64``). An integer or bool dtype makes a
 two-number text a full shape (``1x128:int64`` is 1 x 128 token ids, never an image).
+
+The batch (``--batch``) completes the image shorthand. A full shape or a tensor carries its own batch,
+its leading dimension: a batch other than 1 given with one is refused unless the two agree (never
+silently ignored, never applied by rewriting the shape).
 """
 
 from __future__ import annotations
@@ -246,10 +250,12 @@ def resolve_inputs(value: Any = 224, *, batch: int = 1, in_channels: int = 3, dt
 
     Args:
         value: see the module docstring. ``batch``, ``in_channels`` and ``dtype`` complete the
-            image shorthand (``224``, ``"HxW"``) and are the defaults of text specs.
+            image shorthand (``224``, ``"HxW"``) and are the defaults of text specs. A full shape (or a
+            tensor) carries its own batch: a ``batch`` other than 1 must then equal its leading dimension.
 
     Raises:
-        SpecError: anything that does not parse, out-of-range sizes, unknown dtypes.
+        SpecError: anything that does not parse, out-of-range sizes, unknown dtypes, a ``batch`` other
+            than 1 that differs from a full shape's leading dimension.
 
     Example:
         >>> resolve_inputs((1, 3, 16, 112, 112)).label
@@ -262,6 +268,30 @@ def resolve_inputs(value: Any = 224, *, batch: int = 1, in_channels: int = 3, dt
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise SpecError(f"in_channels must be >= 1 (got {in_channels!r})")
     check_dtype(dtype)
+    return _check_batch(_resolve(value, batch, in_channels, dtype), batch)
+
+
+def _check_batch(inputs: Inputs, batch: int) -> Inputs:
+    """Refuse a ``batch`` other than 1 that a full shape would silently override.
+
+    The rule: ``batch`` completes the image shorthand (``224``, ``"HxW"``); a full shape, a tensor or
+    an ``InputSpec`` carries its own batch (its leading dimension). Given together, they must agree.
+    """
+    if batch == 1:
+        return inputs
+    for spec in inputs.all:
+        lead = spec.shape[0] if spec.shape else 1
+        if lead != batch:
+            shape = "x".join(str(d) for d in spec.shape) or "a scalar"
+            wanted = "x".join(str(d) for d in (batch, *spec.shape[1:])) if spec.shape else ""
+            fix = f"give the shape {wanted}" if wanted else "leave the batch at 1"
+            raise SpecError(
+                f"batch {batch} conflicts with the full shape {shape}: a full shape carries its own batch (its "
+                f"leading dimension, {lead}); {fix}, or use the batch with an image size (224, HxW) only")
+    return inputs
+
+
+def _resolve(value: Any, batch: int, in_channels: int, dtype: str) -> Inputs:
     if isinstance(value, Inputs):
         return value
     if isinstance(value, InputSpec):

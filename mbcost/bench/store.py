@@ -116,6 +116,9 @@ def load_records(paths: Path | str | Iterable[Path | str], *, placeholders: bool
     out: list[dict[str, Any]] = []
     for p in paths:
         path = Path(p)
+        if path.is_dir():
+            raise SpecError(f"results file {path} is a directory, not a file; give the JSON Lines file written by "
+                            f"--save (e.g. {path / 'results.jsonl'})")
         if not path.is_file():
             raise SpecError(f"results file {path} does not exist (no such file)")
         try:

@@ -674,18 +674,25 @@ def _cpu_copy(model: nn.Module) -> nn.Module:
     return clone.to("cpu")
 
 
-def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int) -> None:
+def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int, where: str) -> None:
+    """Refuse a real CPU forward whose estimate exceeds the available memory, before anything is allocated.
+
+    The estimate is the measuring commands' (``mbcost.bench.devices.estimate_memory``): weights, inputs
+    and twice the activations (workspace, allocator rounding), plus a copy of the weights (the real run
+    works on its own model). ``activation_bytes`` is the meta walk's activation peak, or, when the meta
+    walk stopped early, every activation it traced before it stopped (``where`` says which).
+    """
     from mbcost.host import MEMORY_HEADROOM, available_cpu_memory
     from mbcost.units import nbytes
 
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    estimate = 2 * weights + inputs.nbytes + activation_bytes
+    estimate = 2 * weights + inputs.nbytes + 2 * activation_bytes
     available = available_cpu_memory()
     if available is not None and estimate > MEMORY_HEADROOM * available:
         raise AnalysisError(
             f"a real CPU forward would need about {nbytes(estimate)} (weights {nbytes(weights)} and a copy, inputs "
-            f"{nbytes(inputs.nbytes)}, activations {nbytes(activation_bytes)} traced before the data-dependent op) but "
-            f"only {nbytes(available)} is available; lower the batch or input size")
+            f"{nbytes(inputs.nbytes)}, 2 x activations {nbytes(activation_bytes)} {where}) but only "
+            f"{nbytes(available)} is available; lower the batch or input size")
 
 
 def trace_model(
@@ -717,21 +724,23 @@ def trace_model(
     if execute not in EXECUTE_MODES:
         raise SpecError(f"unknown execution mode {execute!r}; choose one of {', '.join(EXECUTE_MODES)}")
     meta_failure: ForwardFailed | None = None
-    partial_bytes = 0
-    if execute in ("auto", "meta"):
-        book = RecordBook(model, structure)
-        walk = _Walk(model, book, meta=True, train=train, replay=replay)
-        try:
-            with _collector_paused():
-                walk.forward(*_meta_inputs(inputs))
+    # every real forward is guarded by a memory estimate made on the meta device first (nothing allocated)
+    book = RecordBook(model, structure)
+    walk = _Walk(model, book, meta=True, train=train, replay=replay)
+    try:
+        with _collector_paused():
+            walk.forward(*_meta_inputs(inputs))
+        if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
-        except ForwardFailed as failed:
-            if execute == "meta":
-                raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
-                                    f"{failed.where}: {failed.reason} (try --execute real)") from None
-            meta_failure = failed
-            partial_bytes = sum(r.output_bytes for r in book.records)
-    _check_real_fits(model, inputs, partial_bytes)
+        activation_bytes, where = walk.peak()[0] or 0, "at their peak, estimated on the meta device"
+    except ForwardFailed as failed:
+        if execute == "meta":
+            raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
+                                f"{failed.where}: {failed.reason} (try --execute real)") from None
+        meta_failure = failed if execute == "auto" else None
+        activation_bytes = sum(r.output_bytes for r in book.records)
+        where = "traced before the data-dependent op"
+    _check_real_fits(model, inputs, activation_bytes, where)
     import torch
 
     real_model = materialize() if materialize is not None else _cpu_copy(model)

@@ -107,6 +107,7 @@ def build_report(
         MbcostError: bad input, one line (the CLI's exit 2).
     """
     from mbcost.bench.store import load_records
+    from mbcost.errors import SpecError
     from mbcost.inputs import resolve_inputs
     from mbcost.report.data import gather
     from mbcost.report.figures import report_figures
@@ -117,6 +118,9 @@ def build_report(
         if progress is not None:
             progress(done, total, what)
 
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < float("inf")):
+        raise SpecError(f"--threshold must be a number >= 0 (got {threshold!r}); a kernel is dead below "
+                        f"THRESHOLD x its layer's median L1 norm")
     out = prepare_out(out)
     specs = parse_models(models) if isinstance(models, str) else [
         parse_spec(s) if isinstance(s, str) else s for s in models]

@@ -86,7 +86,7 @@ def parse_models(text: str) -> list[ModelSpec]:
     parts = [p.strip() for p in (text or "").split(",")]
     parts = [p for p in parts if p]
     if not parts:
-        raise SpecError("no models given; e.g. --models v1,v2,vgg16")
+        raise SpecError("no models given; expected comma-separated model specs such as v1,v2,vgg16")
     return [parse_spec(p) for p in parts]
 
 
@@ -107,6 +107,9 @@ def load_factory(path: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: {exc}") from None
+    except Exception as exc:  # the module itself fails (SyntaxError, ValueError at import...): one line, exit 2
+        raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: it raised "
+                                f"{type(exc).__name__}: {_first_line(exc)}") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -115,6 +118,11 @@ def load_factory(path: str) -> Any:
     if not callable(obj):
         raise SpecError(f"{path!r} is not callable; it must be a function or class returning an nn.Module")
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def build_model(spec: str | ModelSpec, *, num_classes: int = 1000, device: str | None = None) -> nn.Module:
