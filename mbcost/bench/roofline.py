@@ -213,7 +213,7 @@ def get_peaks(device: Device, dtype: str, threads: int, *, refresh: bool = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(jsonable({"version": CACHE_VERSION, "peaks": entries}), indent=2,
-                                           sort_keys=True) + "\n")
+                                           sort_keys=True, allow_nan=False) + "\n")
     except (OSError, UsageError) as exc:
         log.warning("cannot write the roofline cache %s: %s", path, exc)
     return peaks

@@ -4,13 +4,14 @@ are formatted here, their arithmetic lives in ``mbcost.bench``)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
 from mbcost.render import conventions
-from mbcost.render.table import Table
+from mbcost.render.table import Table, finite
 from mbcost.units import ms, number, share, speed
 
 if TYPE_CHECKING:
@@ -109,6 +110,9 @@ def flat(record: Record) -> dict[str, Any]:
         d["ops"] = "+".join(d["ops"])
     for k, v in env.items():
         d[f"env_{k}"] = v
+    for k, v in d.items():  # what is still structured (inputs: [{"shape": ..., "dtype": ...}]) is JSON text
+        if isinstance(v, (list, tuple, dict)):
+            d[k] = json.dumps(finite(v), separators=(",", ":"), allow_nan=False)
     return d
 
 

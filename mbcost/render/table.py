@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Table", "to_csv", "to_json"]
+__all__ = ["Table", "finite", "to_csv", "to_json"]
 
 
 @dataclass
@@ -58,17 +59,32 @@ class Table:
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:
-    """Records (flat dicts) as CSV with a header; columns from the first record."""
+    """Records (flat dicts) as CSV with a header; the columns of every record, in the order first met
+    (each model's ``params_vs_<other>`` differ), a cell a record lacks left empty."""
     buf = io.StringIO()
     if records:
-        writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n", extrasaction="ignore")
+        fields = list(dict.fromkeys(k for r in records for k in r))
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(records)
     return buf.getvalue()
 
 
 def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+    """Strict JSON (RFC 8259): a non-finite float (a ratio or rate with nothing to divide by) is ``null``;
+    ``allow_nan=False`` keeps a bare ``NaN`` or ``Infinity`` from ever being written."""
+    return json.dumps(finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _json_default(o: Any) -> Any:
