@@ -125,6 +125,7 @@ def analyze(
         trainable_params=trace.trainable_params,
         train_peak_activation_bytes=trace.train_peak_activation_bytes,
         train_peak_op=trace.train_peak_op,
+        unpriced_params=tuple(trace.unpriced_params),
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
-from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, categorize
+from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, UnpricedParams, categorize
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,6 +38,8 @@ class Trace:
     trainable_params: int = 0
     train_peak_activation_bytes: int | None = None
     train_peak_op: str | None = None
+    #: Parameters of modules that ran but issued only ops without a formula (embedding lookups).
+    unpriced_params: list[UnpricedParams] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class RecordBook:
         self.trainable_params = st.trainable_params
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
+        #: Per module that issued an op without a formula: its type, that op, the records made before it.
+        self._unpriced: dict[str, tuple[str, str, int]] = {}
         self._attributed: set[str] = set()
         self._labels: dict[str, int] = {}
 
@@ -199,14 +203,22 @@ class RecordBook:
         self.records[-1] = replace(self.records[-1], backward_macs=macs, backward_elementwise_ops=elementwise_ops)
 
     def add_uncounted(self, op: str, mod: nn.Module) -> None:
-        self.uncounted[(op, self.names.get(mod, ""), type(mod).__name__)] += 1
+        name = self.names.get(mod, "")
+        self.uncounted[(op, name, type(mod).__name__)] += 1
+        if name not in self._unpriced:
+            self._unpriced[name] = (type(mod).__name__, op, len(self.records))
 
     def finish(self) -> Trace:
         attributed = sum(self.own_params.get(m, 0) for m in self._attributed)
         unc = [UncountedOp(op=k[0], module=k[1], module_type=k[2], calls=v) for k, v in self.uncounted.items()]
+        # a module that ran but made no record (its ops have no formula) still owns its parameters
+        unpriced = [UnpricedParams(name, cls, op, self.own_params[name], at)
+                    for name, (cls, op, at) in self._unpriced.items()
+                    if name not in self._attributed and self.own_params.get(name, 0)]
         return Trace(layers=self.records, params=self.total_params,
-                     unattributed_params=self.total_params - attributed, uncounted=unc, buffers=self.total_buffers,
-                     trainable_params=self.trainable_params)
+                     unattributed_params=self.total_params - attributed - sum(u.params for u in unpriced),
+                     uncounted=unc, buffers=self.total_buffers, trainable_params=self.trainable_params,
+                     unpriced_params=unpriced)
 
 
 #: Records by what they are made of (``RecordBook.add``): the priced call (by identity, kept alive

@@ -10,7 +10,10 @@ if TYPE_CHECKING:
 
     from mbcost.inputs import InputSpec
 
-__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "ModelCost", "Shape", "UncountedOp", "categorize"]
+__all__ = [
+    "CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "ModelCost", "Shape", "UncountedOp", "UnpricedParams",
+    "categorize",
+]
 
 #: Layer categories, with the exact names used in JSON output.
 CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
@@ -139,6 +142,23 @@ class UncountedOp:
 
 
 @dataclass(frozen=True)
+class UnpricedParams:
+    """The parameters of a module that ran but issued only ops without a formula (an ``nn.Embedding``'s
+    lookup, listed in ``uncounted``): they belong to that module, never to ``unattributed_params``
+    (parameters of modules the forward never ran). Shown as a row of their own, 0 MACs counted."""
+
+    module: str
+    module_type: str
+    op: str
+    params: int
+    #: Records made before the module's first op: where its row stands in forward order.
+    at: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"module": self.module, "module_type": self.module_type, "op": self.op, "params": self.params}
+
+
+@dataclass(frozen=True)
 class ModelCost:
     """Analytic cost of one model on one set of inputs (the ``paper`` convention).
 
@@ -161,6 +181,8 @@ class ModelCost:
     in_channels: int
     dtype: str
     dtype_bytes: int
+    #: Unique parameter elements (each ``nn.Parameter`` once), frozen ones included; buffers excluded.
+    #: ``trainable_params`` counts the ones with ``requires_grad``.
     params: int
     layers: tuple[LayerCost, ...]
     unattributed_params: int = 0
@@ -182,6 +204,8 @@ class ModelCost:
     trainable_params: int = 0
     train_peak_activation_bytes: int | None = None
     train_peak_op: str | None = None
+    #: Parameters of modules whose ops have no formula (embedding lookups), per module.
+    unpriced_params: tuple[UnpricedParams, ...] = ()
 
     @property
     def forward_macs(self) -> int:
@@ -290,8 +314,21 @@ class ModelCost:
         for layer in self.layers:
             params[layer.category] += layer.params
             macs[layer.category] += layer.macs
-        params["other"] += self.unattributed_params
+        params["other"] += self.unattributed_params + sum(u.params for u in self.unpriced_params)
         return {c: CategoryCost(params=params[c], macs=macs[c]) for c in CATEGORIES}
+
+    def in_forward_order(self) -> list[LayerCost | UnpricedParams]:
+        """The layer records with the ``unpriced_params`` rows each where its module first ran."""
+        rows: list[LayerCost | UnpricedParams] = []
+        pending = sorted(self.unpriced_params, key=lambda u: u.at)
+        k = 0
+        for i, layer in enumerate(self.layers):
+            while k < len(pending) and pending[k].at <= i:
+                rows.append(pending[k])
+                k += 1
+            rows.append(layer)
+        rows += pending[k:]
+        return rows
 
     @property
     def label(self) -> str:
@@ -324,15 +361,21 @@ class ModelCost:
             "categories": {c: asdict(v) for c, v in self.categories.items()},
             "uncounted": [asdict(u) for u in self.uncounted],
         }
-        if self.mode == "train":
-            d.update(mode=self.mode, optimizer=self.optimizer, forward_macs=self.forward_macs,
-                     backward_macs=self.backward_macs, backward_elementwise_ops=self.backward_elementwise_ops,
-                     optimizer_ops=self.optimizer_ops, optimizer_state_bytes=self.optimizer_state_bytes,
-                     trainable_params=self.trainable_params, train_peak_memory_bytes=self.train_peak_memory_bytes,
-                     train_peak_activation_bytes=self.train_peak_activation_bytes, train_peak_op=self.train_peak_op)
+        d.update(self.train_fields())
         if layers:
             d["layers"] = [layer.to_dict() for layer in self.layers]
+            d["unpriced_params"] = [u.to_dict() for u in self.unpriced_params]
         return d
+
+    def train_fields(self) -> dict[str, Any]:
+        """A training step's figures (``mode="train"``), by their JSON and CSV names; empty for inference."""
+        if self.mode != "train":
+            return {}
+        return dict(mode=self.mode, optimizer=self.optimizer, forward_macs=self.forward_macs,
+                    backward_macs=self.backward_macs, backward_elementwise_ops=self.backward_elementwise_ops,
+                    optimizer_ops=self.optimizer_ops, optimizer_state_bytes=self.optimizer_state_bytes,
+                    trainable_params=self.trainable_params, train_peak_memory_bytes=self.train_peak_memory_bytes,
+                    train_peak_activation_bytes=self.train_peak_activation_bytes, train_peak_op=self.train_peak_op)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer record, raw integers, columns named with their units."""

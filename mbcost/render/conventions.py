@@ -6,7 +6,8 @@ MACS = "MACs = multiply-accumulates of conv and linear layers (the papers' Mult-
        "activations, pooling and adds excluded"
 FLOPS = "FLOPs = 2 x MACs"
 ELEMENTWISE = "elementwise ops = bias adds + BatchNorm (2/elem) + activations (1/elem) + pooling + residual adds"
-PARAMS = "params = unique trainable parameters incl. biases and BatchNorm affine (running stats excluded)"
+PARAMS = ("params = unique parameters, frozen ones (requires_grad=False) included, incl. biases and BatchNorm "
+          "affine (buffers such as running stats excluded); trainable_params = those with requires_grad")
 BYTES = "bytes at the analysed dtype; 1 MB = 10^6 bytes; activation memory = sum of every op's output"
 
 

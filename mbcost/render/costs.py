@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.conventions.base import Unit
-from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost
+from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost, UnpricedParams
 from mbcost.render import conventions
 from mbcost.render.table import Table
 
@@ -20,13 +20,18 @@ __all__ = [
 ]
 
 
-def ratios(models: list[ModelCost]) -> dict[str, dict[str, dict[str, float]]]:
-    """``ratios[a][b] = {"params": a.params / b.params, "macs": a.macs / b.macs}`` for a != b."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+def _ratio(a: int, b: int) -> float | None:
+    """``a / b``, or ``None`` when ``b`` is 0 (a parameter-free model): JSON has no NaN."""
+    return a / b if b else None
+
+
+def ratios(models: list[ModelCost]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``ratios[a][b] = {"params": a.params / b.params, "macs": a.macs / b.macs}`` for a != b; ``None``
+    where ``b`` has none (no parameters, no MACs)."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
     for a in models:
         out[a.label] = {
-            b.label: {"params": a.params / b.params if b.params else float("nan"),
-                      "macs": a.macs / b.macs if b.macs else float("nan")}
+            b.label: {"params": _ratio(a.params, b.params), "macs": _ratio(a.macs, b.macs)}
             for b in models if b.label != a.label
         }
     return out
@@ -89,6 +94,7 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
             "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
             "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
             "peak_memory_bytes": m.peak_memory_bytes, "peak_op": m.peak_op, "largest_op_bytes": m.largest_op_bytes,
+            **m.train_fields(),  # --mode train: the JSON's training fields, by the same names
         }
         for other in models:
             if other.label != m.label:
@@ -151,13 +157,34 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
 LAYER_COLUMNS = ["name", "category", "kind", "module_type", "input_shape", "output_shape", "kernel", "stride",
                  "groups", "params", "macs", "flops", "elementwise_ops", "activation_bytes", "bytes_moved",
                  "arithmetic_intensity"]
+#: With ``--mode train``: each record's backward, as in the JSON's layers.
+TRAIN_LAYER_COLUMNS = ["backward_macs", "backward_elementwise_ops"]
+#: The note on the rows of modules whose ops have no formula (``ModelCost.unpriced_params``).
+UNPRICED_NOTE = ("'(no formula)' rows: modules that ran only ops without a cost formula (an embedding's lookup: "
+                 "listed as uncounted); they hold the module's params, 0 MACs counted")
+
+
+def _unpriced_kind(u: UnpricedParams) -> str:
+    return f"{u.op} (no formula)"
 
 
 def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
+    """One flat row per layer record (CSV), with a row for each module whose ops have no formula
+    (its params, nothing counted) where it ran; ``--mode train`` adds each record's backward."""
+    train = cost.mode == "train"
+    columns = LAYER_COLUMNS + (TRAIN_LAYER_COLUMNS if train else [])
     rows = []
-    for lc in cost.layers:
+    for lc in cost.in_forward_order():
+        if isinstance(lc, UnpricedParams):
+            row: dict[str, Any] = dict.fromkeys(columns, "")
+            row.update(name=lc.module or "(root)", category="other", kind=_unpriced_kind(lc),
+                       module_type=lc.module_type, params=lc.params, macs=0, flops=0, elementwise_ops=0)
+            if train:
+                row.update(backward_macs=0, backward_elementwise_ops=0)
+            rows.append(row)
+            continue
         d = lc.to_dict()
-        row = {k: d[k] for k in LAYER_COLUMNS}
+        row = {k: d[k] for k in columns}
         for k in ("input_shape", "output_shape", "kernel", "stride"):
             v = row[k]
             row[k] = "x".join(str(i) for i in v) if isinstance(v, tuple) else ("" if v is None else v)
@@ -179,23 +206,37 @@ def layers_table(cost: ModelCost) -> Table:
             parts.append(f"g{lc.groups}")
         return " ".join(parts)
 
-    rows = [[lc.name, lc.category, shape(lc.output_shape[1:]), geometry(lc), fmt.count(lc.params),
-             fmt.count(lc.macs), fmt.count(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes),
-             f"{lc.arithmetic_intensity:.1f}"]
-            for lc in cost.layers]
-    rows.append(["total", "", "", "", fmt.count(cost.params), fmt.count(cost.macs), fmt.count(cost.elementwise_ops),
-                 fmt.nbytes(cost.activation_bytes), ""])
+    train = cost.mode == "train"
+    rows = []
+    for lc in cost.in_forward_order():
+        if isinstance(lc, UnpricedParams):
+            row = [f"{lc.module or '(root)'} ({lc.op}, no formula)", "other", "", "", fmt.count(lc.params), "0",
+                   "0", "", ""]
+            rows.append(row + (["0", "0"] if train else []))
+            continue
+        row = [lc.name, lc.category, shape(lc.output_shape[1:]), geometry(lc), fmt.count(lc.params),
+               fmt.count(lc.macs), fmt.count(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes),
+               f"{lc.arithmetic_intensity:.1f}"]
+        rows.append(row + ([fmt.count(lc.backward_macs), fmt.count(lc.backward_elementwise_ops)] if train else []))
+    total = ["total", "", "", "", fmt.count(cost.params), fmt.count(cost.macs), fmt.count(cost.elementwise_ops),
+             fmt.nbytes(cost.activation_bytes), ""]
+    rows.append(total + ([fmt.count(cost.backward_macs), fmt.count(cost.backward_elementwise_ops)] if train else []))
     notes = conventions.for_costs() + [
         "output = C x H x W per image; kernel: KxK, sN = stride, gN = groups",
         "intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte",
         "params of a module are shown on its first op; 'total' params include any not attributed to an op",
         "exact integers, shapes and module types: --format json or csv",
     ]
+    if cost.unpriced_params:
+        notes.append(UNPRICED_NOTE)
+    columns = ["layer", "category", "output", "kernel", "params", "MACs", "elementwise", "activation", "intensity"]
+    title = f"mbcost layers: {cost.label}, input {cost.input_label}, batch {cost.batch}"
+    if train:
+        columns += ["backward MACs", "backward elementwise"]
+        title += f", training step ({cost.optimizer})"
+        notes.append(conventions.TRAIN)
     notes += execution_notes([cost])
-    return Table(title=f"mbcost layers: {cost.label}, input {cost.input_label}, batch {cost.batch}",
-                 columns=["layer", "category", "output", "kernel", "params", "MACs", "elementwise", "activation",
-                          "intensity"],
-                 rows=rows, notes=notes)
+    return Table(title=title, columns=columns, rows=rows, notes=notes)
 
 
 def conv_table(c: ConvComparison, measured: ConvRecord | None = None) -> Table:
@@ -288,8 +329,7 @@ def convention_fields(cost: ModelCost, cc: Any, others: list[tuple[ModelCost, An
                        for c, v in cost.categories.items()},
         "convention_total": cc.total, "convention_unit": cc.library_unit, "convention_macs": cc.macs,
         "convention_ops": cc.ops,
-        "ratios": {o.label: {"params": cost.params / o.params if o.params else float("nan"),
-                             "macs": headline(cc) / headline(occ) if headline(occ) else float("nan")}
+        "ratios": {o.label: {"params": _ratio(cost.params, o.params), "macs": _ratio(headline(cc), headline(occ))}
                    for o, occ in others if o.label != cost.label},
         "skipped": [{"kind": s.kind, "op": s.op, "module_type": s.module_type, "calls": s.calls,
                      "would_be": s.would_be, "reason": s.reason} for s in cc.skipped],
