@@ -39,9 +39,10 @@ def gate(
     models: str | None = typer.Option(None, "--models", "-m", help="Comma-separated specs to gate (zoo names, "
                                       "NAME@WIDTH, package.module:factory); default: the config's, else the "
                                       "baseline's."),
-    input: list[str] | None = typer.Option(None, "--input", "-i", help="Inputs to check, each on its own: 224, "
-                                           "224x160 (an image) or a full shape (1x3x16x112x112); repeat the option "
-                                           "or give a comma list (224,192)."),
+    input: list[str] | None = typer.Option(None, "--input", "-i", help="Inputs to check, each one configuration, "
+                                           "read as every command reads --input: 224, 224x160 (an image), a full "
+                                           "shape (1x3x16x112x112, [1,64]), an optional :DTYPE (1x64:int64 for "
+                                           "token ids); repeat the option or give a comma list (224,192)."),
     macs_tolerance: float | None = typer.Option(None, "--macs-tolerance", help="Relative MACs tolerance, "
                                                 "e.g. 0.01 for 1% (per layer and in total). Parameter counts "
                                                 "always match exactly."),

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mbcost.errors import BaselineError, MbcostError, UnknownModelError
+from mbcost.errors import BaselineError, MbcostError, SpecError, UnknownModelError
+from mbcost.gate.config import Size, gate_input
 from mbcost.io import display_path
 
 __all__ = [
     "CONVENTIONS", "ROOT", "SCHEMA_VERSION", "Baseline", "Entry", "EntryKey", "LayerCount", "Size", "baseline_error",
-    "check_specs", "dumps", "entry_label", "loads", "make_baseline", "measure", "read_baseline",
+    "check_specs", "dumps", "entry_label", "input_label", "loads", "make_baseline", "measure", "read_baseline",
 ]
 
 #: The schema version this mbcost reads and writes.
@@ -51,15 +52,16 @@ UNATTRIBUTED = "(unattributed)"
 ROOT = "(root)"
 
 CONVENTIONS = (
-    "params: unique trainable parameters incl. biases and BatchNorm affine (running stats excluded); "
+    "params: unique parameters, frozen ones included, incl. biases and BatchNorm affine (buffers such as "
+    "running stats excluded); "
     "MACs: multiply-accumulates of conv and linear layers, bias excluded (the papers' Mult-Adds); "
-    "layers: module paths, each with its own parameters and the MACs of the ops it issued "
-    "(modules with neither are not listed); " + UNATTRIBUTED + ": parameters of modules the forward pass never ran"
+    "layers: module paths, each with its own parameters and the MACs of the ops it issued (an embedding's "
+    "parameters with 0 MACs; modules with neither are not listed); " + UNATTRIBUTED + ": parameters of modules "
+    "the forward pass never ran"
 )
 
 REGENERATE = "regenerate it with `mbcost gate --update`"
 
-Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 EntryKey = tuple[str, Size, int]
 
 
@@ -101,7 +103,17 @@ class Entry:
 def entry_label(key: EntryKey) -> str:
     """``v2 @ 224x224`` (``v2 @ 224x224 b8`` for a batch other than 1)."""
     spec, size, batch = key
-    return f"{spec} @ {'x'.join(str(d) for d in size)}" + (f" b{batch}" if batch != 1 else "")
+    return f"{spec} @ {input_label(size)}" + (f" b{batch}" if batch != 1 else "")
+
+
+def input_label(size: Size) -> str:
+    """``224x224``, ``1x3x16x112x112``, or a text input as it is (``1x64:int64``)."""
+    return size if isinstance(size, str) else "x".join(str(d) for d in size)
+
+
+def _order(e: Entry) -> tuple:
+    """Sort key of an entry: by spec, then tuple inputs before text inputs (never compared with each other)."""
+    return (e.spec, isinstance(e.input, str), e.input, e.batch)
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,8 @@ def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", opti
 
     Args:
         spec: a zoo spec (``"v2"``, ``"v1@0.75"``) or ``"package.module:factory"``.
-        size: ``(H, W)`` of an image, or a full input shape (3 or more dims; ``batch`` is then its own).
+        size: ``(H, W)`` of an image, a full input shape (3 or more dims; ``batch`` is then its own), or
+            an ``--input`` text (``"1x64:int64"``: ``mbcost.gate.config.gate_input``).
         batch: batch size of an image (MACs scale with it; parameters do not).
         mode: ``"train"`` also estimates a training step's activation peak (with ``optimizer``).
 
@@ -136,14 +149,15 @@ def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", opti
     cost = analyze(parsed, size, batch)
     train = analyze(parsed, size, batch, mode="train", optimizer=optimizer) if mode == "train" else None
     layers: dict[str, LayerCount] = {}
-    for record in cost.layers:
+    for record in cost.in_forward_order():  # an embedding's parameters are its module's, with 0 MACs
         name = record.module or ROOT
         previous = layers.get(name, LayerCount(0, 0))
-        layers[name] = LayerCount(previous.params + record.params, previous.macs + record.macs)
+        layers[name] = LayerCount(previous.params + record.params, previous.macs + getattr(record, "macs", 0))
     layers = {name: count for name, count in layers.items() if count.params or count.macs}
     if cost.unattributed_params:
         layers[UNATTRIBUTED] = LayerCount(cost.unattributed_params, 0)
-    return Entry(spec=parsed.label, input=tuple(cost.input), batch=cost.batch, params=cost.params, macs=cost.macs,
+    key = tuple(cost.input) if isinstance(size, tuple) else size
+    return Entry(spec=parsed.label, input=key, batch=cost.batch, params=cost.params, macs=cost.macs,
                  layers=layers, peak_activation_bytes=cost.peak_activation_bytes,
                  train_peak_activation_bytes=train.train_peak_activation_bytes if train else None)
 
@@ -152,14 +166,14 @@ def make_baseline(entries: Iterable[Entry]) -> Baseline:
     """A baseline of ``entries``, sorted by (spec, input, batch) so the file order is stable."""
     from mbcost._version import __version__
 
-    return Baseline(entries=tuple(sorted(entries, key=lambda e: e.key)),
+    return Baseline(entries=tuple(sorted(entries, key=_order)),
                     generated_by=f"mbcost {__version__}")
 
 
 def dumps(baseline: Baseline) -> str:
     """The baseline as JSON text: fixed key order, one layer per line, a final newline."""
     def j(v: Any) -> str:
-        return json.dumps(v, ensure_ascii=False)
+        return json.dumps(v, ensure_ascii=False, allow_nan=False)
 
     out = ["{", f"  {j(VERSION_KEY)}: {baseline.version},", f"  \"generated_by\": {j(baseline.generated_by)},",
            f"  \"conventions\": {j(baseline.conventions)},"]
@@ -168,8 +182,8 @@ def dumps(baseline: Baseline) -> str:
     else:
         out.append("  \"models\": [")
         for i, e in enumerate(baseline.entries):
-            size = ", ".join(str(d) for d in e.input)
-            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": [{size}],",
+            size = j(e.input) if isinstance(e.input, str) else "[" + ", ".join(str(d) for d in e.input) + "]"
+            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": {size},",
                     f"      \"batch\": {e.batch},", f"      \"params\": {e.params},", f"      \"macs\": {e.macs},"]
             for name in ("peak_activation_bytes", "train_peak_activation_bytes"):
                 if getattr(e, name) is not None:
@@ -309,8 +323,14 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
         if not isinstance(spec, str) or not spec.strip():
             raise _malformed(path, f"{where}.spec", "must be a model spec string")
         size = m["input"]
-        if not (isinstance(size, list) and len(size) >= 2 and all(type(v) is int and v > 0 for v in size)):
-            raise _malformed(path, f"{where}.input", f"must be [height, width] or a full shape (got {size!r})")
+        if isinstance(size, str):
+            try:
+                size = gate_input(size)
+            except SpecError as exc:
+                raise _malformed(path, f"{where}.input", f"is not an input ({exc})") from None
+        elif not (isinstance(size, list) and len(size) >= 2 and all(type(v) is int and v > 0 for v in size)):
+            raise _malformed(path, f"{where}.input", f"must be [height, width], a full shape or an --input text "
+                                                       f"such as \"1x64:int64\" (got {size!r})")
         batch = _count(m.get("batch", 1), f"{where}.batch", path)
         if batch < 1:
             raise _malformed(path, f"{where}.batch", "must be at least 1")
@@ -325,7 +345,7 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
             layers[name] = LayerCount(_count(c["params"], f"{lw}.params", path), _count(c["macs"], f"{lw}.macs", path))
         peaks = {name: _count(m[name], f"{where}.{name}", path) if m.get(name) is not None else None
                  for name in ("peak_activation_bytes", "train_peak_activation_bytes")}
-        entry = Entry(spec=spec.strip(), input=tuple(size), batch=batch,
+        entry = Entry(spec=spec.strip(), input=size if isinstance(size, str) else tuple(size), batch=batch,
                       params=_count(m["params"], f"{where}.params", path),
                       macs=_count(m["macs"], f"{where}.macs", path), layers=layers, **peaks)
         if entry.key in seen:

@@ -24,20 +24,24 @@ from mbcost.gate.baseline import (
     measure,
     read_baseline,
 )
-from mbcost.gate.config import GateConfig
+from mbcost.gate.config import GateConfig, Size
 
 __all__ = [
     "EXIT_DRIFT", "EXIT_PASS", "DiffRow", "EntryDiff", "GateResult", "UpdateResult", "compare", "compare_entry",
     "measure_all", "plan", "run_gate", "update_baseline",
 ]
 
-Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
 Change = Literal["changed", "added", "removed"]
 Status = Literal["ok", "drift", "added", "removed"]
 
 EXIT_PASS = 0
 EXIT_DRIFT = 1
 DEFAULT_INPUT: Size = (224, 224)
+
+
+def _json_input(size: Size) -> list[int] | str:
+    """An input as the baseline file writes it: a list of ints, or the ``--input`` text."""
+    return size if isinstance(size, str) else list(size)
 
 
 def _delta(before: int | None, after: int | None) -> int:
@@ -95,7 +99,7 @@ class DiffRow(_BeforeAfter):
     macs_after: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "input": list(self.input), "batch": self.batch, "layer": self.layer,
+        return {"model": self.model, "input": _json_input(self.input), "batch": self.batch, "layer": self.layer,
                 "change": self.change, "params_before": self.params_before, "params_after": self.params_after,
                 "params_delta": self.params_delta, "params_percent": self.params_percent,
                 "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,
@@ -136,7 +140,7 @@ class EntryDiff(_BeforeAfter):
         return self.status != "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "input": list(self.input), "batch": self.batch, "status": self.status,
+        return {"model": self.model, "input": _json_input(self.input), "batch": self.batch, "status": self.status,
                 "params_before": self.params_before, "params_after": self.params_after,
                 "params_delta": self.params_delta, "params_percent": self.params_percent,
                 "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,

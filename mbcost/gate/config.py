@@ -4,7 +4,7 @@ Example ``pyproject.toml``::
 
     [tool.mbcost.gate]
     models = ["v1", "v2", "mypkg.models:backbone"]   # zoo specs or importable module:factory
-    inputs = [224, "224x160"]                         # sizes (H or HxW), each model at each size
+    inputs = [224, "224x160", "1x64:int64"]           # one input per configuration, as --input reads it
     baseline = "mbcost-baseline.json"                 # relative to this pyproject.toml
     macs_tolerance = 0.0                              # relative; parameter counts always match exactly
     memory_tolerance = 0.0                            # relative, on the estimated activation peak(s)
@@ -14,17 +14,18 @@ Example ``pyproject.toml``::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mbcost.errors import SpecError
-from mbcost.inputs import parse_size_or_shape
+from mbcost.inputs import FLOAT_DTYPES, parse_input_text, parse_size_or_shape
 
 __all__ = [
-    "DEFAULT_BASELINE", "MAX_BATCH", "GateConfig", "Size", "check_tolerance", "config_from_table", "find_pyproject",
-    "load_config", "parse_inputs",
+    "DEFAULT_BASELINE", "GATE_INPUTS_HELP", "MAX_BATCH", "GateConfig", "Size", "check_tolerance", "config_from_table",
+    "find_pyproject", "gate_input", "load_config", "parse_inputs",
 ]
 
 #: Baseline file name when none is configured, next to the ``pyproject.toml`` (or in the cwd).
@@ -32,7 +33,17 @@ DEFAULT_BASELINE = "mbcost-baseline.json"
 CONFIG_KEYS = ("models", "inputs", "baseline", "macs_tolerance", "memory_tolerance", "batch", "mode", "optimizer")
 MAX_BATCH = 1 << 20
 
-Size = tuple[int, ...]  # (H, W) of an image, or a full input shape (3 or more dims)
+#: One gate configuration's input: ``(H, W)`` of a float image, a float full shape of 3 or more dims, or
+#: (any other input: token ids, a shape of rank 1 or 2, another dtype, a keyword input) its ``--input``
+#: text in a canonical spelling (``"1x64:int64"``, ``"[1,64]"``, ``"mask=1x64:int64"``).
+Size = tuple[int, ...] | str
+
+#: The forms the gate reads, named in its errors.
+GATE_INPUTS_HELP = ("one input per configuration, as --input reads it: 224 or 224x160 (an image), a full shape such "
+                    "as 1x3x16x112x112 or [1,64], optionally with :DTYPE (1x64:int64: token ids) and NAME= (a keyword "
+                    "input)")
+
+_SHORTHAND = re.compile(r"^\d+(x\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -161,25 +172,64 @@ def config_from_table(table: dict[str, Any], *, root: Path, source: Path | None 
 
 
 def _config_size(value: Any, where: str) -> Size:
-    """One TOML input: ``224``, ``"224x160"``, ``[224, 160]`` (an image) or a full shape
-    (``"1x3x16x112x112"``, ``[1, 3, 16, 112, 112]``)."""
+    """One TOML input: ``224``, ``[224, 160]`` (an image), ``[1, 3, 16, 112, 112]`` (a full shape), or any
+    ``--input`` text (``"224x160"``, ``"1x3x16x112x112"``, ``"1x64:int64"``, ``"[1,64]"``)."""
     if isinstance(value, list) and len(value) >= 2 and all(type(v) is int for v in value):
         value = tuple(value)
     elif type(value) is not int and not isinstance(value, str):
         raise SpecError(f"{where}: inputs must be sizes such as 224, \"224x160\" or [224, 160], or full shapes "
-                        f"such as \"1x3x16x112x112\" (got {value!r})")
+                        f"such as \"1x3x16x112x112\" or \"1x64:int64\" (got {value!r})")
     try:
-        return parse_size_or_shape(value)
+        return gate_input(value)
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
 
 
+def gate_input(value: int | str | Sequence[int]) -> Size:
+    """One gate configuration's input, read as every command reads ``--input`` (``mbcost.inputs``).
+
+    ``224``, ``"224x160"`` or ``(224, 160)`` -> ``(224, 160)``; ``"1x3x16x112x112"`` -> that tuple; any
+    other input (``"1x64:int64"``, ``"[1, 64]"``, ``"mask=1x64:int64"``, ``"160:float16"``) -> its text in
+    a canonical spelling, which ``mbcost.analyze`` reads back as the same input.
+
+    Raises:
+        SpecError: a value that does not parse; the message names the forms the gate reads.
+    """
+    if not isinstance(value, str):
+        try:
+            return parse_size_or_shape(value)
+        except SpecError as exc:
+            raise SpecError(f"{exc}; the gate takes {GATE_INPUTS_HELP}") from None
+    try:
+        spec = parse_input_text(value)
+        raw = value.strip().lower()
+        body = raw.partition("=")[2] if "=" in raw else raw
+        body = body.rpartition(":")[0] if ":" in body else body
+        body = body.strip()
+    except SpecError as exc:
+        raise SpecError(f"{exc}; the gate takes {GATE_INPUTS_HELP}") from None
+    shape, dtype = spec.shape, spec.dtype
+    image = bool(_SHORTHAND.match(body)) and dtype in FLOAT_DTYPES  # the image shorthand: the batch completes it
+    if spec.name is None and dtype == "float32" and (image or len(shape) >= 3):
+        return shape[2:] if image else shape
+    if image:
+        text = f"{shape[2]}x{shape[3]}"
+    elif dtype not in FLOAT_DTYPES or len(shape) >= 3:
+        text = "x".join(str(d) for d in shape)
+    else:
+        text = "[" + ",".join(str(d) for d in shape) + "]"
+    if dtype != "float32":
+        text += f":{dtype}"
+    return f"{spec.name}={text}" if spec.name else text
+
+
 def parse_inputs(values: Sequence[str]) -> tuple[Size, ...]:
-    """CLI inputs: each value may be one size or full shape, or a comma list (``["224,192", "1x3x16x112x112"]``)."""
-    sizes = [parse_size_or_shape(part) for v in values for part in str(v).split(",") if part.strip()]
-    if not sizes:
-        raise SpecError("no input sizes given; e.g. --input 224 or --input 224,192")
-    return tuple(sizes)
+    """CLI inputs: each ``--input`` is one configuration; a comma outside brackets also separates
+    configurations (``["224,192", "[1,64]:int64"]`` -> three)."""
+    parts = [part for v in values for part in re.split(r",(?![^\[\(]*[\]\)])", str(v)) if part.strip()]
+    if not parts:
+        raise SpecError(f"no inputs given; the gate takes {GATE_INPUTS_HELP}")
+    return tuple(gate_input(part) for part in parts)
 
 
 def _read_table(pyproject: Path) -> dict[str, Any]:

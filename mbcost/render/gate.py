@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mbcost import units as fmt
-from mbcost.gate.baseline import CONVENTIONS
+from mbcost.gate.baseline import CONVENTIONS, input_label
 from mbcost.gate.check import EntryDiff, GateResult, UpdateResult
 from mbcost.io import display_path
 from mbcost.render import conventions
@@ -55,8 +55,8 @@ def _pct(p: float | None) -> str:
     return text if text not in ("+0.00%", "-0.00%") else f"{p:+.2g}%"
 
 
-def _input(size: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in size)
+def _input(size: tuple[int, ...] | str) -> str:
+    return input_label(size)
 
 
 def _model(e: Any) -> str:
