@@ -294,6 +294,14 @@ class ModelCost:
         return {c: CategoryCost(params=params[c], macs=macs[c]) for c in CATEGORIES}
 
     @property
+    def uncounted_calls(self) -> dict[str, int]:
+        """Calls of each op the engine has no formula for, summed over the modules that issued it, by op name."""
+        calls: dict[str, int] = {}
+        for u in self.uncounted:
+            calls[u.op] = calls.get(u.op, 0) + u.calls
+        return dict(sorted(calls.items()))
+
+    @property
     def label(self) -> str:
         if self.width is None or self.width == 1.0:
             return self.name
