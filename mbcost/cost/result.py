@@ -51,6 +51,9 @@ class LayerFacts:
     #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
     #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
     torch_bases: tuple[str, ...] = ()
+    #: BatchNorm: whether it normalised with the batch's own statistics (train mode, or no running
+    #: statistics), not its running ones; ``None`` for other kinds.
+    training: bool | None = None
 
 
 @dataclass(frozen=True)
