@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mbcost.cost.conventions.attention import sdpa_products
 from mbcost.cost.conventions.base import Charge, Convention, Unit
 from mbcost.cost.conventions.fvcore import FVCORE
 from mbcost.cost.conventions.paper import PAPER
@@ -182,8 +183,10 @@ def apply_convention(cost: ModelCost, convention: str | Convention) -> Conventio
     per_mac = conv.unit.per_mac
     batch = max(cost.batch, 1)
     records = []
-    for layer in cost.layers:
-        c = conv.charge(layer)
+    # F.scaled_dot_product_attention's math path: charged as the counters' CPU run sees it (.attention)
+    sdpa = sdpa_products(cost.layers, meta=cost.execution == "meta")
+    for i, layer in enumerate(cost.layers):
+        c = conv.charge(layer, sdpa.get(i))
         amount = c.total(conv.unit)
         if c.averaged:
             amount += c.averaged // batch - c.averaged
