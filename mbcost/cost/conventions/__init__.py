@@ -13,6 +13,8 @@ states what the library counts, read from the library's own source. A charge kee
 accumulates (``macs``) and elementwise operations (``ops``) apart; a convention's ``unit`` says what
 one MAC is worth in its total (``Unit.MAC``: 1, ``Unit.FLOP``: 2), an elementwise op is always 1.
 No counter counts bias adds except ptflops; they are listed with the skipped ops.
+``F.scaled_dot_product_attention`` is charged as each library sees it on the CPU, where the counters run,
+whether the engine traced its math path on the meta device or ran its fused kernel (:mod:`.attention`).
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ class ConventionCost:
 
 
 def apply_convention(cost: ModelCost, convention: str | Convention) -> ConventionCost:
-    """Charge every record of ``cost`` what ``convention`` would: a pure function of the records.
+    """Charge every record of ``cost`` what ``convention`` would: a pure function of the records (and, for the
+    torch preset's SDPA kernel, of whether the installed FlopCounterMode has a formula for it).
 
     Args:
         cost: the engine's analysis of a model.
