@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -125,6 +126,41 @@ def test_presets_equal_counters_on_formula_variants():
         cost = mbcost.analyze(model, size, in_channels=4)
         for r in measure_many(list(COUNTERS), model, size, in_channels=4):
             assert r.total == apply_convention(cost, r.counter).total, (size, r.counter)
+
+
+class Resampling(nn.Module):
+    """Interpolation of every kind the libraries count differently, and a BatchNorm without running statistics
+    (it normalises with the batch's own, in eval too: fvcore charges it as in training)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3, track_running_stats=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.near = nn.UpsamplingNearest2d(scale_factor=2)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(self.up(self.bn(x)))
+        w = F.interpolate(x, size=(5, 7), mode="bicubic", align_corners=False)
+        g = F.grid_sample(x, torch.zeros(x.shape[0], 6, 6, 2, device=x.device), align_corners=False)
+        t = F.interpolate(x[:, :, 0], scale_factor=3, mode="linear")
+        return y, self.near(x).sum() + w.sum() + g.sum() + t.sum()
+
+
+def test_presets_equal_counters_on_resampling():
+    """Each library's interpolation rules (fvcore: bilinear 4 and nearest 1 per output element, grid_sampler 4;
+    thop: by mode; ptflops: Upsample's hook and F.interpolate) and fvcore's BatchNorm with batch statistics."""
+    pytest.importorskip("fvcore")
+    pytest.importorskip("thop")
+    pytest.importorskip("ptflops")
+    model, x = Resampling(), [2, 3, 4, 4]
+    cost = mbcost.analyze(model, x)
+    assert cost.uncounted == ()
+    for r in measure_many(list(COUNTERS), model, x):
+        assert r.total == apply_convention(cost, r.counter).total, r.counter
+    # fvcore by hand: conv 2*3*8*8 outputs x 3*3*3, BatchNorm 5 x 96 elements (batch statistics, affine),
+    # bilinear 4 and nearest 1 x 384 output elements, grid_sampler 4 x 2*3*6*6; bicubic and linear: no handle
+    assert apply_convention(cost, "fvcore").total == 10368 + 480 + 4 * 384 + 384 + 4 * 216
 
 
 def test_user_model_is_never_changed():

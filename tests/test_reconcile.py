@@ -8,6 +8,7 @@ import io
 import json
 
 import pytest
+from torch import nn
 
 import mbcost
 from mbcost.cost.conventions import apply_convention
@@ -196,3 +197,53 @@ def test_the_package_name_reconcile_is_the_function_even_after_its_module_is_imp
     from mbcost.counters import reconcile
 
     assert callable(reconcile) and reconcile is mbcost.reconcile
+
+
+class Rolls(nn.Module):
+    """Two modules issuing ``roll``, which the engine has no formula for: ``a`` twice per call, called twice;
+    ``b`` once. By hand: 2 x 2 + 1 = 5 calls of ``roll``, in two modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = RollTwice(), RollOnce()
+
+    def forward(self, x):
+        return self.b(self.a(self.a(x)))
+
+
+class RollTwice(nn.Module):
+    def forward(self, x):
+        return x.roll(1, -1).roll(-1, -2)
+
+
+class RollOnce(nn.Module):
+    def forward(self, x):
+        return x.roll(2, -1)
+
+
+def test_uncounted_notes_sum_the_calls_of_each_op(cli):
+    """Every note naming the ops without a formula gives each op's calls over all the modules that issued it."""
+    from mbcost.render.costs import compare_table
+    from mbcost.render.reconcile import reconcile_table
+
+    cost = mbcost.analyze(Rolls(), [1, 4, 4])
+    assert sorted((u.module, u.calls) for u in cost.uncounted) == [("a", 4), ("b", 1)]
+    assert cost.uncounted_calls == {"roll": 5}
+    assert any(n.endswith("not counted): roll x5") for n in compare_table([cost]).notes)
+    rec = reconcile(cost, measure("torch", Rolls(), [1, 4, 4]))
+    assert any(n.endswith("(not counted): roll x5") for n in reconcile_table(cost, [rec]).notes)
+    off = CounterResult(counter="torch", model="Rolls", input=(1, 4, 4), batch=1, total=rec.total + 2, unit="FLOPs",
+                        by_op={}, unsupported={}, version="test", seconds=0.0)
+    assert reconcile(cost, off).components[-1].reason.endswith("ops the engine has no formula for: roll x5")
+
+
+def test_uncounted_note_on_bert_counts_each_embedding(cli):
+    """The issue's case: BERT's word, position and token-type embeddings are three calls of ``embedding``."""
+    pytest.importorskip("transformers")
+    r = cli("compare", "--models", "attention_models:bert_small", "--input", "1x16:int64", "--no-bench",
+            "--format", "json")
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.stdout)["models"][0]["uncounted"]
+    assert sum(u["calls"] for u in listed if u["op"] == "embedding") == 3
+    r = cli("compare", "--models", "attention_models:bert_small", "--input", "1x16:int64", "--no-bench")
+    assert "embedding x3, gather x1" in " ".join(r.stdout.split())

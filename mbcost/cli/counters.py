@@ -34,7 +34,8 @@ __all__ = ["reconcile"]
                   "counter skips with their would-be cost, and the ops the libraries report as unsupported. "
                   "Analytic = the papers' Mult-Adds (conv + linear MACs, bias excluded); amounts are in each "
                   "counter's unit (fvcore, thop, ptflops: a MAC and an elementwise op count one each; torch: "
-                  "FLOPs = 2 x MACs).")
+                  "FLOPs = 2 x MACs). Exit 0: every unit explained; 1: a counter's total leaves an unexplained "
+                  "remainder (the output lists it as '!! unexplained'); 2: usage or input problem.")
 def reconcile(
     model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
     input: list[str] | None = InputOpt,
@@ -56,3 +57,5 @@ def reconcile(
         cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
     emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
          document=reconcile_document(cost, recs))
+    if not all(r.exact for r in recs):  # a remainder no preset explains: the output says which, the status too
+        raise typer.Exit(code=1)

@@ -11,7 +11,9 @@ Counting semantics (the ``paper`` convention, used everywhere unless a preset sa
   element; pointwise activations (ReLU, ReLU6, Hardswish, SiLU, GELU, Sigmoid, Tanh...)
   1 per element; max/avg pooling ``kernel_h * kernel_w`` per output element; adaptive
   average pooling and ``mean`` one per input element; binary elementwise ops (residual
-  ``add``, ``mul``...) 1 per output element; softmax 3 per element.
+  ``add``, ``mul``...) 1 per output element; softmax 3 per element; interpolation (``F.interpolate``,
+  ``F.grid_sample``) one op per source value each output element blends: linear 2, bilinear 4,
+  trilinear 8, bicubic 16; nearest 0 (a copy).
 * View and copy ops (``view``, ``flatten``, ``t``, ``clone``, eval-mode ``dropout``) cost 0.
 
 Every formula takes shapes (tuples of ints) and plain values and returns an ``OpCost``.
@@ -27,7 +29,8 @@ from math import prod
 
 __all__ = [
     "FORMULAS", "OpCost", "Shape", "activation_cost", "attention_cost", "batchnorm_cost", "conv_cost",
-    "elementwise_cost", "global_pool_cost", "matmul_cost", "norm_cost", "pool_cost", "register_formula", "softmax_cost",
+    "elementwise_cost", "global_pool_cost", "interpolate_cost", "matmul_cost", "norm_cost", "pool_cost",
+    "register_formula", "softmax_cost",
 ]
 
 Shape = tuple[int, ...]
@@ -143,3 +146,10 @@ def elementwise_cost(out_shape: Shape) -> OpCost:
 def softmax_cost(x_shape: Shape) -> OpCost:
     """Softmax: exponent, sum and divide, 3 ops per element."""
     return OpCost(other_ops=3 * prod(x_shape))
+
+
+@register_formula("interpolate")
+def interpolate_cost(out_shape: Shape, points: int) -> OpCost:
+    """Interpolation (upsampling, grid sampling): each output element is a weighted sum of ``points``
+    source values (linear 2, bilinear 4, trilinear 8, bicubic 16), one op each; nearest copies one (0)."""
+    return OpCost(other_ops=points * prod(out_shape))

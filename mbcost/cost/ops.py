@@ -32,6 +32,7 @@ class OpCall:
     groups: int | None = None
     affine: bool | None = None
     count_include_pad: bool | None = None
+    training: bool | None = None
 
 
 def _shape(t: Any) -> Shape:
@@ -149,6 +150,35 @@ def _norm(kind: str, weight_index: int) -> Callable[..., OpCall]:
     return adapt
 
 
+def _batch_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """BatchNorm ops: ``affine`` when the op got a weight (argument 1); ``training`` when it normalised with
+    the batch's own statistics: the op's one bool argument (none in ``..._no_training``)."""
+    x_shape = _shape(args[0])
+    training = next((a for a in args if isinstance(a, bool)), bool(kwargs.get("training", False)))
+    return OpCall(kind="batchnorm", formula_args={"x_shape": x_shape}, input_shape=x_shape,
+                  output_shape=_shape(_first_tensor_out(out)),
+                  affine=_arg(args, kwargs, 1, "weight") is not None, training=training)
+
+
+def _interpolate(points: int) -> Callable[..., OpCall]:
+    """``upsample_*`` ops: every output element blends ``points`` source values."""
+    def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+        x, o = _shape(args[0]), _shape(_first_tensor_out(out))
+        return OpCall(kind="interpolate", formula_args={"out_shape": o, "points": points}, input_shape=x,
+                      output_shape=o)
+    return adapt
+
+
+def _grid_sampler(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """``grid_sampler_2d/3d(input, grid, interpolation_mode, padding_mode, align_corners)``: mode 0 is
+    (bi/tri)linear (4 source values in 2-D, 8 in 3-D), 1 nearest (0), 2 bicubic (16, 2-D only)."""
+    x, o = _shape(args[0]), _shape(_first_tensor_out(out))
+    mode = int(_arg(args, kwargs, 2, "interpolation_mode", 0))
+    points = {0: 2 ** (len(x) - 2), 1: 0, 2: 16}.get(mode, 0)
+    return OpCall(kind="interpolate", formula_args={"out_shape": o, "points": points}, input_shape=x,
+                  output_shape=o, weight_shape=_shape(args[1]))
+
+
 def _pool(average: bool) -> Callable[..., OpCall]:
     def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
         x, o = args[0], _first_tensor_out(out)
@@ -227,7 +257,7 @@ _register("linear", _matmul(0, 1, 2, linear=True))
 _register(
     "batch_norm native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training "
     "cudnn_batch_norm miopen_batch_norm _batch_norm_impl_index",
-    _norm("batchnorm", 1),
+    _batch_norm,
 )
 # ...argument 2 of layer_norm(x, normalized_shape, weight, ...) and group_norm(x, groups, weight, ...),
 # argument 1 of native_group_norm(x, weight, bias, N, C, HxW, group, eps) and instance_norm.
@@ -248,6 +278,13 @@ _register("_scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_flash
           "_scaled_dot_product_attention_math", _sdpa)
 _register("_native_multi_head_attention", _native_mha)
 _register("softmax _softmax log_softmax _log_softmax _safe_softmax", _unary("softmax", "x_shape"))
+_register("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
+          "_upsample_nearest_exact2d _upsample_nearest_exact3d", _interpolate(0))
+_register("upsample_linear1d", _interpolate(2))
+_register("upsample_bilinear2d", _interpolate(4))
+_register("upsample_trilinear3d", _interpolate(8))
+_register("upsample_bicubic2d", _interpolate(16))
+_register("grid_sampler_2d grid_sampler_3d", _grid_sampler)
 _register(
     "view _unsafe_view reshape flatten t transpose permute detach clone contiguous expand squeeze "
     "unsqueeze alias slice select split split_with_sizes chunk cat stack empty empty_like empty_strided "

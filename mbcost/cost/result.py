@@ -54,6 +54,9 @@ class LayerFacts:
     #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
     #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
     torch_bases: tuple[str, ...] = ()
+    #: BatchNorm: whether it normalised with the batch's own statistics (train mode, or no running
+    #: statistics), not its running ones; ``None`` for other kinds.
+    training: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,14 @@ class ModelCost:
             rows.append(layer)
         rows += pending[k:]
         return rows
+
+    @property
+    def uncounted_calls(self) -> dict[str, int]:
+        """Calls of each op the engine has no formula for, summed over the modules that issued it, by op name."""
+        calls: dict[str, int] = {}
+        for u in self.uncounted:
+            calls[u.op] = calls.get(u.op, 0) + u.calls
+        return dict(sorted(calls.items()))
 
     @property
     def label(self) -> str:

@@ -131,7 +131,7 @@ def reconcile(cost: ModelCost, result: CounterResult, convention: str | None = N
     if unexplained:
         hint = ""
         if cost.uncounted:
-            ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in cost.uncounted}))
+            ops = ", ".join(f"{op} x{calls}" for op, calls in cost.uncounted_calls.items())
             hint = f"; ops the engine has no formula for: {ops}"
         components.append(Component(kind=UNEXPLAINED, amount=unexplained, calls=0, reason=(
             f"the {preset.convention} preset gives {preset.total:,}, the library {result.total:,}{hint}")))

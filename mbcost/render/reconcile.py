@@ -42,6 +42,7 @@ def reconcile_records(recs: list) -> list[dict[str, Any]]:
 
 def reconcile_table(cost: ModelCost, recs: list) -> Table:
     from mbcost import units as fmt
+    from mbcost.render.costs import uncounted_ops
     from mbcost.render.table import Table
 
     def signed(n: int | float) -> str:
@@ -79,8 +80,7 @@ def reconcile_table(cost: ModelCost, recs: list) -> Table:
         "counters ran on the real module: CPU, float32, eval mode, zero input of the given size",
     ]
     if cost.uncounted:
-        ops = ", ".join(sorted({f"{u.op} x{u.calls}" for u in cost.uncounted}))
-        notes.append(f"ops the analytic engine has no formula for (not counted): {ops}")
+        notes.append(f"ops the analytic engine has no formula for (not counted): {uncounted_ops(cost)}")
     if not exact:
         notes.insert(0, "WARNING: a counter's total is not reproduced by its preset; the difference is listed "
                         "as 'unexplained' (!!)")

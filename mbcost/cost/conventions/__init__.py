@@ -13,6 +13,8 @@ states what the library counts, read from the library's own source. A charge kee
 accumulates (``macs``) and elementwise operations (``ops``) apart; a convention's ``unit`` says what
 one MAC is worth in its total (``Unit.MAC``: 1, ``Unit.FLOP``: 2), an elementwise op is always 1.
 No counter counts bias adds except ptflops; they are listed with the skipped ops.
+``F.scaled_dot_product_attention`` is charged as each library sees it on the CPU, where the counters run,
+whether the engine traced its math path on the meta device or ran its fused kernel (:mod:`.attention`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mbcost.cost.conventions.attention import sdpa_products
 from mbcost.cost.conventions.base import Charge, Convention, Unit
 from mbcost.cost.conventions.fvcore import FVCORE
 from mbcost.cost.conventions.paper import PAPER
@@ -163,7 +166,8 @@ class ConventionCost:
 
 
 def apply_convention(cost: ModelCost, convention: str | Convention) -> ConventionCost:
-    """Charge every record of ``cost`` what ``convention`` would: a pure function of the records.
+    """Charge every record of ``cost`` what ``convention`` would: a pure function of the records (and, for the
+    torch preset's SDPA kernel, of whether the installed FlopCounterMode has a formula for it).
 
     Args:
         cost: the engine's analysis of a model.
@@ -182,8 +186,10 @@ def apply_convention(cost: ModelCost, convention: str | Convention) -> Conventio
     per_mac = conv.unit.per_mac
     batch = max(cost.batch, 1)
     records = []
-    for layer in cost.layers:
-        c = conv.charge(layer)
+    # F.scaled_dot_product_attention's math path: charged as the counters' CPU run sees it (.attention)
+    sdpa = sdpa_products(cost.layers, meta=cost.execution == "meta")
+    for i, layer in enumerate(cost.layers):
+        c = conv.charge(layer, sdpa.get(i))
         amount = c.total(conv.unit)
         if c.averaged:
             amount += c.averaged // batch - c.averaged

@@ -108,7 +108,10 @@ class Convention:
     """A counting convention: its unit, a one-line statement, and its table.
 
     ``charge(layer)`` looks the record up in ``table`` (see ``lookup``); a missing key falls to
-    ``default``; a key mapped to ``None`` is ignored with ``ignored_reason``.
+    ``default``; a key mapped to ``None`` is ignored with ``ignored_reason``. ``charge(layer, key=K)``
+    looks it up under ``K`` instead when ``lookup`` gives the record's own op and the table has ``K``:
+    how a product of ``F.scaled_dot_product_attention``'s math path is charged as the fused kernel the
+    library sees (:mod:`.attention`); a rule keyed by module type keeps precedence.
     """
 
     name: str
@@ -123,8 +126,9 @@ class Convention:
     #: Whether its rules count conv/linear bias adds (else they are listed with the skipped ops).
     counts_bias: bool = False
 
-    def charge(self, layer: LayerCost) -> Charge:
-        key = self.lookup(layer)
+    def charge(self, layer: LayerCost, key: str | None = None) -> Charge:
+        own = self.lookup(layer)
+        key = key if key is not None and own == layer.op and key in self.table else own
         if key not in self.table:
             return self.default(layer)
         handler = self.table[key]

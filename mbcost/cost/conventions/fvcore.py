@@ -2,10 +2,14 @@
 
 fvcore traces the module with ``torch.jit`` and counts ops by handle: one "flop" per MAC of
 ``aten::_convolution``, ``addmm``, ``linear``, ``matmul``, ``mm``, ``bmm`` (bias ignored); eval
-``batch_norm`` 1 per input element, 2 with an affine scale; ``layer_norm``/``group_norm``/
-``instance_norm`` 4 per element, 5 with affine; ``adaptive_avg_pool2d`` 1 per input element.
-``relu`` and ``clamp`` are ignored; every other op (``hardtanh_`` = ReLU6, ``add``, ``max_pool2d``,
-``mean``, ``baddbmm``...) has no handle and counts 0 (fvcore lists it as unsupported).
+``batch_norm`` 1 per input element, 2 with an affine scale, and in training (batch statistics: a
+module in train mode, ``mode="train"``, or one without running statistics) 4, 5 with affine, as
+``layer_norm``/``group_norm``/``instance_norm`` 4 per element, 5 with affine; ``adaptive_avg_pool2d``
+1 per input element; ``upsample_nearest2d`` 1 and ``upsample_bilinear2d`` 4 per output element;
+``grid_sampler`` 4 per output element whatever its mode (fvcore assumes bilinear). ``relu`` and
+``clamp`` are ignored; every other op (``hardtanh_`` = ReLU6, ``add``, ``max_pool2d``, ``mean``,
+``baddbmm``, 1-D/3-D and bicubic upsampling...) has no handle and counts 0 (fvcore lists it as
+unsupported), ``aten::scaled_dot_product_attention`` included: its products count 0 (:mod:`.attention`).
 ``nn.MultiheadAttention`` in eval without grad takes its fused fast path,
 ``aten::_native_multi_head_attention``, which fvcore has no handle for: all its work counts 0.
 The fast path is assumed for every ``nn.MultiheadAttention`` (the engine's records, traced on the meta
@@ -16,7 +20,18 @@ attention, an odd number of heads) leaves an unexplained remainder, which reconc
 
 from __future__ import annotations
 
-from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, norm, numel, unsupported
+from mbcost.cost.conventions.attention import CPU_SDPA, CUDA_SDPA, SDPA, SDPA_MATH, sdpa_uncounted
+from mbcost.cost.conventions.base import (
+    Charge,
+    Convention,
+    Handler,
+    Unit,
+    elementwise,
+    macs,
+    norm,
+    numel,
+    unsupported,
+)
 from mbcost.cost.conventions.groups import ADAPTIVE_POOL_OPS, BATCHNORM_OPS, CONV_OPS, MATMUL_OPS, NORM_OPS
 from mbcost.cost.result import LayerCost
 
@@ -63,11 +78,14 @@ def is_adaptive_avg_pool2d(layer: LayerCost) -> bool:
 _no_handle = unsupported("fvcore")
 _instance_norm = norm(4, 5, "instance_norm")
 _eval_batch_norm = norm(1, 2, "eval batch_norm")
+_training_batch_norm = norm(4, 5, "batch_norm in training (batch statistics)")
 
 
 def _batch_norm(layer: LayerCost) -> Charge:
     """InstanceNorm dispatches to ``batch_norm`` too; fvcore sees ``aten::instance_norm`` for it."""
-    return (_instance_norm if "_InstanceNorm" in layer.facts.torch_bases else _eval_batch_norm)(layer)
+    if "_InstanceNorm" in layer.facts.torch_bases:
+        return _instance_norm(layer)
+    return (_training_batch_norm if layer.facts.training else _eval_batch_norm)(layer)
 
 
 def _adaptive_pool(layer: LayerCost) -> Charge:
@@ -77,17 +95,24 @@ def _adaptive_pool(layer: LayerCost) -> Charge:
 
 
 _products = macs("1 flop per MAC, bias ignored")
+_sdpa = sdpa_uncounted("fvcore traces aten::scaled_dot_product_attention, which it has no handle for: 0")
 
 FVCORE = Convention(
     name="fvcore", unit=Unit.MAC, library_unit="MACs + counted elementwise ops (fvcore calls them flops)",
-    summary="fvcore FlopCountAnalysis: conv/linear MACs + eval BatchNorm (2/elem with affine) + "
-            "adaptive_avg_pool2d (1/input elem); ReLU6, adds, max pool, fused attention uncounted",
+    summary="fvcore FlopCountAnalysis: conv/linear MACs + BatchNorm (eval 2/elem with affine, training 5) + "
+            "adaptive_avg_pool2d (1/input elem) + bilinear/nearest upsampling (4/1 per output elem); ReLU6, adds, "
+            "max pool, attention (SDPA, fused MHA) uncounted",
     table={
         **dict.fromkeys(CONV_OPS, _products),
         **{op: _products for op in MATMUL_OPS if op != "baddbmm"},  # baddbmm: no handle
         **dict.fromkeys(BATCHNORM_OPS, _batch_norm),
         **dict.fromkeys(NORM_OPS, norm(4, 5, "layer/group/instance norm")),
         **dict.fromkeys(ADAPTIVE_POOL_OPS, _adaptive_pool),
+        "upsample_nearest2d": elementwise(1, "upsample_nearest2d: 1 per output element", of="output"),
+        "upsample_bilinear2d": elementwise(4, "upsample_bilinear2d: 4 per output element", of="output"),
+        **dict.fromkeys(("grid_sampler_2d", "grid_sampler_3d"), elementwise(
+            4, "grid_sampler: 4 per output element (fvcore assumes bilinear)", of="output")),
+        **dict.fromkeys((SDPA, SDPA_MATH, CPU_SDPA, *CUDA_SDPA), _sdpa),
         "relu": None, "clamp": None,  # fvcore's _IGNORED_OPS: counted as nothing, not listed
         MHA_FAST_PATH: multi_head_attention_fast_path("fvcore"),
     },

@@ -3,6 +3,7 @@ attention products, bias excluded. Everything else is elementwise work, reported
 
 from __future__ import annotations
 
+from mbcost.cost.conventions.attention import SDPA
 from mbcost.cost.conventions.base import Charge, Convention, Unit, macs
 from mbcost.cost.conventions.groups import ATTENTION_OPS, CONV_OPS, MATMUL_OPS
 from mbcost.cost.result import LayerCost
@@ -19,6 +20,6 @@ def _not_mult_add(layer: LayerCost) -> Charge:
 PAPER = Convention(
     name="paper", unit=Unit.MAC, library_unit="MACs",
     summary="MACs of conv and linear layers, bias excluded (the papers' Mult-Adds)",
-    table={op: _MULT_ADDS for op in (*CONV_OPS, *MATMUL_OPS, *ATTENTION_OPS)},
+    table={op: _MULT_ADDS for op in (*CONV_OPS, *MATMUL_OPS, *ATTENTION_OPS, SDPA)},
     default=_not_mult_add,
 )

@@ -18,13 +18,20 @@ duration of the count, ``torch.nn.functional`` and ``torch`` functions replaced 
   the usual spelling: ``relu`` as ``F.relu`` (counted), ``add``/``mul`` as operators (not), ``addmm``/``mm``
   as ``F.linear`` (not), ``bmm`` as ``torch.matmul`` (counted), ``hardtanh`` as ``F.hardtanh`` (not).
 
+* Interpolation: ``nn.Upsample`` (exact type) the first image's output elements, averaged, and ``F.interpolate``
+  (replaced; ``Upsample`` and its subclasses call it) input elements x scale^d, or N x C x the given
+  size: 1 per output element for a whole scale factor. ``F.grid_sample`` is not replaced: 0.
+* ``F.scaled_dot_product_attention`` is not replaced: 0 (:mod:`.attention`).
+
 ``ptflops-aten`` (``backend="aten"``, ``ptflops/aten_engine.py``, ``aten_ops.py``): a dispatch mode
 counting ``aten.convolution`` MACs plus bias adds, ``addmm`` MACs plus bias adds, ``mm``, ``bmm`` MACs;
-nothing else (``baddbmm`` included). ``nn.MultiheadAttention``'s fused eval path counts 0.
+nothing else (``baddbmm`` included). ``nn.MultiheadAttention``'s fused eval path counts 0, and so does
+SDPA's CPU kernel.
 """
 
 from __future__ import annotations
 
+from mbcost.cost.conventions.attention import CPU_SDPA, SDPA, SDPA_MATH, sdpa_uncounted
 from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, numel
 from mbcost.cost.conventions.fvcore import (
     MHA_FAST_PATH,
@@ -102,6 +109,18 @@ def _mha(layer: LayerCost) -> Charge:
                   averaged=c.total(Unit.MAC))
 
 
+def _upsample(layer: LayerCost) -> Charge:
+    """``nn.Upsample``'s hook and the ``F.interpolate`` its forward calls (in full). The hook counts the
+    elements of ``output[0]``, the first image's output, and is then averaged over the batch like every
+    module hook."""
+    if layer.kind != "interpolate":
+        return Charge(counted=False, reason=f"issued inside Upsample; ptflops' hook for it ignores {layer.op}")
+    first = numel(layer.output_shape[1:])
+    return Charge(ops=numel(layer.output_shape) + first, averaged=first,
+                  reason="Upsample hook: the first image's output elements; + 1 per output element: its forward "
+                         "calls F.interpolate (replaced)")
+
+
 _CONVS = "Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d".split()
 _POOLS = ("MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d "
           "AdaptiveMaxPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d").split()
@@ -116,6 +135,7 @@ _MODULES: dict[str, Handler | None] = {
        "BatchNorm1d BatchNorm2d BatchNorm3d InstanceNorm1d InstanceNorm2d InstanceNorm3d GroupNorm".split()},
     "LayerNorm": _module(("norm",), "LayerNorm", _layer_norm),
     "MultiheadAttention": _mha,
+    "Upsample": _upsample,
 }
 
 
@@ -140,6 +160,15 @@ def _not_replaced(spelling: str) -> Handler:
     return handle
 
 
+_INTERPOLATE = ("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
+                "_upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d "
+                "upsample_trilinear3d upsample_bicubic2d").split()
+
+
+def _interpolate(layer: LayerCost) -> Charge:
+    return Charge(ops=numel(layer.output_shape), reason="F.interpolate (replaced): 1 per output element")
+
+
 _FUNCTIONS: dict[str, Handler | None] = {
     **{op: _function(f"F.{op}") for op in "relu elu gelu silu".split()},
     **dict.fromkeys(("prelu", "_prelu_kernel"), _function("F.prelu")),
@@ -153,6 +182,10 @@ _FUNCTIONS: dict[str, Handler | None] = {
     **dict.fromkeys(("addmm", "mm", "linear"), _not_replaced("F.linear")),
     **dict.fromkeys(("add", "mul", "sub", "div"), _not_replaced("an operator, a + b")),
     "hardtanh": _not_replaced("F.hardtanh"),
+    **dict.fromkeys(_INTERPOLATE, _interpolate),
+    **dict.fromkeys(("grid_sampler_2d", "grid_sampler_3d"), _not_replaced("F.grid_sample")),
+    **dict.fromkeys((SDPA, SDPA_MATH, CPU_SDPA),
+                    sdpa_uncounted("ptflops does not replace F.scaled_dot_product_attention: 0")),
 }
 
 
@@ -195,6 +228,8 @@ PTFLOPS_ATEN = Convention(
         "addmm": macs("aten.addmm: MACs + bias adds", bias=True),
         **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
         MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),
+        **dict.fromkeys((SDPA, CPU_SDPA), sdpa_uncounted(
+            f"ptflops' aten backend has no mapping for aten.{CPU_SDPA}, the kernel SDPA runs as on the CPU: 0")),
     },
     default=_no_mapping, lookup=fast_path_lookup, counts_bias=True,
 )

@@ -5,10 +5,12 @@ Forward hooks per module type, the rule found by walking the module's MRO: conv 
 4 with affine; ``AdaptiveAvgPool*`` one add per pooled input plus one divide per output; ``AvgPool*``
 one add per element of every (clipped) window plus one divide per output; ``PReLU`` 1 per element;
 softmax ``3n - 1`` per row of n; ``MultiheadAttention`` its projections and both attention products
-(MACs) plus the softmax; ReLU, ReLU6, LeakyReLU, max pooling, dropout, containers, views 0. Modules
-with no rule (Hardswish, SiLU, a custom block) count 0 and functional calls inside ``forward``
-(residual ``add``, ``F.relu``, ``F.conv2d``) are not seen, except matrix products (``matmul``, ``@``,
-``F.linear``, ``bmm``) run outside a module that has a counting rule of its own.
+(MACs) plus the softmax; ``Upsample`` (and its subclasses) a count per output element by mode (nearest 0,
+linear 5, bilinear 11, bicubic 259, trilinear 31); ReLU, ReLU6, LeakyReLU, max pooling, dropout,
+containers, views 0. Modules with no rule (Hardswish, SiLU, a custom block) count 0 and functional calls
+inside ``forward`` (residual ``add``, ``F.relu``, ``F.conv2d``) are not seen, except matrix products
+(``matmul``, ``@``, ``F.linear``, ``bmm``, and ``F.scaled_dot_product_attention``'s two products) run
+outside a module that has a counting rule of its own.
 """
 
 from __future__ import annotations
@@ -111,9 +113,12 @@ def _zero(base: str) -> Handler:
 
 
 def _functional(layer: LayerCost) -> Charge:
-    """No module rule: thop's function counter sees matrix products only."""
+    """No module rule: thop's function counter sees matrix products only (``F.scaled_dot_product_attention``:
+    its two products, whether the engine recorded the fused kernel or its math path's ``bmm``)."""
     if layer.kind == "matmul":
         return Charge(macs=layer.macs, reason="thop functional matrix product: MACs, bias ignored")
+    if layer.kind == "attention" and layer.op != "_native_multi_head_attention":
+        return Charge(macs=layer.macs, reason="thop functional scaled_dot_product_attention: both products")
     if layer.facts.module_is_leaf:
         return Charge(counted=False, reason=f"thop has no rule for {layer.module_type}")
     return Charge(counted=False, reason=f"functional {layer.op} in {layer.module_type}.forward: thop does not see it")
@@ -123,7 +128,18 @@ _ZERO = ("_ConstantPadNd _ReflectionPadNd _ReplicationPadNd _CircularPadNd _Drop
          "MaxPool2d MaxPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d AdaptiveMaxPool3d FractionalMaxPool2d "
          "FractionalMaxPool3d _MaxUnpoolNd Sequential ModuleList ModuleDict ParameterList ParameterDict Identity "
          "Flatten Unflatten Unfold PixelShuffle PixelUnshuffle ChannelShuffle Embedding").split()
-_OTHER = "Bilinear Upsample UpsamplingBilinear2d UpsamplingNearest2d RNNCell GRUCell LSTMCell RNN GRU LSTM".split()
+_OTHER = "Bilinear RNNCell GRUCell LSTMCell RNN GRU LSTM".split()
+#: ``count_upsample``: ops per output element by interpolation mode (the mode read from the op).
+_UPSAMPLE_OPS = {"linear1d": 5, "bilinear2d": 11, "bicubic2d": 259, "trilinear3d": 31}
+
+
+def _upsample(layer: LayerCost) -> Charge:
+    """thop's ``count_upsample``: a fixed count per output element by mode (nearest 0)."""
+    if layer.kind != "interpolate":
+        return Charge(counted=False, reason=f"issued inside {layer.module_type}; thop's rule for it ignores "
+                                            f"{layer.op}")
+    per = _UPSAMPLE_OPS.get(layer.op.removeprefix("upsample_"), 0)
+    return Charge(ops=per * numel(layer.output_shape), reason=f"thop count_upsample: {per} per output element")
 
 
 def _other(base: str) -> Handler:
@@ -145,6 +161,7 @@ _TABLE: dict[str, Handler | None] = {
     **{b: _for_kinds(("global_pool",), b, _adaptive_avgpool) for b in
        "AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d".split()},
     "MultiheadAttention": _attention,
+    "Upsample": _upsample,
     **{b: _other(b) for b in _OTHER},
     **{b: _zero(b) for b in _ZERO},
 }
