@@ -148,3 +148,33 @@ def test_frontier_points_are_cited_and_counted():
     for p in points:  # counted MACs near the quoted Mult-Adds, printed as whole millions (18.9 M is printed 18)
         quoted = p.quoted_macs_millions * 1e6  # GoogLeNet: torchvision's 1.50 G against the paper's 1.55 G
         assert abs(p.macs - quoted) <= max(0.035 * quoted, 1e6), p.label
+
+
+def _health(label: str, dw_dead: int, pw_dead: int):
+    """A checkpoint's kernel health with known dead counts: 100 depthwise and 100 pointwise kernels."""
+    from mbcost.weights import KernelHealth, LayerHealth
+
+    return KernelHealth(label, f"{label}.pt", 1e-3, (LayerHealth("dw", "dwconv", 100, dw_dead, 900, 0),
+                                                     LayerHealth("pw", "pwconv", 100, pw_dead, 3200, 0)))
+
+
+@pytest.mark.parametrize("label", ["torchvision.models:mobilenet_v2", "v2", "v1@0.25", "timm.models:mobilenetv1_100"])
+def test_dead_kernels_claim_is_not_checked_from_one_checkpoint(label):
+    """The claim compares V1 with V2: one checkpoint, however dead its depthwise kernels, decides nothing."""
+    claim = check_claims(weights={label: _health(label, 30, 1)}).get("dead_kernels")
+    assert claim.verdict == UNCHECKED
+    assert "give both a v1 and a v2 checkpoint" in claim.reason
+    assert f"{label}: 30.0% of depthwise kernels dead, 1.0% of pointwise" in claim.reason  # still shown
+
+
+def test_dead_kernels_claim_is_not_checked_without_a_mobilenet_pair():
+    weights = {"v1": _health("v1", 30, 1), "torchvision.models:mobilenet_v3_small": _health("x", 1, 1)}
+    assert check_claims(weights=weights).get("dead_kernels").verdict == UNCHECKED
+
+
+@pytest.mark.parametrize("v1_dead, verdict", [(30, HOLDS), (2, FAILS)])
+def test_dead_kernels_claim_compares_a_v1_with_a_torchvision_v2(v1_dead, verdict):
+    """torchvision's mobilenet_v2 is a V2: with a V1 beside it the claim is decided (V1's depthwise kernels
+    dead more than its pointwise ones and more than V2's depthwise ones: 30% > 1% and > 5%; 2% < 5%: fails)."""
+    weights = {"v1": _health("v1", v1_dead, 1), "torchvision.models:mobilenet_v2": _health("tv", 5, 1)}
+    assert check_claims(weights=weights).get("dead_kernels").verdict == verdict

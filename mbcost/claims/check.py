@@ -229,6 +229,21 @@ def _memory_claim(m: MemoryClaim) -> Claim:
                  "Sandler et al. 2018, MobileNetV2, Table 3", QUALIFIED if close else FAILS, reason, m)
 
 
+def _mobilenet_generation(label: str) -> str | None:
+    """``"v1"`` or ``"v2"`` for a MobileNetV1/V2 spec label: the zoo's ``v1``/``v2`` (any width) or a
+    factory named after one (``torchvision.models:mobilenet_v2``, ``timm:mobilenetv1_100``); else None."""
+    import re
+
+    name = label.split("@")[0]
+    if name in ("v1", "v2"):
+        return name
+    if ":" not in name:
+        return None
+    attr = re.split(r"[:.]", name)[-1]
+    found = re.match(r"mobilenet_?(v[12])(?![0-9])", attr, flags=re.IGNORECASE)
+    return found.group(1).lower() if found else None
+
+
 def _dead_claim(d: DeadKernels, threshold: float) -> Claim:
     quote = ("depthwise kernels tend to die in training (most of their weights go to 0); MobileNetV2's design "
              "suffers less")
@@ -241,14 +256,16 @@ def _dead_claim(d: DeadKernels, threshold: float) -> Claim:
     pw = {spec: h.categories["pwconv"].dead_fraction for spec, h in d.checkpoints.items()}
     parts = [f"{spec}: {f:.1%} of depthwise kernels dead, {pw[spec] or 0:.1%} of pointwise" for spec, f in
              fractions.items() if f is not None]
-    v1 = next((s for s in fractions if s.split("@")[0] == "v1"), None)
-    v2 = next((s for s in fractions if s.split("@")[0] == "v2"), None)
-    if v1 and v2 and fractions[v1] is not None and fractions[v2] is not None:
+    v1 = next((s for s, f in fractions.items() if f is not None and _mobilenet_generation(s) == "v1"), None)
+    v2 = next((s for s, f in fractions.items() if f is not None and _mobilenet_generation(s) == "v2"), None)
+    if v1 and v2:
         dies = fractions[v1] > (pw[v1] or 0) and fractions[v1] > fractions[v2]
         verdict = HOLDS if dies else FAILS
-    else:
-        verdict = QUALIFIED if any(f is not None and f > (pw[s] or 0) for s, f in fractions.items()) else FAILS
-        parts.append("give both a v1 and a v2 checkpoint to compare them")
+    else:  # the claim compares V1 with V2: one side alone decides nothing
+        verdict = UNCHECKED
+        missing = " and ".join(g for g, have in (("v1", v1), ("v2", v2)) if not have)
+        parts.append(f"no {missing} checkpoint with depthwise layers: give both a v1 and a v2 checkpoint to "
+                     "compare them")
     return Claim("dead_kernels", "Dying depthwise kernels", quote, source, verdict,
                  f"dead: L1 norm below {threshold:g} x the layer's median; " + "; ".join(parts), d)
 
