@@ -99,6 +99,7 @@ def compare_models(
     execute: str = "auto",
     mode: str = "inference",
     optimizer: str = "sgd",
+    precision: str = "float32",
     counters: str | Sequence[str] | None = None,
     convention: str = "paper",
     bench: bool = False,
@@ -110,7 +111,9 @@ def compare_models(
     Args:
         models: zoo specs or ``package.module:factory``, comma-separated or as a sequence (strings or
             ``ModelSpec``).
-        inputs, batch, num_classes, dtype, input_dtype, execute, mode, optimizer: as ``mbcost.analyze``.
+        inputs, batch, num_classes, dtype, input_dtype, execute, mode, optimizer, precision: as
+            ``mbcost.analyze`` (``precision="int8"``: the bytes of the int8 models; not with ``bench``, which
+            times eager float32).
         counters: ``"fvcore,thop"``, ``"all"`` or a sequence of names: each library's own total,
             measured on the real module (CPU, float32, eval mode).
         convention: ``paper`` (default), ``fvcore``, ``thop``, ``torch``, ``ptflops`` or ``ptflops-aten``.
@@ -136,8 +139,11 @@ def compare_models(
         [parse_spec(m) if isinstance(m, str) else m for m in models]
     if not specs:
         raise SpecError("no models given; e.g. --models v1,v2,vgg16")
+    if bench and precision != "float32":
+        raise SpecError(f"compare times eager {dtype} only; add --no-bench to see the {precision} costs (time "
+                        f"{precision} models with mbcost bench --precision {precision})")
     costs = tuple(analyze(s, inputs, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
-                          execute=execute, mode=mode, optimizer=optimizer) for s in specs)
+                          execute=execute, mode=mode, optimizer=optimizer, precision=precision) for s in specs)
     get_convention(convention)  # an unknown name: SpecError
     ccs = tuple(apply_convention(c, convention) for c in costs)
     names: tuple[str, ...] = ()

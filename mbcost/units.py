@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["count", "exact", "ms", "nbytes", "number", "percent", "ratio", "share", "speed"]
+__all__ = ["count", "exact", "ms", "nbytes", "number", "percent", "ratio", "share", "speed", "speed_change"]
 
 
 def count(n: int | float | None, digits: int = 2) -> str:
@@ -63,6 +63,14 @@ def ms(value: float | None, digits: int = 3) -> str:
 def speed(value: float | None) -> str:
     """A speed-up factor: ``8.47`` -> ``8.47x``."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def speed_change(value: float | None) -> str:
+    """A measured speed-up factor (old time / new time) in words, a slowdown as one:
+    ``2.49`` -> ``2.49x faster``; ``0.72`` -> ``1.39x slower`` (never ``0.72x faster``)."""
+    if value is None or not math.isfinite(value) or value <= 0:
+        return "-"
+    return f"{value:.2f}x faster" if value >= 1 else f"{1 / value:.2f}x slower"
 
 
 def share(value: float | None) -> str:

@@ -1,8 +1,10 @@
 """Dead kernels in a trained checkpoint: per layer and per layer category.
 
 A *kernel* is one output channel's filter (``weight[o]`` of a convolution or linear layer: for a
-depthwise 3x3 convolution, 9 weights). A kernel is *dead* when its L1 norm is below ``threshold``
-times the median L1 norm of its layer's kernels, or exactly zero. The MobileNet material often says
+depthwise 3x3 convolution, 9 weights; a transposed convolution stores ``[in, out / groups, *k]``,
+so its output channel ``o`` of group ``g`` is ``weight[g*in/groups:(g+1)*in/groups, o % (out/groups)]``).
+A kernel is *dead* when its L1 norm is below ``threshold`` times the median L1 norm of its layer's
+kernels, or exactly zero. The MobileNet material often says
 that depthwise kernels die in training (most of their weights go to zero) and that MobileNetV2's
 design suffers less; ``kernel_health`` measures it on real weights.
 
@@ -230,13 +232,26 @@ def kernel_health(model: nn.Module, state: Mapping[str, torch.Tensor], *, thresh
         weight = state.get(f"{path}.weight" if path else "weight")
         if weight is None:
             continue
-        w = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
+        w = _kernels(weight.detach().to(torch.float64), module)
         norms = w.abs().sum(dim=1)
         bar = threshold * float(norms.median()) if norms.numel() else 0.0
         dead = int(((norms < bar) | (norms == 0)).sum())
         layers.append(LayerHealth(name=path, category=category, kernels=int(w.shape[0]), dead_kernels=dead,
                                   weights=int(w.numel()), zero_weights=int((w == 0).sum())))
     return KernelHealth(model=model_name, checkpoint=checkpoint, threshold=threshold, layers=tuple(layers))
+
+
+def _kernels(weight: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """One row per output channel (the layer's kernels), its weights along the row."""
+    from torch import nn
+
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        groups = module.groups
+        per_in, per_out = weight.shape[0] // groups, weight.shape[1]
+        # [in, out/g, *k] -> [g, in/g, out/g, k...] -> [g, out/g, in/g, k...] -> [out, in/g * k...]
+        return (weight.reshape(groups, per_in, per_out, -1).permute(0, 2, 1, 3)
+                .reshape(groups * per_out, -1))
+    return weight.reshape(weight.shape[0], -1)
 
 
 def checkpoint_health(checkpoint: str | Path, spec: str | ModelSpec, *, threshold: float = DEFAULT_THRESHOLD,

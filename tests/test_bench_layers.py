@@ -51,6 +51,68 @@ def test_own_time_is_total_minus_children_with_a_fake_clock():
     assert times.children[""] == ("0", "1")
 
 
+class TickList(nn.Module):
+    """Its timed layers sit in a ModuleList (never called itself) and one is shared with a second
+    parent: the declared tree (root -> blocks -> ticks) is not the call nesting."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.blocks = nn.ModuleList([Tick(clock, 0.001), Tick(clock, 0.002), Tick(clock, 0.003)])
+        self.tail = nn.Sequential(Tick(clock, 0.004))
+
+    def forward(self, x):
+        self.clock.now += 0.0005  # the root's own work
+        for block in self.blocks:
+            x = block(x)
+        x = self.tail(x)
+        return self.blocks[0](x)  # called again, from the root: its time is nested in the root, not in the list
+
+
+def test_own_times_subtract_the_nearest_called_modules_through_a_module_list():
+    clock = FakeClock()
+    times = time_modules(TickList(clock), torch.zeros(1), budget=TINY, clock=clock)
+    own = times.own_times()
+    # one pass: 0.5 ms of the root's own + ticks 1 + 2 + 3 + 4 + 1 ms (blocks.0 runs twice) = 11.5 ms
+    assert times.totals[""] == pytest.approx((0.0115,) * 3)
+    assert own[""] == pytest.approx((0.0005,) * 3)  # only what the root did itself
+    assert own["blocks"] == (0.0,) * 3  # never called
+    assert own["blocks.0"] == pytest.approx((0.002,) * 3)  # both of its calls
+    assert own["tail"] == pytest.approx((0.0,) * 3)
+    for i in range(3):  # the own times partition the instrumented pass: nothing counted twice
+        assert sum(o[i] for o in own.values()) == pytest.approx(times.totals[""][i])
+
+
+def test_profile_of_a_module_list_model_adds_up_to_the_instrumented_pass():
+    """The issue's case: six convs in a ModuleList; own times summed were 1.9x the instrumented pass."""
+    clock = FakeClock()
+
+    class TickConv(nn.Conv2d):
+        def forward(self, x):
+            clock.now += 1e-3 * self.out_channels / 8  # 1 ms per 8 output channels
+            return super().forward(x)
+
+    class ListNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs = nn.ModuleList([TickConv(3 if i == 0 else 8, 8, 3, padding=1) for i in range(6)])
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = conv(x)
+            return x
+
+    model = ListNet()
+    cost = analyze(model, 16)
+    times = time_modules(model, torch.zeros(1, 3, 16, 16), budget=TINY, clock=clock)
+    profile = join_layers(cost, times, RunConfig("cpu", "Test CPU", "float32", 1, 2), capture_env(CPU, 2))
+    assert profile.instrumented_ms == pytest.approx(6.0)  # six convs at 1 ms each, nothing else moves the clock
+    assert [r.layer for r in profile.layers] == [f"convs.{i}" for i in range(6)]
+    assert sum(r.median_ms for r in profile.layers) == pytest.approx(6.0)
+    assert profile.unattributed_ms == pytest.approx(0.0)  # was 6 ms: the root's total, the list never called
+    assert next(c.time_share for c in profile.categories if c.category == "conv") == pytest.approx(1.0)
+
+
 def test_hooks_are_removed_afterwards():
     clock = FakeClock()
     model = nn.Sequential(Tick(clock, 0.001), Tick(clock, 0.001))
@@ -87,7 +149,9 @@ def _synthetic_times(cost, per_macs_s: float = 1e-9, base_s: float = 1e-5) -> Mo
     def total(n: str) -> float:
         return own[n] + sum(total(c) for c in children[n])
 
-    return ModuleTimes(names=names, children=children, totals={n: (total(n),) * 3 for n in names})
+    # every module is called by its parent here, so the calls nested in a module are its children
+    return ModuleTimes(names=names, children=children, totals={n: (total(n),) * 3 for n in names},
+                       nested={n: (sum(total(c) for c in children[n]),) * 3 for n in names if children[n]})
 
 
 def test_join_layers_shares_and_categories(cost):

@@ -209,7 +209,8 @@ def test_every_kind_round_trips_through_a_results_file(records, settings, tmp_pa
     cost = analyze("v1@0.25", 32)
     names = ("", *dict.fromkeys(lc.module for lc in cost.layers))
     times = ModuleTimes(names=names, children={"": names[1:], **dict.fromkeys(names[1:], ())},
-                        totals={"": (1e-3,) * 3, **{n: (1e-5,) * 3 for n in names[1:]}})
+                        totals={"": (1e-3,) * 3, **{n: (1e-5,) * 3 for n in names[1:]}},
+                        nested={"": (1e-5 * (len(names) - 1),) * 3})
     layers = join_layers(cost, times, config, env, peaks=peaks).layers
     written = [*records, *convs, peak_record(peaks, config, env), *layers[:3]]
     path = tmp_path / "runs.jsonl"

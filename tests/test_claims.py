@@ -148,3 +148,80 @@ def test_frontier_points_are_cited_and_counted():
     for p in points:  # counted MACs near the quoted Mult-Adds, printed as whole millions (18.9 M is printed 18)
         quoted = p.quoted_macs_millions * 1e6  # GoogLeNet: torchvision's 1.50 G against the paper's 1.55 G
         assert abs(p.macs - quoted) <= max(0.035 * quoted, 1e6), p.label
+
+
+def _health(label: str, dw_dead: int, pw_dead: int):
+    """A checkpoint's kernel health with known dead counts: 100 depthwise and 100 pointwise kernels."""
+    from mbcost.weights import KernelHealth, LayerHealth
+
+    return KernelHealth(label, f"{label}.pt", 1e-3, (LayerHealth("dw", "dwconv", 100, dw_dead, 900, 0),
+                                                     LayerHealth("pw", "pwconv", 100, pw_dead, 3200, 0)))
+
+
+@pytest.mark.parametrize("label", ["torchvision.models:mobilenet_v2", "v2", "v1@0.25", "timm.models:mobilenetv1_100"])
+def test_dead_kernels_claim_is_not_checked_from_one_checkpoint(label):
+    """The claim compares V1 with V2: one checkpoint, however dead its depthwise kernels, decides nothing."""
+    claim = check_claims(weights={label: _health(label, 30, 1)}).get("dead_kernels")
+    assert claim.verdict == UNCHECKED
+    assert "give both a v1 and a v2 checkpoint" in claim.reason
+    assert f"{label}: 30.0% of depthwise kernels dead, 1.0% of pointwise" in claim.reason  # still shown
+
+
+def test_dead_kernels_claim_is_not_checked_without_a_mobilenet_pair():
+    weights = {"v1": _health("v1", 30, 1), "torchvision.models:mobilenet_v3_small": _health("x", 1, 1)}
+    assert check_claims(weights=weights).get("dead_kernels").verdict == UNCHECKED
+
+
+@pytest.mark.parametrize("v1_dead, verdict", [(30, HOLDS), (2, FAILS)])
+def test_dead_kernels_claim_compares_a_v1_with_a_torchvision_v2(v1_dead, verdict):
+    """torchvision's mobilenet_v2 is a V2: with a V1 beside it the claim is decided (V1's depthwise kernels
+    dead more than its pointwise ones and more than V2's depthwise ones: 30% > 1% and > 5%; 2% < 5%: fails)."""
+    weights = {"v1": _health("v1", v1_dead, 1), "torchvision.models:mobilenet_v2": _health("tv", 5, 1)}
+    assert check_claims(weights=weights).get("dead_kernels").verdict == verdict
+
+
+def _sweep_point(records, n: int, standard_ms: float, separable_ms: float):
+    """The sample sweep's record at M = N = ``n``, re-timed (the speed-up is standard / separable time)."""
+    import dataclasses
+
+    r = next(r for r in records if getattr(r, "cin", None) == n)
+    return dataclasses.replace(r, standard_ms=standard_ms, separable_ms=separable_ms, median_ms=separable_ms,
+                               measured_speedup=standard_ms / separable_ms)
+
+
+def test_eight_to_nine_shows_a_slower_separable_pair_as_a_slowdown():
+    """The issue's sweep point: M = N = 32, 14x14, separable 0.72x the standard's speed (1 / 0.72 = 1.39x slower)."""
+    records = [r for r in typed_records_for(CPU, ()) if getattr(r, "cin", None) != 512]
+    records = [_sweep_point(records, 32, 0.072, 0.100) if getattr(r, "cin", None) == 32 else r for r in records]
+    fast = next(r for r in records if getattr(r, "cin", None) == 128)
+    reason = check_claims(records).get("eight_to_nine").reason
+    assert f"from 1.39x slower to {fast.measured_speedup:.2f}x faster" in reason
+    assert "slower than the standard conv at 1 of 2 points (M = N = 32, K = 3, 14x14: 1.39x slower)" in reason
+    assert "0.72x" not in reason and " 0%" not in reason and "faster, so" not in reason.split("from 1.39x")[0]
+    realised = fast.measured_speedup / (fast.standard_macs / fast.separable_macs)  # only the faster point
+    assert f"{realised:.0%} to {realised:.0%} of the MAC saving survives as time where the separable pair" in reason
+
+
+def test_eight_to_nine_when_every_point_was_slower():
+    records = [r for r in typed_records_for(CPU, ()) if getattr(r, "cin", None) in (32, 128)]
+    records = [_sweep_point(records, r.cin, 1.0, 1.0 / s) for r, s in zip(records, (0.5, 0.8), strict=True)]
+    reason = check_claims(records).get("eight_to_nine").reason
+    assert "measured conv sweep: 1.25x to 2.00x slower" in reason  # 1 / 0.8, 1 / 0.5
+    assert "survives as time" not in reason and "none of the MAC saving survives there" in reason
+
+
+def test_report_page_shows_the_slowdown(cli, tmp_path):
+    from report_samples import write_jsonl
+
+    records = typed_records_for(CPU, ("v1",))
+    records = [_sweep_point(records, 32, 0.072, 0.100) if getattr(r, "cin", None) == 32 else r for r in records]
+    runs = write_jsonl(tmp_path / "runs.jsonl", [r.to_dict() for r in records])
+    out = tmp_path / "r.html"
+    r = cli("report", "--models", "v1", "--no-bench", "--from", str(runs), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    page = out.read_text(encoding="utf-8")
+    table = page[page.index("data-claim='savings-measured'"):]
+    table = table[: table.index("</table>")]
+    assert "1.39x slower" in table and "none (slower)" in table and "0.72x" not in table
+    row = page[page.index("<tr data-claim='eight_to_nine'>"):]
+    assert "from 1.39x slower to" in row[: row.index("</tr>")]

@@ -60,6 +60,49 @@ def test_all_zero_layer_counts_every_kernel_dead():
     assert (layer.category, layer.dead_kernels, layer.zero_fraction) == ("dwconv", 4, 1.0)
 
 
+def test_transposed_conv_kernels_are_its_output_channels():
+    """ConvTranspose2d stores [in, out/groups, k, k]: a kernel is weight[:, o], not weight[i]."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(32, 16, 3, bias=False))
+    weight = model[0].weight.detach().clone()
+    weight[:, [1, 4, 9, 15]] = 0  # output channels 1, 4, 9 and 15
+    (layer,) = kernel_health(model, {"0.weight": weight}).layers
+    assert (layer.kernels, layer.dead_kernels) == (16, 4)
+    assert layer.zero_fraction == 4 / 16  # 4 kernels of 32 x 9 weights, of 16 x 32 x 9
+
+
+def test_grouped_transposed_conv_kernels_follow_the_groups():
+    """groups=2: in 8 -> out 6, weight [8, 3, 2, 2]; output channel 4 is group 1's local channel 1,
+    its kernel is weight[4:8, 1] (16 weights); zeroing only that block kills one kernel."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 6, 2, groups=2, bias=False))
+    weight = model[0].weight.detach().clone()
+    assert weight.shape == (8, 3, 2, 2)
+    weight[4:8, 1] = 0
+    (layer,) = kernel_health(model, {"0.weight": weight}).layers
+    assert (layer.kernels, layer.dead_kernels, layer.zero_weights) == (6, 1, 16)
+    weight[0:4, 1] = 0  # group 0's local channel 1 = output channel 1: a second dead kernel
+    (layer,) = kernel_health(model, {"0.weight": weight}).layers
+    assert (layer.kernels, layer.dead_kernels, layer.zero_weights) == (6, 2, 32)
+
+
+def test_cli_weights_on_a_transposed_conv(cli, tmp_path, monkeypatch):
+    """The issue's case through the command: ConvTranspose2d(32, 16) with 4 output channels zeroed."""
+    (tmp_path / "tconvmods.py").write_text(
+        "import torch\n"
+        "def net():\n"
+        "    return torch.nn.Sequential(torch.nn.ConvTranspose2d(32, 16, 4, stride=2, bias=False))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    state = torch.nn.Sequential(torch.nn.ConvTranspose2d(32, 16, 4, stride=2, bias=False)).state_dict()
+    state["0.weight"][:, :4] = 0
+    torch.save(state, tmp_path / "t.pt")
+    result = cli("weights", str(tmp_path / "t.pt"), "--model", "tconvmods:net", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (layer,) = json.loads(result.output)["layers"]
+    assert (layer["kernels"], layer["dead_kernels"], layer["zero_fraction"]) == (16, 4, 0.25)
+
+
 def test_cli_json_has_exactly_the_documented_shape(cli, v1_checkpoint):
     r = cli("weights", str(v1_checkpoint), "--model", "v1@0.25", "--format", "json")
     assert r.exit_code == 0, r.output

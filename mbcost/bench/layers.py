@@ -3,7 +3,11 @@
 How layers are timed, and why this way: every module of the network gets a forward pre-hook
 and a forward hook that read a clock (``time.perf_counter`` on CPU; on CUDA a pair of CUDA events
 recorded on the stream, read after one synchronisation at the end of the pass). A module's
-*total* time is hook to hook; its *own* time is its total minus its children's totals. The
+*total* time is hook to hook; its *own* time is its total minus the totals of the hooked calls
+that ran nested directly inside it, as the pass really nested them (a call stack kept by the
+hooks), not as the module tree declares them. A container that is never called itself
+(``ModuleList``, ``ModuleDict``) therefore takes no part: its entries are subtracted from the
+module whose ``forward`` called them, so own times add up to the instrumented pass. The
 network is run ``budget.min_runs`` times or more and each module's own time is summarised per
 pass (median, IQR), exactly like a whole-network measurement.
 
@@ -56,24 +60,31 @@ UNATTRIBUTED = "unattributed"
 
 @dataclass(frozen=True)
 class ModuleTimes:
-    """Per-pass totals (seconds, children included) of every module, keyed by module name
-    (``""`` is the root)."""
+    """Per-pass times (seconds) of every module, keyed by module name (``""`` is the root).
+
+    ``totals`` are hook to hook, nested calls included. ``nested`` is, per pass, the summed totals
+    of the hooked calls that ran directly inside the module's calls (the nearest *called*
+    descendants: a ``ModuleList`` that is never called passes its entries on to the module that
+    called them); a module absent from ``nested`` had no hooked call inside it. ``children`` is
+    the declared module tree, kept for display.
+    """
 
     names: tuple[str, ...]
     children: dict[str, tuple[str, ...]]
     totals: dict[str, tuple[float, ...]]
+    nested: dict[str, tuple[float, ...]]
 
     @property
     def passes(self) -> int:
         return len(self.totals.get("", ()))
 
     def own_times(self) -> dict[str, tuple[float, ...]]:
-        """Per pass: a module's total minus its direct children's totals (never below zero)."""
+        """Per pass: a module's total minus the totals of the calls nested directly inside it (never below zero)."""
         out = {}
         for name in self.names:
             total = self.totals.get(name, ())
-            kids = [self.totals.get(c, ()) for c in self.children.get(name, ())]
-            out[name] = tuple(max(0.0, t - sum(k[i] for k in kids if i < len(k))) for i, t in enumerate(total))
+            inner = self.nested.get(name, ())
+            out[name] = tuple(max(0.0, t - (inner[i] if i < len(inner) else 0.0)) for i, t in enumerate(total))
         return out
 
 
@@ -110,8 +121,12 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
     use_events = device_type == "cuda"
     clock = clock or time.perf_counter
     acc: dict[str, float] = defaultdict(float)
-    starts: dict[str, list[Any]] = defaultdict(list)
+    inner: dict[str, float] = defaultdict(float)
+    # the hooked calls now running, innermost last: (module name, start); a call's time goes to
+    # its own total and to the nested time of the call below it on this stack
+    stack: list[tuple[str, Any]] = []
     pairs: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+    inner_pairs: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
 
     def now() -> Any:
         if use_events:
@@ -122,15 +137,25 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
 
     def hooks_for(name: str) -> tuple[Callable[..., None], Callable[..., None]]:
         def pre(_mod: Any, _args: Any) -> None:
-            starts[name].append(now())
+            stack.append((name, now()))
 
         def post(_mod: Any, _args: Any, _out: Any) -> None:
             end = now()
-            begin = starts[name].pop()
+            # the innermost open call of this module (calls close in order unless a forward raised)
+            at = max((i for i, (n, _) in enumerate(stack) if n == name), default=None)
+            if at is None:  # its pre-hook never ran (an earlier pre-hook raised)
+                return
+            begin = stack[at][1]
+            del stack[at:]
+            caller = stack[-1][0] if stack else None
             if use_events:
                 pairs[name].append((begin, end))
+                if caller is not None:
+                    inner_pairs[caller].append((begin, end))
             else:
                 acc[name] += end - begin
+                if caller is not None:
+                    inner[caller] += end - begin
 
         return pre, post
 
@@ -139,6 +164,7 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
         model(*args, **kwargs)
     handles = []
     passes: list[dict[str, float]] = []
+    nested_passes: list[dict[str, float]] = []
     try:
         for name in names:
             pre, post = hooks_for(name)
@@ -147,13 +173,19 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
         elapsed = 0.0
         while True:
             acc.clear()
+            inner.clear()
+            stack.clear()
             pairs.clear()
+            inner_pairs.clear()
             model(*args, **kwargs)
             if use_events:
                 torch.cuda.synchronize()
                 for name, ev in pairs.items():
                     acc[name] = sum(a.elapsed_time(b) for a, b in ev) / 1e3
+                for name, ev in inner_pairs.items():
+                    inner[name] = sum(a.elapsed_time(b) for a, b in ev) / 1e3
             passes.append(dict(acc))
+            nested_passes.append(dict(inner))
             elapsed += acc.get("", 0.0)
             enough = len(passes) >= budget.min_runs and elapsed >= budget.min_run_time
             if enough or (elapsed >= budget.max_run_time and len(passes) >= 3):
@@ -162,7 +194,9 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
         for h in handles:
             h.remove()
     totals = {name: tuple(p.get(name, 0.0) for p in passes) for name in names}
-    return ModuleTimes(names=names, children=children, totals=totals)
+    nested = {name: tuple(p.get(name, 0.0) for p in nested_passes) for name in names
+              if any(name in p for p in nested_passes)}
+    return ModuleTimes(names=names, children=children, totals=totals, nested=nested)
 
 
 @dataclass(frozen=True)

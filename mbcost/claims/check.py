@@ -142,18 +142,45 @@ def _formula_claim(v1_layers: tuple[SeparableLayer, ...]) -> Claim:
                  v1_layers)
 
 
+def _measured_savings(measured: tuple[MeasuredConv, ...]) -> str:
+    """The conv sweep in words. Where the separable pair was slower (speed-up below 1) it is said so, and
+    no share of the MAC saving is claimed to survive there."""
+    from mbcost.units import speed_change
+
+    speedups = sorted(m.measured_speedup for m in measured)
+    lo, hi = speedups[0], speedups[-1]
+    if lo >= 1:
+        span = f"{lo:.2f}x to {hi:.2f}x faster"
+    elif hi < 1:
+        span = f"{1 / hi:.2f}x to {1 / lo:.2f}x slower"
+    else:
+        span = f"from {speed_change(lo)} to {speed_change(hi)}"
+    faster = [m for m in measured if m.measured_speedup >= 1]
+    slower = [m for m in measured if m.measured_speedup < 1]
+    noisy = sum(m.noisy for m in measured)
+    text = f"measured conv sweep: {span}"
+    if faster:
+        realised = sorted(m.realised for m in faster)
+        where = " where the separable pair was faster" if slower else ""
+        text += (f", so {realised[0]:.0%} to {realised[-1]:.0%} of the MAC saving survives as time{where} (median "
+                 f"{realised[len(realised) // 2]:.0%})")
+    if slower:
+        shown = ", ".join(f"M = N = {m.in_channels}, K = {m.kernel}, {'x'.join(map(str, m.size))}: "
+                          f"{speed_change(m.measured_speedup)}" for m in slower[:3])
+        more = f" and {len(slower) - 3} more" if len(slower) > 3 else ""
+        text += (f"; the separable pair was slower than the standard conv at {len(slower)} of {len(measured)} "
+                 f"points ({shown}{more}): none of the MAC saving survives there")
+    if noisy:
+        text += f" ({noisy} of {len(measured)} points noisy)"
+    return text
+
+
 def _savings_claim(s: Savings) -> Claim:
     lo1, hi1 = min(la.saving for la in s.v1), max(la.saving for la in s.v1)
     lo2, hi2 = min(la.saving for la in s.v2), max(la.saving for la in s.v2)
     parts = [f"V1's pairs save {lo1:.2f}x to {hi1:.2f}x", f"V2's save {lo2:.2f}x to {hi2:.2f}x"]
     if s.measured:
-        realised = sorted(m.realised for m in s.measured)
-        speedups = [m.measured_speedup for m in s.measured]
-        noisy = sum(m.noisy for m in s.measured)
-        parts.append(f"measured conv sweep: {min(speedups):.2f}x to {max(speedups):.2f}x faster, so "
-                     f"{realised[0]:.0%} to {realised[-1]:.0%} of the MAC saving survives as time (median "
-                     f"{realised[len(realised) // 2]:.0%}" + (f"; {noisy} of {len(realised)} points noisy" if noisy
-                                                              else "") + ")")
+        parts.append(_measured_savings(s.measured))
     if lo1 >= 8 and hi1 <= 9 and lo2 >= 8 and hi2 <= 9:
         verdict = HOLDS
     elif lo1 >= 7.5 and hi1 <= 9.5:
@@ -229,6 +256,21 @@ def _memory_claim(m: MemoryClaim) -> Claim:
                  "Sandler et al. 2018, MobileNetV2, Table 3", QUALIFIED if close else FAILS, reason, m)
 
 
+def _mobilenet_generation(label: str) -> str | None:
+    """``"v1"`` or ``"v2"`` for a MobileNetV1/V2 spec label: the zoo's ``v1``/``v2`` (any width) or a
+    factory named after one (``torchvision.models:mobilenet_v2``, ``timm:mobilenetv1_100``); else None."""
+    import re
+
+    name = label.split("@")[0]
+    if name in ("v1", "v2"):
+        return name
+    if ":" not in name:
+        return None
+    attr = re.split(r"[:.]", name)[-1]
+    found = re.match(r"mobilenet_?(v[12])(?![0-9])", attr, flags=re.IGNORECASE)
+    return found.group(1).lower() if found else None
+
+
 def _dead_claim(d: DeadKernels, threshold: float) -> Claim:
     quote = ("depthwise kernels tend to die in training (most of their weights go to 0); MobileNetV2's design "
              "suffers less")
@@ -241,14 +283,16 @@ def _dead_claim(d: DeadKernels, threshold: float) -> Claim:
     pw = {spec: h.categories["pwconv"].dead_fraction for spec, h in d.checkpoints.items()}
     parts = [f"{spec}: {f:.1%} of depthwise kernels dead, {pw[spec] or 0:.1%} of pointwise" for spec, f in
              fractions.items() if f is not None]
-    v1 = next((s for s in fractions if s.split("@")[0] == "v1"), None)
-    v2 = next((s for s in fractions if s.split("@")[0] == "v2"), None)
-    if v1 and v2 and fractions[v1] is not None and fractions[v2] is not None:
+    v1 = next((s for s, f in fractions.items() if f is not None and _mobilenet_generation(s) == "v1"), None)
+    v2 = next((s for s, f in fractions.items() if f is not None and _mobilenet_generation(s) == "v2"), None)
+    if v1 and v2:
         dies = fractions[v1] > (pw[v1] or 0) and fractions[v1] > fractions[v2]
         verdict = HOLDS if dies else FAILS
-    else:
-        verdict = QUALIFIED if any(f is not None and f > (pw[s] or 0) for s, f in fractions.items()) else FAILS
-        parts.append("give both a v1 and a v2 checkpoint to compare them")
+    else:  # the claim compares V1 with V2: one side alone decides nothing
+        verdict = UNCHECKED
+        missing = " and ".join(g for g, have in (("v1", v1), ("v2", v2)) if not have)
+        parts.append(f"no {missing} checkpoint with depthwise layers: give both a v1 and a v2 checkpoint to "
+                     "compare them")
     return Claim("dead_kernels", "Dying depthwise kernels", quote, source, verdict,
                  f"dead: L1 norm below {threshold:g} x the layer's median; " + "; ".join(parts), d)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from mbcost.cost.precision import PRECISIONS
 from mbcost.cost.training import MODES, OPTIMIZERS
 from mbcost.cost.walker import EXECUTE_MODES
 from mbcost.errors import MbcostError
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVENTIONS_HELP", "COUNTERS_HELP", "BatchOpt", "BenchFlagOpt", "ClassesOpt", "ConvBenchOpt", "ConventionName",
     "ConventionOpt", "CountersOpt", "DType", "DTypeOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt",
-    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelsOpt", "OptimizerName", "OptimizerOpt", "OutputOpt", "app",
+    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelsOpt", "OptimizerName", "OptimizerOpt", "OutputOpt",
+    "Precision", "PrecisionOpt", "app",
     "check_writable", "emit", "input_value", "timer",
 ]
 
@@ -141,6 +143,12 @@ ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo mod
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="Output format.")
 OutputOpt = typer.Option(None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.")
 DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte counts.")
+#: The analysis precisions, from their one list (``mbcost.cost.precision.PRECISIONS``).
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
+PrecisionOpt = typer.Option(Precision.float32, "--precision",
+                            help="float32, or int8: the bytes of the statically quantized int8 model (int8 weights "
+                                 "with a scale per output channel, int8 activations; MACs unchanged, as int8 MACs). "
+                                 "The float types stay on --dtype.")
 
 
 # Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare.

@@ -29,6 +29,8 @@ from mbcost.cli.app import (
     OptimizerName,
     OptimizerOpt,
     OutputOpt,
+    Precision,
+    PrecisionOpt,
     app,
     check_writable,
     emit,
@@ -53,6 +55,7 @@ def compare(
     execute: Execute = ExecuteOpt,
     mode: Mode = ModeOpt,
     optimizer: OptimizerName = OptimizerOpt,
+    precision: Precision = PrecisionOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
     counters: str | None = CountersOpt,
@@ -68,8 +71,8 @@ def compare(
     specs = parse_models(models)
     c = compare_models(specs, input_value(input), batch, num_classes=classes, dtype=dtype.value,
                        input_dtype=input_dtype, execute=execute.value, mode=mode.value, optimizer=optimizer.value,
-                       counters=counters, convention=convention.value, bench=bench, measure_fn=timer(ctx),
-                       stage=progress_bar)
+                       precision=precision.value, counters=counters, convention=convention.value, bench=bench,
+                       measure_fn=timer(ctx), stage=progress_bar)
     emit(format, output, table=comparison_table(c), records=comparison_records(c), document=comparison_document(c))
 
 

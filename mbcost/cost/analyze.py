@@ -6,6 +6,7 @@ import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from mbcost.cost.precision import INT8_FLOAT_BYTES, PRECISIONS, int8_weight_bytes
 from mbcost.cost.result import ModelCost
 from mbcost.cost.walker import trace_model
 from mbcost.errors import SpecError
@@ -34,6 +35,7 @@ def analyze(
     mode: str = "inference",
     optimizer: str = "sgd",
     name: str | None = None,
+    precision: str = "float32",
 ) -> ModelCost:
     """Analytic cost of ``model`` on ``inputs``.
 
@@ -59,6 +61,9 @@ def analyze(
             backward (``backward_macs``...) and the optimizer's update (``mbcost.cost.training``).
         optimizer: for ``mode="train"``: ``sgd``, ``momentum``, ``adam`` or ``adamw``.
         name: label for a module passed directly (default: its class name).
+        precision: ``float32`` or ``int8``: the bytes of a runtime's statically quantized int8 model
+            (int8 weights with per-output-channel scales, int8 activations; the rule is
+            ``mbcost.cost.precision``'s). MACs are unchanged. int8 analyses a float32 model, in inference.
 
     Returns:
         A ``ModelCost`` with ``.params``, ``.macs``, ``.flops``, ``.layers`` and ``.to_frame()``.
@@ -82,6 +87,8 @@ def analyze(
     if optimizer not in OPTIMIZERS:
         raise SpecError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     train = mode == "train"
+    _check_precision(precision, dtype, mode)
+    int8 = precision == "int8"
     resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
                               dtype=input_dtype or dtype)
     width: float | None = None
@@ -101,7 +108,7 @@ def analyze(
     else:
         module, model_name = model, name or type(model).__name__
     trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
-                        train=train)
+                        train=train, float_bytes=INT8_FLOAT_BYTES if int8 else None)
     return ModelCost(
         name=model_name,
         width=width,
@@ -126,7 +133,20 @@ def analyze(
         train_peak_activation_bytes=trace.train_peak_activation_bytes,
         train_peak_op=trace.train_peak_op,
         unpriced_params=tuple(trace.unpriced_params),
+        precision=precision,
+        quantized_weight_bytes=int8_weight_bytes(module) if int8 else None,
     )
+
+
+def _check_precision(precision: str, dtype: str, mode: str) -> None:
+    if precision not in PRECISIONS:
+        raise SpecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and dtype != "float32":
+        raise SpecError(f"--precision int8 quantizes a float32 model: drop --dtype {dtype} (the float types go on "
+                        "--dtype, int8 on --precision)")
+    if precision == "int8" and mode != "inference":
+        raise SpecError("--precision int8 is an inference analysis (static post-training quantization): "
+                        "drop --mode train")
 
 
 @lru_cache(maxsize=32)

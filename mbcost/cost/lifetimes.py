@@ -34,10 +34,13 @@ class Peak:
 class Lifetimes:
     """Collects creation and last use of every activation storage, op by op."""
 
-    def __init__(self, weight_storages: set[int], weight_keys: dict[int, int] | None = None) -> None:
+    def __init__(self, weight_storages: set[int], weight_keys: dict[int, int] | None = None,
+                 float_bytes: int | None = None) -> None:
         """``weight_keys``: the storage id of each weight by the tensor's id, when already read (the
-        weights stay alive through the walk, so their ids keep their meaning)."""
+        weights stay alive through the walk, so their ids keep their meaning). ``float_bytes``: the
+        bytes per element of a floating-point storage when not its dtype's (the int8 analysis: 1)."""
         self.weight_storages = weight_storages
+        self.float_bytes = float_bytes
         self.created: dict[int, int] = {}
         self.last: dict[int, int] = {}
         self.size: dict[int, int] = {}
@@ -66,7 +69,10 @@ class Lifetimes:
             return
         if key not in self.created:
             self.created[key] = step
-            self.size[key] = t.untyped_storage().nbytes()
+            size = t.untyped_storage().nbytes()
+            if self.float_bytes and t.is_floating_point():
+                size = size // t.element_size() * self.float_bytes
+            self.size[key] = size
         last = self.last.get(key, step)
         self.last[key] = step if step > last else last
 

@@ -209,6 +209,11 @@ class ModelCost:
     train_peak_op: str | None = None
     #: Parameters of modules whose ops have no formula (embedding lookups), per module.
     unpriced_params: tuple[UnpricedParams, ...] = ()
+    #: ``float32`` (every tensor at its dtype) or ``int8``: bytes as a runtime's int8 model holds them
+    #: (``mbcost.cost.precision``: every byte figure, the layers' included; MACs are int8 MACs).
+    precision: str = "float32"
+    #: int8: the parameters' bytes, quantized (``precision.int8_weight_bytes``); ``None``: ``params x dtype_bytes``.
+    quantized_weight_bytes: int | None = None
 
     @property
     def forward_macs(self) -> int:
@@ -286,7 +291,9 @@ class ModelCost:
 
     @property
     def weight_bytes(self) -> int:
-        return self.params * self.dtype_bytes
+        """Bytes of the parameters: ``params x dtype_bytes``, or at int8 the quantized weights with their
+        scales and zero points (``mbcost.cost.precision``)."""
+        return self.params * self.dtype_bytes if self.quantized_weight_bytes is None else self.quantized_weight_bytes
 
     @property
     def activation_bytes(self) -> int:
@@ -359,6 +366,7 @@ class ModelCost:
             "batch": self.batch,
             "in_channels": self.in_channels,
             "dtype": self.dtype,
+            "precision": self.precision,
             "params": self.params,
             "macs": self.macs,
             "flops": self.flops,

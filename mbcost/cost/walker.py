@@ -232,7 +232,7 @@ class _Walk:
     """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
 
     def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
-                 replay: bool = True) -> None:
+                 replay: bool = True, float_bytes: int | None = None) -> None:
         import torch
 
         global _CALL_IMPL, _META, _STRIDED
@@ -255,7 +255,9 @@ class _Walk:
         # unless another tool's global module hooks must see every call
         self.replay = replay and meta and self.plain
         self.capture: Capture | None = None  # the layer call being recorded into a program
-        self.context = (train, torch.get_default_dtype())  # what else a layer's calls depend on
+        # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
+        self.float_bytes = float_bytes
+        self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
         self.weight_ids: set[int] = set(book.weight_ids)
         self.stand_ins: dict[int, Any] = {}
         self.keep_alive: list[Any] = []  # ids are only stable while the objects live
@@ -263,7 +265,7 @@ class _Walk:
         self.op = ""
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
         self.entered: Any = None  # the module entered last: where a Python-level check failed
-        self.lifetimes = Lifetimes(set(book.weight_storages), book.weight_keys) if meta else None
+        self.lifetimes = Lifetimes(set(book.weight_storages), book.weight_keys, float_bytes) if meta else None
         # training: the tensors that carry a gradient (trainable weights and what depends on them)
         self.train = train
         self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
@@ -412,6 +414,8 @@ class _Walk:
                 out = None
                 if info.shortcut is not None and "out" not in kwargs:
                     key = _signature(func, args, kwargs, self.tensor_type) if info.memoised else None
+                    if key is not None and self.float_bytes:  # its scratch bytes depend on the element size
+                        key = (self.float_bytes, key)
                     answer = _ANSWERS.get(key) if key is not None else None
                     if answer is not None:
                         out = answer.replay(args, self.empty_strided)
@@ -540,14 +544,16 @@ class _Walk:
                     break
             return None
         weight_bytes = input_bytes = n_acts = 0
+        fb = self.float_bytes
         for a in tensors:
             if id(a) in weight_ids:
-                weight_bytes += a.numel() * a.element_size()
+                weight_bytes += a.numel() * (fb if fb and a.is_floating_point() else a.element_size())
             elif n_acts < 2 and a.dim() > 0:
-                input_bytes += a.numel() * a.element_size()
+                input_bytes += a.numel() * (fb if fb and a.is_floating_point() else a.element_size())
                 n_acts += 1
         o = out[0] if isinstance(out, (tuple, list)) else out
-        output_bytes = o.numel() * o.element_size() if isinstance(o, self.tensor_type) else 0
+        output_bytes = (o.numel() * (fb if fb and o.is_floating_point() else o.element_size())
+                        if isinstance(o, self.tensor_type) else 0)
         self.book.add(mod, first_in_call=first[0], op=info.name, priced=priced, input_bytes=input_bytes,
                       output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace, reuse=reuse)
         first[0] = False
@@ -674,6 +680,11 @@ def _cpu_copy(model: nn.Module) -> nn.Module:
     return clone.to("cpu")
 
 
+def _float_size(model: nn.Module) -> int:
+    """Bytes per element of ``model``'s floating-point weights (4 when it has none)."""
+    return next((t.element_size() for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), 4)
+
+
 def _check_real_fits(model: nn.Module, inputs: Inputs, activation_bytes: int, where: str) -> None:
     """Refuse a real CPU forward whose estimate exceeds the available memory, before anything is allocated.
 
@@ -704,6 +715,7 @@ def trace_model(
     materialize: Callable[[], nn.Module] | None = None,
     train: bool = False,
     replay: bool = True,
+    float_bytes: int | None = None,
 ) -> Trace:
     """Walk ``model`` on ``inputs`` and return its per-op records.
 
@@ -716,6 +728,9 @@ def trace_model(
         train: walk a training step's forward (train mode) and cost its backward (``training.py``).
         replay: replay pure torch.nn layers' recorded calls (``programs.py``); off, every layer is
             traced (the same records, slower: for tests).
+        float_bytes: count every floating-point tensor (activations, inputs, the weights an op reads) at
+            this many bytes per element instead of its dtype's: 1 for the int8 analysis
+            (``mbcost.cost.precision``); integer tensors keep their dtype.
 
     Raises:
         AnalysisError: the forward failed (on meta, and on the CPU when it was tried), or the
@@ -726,26 +741,30 @@ def trace_model(
     meta_failure: ForwardFailed | None = None
     # every real forward is guarded by a memory estimate made on the meta device first (nothing allocated)
     book = RecordBook(model, structure)
-    walk = _Walk(model, book, meta=True, train=train, replay=replay)
+    walk = _Walk(model, book, meta=True, train=train, replay=replay, float_bytes=float_bytes)
     try:
         with _collector_paused():
             walk.forward(*_meta_inputs(inputs))
         if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
         activation_bytes, where = walk.peak()[0] or 0, "at their peak, estimated on the meta device"
+        if float_bytes:  # the real forward runs at the model's own float dtype, not at the analysed size
+            activation_bytes = activation_bytes * _float_size(model) // float_bytes
     except ForwardFailed as failed:
         if execute == "meta":
             raise AnalysisError(f"the forward pass failed on the meta device for input {inputs.label}, in "
                                 f"{failed.where}: {failed.reason} (try --execute real)") from None
         meta_failure = failed if execute == "auto" else None
         activation_bytes = sum(r.output_bytes for r in book.records)
+        if float_bytes:
+            activation_bytes = sum(prod(r.output_shape) for r in book.records) * _float_size(model)
         where = "traced before the data-dependent op"
     _check_real_fits(model, inputs, activation_bytes, where)
     import torch
 
     real_model = materialize() if materialize is not None else _cpu_copy(model)
     book = RecordBook(real_model)
-    walk = _Walk(real_model, book, meta=False, train=train)
+    walk = _Walk(real_model, book, meta=False, train=train, float_bytes=float_bytes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:

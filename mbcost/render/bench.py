@@ -190,7 +190,8 @@ def category_table(p: LayerProfile) -> Table:
     total = sum(c.time_ms for c in p.categories)
     rows.append(["total (sum of own times)", ms(total), "100.0%", fmt.count(p.cost.macs), "100.0%", "", "", ""])
     notes = [
-        "time = median over passes of each module's own time (hooks on every module; children excluded)",
+        "time = median over passes of each module's own time (hooks on every module; the modules it called "
+        "excluded)",
         "time share / MAC share > 1: the category takes more of the time than of the arithmetic",
         "intensity = the category's (FLOPs + elementwise ops) / bytes moved; GFLOP/s = the same work / its time",
         "unattributed = containers' own time and modules with no analytic record (Flatten, Dropout): "

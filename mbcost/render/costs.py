@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from mbcost import units as fmt
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.conventions.base import Unit
+from mbcost.cost.precision import INT8_RULE
 from mbcost.cost.result import CATEGORIES, LayerCost, ModelCost, UnpricedParams
 from mbcost.render import conventions
 from mbcost.render.table import Table
@@ -94,7 +95,8 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
     for m in models:
         row: dict[str, Any] = {
             "model": m.label, "name": m.name, "width": m.width, "input": m.input_label,
-            "execution": m.execution, "batch": m.batch, "dtype": m.dtype, "params": m.params, "macs": m.macs,
+            "execution": m.execution, "batch": m.batch, "dtype": m.dtype, "precision": m.precision,
+            "params": m.params, "macs": m.macs,
             "flops": m.flops,
             "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
             "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
@@ -115,9 +117,10 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
 def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = None) -> Table:
     """Metrics as rows, models as columns (the papers' side-by-side layout)."""
     r = ratios(models)
+    int8 = any(m.precision == "int8" for m in models)
     rows: list[list[str]] = [
         ["params", *[f"{fmt.count(m.params)} ({fmt.exact(m.params)})" for m in models]],
-        ["MACs", *[f"{fmt.count(m.macs)} ({fmt.exact(m.macs)})" for m in models]],
+        ["MACs (int8)" if int8 else "MACs", *[f"{fmt.count(m.macs)} ({fmt.exact(m.macs)})" for m in models]],
         ["FLOPs (2 x MACs)", *[fmt.count(m.flops) for m in models]],
         ["elementwise ops", *[fmt.count(m.elementwise_ops) for m in models]],
     ]
@@ -132,7 +135,8 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
                          *[fmt.ratio(r[m.label][other.label]["macs"]) if m.label != other.label else "1x"
                            for m in models]])
     rows += [
-        [f"weights ({models[0].dtype})", *[fmt.nbytes(m.weight_bytes) for m in models]],
+        ["weights (int8, per-channel scales)" if int8 else f"weights ({models[0].dtype})",
+         *[fmt.nbytes(m.weight_bytes) for m in models]],
         ["activation memory (sum of outputs)", *[fmt.nbytes(m.activation_bytes) for m in models]],
         ["peak memory (weights + live activations)", *[_maybe(fmt.nbytes, m.peak_memory_bytes) for m in models]],
         ["peak live activations (lifetimes)", *[_maybe(fmt.nbytes, m.peak_activation_bytes) for m in models]],
@@ -147,8 +151,10 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
         rows.append([f"param share {c}", *[fmt.percent(m.categories[c].params, m.params) for m in models]])
     rows += extra_rows or []
     first = models[0]
-    title = f"mbcost compare: input {first.input_label}, batch {first.batch}"
+    title = f"mbcost compare: input {first.input_label}, batch {first.batch}" + (", int8" if int8 else "")
     notes = conventions.for_costs()
+    if int8:
+        notes.append(INT8_RULE)
     if any(m.mode == "train" for m in models):
         notes.append(conventions.TRAIN)
     notes += execution_notes(models)

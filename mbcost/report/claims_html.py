@@ -65,11 +65,13 @@ def _savings(c: Claim) -> str:
                             attrs=f"class='claim-detail' data-claim='savings-{name.lower()}'"))
     if s.measured:
         rows = [[e(m.run), str(m.in_channels), str(m.kernel), "x".join(map(str, m.size)), f"{m.mac_speedup:.2f}x",
-                 f"{m.measured_speedup:.2f}x", f"{m.realised:.0%}", "noisy" if m.noisy else ""] for m in s.measured]
+                 fmt.speed_change(m.measured_speedup),
+                 f"{m.realised:.0%}" if m.measured_speedup >= 1 else "none (slower)", "noisy" if m.noisy else ""]
+                for m in s.measured]
         out.append("<p class='small'>Measured conv sweep (standard vs separable, M = N); noisy: a time's "
                    "interquartile range was wide against its median, measure longer with mbcost sweep:</p>"
-                   + _table(["run", "M = N", "K", "map", "MAC speed-up", "measured speed-up", "realised", ""], rows,
-                            attrs="class='claim-detail' data-claim='savings-measured'"))
+                   + _table(["run", "M = N", "K", "map", "MAC speed-up", "separable pair, measured", "realised", ""],
+                            rows, attrs="class='claim-detail' data-claim='savings-measured'"))
     else:
         out.append("<p class='small'>Time not measured: make the report without <code>--no-bench</code>, or pass "
                    "<code>mbcost sweep --save sweep.jsonl</code>'s file with <code>--from</code>.</p>")
