@@ -118,6 +118,8 @@ def analyze(
         execution=trace.execution,
         execution_note=trace.fallback_reason,
         buffers=trace.buffers,
+        nonfloat_buffers=trace.nonfloat_buffers,
+        nonfloat_buffer_bytes=trace.nonfloat_buffer_bytes,
         peak_activation_bytes=trace.peak_activation_bytes,
         peak_op=trace.peak_op,
         mode=mode,
