@@ -17,7 +17,8 @@ How it runs (``execute``):
 * ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
   grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
   ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
-  A run that would not fit in memory is refused beforehand, with the estimate.
+  A run that would not fit in memory is refused beforehand, with the estimate. Recurrent layers run
+  with oneDNN off (``_generic_recurrent_class``), so that they issue the same ops as on meta.
 * ``auto``: ``meta``, and ``real`` when the meta run fails; the result says which ran and why.
 
 On the meta run the walk also follows every storage's lifetime (``mbcost.cost.lifetimes``) for
@@ -569,7 +570,8 @@ class _Walk:
                     root.train(self.train)
                 if self.lifetimes is not None:
                     self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
-                with torch.no_grad(), _composite_attention(torch), Recorder(self):
+                with torch.no_grad(), _composite_attention(torch), Recorder(self), \
+                        (contextlib.nullcontext() if self.meta else _generic_recurrent_class()()):
                     result = root(*args, **kwargs)
             if self.lifetimes is not None:
                 from torch.utils._pytree import tree_leaves
@@ -616,6 +618,37 @@ def _composite_attention(torch: Any) -> Iterator[None]:
         yield
     finally:
         mha.set_fastpath_enabled(before)
+
+
+#: torch's recurrent layers (``_VF.lstm`` and its kin, what nn.LSTM, nn.GRU and nn.RNN call).
+_RECURRENT = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+@functools.cache
+def _generic_recurrent_class() -> type:
+    """A function mode for the real CPU forward: torch's recurrent layers run with oneDNN off, so that
+    they issue the same ops as on the meta device (per time step: ``addmm``, gates, cell update).
+    With oneDNN on, an LSTM on the CPU runs as one fused ``mkldnn_rnn_layer`` per layer and
+    direction, an op with no formula whose products would go uncounted (as they do in
+    ``FlopCounterMode``). oneDNN's global switch is the only one torch reads for that choice, so it
+    is turned off for the call of the recurrent layer alone: convolutions keep their fast kernels."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    recurrent = frozenset(id(getattr(torch, name)) for name in _RECURRENT)
+    mkldnn = torch.backends.mkldnn
+
+    class GenericRecurrent(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if id(func) not in recurrent or not mkldnn.enabled:
+                return func(*args, **(kwargs or {}))
+            mkldnn.enabled = False
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                mkldnn.enabled = True
+
+    return GenericRecurrent
 
 
 @contextlib.contextmanager
