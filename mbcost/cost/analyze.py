@@ -45,7 +45,8 @@ def analyze(
     Args:
         model: a zoo spec (``"v2"``, ``"v1@0.75"``), ``"package.module:factory"``, or a module.
         inputs: ``224`` or ``"224x160"`` (an image: ``batch x in_channels x H x W``); a full shape
-            ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only); a tuple of
+            ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only; with
+            ``requires_grad=True``, ``mode="train"`` costs its gradient too); a tuple of
             these for several positional inputs; a dict for keyword inputs. Default 224.
         batch: batch size of the image shorthand (costs scale linearly; parameters do not).
         input_size: the former name of ``inputs`` (an image size), still accepted.

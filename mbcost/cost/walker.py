@@ -568,8 +568,11 @@ class _Walk:
             with shadow_tree(self.model, self.wrap, training=None if own_train else self.train) as root:
                 if own_train and (self.train or any(m.training for m in names)):
                     root.train(self.train)
+                inputs = _tensors((args, tuple(kwargs.values())), [], self.tensor_type)
                 if self.lifetimes is not None:
-                    self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
+                    self.lifetimes.inputs(inputs)
+                if self.train:  # an input that requires grad gets its gradient computed (not data alone)
+                    self.grad_ids.update(id(t) for t in inputs if t.requires_grad)
                 with torch.no_grad(), _composite_attention(torch), Recorder(self), \
                         (contextlib.nullcontext() if self.meta else _generic_recurrent_class()()):
                     result = root(*args, **kwargs)
@@ -668,24 +671,28 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _meta_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+def _meta_inputs(inputs: Inputs, train: bool = False) -> tuple[tuple, dict]:
+    """Meta tensors for ``inputs``; in training, those given with ``requires_grad`` require it."""
     import torch
 
     def make(spec: Any) -> Any:
         layout = torch.channels_last if spec.channels_last else torch.contiguous_format
-        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta", memory_format=layout)
+        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta", memory_format=layout,
+                           requires_grad=train and spec.requires_grad)
 
     return tuple(make(s) for s in inputs.args), {s.name: make(s) for s in inputs.kwargs}
 
 
-def _real_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+def _real_inputs(inputs: Inputs, train: bool = False) -> tuple[tuple, dict]:
+    """Random CPU tensors for ``inputs`` (seeded by the caller), as ``_meta_inputs``."""
     import torch
 
     def make(spec: Any) -> Any:
         dtype = getattr(torch, spec.dtype)
         if dtype.is_floating_point:
             x = torch.randn(spec.shape, dtype=dtype)
-            return x.contiguous(memory_format=torch.channels_last) if spec.channels_last else x
+            x = x.contiguous(memory_format=torch.channels_last) if spec.channels_last else x
+            return x.requires_grad_(train and spec.requires_grad)
         if dtype == torch.bool:
             return torch.randint(0, 2, spec.shape).bool()
         return torch.randint(0, 2, spec.shape, dtype=dtype)  # token ids 0/1: valid for any vocabulary
@@ -756,7 +763,7 @@ def trace_model(
         walk = _Walk(model, book, meta=True, train=train, replay=replay)
         try:
             with _collector_paused():
-                walk.forward(*_meta_inputs(inputs))
+                walk.forward(*_meta_inputs(inputs, train))
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
         except ForwardFailed as failed:
             if execute == "meta":
@@ -773,7 +780,7 @@ def trace_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            walk.forward(*_real_inputs(inputs))
+            walk.forward(*_real_inputs(inputs, train))
         except ForwardFailed as failed:
             before = (f"on the meta device ({meta_failure.where}: {meta_failure.reason}) and then "
                       if meta_failure else "")
