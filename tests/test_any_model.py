@@ -389,8 +389,10 @@ def test_recurrent_layers_cost_the_same_on_the_cpu_as_on_meta(case):
     torch.manual_seed(0)
     model = Recurrent(kind, **settings)
     with torch.device("meta"):
-        on_meta = Recurrent(kind, **settings)  # a CPU LSTM cannot run on meta inputs (a device check)
-    meta = mbcost.analyze(on_meta, [3, 10, 16], execute="meta")
+        on_meta = Recurrent(kind, **settings)
+    # the CPU model runs on meta too: torch checks its weights' device before issuing any op
+    meta = mbcost.analyze(model, [3, 10, 16], execute="meta")
+    assert _layers(meta) == _layers(mbcost.analyze(on_meta, [3, 10, 16], execute="meta"))
     real = mbcost.analyze(model, [3, 10, 16], execute="real")
     assert real.execution == "real" and meta.execution == "meta"
     assert meta.macs == by_hand == meta_flops(model, (3, 10, 16)) // 2
@@ -400,6 +402,9 @@ def test_recurrent_layers_cost_the_same_on_the_cpu_as_on_meta(case):
     assert real.elementwise_ops == meta.elementwise_ops
     assert not real.uncounted and not meta.uncounted
     assert all(p.device.type == "cpu" for p in model.parameters()) and torch.backends.mkldnn.enabled
+    assert all(not w.is_meta for w in model.rnn._flat_weights)  # the caller's layer is unchanged
+    train, train_real = (mbcost.analyze(model, [3, 10, 16], mode="train", execute=e) for e in ("meta", "real"))
+    assert train.backward_macs == train_real.backward_macs > 0
 
 
 def test_a_data_dependent_model_with_an_lstm_keeps_its_macs_on_the_real_fallback():

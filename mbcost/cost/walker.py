@@ -272,7 +272,15 @@ class _Walk:
     # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
     def wrap(self, mod: Any, copy: Any) -> _Call:
-        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``)."""
+        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``). On the meta run, a recurrent
+        layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the weight list it hands to
+        torch: torch checks that list's devices against the input's before any op is issued, where
+        the walk could give stand-ins as it does for every other weight."""
+        if self.meta:
+            flat = copy.__dict__.get("_flat_weights")
+            if type(flat) is list and any(isinstance(w, self.tensor_type) and not w.is_meta for w in flat):
+                copy.__dict__["_flat_weights"] = [w if not isinstance(w, self.tensor_type) or w.is_meta
+                                                  else self._stand_in(w) for w in flat]
         return _Call(self, mod, copy)
 
     def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
