@@ -5,7 +5,7 @@ Accepted forms (``resolve_inputs``):
 * ``224`` or ``"224x160"``: an image, ``batch x in_channels x H x W`` (a tuple of two ints too);
 * a full shape: ``(1, 3, 16, 112, 112)`` (three or more ints), ``[1, 128]`` (a list: any rank),
   ``torch.Size``, or the text ``"1x3x16x112x112"`` (three or more numbers) or ``"[1,128]"``;
-* a tensor: its shape and dtype are used, never its data;
+* a tensor: its shape and dtype are used, never its data (and whether it requires a gradient);
 * a tuple of these: several positional inputs;
 * a dict ``{name: one of these}``: keyword inputs.
 
@@ -54,6 +54,13 @@ class InputSpec:
     name: str | None = None
     #: A 4-D input laid out channels-last (a tensor given so): convolution keeps that layout.
     channels_last: bool = False
+    #: The input needs a gradient (a tensor given with ``requires_grad=True``): in a training step
+    #: (``mode="train"``) the backward then computes it too.
+    requires_grad: bool = False
+
+    def __post_init__(self) -> None:
+        if self.requires_grad and self.dtype not in FLOAT_DTYPES:
+            raise SpecError(f"an input of dtype {self.dtype} cannot require a gradient; only floating-point ones can")
 
     @property
     def numel(self) -> int:
@@ -81,6 +88,8 @@ class InputSpec:
             d["name"] = self.name
         if self.channels_last:
             d["memory_format"] = "channels_last"
+        if self.requires_grad:
+            d["requires_grad"] = True
         return d
 
 
@@ -226,7 +235,7 @@ def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None)
 
         channels_last = value.dim() == 4 and not value.is_contiguous() \
             and value.is_contiguous(memory_format=torch.channels_last)
-        return InputSpec(tuple(int(d) for d in value.shape), dt, name, channels_last)
+        return InputSpec(tuple(int(d) for d in value.shape), dt, name, channels_last, bool(value.requires_grad))
     if torch_type and isinstance(value, tuple):  # torch.Size
         return InputSpec(_check_shape(value, value), dtype, name)
     if isinstance(value, str):

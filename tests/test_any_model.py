@@ -339,3 +339,86 @@ def test_integer_division_follows_the_default_dtype_of_each_analysis():
             assert div.output_bytes == 2 * 8 * size  # int / int: the default dtype at the time, not a memo's
     finally:
         torch.set_default_dtype(before)
+
+
+class Recurrent(nn.Module):
+    """A two-layer recurrent network over a (batch, time, features) sequence, then a linear head."""
+
+    def __init__(self, kind: str, **settings) -> None:
+        super().__init__()
+        self.rnn = getattr(nn, kind)(16, 32, num_layers=2, batch_first=True, **settings)
+        self.head = nn.Linear(self.rnn.proj_size or 32 * (2 if self.rnn.bidirectional else 1), 4)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+# Per time step and sample, a recurrent layer multiplies its input (I) and its hidden state (H) by
+# each gate's weights: gates x (I + H) x H MACs, 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN;
+# a second direction doubles a layer, and the next layer's input is H (2H when bidirectional, P with
+# an LSTM projection of size P, which adds P x H per step). Batch 3, 10 steps, I = 16, H = 32, head 4.
+RECURRENT_CASES = {
+    # layer 0: 4 x (16 + 32) x 32 = 6144, layer 1: 4 x (32 + 32) x 32 = 8192; head 32 x 4 once per sample
+    "lstm": (("LSTM", {}), 30 * (6144 + 8192) + 3 * 32 * 4),
+    # both directions: layer 0: 2 x 4 x (16 + 32) x 32 = 12288, layer 1: 2 x 4 x (64 + 32) x 32 = 24576
+    "lstm-bidirectional": (("LSTM", {"bidirectional": True}), 30 * (12288 + 24576) + 3 * 64 * 4),
+    # projection P = 8: layer 0: 4 x 32 x (16 + 8) + 8 x 32 = 3328, layer 1: 4 x 32 x (8 + 8) + 8 x 32 = 2304
+    "lstm-projection": (("LSTM", {"proj_size": 8}), 30 * (3328 + 2304) + 3 * 8 * 4),
+    # layer 0: 3 x (16 + 32) x 32 = 4608, layer 1: 3 x (32 + 32) x 32 = 6144
+    "gru": (("GRU", {}), 30 * (4608 + 6144) + 3 * 32 * 4),
+    # layer 0: (16 + 32) x 32 = 1536, layer 1: (32 + 32) x 32 = 2048
+    "rnn": (("RNN", {}), 30 * (1536 + 2048) + 3 * 32 * 4),
+}
+
+
+def meta_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """FlopCounterMode's FLOPs of a forward of a meta-device copy of ``model``, where no fused CPU kernel
+    hides a product."""
+    with torch.device("meta"):
+        twin = copy.deepcopy(model).to("meta")
+    with FlopCounterMode(display=False) as counter:
+        twin(torch.empty(shape, device="meta"))
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("case", list(RECURRENT_CASES))
+def test_recurrent_layers_cost_the_same_on_the_cpu_as_on_meta(case):
+    """On the CPU an LSTM runs as oneDNN's fused ``mkldnn_rnn_layer`` (FlopCounterMode counts 0 for it);
+    the real run must still see and count its products, as the meta run does."""
+    (kind, settings), by_hand = RECURRENT_CASES[case]
+    torch.manual_seed(0)
+    model = Recurrent(kind, **settings)
+    with torch.device("meta"):
+        on_meta = Recurrent(kind, **settings)
+    # the CPU model runs on meta too: torch checks its weights' device before issuing any op
+    meta = mbcost.analyze(model, [3, 10, 16], execute="meta")
+    assert _layers(meta) == _layers(mbcost.analyze(on_meta, [3, 10, 16], execute="meta"))
+    real = mbcost.analyze(model, [3, 10, 16], execute="real")
+    assert real.execution == "real" and meta.execution == "meta"
+    assert meta.macs == by_hand == meta_flops(model, (3, 10, 16)) // 2
+    assert real.macs == by_hand
+    # every elementwise op too (the first layer's input projection is one matmul + bias add for the whole
+    # sequence on the CPU, a bias add per step on meta: the same adds, filed apart)
+    assert real.elementwise_ops == meta.elementwise_ops
+    assert not real.uncounted and not meta.uncounted
+    assert all(p.device.type == "cpu" for p in model.parameters()) and torch.backends.mkldnn.enabled
+    assert all(not w.is_meta for w in model.rnn._flat_weights)  # the caller's layer is unchanged
+    train, train_real = (mbcost.analyze(model, [3, 10, 16], mode="train", execute=e) for e in ("meta", "real"))
+    assert train.backward_macs == train_real.backward_macs > 0
+
+
+def test_a_data_dependent_model_with_an_lstm_keeps_its_macs_on_the_real_fallback():
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(16, 32, batch_first=True)
+
+        def forward(self, x):
+            out = self.rnn(x)[0]
+            return out if out.sum() > 0 else -out  # reads the data: the meta run stops here
+
+    with torch.device("meta"):
+        model = Gated()
+    cost = mbcost.analyze(model, [2, 5, 16])
+    assert cost.execution == "real"
+    assert cost.macs == 2 * 5 * 4 * (16 + 32) * 32  # batch x steps x gates x (I + H) x H

@@ -73,3 +73,21 @@ def test_shared_weights_are_not_activations():
     assert cost.params == 256
     # the input (held by the caller), the first linear's output and the ReLU's: no weight bytes counted
     assert cost.peak_activation_bytes == 3 * 4 * 16 * F32
+
+
+def test_buffers_are_counted_at_their_own_dtype():
+    """BatchNorm's ``num_batches_tracked`` is an int64 buffer: 8 bytes, not the model dtype's 4."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                          nn.BatchNorm2d(4))
+    by_hand = sum(b.numel() * b.element_size() for b in model.buffers())
+    # running_mean + running_var: (8 + 8 + 4 + 4) float32 = 96 bytes; num_batches_tracked: 2 x int64 = 16 bytes
+    assert by_hand == (8 + 8 + 4 + 4) * F32 + 2 * 8
+    cost = mbcost.analyze(model, (2, 3, 12, 12))
+    assert cost.buffer_bytes == by_hand
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert cost.peak_memory_bytes == weights + by_hand + cost.peak_activation_bytes
+    train = mbcost.analyze(model, (2, 3, 12, 12), mode="train")  # SGD: no optimizer state
+    assert train.train_peak_memory_bytes == 2 * weights + by_hand + train.train_peak_activation_bytes
+    # in float16 the running statistics shrink with the weights; the step counters stay int64
+    half = mbcost.analyze(nn.Sequential(nn.BatchNorm2d(8)), (1, 8, 4, 4), dtype="float16")
+    assert half.buffer_bytes == (8 + 8) * 2 + 8

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import mbcost
 from mbcost.cost.training import OPTIMIZERS
 from mbcost.errors import SpecError
+from mbcost.inputs import InputSpec
 
 
 def torch_backward_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
@@ -102,3 +103,66 @@ def test_bad_mode_and_optimizer():
         mbcost.analyze("v2", 224, mode="training")
     with pytest.raises(SpecError, match="unknown optimizer"):
         mbcost.analyze("v2", 224, mode="train", optimizer="lion")
+
+
+def test_an_input_that_requires_grad_gets_its_gradient():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    data = mbcost.analyze(model, torch.randn(2, 3, 6, 6), mode="train")
+    leaf = torch.randn(2, 3, 6, 6, requires_grad=True)
+    cost = mbcost.analyze(model, leaf, mode="train")
+    conv = cost.layers[0]
+    assert conv.macs == 2 * 8 * 6 * 6 * 27
+    # data: the weight gradient only; an input that requires grad: its gradient too (a transposed
+    # convolution of the same size: 2 x 8 x 6 x 6 x 27 more MACs)
+    assert data.layers[0].backward_macs == conv.macs and conv.backward_macs == 2 * conv.macs
+    assert cost.backward_macs == data.backward_macs + conv.macs
+    assert cost.backward_macs == torch_backward_macs_of(model, leaf)
+    assert cost.inputs[0].requires_grad and cost.to_dict()["inputs"][0]["requires_grad"] is True
+    # and the step keeps that gradient: at least the input's bytes more at its worst point
+    assert cost.train_peak_activation_bytes >= data.train_peak_activation_bytes
+    assert mbcost.analyze(model, leaf).macs == data.macs  # inference: no backward, nothing changes
+    assert not leaf.grad_fn and leaf.grad is None  # the caller's tensor is read, never used
+    # the same asked for without a tensor; an integer input cannot need a gradient
+    spec = InputSpec((2, 3, 6, 6), requires_grad=True)
+    assert mbcost.analyze(model, spec, mode="train").backward_macs == cost.backward_macs
+    with pytest.raises(SpecError, match="cannot require a gradient"):
+        InputSpec((1, 8), "int64", requires_grad=True)
+
+
+def torch_backward_macs_of(model: nn.Module, x: torch.Tensor) -> int:
+    """Conv + matmul MACs of a real CPU backward through ``x`` as given (its ``requires_grad`` kept)."""
+    m = copy.deepcopy(model).train()
+    x = x.detach().clone().requires_grad_(x.requires_grad)
+    loss = m(x).sum()
+    with FlopCounterMode(display=False) as counter:
+        loss.backward()
+    return counter.get_total_flops() // 2
+
+
+def test_pytorch_flop_counter_test_module_case():
+    """PyTorch's ``test/test_flop_counter.py::test_module``: torchvision's resnet18 (train mode), an
+    input 1x3x224x224 with ``requires_grad=True``, forward and ``.sum().backward()`` under
+    FlopCounterMode: 10884440064 FLOPs in all, and for ``ResNet.layer1`` 924844032 convolution FLOPs
+    forward and 1849688064 backward (its literals). FlopCounterMode counts 2 FLOPs per MAC of
+    convolutions and matrix products, the first convolution's input gradient included."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    resnet18 = torchvision.models.resnet18()
+    a = torch.randn(1, 3, 224, 224, requires_grad=True)
+    for execute in ("meta", "real"):
+        cost = mbcost.analyze(resnet18, a, mode="train", execute=execute)
+        assert 2 * (cost.macs + cost.backward_macs) == 10884440064
+        layer1 = [layer for layer in cost.layers if layer.name.startswith("layer1") and layer.kind == "conv"]
+        assert 2 * sum(layer.macs for layer in layer1) == 924844032
+        assert 2 * sum(layer.backward_macs for layer in layer1) == 1849688064
+    # and live, on the same case
+    mode = FlopCounterMode(display=False)
+    with mode:
+        resnet18(a).sum().backward()
+    assert mode.get_total_flops() == 2 * (cost.macs + cost.backward_macs)
+    layer1_counts = mode.get_flop_counts()["ResNet.layer1"]
+    assert layer1_counts[torch.ops.aten.convolution] == 2 * sum(layer.macs for layer in layer1)
+    assert layer1_counts[torch.ops.aten.convolution_backward] == 2 * sum(layer.backward_macs for layer in layer1)
+    # the first convolution's input gradient is what data alone would not have: 2 x 64 x 112 x 112 x 3 x 49 FLOPs
+    data = mbcost.analyze(resnet18, (1, 3, 224, 224), mode="train")
+    assert mode.get_total_flops() - 2 * (data.macs + data.backward_macs) == 2 * 64 * 112 * 112 * 3 * 49

@@ -47,7 +47,8 @@ def analyze(
     Args:
         model: a zoo spec (``"v2"``, ``"v1@0.75"``), ``"package.module:factory"``, or a module.
         inputs: ``224`` or ``"224x160"`` (an image: ``batch x in_channels x H x W``); a full shape
-            ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only); a tuple of
+            ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only; with
+            ``requires_grad=True``, ``mode="train"`` costs its gradient too); a tuple of
             these for several positional inputs; a dict for keyword inputs. Default 224.
         batch: batch size of the image shorthand (costs scale linearly; parameters do not).
         input_size: the former name of ``inputs`` (an image size), still accepted.
@@ -125,6 +126,8 @@ def analyze(
         execution=trace.execution,
         execution_note=trace.fallback_reason,
         buffers=trace.buffers,
+        nonfloat_buffers=trace.nonfloat_buffers,
+        nonfloat_buffer_bytes=trace.nonfloat_buffer_bytes,
         peak_activation_bytes=trace.peak_activation_bytes,
         peak_op=trace.peak_op,
         mode=mode,

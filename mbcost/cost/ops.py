@@ -293,6 +293,8 @@ _register(
     "sym_size sym_stride is_same_size bernoulli native_dropout",
     _free,
 )
+# the splits an RNN cell makes of its gates (views, as ``split``)
+_register("unsafe_split unsafe_split_with_sizes unsafe_chunk", _free)
 
 
 def op_name(func: Any) -> str:

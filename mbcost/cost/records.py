@@ -31,6 +31,10 @@ class Trace:
     fallback_reason: str | None = None
     #: Elements in the model's buffers (BatchNorm running statistics...).
     buffers: int = 0
+    #: Of these, the elements and bytes of the buffers that are not floating point (BatchNorm's int64
+    #: ``num_batches_tracked``), each at its own element size: the model's dtype does not apply to them.
+    nonfloat_buffers: int = 0
+    nonfloat_buffer_bytes: int = 0
     #: Live activation bytes at the worst point of the forward (lifetimes; meta runs only) and where.
     peak_activation_bytes: int | None = None
     peak_op: str | None = None
@@ -58,6 +62,8 @@ class Structure:
     weight_keys: dict[int, int] = field(default_factory=dict)
     total_buffers: int = 0
     trainable_params: int = 0
+    nonfloat_buffers: int = 0
+    nonfloat_buffer_bytes: int = 0
 
 
 def model_structure(model: nn.Module) -> Structure:
@@ -72,7 +78,8 @@ def model_structure(model: nn.Module) -> Structure:
     leaves = frozenset(m for m in order if not m._modules)
     return Structure(names=names, leaves=leaves, own_params=own_params, total_params=tree.total,
                      weight_ids=frozenset(tree.seen | tree.buffer_ids), weight_storages=frozenset(keys.values()),
-                     weight_keys=keys, total_buffers=tree.buffers, trainable_params=tree.trainable)
+                     weight_keys=keys, total_buffers=tree.buffers, trainable_params=tree.trainable,
+                     nonfloat_buffers=tree.nonfloat_buffers, nonfloat_buffer_bytes=tree.nonfloat_buffer_bytes)
 
 
 class _Tree:
@@ -87,6 +94,7 @@ class _Tree:
         self.keys: dict[int, int] = {}
         self.counts: dict[nn.Module, int] = {}
         self.total = self.buffers = self.trainable = 0
+        self.nonfloat_buffers = self.nonfloat_buffer_bytes = 0  # integer and boolean buffers
 
     def visit(self, mod: nn.Module, prefix: str) -> None:
         d = mod.__dict__
@@ -107,7 +115,11 @@ class _Tree:
                 if b is not None and id(b) not in buffer_ids:
                     buffer_ids.add(id(b))
                     keys[id(b)] = b.untyped_storage()._cdata
-                    self.buffers += b.numel()
+                    k = b.numel()
+                    self.buffers += k
+                    if not b.is_floating_point():
+                        self.nonfloat_buffers += k
+                        self.nonfloat_buffer_bytes += k * b.element_size()
             self.counts[mod] = n
             self.total += n
         self.names[mod] = prefix
@@ -147,6 +159,7 @@ class RecordBook:
         self.weight_keys = st.weight_keys
         self.total_buffers = st.total_buffers
         self.trainable_params = st.trainable_params
+        self.nonfloat_buffers, self.nonfloat_buffer_bytes = st.nonfloat_buffers, st.nonfloat_buffer_bytes
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         #: Per module that issued an op without a formula: its type, that op, the records made before it.
@@ -218,7 +231,8 @@ class RecordBook:
         return Trace(layers=self.records, params=self.total_params,
                      unattributed_params=self.total_params - attributed - sum(u.params for u in unpriced),
                      uncounted=unc, buffers=self.total_buffers, trainable_params=self.trainable_params,
-                     unpriced_params=unpriced)
+                     unpriced_params=unpriced, nonfloat_buffers=self.nonfloat_buffers,
+                     nonfloat_buffer_bytes=self.nonfloat_buffer_bytes)
 
 
 #: Records by what they are made of (``RecordBook.add``): the priced call (by identity, kept alive

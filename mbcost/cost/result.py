@@ -193,8 +193,13 @@ class ModelCost:
     inputs: tuple[InputSpec, ...] = ()
     execution: str = "meta"
     execution_note: str | None = None
-    #: Elements in the model's buffers (BatchNorm running statistics...), stored at ``dtype``.
+    #: Elements in the model's buffers (BatchNorm running statistics...), the floating-point ones
+    #: stored at ``dtype``...
     buffers: int = 0
+    #: ...and, of these, the elements and bytes of the integer and boolean ones (BatchNorm's int64
+    #: ``num_batches_tracked``), each at its own element size.
+    nonfloat_buffers: int = 0
+    nonfloat_buffer_bytes: int = 0
     #: Live activation bytes (inputs included) at the worst point of the forward, from tensor
     #: lifetimes (each freed after its last use; views and in-place ops share storage), and the layer
     #: where it happens. ``None`` after a real CPU run (lifetimes are traced on the meta device).
@@ -308,7 +313,8 @@ class ModelCost:
 
     @property
     def buffer_bytes(self) -> int:
-        return self.buffers * self.dtype_bytes
+        """Bytes of every buffer: floating-point ones at ``dtype`` (as the weights), the others at their own."""
+        return (self.buffers - self.nonfloat_buffers) * self.dtype_bytes + self.nonfloat_buffer_bytes
 
     @property
     def peak_memory_bytes(self) -> int | None:

@@ -4,7 +4,8 @@ Counting semantics (``mode="train"``):
 
 * ``backward_macs``: the gradients of convolutions and matrix products, one forward-sized product
   per operand that needs a gradient: ``grad_input`` (a transposed convolution, or ``grad @ W``)
-  when the op's activation input needs a gradient (not for the first layer, whose input is data),
+  when the op's activation input needs a gradient (not for the first layer, whose input is data,
+  unless the model's input is given as a tensor with ``requires_grad=True``: ``InputSpec.requires_grad``),
   and ``grad_weight`` (``x^T @ grad`` or its convolution analogue) when its weight is trainable.
   Grouped and depthwise convolutions cost the same as their forward per gradient. This is exactly
   what torch's ``FlopCounterMode`` counts in a backward (FLOPs / 2); bias gradients are sums, not

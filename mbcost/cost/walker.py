@@ -17,7 +17,8 @@ How it runs (``execute``):
 * ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
   grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
   ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
-  A run that would not fit in memory is refused beforehand, with the estimate.
+  A run that would not fit in memory is refused beforehand, with the estimate. Recurrent layers run
+  with oneDNN off (``_generic_recurrent_class``), so that they issue the same ops as on meta.
 * ``auto``: ``meta``, and ``real`` when the meta run fails; the result says which ran and why.
 
 On the meta run the walk also follows every storage's lifetime (``mbcost.cost.lifetimes``) for
@@ -273,7 +274,15 @@ class _Walk:
     # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
     def wrap(self, mod: Any, copy: Any) -> _Call:
-        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``)."""
+        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``). On the meta run, a recurrent
+        layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the weight list it hands to
+        torch: torch checks that list's devices against the input's before any op is issued, where
+        the walk could give stand-ins as it does for every other weight."""
+        if self.meta:
+            flat = copy.__dict__.get("_flat_weights")
+            if type(flat) is list and any(isinstance(w, self.tensor_type) and not w.is_meta for w in flat):
+                copy.__dict__["_flat_weights"] = [w if not isinstance(w, self.tensor_type) or w.is_meta
+                                                  else self._stand_in(w) for w in flat]
         return _Call(self, mod, copy)
 
     def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
@@ -573,9 +582,13 @@ class _Walk:
             with shadow_tree(self.model, self.wrap, training=None if own_train else self.train) as root:
                 if own_train and (self.train or any(m.training for m in names)):
                     root.train(self.train)
+                inputs = _tensors((args, tuple(kwargs.values())), [], self.tensor_type)
                 if self.lifetimes is not None:
-                    self.lifetimes.inputs(_tensors((args, tuple(kwargs.values())), [], self.tensor_type))
-                with torch.no_grad(), _composite_attention(torch), Recorder(self):
+                    self.lifetimes.inputs(inputs)
+                if self.train:  # an input that requires grad gets its gradient computed (not data alone)
+                    self.grad_ids.update(id(t) for t in inputs if t.requires_grad)
+                with torch.no_grad(), _composite_attention(torch), Recorder(self), \
+                        (contextlib.nullcontext() if self.meta else _generic_recurrent_class()()):
                     result = root(*args, **kwargs)
             if self.lifetimes is not None:
                 from torch.utils._pytree import tree_leaves
@@ -624,6 +637,37 @@ def _composite_attention(torch: Any) -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
+#: torch's recurrent layers (``_VF.lstm`` and its kin, what nn.LSTM, nn.GRU and nn.RNN call).
+_RECURRENT = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+@functools.cache
+def _generic_recurrent_class() -> type:
+    """A function mode for the real CPU forward: torch's recurrent layers run with oneDNN off, so that
+    they issue the same ops as on the meta device (per time step: ``addmm``, gates, cell update).
+    With oneDNN on, an LSTM on the CPU runs as one fused ``mkldnn_rnn_layer`` per layer and
+    direction, an op with no formula whose products would go uncounted (as they do in
+    ``FlopCounterMode``). oneDNN's global switch is the only one torch reads for that choice, so it
+    is turned off for the call of the recurrent layer alone: convolutions keep their fast kernels."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    recurrent = frozenset(id(getattr(torch, name)) for name in _RECURRENT)
+    mkldnn = torch.backends.mkldnn
+
+    class GenericRecurrent(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if id(func) not in recurrent or not mkldnn.enabled:
+                return func(*args, **(kwargs or {}))
+            mkldnn.enabled = False
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                mkldnn.enabled = True
+
+    return GenericRecurrent
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for a walk (as ``timeit`` does), resuming it after.
@@ -641,24 +685,28 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _meta_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+def _meta_inputs(inputs: Inputs, train: bool = False) -> tuple[tuple, dict]:
+    """Meta tensors for ``inputs``; in training, those given with ``requires_grad`` require it."""
     import torch
 
     def make(spec: Any) -> Any:
         layout = torch.channels_last if spec.channels_last else torch.contiguous_format
-        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta", memory_format=layout)
+        return torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta", memory_format=layout,
+                           requires_grad=train and spec.requires_grad)
 
     return tuple(make(s) for s in inputs.args), {s.name: make(s) for s in inputs.kwargs}
 
 
-def _real_inputs(inputs: Inputs) -> tuple[tuple, dict]:
+def _real_inputs(inputs: Inputs, train: bool = False) -> tuple[tuple, dict]:
+    """Random CPU tensors for ``inputs`` (seeded by the caller), as ``_meta_inputs``."""
     import torch
 
     def make(spec: Any) -> Any:
         dtype = getattr(torch, spec.dtype)
         if dtype.is_floating_point:
             x = torch.randn(spec.shape, dtype=dtype)
-            return x.contiguous(memory_format=torch.channels_last) if spec.channels_last else x
+            x = x.contiguous(memory_format=torch.channels_last) if spec.channels_last else x
+            return x.requires_grad_(train and spec.requires_grad)
         if dtype == torch.bool:
             return torch.randint(0, 2, spec.shape).bool()
         return torch.randint(0, 2, spec.shape, dtype=dtype)  # token ids 0/1: valid for any vocabulary
@@ -744,7 +792,7 @@ def trace_model(
     walk = _Walk(model, book, meta=True, train=train, replay=replay, float_bytes=float_bytes)
     try:
         with _collector_paused():
-            walk.forward(*_meta_inputs(inputs))
+            walk.forward(*_meta_inputs(inputs, train))
         if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
         activation_bytes, where = walk.peak()[0] or 0, "at their peak, estimated on the meta device"
@@ -768,7 +816,7 @@ def trace_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            walk.forward(*_real_inputs(inputs))
+            walk.forward(*_real_inputs(inputs, train))
         except ForwardFailed as failed:
             before = (f"on the meta device ({meta_failure.where}: {meta_failure.reason}) and then "
                       if meta_failure else "")
