@@ -62,8 +62,9 @@ def executed(tmp_path_factory) -> list[dict]:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def _cell(cells: list[dict], source_start: str) -> dict:
-    return next(c for c in cells if c.source.startswith(source_start))
+def _cell(cells: list[dict], fragment: str) -> dict:
+    """The first code cell whose source holds ``fragment``."""
+    return next(c for c in cells if fragment in c.source)
 
 
 def test_the_kernel_is_this_interpreter(executed):
