@@ -157,7 +157,9 @@ def invoke(args: list[str], measure: Any = None) -> Any:
 
     from mbcost.cli import app
 
-    return CliRunner().invoke(app, args, obj=measure, catch_exceptions=False)
+    # As a plain pipe: no colour forced on, no step summary to append to (whatever the CI around sets).
+    unset = dict.fromkeys(("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "GITHUB_STEP_SUMMARY"))
+    return CliRunner(env=unset).invoke(app, args, obj=measure, catch_exceptions=False)
 
 
 def expected_exit(block: Block) -> int:
