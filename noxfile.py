@@ -56,6 +56,12 @@ def cuda(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """The documentation site, as CI builds it (pip install -e ".[docs]"); the site goes to site/."""
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(python=False)
 def gate(session: nox.Session) -> None:
     """Model-size gate: params (exact, per layer) and MACs of the zoo vs mbcost-baseline.json."""
     session.run("python", "-m", "mbcost", "gate", *session.posargs)

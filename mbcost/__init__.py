@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mbcost import display as _display
 from mbcost._version import __version__
 
 if TYPE_CHECKING:
@@ -43,6 +44,15 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+
+def _load_html() -> None:
+    """Register the results' HTML tables (``mbcost.render.html``), the first time a result is displayed in a
+    notebook: the results sit below render, so render registers with them (``mbcost.display``)."""
+    import mbcost.render.html  # noqa: F401
+
+
+_display.set_loader(_load_html)
 
 
 def __getattr__(name: str) -> Any:

@@ -87,6 +87,12 @@ class Comparison:
         result = next(r for r in self.counter_results[model] if r.counter == counter)
         return result.total - self.preset_totals[model][counter]
 
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: ``mbcost compare``'s table (``mbcost.render.html``)."""
+        from mbcost import display
+
+        return display.html(self)
+
 
 def compare_models(
     models: str | Sequence[str | ModelSpec],

@@ -1,5 +1,5 @@
 """The declared public API: every module and package states ``__all__``, every declared name exists,
-the top-level namespace stays small, and the README's Python examples run against it."""
+the top-level namespace stays small, and the examples of the README and the docs use only declared names."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mbcost"
-README = ROOT / "README.md"
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -62,41 +61,24 @@ def test_the_top_level_namespace_is_small_and_lazy():
         mbcost.nope  # noqa: B018
 
 
-# -- the README's Python examples ------------------------------------------------------------------------------
+# -- the examples of the README and the docs use only declared names ------------------------------------------------
+# (tests/test_docs.py runs them and compares what they show)
 
 
-def _python_blocks() -> list[tuple[int, str]]:
-    text = README.read_text(encoding="utf-8")
-    return [(text[: m.start()].count("\n") + 1, m.group(1))
-            for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)]
+def _python_blocks() -> list[tuple[str, str]]:
+    """Every Python example of README.md and docs/: ``python`` blocks, and the source of ``pycon`` ones."""
+    import doctest
 
+    from doc_examples import blocks, pages
 
-def _readme_names() -> dict[str, object]:
-    """What the examples take as given: the user's own modules (small stand-ins of each kind) and torch."""
-    import torch
-    from fixtures_models import data_dependent, token_classifier, two_images
-    from torch import nn
-
-    class VideoNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv3d(3, 4, 3, padding=1)
-
-        def forward(self, x):  # noqa: ANN001, ANN202
-            return self.conv(x).mean(dim=(2, 3, 4))
-
-    class Encoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = token_classifier()
-
-        def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN202
-            return self.net(input_ids, attention_mask)
-
-    my_module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
-    return {"torch": torch, "my_module": my_module, "my_video_net": VideoNet(), "my_encoder": Encoder(),
-            "my_two_image_net": two_images(), "my_detector": data_dependent()}
+    found = []
+    for page in pages():
+        for b in blocks(page):
+            if b.lang == "python":
+                found.append((b.where, b.code))
+            elif b.lang == "pycon":
+                found.append((b.where, "".join(e.source for e in doctest.DocTestParser().get_examples(b.code))))
+    return found
 
 
 def _undeclared(dotted: str) -> str | None:
@@ -110,33 +92,21 @@ def _undeclared(dotted: str) -> str | None:
     return None
 
 
-def test_the_readme_has_python_examples_and_they_use_only_declared_names():
+def test_the_examples_use_only_declared_names():
     blocks = _python_blocks()
-    assert len(blocks) >= 3
+    assert len(blocks) >= 10
     used = []
-    for line, code in blocks:
+    for where, code in blocks:
         for node in ast.walk(ast.parse(code)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mbcost"):
-                used += [(line, f"{node.module}.{a.name}") for a in node.names]
+                used += [(where, f"{node.module}.{a.name}") for a in node.names]
             elif isinstance(node, ast.Attribute) and re.fullmatch(r"mbcost(\.\w+)+", ast.unparse(node)):
-                used.append((line, ast.unparse(node)))
+                used.append((where, ast.unparse(node)))
     assert ("mbcost.analyze" in {u for _, u in used}) and len(used) > 5  # the check reads the examples
-    bad = [(line, u, _undeclared(u)) for line, u in used if u.count(".") > 1 and _undeclared(u)]
-    assert not bad, f"README names outside the declared API (line, name, undeclared step): {bad}"
+    bad = [(where, u, _undeclared(u)) for where, u in used if u.count(".") > 1 and _undeclared(u)]
+    assert not bad, f"examples name what the API does not declare (where, name, undeclared step): {bad}"
 
 
 def test_the_declared_api_check_rejects_a_deep_path():
     assert _undeclared("mbcost.cost.conventions.apply_convention") == "mbcost.cost.conventions"
     assert _undeclared("mbcost.counters.measure") is None
-
-
-@pytest.mark.parametrize("line,code", _python_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_readme_python_example_runs(line, code, tmp_path, monkeypatch):
-    if "from mbcost.counters import" in code:
-        pytest.importorskip("fvcore")
-    if "from mbcost.report import" in code:
-        pytest.importorskip("plotly")
-    monkeypatch.chdir(tmp_path)  # examples that write files write here
-    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")  # ``mbcost bench --save`` output, none yet
-    namespace = _readme_names()
-    exec(compile(code, f"README.md:{line}", "exec"), namespace)  # noqa: S102

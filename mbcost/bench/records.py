@@ -274,6 +274,12 @@ class Record:
             d[f.name] = value
         return d
 
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: the record as its command's table (``mbcost.render.html``)."""
+        from mbcost import display
+
+        return display.html(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRecord(Record):

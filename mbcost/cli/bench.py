@@ -67,7 +67,7 @@ DenormalOpt = typer.Option(False, "--keep-denormals",
                                 "by 40x; trained ones rarely produce denormals).")
 MallocOpt = typer.Option(False, "--default-malloc",
                          help="Leave glibc malloc at its defaults on CPU: freed activations go back to the kernel "
-                              "and every pass page-faults them in again (slower, noisier; see the README).")
+                              "and every pass page-faults them in again (slower, noisier; see docs/latency.md).")
 CudnnOpt = typer.Option(None, "--cudnn-benchmark/--no-cudnn-benchmark",
                         help="Set torch.backends.cudnn.benchmark for the run (default: leave as is; recorded).")
 

@@ -105,6 +105,12 @@ class ConvComparison:
             "notes": self.notes,
         }
 
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: ``mbcost conv``'s table (``mbcost.render.html``)."""
+        from mbcost import display
+
+        return display.html(self)
+
 
 def conv_pair(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int,
               bias: bool) -> tuple[nn.Sequential, nn.Sequential]:

@@ -410,3 +410,9 @@ class ModelCost:
         columns = list(LayerCost.__dataclass_fields__) + [
             "flops", "elementwise_ops", "bytes_moved", "activation_bytes", "arithmetic_intensity"]
         return pd.DataFrame(rows, columns=columns)
+
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: ``mbcost compare``'s table for this model (``mbcost.render.html``)."""
+        from mbcost import display
+
+        return display.html(self)

@@ -95,6 +95,12 @@ class Reconciliation:
             "seconds": self.seconds,
         }
 
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: ``mbcost reconcile``'s table for this counter (``mbcost.render.html``)."""
+        from mbcost import display
+
+        return display.html(self)
+
 
 def reconcile(cost: ModelCost, result: CounterResult, convention: str | None = None) -> Reconciliation:
     """Split ``result.total - cost.macs`` into causes.

@@ -36,6 +36,27 @@ class Table:
             out += [f"- {esc(n)}" for n in self.notes]
         return "\n".join(out) + "\n"
 
+    def to_html(self) -> str:
+        """An HTML ``<table>`` for notebooks (``_repr_html_``): the same cells as every other rendering, the
+        title and the notes (the conventions that give the numbers their meaning) as its caption. Every
+        string is escaped."""
+        from html import escape
+
+        right = ' style="text-align: right"'
+
+        def cells(tag: str, row: list[str]) -> str:
+            return "".join(f"<{tag}{right if (i and self.align_right) else ''}>{escape(str(v))}</{tag}>"
+                           for i, v in enumerate(row))
+
+        notes = "".join(f"<br><small>{escape(n)}</small>" for n in self.notes)
+        # pre-wrap keeps the rows' indentation ("  at layer"), as the terminal shows it
+        return ('<table class="mbcost" style="white-space: pre-wrap">\n'
+                f'<caption style="caption-side: top; text-align: left"><strong>{escape(self.title)}</strong>'
+                f"{notes}</caption>\n"
+                f"<thead><tr>{cells('th', self.columns)}</tr></thead>\n<tbody>\n"
+                + "".join(f"<tr>{cells('td', row)}</tr>\n" for row in self.rows)
+                + "</tbody>\n</table>\n")
+
     def to_rich(self) -> Any:
         from rich.markup import escape
         from rich.table import Table as RichTable
