@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
     "DEFAULT_THRESHOLD", "KERNEL_CATEGORIES", "CategoryHealth", "CheckpointError", "KernelHealth", "LayerHealth",
@@ -254,7 +254,7 @@ def _kernels(weight: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
-def checkpoint_health(checkpoint: str | Path, spec: str | ModelSpec, *, threshold: float = DEFAULT_THRESHOLD,
+def checkpoint_health(checkpoint: str | Path, spec: str | ModelSource, *, threshold: float = DEFAULT_THRESHOLD,
                       num_classes: int = 1000) -> KernelHealth:
     """Load ``checkpoint`` (weights only), check it against ``spec``'s model, measure its kernels.
 
@@ -267,12 +267,12 @@ def checkpoint_health(checkpoint: str | Path, spec: str | ModelSpec, *, threshol
     Raises:
         CheckpointError, SpecError: one line, the CLI's exit 2.
     """
-    from mbcost.zoo.spec import build_model, parse_spec
+    from mbcost.zoo.spec import resolve_source
 
-    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    parsed = resolve_source(spec)
     if not threshold >= 0:
         raise SpecError(f"--threshold must be >= 0 (got {threshold})")
     state = load_state_dict(checkpoint)
-    model = build_model(parsed, num_classes=num_classes, device="meta")
+    model = parsed.build(num_classes=num_classes, device="meta")
     match_state_dict(model, state, name=parsed.label, checkpoint=f"checkpoint {checkpoint}")
     return kernel_health(model, state, threshold=threshold, model_name=parsed.label, checkpoint=str(checkpoint))

@@ -213,10 +213,10 @@ def test_a_refusing_plan_is_a_skipped_device():
 
 def test_report_measurement_raises_for_its_first_device():
     from mbcost.report.measure import measure_now
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     with pytest.raises(MbcostError, match="unknown device 'tpu'"):
-        measure_now(parse_models("v1@0.25"), SIZE, devices=["tpu", "cpu"])
+        measure_now(resolve_sources("v1@0.25"), SIZE, devices=["tpu", "cpu"])
 
 
 def test_compare_measures_through_the_cli_on_the_fake_timer(fake):

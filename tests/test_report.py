@@ -397,7 +397,10 @@ def test_cli_report_bench_measures_through_mbcost_bench_and_merges(cli, tmp_path
     out = tmp_path / "b.html"
     r = cli("report", "--models", "v2", "--bench", "--from", str(measured_files[0]), "--out", str(out))
     assert r.exit_code == 0, r.output
-    assert calls == [(["v2"], (224, 224), 1)]
+    assert calls == [(["v2"], None, 1)]  # no --input: each model is measured on its own default input (224 for v2)
+    r = cli("report", "--models", "v2", "--input", "160", "--bench", "--out", str(tmp_path / "c.html"))
+    assert r.exit_code == 0, r.output
+    assert calls[-1] == (["v2"], (160, 160), 1)
     html = out.read_text(encoding="utf-8")
     assert "latency, NVIDIA H200 float16" in html and "latency, Intel Xeon Gold 6354 float32" in html
     assert "cpu not measured: a reason" in html and "--bench (measured now)" in html

@@ -70,7 +70,7 @@ def report(
 
     checkpoints = [parse_weights_option(w) for w in weights or []]
     files = list(from_files or [])
-    args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
+    args = ["mbcost", "report", "--models", models, *[a for i in input or [] for a in ("--input", i)],
             *(["--input-dtype", input_dtype] if input_dtype else []),
             *(["--execute", execute.value] if execute is not Execute.auto else []),
             *(["--mode", mode.value, "--optimizer", optimizer.value] if mode is Mode.train else []),

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mbcost.errors import AnalysisError, MbcostError, SpecError
-from mbcost.inputs import FLOAT_DTYPES
+from mbcost.inputs import FLOAT_DTYPES, renamed_inputs, resolve_inputs
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from mbcost.inputs import Inputs
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
     "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
@@ -147,28 +147,30 @@ def _inputs(model: nn.Module, inputs: Inputs) -> tuple[torch.Tensor, ...]:
 
 def measure(
     counter: str,
-    model: str | ModelSpec | nn.Module,
-    input_size: Any = 224,
+    model: str | ModelSource | nn.Module,
+    inputs: Any = None,
     batch: int = 1,
     *,
     in_channels: int = 3,
     num_classes: int = 1000,
     name: str | None = None,
     copy: bool | None = None,
+    input_size: Any = None,
 ) -> CounterResult:
     """Run ``counter`` (``"fvcore"``, ``"thop"``, ``"torch"``, ``"ptflops"`` or ``"ptflops-aten"``) on a real module.
 
     Args:
         counter: which library.
-        model: a zoo spec, ``"package.module:factory"`` (built fresh on the CPU), or a module.
-        input_size: ``224``, ``"224x160"``, ``(H, W)``, or any positional input form ``mbcost.analyze`` takes
-            (full shapes, several inputs).
+        model: a spec or ``ModelSource`` (built fresh on the CPU), or a module.
+        inputs: ``224``, ``"224x160"``, ``(H, W)``, or any positional input form ``mbcost.analyze`` takes
+            (full shapes, several inputs). Default: the source's own, else 224.
         batch: batch size of the image shorthand.
         in_channels: input channels.
         num_classes: classifier outputs of zoo models.
         name: label of a module passed directly (default: its class name).
         copy: run on a deep copy. Default: only for a module passed by the caller and a counter that
             changes the module it counts (thop adds attributes and hooks).
+        input_size: the former name of ``inputs`` (deprecated).
 
     Returns:
         A ``CounterResult`` with the library's total as it reports it.
@@ -181,27 +183,27 @@ def measure(
         >>> measure("torch", "v2", 224).total
         601548544
     """
-    return measure_many([counter], model, input_size, batch, in_channels=in_channels, num_classes=num_classes,
-                        name=name, copy=copy)[0]
+    return measure_many([counter], model, renamed_inputs(inputs, input_size), batch, in_channels=in_channels,
+                        num_classes=num_classes, name=name, copy=copy)[0]
 
 
 def measure_many(
     counters: list[str],
-    model: str | ModelSpec | nn.Module,
-    input_size: Any = 224,
+    model: str | ModelSource | nn.Module,
+    inputs: Any = None,
     batch: int = 1,
     *,
     in_channels: int = 3,
     num_classes: int = 1000,
     name: str | None = None,
     copy: bool | None = None,
+    input_size: Any = None,
 ) -> list[CounterResult]:
     """``measure`` for several counters, building a spec's module once. Same arguments."""
     import torch
     from torch import nn
 
-    from mbcost.inputs import resolve_inputs
-    from mbcost.zoo.spec import build_model, check_input_fits, parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     adapters = []
     for counter in counters:
@@ -210,17 +212,16 @@ def measure_many(
         adapter = importlib.import_module(_ADAPTERS[counter])
         adapter.check_available()
         adapters.append((counter, adapter))
-    inputs = resolve_inputs(input_size, batch=batch, in_channels=in_channels)
-    size = inputs.image_size or inputs.first.shape
+    value = renamed_inputs(inputs, input_size)
     owned = not isinstance(model, nn.Module)
     if owned:
-        spec = parse_spec(model) if isinstance(model, str) else model
-        if inputs.image_size:
-            check_input_fits(spec, inputs.image_size)
-        module = build_model(spec, num_classes=num_classes)
-        label = spec.label
+        source = resolve_source(model)
+        module, label = source.build(num_classes=num_classes), source.label
+        inputs = source.inputs(module, value, batch=batch, in_channels=in_channels)
     else:
         module, label = model, name or type(model).__name__
+        inputs = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels)
+    size = inputs.image_size or inputs.first.shape
     x = _inputs(module, inputs)
     results = []
     for counter, adapter in adapters:

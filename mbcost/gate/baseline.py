@@ -143,9 +143,9 @@ def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", opti
         An ``Entry`` keyed by the spec's canonical label (``"mobilenet_v2"`` -> ``"v2"``).
     """
     from mbcost.cost.analyze import analyze
-    from mbcost.zoo.spec import parse_spec
+    from mbcost.zoo.spec import resolve_source
 
-    parsed = parse_spec(spec)
+    parsed = resolve_source(spec)
     cost = analyze(parsed, size, batch)
     train = analyze(parsed, size, batch, mode="train", optimizer=optimizer) if mode == "train" else None
     layers: dict[str, LayerCount] = {}
@@ -262,14 +262,14 @@ def check_specs(baseline: Baseline, path: Path | str) -> Baseline:
     Raises:
         UnknownModelError: with the baseline's path and the entry in the message.
     """
-    from mbcost.zoo.spec import load_factory, parse_spec
+    from mbcost.zoo.spec import load_factory, resolve_source
 
     labels: dict[str, str] = {}
     for spec in dict.fromkeys(e.spec for e in baseline.entries):
         try:
-            parsed = parse_spec(spec)
-            if parsed.factory:
-                load_factory(parsed.factory)
+            parsed = resolve_source(spec)
+            if parsed.kind == "factory":
+                load_factory(parsed.name)
         except MbcostError as exc:
             raise UnknownModelError(f"baseline {display_path(path)} names model {spec!r}, which cannot be "
                                     f"built: {exc}") from None
