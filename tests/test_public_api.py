@@ -140,3 +140,53 @@ def test_readme_python_example_runs(line, code, tmp_path, monkeypatch):
     (tmp_path / "results.jsonl").write_text("", encoding="utf-8")  # ``mbcost bench --save`` output, none yet
     namespace = _readme_names()
     exec(compile(code, f"README.md:{line}", "exec"), namespace)  # noqa: S102
+
+
+def _public_entries() -> dict[str, object]:
+    import mbcost
+    from mbcost.comparison import compare_models
+    from mbcost.cost.schedule import memory_schedules
+    from mbcost.counters import measure, measure_many, reconcile_model
+    from mbcost.report import build_report, gather
+
+    return {"analyze": mbcost.analyze, "measure": measure, "measure_many": measure_many,
+            "reconcile_model": reconcile_model, "gather": gather, "build_report": build_report,
+            "memory_schedules": memory_schedules, "compare_models": compare_models}
+
+
+def test_every_entry_point_calls_its_input_inputs():
+    import inspect
+
+    for name, fn in _public_entries().items():
+        params = list(inspect.signature(fn).parameters)
+        model = next(p for p in params if p in ("model", "models"))
+        assert params[params.index(model) + 1] == "inputs", name  # positional calls keep working
+
+
+def _former_input_size_cases(tmp_path: Path) -> dict[str, object]:
+    """Each entry point that took ``input_size``, reduced to one number of its result."""
+    e = _public_entries()
+    grid = {"claims": False, "widths": [0.25], "resolutions": [64]}
+    return {
+        "analyze": lambda **kw: e["analyze"]("v1@0.25", **kw).macs,
+        "measure": lambda **kw: e["measure"]("torch", "v1@0.25", **kw).total,
+        "reconcile_model": lambda **kw: e["reconcile_model"]("v1@0.25", counters=["torch"], **kw)[1][0].total,
+        "gather": lambda **kw: e["gather"]("v1@0.25", **grid, **kw).models[0].macs,
+        "build_report": lambda **kw: e["build_report"]("v1@0.25", out=tmp_path / "r.html", **grid,
+                                                       **kw).data.models[0].macs,
+        "memory_schedules": lambda **kw: e["memory_schedules"]("v1@0.25", **kw)[0].peak_activation_bytes,
+    }
+
+
+@pytest.mark.parametrize("name", ["analyze", "measure", "reconcile_model", "gather", "build_report",
+                                  "memory_schedules"])
+def test_the_former_input_size_still_works_with_a_deprecation_warning(name, tmp_path):
+    from mbcost.errors import SpecError
+
+    pytest.importorskip("plotly")
+    call = _former_input_size_cases(tmp_path)[name]
+    with pytest.warns(DeprecationWarning, match="input_size is deprecated; pass inputs"):
+        old = call(input_size=64)
+    assert old == call(inputs=64) != call()  # the same input under either name; not the default 224
+    with pytest.raises(SpecError, match="give inputs or input_size, not both"):
+        call(inputs=64, input_size=64)

@@ -106,3 +106,14 @@ def test_v2_residual_blocks_follow_the_paper():
     # Linear bottleneck: the projection has no activation after its BatchNorm.
     last = blocks[0].conv[-1]
     assert [type(m).__name__ for m in last] == ["Conv2d", "BatchNorm2d"]
+
+
+def test_the_former_spec_names_still_work_with_a_deprecation_warning():
+    import mbcost.zoo
+
+    for old, new in (("parse_spec", resolve_source), ("parse_models", resolve_sources),
+                     ("ModelSpec", mbcost.zoo.ModelSource)):
+        with pytest.warns(DeprecationWarning, match=f"mbcost.zoo.{old} is deprecated"):
+            assert getattr(mbcost.zoo, old) is new
+    with pytest.raises(AttributeError):
+        mbcost.zoo.no_such_name  # noqa: B018

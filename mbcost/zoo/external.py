@@ -59,7 +59,7 @@ def _library(kind: str) -> Any:
         with _quiet():
             return importlib.import_module(module)
     except ImportError:
-        raise UnknownModelError(f"{kind}: models need {module}, which is not installed; {install}") from None
+        raise UnknownModelError(f"{kind}:NAME models need {module}, which is not installed; {install}") from None
 
 
 def _known(kind: str, name: str, names: list[str]) -> None:
