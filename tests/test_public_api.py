@@ -190,3 +190,23 @@ def test_the_former_input_size_still_works_with_a_deprecation_warning(name, tmp_
     assert old == call(inputs=64) != call()  # the same input under either name; not the default 224
     with pytest.raises(SpecError, match="give inputs or input_size, not both"):
         call(inputs=64, input_size=64)
+
+
+def test_each_counter_and_convention_name_is_declared_once():
+    """A counter is its adapter module (``NAME``), a convention its table (``name=``); the CLI's choices and help,
+    ``parse_counters`` and ``measure`` read those registries. A name spelled again elsewhere in the package (a CLI
+    enum, an import-path table, a help text) is a second home that can drift: ``ptflops-aten``, the one name that
+    is neither a library's nor a word, may appear in code only at its two declarations (docstrings aside)."""
+    from mbcost.cost.conventions import CONVENTIONS
+    from mbcost.counters.base import ADAPTERS
+
+    adapters = sorted(p.stem for p in (PACKAGE / "counters").glob("*_counter.py"))
+    assert sorted(a.__name__.rpartition(".")[2] for a in ADAPTERS.values()) == adapters  # every adapter registered
+    assert "ptflops-aten" in ADAPTERS and "ptflops-aten" in CONVENTIONS
+    homes = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        homes += [str(path.relative_to(PACKAGE)) for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and isinstance(n.value, str) and "ptflops-aten" in n.value and id(n) not in docstrings]
+    assert sorted(homes) == ["cost/conventions/ptflops.py", "counters/ptflops_aten_counter.py"]

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from mbcost.cost.conventions import CONVENTIONS, REGISTRY
 from mbcost.cost.precision import PRECISIONS
 from mbcost.cost.training import MODES, OPTIMIZERS
 from mbcost.cost.walker import EXECUTE_MODES
+from mbcost.counters.base import ADAPTERS
 from mbcost.errors import MbcostError
 from mbcost.inputs import FLOAT_DTYPES
 
@@ -157,24 +159,13 @@ PrecisionOpt = typer.Option(Precision.float32, "--precision",
                                  "The float types stay on --dtype.")
 
 
-# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare.
-class ConventionName(str, Enum):
-    paper = "paper"
-    fvcore = "fvcore"
-    thop = "thop"
-    torch = "torch"
-    ptflops = "ptflops"
-    ptflops_aten = "ptflops-aten"
-
-
-COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
-                 "(FlopCounterMode), ptflops (its default pytorch backend), ptflops-aten (its aten backend), or "
-                 "'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
-CONVENTION_HELP = ("Count as a counter does: paper (conv + linear Mult-Adds), fvcore (MACs + eval BatchNorm "
-                   "2/elem + adaptive avg pool), thop (MACs + BatchNorm 4/elem + adaptive avg pool in + out), torch "
-                   "(FLOPs = 2 x conv/matmul MACs only), ptflops (MACs + bias + BatchNorm, ReLU, pools), "
-                   "ptflops-aten (conv/matmul MACs + bias). Each preset equals its library's total; the table shows "
-                   "its MACs and elementwise ops apart.")
+# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare; names from their registries.
+ConventionName = Enum("ConventionName", {c: c for c in CONVENTIONS}, type=str)  # paper, fvcore, ..., ptflops-aten
+COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of "
+                 + ", ".join(f"{name} ({adapter.ABOUT})" for name, adapter in ADAPTERS.items())
+                 + ", or 'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count as a counter does: " + "; ".join(f"{c.name}: {c.summary}" for c in REGISTRY.values())
+                   + ". Each preset equals its library's total; the table shows its MACs and elementwise ops apart.")
 
 CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
 ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import copy as copy_module
-import importlib
 import io
 import logging
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from mbcost.counters import fvcore_counter, ptflops_aten_counter, ptflops_counter, thop_counter, torch_counter
+from mbcost.counters.adapter import CounterUnavailable, RawCount, require
 from mbcost.errors import AnalysisError, MbcostError, SpecError
 from mbcost.inputs import FLOAT_DTYPES, renamed_inputs, resolve_inputs
 
@@ -31,25 +33,15 @@ if TYPE_CHECKING:
     from mbcost.zoo.spec import ModelSource
 
 __all__ = [
-    "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
+    "ADAPTERS", "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
     "parse_counters", "quiet", "require",
 ]
 
-#: Counter names, in display order.
-COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch", "ptflops", "ptflops-aten")
-
-#: counter -> its adapter module (``UNIT``, ``MUTATES``, ``check_available()``, ``count(model, args)``)
-_ADAPTERS: dict[str, str] = {
-    "fvcore": "mbcost.counters.fvcore_counter",
-    "thop": "mbcost.counters.thop_counter",
-    "torch": "mbcost.counters.torch_counter",
-    "ptflops": "mbcost.counters.ptflops_counter",
-    "ptflops-aten": "mbcost.counters.ptflops_aten_counter",
-}
-
-
-class CounterUnavailable(MbcostError):
-    """An optional counter library is not installed."""
+#: The counters by name, in display order: the one list (the CLI's help and ``parse_counters`` read it). Each
+#: adapter module declares its name and what ``mbcost.counters.adapter`` says.
+ADAPTERS: dict[str, ModuleType] = {a.NAME: a for a in (
+    fvcore_counter, thop_counter, torch_counter, ptflops_counter, ptflops_aten_counter)}
+COUNTERS: tuple[str, ...] = tuple(ADAPTERS)
 
 
 @dataclass(frozen=True)
@@ -93,14 +85,6 @@ def parse_counters(text: str) -> list[str]:
     if unknown:
         raise SpecError(f"unknown counter {unknown[0]!r}; choose from {', '.join(COUNTERS)} or 'all'")
     return list(dict.fromkeys(parts))
-
-
-def require(module: str, counter: str) -> Any:
-    """Import an optional library, or fail with how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise CounterUnavailable(f"{counter} is not installed; pip install 'mbcost[counters]'") from None
 
 
 @contextlib.contextmanager
@@ -157,7 +141,7 @@ def measure(
     copy: bool | None = None,
     input_size: Any = None,
 ) -> CounterResult:
-    """Run ``counter`` (``"fvcore"``, ``"thop"``, ``"torch"``, ``"ptflops"`` or ``"ptflops-aten"``) on a real module.
+    """Run ``counter`` (a name of ``COUNTERS``: ``"fvcore"``, ``"torch"``...) on a real module.
 
     Args:
         counter: which library.
@@ -207,9 +191,9 @@ def measure_many(
 
     adapters = []
     for counter in counters:
-        if counter not in _ADAPTERS:
+        if counter not in ADAPTERS:
             raise SpecError(f"unknown counter {counter!r}; choose from {', '.join(COUNTERS)}")
-        adapter = importlib.import_module(_ADAPTERS[counter])
+        adapter = ADAPTERS[counter]
         adapter.check_available()
         adapters.append((counter, adapter))
     value = renamed_inputs(inputs, input_size)
@@ -245,14 +229,3 @@ def measure_many(
             counter=counter, model=label, input=size, batch=inputs.batch, total=total, unit=adapter.UNIT,
             by_op=raw.by_op, unsupported=raw.unsupported, version=raw.version, seconds=seconds, notes=tuple(raw.notes)))
     return results
-
-
-@dataclass
-class RawCount:
-    """What an adapter's ``count`` returns; ``measure`` wraps it into a ``CounterResult``."""
-
-    total: int | float
-    by_op: dict[str, int | float]
-    unsupported: dict[str, int]
-    version: str
-    notes: list[str] = field(default_factory=list)
