@@ -176,6 +176,21 @@ def test_report_figures_are_plotly_figures_in_page_order(plain):
             assert set(titles) == {"x", "y"}, key  # both axes of every figure say what they show
 
 
+def test_a_figure_is_added_in_one_declaration(plain, monkeypatch):
+    """A row of ``FIGURES`` is drawn, headed and explained on the page, or placed in its claim's evidence."""
+    from mbcost.report import figures
+
+    extra = (figures.ReportFigure("sizes", lambda d: go.Figure(layout={"title": "sizes"}), "Model sizes",
+                                  "One bar per model."),
+             figures.ReportFigure("more_vgg", lambda d: go.Figure(layout={"title": "more"}), claim="versus_vgg"))
+    monkeypatch.setattr(figures, "FIGURES", (*figures.FIGURES, *extra))
+    monkeypatch.setattr(figures, "FIGURE_BY_KEY", {f.key: f for f in figures.FIGURES})
+    page = render_html(plain)
+    assert "<h2 id='sizes'>Model sizes</h2><p>One bar per model.</p>" in page and "data-figure='sizes'" in page
+    vgg = page[page.index("<h3 id='claim-versus_vgg'>"):]
+    assert "data-figure='more_vgg'" in vgg[:vgg.index("<h3", 4)] and "<h2 id='more_vgg'>" not in page
+
+
 def test_params_macs_figure_has_log_axes_with_units_and_quoted_marks(plain):
     fig = params_macs_figure(plain.models, plain.references)
     bars = [t for t in fig.data if t.type == "bar"]
