@@ -13,7 +13,7 @@ pointwise pair, timed once on the CPU.
 Example::
 
     from mbcost.comparison import compare_models
-    c = compare_models("v1,v2", 224, convention="fvcore")
+    c = compare_models("v1,v2", 224, convention="fvcore", bench=False)
     [cost.macs for cost in c.costs], [cc.total for cc in c.convention_costs]
 """
 
@@ -102,7 +102,7 @@ def compare_models(
     precision: str = "float32",
     counters: str | Sequence[str] | None = None,
     convention: str = "paper",
-    bench: bool = False,
+    bench: bool = True,
     measure_fn: MeasureFn | None = None,
     stage: Stage | None = None,
 ) -> Comparison:
@@ -119,7 +119,7 @@ def compare_models(
         convention: ``paper`` (default), ``fvcore``, ``thop``, ``torch``, ``ptflops`` or ``ptflops-aten``.
         bench: measure latency with a short budget on the CPU, and on CUDA when torch sees one (at
             ``dtype``, inference); a device that cannot run the dtype or the batch is skipped with
-            its reason.
+            its reason. On by default, as ``mbcost compare`` (``--no-bench``); ``False`` only counts.
         measure_fn: the timer (default ``mbcost.bench.timer.measure``; tests pass a fake one).
         stage: progress reporting, per stage (``"counters"``, ``"measuring"``).
 

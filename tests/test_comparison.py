@@ -109,10 +109,13 @@ def test_speedups_are_the_measured_median_ratio_next_to_the_mac_ratio(monkeypatc
     assert ups[("v1@0.25", "v2@0.35")].macs_ratio == pytest.approx(v2 / v1, rel=1e-12)
 
 
-def test_nothing_is_counted_or_measured_unless_asked(fake):
-    c = compare_models("v1@0.25", SIZE, measure_fn=fake)
+def test_counters_run_only_when_asked_and_measuring_is_on_unless_turned_off(fake, monkeypatch):
+    monkeypatch.setattr("mbcost.bench.devices.available_devices", lambda: ["cpu"])
+    c = compare_models("v1@0.25", SIZE, measure_fn=fake)  # as mbcost compare: measured unless --no-bench
     assert c.convention == "paper" and c.counters == () and c.counter_results == ()
-    assert not c.bench and c.measured == () and fake.calls == 0
+    assert c.bench and [r.device for r in c.measured] == ["cpu"] and fake.calls == 1
+    c = compare_models("v1@0.25", SIZE, bench=False, measure_fn=fake)
+    assert not c.bench and c.measured == () and fake.calls == 1
     assert c.convention_costs[0].total == c.costs[0].macs  # the paper's convention is the analytic MACs
 
 
@@ -179,7 +182,7 @@ def test_the_cli_only_renders_the_library_result(cli):
     r = cli("compare", "--models", MODELS, "--input", str(SIZE), "--convention", "thop", "--no-bench",
             "--format", "json")
     assert r.exit_code == 0, r.output
-    c = compare_models(MODELS, SIZE, convention="thop")
+    c = compare_models(MODELS, SIZE, convention="thop", bench=False)
     assert json.loads(r.stdout) == json.loads(to_json(comparison_document(c)))
 
 

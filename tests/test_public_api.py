@@ -172,7 +172,7 @@ def _former_input_size_cases(tmp_path: Path) -> dict[str, object]:
         "measure": lambda **kw: e["measure"]("torch", "v1@0.25", **kw).total,
         "reconcile_model": lambda **kw: e["reconcile_model"]("v1@0.25", counters=["torch"], **kw)[1][0].total,
         "gather": lambda **kw: e["gather"]("v1@0.25", **grid, **kw).models[0].macs,
-        "build_report": lambda **kw: e["build_report"]("v1@0.25", out=tmp_path / "r.html", **grid,
+        "build_report": lambda **kw: e["build_report"]("v1@0.25", out=tmp_path / "r.html", bench=False, **grid,
                                                        **kw).data.models[0].macs,
         "memory_schedules": lambda **kw: e["memory_schedules"]("v1@0.25", **kw)[0].peak_activation_bytes,
     }
@@ -210,3 +210,34 @@ def test_each_counter_and_convention_name_is_declared_once():
         homes += [str(path.relative_to(PACKAGE)) for n in ast.walk(tree) if isinstance(n, ast.Constant)
                   and isinstance(n.value, str) and "ptflops-aten" in n.value and id(n) not in docstrings]
     assert sorted(homes) == ["cost/conventions/ptflops.py", "counters/ptflops_aten_counter.py"]
+
+
+@pytest.mark.parametrize("command,entry", [("compare", "compare_models"), ("report", "build_report"),
+                                           ("layers", "analyze"), ("reconcile", "reconcile_model"),
+                                           ("memory", "memory_schedules")])
+def test_the_command_line_and_the_library_default_alike(command, entry):
+    """What a command does without an option is what its library call does without the argument."""
+    import inspect
+    from enum import Enum
+
+    import typer
+
+    from mbcost.cli import app
+
+    renamed = {"input": "inputs", "classes": "num_classes"}
+    library = inspect.signature(_public_entries()[entry]).parameters
+    options = typer.main.get_command(app).commands[command].params
+    shared = [(o, library[renamed.get(o.name, o.name)]) for o in options if renamed.get(o.name, o.name) in library]
+    assert len(shared) >= 2, [o.name for o in options]
+    for option, parameter in shared:
+        if option.required or parameter.default is inspect.Parameter.empty:
+            continue
+        default = option.default.value if isinstance(option.default, Enum) else option.default
+        if entry == "reconcile_model" and option.name == "counters":  # the command's "all" is the library's None
+            assert (default, parameter.default) == ("all", None)
+            continue
+        if option.multiple:  # a repeatable option given no times is None, the library's empty sequence or None
+            default, expected = default or (), parameter.default or ()
+        else:
+            expected = parameter.default
+        assert default == expected, (command, option.name, default, expected)

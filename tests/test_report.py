@@ -453,7 +453,8 @@ def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_
     for r in records:
         if r.get("kind") == "model" and r["model"] == "v2":
             r["peak_memory_bytes"] = v2.peak_activation_bytes + 1_000_000  # 1 MB of workspace the estimate lacks
-    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam").path
+    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam",
+                       bench=False).path
     page = out.read_text(encoding="utf-8")
     assert fmt.nbytes(v2.peak_activation_bytes) in page and f"at {v2.peak_op}" in page
     assert f"{fmt.nbytes(v2.peak_activation_bytes + 1_000_000)} <span class='small'>+1.00 MB</span>" in page

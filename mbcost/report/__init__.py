@@ -14,7 +14,7 @@ Example::
     data = gather("v1,v2,vgg16", 224)
     figs = report_figures(data)
     figs["categories"]              # a plotly Figure: displays inline in Jupyter
-    build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], out="reports/mobilenets.html").path
+    build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], bench=False, out="reports/mobilenets.html").path
 
 Imports are lazy: importing ``mbcost.report`` does not import plotly or torch.
 """
@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mbcost.weights import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from mbcost.bench.records import Record
@@ -67,9 +69,9 @@ def build_report(
     input_dtype: str | None = None,
     from_files: Sequence[str | Path] = (),
     records: Iterable[Record | Mapping[str, Any]] = (),
-    bench: bool = False,
+    bench: bool = True,
     checkpoints: Mapping[str, str | Path] | Iterable[tuple[str, str | Path]] = (),
-    threshold: float | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
     out: str | Path = DEFAULT_OUT,
     command: str | None = None,
     progress: Progress | None = None,
@@ -91,11 +93,11 @@ def build_report(
         records: measurement records already in memory: typed (``mbcost.bench.records``) or their
             JSON objects.
         bench: measure now, on this machine (``mbcost.report.measure.measure_now``: CPU, and CUDA
-            when available; float32, short budgets).
+            when available; float32, short budgets). On by default, as ``mbcost report`` (``--no-bench``).
         checkpoints: trained state_dicts for the dying-depthwise-kernels claim, by model spec
             (``{"v1": "v1.pt"}`` or ``[("v1", "v1.pt"), ...]``).
         threshold: with ``checkpoints``: a kernel is dead below ``threshold`` x its layer's median
-            L1 norm (default ``mbcost.weights.DEFAULT_THRESHOLD``).
+            L1 norm (``mbcost.weights.DEFAULT_THRESHOLD``: 1e-3).
         out: the HTML file to write, atomically.
         command: the command line that made the page, shown in its footer.
         progress: told ``(done, total, what)`` before each step (reading checkpoints, measuring,
@@ -120,7 +122,7 @@ def build_report(
         if progress is not None:
             progress(done, total, what)
 
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < float("inf")):
+    if not (isinstance(threshold, (int, float)) and 0 <= threshold < float("inf")):
         raise SpecError(f"--threshold must be a number >= 0 (got {threshold!r}); a kernel is dead below "
                         f"THRESHOLD x its layer's median L1 norm")
     out = prepare_out(out)
@@ -135,11 +137,11 @@ def build_report(
     pairs = list(checkpoints.items() if isinstance(checkpoints, Mapping) else checkpoints)
     health = {}
     if pairs:
-        from mbcost.weights import DEFAULT_THRESHOLD, checkpoint_health
+        from mbcost.weights import checkpoint_health
 
         for n, (spec, path) in enumerate(pairs):
             step(n, len(pairs), f"reading {path}")
-            h = checkpoint_health(path, spec, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            h = checkpoint_health(path, spec, threshold=threshold,
                                   num_classes=num_classes)
             health[h.model] = h
     notes: list[str] = []
