@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mbcost.errors import SpecError, UsageError
+from mbcost.errors import SpecError, UsageError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -167,9 +167,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint") from None
         raise CheckpointError(f"checkpoint {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile and pickle errors for damaged files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint "
-                              f"({type(exc).__name__}: {first[:200]})") from None
+                              f"({type(exc).__name__}: {first_line(exc)[:200]})") from None
     if isinstance(obj, Mapping):
         for key in NESTED_KEYS:
             if isinstance(obj.get(key), Mapping):

@@ -100,7 +100,7 @@ def analyze(
         resolved = source.inputs(module, value, batch=batch, in_channels=in_channels, dtype=in_dtype)
         structure = _structure(module)
         materialize = _real_builder(source, num_classes)
-        model_name, width = source.name if source.kind == "zoo" else source.label, source.width
+        model_name, width = source.name, source.width
     else:
         resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
                                   dtype=in_dtype)

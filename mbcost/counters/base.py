@@ -1,4 +1,4 @@
-"""What every counter adapter shares: the typed result, the quiet context, running a counter.
+"""What every counter adapter shares: the typed result, the registry of adapters, running a counter.
 
 Each adapter (``fvcore_counter``, ``thop_counter``, ``torch_counter``, ``ptflops_counter``,
 ``ptflops_aten_counter``) runs its library on a real CPU module in eval mode with a real input
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy as copy_module
-import io
-import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
@@ -22,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.counters import fvcore_counter, ptflops_aten_counter, ptflops_counter, thop_counter, torch_counter
 from mbcost.counters.adapter import CounterUnavailable, RawCount, require
-from mbcost.errors import AnalysisError, MbcostError, SpecError
+from mbcost.errors import AnalysisError, MbcostError, SpecError, first_line
 from mbcost.inputs import FLOAT_DTYPES, renamed_inputs, resolve_inputs
+from mbcost.io import quiet
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADAPTERS", "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
-    "parse_counters", "quiet", "require",
+    "parse_counters", "require",
 ]
 
 #: The counters by name, in display order: the one list (the CLI's help and ``parse_counters`` read it). Each
@@ -85,20 +83,6 @@ def parse_counters(text: str) -> list[str]:
     if unknown:
         raise SpecError(f"unknown counter {unknown[0]!r}; choose from {', '.join(COUNTERS)} or 'all'")
     return list(dict.fromkeys(parts))
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence a library's prints, warnings and logging for the duration of a count; restore after."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
 
 
 @contextlib.contextmanager
@@ -219,8 +203,7 @@ def measure_many(
             except MbcostError:
                 raise
             except Exception as exc:  # a library can fail in any way on a user's model: one line, typed
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AnalysisError(f"{counter} failed on {label} at {inputs.label}: {first}") from exc
+                raise AnalysisError(f"{counter} failed on {label} at {inputs.label}: {first_line(exc)}") from exc
             seconds = time.perf_counter() - start
         total = raw.total
         if isinstance(total, float) and total.is_integer():

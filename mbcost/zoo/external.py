@@ -8,21 +8,18 @@ The libraries are optional: a missing one is one line naming what to install.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib
 import inspect
-import logging
-import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mbcost.errors import AnalysisError, SpecError, UnknownModelError
+from mbcost.errors import AnalysisError, SpecError, UnknownModelError, first_line
+from mbcost.io import quiet
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["KINDS", "build", "check", "default_inputs", "first_line"]
+__all__ = ["KINDS", "build", "check", "default_inputs"]
 
 #: prefix -> (the library it needs, how to install it)
 KINDS: dict[str, tuple[str, str]] = {
@@ -34,29 +31,10 @@ KINDS: dict[str, tuple[str, str]] = {
 TEXT_LENGTH = 128
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The libraries' log lines and warnings while they import, read or build (torch's pytree notices on importing
-    transformers, the hub client's retries): what goes wrong is said in one line instead."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
-
-
 def _library(kind: str) -> Any:
     module, install = KINDS[kind]
     try:
-        with _quiet():
+        with quiet():
             return importlib.import_module(module)
     except ImportError:
         raise UnknownModelError(f"{kind}:NAME models need {module}, which is not installed; {install}") from None
@@ -83,7 +61,7 @@ def check(kind: str, name: str) -> Any:
             _known(kind, name, lib.list_models())
         return None
     try:
-        with _quiet():
+        with quiet():
             return lib.AutoConfig.from_pretrained(name)
     except Exception as exc:  # a missing directory, no network, an unknown model_type: one line
         raise UnknownModelError(f"cannot read the config of hf:{name} ({first_line(exc)}); a local directory "
@@ -95,7 +73,7 @@ def build(kind: str, name: str, config: Any, num_classes: int) -> nn.Module:
     lib = _library(kind)
     classes = {} if num_classes == 1000 else {"num_classes": num_classes}
     try:
-        with _quiet():
+        with quiet():
             if kind == "torchvision":
                 return lib.models.get_model(name, weights=None, **classes)
             if kind == "timm":

@@ -1,10 +1,10 @@
 """Model sources, resolved once: every way to name a model becomes one ``ModelSource``.
 
 ``"v2"``, ``"v1@0.75"`` (the zoo), ``"package.module:factory"`` (a user's callable), ``"torchvision:NAME"``,
-``"timm:NAME"`` and ``"hf:ID_OR_PATH"`` (``mbcost.zoo.external``). ``resolve_source`` checks the name (and reads a
-Hugging Face config) once; the object is passed down and every layer asks it, never the text: ``build()`` a
-fresh module, ``meta_model()`` the one the engine reads, ``inputs()`` the input it gets by default. Input sizes
-(``224``, ``"224x160"``) are ``mbcost.inputs``'.
+``"timm:NAME"`` and ``"hf:ID_OR_PATH"`` (``mbcost.zoo.external``). ``resolve_source`` checks the name once (imports
+a factory, reads a Hugging Face config); the object is passed down and every layer asks it, never the text:
+``build()`` a fresh module, ``meta_model()`` the one the engine reads, ``inputs()`` the input it gets by default.
+Input sizes (``224``, ``"224x160"``) are ``mbcost.inputs``'.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mbcost.errors import AnalysisError, MbcostError, SpecError, UnknownModelError
+from mbcost.errors import AnalysisError, MbcostError, SpecError, UnknownModelError, first_line
 from mbcost.inputs import FLOAT_DTYPES, Inputs, resolve_inputs
 from mbcost.inputs import parse_image_size as parse_input  # noqa: F401  (re-exported by mbcost.zoo)
 from mbcost.zoo import external
@@ -37,20 +37,19 @@ _meta_cache: dict[tuple[ModelSource, int, str], nn.Module] = {}
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model, named once: ``kind`` is ``zoo``, ``factory`` or one of ``external.KINDS``; ``name`` the zoo name,
-    the ``module:factory`` path, or the library's name (an id or a local directory for ``hf``)."""
+    """A model, named once: ``kind`` is ``zoo``, ``factory`` or one of ``external.KINDS``; ``name`` the spec without
+    its width: the zoo's name, ``module:factory``, ``KIND:NAME`` (an id or a local directory for ``hf``)."""
 
     kind: str
     name: str
     width: float | None = None
-    #: What resolving read and building needs (a Hugging Face config); not part of the source's identity.
-    config: Any = field(default=None, compare=False, repr=False)
+    #: What resolving loaded and building needs (a factory's callable, a Hugging Face config); not part of the
+    #: source's identity.
+    loaded: Any = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
         """The spec that resolves to this source again: ``v2@0.75``, ``timm:resnet18``, ``pkg.mod:factory``."""
-        if self.kind in external.KINDS:
-            return f"{self.kind}:{self.name}"
         return self.name if self.width is None or self.width == 1.0 else f"{self.name}@{self.width:g}"
 
     @property
@@ -69,8 +68,8 @@ class ModelSource:
             if self.kind == "zoo":
                 return get_entry(self.name).builder(width=self.width or 1.0, num_classes=num_classes)
             if self.kind in external.KINDS:
-                return external.build(self.kind, self.name, self.config, num_classes)
-            return _call_factory(self.name)
+                return external.build(self.kind, self.name.partition(":")[2], self.loaded, num_classes)
+            return _call_factory(self.name, self.loaded or load_factory(self.name))
 
     def meta_model(self, num_classes: int = 1000, dtype: str = "float32") -> nn.Module:
         """The module the engine reads, in eval mode and ``dtype``: built on the meta device when the source allows
@@ -118,7 +117,8 @@ def resolve_source(spec: str | ModelSource) -> ModelSource:
 
     Raises:
         SpecError: empty spec, non-numeric or out-of-range width, width on a model without one.
-        UnknownModelError: a name that is not in the zoo (or the library), an id whose config cannot be read;
+        UnknownModelError: a name that is not in the zoo (or the library), a factory that cannot be imported, an
+            id whose config cannot be read;
             a library that is not installed, naming the extra to install.
     """
     if isinstance(spec, ModelSource):
@@ -129,12 +129,11 @@ def resolve_source(spec: str | ModelSource) -> ModelSource:
                         "'timm:NAME', 'hf:ID_OR_PATH' or 'pkg.module:factory'")
     prefix, colon, rest = text.partition(":")
     if colon and prefix in external.KINDS:
-        name = rest.strip()
-        return ModelSource(prefix, name, config=external.check(prefix, name))
+        return ModelSource(prefix, f"{prefix}:{rest.strip()}", loaded=external.check(prefix, rest.strip()))
     if colon:
         if not prefix or not rest or "@" in text:
             raise SpecError(f"bad factory spec {text!r}; expected 'package.module:factory'")
-        return ModelSource("factory", text)
+        return ModelSource("factory", text, loaded=load_factory(text))
     name, sep, width_text = text.partition("@")
     entry = get_entry(name)
     width: float | None = 1.0 if entry.supports_width else None
@@ -175,7 +174,7 @@ def load_factory(path: str) -> Any:
         raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: {exc}") from None
     except Exception as exc:  # the module itself fails (SyntaxError, ValueError at import...): one line, exit 2
         raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: it raised "
-                                f"{type(exc).__name__}: {external.first_line(exc)}") from None
+                                f"{type(exc).__name__}: {first_line(exc)}") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -186,10 +185,9 @@ def load_factory(path: str) -> Any:
     return obj
 
 
-def _call_factory(path: str) -> nn.Module:
+def _call_factory(path: str, factory: Any) -> nn.Module:
     from torch import nn
 
-    factory = load_factory(path)
     try:
         model = factory()
     except Exception as exc:  # a user's factory can fail in any way; report it in one line
