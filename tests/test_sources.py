@@ -19,7 +19,6 @@ from mbcost.cost.conventions import apply_convention
 from mbcost.errors import SpecError
 from mbcost.zoo import ModelSource, resolve_source, resolve_sources
 
-torchvision = pytest.importorskip("torchvision")
 DATA = Path(__file__).parent / "data"
 TINY_BERT = f"hf:{DATA / 'hf-tiny-bert'}"
 TINY_VIT = f"hf:{DATA / 'hf-tiny-vit'}"
@@ -40,6 +39,7 @@ def _compare_json(cli, *args: str) -> dict:
 
 
 def test_torchvision_and_timm_from_the_command_line_match_published_metadata_and_live_counters(cli):
+    torchvision = pytest.importorskip("torchvision")
     timm = pytest.importorskip("timm")
     fvcore = pytest.importorskip("fvcore.nn")
     models = _compare_json(cli, "--models", "torchvision:resnet50,timm:resnet18")
@@ -113,6 +113,7 @@ def test_a_source_is_resolved_once_through_compare_and_report(cli, monkeypatch, 
 
 
 def test_every_spelling_resolves_to_one_object_and_back():
+    pytest.importorskip("torchvision")
     sources = resolve_sources("v2@0.5,torchvision:resnet18,fixtures_models:factory")
     assert [s.kind for s in sources] == ["zoo", "torchvision", "factory"]
     assert [resolve_source(s.label) for s in sources] == sources
@@ -127,10 +128,7 @@ def test_every_spelling_resolves_to_one_object_and_back():
     (f"hf:{DATA / 'no-such-dir'}", "cannot read the config of hf:"),
 ])
 def test_a_bad_name_is_one_line(cli, spec, message):
-    if spec.startswith("timm:"):
-        pytest.importorskip("timm")
-    if spec.startswith("hf:"):
-        pytest.importorskip("transformers")
+    pytest.importorskip({"torchvision": "torchvision", "timm": "timm", "hf": "transformers"}[spec.partition(":")[0]])
     r = cli("layers", spec)
     assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
