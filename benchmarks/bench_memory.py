@@ -314,14 +314,14 @@ def main() -> None:
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.memory import measure_peak_memory
     from mbcost.bench.model_bench import BenchSettings, plan_models, prepare_model
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     settings = BenchSettings(resolve_device("cpu"), threads=args.threads).validated()
     batches = [int(b) for b in args.batches.split(",")]
     rows, explained = [], []
     summary: dict[tuple[str, str], list[Any]] = defaultdict(list)
     with settings.runtime():
-        for spec in parse_models(args.models):
+        for spec in resolve_sources(args.models):
             for batch in batches:
                 plan = plan_models([spec], args.input, [batch], settings)[0]
                 torch.manual_seed(0)
@@ -368,13 +368,13 @@ def train_part(models: str, batch: int, size: int, threads: int) -> None:
 
     import mbcost
     from mbcost.bench.memory import allocations_during, peak_of
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     torch.set_num_threads(threads)
     print(f"\nTraining step, SGD, batch {batch}, input {size}, float32, {threads} thread(s): gradients + "
           "activations (weights excluded)")
     print(f"{'model':<8}{'estimated':>14}{'measured':>14}{'est/measured':>14}  activations at")
-    for spec in parse_models(models):
+    for spec in resolve_sources(models):
         model = mbcost.build_model(spec).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         x = torch.randn(batch, 3, size, size)

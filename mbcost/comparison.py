@@ -13,7 +13,7 @@ pointwise pair, timed once on the CPU.
 Example::
 
     from mbcost.comparison import compare_models
-    c = compare_models("v1,v2", 224, convention="fvcore")
+    c = compare_models("v1,v2", 224, convention="fvcore", bench=False)
     [cost.macs for cost in c.costs], [cc.total for cc in c.convention_costs]
 """
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mbcost.cost.conventions import ConventionCost
     from mbcost.cost.result import ModelCost
     from mbcost.counters.base import CounterResult
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = ["Comparison", "Progress", "SkippedDevice", "Stage", "compare_models", "measure_conv"]
 
@@ -95,8 +95,8 @@ class Comparison:
 
 
 def compare_models(
-    models: str | Sequence[str | ModelSpec],
-    inputs: Any = 224,
+    models: str | Sequence[str | ModelSource],
+    inputs: Any = None,
     batch: int = 1,
     *,
     num_classes: int = 1000,
@@ -108,15 +108,15 @@ def compare_models(
     precision: str = "float32",
     counters: str | Sequence[str] | None = None,
     convention: str = "paper",
-    bench: bool = False,
+    bench: bool = True,
     measure_fn: MeasureFn | None = None,
     stage: Stage | None = None,
 ) -> Comparison:
     """Cost ``models`` on ``inputs`` and gather what ``mbcost compare`` shows next to the costs.
 
     Args:
-        models: zoo specs or ``package.module:factory``, comma-separated or as a sequence (strings or
-            ``ModelSpec``).
+        models: specs (``mbcost.zoo.resolve_source``), comma-separated or as a sequence (strings or
+            ``ModelSource``).
         inputs, batch, num_classes, dtype, input_dtype, execute, mode, optimizer, precision: as
             ``mbcost.analyze`` (``precision="int8"``: the bytes of the int8 models; not with ``bench``, which
             times eager float32).
@@ -125,7 +125,7 @@ def compare_models(
         convention: ``paper`` (default), ``fvcore``, ``thop``, ``torch``, ``ptflops`` or ``ptflops-aten``.
         bench: measure latency with a short budget on the CPU, and on CUDA when torch sees one (at
             ``dtype``, inference); a device that cannot run the dtype or the batch is skipped with
-            its reason.
+            its reason. On by default, as ``mbcost compare`` (``--no-bench``); ``False`` only counts.
         measure_fn: the timer (default ``mbcost.bench.timer.measure``; tests pass a fake one).
         stage: progress reporting, per stage (``"counters"``, ``"measuring"``).
 
@@ -139,12 +139,9 @@ def compare_models(
     from mbcost.cost.analyze import analyze
     from mbcost.cost.conventions import apply_convention, get_convention
     from mbcost.errors import SpecError
-    from mbcost.zoo.spec import parse_models, parse_spec
+    from mbcost.zoo.spec import resolve_sources
 
-    specs = parse_models(models) if isinstance(models, str) else \
-        [parse_spec(m) if isinstance(m, str) else m for m in models]
-    if not specs:
-        raise SpecError("no models given; e.g. --models v1,v2,vgg16")
+    specs = resolve_sources(models)
     if bench and precision != "float32":
         raise SpecError(f"compare times eager {dtype} only; add --no-bench to see the {precision} costs (time "
                         f"{precision} models with mbcost bench --precision {precision})")
@@ -175,7 +172,7 @@ def _progress(stage: Stage | None, name: str) -> AbstractContextManager[Progress
     return stage(name) if stage is not None else nullcontext(lambda done, total, what: None)
 
 
-def _count(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], counters: str | Sequence[str], batch: int,
+def _count(specs: Sequence[ModelSource], costs: Sequence[ModelCost], counters: str | Sequence[str], batch: int,
            num_classes: int, stage: Stage | None) -> tuple[tuple[str, ...], tuple[tuple[CounterResult, ...], ...]]:
     """Each counter's own total on each real module (the module built once per model)."""
     from mbcost.counters.base import measure_many, parse_counters
@@ -189,7 +186,7 @@ def _count(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], counters: str
     return tuple(names), tuple(results)
 
 
-def _measure(specs: Sequence[ModelSpec], costs: Sequence[ModelCost], batch: int, dtype: str, num_classes: int,
+def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, num_classes: int,
              measure_fn: MeasureFn | None, stage: Stage | None) -> tuple[tuple[ModelRecord, ...],
                                                                          tuple[SkippedDevice, ...]]:
     """Short measurements on every available device (``mbcost.bench.model_bench.each_device``)."""

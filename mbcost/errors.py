@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["AnalysisError", "BaselineError", "MbcostError", "SpecError", "UnknownModelError", "UsageError"]
+__all__ = [
+    "AnalysisError", "BaselineError", "MbcostError", "SpecError", "UnknownModelError", "UsageError", "first_line",
+]
 
 
 class MbcostError(Exception):
@@ -29,3 +31,8 @@ class AnalysisError(MbcostError):
 
 class BaselineError(UsageError):
     """A gate baseline is missing, unreadable, malformed or from another schema version."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a one-line error quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -21,6 +21,7 @@ silently ignored, never applied by rewriting the shape).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
@@ -30,7 +31,7 @@ from mbcost.errors import SpecError
 
 __all__ = [
     "FLOAT_DTYPES", "INPUT_DTYPES", "MAX_BATCH", "InputSpec", "Inputs", "check_dtype", "parse_image_size",
-    "parse_input_text", "parse_size_or_shape", "resolve_inputs",
+    "parse_input_text", "parse_size_or_shape", "renamed_inputs", "resolve_inputs",
 ]
 
 MAX_INPUT = 65536
@@ -324,3 +325,13 @@ def _resolve(value: Any, batch: int, in_channels: int, dtype: str) -> Inputs:
     if len({s.name for s in kwargs}) != len(kwargs):
         raise SpecError("a keyword input is given twice")
     return Inputs(args=args, kwargs=kwargs)
+
+
+def renamed_inputs(inputs: Any, input_size: Any) -> Any:
+    """``inputs``, or the value given under its former name ``input_size`` (with a ``DeprecationWarning``)."""
+    if input_size is None:
+        return inputs
+    if inputs is not None:
+        raise SpecError("give inputs or input_size, not both")
+    warnings.warn("input_size is deprecated; pass inputs", DeprecationWarning, stacklevel=3)
+    return input_size

@@ -1,4 +1,5 @@
-"""Safe file writes shared by the library and the CLI: never half a file, never a lost one.
+"""Safe file writes shared by the library and the CLI: never half a file, never a lost one; and ``quiet``, what
+keeps another library's prints, warnings and log lines off mbcost's output while it runs.
 
 ``write_text_atomic`` replaces a file through a temporary file in the same directory and a
 rename, so a reader sees either the old content or the new, never a mix; ``append_text``
@@ -8,13 +9,18 @@ one-line reason (the CLI prints it and exits 2).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from mbcost.errors import SpecError, UsageError
 
-__all__ = ["append_text", "check_target", "display_path", "write_text_atomic"]
+__all__ = ["append_text", "check_target", "display_path", "quiet", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
@@ -81,3 +87,17 @@ def display_path(path: Path | str) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence a library's prints, warnings and logging for the duration of a count; restore after."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mbcost.errors import SpecError, UsageError
+from mbcost.errors import SpecError, UsageError, first_line
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
     "DEFAULT_THRESHOLD", "KERNEL_CATEGORIES", "CategoryHealth", "CheckpointError", "KernelHealth", "LayerHealth",
@@ -167,9 +167,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint") from None
         raise CheckpointError(f"checkpoint {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile and pickle errors for damaged files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint "
-                              f"({type(exc).__name__}: {first[:200]})") from None
+                              f"({type(exc).__name__}: {first_line(exc)[:200]})") from None
     if isinstance(obj, Mapping):
         for key in NESTED_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -254,7 +253,7 @@ def _kernels(weight: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
-def checkpoint_health(checkpoint: str | Path, spec: str | ModelSpec, *, threshold: float = DEFAULT_THRESHOLD,
+def checkpoint_health(checkpoint: str | Path, spec: str | ModelSource, *, threshold: float = DEFAULT_THRESHOLD,
                       num_classes: int = 1000) -> KernelHealth:
     """Load ``checkpoint`` (weights only), check it against ``spec``'s model, measure its kernels.
 
@@ -267,12 +266,12 @@ def checkpoint_health(checkpoint: str | Path, spec: str | ModelSpec, *, threshol
     Raises:
         CheckpointError, SpecError: one line, the CLI's exit 2.
     """
-    from mbcost.zoo.spec import build_model, parse_spec
+    from mbcost.zoo.spec import resolve_source
 
-    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    parsed = resolve_source(spec)
     if not threshold >= 0:
         raise SpecError(f"--threshold must be >= 0 (got {threshold})")
     state = load_state_dict(checkpoint)
-    model = build_model(parsed, num_classes=num_classes, device="meta")
+    model = parsed.build(num_classes=num_classes, device="meta")
     match_state_dict(model, state, name=parsed.label, checkpoint=f"checkpoint {checkpoint}")
     return kernel_health(model, state, threshold=threshold, model_name=parsed.label, checkpoint=str(checkpoint))

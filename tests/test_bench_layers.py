@@ -18,7 +18,7 @@ from mbcost.bench.roofline import Peaks
 from mbcost.bench.timer import Budget
 from mbcost.cost.analyze import analyze
 from mbcost.cost.result import CATEGORIES
-from mbcost.zoo.spec import parse_spec
+from mbcost.zoo.spec import resolve_source
 
 CPU = Device("cpu", None, "Test CPU")
 TINY = Budget(min_run_time=0.001, max_run_time=0.01, min_runs=3, warmup=1)
@@ -197,7 +197,7 @@ def test_join_layers_places_layers_on_the_roofline(cost):
 
 def test_profile_model_end_to_end_on_a_tiny_model():
     settings = BenchSettings(resolve_device("cpu"), threads=1, budget=TINY).validated()
-    p = profile_model(parse_spec("v2@0.35"), (64, 64), 1, settings, measure_fn=FakeMeasure(run_fn=False))
+    p = profile_model(resolve_source("v2@0.35"), (64, 64), 1, settings, measure_fn=FakeMeasure(run_fn=False))
     assert p.end_to_end is not None and p.end_to_end.median_ms == pytest.approx(11.0)
     assert p.passes >= 3
     assert len(p.layers) == len({lc.module for lc in p.cost.layers})
@@ -208,4 +208,4 @@ def test_profile_model_end_to_end_on_a_tiny_model():
 def test_profile_refuses_compile():
     settings = BenchSettings(resolve_device("cpu"), compile=True, budget=TINY).validated()
     with pytest.raises(BenchError, match="torch.compile"):
-        profile_model(parse_spec("v2@0.35"), (64, 64), 1, settings)
+        profile_model(resolve_source("v2@0.35"), (64, 64), 1, settings)

@@ -21,7 +21,7 @@ from mbcost.bench.model_bench import BenchSettings, ForwardArgs, bench_models, p
 from mbcost.bench.records import ModelRecord
 from mbcost.bench.store import load_records, record_line
 from mbcost.render.bench import bench_table, compare_rows, memory_difference
-from mbcost.zoo.spec import parse_models
+from mbcost.zoo.spec import resolve_sources
 
 SMALL = ["--models", "v2@0.35", "--input", "64"]
 
@@ -38,7 +38,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def record() -> ModelRecord:
     settings = BenchSettings(resolve_device("cpu"), threads=1).validated()
-    plans = plan_models(parse_models("v2@0.35"), (64, 64), [1], settings)
+    plans = plan_models(resolve_sources("v2@0.35"), (64, 64), [1], settings)
     return bench_models(plans, settings, measure_fn=FakeMeasure(run_fn=False))[0]
 
 
@@ -124,7 +124,7 @@ def test_a_memory_pass_that_fails_leaves_none_and_a_log_line(monkeypatch, caplog
 
     monkeypatch.setattr("mbcost.bench.memory.measure_peak_memory", broken)
     settings = BenchSettings(resolve_device("cpu"), threads=1).validated()
-    plans = plan_models(parse_models("v2@0.35"), (64, 64), [1], settings)
+    plans = plan_models(resolve_sources("v2@0.35"), (64, 64), [1], settings)
     with caplog.at_level(logging.WARNING, logger=model_bench.__name__):
         (rec,) = bench_models(plans, settings, measure_fn=FakeMeasure(run_fn=False))
     assert rec.peak_memory_bytes is None and rec.estimated_peak_memory_bytes is not None

@@ -17,7 +17,7 @@ from mbcost.bench.records import ConvRecord, LayerRecord, PeakRecord, RunConfig,
 from mbcost.bench.store import RecordWriter, load_records, record_line
 from mbcost.bench.timer import Budget, Measurement
 from mbcost.errors import SpecError
-from mbcost.zoo.spec import parse_models
+from mbcost.zoo.spec import resolve_sources
 
 COMMON = {"kind", "device", "device_name", "dtype", "batch", "threads", "channels_last", "compile", "median_ms",
           "iqr_ms", "runs", "env", "label"}
@@ -39,7 +39,7 @@ def settings():
 
 @pytest.fixture(scope="module")
 def records(settings):
-    plans = plan_models(parse_models("v2@0.35,v1@0.25"), (64, 64), [1, 2], settings)
+    plans = plan_models(resolve_sources("v2@0.35,v1@0.25"), (64, 64), [1, 2], settings)
     # v2@0.35 takes 10 ms, v1@0.25 4 ms, whatever the batch: a fake clock's world
     fake = FakeMeasure(times_for=lambda i: (0.010,) * 5 if i <= 2 else (0.004, 0.004, 0.005, 0.004, 0.004),
                        run_fn=False)

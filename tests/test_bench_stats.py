@@ -10,7 +10,7 @@ from bench_fakes import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mbcost.bench.timer import WIDE_SPREAD, Budget, Measurement, measure, quantile, summarize
+from mbcost.bench.timer import Budget, Measurement, measure, quantile, summarize
 
 
 def test_quantiles_interpolate_linearly():
@@ -45,7 +45,22 @@ def test_wide_spread_flag_uses_iqr_over_median():
     assert wide.wide_spread
     assert wide.relative_iqr == pytest.approx(0.04 / 0.14)
     assert summarize([0.100, 0.120, 0.140, 0.160, 0.180], threshold=0.5).wide_spread is False
-    assert WIDE_SPREAD == 0.10
+
+
+@pytest.mark.parametrize("times", [[0.096, 0.0975, 0.100, 0.1065, 0.110],  # IQR 0.009 / median 0.100: 9%
+                                   [0.094, 0.0955, 0.100, 0.1065, 0.110]])  # IQR 0.011 / 0.100: 11%
+def test_the_default_threshold_is_torch_benchmarks(times):
+    """The flag agrees with torch.utils.benchmark's own Measurement (it warns when IQR / median is not below 10%)."""
+    from torch.utils.benchmark import Measurement as TorchMeasurement
+
+    theirs = TorchMeasurement(number_per_run=1, raw_times=times, task_spec=_task_spec())
+    assert summarize(times).wide_spread is (not theirs.meets_confidence())
+
+
+def _task_spec():  # noqa: ANN202
+    from torch.utils.benchmark.utils.common import TaskSpec
+
+    return TaskSpec(stmt="pass", setup="pass")
 
 
 def test_zero_median_is_flagged_not_divided_by_zero():

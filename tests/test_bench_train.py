@@ -26,7 +26,7 @@ from mbcost.bench.model_bench import (
 from mbcost.bench.records import ModelRecord, RunConfig
 from mbcost.bench.timer import Measurement
 from mbcost.cost.analyze import analyze
-from mbcost.zoo.spec import parse_models
+from mbcost.zoo.spec import resolve_sources
 
 SMALL = ["--models", "v2@0.35", "--input", "64", "--threads", "1"]
 TRAIN = ["--mode", "train", "--optimizer", "adam"]
@@ -82,7 +82,7 @@ def test_inference_is_the_default_and_old_records_are_inference(fake):
 
 
 def test_speedups_compare_records_of_the_same_mode_only(settings):
-    specs = parse_models("v2@0.35,v1@0.25")
+    specs = resolve_sources("v2@0.35,v1@0.25")
     plans = (plan_models(specs, 64, [1], settings)
              + plan_models(specs, 64, [1], settings, mode="train", optimizer="sgd"))
     records = bench_models(plans, settings, measure_fn=FakeMeasure(run_fn=False))
@@ -150,7 +150,7 @@ class TwoSteps:
 
 
 def test_the_step_updates_the_parameters_of_the_model_the_bench_built(settings):
-    plans = plan_models(parse_models("v2@0.35"), 64, [1], settings, mode="train", optimizer="adam")
+    plans = plan_models(resolve_sources("v2@0.35"), 64, [1], settings, mode="train", optimizer="adam")
     fake = TwoSteps()
     (rec,) = bench_models(plans, settings, measure_fn=fake)
     s = fake.seen

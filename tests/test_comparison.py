@@ -54,11 +54,22 @@ def _live_totals(spec: str) -> dict[str, float]:
 # -- the library result holds raw numbers ------------------------------------------------------------------
 
 
-def test_costs_and_the_convention_are_the_analytic_ones(full):
+def _flop_counter(spec: str) -> int:
+    """FlopCounterMode's total on a freshly built module (zero input): 2 FLOPs per MAC of the convolutions and
+    matrix products, bias excluded, so twice the paper's MACs on the zoo's models."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        mbcost.build_model(spec).eval()(torch.zeros(1, 3, SIZE, SIZE))
+    return counter.get_total_flops()
+
+
+def test_costs_equal_a_live_flop_counter_and_the_modules_parameters(full):
     for spec, cost, cc in zip(MODELS.split(","), full.costs, full.convention_costs, strict=True):
-        assert cost.macs == mbcost.analyze(spec, SIZE).macs
-        assert cc.convention == "fvcore"
-        assert cc.total == mbcost.apply_convention(mbcost.analyze(spec, SIZE), "fvcore").total
+        assert 2 * cost.macs == _flop_counter(spec)
+        assert cost.params == sum(p.numel() for p in mbcost.build_model(spec).parameters())
+        assert cc.convention == "fvcore"  # its total against fvcore itself: test_counter_totals_equal_the_live_...
     assert full.convention == "fvcore" and full.labels == ["v1@0.25", "v2@0.35"]
 
 
@@ -81,18 +92,30 @@ def test_measured_records_carry_the_fake_timers_times(full):
         assert r.median_ms == pytest.approx(11.0)
         assert r.runs == 5
     assert full.skipped == ()
-    # equal medians: each model is measured 1x as fast as the other, against the exact MAC ratio
-    v1, v2 = full.costs
-    ups = {(s.model, s.other): s for s in full.speedups if s.config.device == "cpu"}
-    assert ups[("v1@0.25", "v2@0.35")].measured == pytest.approx(1.0)
-    assert ups[("v1@0.25", "v2@0.35")].macs_ratio == v2.macs / v1.macs
     assert full.measured_for("v2@0.35") == [r for r in full.measured if r.model == "v2@0.35"]
 
 
-def test_nothing_is_counted_or_measured_unless_asked(fake):
-    c = compare_models("v1@0.25", SIZE, measure_fn=fake)
+def test_speedups_are_the_measured_median_ratio_next_to_the_mac_ratio(monkeypatch):
+    from bench_fakes import FakeMeasure
+
+    monkeypatch.setattr("mbcost.bench.devices.available_devices", lambda: ["cpu"])
+    # one timed call per model, in order: v1@0.25 takes 10 ms, v2@0.35 takes 30 ms
+    fake = FakeMeasure(run_fn=False, times_for=lambda call: (0.010,) * 5 if call % 2 else (0.030,) * 5)
+    c = compare_models(MODELS, SIZE, bench=True, measure_fn=fake)
+    ups = {(s.model, s.other): s for s in c.speedups}
+    assert fake.calls == 2 and ups[("v1@0.25", "v2@0.35")].measured == pytest.approx(3.0)  # 30 ms / 10 ms
+    assert ups[("v2@0.35", "v1@0.25")].measured == pytest.approx(1 / 3)
+    v1, v2 = (_flop_counter(s) for s in MODELS.split(","))  # FLOPs = 2 x MACs: the ratio is the MAC ratio
+    assert ups[("v1@0.25", "v2@0.35")].macs_ratio == pytest.approx(v2 / v1, rel=1e-12)
+
+
+def test_counters_run_only_when_asked_and_measuring_is_on_unless_turned_off(fake, monkeypatch):
+    monkeypatch.setattr("mbcost.bench.devices.available_devices", lambda: ["cpu"])
+    c = compare_models("v1@0.25", SIZE, measure_fn=fake)  # as mbcost compare: measured unless --no-bench
     assert c.convention == "paper" and c.counters == () and c.counter_results == ()
-    assert not c.bench and c.measured == () and fake.calls == 0
+    assert c.bench and [r.device for r in c.measured] == ["cpu"] and fake.calls == 1
+    c = compare_models("v1@0.25", SIZE, bench=False, measure_fn=fake)
+    assert not c.bench and c.measured == () and fake.calls == 1
     assert c.convention_costs[0].total == c.costs[0].macs  # the paper's convention is the analytic MACs
 
 
@@ -159,7 +182,7 @@ def test_the_cli_only_renders_the_library_result(cli):
     r = cli("compare", "--models", MODELS, "--input", str(SIZE), "--convention", "thop", "--no-bench",
             "--format", "json")
     assert r.exit_code == 0, r.output
-    c = compare_models(MODELS, SIZE, convention="thop")
+    c = compare_models(MODELS, SIZE, convention="thop", bench=False)
     assert json.loads(r.stdout) == json.loads(to_json(comparison_document(c)))
 
 
@@ -213,10 +236,10 @@ def test_a_refusing_plan_is_a_skipped_device():
 
 def test_report_measurement_raises_for_its_first_device():
     from mbcost.report.measure import measure_now
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     with pytest.raises(MbcostError, match="unknown device 'tpu'"):
-        measure_now(parse_models("v1@0.25"), SIZE, devices=["tpu", "cpu"])
+        measure_now(resolve_sources("v1@0.25"), SIZE, devices=["tpu", "cpu"])
 
 
 def test_compare_measures_through_the_cli_on_the_fake_timer(fake):

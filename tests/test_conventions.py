@@ -65,11 +65,18 @@ def test_v2_breakdown_by_kind_against_hooks():
     assert to.total == 2 * 300_774_272 and to.macs == 300_774_272
 
 
-def test_units_are_an_enum_with_a_factor():
-    assert {name: c.unit for name, c in REGISTRY.items()} == {
-        "paper": Unit.MAC, "fvcore": Unit.MAC, "thop": Unit.MAC, "torch": Unit.FLOP, "ptflops": Unit.MAC,
-        "ptflops-aten": Unit.MAC}
-    assert (Unit.MAC.per_mac, Unit.FLOP.per_mac) == (1, 2)
+def test_each_conventions_unit_is_what_its_library_counts_per_mac():
+    """One bias-free Linear(8, 4) on one row: 8 * 4 = 32 MACs and nothing else. Each library run on it gives
+    32 x what it counts per MAC (torch: 2 FLOPs; the others: 1), the factor of the convention's unit."""
+    from mbcost.counters.base import COUNTERS, measure_many
+
+    layer = nn.Linear(8, 4, bias=False)
+    cost = mbcost.analyze(layer, [1, 8])
+    assert cost.macs == 32 and apply_convention(cost, "paper").total == 32 == 32 * REGISTRY["paper"].unit.per_mac
+    counters = [c for c in COUNTERS if _installed(c)]
+    for r in measure_many(counters, layer, [1, 8]):
+        assert r.total == 32 * REGISTRY[r.counter].unit.per_mac, r.counter
+    assert {c.unit for c in REGISTRY.values()} == set(Unit)  # both units are in use
 
 
 def test_flops_never_double_elementwise_work():

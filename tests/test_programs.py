@@ -12,7 +12,6 @@ import gc
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 import mbcost
@@ -54,6 +53,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "size", "train"), CASES, ids=[f"{n}-{s}{'-train' if t else ''}" for n, s, t in CASES])
 def test_replayed_layers_record_what_traced_layers_record(name, size, train, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.get_model(name, weights=None).eval()
     inputs = resolve_inputs(size)
     programs.PROGRAMS.clear()
@@ -195,6 +195,7 @@ def test_a_class_with_its_own_train_method_has_it_called_on_the_walks_copy():
 
 
 def test_a_walk_leaves_nothing_for_the_cyclic_collector():
+    torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.mobilenet_v3_small(weights=None).eval()
     mbcost.analyze(model, 224)
     gc.collect()

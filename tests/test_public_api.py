@@ -110,3 +110,104 @@ def test_the_examples_use_only_declared_names():
 def test_the_declared_api_check_rejects_a_deep_path():
     assert _undeclared("mbcost.cost.conventions.apply_convention") == "mbcost.cost.conventions"
     assert _undeclared("mbcost.counters.measure") is None
+
+
+def _public_entries() -> dict[str, object]:
+    import mbcost
+    from mbcost.comparison import compare_models
+    from mbcost.cost.schedule import memory_schedules
+    from mbcost.counters import measure, measure_many, reconcile_model
+    from mbcost.report import build_report, gather
+
+    return {"analyze": mbcost.analyze, "measure": measure, "measure_many": measure_many,
+            "reconcile_model": reconcile_model, "gather": gather, "build_report": build_report,
+            "memory_schedules": memory_schedules, "compare_models": compare_models}
+
+
+def test_every_entry_point_calls_its_input_inputs():
+    import inspect
+
+    for name, fn in _public_entries().items():
+        params = list(inspect.signature(fn).parameters)
+        model = next(p for p in params if p in ("model", "models"))
+        assert params[params.index(model) + 1] == "inputs", name  # positional calls keep working
+
+
+def _former_input_size_cases(tmp_path: Path) -> dict[str, object]:
+    """Each entry point that took ``input_size``, reduced to one number of its result."""
+    e = _public_entries()
+    grid = {"claims": False, "widths": [0.25], "resolutions": [64]}
+    return {
+        "analyze": lambda **kw: e["analyze"]("v1@0.25", **kw).macs,
+        "measure": lambda **kw: e["measure"]("torch", "v1@0.25", **kw).total,
+        "reconcile_model": lambda **kw: e["reconcile_model"]("v1@0.25", counters=["torch"], **kw)[1][0].total,
+        "gather": lambda **kw: e["gather"]("v1@0.25", **grid, **kw).models[0].macs,
+        "build_report": lambda **kw: e["build_report"]("v1@0.25", out=tmp_path / "r.html", bench=False, **grid,
+                                                       **kw).data.models[0].macs,
+        "memory_schedules": lambda **kw: e["memory_schedules"]("v1@0.25", **kw)[0].peak_activation_bytes,
+    }
+
+
+@pytest.mark.parametrize("name", ["analyze", "measure", "reconcile_model", "gather", "build_report",
+                                  "memory_schedules"])
+def test_the_former_input_size_still_works_with_a_deprecation_warning(name, tmp_path):
+    from mbcost.errors import SpecError
+
+    pytest.importorskip("plotly")
+    call = _former_input_size_cases(tmp_path)[name]
+    with pytest.warns(DeprecationWarning, match="input_size is deprecated; pass inputs"):
+        old = call(input_size=64)
+    assert old == call(inputs=64) != call()  # the same input under either name; not the default 224
+    with pytest.raises(SpecError, match="give inputs or input_size, not both"):
+        call(inputs=64, input_size=64)
+
+
+def test_each_counter_and_convention_name_is_declared_once():
+    """A counter is its adapter module (``NAME``), a convention its table (``name=``); the CLI's choices and help,
+    ``parse_counters`` and ``measure`` read those registries. A name spelled again elsewhere in the package (a CLI
+    enum, an import-path table, a help text) is a second home that can drift: ``ptflops-aten``, the one name that
+    is neither a library's nor a word, may appear in code only at its two declarations (docstrings aside)."""
+    from mbcost.cost.conventions import CONVENTIONS
+    from mbcost.counters.base import ADAPTERS
+
+    adapters = sorted(p.stem for p in (PACKAGE / "counters").glob("*_counter.py"))
+    assert sorted(a.__name__.rpartition(".")[2] for a in ADAPTERS.values()) == adapters  # every adapter registered
+    assert "ptflops-aten" in ADAPTERS and "ptflops-aten" in CONVENTIONS
+    homes = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        homes += [str(path.relative_to(PACKAGE)) for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and isinstance(n.value, str) and "ptflops-aten" in n.value and id(n) not in docstrings]
+    assert sorted(homes) == ["cost/conventions/ptflops.py", "counters/ptflops_aten_counter.py"]
+
+
+@pytest.mark.parametrize("command,entry", [("compare", "compare_models"), ("report", "build_report"),
+                                           ("layers", "analyze"), ("reconcile", "reconcile_model"),
+                                           ("memory", "memory_schedules")])
+def test_the_command_line_and_the_library_default_alike(command, entry):
+    """What a command does without an option is what its library call does without the argument."""
+    import inspect
+    from enum import Enum
+
+    import typer
+
+    from mbcost.cli import app
+
+    renamed = {"input": "inputs", "classes": "num_classes"}
+    library = inspect.signature(_public_entries()[entry]).parameters
+    options = typer.main.get_command(app).commands[command].params
+    shared = [(o, library[renamed.get(o.name, o.name)]) for o in options if renamed.get(o.name, o.name) in library]
+    assert len(shared) >= 2, [o.name for o in options]
+    for option, parameter in shared:
+        if option.required or parameter.default is inspect.Parameter.empty:
+            continue
+        default = option.default.value if isinstance(option.default, Enum) else option.default
+        if entry == "reconcile_model" and option.name == "counters":  # the command's "all" is the library's None
+            assert (default, parameter.default) == ("all", None)
+            continue
+        if option.multiple:  # a repeatable option given no times is None, the library's empty sequence or None
+            default, expected = default or (), parameter.default or ()
+        else:
+            expected = parameter.default
+        assert default == expected, (command, option.name, default, expected)

@@ -176,6 +176,21 @@ def test_report_figures_are_plotly_figures_in_page_order(plain):
             assert set(titles) == {"x", "y"}, key  # both axes of every figure say what they show
 
 
+def test_a_figure_is_added_in_one_declaration(plain, monkeypatch):
+    """A row of ``FIGURES`` is drawn, headed and explained on the page, or placed in its claim's evidence."""
+    from mbcost.report import figures
+
+    extra = (figures.ReportFigure("sizes", lambda d: go.Figure(layout={"title": "sizes"}), "Model sizes",
+                                  "One bar per model."),
+             figures.ReportFigure("more_vgg", lambda d: go.Figure(layout={"title": "more"}), claim="versus_vgg"))
+    monkeypatch.setattr(figures, "FIGURES", (*figures.FIGURES, *extra))
+    monkeypatch.setattr(figures, "FIGURE_BY_KEY", {f.key: f for f in figures.FIGURES})
+    page = render_html(plain)
+    assert "<h2 id='sizes'>Model sizes</h2><p>One bar per model.</p>" in page and "data-figure='sizes'" in page
+    vgg = page[page.index("<h3 id='claim-versus_vgg'>"):]
+    assert "data-figure='more_vgg'" in vgg[:vgg.index("<h3", 4)] and "<h2 id='more_vgg'>" not in page
+
+
 def test_params_macs_figure_has_log_axes_with_units_and_quoted_marks(plain):
     fig = params_macs_figure(plain.models, plain.references)
     bars = [t for t in fig.data if t.type == "bar"]
@@ -397,7 +412,10 @@ def test_cli_report_bench_measures_through_mbcost_bench_and_merges(cli, tmp_path
     out = tmp_path / "b.html"
     r = cli("report", "--models", "v2", "--bench", "--from", str(measured_files[0]), "--out", str(out))
     assert r.exit_code == 0, r.output
-    assert calls == [(["v2"], (224, 224), 1)]
+    assert calls == [(["v2"], None, 1)]  # no --input: each model is measured on its own default input (224 for v2)
+    r = cli("report", "--models", "v2", "--input", "160", "--bench", "--out", str(tmp_path / "c.html"))
+    assert r.exit_code == 0, r.output
+    assert calls[-1] == (["v2"], (160, 160), 1)
     html = out.read_text(encoding="utf-8")
     assert "latency, NVIDIA H200 float16" in html and "latency, Intel Xeon Gold 6354 float32" in html
     assert "cpu not measured: a reason" in html and "--bench (measured now)" in html
@@ -435,7 +453,8 @@ def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_
     for r in records:
         if r.get("kind") == "model" and r["model"] == "v2":
             r["peak_memory_bytes"] = v2.peak_activation_bytes + 1_000_000  # 1 MB of workspace the estimate lacks
-    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam").path
+    out = build_report("v2", 224, records=records, out=tmp_path / "m.html", mode="train", optimizer="adam",
+                       bench=False).path
     page = out.read_text(encoding="utf-8")
     assert fmt.nbytes(v2.peak_activation_bytes) in page and f"at {v2.peak_op}" in page
     assert f"{fmt.nbytes(v2.peak_activation_bytes + 1_000_000)} <span class='small'>+1.00 MB</span>" in page

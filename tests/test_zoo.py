@@ -5,7 +5,7 @@ import torch
 
 import mbcost
 from mbcost.errors import SpecError, UnknownModelError
-from mbcost.zoo import build_model, list_models, parse_input, parse_models, parse_spec
+from mbcost.zoo import build_model, list_models, parse_input, resolve_source, resolve_sources
 from mbcost.zoo.layers import make_divisible
 
 # Reference parameter counts (BatchNorm affine parameters and biases included):
@@ -42,26 +42,26 @@ def test_registry_lists_the_zoo():
 
 def test_unknown_model_names_what_exists():
     with pytest.raises(UnknownModelError, match="known models: v1, v1-conv, v2, vgg16, vgg16-bn"):
-        parse_spec("resnet50")
+        resolve_source("resnet50")
 
 
 @pytest.mark.parametrize("text,name,width", [("v2@0.75", "v2", 0.75), ("V1", "v1", 1.0), ("vgg16", "vgg16", None),
                                              ("mobilenet_v2@1.4", "v2", 1.4)])
 def test_parse_spec(text, name, width):
-    spec = parse_spec(text)
+    spec = resolve_source(text)
     assert (spec.name, spec.width) == (name, width)
 
 
 @pytest.mark.parametrize("bad", ["v2@0", "v2@-1", "v2@abc", "v2@100", "v2@nan", "vgg16@0.5", "", "v2@inf"])
 def test_bad_specs(bad):
     with pytest.raises(SpecError):
-        parse_spec(bad)
+        resolve_source(bad)
 
 
 def test_parse_models_and_inputs():
-    assert [s.label for s in parse_models("v1, v2@0.5 ,vgg16")] == ["v1", "v2@0.5", "vgg16"]
+    assert [s.label for s in resolve_sources("v1, v2@0.5 ,vgg16")] == ["v1", "v2@0.5", "vgg16"]
     with pytest.raises(SpecError):
-        parse_models(" , ")
+        resolve_sources(" , ")
     assert parse_input("224") == (224, 224)
     assert parse_input("224x160") == (224, 160)
     assert parse_input(96) == (96, 96)
@@ -106,3 +106,14 @@ def test_v2_residual_blocks_follow_the_paper():
     # Linear bottleneck: the projection has no activation after its BatchNorm.
     last = blocks[0].conv[-1]
     assert [type(m).__name__ for m in last] == ["Conv2d", "BatchNorm2d"]
+
+
+def test_the_former_spec_names_still_work_with_a_deprecation_warning():
+    import mbcost.zoo
+
+    for old, new in (("parse_spec", resolve_source), ("parse_models", resolve_sources),
+                     ("ModelSpec", mbcost.zoo.ModelSource)):
+        with pytest.warns(DeprecationWarning, match=f"mbcost.zoo.{old} is deprecated"):
+            assert getattr(mbcost.zoo, old) is new
+    with pytest.raises(AttributeError):
+        mbcost.zoo.no_such_name  # noqa: B018

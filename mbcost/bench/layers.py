@@ -48,7 +48,7 @@ from mbcost.cost.result import CATEGORIES
 
 if TYPE_CHECKING:
     from mbcost.cost.result import LayerCost, ModelCost
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
     "UNATTRIBUTED", "CategoryShare", "LayerProfile", "ModuleTimes", "join_layers", "profile_model", "time_modules",
@@ -304,7 +304,7 @@ def join_layers(cost: ModelCost, times: ModuleTimes, config: RunConfig, env: Env
                         end_to_end=end_to_end, peaks=peaks, passes=times.passes, notes=tuple(notes))
 
 
-def profile_model(spec: ModelSpec, inputs: Any, batch: int, settings: BenchSettings, *,
+def profile_model(spec: ModelSource, inputs: Any, batch: int, settings: BenchSettings, *,
                   peaks: Peaks | None = None, num_classes: int = 1000, input_dtype: str | None = None,
                   measure_fn: MeasureFn | None = None, clock: Clock | None = None) -> LayerProfile:
     """Time ``spec`` end to end and per module, and join the per-module times to its analytic cost.
@@ -313,7 +313,7 @@ def profile_model(spec: ModelSpec, inputs: Any, batch: int, settings: BenchSetti
 
     Example:
         >>> s = BenchSettings(resolve_device("cpu")).validated()          # doctest: +SKIP
-        >>> p = profile_model(parse_spec("v2"), (224, 224), 1, s)
+        >>> p = profile_model(resolve_source("v2"), (224, 224), 1, s)
         >>> [(c.category, round(c.time_share, 2), round(c.mac_share, 2)) for c in p.categories][:3]
     """
     if settings.compile:

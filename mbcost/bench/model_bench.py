@@ -45,7 +45,7 @@ from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, m
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.errors import MbcostError
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
     "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "Speedup", "TrainStep",
@@ -99,14 +99,14 @@ class BenchSettings:
 class ModelPlan:
     """One network at one batch size, costed and checked against memory, not yet built."""
 
-    spec: ModelSpec
+    spec: ModelSource
     cost: ModelCost
     config: RunConfig
     memory: MemoryEstimate
     num_classes: int = 1000
 
 
-def plan_models(specs: Sequence[ModelSpec], inputs: Any, batches: Sequence[int],
+def plan_models(specs: Sequence[ModelSource], inputs: Any, batches: Sequence[int],
                 settings: BenchSettings, *, num_classes: int = 1000, input_dtype: str | None = None,
                 mode: str = "inference", optimizer: str = "sgd") -> list[ModelPlan]:
     """Cost every (model, batch) and check that it fits in memory, before measuring anything.
@@ -200,7 +200,7 @@ def make_inputs(cost: ModelCost, settings: BenchSettings) -> ForwardArgs:
     return ForwardArgs(tuple(make(i) for i in specs if not i.name), {i.name: make(i) for i in specs if i.name})
 
 
-def prepare_model(spec: ModelSpec, settings: BenchSettings, cost: ModelCost, *,
+def prepare_model(spec: ModelSource, settings: BenchSettings, cost: ModelCost, *,
                   num_classes: int = 1000) -> tuple[Any, ForwardArgs]:
     """Build ``spec`` on the device with the settings applied, in eval mode (train mode when
     ``cost.mode == "train"``); return it and its inputs."""
@@ -393,9 +393,9 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
 
     Example:
         >>> from mbcost.bench.devices import resolve_device      # doctest: +SKIP
-        >>> from mbcost.zoo.spec import parse_models
+        >>> from mbcost.zoo.spec import resolve_sources
         >>> s = BenchSettings(resolve_device("cpu")).validated()
-        >>> recs = bench_models(plan_models(parse_models("v2"), (224, 224), [1], s), s)
+        >>> recs = bench_models(plan_models(resolve_sources("v2"), (224, 224), [1], s), s)
         >>> recs[0].median_ms
         21.7
     """

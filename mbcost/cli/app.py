@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from mbcost.cost.conventions import CONVENTIONS, REGISTRY
 from mbcost.cost.precision import PRECISIONS
 from mbcost.cost.training import MODES, OPTIMIZERS
 from mbcost.cost.walker import EXECUTE_MODES
+from mbcost.counters.base import ADAPTERS
 from mbcost.errors import MbcostError
 from mbcost.inputs import FLOAT_DTYPES
 
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVENTIONS_HELP", "COUNTERS_HELP", "BatchOpt", "BenchFlagOpt", "ClassesOpt", "ConvBenchOpt", "ConventionName",
     "ConventionOpt", "CountersOpt", "DType", "DTypeOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt",
-    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelsOpt", "OptimizerName", "OptimizerOpt", "OutputOpt",
-    "Precision", "PrecisionOpt", "app",
+    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelArg", "ModelsOpt", "OptimizerName", "OptimizerOpt",
+    "OutputOpt", "Precision", "PrecisionOpt", "app",
     "check_writable", "emit", "input_value", "timer",
 ]
 
@@ -103,11 +105,16 @@ DType = Enum("DType", {d: d for d in FLOAT_DTYPES}, type=str)
 # Shared option declarations (one home for each option's wording).
 ModelsOpt = typer.Option("v1,v2,vgg16", "--models", "-m",
                          help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
-                              "NAME@WIDTH (v2@0.75), or package.module:factory.")
+                              "NAME@WIDTH (v2@0.75), torchvision:NAME, timm:NAME, hf:ID_OR_PATH (a local directory "
+                              "holding config.json works offline), or package.module:factory.")
 INPUT_HELP = ("Model input: 224 or HxW (an image, batch x 3 x H x W), a full shape such as 1x3x16x112x112 or "
               "[1,128], with an optional :DTYPE (1x128:int64) and NAME= for a keyword input "
-              "(attention_mask=1x128:int64). Repeat for several inputs. Default 224.")
+              "(attention_mask=1x128:int64). Repeat for several inputs. Default: 224; an hf: model gets its token ids "
+              "and attention mask (1x128:int64) or pixel values (config.image_size), a timm: model its own size.")
 InputOpt = typer.Option(None, "--input", "-i", help=INPUT_HELP)
+#: One model, as the commands that take one name it (``mbcost.zoo.resolve_source``).
+ModelArg = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, torchvision:NAME, timm:NAME, hf:ID_OR_PATH, "
+                                    "package.module:factory ...")
 InputDTypeOpt = typer.Option(None, "--input-dtype",
                              help="Element type of the inputs when it is not the model's --dtype: float32, float16, "
                                   "bfloat16, float64, int64, int32, int16, int8, uint8, bool (int64 token ids...).")
@@ -133,10 +140,11 @@ OptimizerOpt = typer.Option(OptimizerName.sgd, "--optimizer",
                                  "trainable parameter).")
 
 
-def input_value(values: list[str] | None) -> str | list[str]:
-    """The ``--input`` values as ``mbcost.inputs.resolve_inputs`` takes them (224 when none)."""
+def input_value(values: list[str] | None) -> str | list[str] | None:
+    """The ``--input`` values as ``mbcost.inputs.resolve_inputs`` takes them (``None`` when none: each model's own
+    default input, 224 for an image model)."""
     if not values:
-        return "224"
+        return None
     return values[0] if len(values) == 1 else list(values)
 BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
 ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")
@@ -151,24 +159,13 @@ PrecisionOpt = typer.Option(Precision.float32, "--precision",
                                  "The float types stay on --dtype.")
 
 
-# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare.
-class ConventionName(str, Enum):
-    paper = "paper"
-    fvcore = "fvcore"
-    thop = "thop"
-    torch = "torch"
-    ptflops = "ptflops"
-    ptflops_aten = "ptflops-aten"
-
-
-COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of fvcore, thop, torch "
-                 "(FlopCounterMode), ptflops (its default pytorch backend), ptflops-aten (its aten backend), or "
-                 "'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
-CONVENTION_HELP = ("Count as a counter does: paper (conv + linear Mult-Adds), fvcore (MACs + eval BatchNorm "
-                   "2/elem + adaptive avg pool), thop (MACs + BatchNorm 4/elem + adaptive avg pool in + out), torch "
-                   "(FLOPs = 2 x conv/matmul MACs only), ptflops (MACs + bias + BatchNorm, ReLU, pools), "
-                   "ptflops-aten (conv/matmul MACs + bias). Each preset equals its library's total; the table shows "
-                   "its MACs and elementwise ops apart.")
+# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare; names from their registries.
+ConventionName = Enum("ConventionName", {c: c for c in CONVENTIONS}, type=str)  # paper, fvcore, ..., ptflops-aten
+COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of "
+                 + ", ".join(f"{name} ({adapter.ABOUT})" for name, adapter in ADAPTERS.items())
+                 + ", or 'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count as a counter does: " + "; ".join(f"{c.name}: {c.summary}" for c in REGISTRY.values())
+                   + ". Each preset equals its library's total; the table shows its MACs and elementwise ops apart.")
 
 CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
 ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)

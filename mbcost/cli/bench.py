@@ -23,6 +23,7 @@ from mbcost.cli.app import (
     InputDTypeOpt,
     InputOpt,
     Mode,
+    ModelArg,
     ModeOpt,
     OptimizerName,
     OptimizerOpt,
@@ -168,11 +169,11 @@ def bench(
     from mbcost.bench.model_bench import bench_models, plan_models, speedups
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import bench_table, flat, results_document, speedup_dicts
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     check_writable(output)
     check_appendable(save)
-    specs = parse_models(models)
+    specs = resolve_sources(models)
     batches = parse_batches(batch)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
@@ -195,7 +196,7 @@ def bench(
                   "Layers are timed with forward hooks on every module (CUDA events on GPU). " + TIMING_HELP)
 def profile(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    model: str = ModelArg,
     input: list[str] | None = InputOpt,
     input_dtype: str | None = InputDTypeOpt,
     device: str = DeviceOpt,
@@ -224,7 +225,7 @@ def profile(
     from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
-    from mbcost.zoo.spec import parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     check_writable(output)
     check_appendable(save)
@@ -232,7 +233,7 @@ def profile(
         raise SpecError(f"--top must be >= 1 (got {top})")
     if not 1 <= batch:
         raise SpecError(f"--batch must be >= 1 (got {batch})")
-    spec = parse_spec(model)
+    spec = resolve_source(model)
     inputs = input_value(input)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,

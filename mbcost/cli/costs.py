@@ -24,6 +24,7 @@ from mbcost.cli.app import (
     InputDTypeOpt,
     InputOpt,
     Mode,
+    ModelArg,
     ModelsOpt,
     ModeOpt,
     OptimizerName,
@@ -65,11 +66,10 @@ def compare(
 ) -> None:
     from mbcost.comparison import compare_models
     from mbcost.render.comparison import comparison_document, comparison_records, comparison_table
-    from mbcost.zoo.spec import parse_models
+    from mbcost.zoo.spec import resolve_sources
 
     check_writable(output)
-    specs = parse_models(models)
-    c = compare_models(specs, input_value(input), batch, num_classes=classes, dtype=dtype.value,
+    c = compare_models(resolve_sources(models), input_value(input), batch, num_classes=classes, dtype=dtype.value,
                        input_dtype=input_dtype, execute=execute.value, mode=mode.value, optimizer=optimizer.value,
                        precision=precision.value, counters=counters, convention=convention.value, bench=bench,
                        measure_fn=timer(ctx), stage=progress_bar)
@@ -79,7 +79,7 @@ def compare(
 @app.command(help="Per-layer breakdown of one model: shapes, kernel, stride, groups, params, MACs, activation "
                   "bytes and arithmetic intensity. " + CONVENTIONS_HELP)
 def layers(
-    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    model: str = ModelArg,
     input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,

@@ -14,6 +14,7 @@ from mbcost.cli.app import (
     Format,
     FormatOpt,
     InputOpt,
+    ModelArg,
     OutputOpt,
     app,
     check_writable,
@@ -37,7 +38,7 @@ __all__ = ["reconcile"]
                   "FLOPs = 2 x MACs). Exit 0: every unit explained; 1: a counter's total leaves an unexplained "
                   "remainder (the output lists it as '!! unexplained'); 2: usage or input problem.")
 def reconcile(
-    model: str = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, package.module:factory ..."),
+    model: str = ModelArg,
     input: list[str] | None = InputOpt,
     batch: int = BatchOpt,
     classes: int = ClassesOpt,

@@ -25,6 +25,7 @@ from mbcost.cli.app import (
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
 from mbcost.report import DEFAULT_OUT
+from mbcost.weights import DEFAULT_THRESHOLD
 
 __all__ = ["DEFAULT_OUT", "report"]
 
@@ -54,7 +55,7 @@ def report(
         None, "--weights", metavar="MODEL=CHECKPOINT",
         help="A trained state_dict for the dying-depthwise-kernels claim, e.g. --weights v1=v1.pt --weights "
              "v2=v2.pt (loaded with torch.load weights_only=True; it must match the model's keys and shapes)."),
-    threshold: float = typer.Option(1e-3, "--threshold",
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold",
                                     help="With --weights: a kernel is dead when its L1 norm is below THRESHOLD x "
                                          "the median of its layer's kernels."),
     from_files: list[Path] | None = typer.Option(
@@ -70,14 +71,15 @@ def report(
 
     checkpoints = [parse_weights_option(w) for w in weights or []]
     files = list(from_files or [])
-    args = ["mbcost", "report", "--models", models, *[a for i in (input or ["224"]) for a in ("--input", i)],
+    args = ["mbcost", "report", "--models", models, *[a for i in input or [] for a in ("--input", i)],
             *(["--input-dtype", input_dtype] if input_dtype else []),
             *(["--execute", execute.value] if execute is not Execute.auto else []),
             *(["--mode", mode.value, "--optimizer", optimizer.value] if mode is Mode.train else []),
             *(["--batch", str(batch)] if batch != 1 else []),
             *([] if bench else ["--no-bench"]), *[a for f in files for a in ("--from", str(f))],
             *[a for w in weights or [] for a in ("--weights", w)],
-            *(["--threshold", f"{threshold:g}"] if weights and threshold != 1e-3 else []), "--out", str(out)]
+            *(["--threshold", f"{threshold:g}"] if weights and threshold != DEFAULT_THRESHOLD else []),
+            "--out", str(out)]
     with progress_bar("report") as update:
         written = build_report(models, input_value(input), batch, num_classes=classes, input_dtype=input_dtype,
                                from_files=files, bench=bench, checkpoints=checkpoints, threshold=threshold, out=out,

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mbcost.cli.app import ClassesOpt, Format, FormatOpt, OutputOpt, app, check_writable, emit
+from mbcost.weights import DEFAULT_THRESHOLD
 
 __all__ = ["weights"]
 
@@ -19,7 +20,7 @@ def weights(
     checkpoint: Path = typer.Argument(..., help="A file written by torch.save(model.state_dict(), FILE)."),
     model: str = typer.Option(..., "--model", "-m", help="The model it belongs to: v1, v2@0.5, vgg16, "
                                                          "package.module:factory ..."),
-    threshold: float = typer.Option(1e-3, "--threshold",
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold",
                                     help="Dead below THRESHOLD x the median L1 norm of the layer's kernels."),
     classes: int = ClassesOpt,
     format: Format = FormatOpt,

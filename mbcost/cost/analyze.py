@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from mbcost.cost.precision import INT8_FLOAT_BYTES, PRECISIONS, int8_weight_bytes
 from mbcost.cost.result import ModelCost
 from mbcost.cost.walker import trace_model
 from mbcost.errors import SpecError
-from mbcost.inputs import resolve_inputs
-from mbcost.zoo.spec import DTYPES, ModelSpec, check_input_fits, meta_model, parse_spec
+from mbcost.inputs import renamed_inputs, resolve_inputs
+from mbcost.zoo.spec import DTYPES, ModelSource, resolve_source
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def analyze(
-    model: str | ModelSpec | nn.Module,
+    model: str | ModelSource | nn.Module,
     inputs: Any = None,
     batch: int = 1,
     *,
@@ -45,13 +45,17 @@ def analyze(
     A user's module is read, never changed.
 
     Args:
-        model: a zoo spec (``"v2"``, ``"v1@0.75"``), ``"package.module:factory"``, or a module.
+        model: a spec (``"v2"``, ``"v1@0.75"``, ``"torchvision:resnet50"``, ``"timm:resnet18"``,
+            ``"hf:ID_OR_PATH"``, ``"package.module:factory"``: ``mbcost.zoo.resolve_source``), a ``ModelSource``
+            or a module.
         inputs: ``224`` or ``"224x160"`` (an image: ``batch x in_channels x H x W``); a full shape
             ``(1, 3, 16, 112, 112)`` or ``[1, 128]``; a tensor (shape and dtype only; with
             ``requires_grad=True``, ``mode="train"`` costs its gradient too); a tuple of
-            these for several positional inputs; a dict for keyword inputs. Default 224.
+            these for several positional inputs; a dict for keyword inputs. Default: the source's own
+            (token ids and their mask, or pixel values, for a Hugging Face model; a timm model's image size),
+            else 224.
         batch: batch size of the image shorthand (costs scale linearly; parameters do not).
-        input_size: the former name of ``inputs`` (an image size), still accepted.
+        input_size: the former name of ``inputs``, still accepted (deprecated).
         num_classes: classifier outputs for zoo models.
         in_channels: channels of the image shorthand.
         dtype: element type of the model (and of image inputs) for byte counts: ``float32``,
@@ -76,9 +80,7 @@ def analyze(
         >>> analyze("v1", (2, 3, 160, 160)).macs == 2 * analyze("v1", 160).macs
         True
     """
-    if inputs is not None and input_size is not None:
-        raise SpecError("give inputs or input_size, not both")
-    value = input_size if inputs is None else inputs
+    value = renamed_inputs(inputs, input_size)
     if dtype not in DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     from mbcost.cost.training import MODES, OPTIMIZERS
@@ -90,23 +92,19 @@ def analyze(
     train = mode == "train"
     _check_precision(precision, dtype, mode)
     int8 = precision == "int8"
-    resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
-                              dtype=input_dtype or dtype)
     width: float | None = None
-    structure = None
-    materialize = None
-    if isinstance(model, (str, ModelSpec)):
-        spec = parse_spec(model) if isinstance(model, str) else model
-        if resolved.image_size is not None:
-            check_input_fits(spec, resolved.image_size)
-        if spec.factory:
-            module = build_user_model(spec, dtype)
-            materialize = _real_builder(spec, num_classes)
-        else:
-            module, structure = _zoo_model(spec, num_classes, dtype)
-            materialize = _real_builder(spec, num_classes)
-        model_name, width = spec.name, spec.width
+    structure = materialize = None
+    in_dtype = input_dtype or dtype
+    if isinstance(model, (str, ModelSource)):
+        source = resolve_source(model)
+        module = source.meta_model(num_classes, dtype)
+        resolved = source.inputs(module, value, batch=batch, in_channels=in_channels, dtype=in_dtype)
+        structure = _structure(module)
+        materialize = _real_builder(source, num_classes)
+        model_name, width = source.name, source.width
     else:
+        resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
+                                  dtype=in_dtype)
         module, model_name = model, name or type(model).__name__
     trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
                         train=train, float_bytes=INT8_FLOAT_BYTES if int8 else None)
@@ -152,13 +150,16 @@ def _check_precision(precision: str, dtype: str, mode: str) -> None:
                         "drop --mode train")
 
 
-@lru_cache(maxsize=32)
-def _zoo_model(spec: ModelSpec, num_classes: int, dtype: str) -> tuple[nn.Module, Structure]:
-    """A zoo model on the meta device and its structure, read once (the engine never changes it)."""
+_structures: WeakKeyDictionary[nn.Module, Structure] = WeakKeyDictionary()
+
+
+def _structure(module: nn.Module) -> Structure:
+    """The module structure of a source's model, read once per module (the engine never changes it)."""
     from mbcost.cost.records import model_structure
 
-    module = meta_model(spec, num_classes, dtype)
-    return module, model_structure(module)
+    if module not in _structures:
+        _structures[module] = model_structure(module)
+    return _structures[module]
 
 
 def _dtype_bytes(dtype: str) -> int:
@@ -167,30 +168,9 @@ def _dtype_bytes(dtype: str) -> int:
     return INPUT_DTYPES[dtype]
 
 
-def _real_builder(spec: ModelSpec, num_classes: int):  # noqa: ANN202
+def _real_builder(source: ModelSource, num_classes: int):  # noqa: ANN202
     """A CPU model with real (random) weights for a real forward, float32, built only if needed."""
-
-    def build() -> nn.Module:
-        from mbcost.zoo.spec import build_model
-
-        return build_model(spec, num_classes=num_classes).eval()
-
-    return build
+    return lambda: source.build(num_classes=num_classes).eval()
 
 
-def build_user_model(spec: ModelSpec, dtype: str = "float32") -> nn.Module:
-    """Build a user's factory on the meta device when it allows it, else normally; in ``dtype``
-    (the module is mbcost's own, so converting it changes nothing of the user's)."""
-    import torch
-
-    from mbcost.errors import MbcostError
-    from mbcost.zoo.spec import build_model
-
-    try:
-        module = build_model(spec, device="meta")
-    except MbcostError:
-        module = build_model(spec)
-    return module.to(getattr(torch, dtype))
-
-
-__all__ = ["analyze", "build_user_model"]
+__all__ = ["analyze"]

@@ -22,7 +22,7 @@ both schedules give the widest tensor held whole and its bytes: the rows of the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.result import LayerCost, ModelCost, Shape
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 #: Module class names whose blocks are computed in streamed slices.
 STREAMABLE_TYPES: frozenset[str] = frozenset({"InvertedResidual"})
@@ -161,14 +161,16 @@ def memory_schedule(cost: ModelCost, blocks: Sequence[str] = ()) -> MemorySchedu
     )
 
 
-def memory_schedules(models: str | ModelSpec | nn.Module | list[Any], input_size: Any = 224, batch: int = 1,
-                     dtype: str = "float16", *, num_classes: int = 1000) -> list[MemorySchedule]:
+def memory_schedules(models: str | ModelSource | nn.Module | list[Any], inputs: Any = None, batch: int = 1,
+                     dtype: str = "float16", *, num_classes: int = 1000,
+                     input_size: Any = None) -> list[MemorySchedule]:
     """Analyse each model and read both memory schedules from it.
 
     Args:
-        models: a comma list of specs (``"v1,v2"``), or a list of specs / ``ModelSpec`` / modules (a
+        models: a comma list of specs (``"v1,v2"``), or a list of specs / ``ModelSource`` / modules (a
             module given is used as it is: build it in ``dtype``).
-        input_size: the input, as ``analyze`` takes it (``224``, ``"224x160"``, a full shape...).
+        inputs: the input, as ``analyze`` takes it (``224``, ``"224x160"``, a full shape...; default: each
+            source's own, else 224). ``input_size`` is its former name (deprecated).
         batch: batch size of an image input.
         dtype: element type of the activations; the paper's Table 3 assumes ``float16``.
         num_classes: classifier outputs of zoo models.
@@ -180,44 +182,24 @@ def memory_schedules(models: str | ModelSpec | nn.Module | list[Any], input_size
         >>> [s.largest_tensor_bytes for s in memory_schedules(["v1", "v2"])]  # 112*112*64*2, 112*112*96*2
         [1605632, 2408448]
     """
-    from mbcost.cost.analyze import analyze
-    from mbcost.zoo.spec import parse_models
+    from torch import nn
 
-    items = parse_models(models) if isinstance(models, str) else list(models)
+    from mbcost.cost.analyze import analyze
+    from mbcost.inputs import renamed_inputs
+    from mbcost.zoo.spec import ModelSource, resolve_source, resolve_sources
+
+    value = renamed_inputs(inputs, input_size)
+    if isinstance(models, (str, ModelSource)):
+        items: list[Any] = resolve_sources(models)
+    else:
+        items = [models] if isinstance(models, nn.Module) else \
+            [m if isinstance(m, nn.Module) else resolve_source(m) for m in models]
     out = []
     for item in items:
-        module = _module_tree(item, num_classes, dtype)
-        spec = _spec(item)
-        if spec is not None and spec.factory:  # the user's factory, built once: analyse that module
-            cost = replace(analyze(module, input_size, batch, num_classes=num_classes, dtype=dtype,
-                                   name=spec.name), name=spec.name)
-        else:
-            cost = analyze(item, input_size, batch, num_classes=num_classes, dtype=dtype)
+        cost = analyze(item, value, batch, num_classes=num_classes, dtype=dtype)
+        module = item if isinstance(item, nn.Module) else item.meta_model(num_classes, dtype)  # its blocks
         out.append(memory_schedule(cost, streamable_blocks(module)))
     return out
-
-
-def _spec(item: Any) -> ModelSpec | None:
-    from mbcost.zoo.spec import ModelSpec, parse_spec
-
-    if isinstance(item, ModelSpec):
-        return item
-    return parse_spec(item) if isinstance(item, str) else None
-
-
-def _module_tree(item: Any, num_classes: int, dtype: str) -> nn.Module:
-    """The module tree of a spec, to find its blocks: the zoo's cached meta model (the one
-    ``analyze`` traced), a user's factory built on the meta device, or the module given."""
-    from mbcost.zoo.spec import ModelSpec, meta_model, parse_spec
-
-    if not isinstance(item, (str, ModelSpec)):
-        return item
-    spec = parse_spec(item) if isinstance(item, str) else item
-    if not spec.factory:
-        return meta_model(spec, num_classes, dtype)
-    from mbcost.cost.analyze import build_user_model
-
-    return build_user_model(spec, dtype)
 
 
 def _inside(module: str, block: str) -> bool:

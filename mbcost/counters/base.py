@@ -1,4 +1,4 @@
-"""What every counter adapter shares: the typed result, the quiet context, running a counter.
+"""What every counter adapter shares: the typed result, the registry of adapters, running a counter.
 
 Each adapter (``fvcore_counter``, ``thop_counter``, ``torch_counter``, ``ptflops_counter``,
 ``ptflops_aten_counter``) runs its library on a real CPU module in eval mode with a real input
@@ -11,45 +11,35 @@ from __future__ import annotations
 
 import contextlib
 import copy as copy_module
-import importlib
-import io
-import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from mbcost.errors import AnalysisError, MbcostError, SpecError
-from mbcost.inputs import FLOAT_DTYPES
+from mbcost.counters import fvcore_counter, ptflops_aten_counter, ptflops_counter, thop_counter, torch_counter
+from mbcost.counters.adapter import CounterUnavailable, RawCount, require
+from mbcost.errors import AnalysisError, MbcostError, SpecError, first_line
+from mbcost.inputs import FLOAT_DTYPES, renamed_inputs, resolve_inputs
+from mbcost.io import quiet
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from mbcost.inputs import Inputs
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = [
-    "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
-    "parse_counters", "quiet", "require",
+    "ADAPTERS", "COUNTERS", "CounterResult", "CounterUnavailable", "RawCount", "eval_mode", "measure", "measure_many",
+    "parse_counters", "require",
 ]
 
-#: Counter names, in display order.
-COUNTERS: tuple[str, ...] = ("fvcore", "thop", "torch", "ptflops", "ptflops-aten")
-
-#: counter -> its adapter module (``UNIT``, ``MUTATES``, ``check_available()``, ``count(model, args)``)
-_ADAPTERS: dict[str, str] = {
-    "fvcore": "mbcost.counters.fvcore_counter",
-    "thop": "mbcost.counters.thop_counter",
-    "torch": "mbcost.counters.torch_counter",
-    "ptflops": "mbcost.counters.ptflops_counter",
-    "ptflops-aten": "mbcost.counters.ptflops_aten_counter",
-}
-
-
-class CounterUnavailable(MbcostError):
-    """An optional counter library is not installed."""
+#: The counters by name, in display order: the one list (the CLI's help and ``parse_counters`` read it). Each
+#: adapter module declares its name and what ``mbcost.counters.adapter`` says.
+ADAPTERS: dict[str, ModuleType] = {a.NAME: a for a in (
+    fvcore_counter, thop_counter, torch_counter, ptflops_counter, ptflops_aten_counter)}
+COUNTERS: tuple[str, ...] = tuple(ADAPTERS)
 
 
 @dataclass(frozen=True)
@@ -95,28 +85,6 @@ def parse_counters(text: str) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
-def require(module: str, counter: str) -> Any:
-    """Import an optional library, or fail with how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise CounterUnavailable(f"{counter} is not installed; pip install 'mbcost[counters]'") from None
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence a library's prints, warnings and logging for the duration of a count; restore after."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
-
-
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put ``model`` in eval mode and restore every module's training flag afterwards."""
@@ -147,28 +115,30 @@ def _inputs(model: nn.Module, inputs: Inputs) -> tuple[torch.Tensor, ...]:
 
 def measure(
     counter: str,
-    model: str | ModelSpec | nn.Module,
-    input_size: Any = 224,
+    model: str | ModelSource | nn.Module,
+    inputs: Any = None,
     batch: int = 1,
     *,
     in_channels: int = 3,
     num_classes: int = 1000,
     name: str | None = None,
     copy: bool | None = None,
+    input_size: Any = None,
 ) -> CounterResult:
-    """Run ``counter`` (``"fvcore"``, ``"thop"``, ``"torch"``, ``"ptflops"`` or ``"ptflops-aten"``) on a real module.
+    """Run ``counter`` (a name of ``COUNTERS``: ``"fvcore"``, ``"torch"``...) on a real module.
 
     Args:
         counter: which library.
-        model: a zoo spec, ``"package.module:factory"`` (built fresh on the CPU), or a module.
-        input_size: ``224``, ``"224x160"``, ``(H, W)``, or any positional input form ``mbcost.analyze`` takes
-            (full shapes, several inputs).
+        model: a spec or ``ModelSource`` (built fresh on the CPU), or a module.
+        inputs: ``224``, ``"224x160"``, ``(H, W)``, or any positional input form ``mbcost.analyze`` takes
+            (full shapes, several inputs). Default: the source's own, else 224.
         batch: batch size of the image shorthand.
         in_channels: input channels.
         num_classes: classifier outputs of zoo models.
         name: label of a module passed directly (default: its class name).
         copy: run on a deep copy. Default: only for a module passed by the caller and a counter that
             changes the module it counts (thop adds attributes and hooks).
+        input_size: the former name of ``inputs`` (deprecated).
 
     Returns:
         A ``CounterResult`` with the library's total as it reports it.
@@ -181,46 +151,45 @@ def measure(
         >>> measure("torch", "v2", 224).total
         601548544
     """
-    return measure_many([counter], model, input_size, batch, in_channels=in_channels, num_classes=num_classes,
-                        name=name, copy=copy)[0]
+    return measure_many([counter], model, renamed_inputs(inputs, input_size), batch, in_channels=in_channels,
+                        num_classes=num_classes, name=name, copy=copy)[0]
 
 
 def measure_many(
     counters: list[str],
-    model: str | ModelSpec | nn.Module,
-    input_size: Any = 224,
+    model: str | ModelSource | nn.Module,
+    inputs: Any = None,
     batch: int = 1,
     *,
     in_channels: int = 3,
     num_classes: int = 1000,
     name: str | None = None,
     copy: bool | None = None,
+    input_size: Any = None,
 ) -> list[CounterResult]:
     """``measure`` for several counters, building a spec's module once. Same arguments."""
     import torch
     from torch import nn
 
-    from mbcost.inputs import resolve_inputs
-    from mbcost.zoo.spec import build_model, check_input_fits, parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     adapters = []
     for counter in counters:
-        if counter not in _ADAPTERS:
+        if counter not in ADAPTERS:
             raise SpecError(f"unknown counter {counter!r}; choose from {', '.join(COUNTERS)}")
-        adapter = importlib.import_module(_ADAPTERS[counter])
+        adapter = ADAPTERS[counter]
         adapter.check_available()
         adapters.append((counter, adapter))
-    inputs = resolve_inputs(input_size, batch=batch, in_channels=in_channels)
-    size = inputs.image_size or inputs.first.shape
+    value = renamed_inputs(inputs, input_size)
     owned = not isinstance(model, nn.Module)
     if owned:
-        spec = parse_spec(model) if isinstance(model, str) else model
-        if inputs.image_size:
-            check_input_fits(spec, inputs.image_size)
-        module = build_model(spec, num_classes=num_classes)
-        label = spec.label
+        source = resolve_source(model)
+        module, label = source.build(num_classes=num_classes), source.label
+        inputs = source.inputs(module, value, batch=batch, in_channels=in_channels)
     else:
         module, label = model, name or type(model).__name__
+        inputs = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels)
+    size = inputs.image_size or inputs.first.shape
     x = _inputs(module, inputs)
     results = []
     for counter, adapter in adapters:
@@ -234,8 +203,7 @@ def measure_many(
             except MbcostError:
                 raise
             except Exception as exc:  # a library can fail in any way on a user's model: one line, typed
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AnalysisError(f"{counter} failed on {label} at {inputs.label}: {first}") from exc
+                raise AnalysisError(f"{counter} failed on {label} at {inputs.label}: {first_line(exc)}") from exc
             seconds = time.perf_counter() - start
         total = raw.total
         if isinstance(total, float) and total.is_integer():
@@ -244,14 +212,3 @@ def measure_many(
             counter=counter, model=label, input=size, batch=inputs.batch, total=total, unit=adapter.UNIT,
             by_op=raw.by_op, unsupported=raw.unsupported, version=raw.version, seconds=seconds, notes=tuple(raw.notes)))
     return results
-
-
-@dataclass
-class RawCount:
-    """What an adapter's ``count`` returns; ``measure`` wraps it into a ``CounterResult``."""
-
-    total: int | float
-    by_op: dict[str, int | float]
-    unsupported: dict[str, int]
-    version: str
-    notes: list[str] = field(default_factory=list)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mbcost.counters.base import RawCount, require
+from mbcost.counters.adapter import RawCount, require
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+__all__ = ["ABOUT", "MUTATES", "NAME", "UNIT", "check_available", "count"]
 
+NAME = "fvcore"
+ABOUT = "FlopCountAnalysis"
 UNIT = "MACs (fvcore calls them flops)"
 MUTATES = False  # it traces the module with temporary hooks that it removes
 

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mbcost.counters.base import RawCount
+    from mbcost.counters.adapter import RawCount
 
-__all__ = ["BACKEND", "MUTATES", "UNIT", "check_available", "count"]
+__all__ = ["ABOUT", "BACKEND", "MUTATES", "NAME", "UNIT", "check_available", "count"]
 
+NAME = "ptflops-aten"
+ABOUT = "ptflops' aten backend"
 UNIT = "MACs + conv/addmm bias adds (ptflops' MACs, aten backend)"
 MUTATES = True
 BACKEND = "aten"

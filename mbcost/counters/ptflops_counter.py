@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mbcost.counters.base import RawCount, require
+from mbcost.counters.adapter import RawCount, require
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["BACKEND", "MUTATES", "UNIT", "check_available", "count", "count_with"]
+__all__ = ["ABOUT", "BACKEND", "MUTATES", "NAME", "UNIT", "check_available", "count", "count_with"]
 
+NAME = "ptflops"
+ABOUT = "its default pytorch backend"
 UNIT = "MACs + counted elementwise ops (ptflops' MACs)"
 MUTATES = True
 BACKEND = "pytorch"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from mbcost.cost.result import ModelCost
     from mbcost.counters.base import CounterResult
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = ["UNEXPLAINED", "Component", "Reconciliation", "reconcile", "reconcile_model"]
 
@@ -149,21 +150,27 @@ def reconcile(cost: ModelCost, result: CounterResult, convention: str | None = N
 
 
 def reconcile_model(
-    model: str | nn.Module,
-    input_size: Any = 224,
+    model: str | ModelSource | nn.Module,
+    inputs: Any = None,
     batch: int = 1,
     counters: list[str] | None = None,
     *,
     num_classes: int = 1000,
     in_channels: int = 3,
     name: str | None = None,
+    input_size: Any = None,
 ) -> tuple[ModelCost, list[Reconciliation]]:
-    """Analyse ``model``, run each counter on it and reconcile them (default: every counter)."""
+    """Analyse ``model`` on ``inputs`` (as ``mbcost.analyze``; ``input_size`` is their former name, deprecated),
+    run each counter on it and reconcile them (default: every counter)."""
     from mbcost.cost.analyze import analyze
     from mbcost.counters.base import COUNTERS, measure_many
+    from mbcost.inputs import renamed_inputs
+    from mbcost.zoo.spec import ModelSource, resolve_source
 
-    cost = analyze(model, input_size, batch, num_classes=num_classes, in_channels=in_channels, name=name)
-    label = cost.label if isinstance(model, str) else (name or cost.name)
-    results = measure_many(list(counters or COUNTERS), model, input_size, batch, in_channels=in_channels,
-                           num_classes=num_classes, name=label)
+    if isinstance(model, (str, ModelSource)):
+        model = resolve_source(model)
+    cost = analyze(model, renamed_inputs(inputs, input_size), batch, num_classes=num_classes,
+                   in_channels=in_channels, name=name)
+    results = measure_many(list(counters or COUNTERS), model, cost.inputs, batch, num_classes=num_classes,
+                           name=name or cost.label)
     return cost, [reconcile(cost, r) for r in results]

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from mbcost.counters.base import RawCount, require
+from mbcost.counters.adapter import RawCount, require
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+__all__ = ["ABOUT", "MUTATES", "NAME", "UNIT", "check_available", "count"]
 
+NAME = "thop"
+ABOUT = "thop.profile"
 UNIT = "MACs (thop's ops)"
 MUTATES = True
 

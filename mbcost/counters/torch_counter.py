@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mbcost.counters.base import RawCount
+from mbcost.counters.adapter import RawCount
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["MUTATES", "UNIT", "check_available", "count"]
+__all__ = ["ABOUT", "MUTATES", "NAME", "UNIT", "check_available", "count"]
 
+NAME = "torch"
+ABOUT = "FlopCounterMode"
 UNIT = "FLOPs (2 per MAC)"
 MUTATES = False  # a dispatch mode plus module-tracker hooks it removes on exit
 
 
 def check_available() -> None:
     """torch is a core dependency; FlopCounterMode exists from torch 2.1."""
-    from mbcost.counters.base import require
+    from mbcost.counters.adapter import require
 
     require("torch.utils.flop_counter", "torch's FlopCounterMode (torch >= 2.1)")
 

@@ -143,9 +143,9 @@ def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", opti
         An ``Entry`` keyed by the spec's canonical label (``"mobilenet_v2"`` -> ``"v2"``).
     """
     from mbcost.cost.analyze import analyze
-    from mbcost.zoo.spec import parse_spec
+    from mbcost.zoo.spec import resolve_source
 
-    parsed = parse_spec(spec)
+    parsed = resolve_source(spec)
     cost = analyze(parsed, size, batch)
     train = analyze(parsed, size, batch, mode="train", optimizer=optimizer) if mode == "train" else None
     layers: dict[str, LayerCount] = {}
@@ -254,7 +254,7 @@ def loads(text: str, path: Path | str = "<baseline>") -> Baseline:
 def check_specs(baseline: Baseline, path: Path | str) -> Baseline:
     """Refuse a baseline naming a model that no longer exists (exit 2, not drift).
 
-    Zoo names are looked up; ``module:factory`` specs are imported.
+    Each spec is resolved (``mbcost.zoo.resolve_source``: zoo names looked up, factories imported...).
 
     Returns:
         The baseline with every spec in its canonical form (``"mobilenet_v2"`` -> ``"v2"``).
@@ -262,18 +262,15 @@ def check_specs(baseline: Baseline, path: Path | str) -> Baseline:
     Raises:
         UnknownModelError: with the baseline's path and the entry in the message.
     """
-    from mbcost.zoo.spec import load_factory, parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     labels: dict[str, str] = {}
     for spec in dict.fromkeys(e.spec for e in baseline.entries):
         try:
-            parsed = parse_spec(spec)
-            if parsed.factory:
-                load_factory(parsed.factory)
+            labels[spec] = resolve_source(spec).label
         except MbcostError as exc:
             raise UnknownModelError(f"baseline {display_path(path)} names model {spec!r}, which cannot be "
                                     f"built: {exc}") from None
-        labels[spec] = parsed.label
     entries = [replace(e, spec=labels[e.spec]) for e in baseline.entries]
     if len({e.key for e in entries}) != len(entries):
         raise _malformed(display_path(path), "'models'", "lists the same model twice under different spellings")

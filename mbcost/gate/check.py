@@ -290,12 +290,12 @@ def plan(config: GateConfig, baseline: Baseline | None) -> list[EntryKey]:
         SpecError: nothing to gate (no models configured and no baseline entries).
         UnknownModelError: a configured model that does not exist.
     """
-    from mbcost.zoo.spec import parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     known = list(baseline.entries) if baseline else []
     if not config.models and not config.inputs and known:
         return [e.key for e in known]
-    specs = [parse_spec(m).label for m in config.models] or list(dict.fromkeys(e.spec for e in known))
+    specs = [resolve_source(m).label for m in config.models] or list(dict.fromkeys(e.spec for e in known))
     if not specs:
         raise SpecError("no models to gate: list them under [tool.mbcost.gate] models in pyproject.toml "
                         "or pass --models (e.g. --models v1,v2)")
@@ -368,12 +368,12 @@ def update_baseline(config: GateConfig) -> UpdateResult:
 def _canonical_where_possible(baseline: Baseline) -> Baseline:
     """Canonical specs for the entries that still resolve; others keep their spelling (they
     will be reported as removed)."""
-    from mbcost.zoo.spec import parse_spec
+    from mbcost.zoo.spec import resolve_source
 
     entries = []
     for e in baseline.entries:
         try:
-            entries.append(replace(e, spec=parse_spec(e.spec).label))
+            entries.append(replace(e, spec=resolve_source(e.spec).label))
         except MbcostError:
             entries.append(e)
     unique = {e.key: e for e in entries}

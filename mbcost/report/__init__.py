@@ -14,7 +14,7 @@ Example::
     data = gather("v1,v2,vgg16", 224)
     figs = report_figures(data)
     figs["categories"]              # a plotly Figure: displays inline in Jupyter
-    build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], out="reports/mobilenets.html").path
+    build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], bench=False, out="reports/mobilenets.html").path
 
 Imports are lazy: importing ``mbcost.report`` does not import plotly or torch.
 """
@@ -26,13 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mbcost.weights import DEFAULT_THRESHOLD
+
 if TYPE_CHECKING:
     from mbcost.bench.records import Record
     from mbcost.report.data import ReportData, gather  # noqa: F401
     from mbcost.report.figures import report_figures  # noqa: F401
     from mbcost.report.html import render_html, write_report  # noqa: F401
     from mbcost.report.measure import Progress
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 
@@ -59,20 +61,21 @@ class WrittenReport:
 
 
 def build_report(
-    models: str | Sequence[str | ModelSpec] = "v1,v2,vgg16",
-    input_size: Any = 224,
+    models: str | Sequence[str | ModelSource] = "v1,v2,vgg16",
+    inputs: Any = None,
     batch: int = 1,
     *,
     num_classes: int = 1000,
     input_dtype: str | None = None,
     from_files: Sequence[str | Path] = (),
     records: Iterable[Record | Mapping[str, Any]] = (),
-    bench: bool = False,
+    bench: bool = True,
     checkpoints: Mapping[str, str | Path] | Iterable[tuple[str, str | Path]] = (),
-    threshold: float | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
     out: str | Path = DEFAULT_OUT,
     command: str | None = None,
     progress: Progress | None = None,
+    input_size: Any = None,
     **gather_options: Any,
 ) -> WrittenReport:
     """Gather, draw and write a report in one call (what ``mbcost report`` runs).
@@ -81,19 +84,20 @@ def build_report(
     is created), the models, the input and the results files.
 
     Args:
-        models: comma-separated specs or a list (``"v1,v2,vgg16"``).
-        input_size: ``224``, ``"224x160"`` or any form ``mbcost.analyze`` takes (a full shape...).
+        models: comma-separated specs or a list (``"v1,v2,vgg16"``; ``mbcost.zoo.resolve_source``).
+        inputs: ``224``, ``"224x160"`` or any form ``mbcost.analyze`` takes (a full shape...); default: each
+            source's own, else 224. ``input_size`` is its former name (deprecated).
         batch, num_classes, input_dtype: as for ``mbcost.analyze``.
         from_files: JSON Lines files from ``mbcost bench/profile/sweep/roofline --save`` to merge;
             a line that breaks the record contract is left out, with its reason on the page.
         records: measurement records already in memory: typed (``mbcost.bench.records``) or their
             JSON objects.
         bench: measure now, on this machine (``mbcost.report.measure.measure_now``: CPU, and CUDA
-            when available; float32, short budgets).
+            when available; float32, short budgets). On by default, as ``mbcost report`` (``--no-bench``).
         checkpoints: trained state_dicts for the dying-depthwise-kernels claim, by model spec
             (``{"v1": "v1.pt"}`` or ``[("v1", "v1.pt"), ...]``).
         threshold: with ``checkpoints``: a kernel is dead below ``threshold`` x its layer's median
-            L1 norm (default ``mbcost.weights.DEFAULT_THRESHOLD``).
+            L1 norm (``mbcost.weights.DEFAULT_THRESHOLD``: 1e-3).
         out: the HTML file to write, atomically.
         command: the command line that made the page, shown in its footer.
         progress: told ``(done, total, what)`` before each step (reading checkpoints, measuring,
@@ -108,47 +112,48 @@ def build_report(
     """
     from mbcost.bench.store import load_records
     from mbcost.errors import SpecError
-    from mbcost.inputs import resolve_inputs
+    from mbcost.inputs import renamed_inputs, resolve_inputs
     from mbcost.report.data import gather
     from mbcost.report.figures import report_figures
     from mbcost.report.html import prepare_out, write_report
-    from mbcost.zoo.spec import parse_models, parse_spec
+    from mbcost.zoo.spec import resolve_sources
 
     def step(done: int, total: int, what: str) -> None:
         if progress is not None:
             progress(done, total, what)
 
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < float("inf")):
+    if not (isinstance(threshold, (int, float)) and 0 <= threshold < float("inf")):
         raise SpecError(f"--threshold must be a number >= 0 (got {threshold!r}); a kernel is dead below "
                         f"THRESHOLD x its layer's median L1 norm")
     out = prepare_out(out)
-    specs = parse_models(models) if isinstance(models, str) else [
-        parse_spec(s) if isinstance(s, str) else s for s in models]
-    inputs = resolve_inputs(input_size, batch=batch, dtype=input_dtype or "float32")
-    size = inputs.image_size or inputs
+    specs = resolve_sources(models)
+    value = renamed_inputs(inputs, input_size)
+    if value is not None:  # refused now, before anything is measured
+        resolved = resolve_inputs(value, batch=batch, dtype=input_dtype or "float32")
+        value = resolved.image_size or resolved
     files = [Path(f) for f in from_files]
     loaded: list[Record | Mapping[str, Any]] = [*load_records(files, placeholders=True), *records]
     sources = [str(f) for f in files]
     pairs = list(checkpoints.items() if isinstance(checkpoints, Mapping) else checkpoints)
     health = {}
     if pairs:
-        from mbcost.weights import DEFAULT_THRESHOLD, checkpoint_health
+        from mbcost.weights import checkpoint_health
 
         for n, (spec, path) in enumerate(pairs):
             step(n, len(pairs), f"reading {path}")
-            h = checkpoint_health(path, spec, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            h = checkpoint_health(path, spec, threshold=threshold,
                                   num_classes=num_classes)
             health[h.model] = h
     notes: list[str] = []
     if bench:
         from mbcost.report.measure import measure_now
 
-        measured, notes = measure_now(specs, size, batch, num_classes=num_classes,
+        measured, notes = measure_now(specs, value, batch, num_classes=num_classes,
                                       progress=lambda done, total, what: step(done, total, f"measuring {what}"))
         loaded += measured
         sources.append(_MEASURED_NOW)
     step(0, 2, "analysing the models, checking the claims")
-    data = gather(specs, size, batch, num_classes=num_classes, input_dtype=input_dtype, records=loaded,
+    data = gather(specs, value, batch, num_classes=num_classes, input_dtype=input_dtype, records=loaded,
                   sources=sources, notes=notes, weights=health, **gather_options)
     step(1, 2, "drawing the figures")
     figures = report_figures(data)

@@ -7,16 +7,13 @@ the frontier). Reads ``mbcost.claims.check.ClaimsData``; computes nothing.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mbcost import units as fmt
 from mbcost.claims.check import FAILS, HOLDS, QUALIFIED, Claim, ClaimsData
 
-__all__ = ["CLAIM_FIGURES", "CLAIMS_CSS", "claims_html"]
-
-#: Figures shown inside the section (by id of ``report_figures``), after the claim they belong to.
-CLAIM_FIGURES: dict[str, str] = {"spirals": "bottleneck", "bottleneck_error": "bottleneck", "frontier": "versus_vgg"}
+__all__ = ["CLAIMS_CSS", "claims_html"]
 
 VERDICT_CLASS = {HOLDS: "v-holds", QUALIFIED: "v-qual", FAILS: "v-fails"}
 
@@ -161,9 +158,9 @@ DETAILS: dict[str, Callable[[Claim], str]] = {
 }
 
 
-def claims_html(claims: ClaimsData, figures: Mapping[str, str] | None = None) -> str:
+def claims_html(claims: ClaimsData, figures: Mapping[str, Sequence[str]] | None = None) -> str:
     """The section: the summary table, then each claim's evidence (and its figures, already rendered
-    as HTML by the page, keyed by figure id)."""
+    as HTML by the page, by claim key: ``mbcost.report.figures.ReportFigure.claim``)."""
     figures = figures or {}
     rows = []
     for n, c in enumerate(claims.claims, 1):
@@ -178,7 +175,7 @@ def claims_html(claims: ClaimsData, figures: Mapping[str, str] | None = None) ->
            "computed now</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"]
     for n, c in enumerate(claims.claims, 1):
         body = DETAILS[c.key](c) if c.key in DETAILS else ""
-        extra = "".join(html_ for key, html_ in figures.items() if CLAIM_FIGURES.get(key) == c.key)
+        extra = "".join(figures.get(c.key, ()))
         css = VERDICT_CLASS.get(c.verdict, "v-none")
         out.append(f"<h3 id='claim-{e(c.key)}'>{n}. {e(c.title)}: <span class='{css}'>{e(c.verdict)}</span></h3>"
                    f"{body}{extra}")

@@ -29,8 +29,9 @@ from mbcost.claims.check import ClaimsData
 from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
 from mbcost.errors import SpecError
+from mbcost.inputs import renamed_inputs
 from mbcost.zoo.registry import Reported
-from mbcost.zoo.spec import ModelSpec, parse_models, parse_spec
+from mbcost.zoo.spec import ModelSource, resolve_sources
 
 if TYPE_CHECKING:
     from mbcost.weights import KernelHealth
@@ -240,8 +241,8 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
 
 
 def gather(
-    models: str | Sequence[str | ModelSpec] = "v1,v2,vgg16",
-    input_size: Any = 224,
+    models: str | Sequence[str | ModelSource] = "v1,v2,vgg16",
+    inputs: Any = None,
     batch: int = 1,
     *,
     num_classes: int = 1000,
@@ -259,13 +260,15 @@ def gather(
     conv_kernels: Sequence[int] = CONV_KERNELS,
     claims: bool = True,
     weights: Mapping[str, KernelHealth] | None = None,
+    input_size: Any = None,
 ) -> ReportData:
     """Analyse the models and the grids a report shows and attach measurement records.
 
     Args:
-        models: ``"v1,v2,vgg16"`` or a list of specs.
-        input_size: the report's input: ``224``, ``"HxW"`` or any form ``mbcost.analyze`` takes
-            (a full shape, several inputs...).
+        models: ``"v1,v2,vgg16"`` or a list of specs (``mbcost.zoo.resolve_source``).
+        inputs: the report's input: ``224``, ``"HxW"`` or any form ``mbcost.analyze`` takes
+            (a full shape, several inputs...); default: each source's own, else 224. ``input_size`` is its
+            former name (deprecated).
         batch: batch size of the analytic counts.
         num_classes, dtype, input_dtype, execute, mode, optimizer: as for ``mbcost.analyze``.
         records: measurement records: typed (``mbcost.bench.records``), or the JSON objects of
@@ -285,11 +288,9 @@ def gather(
     """
     from mbcost.cost.analyze import analyze
 
-    specs = parse_models(models) if isinstance(models, str) else [
-        parse_spec(s) if isinstance(s, str) else s for s in models]
-    if not specs:
-        raise SpecError("no models given; e.g. --models v1,v2,vgg16")
-    costs = [analyze(s, input_size, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
+    specs = resolve_sources(models)
+    value = renamed_inputs(inputs, input_size)
+    costs = [analyze(s, value, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
                      execute=execute, mode=mode, optimizer=optimizer) for s in specs]
     size = costs[0].input
     labels = [c.label for c in costs]
@@ -314,7 +315,7 @@ def gather(
         for w in widths or paper_widths:
             for r in resolutions or paper_resolutions:
                 if r >= entry.total_stride:
-                    scaling.append(analyze(ModelSpec(entry.name, float(w)), (r, r), batch,
+                    scaling.append(analyze(ModelSource("zoo", entry.name, float(w)), (r, r), batch,
                                            num_classes=num_classes, dtype=dtype))
 
     grid = tuple(compare_conv(n, n, k, CONV_SIZE) for k in conv_kernels for n in conv_channels)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
     from mbcost.experiments.linear_bottleneck import LinearBottleneck
 
 __all__ = [
-    "NOT_MEASURED", "NOT_PROFILED", "bottleneck_error_figure", "category_figure", "conv_ratio_figure",
-    "frontier_figure", "latency_figure", "params_macs_figure", "report_figures", "roofline_figure", "spirals_figure",
-    "time_share_figure",
+    "FIGURES", "FIGURE_BY_KEY", "NOT_MEASURED", "NOT_PROFILED", "ReportFigure", "bottleneck_error_figure",
+    "category_figure", "conv_ratio_figure", "frontier_figure", "latency_figure", "params_macs_figure",
+    "report_figures", "roofline_figure", "spirals_figure", "time_share_figure",
 ]
 
 NOT_MEASURED = "not measured: run  mbcost bench --save results.jsonl  and pass  --from results.jsonl"
@@ -545,23 +546,75 @@ def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[Record] =
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ReportFigure:
+    """One figure of the report, declared once: its id, how it is drawn from the ``ReportData`` (a list: one figure
+    per model, ids ``KEY-0``, ``KEY-1``...; ``None``: not drawn for this data), its heading and paragraph on the
+    page, and the claim whose evidence shows it instead of a section of its own (``claim``)."""
+
+    key: str
+    draw: Callable[[ReportData], go.Figure | list[go.Figure] | None]
+    heading: str = ""
+    text: str = ""
+    claim: str | None = None
+
+
+def _bottleneck(data: ReportData) -> LinearBottleneck | None:
+    return data.claims.get("bottleneck").evidence if data.claims is not None else None
+
+
+#: Every figure of the report, in page order (static text, ours).
+FIGURES: tuple[ReportFigure, ...] = (
+    ReportFigure("params_macs", lambda d: params_macs_figure(d.models, d.references), "Parameters and MACs",
+                 "Counted by mbcost's analytic engine (bars, exact values on hover) next to the figures the papers "
+                 "report (black marks, quoted). Both axes are logarithmic, so equal steps are equal factors."),
+    ReportFigure("categories", lambda d: category_figure(d.models), "Cost by layer category",
+                 "Which kind of layer carries the multiply-accumulates and the weights. The MobileNet V1 paper "
+                 "(Table 2) reports that 1x1 pointwise convolutions hold about 95% of its Mult-Adds and 75% of its "
+                 "parameters, and depthwise convolutions about 3% of the Mult-Adds; the fully connected layer holds "
+                 "most of the rest of the parameters."),
+    ReportFigure("layers", lambda d: [layers_figure(m) for m in d.models], "Per-layer MACs and parameters",
+                 "Every convolution and linear layer in forward order, coloured by category. Hover a bar for the "
+                 "layer's name, shapes and share of the model."),
+    ReportFigure("conv_ratio", lambda d: conv_ratio_figure(d.conv_grid, d.records),
+                 "Standard vs depthwise + pointwise convolution",
+                 "For a KxK convolution from M to N channels, the depthwise KxK + pointwise 1x1 replacement costs "
+                 "1/N + 1/K^2 of the standard one (MobileNet paper, section 3.1). Lines: the formula; open circles: "
+                 "the exact MAC counts of both layer stacks (M = N, 14x14 map, no bias, where the two agree "
+                 "exactly); dotted markers: measured time ratios when a conv sweep was measured. Fewer MACs need "
+                 "not mean proportionally less time: depthwise convolutions do little arithmetic per byte moved."),
+    ReportFigure("scaling", lambda d: scaling_figure(d.scaling) if d.scaling else None,
+                 "Width multiplier and resolution", "The width multiplier alpha thins every layer (MACs and "
+                 "parameters shrink roughly with alpha^2); the resolution multiplier shrinks the feature maps "
+                 "(MACs shrink with resolution^2, parameters do not change)."),
+    ReportFigure("latency", lambda d: latency_figure(d.records, d.input), "MACs vs measured latency",
+                 "Each point is one model measured on one machine and device; runs from several machines merge "
+                 "here, labelled by their environment."),
+    ReportFigure("time_share", lambda d: time_share_figure(d.records), "Where the time goes",
+                 "Per-layer timings summed by category, beside the share of MACs (from the layer records of "
+                 "mbcost bench)."),
+    ReportFigure("roofline", lambda d: roofline_figure(d.records), "Roofline",
+                 "Each measured layer at its arithmetic intensity (FLOPs and elementwise ops per byte of input, "
+                 "weights and output) against the achieved GFLOP/s; the line is the run's measured peak compute "
+                 "and memory bandwidth. Layers under the sloped part are memory-bound. The byte count assumes every "
+                 "tensor comes from memory, so a small layer whose data stayed in cache can sit above the sloped "
+                 "roof."),
+    ReportFigure("spirals", lambda d: spirals_figure(b) if (b := _bottleneck(d)) else None, claim="bottleneck"),
+    ReportFigure("bottleneck_error", lambda d: bottleneck_error_figure(b) if (b := _bottleneck(d)) else None,
+                 claim="bottleneck"),
+    ReportFigure("frontier", lambda d: frontier_figure(d.claims.frontier, d.records) if d.claims else None,
+                 claim="versus_vgg"),
+)
+FIGURE_BY_KEY: dict[str, ReportFigure] = {f.key: f for f in FIGURES}
+
+
 def report_figures(data: ReportData) -> dict[str, go.Figure]:
-    """Every figure of a report, keyed by a short id, in page order."""
-    figs: dict[str, go.Figure] = {
-        "params_macs": params_macs_figure(data.models, data.references),
-        "categories": category_figure(data.models),
-    }
-    for n, m in enumerate(data.models):
-        figs[f"layers-{n}"] = layers_figure(m)
-    figs["conv_ratio"] = conv_ratio_figure(data.conv_grid, data.records)
-    if data.scaling:
-        figs["scaling"] = scaling_figure(data.scaling)
-    figs["latency"] = latency_figure(data.records, data.input)
-    figs["time_share"] = time_share_figure(data.records)
-    figs["roofline"] = roofline_figure(data.records)
-    if data.claims is not None:
-        bottleneck = data.claims.get("bottleneck").evidence
-        figs["spirals"] = spirals_figure(bottleneck)
-        figs["bottleneck_error"] = bottleneck_error_figure(bottleneck)
-        figs["frontier"] = frontier_figure(data.claims.frontier, data.records)
+    """Every figure of a report (``FIGURES``), keyed by a short id, in page order."""
+    figs: dict[str, go.Figure] = {}
+    for spec in FIGURES:
+        drawn = spec.draw(data)
+        if isinstance(drawn, list):
+            figs.update({f"{spec.key}-{n}": fig for n, fig in enumerate(drawn)})
+        elif drawn is not None:
+            figs[spec.key] = drawn
     return figs

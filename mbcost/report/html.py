@@ -29,37 +29,6 @@ QUOTED = ("ImageNet top-1 accuracies are quoted from the papers (cited below) fo
           "224x224 input; mbcost does not measure accuracy")
 CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
 
-#: Heading and one explanatory paragraph per figure id (static text, ours).
-EXPLAIN: dict[str, tuple[str, str]] = {
-    "params_macs": ("Parameters and MACs", "Counted by mbcost's analytic engine (bars, exact values on hover) "
-                    "next to the figures the papers report (black marks, quoted). Both axes are logarithmic, "
-                    "so equal steps are equal factors."),
-    "categories": ("Cost by layer category", "Which kind of layer carries the multiply-accumulates and the "
-                   "weights. The MobileNet V1 paper (Table 2) reports that 1x1 pointwise convolutions hold about "
-                   "95% of its Mult-Adds and 75% of its parameters, and depthwise convolutions about 3% of the "
-                   "Mult-Adds; the fully connected layer holds most of the rest of the parameters."),
-    "layers": ("Per-layer MACs and parameters", "Every convolution and linear layer in forward order, coloured by "
-               "category. Hover a bar for the layer's name, shapes and share of the model."),
-    "conv_ratio": ("Standard vs depthwise + pointwise convolution", "For a KxK convolution from M to N channels, "
-                   "the depthwise KxK + pointwise 1x1 replacement costs 1/N + 1/K^2 of the standard one (MobileNet "
-                   "paper, section 3.1). Lines: the formula; open circles: the exact MAC counts of both layer stacks "
-                   "(M = N, 14x14 map, no bias, where the two agree exactly); dotted markers: measured time ratios "
-                   "when a conv sweep was measured. Fewer MACs need not mean proportionally less time: depthwise "
-                   "convolutions do little arithmetic per byte moved."),
-    "scaling": ("Width multiplier and resolution", "The width multiplier alpha thins every layer (MACs and "
-                "parameters shrink roughly with alpha^2); the resolution multiplier shrinks the feature maps "
-                "(MACs shrink with resolution^2, parameters do not change)."),
-    "latency": ("MACs vs measured latency", "Each point is one model measured on one machine and device; runs "
-                "from several machines merge here, labelled by their environment."),
-    "time_share": ("Where the time goes", "Per-layer timings summed by category, beside the share of MACs "
-                   "(from the layer records of mbcost bench)."),
-    "roofline": ("Roofline", "Each measured layer at its arithmetic intensity (FLOPs and elementwise ops per byte "
-                 "of input, weights and output) against the achieved GFLOP/s; the line is the run's measured "
-                 "peak compute and memory bandwidth. Layers under the sloped part are memory-bound. The byte count "
-                 "assumes every tensor comes from memory, so a small layer whose data stayed in cache can sit "
-                 "above the sloped roof."),
-}
-
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#222;
 background:#fafafa;line-height:1.45}
@@ -255,35 +224,31 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
     import plotly.offline
 
     from mbcost._version import __version__
-    from mbcost.report.figures import report_figures
+    from mbcost.report.figures import FIGURE_BY_KEY, ReportFigure, report_figures
 
     figures = report_figures(data) if figures is None else figures
     labels = ", ".join(m.label for m in data.models)
     at = data.models[0].input_label if data.models else "x".join(map(str, data.input))
     title = f"mbcost report: {labels} at {at}"
-    from mbcost.report.claims_html import CLAIM_FIGURES, CLAIMS_CSS, claims_html
+    from mbcost.report.claims_html import CLAIMS_CSS, claims_html
 
     sections: list[str] = []
-    layers_done = False
-    claim_figures = {key: _figure_html(key, fig) for key, fig in figures.items() if key in CLAIM_FIGURES}
+    claim_figures: dict[str, list[str]] = {}
+    headed = set()
+    for key, fig in figures.items():
+        spec = FIGURE_BY_KEY.get(key.rpartition("-")[0] or key, ReportFigure(key, lambda d: None, key))
+        if spec.claim and data.claims is not None:  # shown with its claim's evidence
+            claim_figures.setdefault(spec.claim, []).append(_figure_html(key, fig))
+            continue
+        if spec.key not in headed:  # one heading for a figure drawn per model
+            headed.add(spec.key)
+            sections.append(f"<h2 id='{e(spec.key)}'>{e(spec.heading)}</h2><p>{spec.text}</p>")
+            if spec.key == "scaling":
+                sections.append(scaling_html(data))
+        sections.append(_figure_html(key, fig))
     claims = ""
     if data.claims is not None:
         claims = f"<h2 id='claims-h'>Claims checked</h2>\n{claims_html(data.claims, claim_figures)}"
-    for key, fig in figures.items():
-        base = key.split("-")[0]
-        if key in CLAIM_FIGURES and data.claims is not None:
-            continue
-        if base == "layers":
-            if not layers_done:
-                heading, text = EXPLAIN["layers"]
-                sections.append(f"<h2>{heading}</h2><p>{text}</p>")
-                layers_done = True
-        else:
-            heading, text = EXPLAIN.get(base, (key, ""))
-            sections.append(f"<h2 id='{e(key)}'>{e(heading)}</h2><p>{text}</p>")
-            if base == "scaling":
-                sections.append(scaling_html(data))
-        sections.append(_figure_html(key, fig))
     conv_items = "".join(f"<li>{e(c)}</li>" for c in [*conventions.for_costs(), LATENCY, QUOTED])
     sources = ", ".join(e(s) for s in data.sources) or "none"
     plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mbcost.bench.records import Record
-    from mbcost.zoo.spec import ModelSpec
+    from mbcost.zoo.spec import ModelSource
 
 __all__ = ["Progress", "measure_now"]
 
@@ -27,7 +27,7 @@ SWEEP_SIZES = (14,)
 Progress = Callable[[int, int, str], None]
 
 
-def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
+def measure_now(specs: Sequence[ModelSource], inputs: Any, batch: int = 1, *,
                 num_classes: int = 1000, devices: Sequence[str] | None = None,
                 progress: Progress | None = None) -> tuple[list[Record], list[str]]:
     """Measure ``specs`` on each device; returns ``(records, skipped)``.
@@ -58,7 +58,7 @@ def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
     records: list[Any] = []
     skipped: list[str] = []
     # planning checks memory: a device that cannot run the models is refused before anything is timed
-    runs = each_device(lambda s: plan_models(specs, input_size, [batch], s, num_classes=num_classes), "float32",
+    runs = each_device(lambda s: plan_models(specs, inputs, [batch], s, num_classes=num_classes), "float32",
                        devices=devices)
     for n, run in enumerate(runs):
         dev, settings = run.device, run.settings
@@ -73,7 +73,7 @@ def measure_now(specs: Sequence[ModelSpec], input_size: Any, batch: int = 1, *,
             records.append(peak_record(peaks, settings.config(batch), settings.env()))
         for spec in specs:
             step(f"{dev} {spec.label} per layer")
-            profile = profile_model(spec, input_size, batch, settings, peaks=peaks, num_classes=num_classes)
+            profile = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=num_classes)
             records += [*([profile.end_to_end] if profile.end_to_end else []), *profile.layers]
         step(f"{dev} conv sweep")
         records += run_sweep(points, settings)
