@@ -72,7 +72,8 @@ class ExecuTorch(Runtime):
         except Exception as exc:
             raise ExportError(f"ExecuTorch lowering (XNNPACK) failed: {first_line(exc)}") from exc
         with quiet():  # before loading: the XNNPACK delegate keeps the pool it is initialised with
-            bindings._unsafe_reset_threadpool(job.threads)
+            if prior != job.threads:  # a new pool would leave methods loaded earlier on a freed one
+                bindings._unsafe_reset_threadpool(job.threads)
             applied = bindings._threadpool_get_thread_count()
         try:
             with phases("load"), quiet():
@@ -83,7 +84,8 @@ class ExecuTorch(Runtime):
                 method = loaded.load_method("forward")
         except Exception as exc:
             with quiet():
-                bindings._unsafe_reset_threadpool(prior)
+                if prior != applied:
+                    bindings._unsafe_reset_threadpool(prior)
             raise ExportError(f"ExecuTorch could not load the lowered program: {first_line(exc)}") from exc
         settings: dict[str, Any] = {"threadpool_threads": applied, "delegate": "XnnpackPartitioner",
                                     "not_set": ["inter_op_threads (none: one thread pool)", "denormals (XNNPACK's "
@@ -102,7 +104,8 @@ class ExecuTorch(Runtime):
             nonlocal method, loaded, buffer
             method = loaded = buffer = None  # the delegate goes before the pool it runs on is replaced
             with quiet():
-                bindings._unsafe_reset_threadpool(prior)
+                if prior != applied:
+                    bindings._unsafe_reset_threadpool(prior)
 
         return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, close=close)
 
