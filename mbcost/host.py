@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["MEMORY_HEADROOM", "available_cpu_memory"]
+__all__ = ["MEMORY_HEADROOM", "available_cpu_memory", "usable_cpus"]
 
 #: Refuse a run whose memory estimate exceeds this fraction of the memory available.
 MEMORY_HEADROOM = 0.9
@@ -23,3 +23,11 @@ def available_cpu_memory() -> int | None:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the platform has one, else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -99,3 +99,16 @@ def data_dependent():  # noqa: ANN201
             return y * 2 if y.sum() > 0 else y
 
     return DataDependent()
+
+
+def tiny_convnet():  # noqa: ANN201
+    """A MobileNet in miniature for the runtime tests (fast to export, quantize and lower everywhere):
+    conv 3x3 + BatchNorm + ReLU, depthwise 3x3 + BatchNorm + ReLU, pointwise 1x1 + BatchNorm + ReLU, global
+    average pool, linear to 10 classes. Input 1x3x16x16."""
+    from torch import nn
+
+    def block(cin: int, cout: int, k: int, groups: int = 1) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    return nn.Sequential(*block(3, 8, 3), *block(8, 8, 3, groups=8), *block(8, 16, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))

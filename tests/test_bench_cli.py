@@ -8,6 +8,10 @@ output, never a latency.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,3 +241,18 @@ def test_peaks_on_cuda(tmp_path):
     p = get_peaks(resolve_device("cuda"), "float16", 1, path=tmp_path / "r.json", matmul_n=1024,
                   copy_bytes=64 << 20, budget=Budget(min_run_time=0.01, max_run_time=0.1))
     assert p.peak_gflops > 0 and p.peak_gbps > 0 and p.device == "cuda"
+
+
+# -- no stray noise -----------------------------------------------------------------------------------
+
+
+def test_a_measuring_command_prints_only_its_own_lines(tmp_path):
+    # A CUDA build of torch without a GPU logs "No CUDA runtime is found, using CUDA_HOME=..." when
+    # torch.utils.benchmark imports torch.utils.cpp_extension; CUDA_HOME makes it find one here too.
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "mbcost", "compare", *SMALL, "--format", "csv"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "CUDA_HOME" not in done.stderr and "No CUDA runtime" not in done.stderr
+    assert done.stderr.strip() == ""

@@ -135,14 +135,27 @@ def check_dtype(device: Device, dtype: str) -> None:
                 raise DeviceError(f"bfloat16 is not supported on {device.name}; use --dtype float16 or float32")
 
 
-def check_threads(threads: int | None) -> int:
-    """The intra-op thread count to use (default: PyTorch's current setting)."""
+def check_threads(threads: int | None, *, oversubscribe: bool = False) -> int:
+    """The intra-op thread count to use (default: PyTorch's current setting).
+
+    More threads than the CPUs this process may run on (``host.usable_cpus``) take turns on the
+    cores: the time then measures the scheduler as much as the network (999 threads on 2 CPUs timed
+    MobileNetV1 at about 2 s instead of 16 ms). That is refused unless ``oversubscribe`` is set; an
+    oversubscribed run says so in its records (``env.oversubscribed``) and tables.
+    """
     import torch
+
+    from mbcost.host import usable_cpus
 
     if threads is None:
         return torch.get_num_threads()
     if not isinstance(threads, int) or threads < 1:
         raise DeviceError(f"--threads must be an integer >= 1 (got {threads!r})")
+    cpus = usable_cpus()
+    if threads > cpus and not oversubscribe:
+        raise DeviceError(f"--threads {threads} is more than the {cpus} CPU{'s' if cpus != 1 else ''} this process can "
+                          f"run on: the threads would take turns on the cores and the time would measure that; "
+                          f"use --threads {cpus} or fewer, or pass --oversubscribe to measure it anyway")
     return threads
 
 

@@ -39,7 +39,8 @@ from mbcost.bench.devices import (
     runtime,
 )
 from mbcost.bench.errors import BenchError
-from mbcost.bench.records import Env, ModelRecord, Record, RunConfig, busy_cpus_now, capture_env
+from mbcost.bench.records import Env, ModelRecord, OutputCheck, Record, RunConfig, busy_cpus_now, capture_env
+from mbcost.bench.runtimes.base import ForwardArgs
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
 
 if TYPE_CHECKING:
@@ -48,9 +49,10 @@ if TYPE_CHECKING:
     from mbcost.zoo.spec import ModelSource
 
 __all__ = [
-    "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "Speedup", "TrainStep",
-    "bench_model", "bench_models", "each_device", "make_inputs", "make_optimizer", "measure_each", "measure_memory",
-    "model_record", "output_loss", "plan_models", "prepare_model", "speedups", "time_forward",
+    "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "RuntimeBench", "RuntimeFailure",
+    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "make_inputs",
+    "make_optimizer", "measure_each", "measure_memory", "model_record", "output_loss", "plan_models", "prepare_model",
+    "speedups", "time_call", "time_forward",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,11 +76,40 @@ class BenchSettings:
     flush_denormal: bool = True
     cudnn_benchmark: bool | None = None
     keep_heap: bool = True
+    #: ``float32`` (the network in ``dtype``) or ``int8`` (static post-training quantization, each
+    #: runtime's own toolchain; ``mbcost.bench.runtimes``).
+    precision: str = "float32"
+    #: int8: a file of calibration batches (``runtimes.calibration.load_calibration``); ``None``: random inputs.
+    calibration: str | None = None
+    #: Allow more threads than the process has CPUs (refused otherwise; the records say so).
+    oversubscribe: bool = False
 
     def validated(self) -> BenchSettings:
         """Check the dtype against the device and fix the thread count (raises ``DeviceError``)."""
+        from mbcost.bench.runtimes import PRECISIONS
+        from mbcost.errors import SpecError
+
         check_dtype(self.device, self.dtype)
-        return replace(self, threads=check_threads(self.threads))
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.calibration is not None and self.precision != "int8":
+            raise SpecError("--calibration feeds the int8 quantizer; add --precision int8")
+        return replace(self, threads=check_threads(self.threads, oversubscribe=self.oversubscribe))
+
+    def default_runtimes(self) -> tuple[str, ...]:
+        """``compile`` when ``compile`` is set (``--compile`` is its alias), else ``eager``."""
+        return ("compile",) if self.compile else ("eager",)
+
+    def check_runtimes(self, runtimes: Sequence[str], mode: str = "inference") -> None:
+        """Refuse (one line, ``RuntimeUnavailable``) a runtime that is not installed or cannot run these settings."""
+        from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+
+        if self.compile and any(r != "compile" for r in runtimes):
+            raise RuntimeUnavailable("--compile is an alias of --runtime compile; list compile in --runtime instead")
+        for name in runtimes:
+            reason = get_runtime(name).refusal(self.precision, self.dtype, self.device, mode)
+            if reason:
+                raise RuntimeUnavailable(reason)
 
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
@@ -168,14 +199,6 @@ def each_device(plan: Callable[[BenchSettings], Sequence[ModelPlan]], dtype: str
             yield DeviceRun(dev, error=exc)
             continue
         yield DeviceRun(dev, settings, plans)
-
-
-@dataclass(frozen=True)
-class ForwardArgs:
-    """Real input tensors for a forward call: positional and keyword."""
-
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
 
 
 def make_inputs(cost: ModelCost, settings: BenchSettings) -> ForwardArgs:
@@ -312,16 +335,19 @@ class TrainStep:
         self.optimizer.step()
 
 
-def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: int | None = None) -> ModelRecord:
+def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: int | None = None, *,
+                 config: RunConfig | None = None, **runtime: Any) -> ModelRecord:
     """The record of one measured network (pure: no timing here). In train mode the work is the
-    step's: ``achieved_gflops`` = 2 x (forward + backward MACs) / median."""
+    step's: ``achieved_gflops`` = 2 x (forward + backward MACs) / median. ``config`` replaces the plan's
+    (another runtime or precision); ``runtime`` holds the runtime's fields (``runtime_version``,
+    ``runtime_settings``, ``one_time_s``, ``calibration``, ``batchnorm_reestimated``, ``output_check``)."""
     cost = plan.cost
     seconds = m.median
     train = cost.mode == "train"
     backward_macs = cost.backward_macs if train else 0
     flops = 2 * (cost.macs + backward_macs)
     return ModelRecord(
-        **Record.common(plan.config, env, m),
+        **Record.common(config or plan.config, env, m), **runtime,
         model=cost.label, input=cost.input, inputs=[i.to_dict() for i in cost.inputs],
         params=cost.params, macs=cost.macs, flops=cost.flops,
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
@@ -329,7 +355,14 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
         peak_memory_bytes=peak_memory_bytes,
         estimated_peak_memory_bytes=_estimated_peak(cost),
         mode=cost.mode, optimizer=cost.optimizer, backward_macs=backward_macs,
+        **({} if runtime.get("runtime_version") else {"runtime_version": _torch_version()}),
     )
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _estimated_peak(cost: ModelCost) -> int | None:
@@ -359,37 +392,247 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
         return None
 
 
-def bench_model(plan: ModelPlan, settings: BenchSettings, *, measure_fn: MeasureFn | None = None,
-                env: Env | None = None, busy_cpus: float | None = None) -> ModelRecord:
-    """Build and time one planned network, then measure its activation peak in one extra forward
-    (after the timed runs, so it never disturbs them); call inside ``settings.runtime()``.
+def time_call(prepared: Any, settings: BenchSettings, what: str, runtime: str,
+              measure_fn: MeasureFn | None = None) -> Measurement:
+    """Time a prepared runtime's ``call`` (``runtimes.base.Prepared``) with the one timer, under
+    ``inference_mode`` when it is a torch module's call; a failing call becomes ``BenchError``."""
+    import contextlib
 
-    A train-mode plan times a ``TrainStep`` (optimizer ``plan.config.optimizer``) and measures the
-    peak of one more step (gradients freed beforehand, so the step allocates them)."""
+    import torch
+
+    measure_fn = measure_fn or measure
+    try:
+        with torch.inference_mode() if prepared.grad_free else contextlib.nullcontext():
+            return measure_fn(prepared.call, settings.budget, threads=settings.threads,
+                              device_type=settings.device.type)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"{what}: the {runtime} call failed on {settings.device.torch_device}: {first[:300]}") \
+            from exc
+
+
+def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: MeasureFn | None,
+                      env: Env) -> ModelRecord:
+    """The training step of a train-mode plan (eager; ``TrainStep``) and the peak of one more step."""
     model, x = prepare_model(plan.spec, settings, plan.cost, num_classes=plan.num_classes)
     what = f"{plan.cost.label} at batch {plan.config.batch}"
     step: TrainStep | None = None
     try:
-        if plan.cost.mode == "train":
-            step = TrainStep(model, x, plan.cost.optimizer or "sgd")
-            m = time_forward(model, x, settings, what, measure_fn, step=step)
-            peak = measure_memory(model, x, settings, what, step)
-        else:
-            m = time_forward(model, x, settings, what, measure_fn)
-            peak = measure_memory(model, x, settings, what)
+        step = TrainStep(model, x, plan.cost.optimizer or "sgd")
+        m = time_forward(model, x, settings, what, measure_fn, step=step)
+        peak = measure_memory(model, x, settings, what, step)
     finally:
         del model, x, step
         if settings.device.type == "cuda":
             import torch
 
             torch.cuda.empty_cache()  # hand the cached blocks back before the next network
-    return model_record(plan, m, env or settings.env(busy_cpus), peak)
+    return model_record(plan, m, env, peak)
+
+
+def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None = None,
+                measure_fn: MeasureFn | None = None, env: Env | None = None,
+                busy_cpus: float | None = None) -> ModelRecord:
+    """Build, prepare and time one planned network on one runtime; call inside ``settings.runtime()``.
+
+    The network is built fresh on the CPU in float32 (random weights) and, for int8, its BatchNorm
+    statistics are re-estimated on the calibration inputs (``runtimes.calibration``). Its eager float32
+    outputs on ``CHECK_SAMPLES`` seeded input sets are the reference; the runtime (``runtime``, default
+    ``settings.default_runtimes()[0]``) then prepares it (one-time phases timed apart), its outputs on the
+    same inputs are checked against the reference, and its call on the first input set is timed by the
+    one timer. The eager and compile runtimes also get the activation peak of one extra forward (after
+    the timed runs, so it never disturbs them).
+
+    A train-mode plan times a ``TrainStep`` (optimizer ``plan.config.optimizer``) and measures the
+    peak of one more step (gradients freed beforehand, so the step allocates them); eager only.
+
+    Raises:
+        ExportError: the runtime's toolchain could not export, quantize or load the network (its reason).
+        BenchError: the runtime's call failed.
+    """
+    import tempfile
+
+    import torch
+
+    from mbcost.bench.runtimes import RuntimeJob, get_runtime
+    from mbcost.bench.runtimes.calibration import (
+        CHECK_SAMPLES,
+        load_calibration,
+        random_calibration,
+        random_inputs,
+        reestimate_batchnorm,
+    )
+    from mbcost.bench.runtimes.check import REFERENCE, check_outputs, tolerance_for
+    from mbcost.zoo.spec import build_model
+
+    env = env or settings.env(busy_cpus)
+    if plan.cost.mode == "train":
+        return _bench_train_step(plan, settings, measure_fn, env)
+    name = runtime or settings.default_runtimes()[0]
+    adapter = get_runtime(name)
+    int8 = settings.precision == "int8"
+    precision = "int8" if int8 else settings.dtype
+    cost = plan.cost
+    what = f"{cost.label} at batch {plan.config.batch} on {name}" + (" int8" if int8 else "")
+    calibration = None
+    if int8:
+        calibration = load_calibration(settings.calibration, cost) if settings.calibration else \
+            random_calibration(cost)
+    model = build_model(plan.spec, num_classes=plan.num_classes, device="cpu").eval()
+    reestimated = bool(calibration) and reestimate_batchnorm(model, calibration.batches)
+    # Eager float32 in its own layout is the reference itself: nothing to compare, nothing extra to run.
+    is_reference = name == "eager" and precision == "float32" and not settings.channels_last
+    samples = [random_inputs(cost, seed) for seed in range(1 if is_reference else CHECK_SAMPLES)]
+    reference = [] if is_reference else _reference_outputs(model, samples, settings)
+    job = RuntimeJob(precision=settings.precision, threads=settings.threads or 1, device=settings.device,
+                     dtype=settings.dtype, channels_last=settings.channels_last,
+                     flush_denormal=settings.flush_denormal,
+                     calibration=calibration.batches if calibration else ())
+    prepared = None
+    with tempfile.TemporaryDirectory(prefix="mbcost-runtime-") as workdir:
+        try:
+            prepared = adapter.prepare(model, samples[0], replace(job, workdir=workdir))
+            del model
+            if is_reference:
+                check = OutputCheck(reference=REFERENCE, samples=0, max_abs_error=0.0, rel_error=0.0,
+                                    tolerance=tolerance_for(precision), passed=True, note="the reference itself")
+            else:
+                with torch.inference_mode():
+                    outputs = [prepared.run(x) for x in samples]
+                check = check_outputs(reference, outputs, precision)
+            if not check.passed:
+                log.warning("%s: OUTPUT CHECK FAILED: %s", what, _check_text(check))
+            m = time_call(prepared, settings, what, name, measure_fn)
+            applied, phases = dict(prepared.settings), dict(prepared.phases)
+            peak = None
+            if prepared.model is not None and prepared.inputs is not None:
+                peak = measure_memory(prepared.model, prepared.inputs, settings, what)
+        finally:
+            if prepared is not None and prepared.close is not None:
+                prepared.close()
+            del prepared
+            if settings.device.type == "cuda":
+                torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+    config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
+    return model_record(plan, m, env, peak, config=config, runtime_version=adapter.version(),
+                        runtime_settings=applied, one_time_s=phases,
+                        calibration=calibration.describe() if calibration else None,
+                        batchnorm_reestimated=reestimated, output_check=check)
+
+
+def _check_text(check: Any) -> str:
+    if check.rel_error is None:
+        return check.note or "no comparable output"
+    return f"max relative error {check.rel_error:.3g} above {check.tolerance:g}" + \
+        (f" ({check.note})" if check.note else "")
+
+
+def _reference_outputs(model: Any, samples: Sequence[ForwardArgs], settings: BenchSettings) -> list[list[Any]]:
+    """Eager float32 outputs of ``model`` on each input set, on the run's device, as CPU tensors."""
+    import torch
+
+    from mbcost.bench.runtimes.base import to_tensors
+
+    dev = settings.device.torch_device
+    on_device = model.to(dev)
+    try:
+        with torch.inference_mode():
+            return [to_tensors(on_device(*[a.to(dev) if isinstance(a, torch.Tensor) else a for a in x.args],
+                                         **{k: v.to(dev) if isinstance(v, torch.Tensor) else v
+                                            for k, v in x.kwargs.items()})) for x in samples]
+    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"{model.__class__.__name__}: the eager float32 reference forward failed on {dev}: "
+                         f"{first[:300]}") from exc
+    finally:
+        model.to("cpu")
+
+
+@dataclass(frozen=True)
+class RuntimeFailure:
+    """A runtime that could not measure a network: which, and the toolchain's reason (one line)."""
+
+    model: str
+    batch: int
+    runtime: str
+    precision: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.model} (batch {self.batch}) on {self.runtime} {self.precision}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RuntimeBench:
+    """What ``bench_runtimes`` measured, and what it could not (the other runtimes still ran)."""
+
+    records: list[ModelRecord]
+    failures: list[RuntimeFailure]
+
+    def raise_failures(self) -> None:
+        """``BenchError`` (one line, every failure) when any runtime failed; nothing otherwise."""
+        if self.failures:
+            raise BenchError("; ".join(f.message for f in self.failures)
+                             + (f" ({len(self.records)} measurement(s) finished)" if self.records else ""))
+
+
+def bench_runtimes(plans: Sequence[ModelPlan], settings: BenchSettings, runtimes: Sequence[str] | None = None, *,
+                   measure_fn: MeasureFn | None = None, on_record: OnRecord | None = None,
+                   progress: Progress | None = None) -> RuntimeBench:
+    """Measure every plan on every runtime (``mbcost.bench.runtimes``), plan by plan, runtime by runtime.
+
+    Every runtime is checked first (installed, able to run the precision, dtype, device and mode: a
+    ``RuntimeUnavailable`` refusal before anything is built). A runtime whose toolchain cannot export or
+    load a network (``BenchError``) becomes a ``RuntimeFailure``, and the other runtimes and networks are
+    still measured; each record goes to ``on_record`` as soon as it exists.
+
+    Example:
+        >>> from mbcost.bench.devices import resolve_device      # doctest: +SKIP
+        >>> from mbcost.zoo.spec import resolve_sources
+        >>> s = BenchSettings(resolve_device("cpu"), threads=1, precision="int8").validated()
+        >>> run = bench_runtimes(plan_models(resolve_sources("v2"), 224, [1], s), s, ["eager", "onnxruntime"])
+        >>> [(r.runtime, r.precision, r.output_check.top1_agreement) for r in run.records]
+    """
+    names = tuple(runtimes) if runtimes else settings.default_runtimes()
+    for mode in dict.fromkeys(p.cost.mode for p in plans):
+        settings.check_runtimes(names, mode)
+    if settings.calibration:
+        from mbcost.bench.runtimes.calibration import load_calibration
+
+        for plan in plans:  # a bad file is refused before anything is measured
+            load_calibration(settings.calibration, plan.cost)
+    items = [(plan, name) for plan in plans for name in names]
+    failures: list[RuntimeFailure] = []
+
+    def one(item: tuple[ModelPlan, str], busy: float | None) -> ModelRecord | RuntimeFailure:
+        plan, name = item
+        try:
+            return bench_model(plan, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy)
+        except BenchError as exc:
+            failure = RuntimeFailure(plan.cost.label, plan.config.batch, name,
+                                     "int8" if settings.precision == "int8" else settings.dtype, str(exc))
+            failures.append(failure)
+            return failure
+
+    def keep(record: Any) -> None:
+        if on_record and isinstance(record, ModelRecord):
+            on_record(record)
+
+    done = measure_each(items, settings, one, lambda item: f"{item[0].cost.label} batch {item[0].config.batch} on "
+                        f"{item[1]}", on_record=keep, progress=progress)
+    return RuntimeBench([r for r in done if isinstance(r, ModelRecord)], failures)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
                  measure_fn: MeasureFn | None = None, on_record: OnRecord | None = None,
-                 progress: Progress | None = None) -> list[ModelRecord]:
-    """Measure every plan in order; each record goes to ``on_record`` as soon as it is measured.
+                 progress: Progress | None = None, runtimes: Sequence[str] | None = None) -> list[ModelRecord]:
+    """Measure every plan in order (on each of ``runtimes``, default eager, or compile when
+    ``settings.compile``); each record goes to ``on_record`` as soon as it is measured.
+
+    Raises:
+        BenchError: after measuring everything else, when a runtime failed on a network (``bench_runtimes``
+            keeps the failures as data instead).
 
     Example:
         >>> from mbcost.bench.devices import resolve_device      # doctest: +SKIP
@@ -399,9 +642,9 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
         >>> recs[0].median_ms
         21.7
     """
-    return measure_each(
-        plans, settings, lambda plan, busy: bench_model(plan, settings, measure_fn=measure_fn, busy_cpus=busy),
-        lambda plan: f"{plan.cost.label} batch {plan.config.batch}", on_record=on_record, progress=progress)
+    run = bench_runtimes(plans, settings, runtimes, measure_fn=measure_fn, on_record=on_record, progress=progress)
+    run.raise_failures()
+    return run.records
 
 
 def measure_each(items: Sequence[Any], settings: BenchSettings, measure: Callable[[Any, float | None], Any],

@@ -1,7 +1,7 @@
 """Measurement records: typed, flat, one JSON object per line (the contract with ``mbcost report``).
 
 Every record carries the keys of ``Record`` (device, dtype, batch, threads, channels_last,
-compile, median_ms, iqr_ms, runs, env, label...) and a ``kind``:
+compile, runtime, precision, median_ms, iqr_ms, runs, env, label...) and a ``kind``:
 
 * ``model``: one network, one configuration (``ModelRecord``);
 * ``layer``: one module of a network, joined to its analytic ``LayerCost`` records (``LayerRecord``);
@@ -9,6 +9,12 @@ compile, median_ms, iqr_ms, runs, env, label...) and a ``kind``:
 * ``peak``: the device's measured attainable compute and memory bandwidth (``PeakRecord``).
 
 Times are raw milliseconds (``times_ms`` holds every timed run); rounding happens in render.
+
+``runtime`` names what ran the network (``mbcost.bench.runtimes``: eager, compile, onnxruntime,
+openvino, executorch) and ``precision`` what it computed in (the float dtype, or ``int8``). Records
+written before runtimes existed have neither key: they read back as eager at their dtype. A model
+record also keeps the runtime's version and settings, its one-time costs (export, quantize, load...,
+apart from the steady-state times) and the check of its output against eager float32 (``OutputCheck``).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ if TYPE_CHECKING:
     from mbcost.bench.timer import Measurement
 
 __all__ = [
-    "ConvRecord", "Env", "LayerRecord", "ModelRecord", "PeakRecord", "Record", "RecordError", "RunConfig",
-    "busy_cpus_now", "capture_env", "parse_record",
+    "ConvRecord", "Env", "LayerRecord", "ModelRecord", "OutputCheck", "PeakRecord", "Record", "RecordError",
+    "RunConfig", "busy_cpus_now", "capture_env", "parse_record",
 ]
 
 KINDS: tuple[str, ...] = ("model", "layer", "conv", "peak")
@@ -55,6 +61,14 @@ class Env:
     cpu_count: int | None = None
     cpu_native_bf16: bool | None = None
     cpu_native_fp16: bool | None = None
+    #: CPUs this process may run on (its affinity mask); ``threads`` above it oversubscribes them.
+    usable_cpus: int | None = None
+
+    @property
+    def oversubscribed(self) -> bool:
+        """True when more intra-op threads were asked for than the process has CPUs: the threads take turns
+        on the cores and the time measures the scheduler as much as the network."""
+        return bool(self.usable_cpus) and self.threads > (self.usable_cpus or 0)
 
     @property
     def busy(self) -> bool:
@@ -65,7 +79,7 @@ class Env:
         return self.busy_cpus > max(0.5, 0.25 * self.cpu_count)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "oversubscribed": self.oversubscribed}  # derived, said outright for readers
 
     @classmethod
     def from_dict(cls, d: Any) -> Env:
@@ -93,8 +107,11 @@ def _check(value: Any, annotation: str, where: str) -> Any:
         return tuple(_check(v, item, where) for v in value)
     if annotation.startswith("list[") and isinstance(value, list):
         return list(value)
-    if annotation == "Env" and isinstance(value, dict):
-        return Env.from_dict(value)
+    if annotation.startswith("dict[") and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        item = annotation[len("dict["):-1].split(",", 1)[1].strip()
+        return value.copy() if item == "Any" else {k: _check(v, item, f"{where}.{k}") for k, v in value.items()}
+    if annotation in NESTED and isinstance(value, dict):
+        return NESTED[annotation].from_dict(value)
     kind = "non-numeric" if annotation in ("int", "float") else f"mistyped ({annotation})"
     raise RecordError(f"with {kind} {where}")
 
@@ -116,6 +133,37 @@ def _build(cls: type, d: Any, noun: str) -> Any:
             except RecordError as exc:
                 raise RecordError(f"{noun} {exc}" if str(exc).startswith("with") else f"{noun}: {exc}") from None
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """A runtime's output against eager PyTorch in float32 on the same inputs (``samples`` of them).
+
+    ``max_abs_error`` = max |out - ref| over every output element; ``rel_error`` = that / max |ref|
+    (relative to the reference's largest magnitude, so an output near zero does not divide by zero);
+    ``top1_agreement`` = the fraction of samples whose largest output (the top-1 class) is the same,
+    for a (batch, classes) output; ``passed`` = ``rel_error <= tolerance`` (and finite outputs).
+    """
+
+    reference: str
+    samples: int
+    max_abs_error: float | None
+    rel_error: float | None
+    tolerance: float
+    passed: bool
+    top1_agreement: float | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> OutputCheck:
+        return _build(cls, d, "output_check")
+
+
+#: Record fields holding an object of their own, by annotation.
+NESTED: dict[str, Any] = {"Env": Env, "OutputCheck": OutputCheck}
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -162,6 +210,7 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
 
     from mbcost._version import __version__
     from mbcost.bench.devices import cpu_has_native, cpu_info
+    from mbcost.host import usable_cpus
 
     try:
         load: float | None = os.getloadavg()[0]
@@ -190,7 +239,17 @@ def capture_env(device: Device, threads: int, *, flush_denormal: bool = False, k
         cpu_count=os.cpu_count(),
         cpu_native_bf16=cpu_has_native("bfloat16"),
         cpu_native_fp16=cpu_has_native("float16"),
+        usable_cpus=usable_cpus(),
     )
+
+
+def _default_runtime(obj: Any) -> None:
+    """Fill a record's or configuration's absent ``runtime`` and ``precision`` (records written before
+    runtimes existed): torch.compile when ``compile`` is set, else eager; precision = the dtype."""
+    if obj.runtime is None:
+        object.__setattr__(obj, "runtime", "compile" if obj.compile else "eager")
+    if obj.precision is None:
+        object.__setattr__(obj, "precision", obj.dtype)
 
 
 @dataclass(frozen=True)
@@ -211,6 +270,13 @@ class RunConfig:
     label: str | None = None
     mode: str = "inference"
     optimizer: str | None = None
+    #: What ran the network (``mbcost.bench.runtimes``; default: ``compile`` when ``compile`` is set, else
+    #: ``eager``) and in what precision (default: the dtype; or ``int8``).
+    runtime: str | None = None
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        _default_runtime(self)
 
     @property
     def run_label(self) -> str:
@@ -220,7 +286,7 @@ class RunConfig:
     def key(self) -> tuple[Any, ...]:
         """Records with equal keys were measured under the same conditions (comparable)."""
         return (self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
-                self.compile, self.mode, self.optimizer)
+                self.compile, self.mode, self.optimizer, self.runtime, self.precision)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +308,14 @@ class Record:
     times_ms: tuple[float, ...]
     env: Env
     label: str
+    #: What ran it (``mbcost.bench.runtimes``); a record without the key was eager PyTorch (``compile`` when
+    #: its ``compile`` is set: ``--compile`` was the compile runtime before runtimes had a name).
+    runtime: str | None = None
+    #: ``int8``, or the float dtype the record was measured in (a record without the key: its ``dtype``).
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        _default_runtime(self)
 
     @staticmethod
     def common(config: RunConfig, env: Env, m: Measurement) -> dict[str, Any]:
@@ -249,12 +323,13 @@ class Record:
         return dict(device=config.device, device_name=config.device_name, dtype=config.dtype, batch=config.batch,
                     threads=config.threads, channels_last=config.channels_last, compile=config.compile,
                     median_ms=m.median_ms, iqr_ms=m.iqr_ms, runs=m.runs, wide_spread=m.wide_spread,
-                    times_ms=tuple(m.times_ms), env=env, label=config.run_label)
+                    times_ms=tuple(m.times_ms), env=env, label=config.run_label, runtime=config.runtime,
+                    precision=config.precision)
 
     @property
     def config(self) -> RunConfig:
         return RunConfig(self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
-                         self.compile, self.label)
+                         self.compile, self.label, runtime=self.runtime, precision=self.precision)
 
     @classmethod
     def from_dict(cls, d: Any) -> Record:
@@ -267,7 +342,7 @@ class Record:
         d: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Env):
+            if isinstance(value, (Env, OutputCheck)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -319,6 +394,21 @@ class ModelRecord(Record):
     optimizer: str | None = None
     #: Training: gradient MACs of the backward (``ModelCost.backward_macs``); 0 in inference.
     backward_macs: int = 0
+    #: The runtime's version (torch's for eager and compile).
+    runtime_version: str | None = None
+    #: What was set on the runtime: intra-op and inter-op threads, optimisation levels, denormals...;
+    #: ``not_set`` lists what this runtime offers no setting for.
+    runtime_settings: dict[str, Any] = field(default_factory=dict)
+    #: One-time costs in seconds, by phase (``export``, ``quantize``, ``compile``, ``load``...), never
+    #: part of the timed runs.
+    one_time_s: dict[str, float] = field(default_factory=dict)
+    #: int8: what the quantizer was calibrated on (``random``: random normal inputs; or the file's name).
+    calibration: str | None = None
+    #: int8: BatchNorm running statistics re-estimated on the calibration inputs before quantizing (a
+    #: randomly initialised network's activations otherwise shrink towards zero, and int8 rounds them away).
+    batchnorm_reestimated: bool = False
+    #: The output against eager PyTorch float32 on the same inputs; ``None`` for a training step and old records.
+    output_check: OutputCheck | None = None
 
     @property
     def config(self) -> RunConfig:

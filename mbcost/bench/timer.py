@@ -9,6 +9,11 @@ a pure function, tested with synthetic samples.
 
 The clock is injectable (``clock=``): tests drive the whole path with a seeded fake clock that
 the measured function itself advances, so no test depends on real time.
+
+``benchmark_timer`` imports ``Timer``. ``torch.utils.benchmark`` imports ``torch.utils.cpp_extension``
+(for its C++ timing templates), which, in a CUDA build of torch on a machine without a GPU, logs
+"No CUDA runtime is found, using CUDA_HOME=..." while it is imported; that import is made with the
+logger quieted, so a measuring command's output stays mbcost's own lines.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_BUDGET", "QUICK_BUDGET", "WIDE_SPREAD", "Budget", "Clock", "MeasureFn", "Measurement", "Stats",
-    "device_clock", "measure", "quantile", "summarize",
+    "benchmark_timer", "device_clock", "measure", "quantile", "summarize",
 ]
 
 Clock = Callable[[], float]
@@ -195,6 +200,25 @@ def device_clock(device_type: str) -> Clock:
     return timeit.default_timer
 
 
+def benchmark_timer() -> type:
+    """``torch.utils.benchmark.Timer``, imported with ``torch.utils.cpp_extension``'s logger quieted (its import
+    logs a CUDA_HOME warning on CUDA builds without a GPU; nothing about mbcost's measurement)."""
+    import logging
+    import sys
+
+    if "torch.utils.benchmark" not in sys.modules:
+        noisy = logging.getLogger("torch.utils.cpp_extension")
+        level = noisy.level
+        noisy.setLevel(logging.ERROR)
+        try:
+            import torch.utils.benchmark  # noqa: F401
+        finally:
+            noisy.setLevel(level)
+    from torch.utils.benchmark import Timer
+
+    return Timer
+
+
 def measure(fn: Callable[[], Any], budget: Budget = DEFAULT_BUDGET, *, threads: int | None = None,
             device_type: str = "cpu", clock: Clock | None = None) -> Measurement:
     """Time ``fn()`` with ``torch.utils.benchmark.Timer.adaptive_autorange``.
@@ -217,8 +241,8 @@ def measure(fn: Callable[[], Any], budget: Budget = DEFAULT_BUDGET, *, threads: 
         True
     """
     import torch
-    from torch.utils.benchmark import Timer
 
+    Timer = benchmark_timer()
     clock = clock or device_clock(device_type)
     threads = threads or torch.get_num_threads()
     warm = []

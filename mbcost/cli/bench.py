@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mbcost.bench.devices import BENCH_DTYPES
+from mbcost.bench.runtimes import EXTRA, PRECISIONS, RUNTIMES
 from mbcost.cli.app import (
     ClassesOpt,
     Format,
@@ -52,6 +53,12 @@ TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, C
 
 #: The measurement dtypes as a choice, from their one list (``mbcost.bench.devices.BENCH_DTYPES``).
 BenchDType = Enum("BenchDType", {d: d for d in BENCH_DTYPES}, type=str)
+#: The precisions as a choice, from the runtimes' list (``mbcost.bench.runtimes.PRECISIONS``).
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
+
+RUNTIME_HELP = ("Runtimes to measure on, comma-separated (default eager): "
+                + "; ".join(f"{r.name} = {r.summary}" for r in RUNTIMES.values())
+                + f". All but eager and compile need: pip install '{EXTRA}'.")
 
 
 DeviceOpt = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N.")
@@ -61,6 +68,21 @@ BenchDTypeOpt = typer.Option(BenchDType.float32, "--dtype",
                                   "bfloat16 on CUDA needs compute capability 8.0+.")
 ChannelsLastOpt = typer.Option(False, "--channels-last/--no-channels-last", help="NHWC memory format.")
 CompileOpt = typer.Option(False, "--compile/--no-compile", help="torch.compile the module first (slow warm-up).")
+BenchCompileOpt = typer.Option(False, "--compile/--no-compile", help="Alias of --runtime compile.")
+RuntimeOpt = typer.Option(None, "--runtime", "-r", help=RUNTIME_HELP)
+PrecisionOpt = typer.Option(Precision.float32, "--precision",
+                            help="float32 (the network in --dtype) or int8: static post-training quantization with "
+                                 "each runtime's own toolchain ("
+                                 + "; ".join(f"{r.name}: {r.int8_toolchain}" for r in RUNTIMES.values()
+                                             if "int8" in r.precisions)
+                                 + "), calibrated on random inputs unless --calibration is given: the latency is "
+                                   "representative, the accuracy is not.")
+CalibrationOpt = typer.Option(None, "--calibration",
+                              help="int8: calibrate on the input batches of this .npy, .npz or .pt FILE (one batch of "
+                                   "the input shape, or a stack of samples) instead of random inputs.")
+OversubscribeOpt = typer.Option(False, "--oversubscribe",
+                                help="Allow --threads above the CPUs this process can run on (refused otherwise; the "
+                                     "records and tables say so).")
 SaveOpt = typer.Option(None, "--save", help="Append every record to this JSON Lines FILE as soon as it is measured.")
 LabelOpt = typer.Option(None, "--label", help="Run label stored in each record (default: '<device name> <dtype>').")
 DenormalOpt = typer.Option(False, "--keep-denormals",
@@ -102,14 +124,26 @@ def parse_batches(text: str) -> list[int]:
 def settings_from(device: str, dtype: str, threads: int | None, *, channels_last: bool = False,
                   compile: bool = False, budget: Budget | None = None, label: str | None = None,
                   keep_denormals: bool = False, cudnn_benchmark: bool | None = None,
-                  default_malloc: bool = False) -> BenchSettings:
+                  default_malloc: bool = False, precision: str = "float32", calibration: Path | None = None,
+                  oversubscribe: bool = False) -> BenchSettings:
     """Resolve and validate the device, dtype and threads (``DeviceError`` -> one line, exit 2)."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
     from mbcost.bench.timer import DEFAULT_BUDGET
 
     return BenchSettings(resolve_device(device), dtype, threads, channels_last, compile, budget or DEFAULT_BUDGET,
-                         label, not keep_denormals, cudnn_benchmark, not default_malloc).validated()
+                         label, not keep_denormals, cudnn_benchmark, not default_malloc, precision=precision,
+                         calibration=str(calibration) if calibration is not None else None,
+                         oversubscribe=oversubscribe).validated()
+
+
+def runtime_names(runtime: str | None, compile: bool) -> list[str]:
+    """``--runtime`` as a list of runtime names; ``--compile`` is ``--runtime compile``."""
+    from mbcost.bench.runtimes import parse_runtimes
+
+    if compile and runtime is not None and parse_runtimes(runtime) != ["compile"]:
+        raise SpecError("--compile is an alias of --runtime compile; list compile in --runtime instead")
+    return parse_runtimes(runtime or ("compile" if compile else "eager"))
 
 
 @contextmanager
@@ -138,7 +172,9 @@ def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], recor
                   "the measured speed-up against the other models next to the MAC ratio. " + TIMING_HELP
                   + " --mode train times one training step instead (train mode, grad enabled: zero_grad, forward, "
                     "loss = sum of the outputs, backward, optimizer step; GFLOP/s = 2 x (forward + backward MACs) / "
-                    "median), refused when the training memory estimate does not fit.")
+                    "median), refused when the training memory estimate does not fit. --runtime measures the same "
+                    "network on other runtimes (one-time export, quantize and load costs kept apart from the timed "
+                    "calls; every output checked against eager float32, a wrong one flagged !!).")
 def bench(
     ctx: typer.Context,
     models: str = typer.Option("v1,v2,vgg16", "--models", "-m", help="Comma-separated model specs (v1, v2@0.75, "
@@ -149,9 +185,13 @@ def bench(
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated (1,8,32); for image "
                                                         "inputs (224, HxW), a full shape carries its own."),
     threads: int | None = ThreadsOpt,
+    oversubscribe: bool = OversubscribeOpt,
+    runtime: str | None = RuntimeOpt,
+    precision: Precision = PrecisionOpt,
+    calibration: Path | None = CalibrationOpt,
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
-    compile: bool = CompileOpt,
+    compile: bool = BenchCompileOpt,
     min_time: float = _min_time(3.0),
     max_time: float = _max_time(10.0),
     classes: int = ClassesOpt,
@@ -166,7 +206,7 @@ def bench(
     output: Path | None = OutputOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from mbcost.bench.model_bench import bench_models, plan_models, speedups
+    from mbcost.bench.model_bench import bench_runtimes, plan_models, speedups
     from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import bench_table, flat, results_document, speedup_dicts
     from mbcost.zoo.spec import resolve_sources
@@ -175,16 +215,24 @@ def bench(
     check_appendable(save)
     specs = resolve_sources(models)
     batches = parse_batches(batch)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
+    names = runtime_names(runtime, compile)
+    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
-                             cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc)
+                             cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc,
+                             precision=precision.value, calibration=calibration, oversubscribe=oversubscribe)
+    settings.check_runtimes(names, mode.value)  # a missing package or an impossible request: before any work
     plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype,
                         mode=mode.value, optimizer=optimizer.value)
     with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
-        records = bench_models(plans, settings, measure_fn=timer(ctx), on_record=out.write, progress=update)
-    ups = speedups(records)
-    emit(format, output, table=bench_table(records, ups), records=[flat(r) for r in records],
-         document=results_document(records, speedups=speedup_dicts(ups)))
+        run = bench_runtimes(plans, settings, names, measure_fn=timer(ctx), on_record=out.write, progress=update)
+    records = run.records
+    if records:
+        ups = speedups(records)
+        emit(format, output, table=bench_table(records, ups, [f.message for f in run.failures]),
+             records=[flat(r) for r in records],
+             document=results_document(records, speedups=speedup_dicts(ups),
+                                       failures=[vars(f) for f in run.failures]))
+    run.raise_failures()  # one line, exit 2, after showing (and saving) what was measured
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -202,6 +250,9 @@ def profile(
     device: str = DeviceOpt,
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     threads: int | None = ThreadsOpt,
+    oversubscribe: bool = OversubscribeOpt,
+    runtime: str = typer.Option("eager", "--runtime", "-r",
+                                help="Per-layer timing hooks every module, so it runs on eager only."),
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
     min_time: float = _min_time(3.0),
@@ -233,11 +284,15 @@ def profile(
         raise SpecError(f"--top must be >= 1 (got {top})")
     if not 1 <= batch:
         raise SpecError(f"--batch must be >= 1 (got {batch})")
+    if runtime_names(runtime, False) != ["eager"]:
+        raise SpecError(f"profile times every layer with module hooks, which only the eager runtime calls; "
+                        f"--runtime {runtime} runs the network as one compiled program (use mbcost bench --runtime "
+                        f"{runtime} for its end-to-end time)")
     spec = resolve_source(model)
     inputs = input_value(input)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
-                             default_malloc=default_malloc)
+                             default_malloc=default_malloc, oversubscribe=oversubscribe)
     plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
     with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
@@ -272,6 +327,7 @@ def sweep(
     device: str = DeviceOpt,
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     threads: int | None = ThreadsOpt,
+    oversubscribe: bool = OversubscribeOpt,
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
     compile: bool = CompileOpt,
@@ -297,7 +353,7 @@ def sweep(
                   parse_int_list(sizes, "--sizes"), batch=batch)
     settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
-                             default_malloc=default_malloc)
+                             default_malloc=default_malloc, oversubscribe=oversubscribe)
     with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
         records = run_sweep(points, settings, measure_fn=timer(ctx), on_record=out.write, progress=update)
     emit(format, output, table=sweep_table(records), records=[flat(r) for r in records],
@@ -314,6 +370,7 @@ def roofline(
     device: str = DeviceOpt,
     dtype: BenchDType = BenchDTypeOpt,
     threads: int | None = ThreadsOpt,
+    oversubscribe: bool = OversubscribeOpt,
     refresh: bool = typer.Option(False, "--refresh", help="Measure again, ignoring and replacing the cache."),
     label: str | None = LabelOpt,
     save: Path | None = SaveOpt,
@@ -327,7 +384,7 @@ def roofline(
 
     check_writable(output)
     check_appendable(save)
-    settings = settings_from(device, dtype.value, threads, label=label)
+    settings = settings_from(device, dtype.value, threads, label=label, oversubscribe=oversubscribe)
     from mbcost.bench.records import busy_cpus_now
 
     busy = busy_cpus_now()

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from mbcost.bench.roofline import Peaks
 
 __all__ = [
-    "TIMING", "bench_table", "category_table", "compare_notes", "compare_rows", "conv_rows", "env_line", "flat",
-    "layers_table", "memory_difference", "peaks_table", "profile_document", "results_document", "speedup_dicts",
-    "spread", "sweep_table", "threads", "wide_note",
+    "TIMING", "bench_table", "category_table", "check_cell", "compare_notes", "compare_rows", "conv_rows", "env_line",
+    "failed_check", "flat", "layers_table", "memory_difference", "one_time_cell", "peaks_table", "profile_document",
+    "results_document", "runtime_notes", "settings_text", "speedup_dicts", "spread", "sweep_table", "threads",
+    "wide_note",
 ]
 
 TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up, eval mode, "
@@ -92,6 +93,9 @@ def env_line(r: Record) -> str:
     if r.device == "cuda":
         parts.append(f"cudnn.benchmark {e.cudnn_benchmark}")
     line = "measured on " + ", ".join(parts)
+    if r.device == "cpu" and e.oversubscribed:
+        line += (f"; WARNING: {threads(r.threads)} on {e.usable_cpus} CPU{'s' if e.usable_cpus != 1 else ''} "
+                 "(oversubscribed): the threads take turns on the cores and the times include it")
     if e.busy:
         line += (f"; WARNING: the machine was busy (other work kept {e.busy_cpus:.1f} of {e.cpu_count} CPUs busy): "
                  "the times include contention")
@@ -110,27 +114,113 @@ def flat(record: Record) -> dict[str, Any]:
         d["ops"] = "+".join(d["ops"])
     for k, v in env.items():
         d[f"env_{k}"] = v
+    for group in ("output_check", "runtime_settings", "one_time_s"):
+        nested = d.pop(group, None)
+        for k, v in (nested or {}).items():
+            d[f"{group}_{k}"] = "; ".join(map(str, v)) if isinstance(v, list) else v
     for k, v in d.items():  # what is still structured (inputs: [{"shape": ..., "dtype": ...}]) is JSON text
         if isinstance(v, (list, tuple, dict)):
             d[k] = json.dumps(finite(v), separators=(",", ":"), allow_nan=False)
     return d
 
 
+# -- runtimes --------------------------------------------------------------------------------------
+
+
+CHECK = ("output check: each runtime's outputs against eager float32 on the same {samples} input sets; rel = max "
+         "|out - ref| / max |ref|; float32 fails above {f32:g}, int8 shows rel and top-1 agreement and fails above "
+         "{i8:g} (an answer that no longer follows the float network)")
+WRONG = ("!! = OUTPUT CHECK FAILED: this runtime's answer differs from eager float32 beyond the tolerance; its time "
+         "is not the time of the same computation")
+
+
+def check_cell(r: ModelRecord) -> str:
+    """``ok, rel 5.5e-08``; ``rel 1.6e-02, top-1 100%`` (int8); ``!! FAILED: rel 0.23 > 0.001``; ``reference``
+    (eager float32 itself); ``-`` when none (a training step, an old record)."""
+    c = r.output_check
+    if c is None:
+        return "-"
+    if c.passed and c.samples == 0:
+        return "reference"
+    rel = "-" if c.rel_error is None else f"{c.rel_error:.2g}"
+    top1 = f", top-1 {c.top1_agreement:.0%}" if c.top1_agreement is not None and r.precision == "int8" else ""
+    if not c.passed:
+        why = f"rel {rel} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "no comparable output")
+        return f"!! FAILED: {why}{top1}"
+    return f"rel {rel}{top1}" if r.precision == "int8" else f"ok, rel {rel}"
+
+
+def failed_check(r: Record) -> bool:
+    c = getattr(r, "output_check", None)
+    return c is not None and not c.passed
+
+
+def one_time_cell(r: ModelRecord) -> str:
+    """``export 6.2 + load 0.0 s``: the runtime's one-time phases, in order; ``-`` when it had none."""
+    if not r.one_time_s:
+        return "-"
+    return " + ".join(f"{k} {v:.1f}" for k, v in r.one_time_s.items()) + " s"
+
+
+def runtime_notes(records: Sequence[ModelRecord]) -> list[str]:
+    """What a table of several runtimes or of int8 says under it: the check, the calibration, the threads set."""
+    from mbcost.bench.runtimes.calibration import CHECK_SAMPLES
+    from mbcost.bench.runtimes.check import tolerance_for
+
+    notes = [CHECK.format(samples=CHECK_SAMPLES, f32=tolerance_for("float32"), i8=tolerance_for("int8"))]
+    calibrations = list(dict.fromkeys(r.calibration for r in records if r.precision == "int8" and r.calibration))
+    for cal in calibrations:
+        random = cal.startswith("random")
+        source = cal.split(": ", 1)[-1]
+        notes.append(f"int8: static post-training quantization, each runtime's own toolchain, calibrated on {source}"
+                     + (": the latency is representative, the accuracy is not" if random else "")
+                     + ("; BatchNorm statistics re-estimated on the calibration inputs first"
+                        if any(r.batchnorm_reestimated for r in records) else ""))
+    seen: dict[str, str] = {}
+    for r in records:
+        if r.runtime not in seen and r.runtime_settings:
+            seen[r.runtime] = settings_text(r.runtime_settings)
+    if seen:
+        notes.append("set on each runtime: " + "; ".join(f"{k} {v}" for k, v in seen.items()))
+    return notes
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """The thread settings of a runtime's record, the way it names them (``intra_op_num_threads 1, ...``)."""
+    unset = {str(n).split()[0] for n in settings.get("not_set", ())}
+    keys = [k for k in settings if "thread" in k.lower() and k != "not_set" and k not in unset]
+    return ", ".join(f"{k} {settings[k]}" for k in keys) or "-"
+
+
 # -- bench -----------------------------------------------------------------------------------------
 
 
-def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table:
+def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup], failures: Sequence[str] = ()) -> Table:
+    """The ``mbcost bench`` table: one row per network, batch and runtime. With a runtime other than eager,
+    or int8, the runtime, its one-time cost and its output check get columns; a failed output check is
+    flagged ``!!`` next to the median whatever the columns. ``failures``: runtimes that could not measure
+    a network (one line each, shown as notes)."""
     models = list(dict.fromkeys(r.model for r in records))
-    columns = ["model", "input", "batch", "dtype", "median", "IQR (runs)", "images/s", "GFLOP/s",
-               "act. peak est.", "act. peak measured (vs est.)", "mode"]
+    with_runtimes = any(r.runtime != "eager" or r.precision == "int8" for r in records)
+    columns = ["model", *(["runtime"] if with_runtimes else []), "input", "batch", "dtype", "median", "IQR (runs)",
+               "images/s", "GFLOP/s", "act. peak est.", "act. peak measured (vs est.)",
+               *([] if with_runtimes else ["mode"])]
+    if with_runtimes:
+        columns += ["one-time", "output check"]
     others = models if len(models) > 1 else []
     columns += [f"vs {o}: measured (MACs)" for o in others]
     by_pair = {(s.model, s.other, s.config.key): s for s in ups}
     rows = []
     for r in records:
-        row = [r.model, "x".join(str(d) for d in r.input), str(r.batch), r.dtype + (" CL" if r.channels_last else "")
-               + (" compiled" if r.compile else ""), ms(r.median_ms), spread(r), number(r.throughput_ips),
-               number(r.achieved_gflops), fmt.nbytes(r.estimated_peak_memory_bytes), measured_memory(r), mode_label(r)]
+        dtype = "int8" if r.precision == "int8" else r.dtype + (" CL" if r.channels_last else "") \
+            + (" compiled" if r.compile and not with_runtimes else "")
+        median = ms(r.median_ms) + (" !!" if failed_check(r) else "")
+        row = [r.model, *([r.runtime] if with_runtimes else []), "x".join(str(d) for d in r.input), str(r.batch),
+               dtype, median, spread(r), number(r.throughput_ips), number(r.achieved_gflops),
+               fmt.nbytes(r.estimated_peak_memory_bytes), measured_memory(r),
+               *([] if with_runtimes else [mode_label(r)])]
+        if with_runtimes:
+            row += [one_time_cell(r), check_cell(r)]
         for o in others:
             s = by_pair.get((r.model, o, r.config.key))
             row.append("1x" if o == r.model else ("-" if s is None else f"{speed(s.measured)} ({speed(s.macs_ratio)})"))
@@ -143,6 +233,11 @@ def bench_table(records: Sequence[ModelRecord], ups: Sequence[Speedup]) -> Table
              "vs X: how many times faster than X, measured (and as the MAC ratio predicts)", env_line(first)]
     if any(r.wide_spread for r in records):
         notes.insert(2, wide_note())
+    if with_runtimes:
+        notes += runtime_notes(records)
+    if any(failed_check(r) for r in records):
+        notes.insert(0, WRONG)
+    notes += [f"not measured: {f}" for f in failures]
     title = f"mbcost bench: {first.device} ({first.device_name}), {threads(first.threads)}" \
         if first.device == "cpu" else f"mbcost bench: {first.device_name}"
     return Table(title=title, columns=columns, rows=rows, notes=notes)
@@ -156,6 +251,7 @@ def mode_label(r: ModelRecord) -> str:
 def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
     return [{"model": s.model, "other": s.other, "batch": s.config.batch, "dtype": s.config.dtype,
              "device": s.config.device, "mode": s.config.mode, "optimizer": s.config.optimizer,
+             "runtime": s.config.runtime, "precision": s.config.precision,
              "measured_speedup": s.measured, "macs_ratio": s.macs_ratio, "realised": s.realised} for s in ups]
 
 
@@ -168,6 +264,9 @@ def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
                            "results": [r.to_dict() for r in records]}
     if any(getattr(r, "mode", None) == "train" for r in records):
         doc["conventions"].update(train_timing=TRAIN_TIMING, train_gflops=TRAIN_GFLOPS)
+    checked = [r for r in records if getattr(r, "output_check", None) is not None]
+    if checked:
+        doc["conventions"]["runtimes"] = runtime_notes(checked)
     doc.update(extra)
     return jsonable(doc)
 
