@@ -2,8 +2,10 @@
 
 ``compare_models`` costs every model (``mbcost.analyze``), applies a counting convention to each
 (``apply_convention``), runs other counters on the real modules (``--counters``) and measures
-latency on CPU and CUDA (``--bench``); ``Comparison`` keeps the raw results (exact integers,
-``ConventionCost``, ``CounterResult`` and ``ModelRecord`` objects). Nothing here formats a number:
+latency on CPU and CUDA (``--bench``), on eager PyTorch or on each runtime of ``--runtime``
+(``mbcost.bench.runtimes``, float32 or int8); ``Comparison`` keeps the raw results (exact integers,
+``ConventionCost``, ``CounterResult`` and ``ModelRecord`` objects, and the runtime x model rows of
+``mbcost.bench.matrix``). Nothing here formats a number:
 ``mbcost.render.comparison`` turns a ``Comparison`` into the table, the CSV rows and the JSON
 document, and the CLI only calls the two.
 
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mbcost.bench.model_bench import Speedup
+    from mbcost.bench.matrix import RuntimeRow
+    from mbcost.bench.model_bench import RuntimeFailure, Speedup
     from mbcost.bench.records import ConvRecord, ModelRecord
     from mbcost.bench.timer import MeasureFn
     from mbcost.cost.conv import ConvComparison
@@ -61,6 +64,12 @@ class Comparison:
     the figure the library's total is checked against. ``measured`` holds every ``ModelRecord`` of
     the measurement (``bench``), device by device, ``speedups`` their pairwise speed-ups and
     ``skipped`` the devices that could not run them.
+
+    With runtimes (``runtimes``: the names asked for, ``compare_models(runtime=...)``; or ``precision="int8"``,
+    which measures int8 on eager when no runtime is named), ``measured`` also holds each runtime's records at
+    ``precision`` next to the eager baseline's (eager at ``dtype``, always measured), ``runtime_rows`` the
+    runtime x model rows (``mbcost.bench.matrix``), and ``failures`` the runtimes whose toolchain could not
+    export or load a model (the others were still measured).
     """
 
     costs: tuple[ModelCost, ...]
@@ -73,14 +82,23 @@ class Comparison:
     measured: tuple[ModelRecord, ...] = ()
     speedups: tuple[Speedup, ...] = ()
     skipped: tuple[SkippedDevice, ...] = ()
+    runtimes: tuple[str, ...] = ()
+    precision: str = "float32"
+    runtime_rows: tuple[RuntimeRow, ...] = ()
+    failures: tuple[RuntimeFailure, ...] = ()
 
     @property
     def labels(self) -> list[str]:
         return [c.label for c in self.costs]
 
     def measured_for(self, label: str) -> list[ModelRecord]:
-        """The records of the model labelled ``label``, device by device."""
+        """The records of the model labelled ``label``, device by device (and runtime by runtime)."""
         return [r for r in self.measured if r.model == label]
+
+    @property
+    def baseline(self) -> list[ModelRecord]:
+        """The records of eager PyTorch at the measured dtype (everything, without runtimes), device by device."""
+        return [r for r in self.measured if r.runtime == "eager" and r.precision == r.dtype]
 
     def preset_gap(self, model: int, counter: str) -> int | float:
         """Library total - preset total of ``counter`` on model number ``model`` (0: the preset is exact)."""
@@ -109,6 +127,7 @@ def compare_models(
     counters: str | Sequence[str] | None = None,
     convention: str = "paper",
     bench: bool = True,
+    runtime: str | Sequence[str] | None = None,
     measure_fn: MeasureFn | None = None,
     stage: Stage | None = None,
 ) -> Comparison:
@@ -118,14 +137,18 @@ def compare_models(
         models: specs (``mbcost.zoo.resolve_source``), comma-separated or as a sequence (strings or
             ``ModelSource``).
         inputs, batch, num_classes, dtype, input_dtype, execute, mode, optimizer, precision: as
-            ``mbcost.analyze`` (``precision="int8"``: the bytes of the int8 models; not with ``bench``, which
-            times eager float32).
+            ``mbcost.analyze`` (``precision="int8"``: the bytes of the int8 models, and with ``bench`` their
+            latency, statically quantized by each runtime's own toolchain, on random calibration inputs).
         counters: ``"fvcore,thop"``, ``"all"`` or a sequence of names: each library's own total,
             measured on the real module (CPU, float32, eval mode).
         convention: ``paper`` (default), ``fvcore``, ``thop``, ``torch``, ``ptflops`` or ``ptflops-aten``.
         bench: measure latency with a short budget on the CPU, and on CUDA when torch sees one (at
             ``dtype``, inference); a device that cannot run the dtype or the batch is skipped with
             its reason. On by default, as ``mbcost compare`` (``--no-bench``); ``False`` only counts.
+        runtime: runtimes to measure on with ``bench`` (``"eager,onnxruntime,openvino"`` or a sequence; names of
+            ``mbcost.bench.runtimes.RUNTIMES``), at ``precision``, next to the eager baseline at ``dtype``: the
+            measured rows gain a runtime x model table (median, speed-up against eager, speed-ups between the
+            models next to their MAC ratios). ``None``: eager only (eager int8 too with ``precision="int8"``).
         measure_fn: the timer (default ``mbcost.bench.timer.measure``; tests pass a fake one).
         stage: progress reporting, per stage (``"counters"``, ``"measuring"``).
 
@@ -133,8 +156,10 @@ def compare_models(
         A ``Comparison``.
 
     Raises:
-        SpecError: a bad spec, an unknown counter or convention; the errors of ``analyze``;
-        CounterUnavailable: a counter library that is not installed.
+        SpecError: a bad spec, an unknown counter, convention or runtime; the errors of ``analyze``;
+        CounterUnavailable: a counter library that is not installed;
+        RuntimeUnavailable: a runtime whose package is not installed, or that cannot run the request on the CPU
+            (checked before anything is measured).
     """
     from mbcost.cost.analyze import analyze
     from mbcost.cost.conventions import apply_convention, get_convention
@@ -142,30 +167,52 @@ def compare_models(
     from mbcost.zoo.spec import resolve_sources
 
     specs = resolve_sources(models)
-    if bench and precision != "float32":
-        raise SpecError(f"compare times eager {dtype} only; add --no-bench to see the {precision} costs (time "
-                        f"{precision} models with mbcost bench --precision {precision})")
+    names = _runtime_names(runtime, precision, bench)
+    if runtime is not None and not bench:
+        raise SpecError("--runtime measures latency on each runtime; drop --no-bench (or drop --runtime to only "
+                        "count)")
     costs = tuple(analyze(s, inputs, batch, num_classes=num_classes, dtype=dtype, input_dtype=input_dtype,
                           execute=execute, mode=mode, optimizer=optimizer, precision=precision) for s in specs)
     get_convention(convention)  # an unknown name: SpecError
     ccs = tuple(apply_convention(c, convention) for c in costs)
-    names: tuple[str, ...] = ()
+    counter_names: tuple[str, ...] = ()
     results: tuple[tuple[CounterResult, ...], ...] = ()
     presets: tuple[Mapping[str, int], ...] = ()
     if counters:
-        names, results = _count(specs, costs, counters, batch, num_classes, stage)
-        presets = tuple({n: apply_convention(cost, n).total for n in names} for cost in costs)
+        counter_names, results = _count(specs, costs, counters, batch, num_classes, stage)
+        presets = tuple({n: apply_convention(cost, n).total for n in counter_names} for cost in costs)
     measured: tuple[ModelRecord, ...] = ()
     skipped: tuple[SkippedDevice, ...] = ()
     ups: tuple[Speedup, ...] = ()
-    if bench:
+    rows: tuple[RuntimeRow, ...] = ()
+    failures: tuple[RuntimeFailure, ...] = ()
+    if bench and names:
+        from mbcost.bench.matrix import runtime_rows
+        from mbcost.bench.model_bench import speedups
+
+        measured, skipped, failures = _measure_runtimes(specs, costs, batch, dtype, precision, names,
+                                                        explicit=runtime is not None, num_classes=num_classes,
+                                                        measure_fn=measure_fn, stage=stage)
+        ups = tuple(speedups(measured))
+        rows = tuple(runtime_rows(measured, [c.label for c in costs]))
+    elif bench:
         from mbcost.bench.model_bench import speedups
 
         measured, skipped = _measure(specs, costs, batch, dtype, num_classes, measure_fn, stage)
         ups = tuple(speedups(measured))
-    return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=names,
+    return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=counter_names,
                       counter_results=results, preset_totals=presets, bench=bench, measured=measured, speedups=ups,
-                      skipped=skipped)
+                      skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures)
+
+
+def _runtime_names(runtime: str | Sequence[str] | None, precision: str, bench: bool) -> tuple[str, ...]:
+    """The runtimes ``compare`` measures on: ``runtime`` parsed (an unknown name: ``SpecError``), eager for int8
+    when none is named, none (eager float only, without a runtime table) otherwise."""
+    from mbcost.bench.runtimes import parse_runtimes
+
+    if runtime is not None:
+        return tuple(parse_runtimes(runtime if isinstance(runtime, str) else list(runtime)))
+    return ("eager",) if bench and precision == "int8" else ()
 
 
 def _progress(stage: Stage | None, name: str) -> AbstractContextManager[Progress]:
@@ -205,6 +252,67 @@ def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: in
                 continue
             records += bench_models(run.plans, run.settings, measure_fn=measure_fn, progress=update)
     return tuple(records), tuple(skipped)
+
+
+def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str,
+                      precision: str, names: Sequence[str], *, explicit: bool, num_classes: int,
+                      measure_fn: MeasureFn | None, stage: Stage | None,
+                      ) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...], tuple[RuntimeFailure, ...]]:
+    """Short measurements of every model on every runtime, on every available device: the eager baseline at
+    ``dtype`` first, then each runtime at ``precision`` (``mbcost.bench.model_bench.bench_runtimes``, the path
+    of ``mbcost bench --runtime``).
+
+    The runtimes are checked against the CPU before anything is measured: a missing package or an impossible
+    request refuses the whole comparison when the runtimes were named (``explicit``), and is noted as skipped
+    when they were not (eager int8 on a CPU without torch's x86 quantized engine). On another device a runtime
+    that cannot run there is skipped with its reason. A toolchain that fails on a model is a ``RuntimeFailure``;
+    the other runtimes and models are still measured.
+    """
+    from dataclasses import replace
+
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.model_bench import BenchSettings, ModelPlan, bench_runtimes, each_device, plan_models
+    from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+
+    cpu = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated()
+    skipped: list[SkippedDevice] = []
+    usable = list(names)
+    for name in names:
+        reason = get_runtime(name).refusal(precision, dtype, cpu.device)
+        if reason and explicit:
+            raise RuntimeUnavailable(reason)
+        if reason:
+            usable.remove(name)
+            skipped.append(SkippedDevice(f"cpu {name} {precision}", reason))
+
+    def plan(settings: BenchSettings) -> list[ModelPlan]:
+        return [p for spec, cost in zip(specs, costs, strict=True)
+                for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
+
+    records: list[ModelRecord] = []
+    failures: list[RuntimeFailure] = []
+    with _progress(stage, "measuring") as update:
+        for run in each_device(plan, dtype):
+            if run.settings is None:
+                skipped.append(SkippedDevice(run.device, str(run.error)))
+                continue
+            base = run.settings
+            jobs = [(base, ["eager"])]
+            at_precision = replace(base, precision=precision)
+            here = []
+            for name in usable:
+                reason = get_runtime(name).refusal(precision, dtype, base.device)
+                if reason:
+                    skipped.append(SkippedDevice(f"{run.device} {name} {precision}", reason))
+                elif not (name == "eager" and precision == dtype):  # the baseline itself: measured once
+                    here.append(name)
+            if here:
+                jobs.append((at_precision, here))
+            for settings, runtimes in jobs:
+                done = bench_runtimes(run.plans, settings, runtimes, measure_fn=measure_fn, progress=update)
+                records += done.records
+                failures += done.failures
+    return tuple(records), tuple(skipped), tuple(failures)
 
 
 def measure_conv(c: ConvComparison, *, measure_fn: MeasureFn | None = None) -> ConvRecord:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["count", "exact", "ms", "nbytes", "number", "percent", "ratio", "share", "speed", "speed_change"]
+__all__ = [
+    "count", "exact", "ms", "nbytes", "number", "percent", "ratio", "share", "speed", "speed_change", "speed_range",
+]
 
 
 def count(n: int | float | None, digits: int = 2) -> str:
@@ -71,6 +73,17 @@ def speed_change(value: float | None) -> str:
     if value is None or not math.isfinite(value) or value <= 0:
         return "-"
     return f"{value:.2f}x faster" if value >= 1 else f"{1 / value:.2f}x slower"
+
+
+def speed_range(lo: float, hi: float) -> str:
+    """The range of measured speed-up factors ``lo <= hi`` in words, slowdowns as slowdowns:
+    ``(1.24, 6.19)`` -> ``1.24x to 6.19x faster``; ``(0.43, 0.72)`` -> ``1.39x to 2.33x slower``;
+    ``(0.72, 2.49)`` -> ``from 1.39x slower to 2.49x faster``."""
+    if lo >= 1:
+        return f"{lo:.2f}x to {hi:.2f}x faster"
+    if hi < 1:
+        return f"{1 / hi:.2f}x to {1 / lo:.2f}x slower"
+    return f"from {speed_change(lo)} to {speed_change(hi)}"
 
 
 def share(value: float | None) -> str:

@@ -169,7 +169,6 @@ def test_cli_compare_precision_int8(cli):
 
 @pytest.mark.parametrize("args, fragment", [
     (("--precision", "int8", "--dtype", "bfloat16", "--no-bench"), "drop --dtype bfloat16"),
-    (("--precision", "int8"), "add --no-bench"),
 ])
 def test_cli_compare_precision_refusals_are_one_line_exit_2(cli, args, fragment):
     r = cli("compare", "--models", "v1@0.25", "--input", "32", *args)

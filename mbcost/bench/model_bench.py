@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from mbcost.bench.devices import (
 )
 from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, OutputCheck, Record, RunConfig, busy_cpus_now, capture_env
-from mbcost.bench.runtimes.base import ForwardArgs
+from mbcost.bench.runtimes.base import ForwardArgs, Prepared, Runtime, RuntimeJob
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "RuntimeBench", "RuntimeFailure",
     "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "make_inputs",
-    "make_optimizer", "measure_each", "measure_memory", "model_record", "output_loss", "plan_models", "prepare_model",
-    "speedups", "time_call", "time_forward",
+    "make_optimizer", "measure_each", "measure_memory", "model_record", "open_runtime", "output_loss", "plan_models",
+    "prepare_model", "reference_outputs", "runtime_check", "speedups", "time_call", "time_forward",
 ]
 
 log = logging.getLogger(__name__)
@@ -450,11 +451,7 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
         ExportError: the runtime's toolchain could not export, quantize or load the network (its reason).
         BenchError: the runtime's call failed.
     """
-    import tempfile
-
-    import torch
-
-    from mbcost.bench.runtimes import RuntimeJob, get_runtime
+    from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.runtimes.calibration import (
         CHECK_SAMPLES,
         load_calibration,
@@ -462,7 +459,6 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
         random_inputs,
         reestimate_batchnorm,
     )
-    from mbcost.bench.runtimes.check import REFERENCE, check_outputs, tolerance_for
     from mbcost.zoo.spec import build_model
 
     env = env or settings.env(busy_cpus)
@@ -483,41 +479,72 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
     # Eager float32 in its own layout is the reference itself: nothing to compare, nothing extra to run.
     is_reference = name == "eager" and precision == "float32" and not settings.channels_last
     samples = [random_inputs(cost, seed) for seed in range(1 if is_reference else CHECK_SAMPLES)]
-    reference = [] if is_reference else _reference_outputs(model, samples, settings)
+    reference = None if is_reference else reference_outputs(model, samples, settings)
     job = RuntimeJob(precision=settings.precision, threads=settings.threads or 1, device=settings.device,
                      dtype=settings.dtype, channels_last=settings.channels_last,
                      flush_denormal=settings.flush_denormal,
                      calibration=calibration.batches if calibration else ())
-    prepared = None
-    with tempfile.TemporaryDirectory(prefix="mbcost-runtime-") as workdir:
-        try:
-            prepared = adapter.prepare(model, samples[0], replace(job, workdir=workdir))
-            del model
-            if is_reference:
-                check = OutputCheck(reference=REFERENCE, samples=0, max_abs_error=0.0, rel_error=0.0,
-                                    tolerance=tolerance_for(precision), passed=True, note="the reference itself")
-            else:
-                with torch.inference_mode():
-                    outputs = [prepared.run(x) for x in samples]
-                check = check_outputs(reference, outputs, precision)
-            if not check.passed:
-                log.warning("%s: OUTPUT CHECK FAILED: %s", what, _check_text(check))
-            m = time_call(prepared, settings, what, name, measure_fn)
-            applied, phases = dict(prepared.settings), dict(prepared.phases)
-            peak = None
-            if prepared.model is not None and prepared.inputs is not None:
-                peak = measure_memory(prepared.model, prepared.inputs, settings, what)
-        finally:
-            if prepared is not None and prepared.close is not None:
-                prepared.close()
-            del prepared
-            if settings.device.type == "cuda":
-                torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+    with open_runtime(adapter, model, samples[0], job, settings) as prepared:
+        del model  # the runtime holds what it needs; the float module can go while timing
+        check = runtime_check(prepared, samples, reference, precision, what)
+        m = time_call(prepared, settings, what, name, measure_fn)
+        applied, phases = dict(prepared.settings), dict(prepared.phases)
+        peak = None
+        if prepared.model is not None and prepared.inputs is not None:
+            peak = measure_memory(prepared.model, prepared.inputs, settings, what)
     config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
     return model_record(plan, m, env, peak, config=config, runtime_version=adapter.version(),
                         runtime_settings=applied, one_time_s=phases,
                         calibration=calibration.describe() if calibration else None,
                         batchnorm_reestimated=reestimated, output_check=check)
+
+
+@contextmanager
+def open_runtime(adapter: Runtime, model: Any, sample: ForwardArgs, job: RuntimeJob,
+                 settings: BenchSettings) -> Iterator[Prepared]:
+    """``adapter.prepare(model, sample, job)`` in a temporary working directory (the toolchain's files), yielding
+    the prepared runtime; on exit it is closed (what ``prepare`` changed in the process restored) and, on CUDA,
+    the cached blocks handed back. Every measurement on a runtime goes through here: networks (``bench_model``)
+    and the conv sweep's layer stacks (``mbcost.bench.sweep``).
+
+    Raises:
+        ExportError: the runtime's toolchain could not export, quantize or load ``model`` (its reason).
+    """
+    import tempfile
+
+    prepared = None
+    with tempfile.TemporaryDirectory(prefix="mbcost-runtime-") as workdir:
+        try:
+            prepared = adapter.prepare(model, sample, replace(job, workdir=workdir))
+            del model  # this frame stays alive while the caller measures: it must not keep the module
+            yield prepared
+        finally:
+            if prepared is not None and prepared.close is not None:
+                prepared.close()
+            del prepared
+            if settings.device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+
+
+def runtime_check(prepared: Prepared, samples: Sequence[ForwardArgs], reference: Sequence[Sequence[Any]] | None,
+                  precision: str, what: str) -> OutputCheck:
+    """The prepared runtime's outputs on ``samples`` against ``reference`` (eager float32's, ``reference_outputs``);
+    ``reference=None``: the runtime is eager float32 itself, nothing to compare. A failed check is logged loudly."""
+    import torch
+
+    from mbcost.bench.runtimes.check import REFERENCE, check_outputs, tolerance_for
+
+    if reference is None:
+        return OutputCheck(reference=REFERENCE, samples=0, max_abs_error=0.0, rel_error=0.0,
+                           tolerance=tolerance_for(precision), passed=True, note="the reference itself")
+    with torch.inference_mode():
+        outputs = [prepared.run(x) for x in samples]
+    check = check_outputs(reference, outputs, precision)
+    if not check.passed:
+        log.warning("%s: OUTPUT CHECK FAILED: %s", what, _check_text(check))
+    return check
 
 
 def _check_text(check: Any) -> str:
@@ -527,7 +554,7 @@ def _check_text(check: Any) -> str:
         (f" ({check.note})" if check.note else "")
 
 
-def _reference_outputs(model: Any, samples: Sequence[ForwardArgs], settings: BenchSettings) -> list[list[Any]]:
+def reference_outputs(model: Any, samples: Sequence[ForwardArgs], settings: BenchSettings) -> list[list[Any]]:
     """Eager float32 outputs of ``model`` on each input set, on the run's device, as CPU tensors."""
     import torch
 
@@ -565,9 +592,10 @@ class RuntimeFailure:
 
 @dataclass(frozen=True)
 class RuntimeBench:
-    """What ``bench_runtimes`` measured, and what it could not (the other runtimes still ran)."""
+    """What ``bench_runtimes`` (``ModelRecord``) or ``sweep.sweep_runtimes`` (``ConvRecord``) measured, and what
+    it could not (the other runtimes still ran)."""
 
-    records: list[ModelRecord]
+    records: list[Any]
     failures: list[RuntimeFailure]
 
     def raise_failures(self) -> None:

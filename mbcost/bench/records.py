@@ -478,6 +478,18 @@ class ConvRecord(Record):
     measured_speedup: float
     macs_ratio: float
     formula_ratio: float
+    #: The runtime's version and settings (``ModelRecord``'s fields of the same names); records written before
+    #: runtimes existed have none.
+    runtime_version: str | None = None
+    runtime_settings: dict[str, Any] = field(default_factory=dict)
+    #: One-time costs (export, quantize, load...) in seconds by phase: the separable pair's, and the standard
+    #: conv's (``standard_``, as ``standard_ms``).
+    one_time_s: dict[str, float] = field(default_factory=dict)
+    standard_one_time_s: dict[str, float] = field(default_factory=dict)
+    #: Each stack's output against eager float32 on the same inputs: the separable pair's, and the standard
+    #: conv's; ``None`` in records written before runtimes existed.
+    output_check: OutputCheck | None = None
+    standard_output_check: OutputCheck | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mbcost.bench.records import Record
     from mbcost.claims.frontier import FrontierPoint
     from mbcost.claims.residual_blocks import BlockCost
-    from mbcost.claims.separable import MeasuredConv, SeparableLayer
+    from mbcost.claims.separable import MeasuredConv, RuntimeSaving, SeparableLayer
     from mbcost.claims.v2_table import TableRow
     from mbcost.cost.schedule import MemorySchedule
     from mbcost.experiments.linear_bottleneck import LinearBottleneck
@@ -60,6 +60,13 @@ class Savings:
     conv_top1: float
     separable_top1: float
     top1_source: str
+
+    @property
+    def per_runtime(self) -> tuple[RuntimeSaving, ...]:
+        """The measured points summed up per runtime and precision (``claims.separable.runtime_savings``)."""
+        from mbcost.claims.separable import runtime_savings
+
+        return runtime_savings(self.measured)
 
 
 @dataclass(frozen=True)
@@ -142,19 +149,42 @@ def _formula_claim(v1_layers: tuple[SeparableLayer, ...]) -> Claim:
                  v1_layers)
 
 
+def _span(measured: Iterable[MeasuredConv]) -> str:
+    """The measured speed-ups' range in words, a slowdown as a slowdown (``units.speed_range``)."""
+    from mbcost.units import speed_range
+
+    speedups = [m.measured_speedup for m in measured]
+    return speed_range(min(speedups), max(speedups))
+
+
+def _runtime_saving(s: RuntimeSaving) -> str:
+    """One runtime's sweep in a clause: its range, the median share of the MAC saving that survives where the
+    separable pair was faster, and where it was slower (none survives there)."""
+    name = s.runtime if s.precision == "float32" else f"{s.runtime} {s.precision}"
+    text = f"{name}: {_span(s.points)}"
+    if s.median_realised is not None:
+        text += f", {s.median_realised:.0%} of the MAC saving survives as time (median"
+        text += " where faster)" if s.slower else ")"
+    if s.slower:
+        text += f", slower at {len(s.slower)} of {len(s.points)} points (none survives there)"
+    if s.wrong:
+        text += f", OUTPUT CHECK FAILED at {s.wrong} of {len(s.points)} points"
+    if s.noisy:
+        text += f" ({s.noisy} of {len(s.points)} noisy)"
+    return text
+
+
 def _measured_savings(measured: tuple[MeasuredConv, ...]) -> str:
-    """The conv sweep in words. Where the separable pair was slower (speed-up below 1) it is said so, and
-    no share of the MAC saving is claimed to survive there."""
+    """The conv sweep in words: eager PyTorch's alone in detail, or per runtime when several runtimes (or int8)
+    were measured (``_runtime_saving``). Where the separable pair was slower (speed-up below 1) it is said so,
+    and no share of the MAC saving is claimed to survive there."""
+    from mbcost.claims.separable import runtime_savings
     from mbcost.units import speed_change
 
-    speedups = sorted(m.measured_speedup for m in measured)
-    lo, hi = speedups[0], speedups[-1]
-    if lo >= 1:
-        span = f"{lo:.2f}x to {hi:.2f}x faster"
-    elif hi < 1:
-        span = f"{1 / hi:.2f}x to {1 / lo:.2f}x slower"
-    else:
-        span = f"from {speed_change(lo)} to {speed_change(hi)}"
+    groups = runtime_savings(measured)
+    if len(groups) > 1 or groups[0].runtime != "eager" or groups[0].precision == "int8":
+        return "measured conv sweep, per runtime: " + "; ".join(_runtime_saving(g) for g in groups)
+    span = _span(measured)
     faster = [m for m in measured if m.measured_speedup >= 1]
     slower = [m for m in measured if m.measured_speedup < 1]
     noisy = sum(m.noisy for m in measured)

@@ -16,7 +16,10 @@ from fractions import Fraction
 from mbcost.bench.records import ConvRecord, Record
 from mbcost.cost.result import LayerCost, ModelCost
 
-__all__ = ["MeasuredConv", "SeparableLayer", "measured_convs", "v1_separable_layers", "v2_separable_layers"]
+__all__ = [
+    "MeasuredConv", "RuntimeSaving", "SeparableLayer", "measured_convs", "runtime_savings", "v1_separable_layers",
+    "v2_separable_layers",
+]
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,57 @@ class MeasuredConv:
     measured_speedup: float
     #: Either time's interquartile range was wide against its median (the record's flags).
     noisy: bool = False
+    #: What ran both stacks (``mbcost.bench.runtimes``) and in what precision.
+    runtime: str = "eager"
+    precision: str = "float32"
+    #: Either stack's output check failed (its time is not the time of the same computation).
+    wrong: bool = False
 
     @property
     def realised(self) -> float:
         """The share of the MAC saving that survives as time (measured / MAC speed-up)."""
         return self.measured_speedup / self.mac_speedup
+
+
+@dataclass(frozen=True)
+class RuntimeSaving:
+    """The measured conv sweep of one runtime at one precision, summed up: how much of the MAC saving of
+    depthwise + pointwise survives as time there (``realised`` only over the points where the separable pair
+    was faster; where it was slower, none does)."""
+
+    runtime: str
+    precision: str
+    points: tuple[MeasuredConv, ...]
+
+    @property
+    def faster(self) -> tuple[MeasuredConv, ...]:
+        return tuple(m for m in self.points if m.measured_speedup >= 1)
+
+    @property
+    def slower(self) -> tuple[MeasuredConv, ...]:
+        return tuple(m for m in self.points if m.measured_speedup < 1)
+
+    @property
+    def lowest(self) -> float:
+        return min(m.measured_speedup for m in self.points)
+
+    @property
+    def highest(self) -> float:
+        return max(m.measured_speedup for m in self.points)
+
+    @property
+    def median_realised(self) -> float | None:
+        """The median share of the MAC saving realised where the pair was faster; ``None`` when it never was."""
+        realised = sorted(m.realised for m in self.faster)
+        return realised[len(realised) // 2] if realised else None
+
+    @property
+    def noisy(self) -> int:
+        return sum(m.noisy for m in self.points)
+
+    @property
+    def wrong(self) -> int:
+        return sum(m.wrong for m in self.points)
 
 
 def _by_module(cost: ModelCost) -> dict[str, LayerCost]:
@@ -131,7 +180,26 @@ def measured_convs(records: Iterable[Record]) -> tuple[MeasuredConv, ...]:
     for r in records:
         if not isinstance(r, ConvRecord) or r.measured_speedup <= 0 or r.separable_macs <= 0:
             continue
+        wrong = any(c is not None and not c.passed for c in (r.output_check, r.standard_output_check))
         out.append(MeasuredConv(run=r.label, in_channels=r.cin, out_channels=r.cout, kernel=r.k, size=r.size,
                                 mac_speedup=r.standard_macs / r.separable_macs, measured_speedup=r.measured_speedup,
-                                noisy=r.wide_spread or r.standard_wide_spread))
+                                noisy=r.wide_spread or r.standard_wide_spread, runtime=r.runtime or "eager",
+                                precision=r.precision or r.dtype, wrong=wrong))
     return tuple(out)
+
+
+def runtime_savings(measured: Iterable[MeasuredConv]) -> tuple[RuntimeSaving, ...]:
+    """The measured points grouped by runtime and precision, in the order of ``mbcost.bench.runtimes.RUNTIMES``
+    (float before int8)."""
+    from mbcost.bench.runtimes import RUNTIMES
+
+    groups: dict[tuple[str, str], list[MeasuredConv]] = {}
+    for m in measured:
+        groups.setdefault((m.runtime, m.precision), []).append(m)
+    names = list(RUNTIMES)
+
+    def order(key: tuple[str, str]) -> tuple[int, bool]:
+        return (names.index(key[0]) if key[0] in names else len(names), key[1] == "int8")
+
+    return tuple(RuntimeSaving(runtime, precision, tuple(groups[(runtime, precision)]))
+                 for runtime, precision in sorted(groups, key=order))

@@ -155,8 +155,10 @@ DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte co
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 PrecisionOpt = typer.Option(Precision.float32, "--precision",
                             help="float32, or int8: the bytes of the statically quantized int8 model (int8 weights "
-                                 "with a scale per output channel, int8 activations; MACs unchanged, as int8 MACs). "
-                                 "The float types stay on --dtype.")
+                                 "with a scale per output channel, int8 activations; MACs unchanged, as int8 MACs), "
+                                 "and unless --no-bench its latency on eager (or each --runtime), quantized by each "
+                                 "runtime's own toolchain on random calibration inputs: the latency is "
+                                 "representative, the accuracy is not. The float types stay on --dtype.")
 
 
 # Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare; names from their registries.

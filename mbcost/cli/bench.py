@@ -67,7 +67,6 @@ BenchDTypeOpt = typer.Option(BenchDType.float32, "--dtype",
                              help="Element type of weights and inputs. float16 needs CUDA (or a CPU with native fp16); "
                                   "bfloat16 on CUDA needs compute capability 8.0+.")
 ChannelsLastOpt = typer.Option(False, "--channels-last/--no-channels-last", help="NHWC memory format.")
-CompileOpt = typer.Option(False, "--compile/--no-compile", help="torch.compile the module first (slow warm-up).")
 BenchCompileOpt = typer.Option(False, "--compile/--no-compile", help="Alias of --runtime compile.")
 RuntimeOpt = typer.Option(None, "--runtime", "-r", help=RUNTIME_HELP)
 PrecisionOpt = typer.Option(Precision.float32, "--precision",
@@ -318,7 +317,8 @@ def profile(
 
 @app.command(help="Standard KxK convolution vs depthwise KxK + pointwise 1x1 over a grid of channels (M = N), kernel "
                   "sizes and feature-map sizes: the theoretical ratio (exact, and the paper's 1/N + 1/K^2) against "
-                  "the measured speed-up. " + TIMING_HELP)
+                  "the measured speed-up. --runtime measures both layer stacks on each runtime (exported, quantized "
+                  "and checked as bench does for networks; int8 calibrated on random inputs). " + TIMING_HELP)
 def sweep(
     ctx: typer.Context,
     channels: str = typer.Option("64,128,256,512", "--channels", help="Channel counts M = N, comma-separated."),
@@ -328,9 +328,11 @@ def sweep(
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     threads: int | None = ThreadsOpt,
     oversubscribe: bool = OversubscribeOpt,
+    runtime: str | None = RuntimeOpt,
+    precision: Precision = PrecisionOpt,
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
-    compile: bool = CompileOpt,
+    compile: bool = BenchCompileOpt,
     min_time: float = _min_time(0.2),
     max_time: float = _max_time(2.0),
     label: str | None = LabelOpt,
@@ -342,7 +344,7 @@ def sweep(
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.store import RecordWriter, check_appendable
-    from mbcost.bench.sweep import grid, parse_int_list, run_sweep
+    from mbcost.bench.sweep import grid, parse_int_list, sweep_runtimes
     from mbcost.render.bench import flat, results_document, sweep_table
 
     check_writable(output)
@@ -351,13 +353,19 @@ def sweep(
         raise SpecError(f"--batch must be >= 1 (got {batch})")
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last, compile=compile,
+    names = runtime_names(runtime, compile)
+    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
-                             default_malloc=default_malloc, oversubscribe=oversubscribe)
+                             default_malloc=default_malloc, precision=precision.value, oversubscribe=oversubscribe)
+    settings.check_runtimes(names)  # a missing package or an impossible request: before any work
     with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
-        records = run_sweep(points, settings, measure_fn=timer(ctx), on_record=out.write, progress=update)
-    emit(format, output, table=sweep_table(records), records=[flat(r) for r in records],
-         document=results_document(records))
+        run = sweep_runtimes(points, settings, names, measure_fn=timer(ctx), on_record=out.write, progress=update)
+    records = run.records
+    if records:
+        emit(format, output, table=sweep_table(records, [f.message for f in run.failures]),
+             records=[flat(r) for r in records],
+             document=results_document(records, failures=[vars(f) for f in run.failures]))
+    run.raise_failures()  # one line, exit 2, after showing (and saving) what was measured
 
 
 # -- roofline --------------------------------------------------------------------------------------

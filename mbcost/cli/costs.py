@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mbcost.bench.runtimes import EXTRA, RUNTIMES
 from mbcost.cli.app import (
     CONVENTIONS_HELP,
     BatchOpt,
@@ -42,9 +43,16 @@ from mbcost.cli.progress import QuietOpt, progress_bar
 
 __all__ = ["compare", "conv", "layers"]
 
+COMPARE_RUNTIME_HELP = ("Also measure on these runtimes, comma-separated, next to eager PyTorch (always measured: the "
+                        "baseline): " + ", ".join(RUNTIMES) + f". All but eager and compile need: pip install "
+                        f"'{EXTRA}'. See mbcost bench --help.")
 
-@app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares. "
-                  + CONVENTIONS_HELP)
+
+@app.command(help="Compare models side by side: params, MACs, FLOPs, ratios, memory, category shares, and measured "
+                  "latency (unless --no-bench). --runtime measures each model on each runtime too, at --precision "
+                  "(int8: each runtime's own static quantizer, random calibration), next to eager PyTorch: a runtime "
+                  "x model table of medians, speed-ups against eager, and measured speed-ups between the models next "
+                  "to their MAC ratios. " + CONVENTIONS_HELP)
 def compare(
     ctx: typer.Context,
     models: str = ModelsOpt,
@@ -62,18 +70,23 @@ def compare(
     counters: str | None = CountersOpt,
     convention: ConventionName = ConventionOpt,
     bench: bool = BenchFlagOpt,
+    runtime: str | None = typer.Option(None, "--runtime", "-r", help=COMPARE_RUNTIME_HELP),
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.comparison import compare_models
-    from mbcost.render.comparison import comparison_document, comparison_records, comparison_table
+    from mbcost.render.comparison import comparison_document, comparison_records, comparison_tables
     from mbcost.zoo.spec import resolve_sources
 
     check_writable(output)
     c = compare_models(resolve_sources(models), input_value(input), batch, num_classes=classes, dtype=dtype.value,
                        input_dtype=input_dtype, execute=execute.value, mode=mode.value, optimizer=optimizer.value,
                        precision=precision.value, counters=counters, convention=convention.value, bench=bench,
-                       measure_fn=timer(ctx), stage=progress_bar)
-    emit(format, output, table=comparison_table(c), records=comparison_records(c), document=comparison_document(c))
+                       runtime=runtime, measure_fn=timer(ctx), stage=progress_bar)
+    emit(format, output, table=comparison_tables(c), records=comparison_records(c), document=comparison_document(c))
+    if c.failures:  # one line, exit 2, after showing what was measured
+        from mbcost.bench.errors import BenchError
+
+        raise BenchError("; ".join(f.message for f in c.failures))
 
 
 @app.command(help="Per-layer breakdown of one model: shapes, kernel, stride, groups, params, MACs, activation "

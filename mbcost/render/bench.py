@@ -16,15 +16,17 @@ from mbcost.units import ms, number, share, speed
 
 if TYPE_CHECKING:
     from mbcost.bench.layers import LayerProfile
+    from mbcost.bench.matrix import RuntimeRow, Setting
     from mbcost.bench.model_bench import Speedup
     from mbcost.bench.records import ConvRecord, ModelRecord, Record
     from mbcost.bench.roofline import Peaks
 
 __all__ = [
-    "TIMING", "bench_table", "category_table", "check_cell", "compare_notes", "compare_rows", "conv_rows", "env_line",
-    "failed_check", "flat", "layers_table", "memory_difference", "one_time_cell", "peaks_table", "profile_document",
-    "results_document", "runtime_notes", "settings_text", "speedup_dicts", "spread", "sweep_table", "threads",
-    "wide_note",
+    "TIMING", "bench_table", "category_table", "check_cell", "compare_notes", "compare_rows", "conv_check_cell",
+    "conv_rows", "env_line", "failed_check", "flat", "layers_table", "memory_difference", "one_time_cell",
+    "peaks_table", "profile_document", "results_document", "row_check_cell", "runtime_label", "runtime_notes",
+    "runtime_row_dicts", "runtimes_table", "setting_text", "settings_text", "speedup_dicts", "spread", "sweep_table",
+    "threads", "wide_note",
 ]
 
 TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up, eval mode, "
@@ -114,7 +116,7 @@ def flat(record: Record) -> dict[str, Any]:
         d["ops"] = "+".join(d["ops"])
     for k, v in env.items():
         d[f"env_{k}"] = v
-    for group in ("output_check", "runtime_settings", "one_time_s"):
+    for group in ("output_check", "standard_output_check", "runtime_settings", "one_time_s", "standard_one_time_s"):
         nested = d.pop(group, None)
         for k, v in (nested or {}).items():
             d[f"{group}_{k}"] = "; ".join(map(str, v)) if isinstance(v, list) else v
@@ -162,20 +164,23 @@ def one_time_cell(r: ModelRecord) -> str:
     return " + ".join(f"{k} {v:.1f}" for k, v in r.one_time_s.items()) + " s"
 
 
-def runtime_notes(records: Sequence[ModelRecord]) -> list[str]:
-    """What a table of several runtimes or of int8 says under it: the check, the calibration, the threads set."""
-    from mbcost.bench.runtimes.calibration import CHECK_SAMPLES
+def runtime_notes(records: Sequence[ModelRecord | ConvRecord]) -> list[str]:
+    """What a table of several runtimes or of int8 says under it: the check, the calibration, the threads set.
+    (A conv sweep's records calibrate on random inputs, always.)"""
+    from mbcost.bench.runtimes.calibration import CALIBRATION_BATCHES, CHECK_SAMPLES
     from mbcost.bench.runtimes.check import tolerance_for
 
     notes = [CHECK.format(samples=CHECK_SAMPLES, f32=tolerance_for("float32"), i8=tolerance_for("int8"))]
-    calibrations = list(dict.fromkeys(r.calibration for r in records if r.precision == "int8" and r.calibration))
+    random_inputs = f"random: {CALIBRATION_BATCHES} batches of random normal inputs"
+    calibrations = list(dict.fromkeys(getattr(r, "calibration", None) or random_inputs for r in records
+                                      if r.precision == "int8"))
     for cal in calibrations:
         random = cal.startswith("random")
         source = cal.split(": ", 1)[-1]
         notes.append(f"int8: static post-training quantization, each runtime's own toolchain, calibrated on {source}"
                      + (": the latency is representative, the accuracy is not" if random else "")
                      + ("; BatchNorm statistics re-estimated on the calibration inputs first"
-                        if any(r.batchnorm_reestimated for r in records) else ""))
+                        if any(getattr(r, "batchnorm_reestimated", False) for r in records) else ""))
     seen: dict[str, str] = {}
     for r in records:
         if r.runtime not in seen and r.runtime_settings:
@@ -183,6 +188,111 @@ def runtime_notes(records: Sequence[ModelRecord]) -> list[str]:
     if seen:
         notes.append("set on each runtime: " + "; ".join(f"{k} {v}" for k, v in seen.items()))
     return notes
+
+
+# -- runtimes side by side (compare --runtime; the report's runtime table reads the same rows) ------------------
+
+
+RUNTIMES_NOTES = (
+    "median = median of timed runs (a short budget: mbcost bench measures longer); (vs eager) = eager {dtype}'s "
+    "median / this median, on the same device, threads and batch: how many times faster than eager PyTorch",
+    "X vs Y: how many times faster X ran than Y on that runtime, measured (and as the MAC ratio predicts: Y's MACs / "
+    "X's MACs); X is the model with fewer MACs",
+)
+
+
+def runtime_label(runtime: str, precision: str) -> str:
+    """``onnxruntime``, ``openvino int8``, ``eager bfloat16``: a runtime at a precision, float32 left unsaid."""
+    return runtime if precision == "float32" else f"{runtime} {precision}"
+
+
+def setting_text(s: Setting) -> str:
+    """``cpu (AMD EPYC), 1 thread, batch 1``."""
+    where = f"{s.device} ({s.device_name})" + (f", {threads(s.threads)}" if s.device == "cpu" else "")
+    return f"{where}, batch {s.batch}" + (f", {s.dtype}" if s.dtype != "float32" else "")
+
+
+def row_check_cell(row: RuntimeRow) -> str:
+    """The output checks of a row's models in one cell: ``reference`` (the baseline), ``ok, rel <= 3.1e-07``,
+    ``rel <= 0.021, top-1 >= 100%`` (int8), or ``!! FAILED: v2 rel 0.23 > 0.001``."""
+    checks = [(m, r.output_check) for m, r in row.records.items() if r.output_check is not None]
+    if not checks:
+        return "-"
+    failed = [(m, c) for m, c in checks if not c.passed]
+    if failed:
+        return "!! FAILED: " + ", ".join(
+            f"{m} " + (f"rel {c.rel_error:.2g} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "?"))
+            for m, c in failed)
+    if all(c.samples == 0 for _, c in checks):
+        return "reference"
+    rel = max(c.rel_error or 0.0 for _, c in checks)
+    tops = [c.top1_agreement for _, c in checks if c.top1_agreement is not None]
+    if row.precision == "int8":
+        return f"rel <= {rel:.2g}" + (f", top-1 >= {min(tops):.0%}" if tops else "")
+    return f"ok, rel <= {rel:.2g}"
+
+
+def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failures: Sequence[str] = (),
+                   skipped: Sequence[str] = (), title: str = "runtimes side by side") -> Table:
+    """Runtime x model: per row (a runtime at a precision, under one setting) each model's median with its
+    speed-up against eager, the measured speed-ups between the models next to their MAC ratios, the output
+    checks. A failed check is flagged ``!!`` next to the median. ``failures`` (a runtime that could not export a
+    model) and ``skipped`` (a runtime that cannot run here) are notes."""
+    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    settings = list(dict.fromkeys(row.setting for row in rows))
+    columns = [*(["setting"] if len(settings) > 1 else []), "runtime", *[f"{m}: median (vs eager)" for m in models],
+               *[f"{a} vs {b}: measured (MACs)" for a, b in pairs], "output check"]
+    table_rows = []
+    for row in rows:
+        cells = [setting_text(row.setting)] if len(settings) > 1 else []
+        cells.append(runtime_label(row.runtime, row.precision))
+        for m in models:
+            r = row.records.get(m)
+            if r is None:
+                cells.append("-")
+                continue
+            vs = row.vs_eager(m)
+            flag = " !!" if failed_check(r) else ""
+            cells.append(f"{ms(r.median_ms)}{flag} ({'1x' if row.is_baseline else speed(vs)})")
+        by_pair = {(s.model, s.other): s for s in row.speedups}
+        for pair in pairs:
+            sp = by_pair.get(pair)
+            cells.append("-" if sp is None else f"{speed(sp.measured)} ({speed(sp.macs_ratio)})")
+        cells.append(row_check_cell(row))
+        table_rows.append(cells)
+    records = [r for row in rows for r in row.records.values()]
+    dtype = rows[0].setting.dtype if rows else "float32"
+    notes = [RUNTIMES_NOTES[0].format(dtype=dtype), RUNTIMES_NOTES[1]]
+    if records:
+        notes += runtime_notes(records)
+    if any(row.failed_checks for row in rows):
+        notes.insert(0, WRONG)
+    if any(r.wide_spread for r in records):
+        notes.append(wide_note())
+    if records:
+        notes.append(env_line(records[0]))
+    notes += [f"not measured: {f}" for f in failures]
+    notes += [f"skipped: {s}" for s in skipped]
+    head = f"{setting_text(settings[0])}" if len(settings) == 1 else f"{len(settings)} settings"
+    return Table(title=f"mbcost compare: {title}, {head}", columns=columns, rows=table_rows, notes=notes)
+
+
+def runtime_row_dicts(rows: Sequence[RuntimeRow]) -> list[dict[str, Any]]:
+    """The rows as JSON: setting, runtime, precision, each model's median, speed-up against eager and output
+    check, and the speed-ups between the models."""
+    from dataclasses import asdict
+
+    out = []
+    for row in rows:
+        out.append({
+            "setting": asdict(row.setting), "runtime": row.runtime, "precision": row.precision,
+            "baseline": row.is_baseline,
+            "models": {m: {"median_ms": r.median_ms, "iqr_ms": r.iqr_ms, "vs_eager": row.vs_eager(m),
+                           "output_check": None if r.output_check is None else r.output_check.to_dict()}
+                       for m, r in row.records.items()},
+            "speedups": [{"model": s.model, "other": s.other, "measured_speedup": s.measured,
+                          "macs_ratio": s.macs_ratio, "realised": s.realised} for s in row.speedups]})
+    return out
 
 
 def settings_text(settings: dict[str, Any]) -> str:
@@ -356,14 +466,51 @@ def profile_document(p: LayerProfile) -> dict[str, Any]:
 # -- sweep and conv --------------------------------------------------------------------------------
 
 
-def sweep_table(records: Sequence[ConvRecord]) -> Table:
+def conv_check_cell(r: ConvRecord) -> str:
+    """Both stacks' output checks in one cell (``check_cell`` of each): ``ok, rel <= 2.1e-07``; ``rel <= 0.012,
+    top-1 100%`` (int8); ``!! FAILED: separable rel 0.23 > 0.001``; ``reference`` (eager float32 itself); ``-``
+    for records without checks."""
+    checks = [(side, c) for side, c in (("standard", r.standard_output_check), ("separable", r.output_check))
+              if c is not None]
+    if not checks:
+        return "-"
+    failed = [(side, c) for side, c in checks if not c.passed]
+    if failed:
+        return "!! FAILED: " + ", ".join(
+            f"{side} " + (f"rel {c.rel_error:.2g} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "?"))
+            for side, c in failed)
+    if all(c.samples == 0 for _, c in checks):
+        return "reference"
+    rel = max(c.rel_error or 0.0 for _, c in checks)
+    tops = [c.top1_agreement for _, c in checks if c.top1_agreement is not None]
+    if r.precision == "int8":
+        return f"rel <= {rel:.2g}" + (f", top-1 >= {min(tops):.0%}" if tops else "")
+    return f"ok, rel <= {rel:.2g}"
+
+
+def _conv_failed(r: ConvRecord) -> bool:
+    return any(c is not None and not c.passed for c in (r.output_check, r.standard_output_check))
+
+
+def sweep_table(records: Sequence[ConvRecord], failures: Sequence[str] = ()) -> Table:
+    """The ``mbcost sweep`` table: one row per point (and runtime). With a runtime other than eager, or int8, the
+    runtime and both stacks' output checks get columns; a failed check is flagged ``!!`` next to the measured
+    speed-up. ``failures``: runtimes that could not measure a point (notes)."""
+    with_runtimes = any(r.runtime != "eager" or r.precision == "int8" for r in records)
     rows = []
     for r in records:
         mac_speedup = 1 / r.macs_ratio if r.macs_ratio else math.nan
-        rows.append([str(r.cin), str(r.k), f"{r.size[0]}x{r.size[1]}", f"{r.macs_ratio:.4f}", f"{r.formula_ratio:.4f}",
-                     speed(mac_speedup), ms(r.standard_ms) + (" !" if r.standard_wide_spread else ""),
-                     ms(r.separable_ms) + (" !" if r.wide_spread else ""),
-                     speed(r.measured_speedup), share(r.measured_speedup / mac_speedup)])
+        row = [str(r.cin), str(r.k), f"{r.size[0]}x{r.size[1]}"]
+        if with_runtimes:
+            row.append(runtime_label(r.runtime or "eager", r.precision or r.dtype))
+        row += [f"{r.macs_ratio:.4f}", f"{r.formula_ratio:.4f}", speed(mac_speedup),
+                ms(r.standard_ms) + (" !" if r.standard_wide_spread else ""),
+                ms(r.separable_ms) + (" !" if r.wide_spread else ""),
+                speed(r.measured_speedup) + (" !!" if _conv_failed(r) else ""),
+                share(r.measured_speedup / mac_speedup)]
+        if with_runtimes:
+            row.append(conv_check_cell(r))
+        rows.append(row)
     first = records[0] if records else None
     notes = ["M = N = channels; standard KxK conv vs depthwise KxK + pointwise 1x1, stride 1, 'same' padding, "
              "no bias",
@@ -371,12 +518,18 @@ def sweep_table(records: Sequence[ConvRecord]) -> Table:
              "realised = measured speed-up / MAC speed-up", TIMING]
     if any(r.wide_spread or r.standard_wide_spread for r in records):
         notes.append(wide_note())
+    if with_runtimes:
+        notes += runtime_notes(records)
+    if any(_conv_failed(r) for r in records):
+        notes.insert(0, WRONG)
     if first:
         notes.append(env_line(first))
+    notes += [f"not measured: {f}" for f in failures]
     title = "mbcost sweep: standard vs depthwise-separable convolution" + (
         f", {first.device_name}, {first.dtype}, batch {first.batch}" if first else "")
-    return Table(title=title, columns=["M=N", "K", "F", "MAC ratio", "1/N+1/K^2", "MAC speed-up", "standard",
-                                       "separable", "measured speed-up", "realised"], rows=rows, notes=notes)
+    columns = ["M=N", "K", "F", *(["runtime"] if with_runtimes else []), "MAC ratio", "1/N+1/K^2", "MAC speed-up",
+               "standard", "separable", "measured speed-up", "realised", *(["output check"] if with_runtimes else [])]
+    return Table(title=title, columns=columns, rows=rows, notes=notes)
 
 
 def conv_rows(r: ConvRecord) -> list[list[str]]:

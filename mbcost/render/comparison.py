@@ -5,7 +5,9 @@ Under a convention other than the paper's, the table adds the convention's figur
 counts and the JSON's ``macs``/``flops`` are the convention's (``render.costs.convention_fields``);
 ``--counters`` adds each library's total and whether its preset reproduces it; ``--bench`` adds the
 measured rows (``render.bench.compare_rows``), ``measured`` in the JSON and ``<device>_median_ms`` in
-the CSV.
+the CSV. With runtimes (``--runtime``, or ``--precision int8`` measured), the measured rows stay eager's
+(the baseline) and a second table puts the runtimes side by side (``render.bench.runtimes_table``):
+``runtimes`` in the JSON, ``<device>_<runtime>_<precision>_median_ms`` in the CSV.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
-from mbcost.render.bench import compare_notes, compare_rows
+from mbcost.render.bench import compare_notes, compare_rows, runtime_row_dicts, runtimes_table
 from mbcost.render.costs import compare_dict, compare_records, compare_table, convention_fields, convention_rows
 from mbcost.render.table import Table
 
 if TYPE_CHECKING:
     from mbcost.comparison import Comparison
 
-__all__ = ["COUNTERS_NOTE", "comparison_document", "comparison_records", "comparison_table", "counter_rows"]
+__all__ = [
+    "COUNTERS_NOTE", "comparison_document", "comparison_records", "comparison_table", "comparison_tables",
+    "counter_rows", "runtime_table",
+]
 
 COUNTERS_NOTE = ("counters: each library's own total, measured on the real module (CPU, float32, eval mode); "
                  "'mbcost reconcile MODEL' explains every difference")
@@ -47,10 +52,13 @@ def _skipped(c: Comparison) -> list[str]:
 
 def comparison_table(c: Comparison) -> Table:
     """Metrics as rows, models as columns: the paper's counts (``render.costs.compare_table``), the
-    convention's figures after the elementwise ops, the counters' rows, the measured rows."""
-    measured = list(c.measured)
+    convention's figures after the elementwise ops, the counters' rows, the measured rows (eager PyTorch's:
+    the other runtimes are in ``runtime_table``)."""
+    measured = c.baseline
+    ups = [s for s in c.speedups if s.config.runtime == "eager" and s.config.precision == s.config.dtype]
+    skipped = [] if c.runtimes else _skipped(c)  # with runtimes, said under the runtime table
     table = compare_table(list(c.costs), extra_rows=[
-        *counter_rows(c), *compare_rows(c.labels, measured, list(c.speedups), _skipped(c))])
+        *counter_rows(c), *compare_rows(c.labels, measured, ups, skipped)])
     title, rows, notes = table.title, list(table.rows), list(table.notes)
     if c.convention != "paper":
         title += f", with the {c.convention} convention's figures"
@@ -61,6 +69,30 @@ def comparison_table(c: Comparison) -> Table:
         notes.append(COUNTERS_NOTE)
     notes += compare_notes(measured)
     return replace(table, title=title, rows=rows, notes=notes)
+
+
+def runtime_table(c: Comparison) -> Table | None:
+    """The runtime x model table (``render.bench.runtimes_table``) of a comparison measured on runtimes, or
+    ``None``."""
+    if not c.runtimes:
+        return None
+    title = "runtimes side by side" + (", int8 (each runtime's own quantizer)" if c.precision == "int8" else "")
+    return runtimes_table(list(c.runtime_rows), c.labels, failures=[f.message for f in c.failures],
+                          skipped=_skipped(c), title=title)
+
+
+def comparison_tables(c: Comparison) -> list[Table]:
+    """What ``mbcost compare`` prints: ``comparison_table``, then ``runtime_table`` when runtimes were measured."""
+    extra = runtime_table(c)
+    return [comparison_table(c), *([extra] if extra is not None else [])]
+
+
+def _median_key(r: Any) -> str:
+    """The CSV column of a measured median: ``cpu_median_ms`` for eager at the dtype (the baseline, as without
+    runtimes), ``cpu_onnxruntime_float32_median_ms`` for the others."""
+    if r.runtime == "eager" and r.precision == r.dtype:
+        return f"{r.device}_median_ms"
+    return f"{r.device}_{r.runtime}_{r.precision}_median_ms"
 
 
 def _convention_fields(c: Comparison) -> list[dict[str, Any] | None]:
@@ -83,7 +115,7 @@ def comparison_records(c: Comparison) -> list[dict[str, Any]]:
         if c.counters:
             col.update({f"{r.counter}_total": r.total for r in c.counter_results[i]})
         if c.bench:
-            col.update({f"{r.device}_median_ms": r.median_ms for r in c.measured_for(cost.label)})
+            col.update({_median_key(r): r.median_ms for r in c.measured_for(cost.label)})
         columns[cost.label] = col
     return [{**row, "convention": c.convention, **columns.get(row["model"], {})}
             for row in compare_records(list(c.costs))]
@@ -92,7 +124,9 @@ def comparison_records(c: Comparison) -> list[dict[str, Any]]:
 def comparison_document(c: Comparison) -> dict[str, Any]:
     """The JSON document: ``{"conventions": ..., "models": [...], "convention": name}``; each model has
     ``convention`` (and the convention's fields), ``counters`` and ``counter_details`` with ``--counters``,
-    ``measured`` (its records) with ``--bench``."""
+    ``measured`` (its records) with ``--bench``; with runtimes, ``runtimes`` (``render.bench.runtime_row_dicts``)
+    and ``failures`` (a runtime that could not export a model: ``model``, ``batch``, ``runtime``, ``precision``,
+    ``reason``)."""
     extra: dict[str, dict[str, Any]] = {}
     for i, (cost, fields) in enumerate(zip(c.costs, _convention_fields(c), strict=True)):
         entry: dict[str, Any] = {"convention": c.convention, **(fields or {})}
@@ -107,6 +141,10 @@ def comparison_document(c: Comparison) -> dict[str, Any]:
         extra[cost.label] = entry
     document = compare_dict(list(c.costs), extra=extra)
     document["convention"] = c.convention
+    if c.runtimes:
+        document["runtimes"] = runtime_row_dicts(c.runtime_rows)
+        document["failures"] = [vars(f) for f in c.failures]
+        document["skipped"] = [vars(s) for s in c.skipped]
     if c.convention != "paper":
         summary = c.convention_costs[0].summary
         document["conventions"] = {

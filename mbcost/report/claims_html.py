@@ -61,13 +61,29 @@ def _savings(c: Claim) -> str:
                    + _table(["pair", "M", "N", "separable MACs", "standard MACs", "MAC saving"], rows,
                             attrs=f"class='claim-detail' data-claim='savings-{name.lower()}'"))
     if s.measured:
-        rows = [[e(m.run), str(m.in_channels), str(m.kernel), "x".join(map(str, m.size)), f"{m.mac_speedup:.2f}x",
-                 fmt.speed_change(m.measured_speedup),
+        groups = s.per_runtime
+        several = len(groups) > 1 or groups[0].runtime != "eager" or groups[0].precision == "int8"
+        if several:
+            rows = [[e(_runtime(g.runtime, g.precision)), str(len(g.points)),
+                     e(fmt.speed_change(g.lowest) if g.lowest == g.highest else fmt.speed_range(g.lowest, g.highest)),
+                     "none (slower everywhere)" if g.median_realised is None else f"{g.median_realised:.0%}",
+                     f"{len(g.slower)} of {len(g.points)}" if g.slower else "none",
+                     (f"<b>!! FAILED at {g.wrong}</b>" if g.wrong else "ok")] for g in groups]
+            out.append("<p class='small'>The realised saving per runtime: how much of the MAC saving of depthwise + "
+                       "pointwise survives as time on each runtime (median share over the points where the separable "
+                       "pair was faster; where it was slower, none survives).</p>"
+                       + _table(["runtime", "points", "separable pair, measured", "realised (median)",
+                                 "points where slower", "output check"], rows,
+                                attrs="class='claim-detail' data-claim='savings-runtimes'"))
+        rows = [[e(m.run), *([e(_runtime(m.runtime, m.precision))] if several else []), str(m.in_channels),
+                 str(m.kernel), "x".join(map(str, m.size)), f"{m.mac_speedup:.2f}x",
+                 fmt.speed_change(m.measured_speedup) + (" <b>!!</b>" if m.wrong else ""),
                  f"{m.realised:.0%}" if m.measured_speedup >= 1 else "none (slower)", "noisy" if m.noisy else ""]
                 for m in s.measured]
         out.append("<p class='small'>Measured conv sweep (standard vs separable, M = N); noisy: a time's "
                    "interquartile range was wide against its median, measure longer with mbcost sweep:</p>"
-                   + _table(["run", "M = N", "K", "map", "MAC speed-up", "separable pair, measured", "realised", ""],
+                   + _table(["run", *(["runtime"] if several else []), "M = N", "K", "map", "MAC speed-up",
+                             "separable pair, measured", "realised", ""],
                             rows, attrs="class='claim-detail' data-claim='savings-measured'"))
     else:
         out.append("<p class='small'>Time not measured: make the report without <code>--no-bench</code>, or pass "
@@ -75,6 +91,10 @@ def _savings(c: Claim) -> str:
     out.append(f"<p class='small'>The accuracy given up: Conv MobileNet {s.conv_top1:.1f}% against MobileNet "
                f"{s.separable_top1:.1f}% top-1, quoted ({e(s.top1_source)}).</p>")
     return "".join(out)
+
+
+def _runtime(runtime: str, precision: str) -> str:
+    return runtime if precision == "float32" else f"{runtime} {precision}"
 
 
 def _versus(c: Claim) -> str:

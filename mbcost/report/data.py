@@ -34,11 +34,12 @@ from mbcost.zoo.registry import Reported
 from mbcost.zoo.spec import ModelSource, resolve_sources
 
 if TYPE_CHECKING:
+    from mbcost.bench.matrix import RuntimeRow
     from mbcost.weights import KernelHealth
 
 __all__ = [
     "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "ReportData", "Run", "category_times", "gather",
-    "label_runs",
+    "label_runs", "report_runtime_rows", "runtime_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ CONV_SIZE = 14
 PAPER_INPUT = (224, 224)
 
 #: Environment fields that tell two runs apart (the timestamp does not: one run can be saved
-#: by several ``bench`` invocations).
-_IDENTITY = ("device", "device_name", "dtype", "threads", "channels_last", "compile")
+#: by several ``bench`` invocations). What ran the records (``runtime``, ``precision``) tells runs apart too,
+#: and names them (``runtime_name``); ``compile`` is the compile runtime.
+_IDENTITY = ("device", "device_name", "dtype", "threads", "channels_last", "runtime", "precision")
 _ENV_IDENTITY = ("cpu", "platform", "torch", "cuda", "cudnn", "mbcost")
 
 
@@ -90,6 +92,9 @@ class Run:
     env: Env
     sources: tuple[str, ...]
     counts: dict[str, int]
+    #: What ran the run's records (``mbcost.bench.runtimes``) and in what precision.
+    runtime: str = "eager"
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ class ReportData:
         created: when the data was gathered (ISO 8601, UTC).
         claims: the papers' claims checked now, and the accuracy-vs-cost frontier
             (``mbcost.claims.check_claims``); ``None`` when not asked for.
+        runtime_rows: the report's models measured on several runtimes side by side (``mbcost.bench.matrix``:
+            median, speed-up against eager, speed-ups between the models); empty when every model record ran on
+            eager PyTorch in float.
     """
 
     input: tuple[int, int]
@@ -127,6 +135,7 @@ class ReportData:
     sources: tuple[str, ...] = ()
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     claims: ClaimsData | None = None
+    runtime_rows: tuple[RuntimeRow, ...] = ()
 
     def of_kind(self, kind: type[_R]) -> list[_R]:
         """The records of one type, in order: ``data.of_kind(ModelRecord)``."""
@@ -145,7 +154,20 @@ UNREADABLE_REASON = "line that is not a JSON object (a record cut short when a r
 
 
 def _default_label(r: Record) -> str:
-    return r.label or f"{r.device_name or r.device or 'unknown device'} {r.dtype}".strip()
+    """The run's name: the record's label, and the runtime that ran it unless it is eager PyTorch in float
+    (``AMD EPYC float32, onnxruntime``; ``..., openvino int8``), so runs of several runtimes are told apart
+    whatever their labels (and eager runs are named as before runtimes existed)."""
+    label = r.label or f"{r.device_name or r.device or 'unknown device'} {r.dtype}".strip()
+    name = runtime_name(r)
+    return f"{label}, {name}" if name else label
+
+
+def runtime_name(r: Record) -> str:
+    """``onnxruntime``, ``openvino int8``, ``eager int8``, ``compile``; empty for eager at its float dtype."""
+    runtime, precision = r.runtime or "eager", r.precision or r.dtype
+    if runtime == "eager" and precision == r.dtype:
+        return ""
+    return runtime + (" int8" if precision == "int8" else "")
 
 
 def _identity(r: Record) -> tuple[tuple[str, str], ...]:
@@ -159,7 +181,7 @@ def _identity(r: Record) -> tuple[tuple[str, str], ...]:
 
 def _dedupe_key(r: Record) -> tuple[Any, ...]:
     """What a record measured: a later record with the same key replaces it."""
-    common = (r.label, r.kind, getattr(r, "input", None), r.batch)
+    common = (r.label, r.kind, getattr(r, "input", None), r.batch, r.runtime, r.precision)
     if isinstance(r, LayerRecord):
         return (*common, r.model, r.layer)
     if isinstance(r, ModelRecord):
@@ -231,7 +253,8 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
         first = members[0][0]
         sources = tuple(dict.fromkeys(str(source) for _, source in members if source))
         runs.append(Run(label=name, device=first.device, device_name=first.device_name, dtype=first.dtype,
-                        threads=first.threads, env=first.env, sources=sources, counts=counts))
+                        threads=first.threads, env=first.env, sources=sources, counts=counts,
+                        runtime=first.runtime or "eager", precision=first.precision or first.dtype))
     skipped = [f"{n} record{'s' if n > 1 else ''} left out: {why}" for why, n in reasons.items()]
     return list(kept.values()), runs, skipped
 
@@ -327,7 +350,21 @@ def gather(
         checked = check_claims(kept, weights)
     return ReportData(input=size, batch=batch, models=tuple(costs), references=references,
                       scaling=tuple(scaling), conv_grid=grid, records=tuple(kept), runs=tuple(runs),
-                      skipped=(*notes, *skipped), sources=tuple(sources), claims=checked)
+                      skipped=(*notes, *skipped), sources=tuple(sources), claims=checked,
+                      runtime_rows=report_runtime_rows(kept, labels, size))
+
+
+def report_runtime_rows(records: Iterable[Record], models: Sequence[str],
+                        size: tuple[int, ...]) -> tuple[RuntimeRow, ...]:
+    """The runtime x model rows (``mbcost.bench.matrix.runtime_rows``) of the report's models at its input, when
+    any of their records ran on a runtime other than eager PyTorch in float; else none."""
+    from mbcost.bench.matrix import runtime_rows
+
+    mine = [r for r in records if isinstance(r, ModelRecord) and r.model in models and r.input == tuple(size)
+            and r.mode == "inference"]
+    if not any(runtime_name(r) for r in mine):
+        return ()
+    return tuple(runtime_rows(mine, list(models)))
 
 
 @dataclass(frozen=True)

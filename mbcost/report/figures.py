@@ -33,13 +33,14 @@ from mbcost.report.data import ReportData, category_times
 from mbcost.zoo.registry import Reported
 
 if TYPE_CHECKING:
+    from mbcost.bench.matrix import RuntimeRow
     from mbcost.claims.frontier import FrontierPoint
     from mbcost.experiments.linear_bottleneck import LinearBottleneck
 
 __all__ = [
     "FIGURES", "FIGURE_BY_KEY", "NOT_MEASURED", "NOT_PROFILED", "ReportFigure", "bottleneck_error_figure",
     "category_figure", "conv_ratio_figure", "frontier_figure", "latency_figure", "params_macs_figure",
-    "report_figures", "roofline_figure", "spirals_figure", "time_share_figure",
+    "report_figures", "roofline_figure", "runtime_figure", "spirals_figure", "time_share_figure",
 ]
 
 NOT_MEASURED = "not measured: run  mbcost bench --save results.jsonl  and pass  --from results.jsonl"
@@ -440,6 +441,82 @@ def roofline_figure(records: Iterable[Record]) -> go.Figure:
                    "points: layers (colour: category, symbol: model)", height=140 + 420 * len(runs))
 
 
+def _row_name(row: RuntimeRow, many: bool) -> str:
+    """A runtime row as a legend names it: ``onnxruntime``, ``openvino int8`` (and its setting when several)."""
+    name = row.runtime if row.precision == "float32" else f"{row.runtime} {row.precision}"
+    if many:
+        s = row.setting
+        name += f" ({s.device_name}, {s.threads} thr, batch {s.batch})"
+    return esc(name)
+
+
+def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
+    """The runtimes side by side: each model's median on each runtime (bars, log scale; the speed-up against
+    eager PyTorch on each bar), and the measured speed-ups between the models on each runtime next to their
+    MAC ratio (black marks). A runtime whose output check failed is marked ``!!``."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, column_widths=[0.55, 0.45],
+                        subplot_titles=("Median latency per model and runtime",
+                                        "Measured speed-up between models, against the MAC ratio"))
+    if not rows:
+        _not_measured(fig, "no model measured on a runtime other than eager: run  mbcost bench --runtime "
+                           "eager,onnxruntime,openvino --save results.jsonl  and pass  --from results.jsonl")
+        return _layout(fig, "Runtimes side by side")
+    many = len({row.setting for row in rows}) > 1
+    models = list(dict.fromkeys(m for row in rows for m in row.records))
+    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    macs: dict[tuple[str, str], float] = {}
+    for n, row in enumerate(rows):
+        name, color = _row_name(row, many), PALETTE[n % len(PALETTE)]
+        here = [m for m in models if m in row.records]
+        recs = [row.records[m] for m in here]
+        vs = [row.vs_eager(m) for m in here]
+        wrong = [r.output_check is not None and not r.output_check.passed for r in recs]
+        fig.add_trace(go.Bar(
+            x=[esc(m) for m in here], y=[r.median_ms for r in recs], name=name, legendgroup=name,
+            marker_color=color, text=[("!! " if w else "") + ("eager" if row.is_baseline else fmt.speed(v))
+                                      for v, w in zip(vs, wrong, strict=True)],
+            textposition="outside", cliponaxis=False,
+            error_y=dict(type="data", array=[r.iqr_ms for r in recs], visible=True, thickness=1),
+            hovertext=[_hover([f"{esc(r.model)} on {name}: median {r.median_ms:.3f} ms (IQR {r.iqr_ms:.3f} ms)",
+                               "the baseline (eager PyTorch)" if row.is_baseline else
+                               f"{fmt.speed(v)} as fast as eager PyTorch" if v is not None else "no eager baseline",
+                               "OUTPUT CHECK FAILED: its answer differs from eager float32" if w else
+                               "output checked against eager float32"])
+                       for r, v, w in zip(recs, vs, wrong, strict=True)],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
+        by_pair = {(s.model, s.other): s for s in row.speedups}
+        shown = [p for p in pairs if p in by_pair]
+        for p in shown:
+            macs[p] = by_pair[p].macs_ratio
+        fig.add_trace(go.Bar(
+            x=[f"{esc(a)} vs {esc(b)}" for a, b in shown], y=[by_pair[p].measured for p in shown], name=name,
+            legendgroup=name, showlegend=False, marker_color=color,
+            text=[fmt.speed(by_pair[p].measured) for p in shown], textposition="outside", cliponaxis=False,
+            hovertext=[f"{name}: {esc(a)} ran {by_pair[(a, b)].measured:.2f}x as fast as {esc(b)}; the MAC ratio "
+                       f"predicts {by_pair[(a, b)].macs_ratio:.2f}x ({by_pair[(a, b)].realised:.0%} realised)"
+                       for a, b in shown],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+    if macs:
+        fig.add_trace(go.Scatter(
+            x=[f"{esc(a)} vs {esc(b)}" for a, b in macs], y=list(macs.values()), mode="markers",
+            name="MAC ratio (what the counts predict)",
+            marker=dict(symbol="line-ew-open", size=40, color="#111", line=dict(width=3, color="#111")),
+            hovertext=[f"{esc(a)} vs {esc(b)}: {v:.2f}x fewer MACs" for (a, b), v in macs.items()],
+            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+    fig.update_layout(barmode="group")
+    _log_axis(fig, [r.median_ms for row in rows for r in row.records.values()],
+              "latency (ms per forward pass, median, log scale)", row=1, col=1, from_decade=True, above=0.3)
+    _log_axis(fig, [s.measured for row in rows for s in row.speedups] + list(macs.values()),
+              "speed-up (times faster, log scale)", row=1, col=2, from_decade=True, above=0.3)
+    fig.update_xaxes(title_text="model", row=1, col=1)
+    fig.update_xaxes(title_text="model pair (the one with fewer MACs first)", row=1, col=2)
+    first = rows[0].setting
+    return _layout(fig, "Runtimes side by side",
+                   f"{esc(first.device_name)}, {first.threads} thread{'s' if first.threads != 1 else ''}, batch "
+                   f"{first.batch}; on each bar: the speed-up against eager PyTorch ({esc(first.dtype)}); black marks: "
+                   "the MAC ratio, the speed-up the counts predict", height=520)
+
+
 # ---------------------------------------------------------------------------------------------
 # Claims: the linear-bottleneck experiment and the accuracy-vs-cost frontier
 
@@ -590,6 +667,14 @@ FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure("latency", lambda d: latency_figure(d.records, d.input), "MACs vs measured latency",
                  "Each point is one model measured on one machine and device; runs from several machines merge "
                  "here, labelled by their environment."),
+    ReportFigure("runtimes", lambda d: runtime_figure(d.runtime_rows) if d.runtime_rows else None,
+                 "Runtimes side by side",
+                 "The same models run by the runtimes they are deployed on (ONNX Runtime, OpenVINO, ExecuTorch with "
+                 "XNNPACK, torch.compile), in float32 and int8, next to eager PyTorch: each one's median, its "
+                 "speed-up against eager, and how much of the MAC ratio between two models survives as time on "
+                 "each runtime. Every runtime's output was checked against eager float32 (a failed check is marked "
+                 "!!); int8 models were calibrated on random inputs unless the run says otherwise, so their latency "
+                 "is representative and their accuracy is not."),
     ReportFigure("time_share", lambda d: time_share_figure(d.records), "Where the time goes",
                  "Per-layer timings summed by category, beside the share of MACs (from the layer records of "
                  "mbcost bench)."),

@@ -21,7 +21,7 @@ from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
-__all__ = ["e", "prepare_out", "render_html", "write_report"]
+__all__ = ["e", "prepare_out", "render_html", "runtimes_html", "write_report"]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device, never estimated")
@@ -166,15 +166,16 @@ def runs_html(data: ReportData) -> str:
     if not data.runs:
         return ("<p class='warn'>No measurements in this report: run <code>mbcost bench --save results.jsonl</code> "
                 "(on each machine and device you care about) and pass <code>--from results.jsonl</code>.</p>")
-    head = ["run label", "device", "dtype", "threads", "torch", "CPU", "CUDA / cuDNN", "platform", "measured at",
-            "records", "from"]
+    head = ["run label", "device", "dtype", "runtime", "threads", "torch", "CPU", "CUDA / cuDNN", "platform",
+            "measured at", "records", "from"]
     rows = []
     for run in data.runs:
         env = run.env
         cuda = " / ".join(v for v in (env.cuda, env.cudnn) if v) or "-"
         counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
         cells = [run.label, f"{run.device} ({run.device_name})" if run.device_name else run.device, run.dtype,
-                 run.threads, env.torch, env.cpu, cuda, env.platform, env.timestamp, counts,
+                 run.runtime + (" int8" if run.precision == "int8" else ""), run.threads, env.torch, env.cpu, cuda,
+                 env.platform, env.timestamp, counts,
                  ", ".join(Path(s).name for s in run.sources) or "-"]
         rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     out = [f"<table id='runs'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
@@ -182,6 +183,54 @@ def runs_html(data: ReportData) -> str:
     if data.skipped:
         out.append("<p class='small'>" + "<br>".join(e(s) for s in data.skipped) + "</p>")
     return "\n".join(out)
+
+
+def runtimes_html(data: ReportData) -> str:
+    """The runtime x model table (``data.runtime_rows``): each model's median and speed-up against eager, the
+    measured speed-ups between the models next to their MAC ratios, the output checks."""
+    from mbcost.render.bench import row_check_cell, runtime_label, setting_text
+    from mbcost.units import speed
+
+    rows = data.runtime_rows
+    if not rows:
+        return ""
+    models = list(dict.fromkeys(m for row in rows for m in row.records))
+    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    many = len({row.setting for row in rows}) > 1
+    head = [*(["setting"] if many else []), "runtime",
+            *[f"{e(m)}<br><span class='small'>median (vs eager)</span>" for m in models],
+            *[f"{e(a)} vs {e(b)}<br><span class='small'>measured (MACs)</span>" for a, b in pairs], "output check"]
+    body = []
+    for row in rows:
+        cells = [f"<td>{e(setting_text(row.setting))}</td>"] if many else []
+        cells.append(f"<th>{e(runtime_label(row.runtime, row.precision))}</th>")
+        for m in models:
+            r = row.records.get(m)
+            if r is None:
+                cells.append("<td class='n'>-</td>")
+                continue
+            wrong = r.output_check is not None and not r.output_check.passed
+            vs = "1x, the baseline" if row.is_baseline else speed(row.vs_eager(m))
+            cells.append(f"<td class='n'>{fmt.ms(r.median_ms)}{' <b>!!</b>' if wrong else ''}<br>"
+                         f"<span class='small'>{e(vs)}</span></td>")
+        by_pair = {(s.model, s.other): s for s in row.speedups}
+        for pair in pairs:
+            sp = by_pair.get(pair)
+            cells.append("<td class='n'>-</td>" if sp is None else
+                         f"<td class='n'>{speed(sp.measured)}<br><span class='small'>MACs {speed(sp.macs_ratio)}"
+                         "</span></td>")
+        cells.append(f"<td>{e(row_check_cell(row))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    notes = ["median of the timed runs; (vs eager) = eager PyTorch's median / this median, same device, threads and "
+             "batch", "X vs Y = Y's median / X's median on that runtime (MACs: Y's MACs / X's MACs); X has fewer MACs",
+             "output check: the runtime's outputs against eager float32 on the same inputs; !! = failed: that time is "
+             "not the time of the same computation"]
+    if any(row.precision == "int8" for row in rows):
+        notes.append("int8: static post-training quantization with each runtime's own toolchain; calibrated on "
+                     "random inputs unless the run names a file: the latency is representative, the accuracy is not")
+    return (f"<table id='runtimes'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
+            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
 
 
 def scaling_html(data: ReportData) -> str:
@@ -245,6 +294,8 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
             sections.append(f"<h2 id='{e(spec.key)}'>{e(spec.heading)}</h2><p>{spec.text}</p>")
             if spec.key == "scaling":
                 sections.append(scaling_html(data))
+            if spec.key == "runtimes":
+                sections.append(runtimes_html(data))
         sections.append(_figure_html(key, fig))
     claims = ""
     if data.claims is not None:

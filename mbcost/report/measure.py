@@ -6,6 +6,10 @@ and per layer (``layers.profile_model``), and a small standard vs separable conv
 (``sweep.run_sweep``). The records are typed (``mbcost.bench.records``), exactly what
 ``mbcost bench/profile/sweep/roofline --save`` would write. For careful numbers, measure with
 those commands (longer budgets, more configurations) and pass the files with ``--from``.
+
+``mbcost report --runtime``: ``measure_runtimes_now`` measures the same models end to end, and the
+same conv sweep, on each other runtime (``mbcost.bench.runtimes``), through ``bench_runtimes`` and
+``sweep_runtimes``, as ``mbcost bench --runtime`` and ``mbcost sweep --runtime`` would.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mbcost.bench.model_bench import RuntimeFailure
     from mbcost.bench.records import Record
     from mbcost.zoo.spec import ModelSource
 
-__all__ = ["Progress", "measure_now"]
+__all__ = ["Progress", "measure_now", "measure_runtimes_now"]
 
 #: The conv sweep of ``--bench``: M = N channels, K = 3, a 14 x 14 map (a subset of the report's grid).
 SWEEP_CHANNELS = (32, 128, 512)
@@ -81,3 +86,60 @@ def measure_now(specs: Sequence[ModelSource], inputs: Any, batch: int = 1, *,
     if progress:
         progress(steps, steps, "done")
     return records, skipped
+
+
+def measure_runtimes_now(specs: Sequence[ModelSource], inputs: Any, batch: int, runtimes: Sequence[str], *,
+                         num_classes: int = 1000, devices: Sequence[str] | None = None,
+                         progress: Progress | None = None) -> tuple[list[Record], list[str], list[RuntimeFailure]]:
+    """Measure ``specs`` end to end and ``measure_now``'s conv sweep on each of ``runtimes`` (eager's records come
+    from ``measure_now``; eager is skipped here), on each device, at float32 with the quick budget.
+
+    Returns ``(records, skipped, failures)``: a runtime that cannot run on a device is skipped with its reason;
+    a runtime whose toolchain cannot export a model or a conv is a ``RuntimeFailure`` (the others still measured).
+
+    Raises:
+        MbcostError: bad input, for the first device (as ``measure_now``).
+    """
+    from mbcost.bench.devices import available_devices
+    from mbcost.bench.model_bench import bench_runtimes, each_device, plan_models
+    from mbcost.bench.runtimes import get_runtime
+    from mbcost.bench.sweep import grid, sweep_runtimes
+
+    names = [n for n in runtimes if n != "eager"]
+    devices = list(devices or available_devices())
+    points = grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
+    records: list[Any] = []
+    skipped: list[str] = []
+    failures: list[RuntimeFailure] = []
+    if not names:
+        return records, skipped, failures
+    runs = each_device(lambda s: plan_models(specs, inputs, [batch], s, num_classes=num_classes), "float32",
+                       devices=devices)
+    for n, run in enumerate(runs):
+        settings = run.settings
+        if settings is None:
+            if n == 0:
+                raise run.error
+            continue  # measure_now said why
+        here = []
+        for name in names:
+            reason = get_runtime(name).refusal(settings.precision, settings.dtype, settings.device)
+            if reason:
+                skipped.append(f"{run.device} {name} not measured: {reason}")
+            else:
+                here.append(name)
+        if not here:
+            continue
+        done = bench_runtimes(run.plans, settings, here,
+                             progress=_stage(progress, f"{run.device} models on {', '.join(here)}"))
+        swept = sweep_runtimes(points, settings, here,
+                               progress=_stage(progress, f"{run.device} conv sweep on {', '.join(here)}"))
+        records += [*done.records, *swept.records]
+        failures += [*done.failures, *swept.failures]
+    return records, skipped, failures
+
+
+def _stage(progress: Progress | None, what: str) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda done, total, item: progress(done, total, f"{what}: {item}")
