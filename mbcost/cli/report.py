@@ -37,7 +37,9 @@ __all__ = ["DEFAULT_OUT", "report"]
                   "depthwise kernels with --weights), the accuracy-vs-cost frontier, a summary table with the "
                   "papers' quoted top-1, parameters and MACs per model, cost by layer category, per-layer costs, "
                   "standard vs depthwise + pointwise, width and resolution, and measured latency (measured now "
-                  "unless --no-bench; merge runs from other machines with repeated --from). " + CONVENTIONS_HELP)
+                  "unless --no-bench; merge runs from other machines with repeated --from); runs of several runtimes "
+                  "(--runtime, or saved by mbcost bench/sweep --runtime) add a runtime table and figure and the "
+                  "realised saving per runtime to the '8 to 9 times' claim. " + CONVENTIONS_HELP)
 def report(
     models: str = ModelsOpt,
     input: list[str] | None = InputOpt,

@@ -18,7 +18,7 @@ from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import ModelCost
 from mbcost.counters.reconciliation import Reconciliation
 from mbcost.render.bench import ROOFLINE, bench_table, env_line, spread, sweep_table
-from mbcost.render.comparison import comparison_table
+from mbcost.render.comparison import comparison_tables
 from mbcost.render.costs import compare_table, conv_table
 from mbcost.render.reconcile import reconciliation_table
 from mbcost.render.table import Table
@@ -62,7 +62,7 @@ def html(obj: object) -> str | None:
 
 display.register_html(ModelCost, lambda c: compare_table([c]).to_html())
 display.register_html(ConvComparison, lambda c: conv_table(c).to_html())
-display.register_html(Comparison, lambda c: comparison_table(c).to_html())
+display.register_html(Comparison, lambda c: "".join(t.to_html() for t in comparison_tables(c)))
 display.register_html(ModelRecord, lambda r: bench_table([r], []).to_html())
 display.register_html(ConvRecord, lambda r: sweep_table([r]).to_html())
 display.register_html(LayerRecord, lambda r: layer_record_table(r).to_html())
