@@ -217,7 +217,8 @@ def run_pycon(block: Block, namespace: dict[str, Any]) -> list[str]:
     """The doctest failures of a pycon block (empty when every shown result matched)."""
     test = doctest.DocTestParser().get_doctest(block.code, namespace, block.where, str(block.path), block.line)
     failures: list[str] = []
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    # verbose=False: doctest would otherwise read -v from sys.argv (pytest -v) and report every passing example
+    runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     runner.run(test, out=failures.append, clear_globs=False)
     namespace.update(test.globs)  # DocTest ran on a copy: later blocks of the page see its names
     return failures

@@ -252,7 +252,7 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
                 cells.append("-")
                 continue
             vs = row.vs_eager(m)
-            flag = " !!" if failed_check(r) else ""
+            flag = (" !" if r.wide_spread else "") + (" !!" if failed_check(r) else "")
             cells.append(f"{ms(r.median_ms)}{flag} ({'1x' if row.is_baseline else speed(vs)})")
         by_pair = {(s.model, s.other): s for s in row.speedups}
         for pair in pairs:
