@@ -5,9 +5,10 @@ validates devices, dtypes, threads and memory; ``records`` and ``store`` define 
 records and write them as they are measured; ``model_bench``, ``layers``, ``sweep`` and
 ``roofline`` measure models, per-layer times, standard vs separable convolutions and the
 device's attainable peaks; ``runtimes`` holds one adapter per runtime a network can be measured on
-(eager, torch.compile, ONNX Runtime, OpenVINO, ExecuTorch; float32 and int8). Nothing here imports
+(eager, torch.compile, ONNX Runtime, OpenVINO, ExecuTorch; float32 and int8); ``matrix`` puts the
+runtimes side by side (median, speed-up against eager, speed-ups between models). Nothing here imports
 torch at import time.
 """
 
-__all__ = ["devices", "errors", "layers", "memory", "model_bench", "records", "roofline", "runtimes", "store", "sweep",
-           "timer"]
+__all__ = ["devices", "errors", "layers", "matrix", "memory", "model_bench", "records", "roofline", "runtimes", "store",
+           "sweep", "timer"]

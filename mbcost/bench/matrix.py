@@ -117,8 +117,8 @@ def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = 
 
     Example:
         >>> rows = runtime_rows(records)                               # doctest: +SKIP
-        >>> [(r.runtime, r.precision, r.vs_eager("v2")) for r in rows]
-        [('eager', 'float32', 1.0), ('onnxruntime', 'float32', 2.4)]
+        >>> {(r.runtime, r.precision): r.vs_eager("v2") for r in rows}
+        {('eager', 'float32'): 1.0, ('onnxruntime', 'float32'): 2.4}
     """
     groups: dict[Setting, dict[tuple[str, str], dict[str, ModelRecord]]] = {}
     order: list[str] = list(models or [])
