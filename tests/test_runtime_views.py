@@ -100,7 +100,8 @@ def test_compare_keeps_measuring_when_an_exporter_fails_and_says_so_in_one_line(
     table = result.stdout
     assert "runtimes side by side" in table and "not measured: fixtures_models:data_dependent" in table
     ort = next(ln for ln in table.splitlines() if ln.strip("│ ").startswith("onnxruntime"))
-    assert "11.00 ms (1.00x)" in ort  # tiny measured on onnxruntime (fake: 11 ms everywhere), the other not: "-"
+    # tiny measured on onnxruntime (the fake: 10-13 ms everywhere, median 11, a wide spread "!"), the other not: "-"
+    assert "11.00 ms ! (1.00x)" in ort and ort.count(" - ") == 2
 
 
 def test_compare_runtime_bad_input_is_one_line(monkeypatch, fake):
@@ -128,6 +129,22 @@ def test_compare_precision_int8_measures_int8_next_to_the_float_baseline(cpu_onl
     assert "MACs (int8)" in main.to_text() and c.costs[0].precision == "int8"  # the analytic int8 rows stay
     assert side.rows[1][:2] == ["eager int8", "2.00 ms (3.00x)"]
     assert any("the latency is representative, the accuracy is not" in n for n in side.notes)
+
+
+def test_compare_int8_without_eager_int8_here_notes_it_unless_eager_was_named(cpu_only, monkeypatch):
+    from mbcost.bench.runtimes import RuntimeUnavailable
+    from mbcost.bench.runtimes.eager import EAGER
+
+    no_x86 = "needs torch's x86 quantized engine, which this build or CPU lacks"
+    monkeypatch.setattr(EAGER, "refusal", lambda precision, *a, **k: no_x86 if precision == "int8" else None)
+    fake = FakeMeasure(times_for=_times(6.0))
+    c = compare_models(TINY, INPUT, precision="int8", measure_fn=fake)  # eager int8 by default: said, not fatal
+    assert fake.calls == 1 and [(r.runtime, r.precision) for r in c.measured] == [("eager", "float32")]
+    assert [(s.device, s.reason) for s in c.skipped] == [("cpu eager int8", no_x86)]
+    assert f"cpu eager int8 skipped ({no_x86})" in comparison_tables(c)[1].notes
+    with pytest.raises(RuntimeUnavailable, match="x86 quantized engine"):  # named: refused before measuring
+        compare_models(TINY, INPUT, precision="int8", runtime="eager", measure_fn=fake)
+    assert fake.calls == 1
 
 
 # -- sweep --runtime -----------------------------------------------------------------------------------------

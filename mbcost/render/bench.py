@@ -272,7 +272,7 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
     if records:
         notes.append(env_line(records[0]))
     notes += [f"not measured: {f}" for f in failures]
-    notes += [f"skipped: {s}" for s in skipped]
+    notes += list(skipped)
     head = f"{setting_text(settings[0])}" if len(settings) == 1 else f"{len(settings)} settings"
     return Table(title=f"mbcost compare: {title}, {head}", columns=columns, rows=table_rows, notes=notes)
 
