@@ -118,6 +118,7 @@ def test_int8_is_quantized_calibrated_and_checked(measured, runtime):
     r, f32 = measured[0][(runtime, "int8")], measured[0][(runtime, "float32")]
     c = r.output_check
     assert r.precision == "int8" and r.dtype == "float32"
+    assert r.estimated_peak_memory_bytes is None  # the analytic estimate counts float32 activations
     assert r.calibration.startswith("random: 8 batches") and r.batchnorm_reestimated
     assert c.passed and c.top1_agreement is not None
     # Rounding to int8 moves the outputs by far more than float32's kernel differences: a runtime that left

@@ -340,8 +340,11 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
     """The record of one measured network (pure: no timing here). In train mode the work is the
     step's: ``achieved_gflops`` = 2 x (forward + backward MACs) / median. ``config`` replaces the plan's
     (another runtime or precision); ``runtime`` holds the runtime's fields (``runtime_version``,
-    ``runtime_settings``, ``one_time_s``, ``calibration``, ``batchnorm_reestimated``, ``output_check``)."""
+    ``runtime_settings``, ``one_time_s``, ``calibration``, ``batchnorm_reestimated``, ``output_check``; an
+    ``estimated_peak_memory_bytes`` there replaces the analytic estimate: ``None`` for int8, whose activations
+    the float estimate does not count)."""
     cost = plan.cost
+    estimated = runtime.pop("estimated_peak_memory_bytes", _estimated_peak(cost))
     seconds = m.median
     train = cost.mode == "train"
     backward_macs = cost.backward_macs if train else 0
@@ -353,7 +356,7 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
         achieved_gflops=flops / seconds / 1e9 if seconds > 0 else math.inf,
         peak_memory_bytes=peak_memory_bytes,
-        estimated_peak_memory_bytes=_estimated_peak(cost),
+        estimated_peak_memory_bytes=estimated,
         mode=cost.mode, optimizer=cost.optimizer, backward_macs=backward_macs,
         **({} if runtime.get("runtime_version") else {"runtime_version": _torch_version()}),
     )
@@ -514,7 +517,8 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
             if settings.device.type == "cuda":
                 torch.cuda.empty_cache()  # hand the cached blocks back before the next network
     config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
-    return model_record(plan, m, env, peak, config=config, runtime_version=adapter.version(),
+    extra = {"estimated_peak_memory_bytes": None} if int8 else {}  # the estimate counts float32 activations
+    return model_record(plan, m, env, peak, config=config, **extra, runtime_version=adapter.version(),
                         runtime_settings=applied, one_time_s=phases,
                         calibration=calibration.describe() if calibration else None,
                         batchnorm_reestimated=reestimated, output_check=check)
