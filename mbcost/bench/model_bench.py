@@ -382,13 +382,16 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
                    step: TrainStep | None = None) -> int | None:
     """The measured activation peak of one extra forward, or of one extra training ``step``
     (``mbcost.bench.memory``), or ``None`` (logged) when the pass cannot be measured, e.g. under a
-    profiler the caller already runs."""
+    profiler the caller already runs. The profiler's own C++ warnings (a block allocated before it
+    started, freed during the pass) are kept off the output (``runtimes.base.quiet``)."""
     from mbcost.bench.memory import measure_peak_memory, measure_step_memory
+    from mbcost.bench.runtimes.base import quiet
 
     try:
-        if step is not None:
-            return measure_step_memory(step, settings.device)
-        return measure_peak_memory(model, x, settings.device)
+        with quiet():
+            if step is not None:
+                return measure_step_memory(step, settings.device)
+            return measure_peak_memory(model, x, settings.device)
     except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first[:300])
