@@ -225,10 +225,19 @@ def test_an_unexportable_model_fails_its_runtime_and_keeps_the_others(tmp_path):
     (["--runtime", "tensorrt"], "unknown runtime 'tensorrt'"),
     (["--runtime", "onnxruntime", "--mode", "train"], "eager runtime only"),
     (["--precision", "int8", "--mode", "train"], "--precision int8 is for inference"),
+    (["--runtime", "eager,openvino", "--channels-last"], "chooses its own layouts"),
 ])
 def test_impossible_requests_are_one_line(args, words, fake):
     assert words in one_line_error(run("bench", *SMALL, *TINY, *args, measure=fake))
     assert fake.calls == 0
+
+
+def test_compile_is_an_alias_of_the_compile_runtime():
+    from mbcost.cli.bench import runtime_names
+
+    assert runtime_names(None, True) == ["compile"] and runtime_names("compile", True) == ["compile"]
+    assert runtime_names(None, False) == ["eager"]
+    assert runtime_names("onnxruntime, eager,onnxruntime", False) == ["onnxruntime", "eager"]
 
 
 def test_profile_refuses_other_runtimes(fake):

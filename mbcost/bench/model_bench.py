@@ -110,6 +110,9 @@ class BenchSettings:
             reason = get_runtime(name).refusal(self.precision, self.dtype, self.device, mode)
             if reason:
                 raise RuntimeUnavailable(reason)
+            if self.channels_last and name not in ("eager", "compile"):
+                raise RuntimeUnavailable(f"--channels-last is PyTorch's memory format; --runtime {name} chooses its "
+                                         "own layouts")
 
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
