@@ -164,7 +164,9 @@ def direct(model: Any, x: Any, runtime: str, precision: str, threads: int, calib
             import nncf
 
             converted = nncf.quantize(converted, nncf.Dataset([c.numpy() for c in calib]), subset_size=len(calib))
+        # f32 as mbcost asks: on a CPU with bf16 (AVX512_BF16, AMX) the plugin would otherwise run bf16
         compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                              "INFERENCE_PRECISION_HINT": "f32",
                                                               "CPU_DENORMALS_OPTIMIZATION": True})
         request = compiled.create_infer_request()
         return lambda: request.infer({0: xn})
@@ -202,7 +204,8 @@ def direct(model: Any, x: Any, runtime: str, precision: str, threads: int, calib
 
 
 def plain_median(call: Any, loops: int, seconds: float) -> float:
-    """Median of ``loops`` calls timed one by one (at least 5, and no more than fit in ``seconds``)."""
+    """Median of calls timed one by one for ``seconds`` (as long as mbcost's timer measures at least; a shorter
+    window would catch a quiet moment on a busy machine more often), at least 5 and at most ``loops``."""
     import torch
 
     with torch.inference_mode():
@@ -273,8 +276,8 @@ def direct_comparison(args: argparse.Namespace) -> None:
         print(f"| {model} | {name} | {precision} | {threads} | {ours_s * 1e3:.3f} ms | {theirs_s * 1e3:.3f} ms | "
               f"{ratio:.2f}{flag} |")
     print(f"lowest per-round median of {args.rounds} interleaved rounds; mbcost = its prepared runtime through "
-          f"mbcost's timer (torch.utils.benchmark), direct = the runtime's own session here, {args.loops} calls "
-          "timed one by one with time.perf_counter")
+          f"mbcost's timer (torch.utils.benchmark, {args.min_time:g}-{args.max_time:g} s), direct = the runtime's own "
+          f"session here, calls timed one by one with time.perf_counter for {args.min_time:g} s")
     by = {(m, n, p, t): ours for m, n, p, t, ours, _ in rows}
     eager, onnx = by.get(("v2", "eager", "float32", 1)), by.get(("v2", "onnxruntime", "float32", 1))
     if eager and onnx:
@@ -294,8 +297,8 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=1.0)
     p.add_argument("--max-time", type=float, default=3.0)
     p.add_argument("--direct", action="store_true", help="mbcost's median against the runtime timed directly")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--loops", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--loops", type=int, default=100_000)
     args = p.parse_args()
     args.runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     args.threads = [int(t) for t in args.threads.split(",")]

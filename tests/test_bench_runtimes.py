@@ -118,6 +118,7 @@ def test_int8_is_quantized_calibrated_and_checked(measured, runtime):
     r, f32 = measured[0][(runtime, "int8")], measured[0][(runtime, "float32")]
     c = r.output_check
     assert r.precision == "int8" and r.dtype == "float32"
+    assert r.estimated_peak_memory_bytes is None  # the analytic estimate counts float32 activations
     assert r.calibration.startswith("random: 8 batches") and r.batchnorm_reestimated
     assert c.passed and c.top1_agreement is not None
     # Rounding to int8 moves the outputs by far more than float32's kernel differences: a runtime that left
@@ -224,10 +225,19 @@ def test_an_unexportable_model_fails_its_runtime_and_keeps_the_others(tmp_path):
     (["--runtime", "tensorrt"], "unknown runtime 'tensorrt'"),
     (["--runtime", "onnxruntime", "--mode", "train"], "eager runtime only"),
     (["--precision", "int8", "--mode", "train"], "--precision int8 is for inference"),
+    (["--runtime", "eager,openvino", "--channels-last"], "chooses its own layouts"),
 ])
 def test_impossible_requests_are_one_line(args, words, fake):
     assert words in one_line_error(run("bench", *SMALL, *TINY, *args, measure=fake))
     assert fake.calls == 0
+
+
+def test_compile_is_an_alias_of_the_compile_runtime():
+    from mbcost.cli.bench import runtime_names
+
+    assert runtime_names(None, True) == ["compile"] and runtime_names("compile", True) == ["compile"]
+    assert runtime_names(None, False) == ["eager"]
+    assert runtime_names("onnxruntime, eager,onnxruntime", False) == ["onnxruntime", "eager"]
 
 
 def test_profile_refuses_other_runtimes(fake):

@@ -77,7 +77,7 @@ def test_v2_renders_with_its_exact_parameter_count_and_the_terminal_tables_numbe
 def test_a_comparison_renders_as_mbcost_compare_prints_it(cli):
     from mbcost.comparison import compare_models
 
-    c = compare_models("v1,vgg16", 224, convention="thop", bench=False)  # as the command below: --no-bench
+    c = compare_models("v1,vgg16", 224, convention="thop", bench=False)
     got = cells(c._repr_html_())
     printed = cli("compare", "--models", "v1,vgg16", "--convention", "thop", "--no-bench")
     assert terminal_rows(printed.stdout) == got.rows[1:]

@@ -111,6 +111,9 @@ class BenchSettings:
             reason = get_runtime(name).refusal(self.precision, self.dtype, self.device, mode)
             if reason:
                 raise RuntimeUnavailable(reason)
+            if self.channels_last and name not in ("eager", "compile"):
+                raise RuntimeUnavailable(f"--channels-last is PyTorch's memory format; --runtime {name} chooses its "
+                                         "own layouts")
 
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
@@ -341,8 +344,11 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
     """The record of one measured network (pure: no timing here). In train mode the work is the
     step's: ``achieved_gflops`` = 2 x (forward + backward MACs) / median. ``config`` replaces the plan's
     (another runtime or precision); ``runtime`` holds the runtime's fields (``runtime_version``,
-    ``runtime_settings``, ``one_time_s``, ``calibration``, ``batchnorm_reestimated``, ``output_check``)."""
+    ``runtime_settings``, ``one_time_s``, ``calibration``, ``batchnorm_reestimated``, ``output_check``; an
+    ``estimated_peak_memory_bytes`` there replaces the analytic estimate: ``None`` for int8, whose activations
+    the float estimate does not count)."""
     cost = plan.cost
+    estimated = runtime.pop("estimated_peak_memory_bytes", _estimated_peak(cost))
     seconds = m.median
     train = cost.mode == "train"
     backward_macs = cost.backward_macs if train else 0
@@ -354,7 +360,7 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
         throughput_ips=plan.config.batch / seconds if seconds > 0 else math.inf,
         achieved_gflops=flops / seconds / 1e9 if seconds > 0 else math.inf,
         peak_memory_bytes=peak_memory_bytes,
-        estimated_peak_memory_bytes=_estimated_peak(cost),
+        estimated_peak_memory_bytes=estimated,
         mode=cost.mode, optimizer=cost.optimizer, backward_macs=backward_macs,
         **({} if runtime.get("runtime_version") else {"runtime_version": _torch_version()}),
     )
@@ -380,13 +386,16 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
                    step: TrainStep | None = None) -> int | None:
     """The measured activation peak of one extra forward, or of one extra training ``step``
     (``mbcost.bench.memory``), or ``None`` (logged) when the pass cannot be measured, e.g. under a
-    profiler the caller already runs."""
+    profiler the caller already runs. The profiler's own C++ warnings (a block allocated before it
+    started, freed during the pass) are kept off the output (``runtimes.base.quiet``)."""
     from mbcost.bench.memory import measure_peak_memory, measure_step_memory
+    from mbcost.bench.runtimes.base import quiet
 
     try:
-        if step is not None:
-            return measure_step_memory(step, settings.device)
-        return measure_peak_memory(model, x, settings.device)
+        with quiet():
+            if step is not None:
+                return measure_step_memory(step, settings.device)
+            return measure_peak_memory(model, x, settings.device)
     except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first[:300])
@@ -493,7 +502,8 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
         if prepared.model is not None and prepared.inputs is not None:
             peak = measure_memory(prepared.model, prepared.inputs, settings, what)
     config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
-    return model_record(plan, m, env, peak, config=config, runtime_version=adapter.version(),
+    extra = {"estimated_peak_memory_bytes": None} if int8 else {}  # the estimate counts float32 activations
+    return model_record(plan, m, env, peak, config=config, **extra, runtime_version=adapter.version(),
                         runtime_settings=applied, one_time_s=phases,
                         calibration=calibration.describe() if calibration else None,
                         batchnorm_reestimated=reestimated, output_check=check)
