@@ -171,7 +171,6 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, runtime: str | None
         module = module.eval()
         reference = None if is_reference else reference_outputs(module, samples, settings)
         with open_runtime(adapter, module, samples[0], job, settings) as prepared:
-            del module
             check = runtime_check(prepared, samples, reference, precision, what)
             m = time_call(prepared, settings, what, name, measure_fn)
             measured.append(_Stack(m, check, dict(prepared.settings), dict(prepared.phases)))
