@@ -216,18 +216,24 @@ def row_check_cell(row: RuntimeRow) -> str:
     """The output checks of a row's models in one cell: ``reference`` (the baseline), ``ok, rel <= 3.1e-07``,
     ``rel <= 0.021, top-1 >= 100%`` (int8), or ``!! FAILED: v2 rel 0.23 > 0.001``."""
     checks = [(m, r.output_check) for m, r in row.records.items() if r.output_check is not None]
+    return _checks_cell(checks, row.precision)
+
+
+def _checks_cell(checks: Sequence[tuple[str, Any]], precision: str) -> str:
+    """One cell for named output checks: ``-`` (none), ``!! FAILED: ...``, ``reference`` (the baseline itself),
+    ``rel <= X, top-1 >= Y`` (int8) or ``ok, rel <= X``."""
     if not checks:
         return "-"
-    failed = [(m, c) for m, c in checks if not c.passed]
+    failed = [(name, c) for name, c in checks if not c.passed]
     if failed:
         return "!! FAILED: " + ", ".join(
-            f"{m} " + (f"rel {c.rel_error:.2g} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "?"))
-            for m, c in failed)
+            f"{name} " + (f"rel {c.rel_error:.2g} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "?"))
+            for name, c in failed)
     if all(c.samples == 0 for _, c in checks):
         return "reference"
     rel = max(c.rel_error or 0.0 for _, c in checks)
     tops = [c.top1_agreement for _, c in checks if c.top1_agreement is not None]
-    if row.precision == "int8":
+    if precision == "int8":
         return f"rel <= {rel:.2g}" + (f", top-1 >= {min(tops):.0%}" if tops else "")
     return f"ok, rel <= {rel:.2g}"
 
@@ -472,20 +478,7 @@ def conv_check_cell(r: ConvRecord) -> str:
     for records without checks."""
     checks = [(side, c) for side, c in (("standard", r.standard_output_check), ("separable", r.output_check))
               if c is not None]
-    if not checks:
-        return "-"
-    failed = [(side, c) for side, c in checks if not c.passed]
-    if failed:
-        return "!! FAILED: " + ", ".join(
-            f"{side} " + (f"rel {c.rel_error:.2g} > {c.tolerance:g}" if c.rel_error is not None else (c.note or "?"))
-            for side, c in failed)
-    if all(c.samples == 0 for _, c in checks):
-        return "reference"
-    rel = max(c.rel_error or 0.0 for _, c in checks)
-    tops = [c.top1_agreement for _, c in checks if c.top1_agreement is not None]
-    if r.precision == "int8":
-        return f"rel <= {rel:.2g}" + (f", top-1 >= {min(tops):.0%}" if tops else "")
-    return f"ok, rel <= {rel:.2g}"
+    return _checks_cell(checks, r.precision)
 
 
 def _conv_failed(r: ConvRecord) -> bool:
