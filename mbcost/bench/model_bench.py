@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "RuntimeBench", "RuntimeFailure",
-    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "make_inputs",
-    "make_optimizer", "measure_each", "measure_memory", "model_record", "open_runtime", "output_loss", "plan_models",
-    "prepare_model", "reference_outputs", "runtime_check", "speedups", "time_call", "time_forward",
+    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "each_runtime",
+    "make_inputs", "make_optimizer", "measure_each", "measure_memory", "model_record", "open_runtime", "output_loss",
+    "plan_models", "prepare_model", "reference_outputs", "runtime_check", "speedups", "time_call", "time_forward",
 ]
 
 log = logging.getLogger(__name__)
@@ -640,26 +640,41 @@ def bench_runtimes(plans: Sequence[ModelPlan], settings: BenchSettings, runtimes
 
         for plan in plans:  # a bad file is refused before anything is measured
             load_calibration(settings.calibration, plan.cost)
-    items = [(plan, name) for plan in plans for name in names]
-    failures: list[RuntimeFailure] = []
+    return each_runtime(
+        [(plan, name) for plan in plans for name in names], settings,
+        lambda plan, name, busy: bench_model(plan, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
+        lambda plan: (plan.cost.label, plan.config.batch), ModelRecord,
+        lambda item: f"{item[0].cost.label} batch {item[0].config.batch} on {item[1]}",
+        on_record=on_record, progress=progress)
 
-    def one(item: tuple[ModelPlan, str], busy: float | None) -> ModelRecord | RuntimeFailure:
-        plan, name = item
+
+def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
+                 bench_one: Callable[[Any, str, float | None], Any], identify: Callable[[Any], tuple[str, int]],
+                 kind: type, describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
+                 progress: Progress | None = None) -> RuntimeBench:
+    """Measure each ``(target, runtime)`` item with ``bench_one(target, runtime, busy_cpus)`` (through
+    ``measure_each``): a runtime whose toolchain fails on a target (``BenchError``) becomes a ``RuntimeFailure``
+    named by ``identify(target)`` (label, batch), and the other items are still measured; each record of type
+    ``kind`` goes to ``on_record`` as soon as it exists. One loop for networks (``bench_runtimes``) and
+    convolution pairs (``sweep.sweep_runtimes``)."""
+    failures: list[RuntimeFailure] = []
+    precision = "int8" if settings.precision == "int8" else settings.dtype
+
+    def one(item: tuple[Any, str], busy: float | None) -> Any:
+        target, name = item
         try:
-            return bench_model(plan, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy)
+            return bench_one(target, name, busy)
         except BenchError as exc:
-            failure = RuntimeFailure(plan.cost.label, plan.config.batch, name,
-                                     "int8" if settings.precision == "int8" else settings.dtype, str(exc))
+            failure = RuntimeFailure(*identify(target), name, precision, str(exc))
             failures.append(failure)
             return failure
 
     def keep(record: Any) -> None:
-        if on_record and isinstance(record, ModelRecord):
+        if on_record and isinstance(record, kind):
             on_record(record)
 
-    done = measure_each(items, settings, one, lambda item: f"{item[0].cost.label} batch {item[0].config.batch} on "
-                        f"{item[1]}", on_record=keep, progress=progress)
-    return RuntimeBench([r for r in done if isinstance(r, ModelRecord)], failures)
+    done = measure_each(items, settings, one, describe, on_record=keep, progress=progress)
+    return RuntimeBench([r for r in done if isinstance(r, kind)], failures)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,

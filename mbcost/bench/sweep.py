@@ -18,14 +18,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mbcost.bench.devices import check_memory
-from mbcost.bench.errors import BenchError
 from mbcost.bench.model_bench import (
     BenchSettings,
     OnRecord,
     Progress,
     RuntimeBench,
-    RuntimeFailure,
-    measure_each,
+    each_runtime,
     open_runtime,
     reference_outputs,
     runtime_check,
@@ -195,29 +193,15 @@ def sweep_runtimes(points: Sequence[ConvPoint], settings: BenchSettings, runtime
     """
     names = tuple(runtimes) if runtimes else settings.default_runtimes()
     settings.check_runtimes(names)
-    failures: list[RuntimeFailure] = []
-
-    def one(item: tuple[ConvPoint, str], busy: float | None) -> ConvRecord | RuntimeFailure:
-        point, name = item
-        try:
-            return bench_conv(point, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy)
-        except BenchError as exc:
-            failure = RuntimeFailure(point_label(point), point.batch, name,
-                                     "int8" if settings.precision == "int8" else settings.dtype, str(exc))
-            failures.append(failure)
-            return failure
-
-    def keep(record: Any) -> None:
-        if on_record and isinstance(record, ConvRecord):
-            on_record(record)
-
     def describe(item: tuple[ConvPoint, str]) -> str:
         point, name = item
         return f"M=N={point.cin} K={point.k} F={point.size[0]}" + (f" on {name}" if len(names) > 1 else "")
 
-    done = measure_each([(p, n) for p in points for n in names], settings, one, describe, on_record=keep,
-                        progress=progress)
-    return RuntimeBench([r for r in done if isinstance(r, ConvRecord)], failures)
+    return each_runtime(
+        [(p, n) for p in points for n in names], settings,
+        lambda point, name, busy: bench_conv(point, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
+        lambda point: (point_label(point), point.batch), ConvRecord, describe, on_record=on_record,
+        progress=progress)
 
 
 def run_sweep(points: Sequence[ConvPoint], settings: BenchSettings, *,
