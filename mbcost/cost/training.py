@@ -26,9 +26,11 @@ Counting semantics (``mode="train"``):
 
 from __future__ import annotations
 
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BIAS_FIRST", "COPIES_INPUT_IN_PLACE", "MODES", "OPTIMIZERS", "SAVED", "Optimizer"]
+__all__ = ["BIAS_FIRST", "MODES", "OPTIMIZERS", "SAVED", "Optimizer", "saved_for_backward"]
 
 MODES = ("inference", "train")
 
@@ -48,11 +50,17 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "adamw": Optimizer(ops=14, state=2),
 }
 
-#: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed): ``"in"``
-#: its first activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its
-#: first output, ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a
-#: dropout's mask). Ops not listed keep nothing (views, cat, add, mean and adaptive pooling keep
-#: shapes only). Checked against ``torch.autograd.graph.saved_tensors_hooks`` on the zoo models.
+#: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed), in words of its
+#: tensor arguments (lists flattened, in order) and outputs: ``"in"`` its first activation input, ``"ins"``
+#: every activation input, ``"rest"`` every activation input after the first (indices, masks), ``"pair"``
+#: each of its first two tensors when the other needs a gradient (a product: ``x @ w`` keeps ``x`` for
+#: ``w``'s gradient), ``"pair1"`` the same for its second and third tensors (after a bias), ``"quotient"``
+#: ``a / b``: ``b`` when either needs a gradient, ``a`` when ``b`` does, ``"out"`` its first output,
+#: ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a dropout's mask, an attention
+#: kernel's logsumexp). Weights are never counted (they exist anyway). Ops not listed keep nothing or
+#: shapes only (views, cat, add, sub, neg, mean, sum, pads, clones, upsampling, cumsum). Checked against
+#: ``torch.autograd.graph.saved_tensors_hooks``, op by op, on the ops torchvision's and timm's models issue
+#: (tests/test_saved_rules.py).
 SAVED: dict[str, tuple[str, ...]] = {}
 
 
@@ -61,20 +69,52 @@ def _saves(names: str, *what: str) -> None:
         SAVED[name] = what
 
 
-_saves("convolution mm addmm bmm baddbmm linear matmul", "ins")
+_saves("convolution mm bmm matmul mul", "pair")
+_saves("addmm baddbmm addcmul", "pair1")
+_saves("div", "quotient")
+_saves("linear", "ins")
 _saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "extra")
-_saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax", "out")
+_saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax exp sqrt rsqrt", "out")
 _saves("hardtanh hardswish hardsigmoid silu gelu selu mish softplus clamp clamp_min clamp_max threshold "
-       "avg_pool2d avg_pool3d embedding", "in")
+       "avg_pool2d avg_pool3d _adaptive_avg_pool2d _adaptive_avg_pool3d embedding log abs erf sin cos pow "
+       "var var_mean where", "in")
+_saves("std amax amin linalg_vector_norm prod", "in", "out")
 _saves("leaky_relu elu", "out")
-_saves("max_pool2d_with_indices max_pool3d_with_indices", "in", "extra")
-_saves("mul div", "ins")
+_saves("max_pool2d_with_indices max_pool3d_with_indices adaptive_max_pool2d adaptive_max_pool3d log_sigmoid_forward",
+       "in", "extra")
+_saves("max min topk sort kthvalue", "extra")
+_saves("minimum maximum gather", "ins")
+_saves("index masked_fill", "rest")
 _saves("native_dropout", "extra")
-
-#: In place, an op whose backward needs its input saves a copy of it first (autograd's "original
-#: self"): ReLU6, Hardswish, SiLU, Hardsigmoid in place keep one more activation than out of place;
-#: ReLU, LeakyReLU and ELU in place keep their result instead (measured with saved-tensor hooks).
-COPIES_INPUT_IN_PLACE = frozenset(name for name, what in SAVED.items() if what == ("in",))
+# the fused attention kernels: q, k, v (and the mask), the output and its logsumexp (CUDA's: and RNG state)
+_saves("_scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_flash_attention "
+       "_scaled_dot_product_efficient_attention _scaled_dot_product_cudnn_attention", "ins", "out", "extra")
 
 #: Ops whose two multiplied operands are not their first two tensor arguments (a bias comes first).
 BIAS_FIRST = frozenset({"addmm", "baddbmm"})
+
+
+def saved_for_backward(name: str, tensors: Sequence[Any], outputs: Sequence[Any], *, weights: Container[int],
+                       grads: Container[int], inplace: bool) -> tuple[list[Any], int]:
+    """What op ``name`` keeps for its backward by ``SAVED``: the activation tensors it saves (among its
+    ``tensors`` and ``outputs``; weights, ``id(t) in weights``, left out) and the bytes autograd copies to
+    save them: in place, an input the backward reads is overwritten, so its original is copied first.
+    ``grads``: the ids of the tensors that need a gradient."""
+    rule = SAVED.get(name, ())
+    acts = [t for t in tensors if id(t) not in weights]
+    saved = [*(acts[:1] if "in" in rule else []), *(acts if "ins" in rule else []),
+             *(acts[1:] if "rest" in rule else [])]
+    for token, first in (("pair", 0), ("pair1", 1)):
+        if token in rule and len(tensors) >= first + 2:
+            a, b = tensors[first], tensors[first + 1]
+            saved += [t for t, other in ((a, b), (b, a)) if id(other) in grads and id(t) not in weights]
+    if "quotient" in rule and len(tensors) >= 2:
+        a, b = tensors[0], tensors[1]
+        saved += [t for t, keep in ((a, id(b) in grads), (b, id(a) in grads or id(b) in grads))
+                  if keep and id(t) not in weights]
+    copies = 0
+    if inplace and tensors and any(t is tensors[0] for t in saved):  # the original self, copied
+        saved = [t for t in saved if t is not tensors[0]]
+        copies = tensors[0].numel() * tensors[0].element_size()
+    saved += [*(outputs[:1] if "out" in rule else []), *(outputs[1:] if "extra" in rule else [])]
+    return saved, copies

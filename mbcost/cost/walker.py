@@ -46,7 +46,7 @@ from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, layer_key, re
 from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
 from mbcost.cost.shadow import shadow_tree
 from mbcost.cost.shortcuts import SHORTCUTS, meta_like
-from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
+from mbcost.cost.training import BIAS_FIRST, saved_for_backward
 from mbcost.cost.workspace import conv_workspace
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.inputs import Inputs
@@ -501,14 +501,10 @@ class _Walk:
             products = sum(1 for t in operands if id(t) in grad_ids) if layer.macs else 0
             self.book.set_backward(layer.macs * products, 2 * layer.elementwise_ops)
         if self.lifetimes is not None:
-            rule = SAVED.get(info.name, ())
-            saved = [*(acts[:1] if "in" in rule else []), *(acts if "ins" in rule else []),
-                     *(writes[:1] if "out" in rule else []), *(writes[1:] if "extra" in rule else [])]
+            saved, copies = saved_for_backward(info.name, tensors, writes, weights=weight_ids, grads=grad_ids,
+                                               inplace=info.inplace)
             grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
             grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
-            copies = 0
-            if info.inplace and info.name in COPIES_INPUT_IN_PLACE and acts:
-                copies, saved = acts[0].numel() * acts[0].element_size(), []
             self.lifetimes.save(saved, grad_bytes, copies)
 
     def train_peak(self) -> tuple[int | None, str | None]:
