@@ -379,7 +379,7 @@ def _estimated_peak(cost: ModelCost) -> int | None:
         return cost.peak_activation_bytes
     if cost.train_peak_activation_bytes is None:
         return None
-    return cost.train_peak_activation_bytes + cost.trainable_params * cost.dtype_bytes
+    return cost.train_peak_activation_bytes + cost.train_grad_bytes
 
 
 def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,

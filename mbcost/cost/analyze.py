@@ -133,6 +133,7 @@ def analyze(
         trainable_params=trace.trainable_params,
         train_peak_activation_bytes=trace.train_peak_activation_bytes,
         train_peak_op=trace.train_peak_op,
+        train_peak_grad_bytes=trace.train_peak_grad_bytes,
         unpriced_params=tuple(trace.unpriced_params),
         precision=precision,
         quantized_weight_bytes=int8_weight_bytes(module) if int8 else None,

@@ -12,6 +12,14 @@ Weights (parameters and buffers, and views of them) are not activations and are 
 This is the inference schedule an eager runtime follows when each tensor is freed right after its
 last use. Counted on the meta device, where every storage is kept alive by the walk, so a storage
 id never changes meaning.
+
+Training: what each op saves for backward (``mbcost.cost.training.saved_for_backward``) stays alive until
+the backward has passed the op. ``F.scaled_dot_product_attention`` without dropout runs on the meta device
+as its math path (``q * s``, ``k^T * s``, ``bmm``, an optional mask ``add``, a softmax, ``bmm``), which saves
+the scaled copies and the ``L x S`` attention weights, while the CPU and CUDA run one fused kernel that
+saves ``q``, ``k``, ``v``, the output and its float32 logsumexp (one per query row) only. The math path is
+recognised as it is recorded (``_Attention``) and saves what the fused kernel does; with dropout between
+the softmax and the product, the CPU runs the math path too, and it is left as recorded.
 """
 
 from __future__ import annotations
@@ -21,14 +29,18 @@ from typing import Any
 
 __all__ = ["Lifetimes", "Peak"]
 
+_SOFTMAX = frozenset({"_softmax", "_safe_softmax"})
+
 
 @dataclass(frozen=True)
 class Peak:
-    """The worst point of a schedule: live activation bytes and the op it happens at."""
+    """The worst point of a schedule: live activation bytes and the op it happens at; in training, the
+    parameters' gradients alive there too (``grad_bytes``)."""
 
     activation_bytes: int
     step: int
     where: Any
+    grad_bytes: int = 0
 
 
 class Lifetimes:
@@ -51,8 +63,13 @@ class Lifetimes:
         # backward, running ops in reverse, has passed that op); per op, its gradients' bytes
         self.saved: dict[int, int] = {}
         self.grads: list[int] = []
+        self.param_grads: dict[int, int] = {}  # trainable weight storage -> its last reader
+        self.weight_bytes: dict[int, int] = {}
+        self.weight_of: dict[int, int] = {}  # the storage of a weight's view or copy -> the weight's
         self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
         self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
+        self.attention = _Attention()
+        self._last: tuple[list[Any], list[Any]] = ([], [])  # the last op's reads and writes
 
     def _key(self, t: Any) -> int:
         """The storage id of ``t``, remembered per tensor (every tensor seen is kept alive, so its id
@@ -91,6 +108,7 @@ class Lifetimes:
         if scratch:
             self.scratch[step] = scratch
         self.where.append(where)
+        self._last = (reads, writes)
         last, weights, key_of = self.last, self.weight_storages, self._key
         for t in reads:
             key = key_of(t)
@@ -98,6 +116,14 @@ class Lifetimes:
                 last[key] = step
         for t in writes:
             self._create(t, step)
+            key = key_of(t)
+            if key in weights and reads:  # a weight's view or copy: its gradient is the weight's
+                base = next((r for r in reads if key_of(r) in weights and key_of(r) != key), None)
+                if base is not None:
+                    root = key_of(base)
+                    if root not in self.weight_of:
+                        self.weight_bytes.setdefault(root, base.untyped_storage().nbytes())
+                    self.weight_of[key] = self.weight_of.get(root, root)
 
     def hold(self, tensors: list[Any]) -> None:
         """A module call returns: the tensors passed to it were referenced until now."""
@@ -108,19 +134,45 @@ class Lifetimes:
             if key in last and last[key] < step:
                 last[key] = step
 
-    def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0) -> None:
+    def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0, trained: list[Any] = ()) -> None:
         """Training: the op just recorded saves ``tensors`` for its backward (and ``copies`` bytes it
-        copies to save them), which handles ``grad_bytes`` of gradients (its output's and its input's)."""
+        copies to save them), which handles ``grad_bytes`` of gradients (its output's and its input's);
+        it reads the trainable weights ``trained`` (views included), whose gradients exist from the
+        backward of their last reader on."""
         step = len(self.where) - 1
+        for t in trained:
+            key = self._key(t)
+            key = self.weight_of.get(key, key)
+            self.param_grads[key] = step
+            if key not in self.weight_bytes:
+                self.weight_bytes[key] = t.untyped_storage().nbytes()
         if copies:
-            key = -1 - len(self.size)  # a storage of autograd's own, made by this op
-            self.created[key], self.size[key], self.last[key], self.saved[key] = step, copies, step, step
+            self._own(copies, step)
         for t in tensors:
             key = self._key(t)
             if key in self.created and key not in self.saved:
                 self.saved[key] = step
         self.grads.extend([0] * (step - len(self.grads)))
         self.grads.append(grad_bytes)
+        where = self.where[step]
+        fused = self.attention.see(where[1] if isinstance(where, tuple) else None, *self._last, self._key, step)
+        if fused is not None:
+            self._fuse(fused, step)
+
+    def _own(self, nbytes: int, step: int) -> None:
+        """A storage of autograd's own (a copy, a kernel's statistics), made and saved by op ``step``."""
+        key = -1 - len(self.size)
+        self.created[key], self.size[key], self.last[key], self.saved[key] = step, nbytes, step, step
+
+    def _fuse(self, fused: _Fused, step: int) -> None:
+        """A math-path attention ended (or its output was copied): it saves what the fused kernel saves."""
+        for key in fused.dropped:
+            self.saved.pop(key, None)
+        for key in fused.kept:
+            if key in self.created and key not in self.saved:
+                self.saved[key] = fused.first
+        if fused.own_bytes:
+            self._own(fused.own_bytes, step)
 
     def outputs(self, tensors: list[Any]) -> None:
         """The model's outputs: alive to the end."""
@@ -166,10 +218,81 @@ class Lifetimes:
         freed: dict[int, int] = {}
         for key, step in self.saved.items():
             freed[step] = freed.get(step, 0) + self.size[key]
+        made: dict[int, int] = {}  # step -> bytes of the parameters' gradients its backward makes
+        for key, step in self.param_grads.items():
+            made[step] = made.get(step, 0) + self.weight_bytes[key]
         saved = sum(self.size[key] for key in self.saved)
         grads = self.grads + [0] * (steps - len(self.grads))
+        best_grads = params = 0
         for step in range(steps - 1, -1, -1):
-            if saved + grads[step] > best:
-                best, best_step = saved + grads[step], step
+            params += made.get(step, 0)
+            if saved + grads[step] + params > best + best_grads:
+                best, best_grads, best_step = saved + grads[step], params, step
             saved -= freed.get(step, 0)
-        return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None)
+        held = sum(self.size[key] for key in self.held)
+        if held + params > best + best_grads:  # the optimizer's update: every gradient, no activation
+            best, best_grads, best_step = held, params, -1
+        return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None, best_grads)
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """What a recognised math-path attention saves instead of what its ops saved: the storages the fused
+    kernel does not keep (``dropped``), the ones it keeps (``kept``, saved from step ``first``, its first
+    op) and the bytes of its own it keeps (the logsumexp)."""
+
+    dropped: tuple[int, ...]
+    kept: tuple[int, ...]
+    first: int
+    own_bytes: int = 0
+
+
+class _Attention:
+    """Recognises ``F.scaled_dot_product_attention``'s math path op by op, in training (the module's
+    docstring): ``q * s`` and ``k^T * s`` (each a product with a scalar), ``bmm`` of the two, an optional
+    ``add`` (the mask), a softmax, ``bmm`` with ``v``; ``clone`` (a reshape's copy) in between. Tensors
+    are known by their storages. The fused kernel's output is laid out so that the usual
+    ``transpose(1, 2).reshape(...)`` after it is a view: the math path's copy there takes its place."""
+
+    def __init__(self) -> None:
+        self.copies: dict[int, tuple[int, int]] = {}  # a clone -> (what it copies, the step)
+        self.scaled: dict[int, tuple[int, int]] = {}  # scaled copy -> (the original, the step)
+        self.scores: dict[int, tuple[int, ...]] = {}  # scores, masked or not -> the storages the ops made
+        self.weights: dict[int, tuple[int, ...]] = {}  # softmax output -> the same, with the scores, and the step
+        self.outputs: dict[int, int] = {}  # an attention's output -> its first step
+        self.masks: dict[int, tuple[int, ...]] = {}  # masked scores, their softmax -> the masks added
+
+    def see(self, name: str | None, reads: list[Any], writes: list[Any], key: Any, step: int) -> _Fused | None:
+        """One op of a training walk, once recorded; at an attention's last product (and at the copy of
+        its output), what it saves instead."""
+        if not writes or not reads:
+            return None
+        out, first = key(writes[0]), key(reads[0])
+        source = self.copies.get(first, (first, 0))[0]  # what a clone copies (one level)
+        if name == "clone":
+            self.copies[out] = (first, step)
+            if first in self.outputs:
+                return _Fused(dropped=(first,), kept=(out,), first=self.outputs.pop(first))
+        elif name == "mul" and len(reads) == 1:
+            self.scaled[out] = (first, step)
+        elif name == "bmm" and len(reads) == 2:
+            second = key(reads[1])
+            other, copied = self.copies.get(second, (second, -1))
+            if source in self.scaled and other in self.scaled:
+                self.scores[out] = (source, other, first, second)
+            elif source in self.weights:
+                *made, softmax = self.weights.pop(source)
+                masks = self.masks.pop(source, ())
+                if copied < softmax:  # v itself, not its copy for the product
+                    other = second
+                (q, start), (k, _) = self.scaled[made[0]], self.scaled[made[1]]
+                self.outputs[out] = start
+                return _Fused(dropped=(*made, source, first, second), kept=(q, k, other, out, *masks), first=start,
+                              own_bytes=writes[0].numel() // max(1, writes[0].shape[-1]) * 4)
+        elif name == "add" and first in self.scores:
+            self.scores[out] = self.scores[first]
+            self.masks[out] = (*self.masks.get(first, ()), *(key(t) for t in reads[1:]))
+        elif name in _SOFTMAX and first in self.scores:
+            self.weights[out] = (*self.scores[first], step)
+            self.masks[out] = self.masks.pop(first, ())
+        return None

@@ -42,6 +42,8 @@ class Trace:
     trainable_params: int = 0
     train_peak_activation_bytes: int | None = None
     train_peak_op: str | None = None
+    #: Training: the parameters' gradients alive at the step's worst point (made during the backward).
+    train_peak_grad_bytes: int | None = None
     #: Parameters of modules that ran but issued only ops without a formula (embedding lookups).
     unpriced_params: list[UnpricedParams] = field(default_factory=list)
 

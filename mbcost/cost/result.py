@@ -212,6 +212,8 @@ class ModelCost:
     trainable_params: int = 0
     train_peak_activation_bytes: int | None = None
     train_peak_op: str | None = None
+    #: Training: the parameters' gradients alive at the step's worst point (``None``: all of them).
+    train_peak_grad_bytes: int | None = None
     #: Parameters of modules whose ops have no formula (embedding lookups), per module.
     unpriced_params: tuple[UnpricedParams, ...] = ()
     #: ``float32`` (every tensor at its dtype) or ``int8``: bytes as a runtime's int8 model holds them
@@ -252,11 +254,19 @@ class ModelCost:
 
     @property
     def train_peak_memory_bytes(self) -> int | None:
-        """Training: weights + gradients + optimizer state + the step's activation peak."""
+        """Training: weights + optimizer state + the activations and the parameters' gradients alive at the
+        step's worst point (the gradients exist from their layer's backward on)."""
         if self.train_peak_activation_bytes is None or self.optimizer_state_bytes is None:
             return None
-        return (self.weight_bytes + self.buffer_bytes + self.trainable_params * self.dtype_bytes
+        return (self.weight_bytes + self.buffer_bytes + self.train_grad_bytes
                 + self.optimizer_state_bytes + self.train_peak_activation_bytes)
+
+    @property
+    def train_grad_bytes(self) -> int:
+        """Training: the parameters' gradients alive at the step's worst point (all of them unless known)."""
+        if self.train_peak_grad_bytes is not None:
+            return self.train_peak_grad_bytes
+        return self.trainable_params * self.dtype_bytes
 
     @property
     def input_label(self) -> str:

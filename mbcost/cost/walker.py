@@ -505,13 +505,16 @@ class _Walk:
                                                inplace=info.inplace)
             grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
             grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
-            self.lifetimes.save(saved, grad_bytes, copies)
+            trained = [t for t in tensors if id(t) in weight_ids and id(t) in grad_ids]
+            self.lifetimes.save(saved, grad_bytes, copies, trained)
 
-    def train_peak(self) -> tuple[int | None, str | None]:
-        """Training: activation bytes at the step's worst point and the op there (``None`` unless training)."""
+    def train_peak(self) -> tuple[int | None, str | None, int | None]:
+        """Training: activation bytes at the step's worst point, the op there and the parameters' gradients
+        alive there (``None`` unless training)."""
         if self.lifetimes is None or not self.train:
-            return None, None
-        return self._named(self.lifetimes.train_peak())
+            return None, None, None
+        peak = self.lifetimes.train_peak()
+        return (*self._named(peak), peak.grad_bytes)
 
     def peak(self) -> tuple[int | None, str | None]:
         """Live activation bytes at the worst point and the op there (``None`` without lifetimes)."""
@@ -822,15 +825,15 @@ def trace_model(
               else "asked for (--execute real)")
     if meta_failure:
         log.warning("ran the real forward on the CPU: %s", reason)
-    return _finish(book, "real", reason, (None, None), (None, None))
+    return _finish(book, "real", reason, (None, None), (None, None, None))
 
 
 def _finish(book: RecordBook, execution: str, reason: str | None, peak: tuple[int | None, str | None],
-            train_peak: tuple[int | None, str | None]) -> Trace:
+            train_peak: tuple[int | None, str | None, int | None]) -> Trace:
     trace = book.finish()
     trace.execution, trace.fallback_reason = execution, reason
     trace.peak_activation_bytes, trace.peak_op = peak
-    trace.train_peak_activation_bytes, trace.train_peak_op = train_peak
+    trace.train_peak_activation_bytes, trace.train_peak_op, trace.train_peak_grad_bytes = train_peak
     if trace.uncounted:
         log.info("ops without a cost formula: %s", ", ".join(sorted({u.op for u in trace.uncounted})))
     return trace
