@@ -24,6 +24,7 @@ the softmax and the product, the CPU runs the math path too, and it is left as r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,11 +135,12 @@ class Lifetimes:
             if key in last and last[key] < step:
                 last[key] = step
 
-    def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0, trained: list[Any] = ()) -> None:
+    def save(self, tensors: list[Any], grad_bytes: int, copies: int = 0, trained: Sequence[Any] = (),
+             needing: Sequence[Any] = ()) -> None:
         """Training: the op just recorded saves ``tensors`` for its backward (and ``copies`` bytes it
         copies to save them), which handles ``grad_bytes`` of gradients (its output's and its input's);
         it reads the trainable weights ``trained`` (views included), whose gradients exist from the
-        backward of their last reader on."""
+        backward of their last reader on, among the tensors that need a gradient, ``needing``."""
         step = len(self.where) - 1
         for t in trained:
             key = self._key(t)
@@ -155,7 +157,8 @@ class Lifetimes:
         self.grads.extend([0] * (step - len(self.grads)))
         self.grads.append(grad_bytes)
         where = self.where[step]
-        fused = self.attention.see(where[1] if isinstance(where, tuple) else None, *self._last, self._key, step)
+        fused = self.attention.see(where[1] if isinstance(where, tuple) else None, *self._last, self._key, step,
+                                   needing)
         if fused is not None:
             self._fuse(fused, step)
 
@@ -226,8 +229,9 @@ class Lifetimes:
         best_grads = params = 0
         for step in range(steps - 1, -1, -1):
             params += made.get(step, 0)
-            if saved + grads[step] + params > best + best_grads:
-                best, best_grads, best_step = saved + grads[step], params, step
+            now = saved + grads[step]
+            if now + params > best + best_grads:
+                best, best_grads, best_step = now, params, step
             saved -= freed.get(step, 0)
         held = sum(self.size[key] for key in self.held)
         if held + params > best + best_grads:  # the optimizer's update: every gradient, no activation
@@ -262,9 +266,11 @@ class _Attention:
         self.outputs: dict[int, int] = {}  # an attention's output -> its first step
         self.masks: dict[int, tuple[int, ...]] = {}  # masked scores, their softmax -> the masks added
 
-    def see(self, name: str | None, reads: list[Any], writes: list[Any], key: Any, step: int) -> _Fused | None:
-        """One op of a training walk, once recorded; at an attention's last product (and at the copy of
-        its output), what it saves instead."""
+    def see(self, name: str | None, reads: list[Any], writes: list[Any], key: Any, step: int,
+            needing: Sequence[Any] = ()) -> _Fused | None:
+        """One op of a training walk, once recorded (``needing``: its tensors that need a gradient); at an
+        attention's last product (and at the copy of its output), what it saves instead. A mask that needs
+        a gradient (a learned bias) sends the CPU's SDPA down the math path: then nothing changes."""
         if not writes or not reads:
             return None
         out, first = key(writes[0]), key(reads[0])
@@ -290,6 +296,8 @@ class _Attention:
                 return _Fused(dropped=(*made, source, first, second), kept=(q, k, other, out, *masks), first=start,
                               own_bytes=writes[0].numel() // max(1, writes[0].shape[-1]) * 4)
         elif name == "add" and first in self.scores:
+            if any(t is m for t in needing for m in reads[1:]):
+                return None
             self.scores[out] = self.scores[first]
             self.masks[out] = (*self.masks.get(first, ()), *(key(t) for t in reads[1:]))
         elif name in _SOFTMAX and first in self.scores:

@@ -69,10 +69,10 @@ def _saves(names: str, *what: str) -> None:
         SAVED[name] = what
 
 
-_saves("convolution mm bmm matmul mul", "pair")
+_saves("mm bmm matmul mul", "pair")
 _saves("addmm baddbmm addcmul", "pair1")
 _saves("div", "quotient")
-_saves("linear", "ins")
+_saves("convolution linear", "ins")  # one formula for every gradient: the inputs whichever needs one
 _saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "extra")
 _saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax exp sqrt rsqrt", "out")
 _saves("hardtanh hardswish hardsigmoid silu gelu selu mish softplus clamp clamp_min clamp_max threshold "

@@ -506,7 +506,7 @@ class _Walk:
             grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
             grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
             trained = [t for t in tensors if id(t) in weight_ids and id(t) in grad_ids]
-            self.lifetimes.save(saved, grad_bytes, copies, trained)
+            self.lifetimes.save(saved, grad_bytes, copies, trained, needing)
 
     def train_peak(self) -> tuple[int | None, str | None, int | None]:
         """Training: activation bytes at the step's worst point, the op there and the parameters' gradients
