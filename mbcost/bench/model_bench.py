@@ -43,6 +43,7 @@ from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, OutputCheck, Record, RunConfig, busy_cpus_now, capture_env
 from mbcost.bench.runtimes.base import ForwardArgs, Prepared, Runtime, RuntimeJob
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
+from mbcost.errors import first_line
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "RuntimeBench", "RuntimeFailure",
-    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "each_runtime",
-    "make_inputs", "make_optimizer", "measure_each", "measure_memory", "model_record", "open_runtime", "output_loss",
+    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "each_runtime", "failing",
+    "make_inputs", "make_optimizer", "measure_memory", "model_record", "open_runtime", "output_loss",
     "plan_models", "prepare_model", "reference_outputs", "runtime_check", "speedups", "time_call", "time_forward",
 ]
 
@@ -61,6 +62,28 @@ log = logging.getLogger(__name__)
 #: ``progress(done, total, description)``: called before each item and once at the end.
 Progress = Callable[[int, int, str], None]
 OnRecord = Callable[[Record], None]
+#: What a failing forward, step or runtime call raises (torch and the toolchains use all of these).
+CALL_ERRORS = (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError)
+
+
+@contextmanager
+def failing(what: str) -> Iterator[None]:
+    """A failing call becomes ``BenchError("{what}: {its first line}")``."""
+    try:
+        yield
+    except CALL_ERRORS as exc:
+        raise BenchError(f"{what}: {first_line(exc, 300)}") from exc
+
+
+def _timed(fn: Callable[[], Any], settings: BenchSettings, measure_fn: MeasureFn | None, grad_free: bool,
+           failed: str) -> Measurement:
+    """``fn`` timed by the one timer (under ``inference_mode`` when ``grad_free``); a failure -> ``BenchError``."""
+    import contextlib
+
+    import torch
+
+    with failing(failed), torch.inference_mode() if grad_free else contextlib.nullcontext():
+        return (measure_fn or measure)(fn, settings.budget, threads=settings.threads, device_type=settings.device.type)
 
 
 @dataclass(frozen=True)
@@ -250,25 +273,14 @@ def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
                  measure_fn: MeasureFn | None = None, *, step: Callable[[], Any] | None = None) -> Measurement:
     """Time ``model(*x.args, **x.kwargs)`` under ``inference_mode``, or ``step()`` (a ``TrainStep``)
     with grad enabled when given; a failing call becomes ``BenchError``."""
-    import contextlib
-
-    import torch
-
-    measure_fn = measure_fn or measure
     args, kwargs = x.args, x.kwargs
 
     def forward() -> None:
         model(*args, **kwargs)
 
-    fn = step or forward
-    try:
-        with torch.inference_mode() if step is None else contextlib.nullcontext():
-            return measure_fn(fn, settings.budget, threads=settings.threads, device_type=settings.device.type)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        failed = "torch.compile" if settings.compile else ("the training step" if step else "the forward pass")
-        raise BenchError(f"{what}: {failed} failed on {settings.device.torch_device} ({settings.dtype}): "
-                         f"{first[:300]}") from exc
+    failed = "torch.compile" if settings.compile else ("the training step" if step else "the forward pass")
+    return _timed(step or forward, settings, measure_fn, step is None,
+                  f"{what}: {failed} failed on {settings.device.torch_device} ({settings.dtype})")
 
 
 def make_optimizer(model: Any, name: str) -> Any:
@@ -396,9 +408,8 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
             if step is not None:
                 return measure_step_memory(step, settings.device)
             return measure_peak_memory(model, x, settings.device)
-    except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first[:300])
+    except (BenchError, *CALL_ERRORS) as exc:
+        log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first_line(exc, 300))
         return None
 
 
@@ -406,19 +417,8 @@ def time_call(prepared: Any, settings: BenchSettings, what: str, runtime: str,
               measure_fn: MeasureFn | None = None) -> Measurement:
     """Time a prepared runtime's ``call`` (``runtimes.base.Prepared``) with the one timer, under
     ``inference_mode`` when it is a torch module's call; a failing call becomes ``BenchError``."""
-    import contextlib
-
-    import torch
-
-    measure_fn = measure_fn or measure
-    try:
-        with torch.inference_mode() if prepared.grad_free else contextlib.nullcontext():
-            return measure_fn(prepared.call, settings.budget, threads=settings.threads,
-                              device_type=settings.device.type)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"{what}: the {runtime} call failed on {settings.device.torch_device}: {first[:300]}") \
-            from exc
+    return _timed(prepared.call, settings, measure_fn, prepared.grad_free,
+                  f"{what}: the {runtime} call failed on {settings.device.torch_device}")
 
 
 def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: MeasureFn | None,
@@ -573,14 +573,11 @@ def reference_outputs(model: Any, samples: Sequence[ForwardArgs], settings: Benc
     dev = settings.device.torch_device
     on_device = model.to(dev)
     try:
-        with torch.inference_mode():
+        with failing(f"{model.__class__.__name__}: the eager float32 reference forward failed on {dev}"), \
+                torch.inference_mode():
             return [to_tensors(on_device(*[a.to(dev) if isinstance(a, torch.Tensor) else a for a in x.args],
                                          **{k: v.to(dev) if isinstance(v, torch.Tensor) else v
                                             for k, v in x.kwargs.items()})) for x in samples]
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"{model.__class__.__name__}: the eager float32 reference forward failed on {dev}: "
-                         f"{first[:300]}") from exc
     finally:
         model.to("cpu")
 
@@ -652,29 +649,31 @@ def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
                  bench_one: Callable[[Any, str, float | None], Any], identify: Callable[[Any], tuple[str, int]],
                  kind: type, describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
                  progress: Progress | None = None) -> RuntimeBench:
-    """Measure each ``(target, runtime)`` item with ``bench_one(target, runtime, busy_cpus)`` (through
-    ``measure_each``): a runtime whose toolchain fails on a target (``BenchError``) becomes a ``RuntimeFailure``
-    named by ``identify(target)`` (label, batch), and the other items are still measured; each record of type
-    ``kind`` goes to ``on_record`` as soon as it exists. One loop for networks (``bench_runtimes``) and
-    convolution pairs (``sweep.sweep_runtimes``)."""
+    """Measure each ``(target, runtime)`` item in order under ``settings.runtime()`` with ``bench_one(target,
+    runtime, busy_cpus)`` (the CPUs' busyness sampled once, before): a runtime whose toolchain fails on a target
+    (``BenchError``) becomes a ``RuntimeFailure`` named by ``identify(target)`` (label, batch), and the other items
+    are still measured; each record of type ``kind`` goes to ``on_record`` as soon as it exists (so an interrupted
+    run keeps what it finished). One loop for networks (``bench_runtimes``) and convolution pairs
+    (``sweep.sweep_runtimes``)."""
+    records: list[Any] = []
     failures: list[RuntimeFailure] = []
     precision = "int8" if settings.precision == "int8" else settings.dtype
-
-    def one(item: tuple[Any, str], busy: float | None) -> Any:
-        target, name = item
-        try:
-            return bench_one(target, name, busy)
-        except BenchError as exc:
-            failure = RuntimeFailure(*identify(target), name, precision, str(exc))
-            failures.append(failure)
-            return failure
-
-    def keep(record: Any) -> None:
-        if on_record and isinstance(record, kind):
-            on_record(record)
-
-    done = measure_each(items, settings, one, describe, on_record=keep, progress=progress)
-    return RuntimeBench([r for r in done if isinstance(r, kind)], failures)
+    busy = busy_cpus_now()
+    with settings.runtime():
+        for i, (target, name) in enumerate(items):
+            if progress:
+                progress(i, len(items), describe((target, name)))
+            try:
+                record = bench_one(target, name, busy)
+            except BenchError as exc:
+                failures.append(RuntimeFailure(*identify(target), name, precision, str(exc)))
+                continue
+            records.append(record)
+            if on_record and isinstance(record, kind):
+                on_record(record)
+        if progress:
+            progress(len(items), len(items), "done")
+    return RuntimeBench([r for r in records if isinstance(r, kind)], failures)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
@@ -698,29 +697,6 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
     run = bench_runtimes(plans, settings, runtimes, measure_fn=measure_fn, on_record=on_record, progress=progress)
     run.raise_failures()
     return run.records
-
-
-def measure_each(items: Sequence[Any], settings: BenchSettings, measure: Callable[[Any, float | None], Any],
-                 describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
-                 progress: Progress | None = None) -> list[Any]:
-    """Measure ``items`` in order under ``settings.runtime()``, handing each record to ``on_record``
-    as soon as it exists (so an interrupted run keeps what it finished) and reporting progress.
-
-    ``measure(item, busy_cpus)`` returns the record; the CPUs' busyness is sampled once, before.
-    """
-    records: list[Any] = []
-    busy = busy_cpus_now()
-    with settings.runtime():
-        for i, item in enumerate(items):
-            if progress:
-                progress(i, len(items), describe(item))
-            record = measure(item, busy)
-            records.append(record)
-            if on_record:
-                on_record(record)
-        if progress:
-            progress(len(items), len(items), "done")
-    return records
 
 
 @dataclass(frozen=True)
