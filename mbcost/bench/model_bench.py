@@ -714,6 +714,13 @@ class Speedup:
     def realised(self) -> float:
         return self.measured / self.macs_ratio if self.macs_ratio else math.nan
 
+    @classmethod
+    def between(cls, a: ModelRecord, b: ModelRecord) -> Speedup:
+        """``a`` against ``b``: ``measured = b.median / a.median``, ``macs_ratio = b.step_macs / a.step_macs``."""
+        return cls(model=a.model, other=b.model, config=a.config,
+                   measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
+                   macs_ratio=b.step_macs / a.step_macs if a.step_macs else math.nan)
+
 
 def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
     """Every ordered pair of records measured under the same configuration (mode and optimizer
@@ -727,7 +734,5 @@ def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
         for b in records:
             if a is b or a.model == b.model or a.config.key != b.config.key or a.input != b.input:
                 continue
-            out.append(Speedup(model=a.model, other=b.model, config=a.config,
-                               measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
-                               macs_ratio=b.step_macs / a.step_macs if a.step_macs else math.nan))
+            out.append(Speedup.between(a, b))
     return out

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mbcost.bench.devices import BENCH_DTYPES
-from mbcost.bench.runtimes import EXTRA, PRECISIONS, RUNTIMES
+from mbcost.bench.runtimes import EXTRA, RUNTIMES
 from mbcost.cli.app import (
     ClassesOpt,
     Format,
@@ -29,6 +29,7 @@ from mbcost.cli.app import (
     OptimizerName,
     OptimizerOpt,
     OutputOpt,
+    Precision,
     app,
     check_writable,
     emit,
@@ -53,8 +54,6 @@ TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, C
 
 #: The measurement dtypes as a choice, from their one list (``mbcost.bench.devices.BENCH_DTYPES``).
 BenchDType = Enum("BenchDType", {d: d for d in BENCH_DTYPES}, type=str)
-#: The precisions as a choice, from the runtimes' list (``mbcost.bench.runtimes.PRECISIONS``).
-Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
 RUNTIME_HELP = ("Runtimes to measure on, comma-separated (default eager): "
                 + "; ".join(f"{r.name} = {r.summary}" for r in RUNTIMES.values())

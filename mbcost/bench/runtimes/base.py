@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.errors import BenchError
+from mbcost.cost.precision import PRECISIONS
 from mbcost.errors import UsageError, first_line
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What ``--precision`` takes: the float network, or static post-training int8 quantization.
-PRECISIONS: tuple[str, ...] = ("float32", "int8")
 #: The optional dependency group holding every runtime's package.
 EXTRA = "mbcost[runtimes]"
 
