@@ -138,6 +138,24 @@ class BenchSettings:
                 raise RuntimeUnavailable(f"--channels-last is PyTorch's memory format; --runtime {name} chooses its "
                                          "own layouts")
 
+    @property
+    def computes_in(self) -> str:
+        """What the runtimes compute in: ``int8``, or the float dtype."""
+        return "int8" if self.precision == "int8" else self.dtype
+
+    def is_reference(self, runtime: str) -> bool:
+        """Eager float32 in its own layout is the output checks' reference itself: nothing to compare."""
+        return runtime == "eager" and self.computes_in == "float32" and not self.channels_last
+
+    def job(self, calibration: tuple[ForwardArgs, ...] = ()) -> RuntimeJob:
+        """What a runtime is asked to prepare under these settings (``calibration``: int8's input batches)."""
+        return RuntimeJob(precision=self.precision, threads=self.threads or 1, device=self.device, dtype=self.dtype,
+                          channels_last=self.channels_last, flush_denormal=self.flush_denormal, calibration=calibration)
+
+    def on_runtime(self, config: RunConfig, runtime: str) -> RunConfig:
+        """``config`` as measured on ``runtime`` (its name and precision recorded)."""
+        return replace(config, runtime=runtime, precision=self.computes_in, compile=runtime == "compile")
+
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
                          threads=self.threads or 0, channels_last=self.channels_last, compile=self.compile,
@@ -476,7 +494,6 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
     name = runtime or settings.default_runtimes()[0]
     adapter = get_runtime(name)
     int8 = settings.precision == "int8"
-    precision = "int8" if int8 else settings.dtype
     cost = plan.cost
     what = f"{cost.label} at batch {plan.config.batch} on {name}" + (" int8" if int8 else "")
     calibration = None
@@ -485,23 +502,19 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
             random_calibration(cost)
     model = build_model(plan.spec, num_classes=plan.num_classes, device="cpu").eval()
     reestimated = bool(calibration) and reestimate_batchnorm(model, calibration.batches)
-    # Eager float32 in its own layout is the reference itself: nothing to compare, nothing extra to run.
-    is_reference = name == "eager" and precision == "float32" and not settings.channels_last
+    is_reference = settings.is_reference(name)  # nothing to compare, nothing extra to run
     samples = [random_inputs(cost, seed) for seed in range(1 if is_reference else CHECK_SAMPLES)]
     reference = None if is_reference else reference_outputs(model, samples, settings)
-    job = RuntimeJob(precision=settings.precision, threads=settings.threads or 1, device=settings.device,
-                     dtype=settings.dtype, channels_last=settings.channels_last,
-                     flush_denormal=settings.flush_denormal,
-                     calibration=calibration.batches if calibration else ())
+    job = settings.job(calibration.batches if calibration else ())
     with open_runtime(adapter, model, samples[0], job, settings) as prepared:
         del model  # the runtime holds what it needs; the float module can go while timing
-        check = runtime_check(prepared, samples, reference, precision, what)
+        check = runtime_check(prepared, samples, reference, settings.computes_in, what)
         m = time_call(prepared, settings, what, name, measure_fn)
         applied, phases = dict(prepared.settings), dict(prepared.phases)
         peak = None
         if prepared.model is not None and prepared.inputs is not None:
             peak = measure_memory(prepared.model, prepared.inputs, settings, what)
-    config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
+    config = settings.on_runtime(plan.config, name)
     extra = {"estimated_peak_memory_bytes": None} if int8 else {}  # the estimate counts float32 activations
     return model_record(plan, m, env, peak, config=config, **extra, runtime_version=adapter.version(),
                         runtime_settings=applied, one_time_s=phases,
@@ -657,7 +670,6 @@ def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
     (``sweep.sweep_runtimes``)."""
     records: list[Any] = []
     failures: list[RuntimeFailure] = []
-    precision = "int8" if settings.precision == "int8" else settings.dtype
     busy = busy_cpus_now()
     with settings.runtime():
         for i, (target, name) in enumerate(items):
@@ -666,7 +678,7 @@ def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
             try:
                 record = bench_one(target, name, busy)
             except BenchError as exc:
-                failures.append(RuntimeFailure(*identify(target), name, precision, str(exc)))
+                failures.append(RuntimeFailure(*identify(target), name, settings.computes_in, str(exc)))
                 continue
             records.append(record)
             if on_record and isinstance(record, kind):
