@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
+from mbcost.io import jsonable
 from mbcost.render import conventions
-from mbcost.render.table import Table, finite
+from mbcost.render.table import Table
 from mbcost.units import ms, number, share, speed
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def flat(record: Record) -> dict[str, Any]:
             d[f"{group}_{k}"] = "; ".join(map(str, v)) if isinstance(v, list) else v
     for k, v in d.items():  # what is still structured (inputs: [{"shape": ..., "dtype": ...}]) is JSON text
         if isinstance(v, (list, tuple, dict)):
-            d[k] = json.dumps(finite(v), separators=(",", ":"), allow_nan=False)
+            d[k] = json.dumps(jsonable(v), separators=(",", ":"), allow_nan=False)
     return d
 
 
@@ -373,8 +374,6 @@ def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
 
 def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
     """``{"conventions": ..., "results": [record, ...], ...}``: the ``--format json`` document."""
-    from mbcost.bench.store import jsonable
-
     doc: dict[str, Any] = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS,
                                            "flops": conventions.FLOPS},
                            "results": [r.to_dict() for r in records]}
