@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mbcost.bench.matrix import RuntimeRow
-    from mbcost.bench.model_bench import RuntimeFailure, Speedup
+    from mbcost.bench.model_bench import BenchSettings, ModelPlan, RuntimeFailure, Speedup
     from mbcost.bench.records import ConvRecord, ModelRecord
     from mbcost.bench.timer import MeasureFn
     from mbcost.cost.conv import ConvComparison
@@ -233,20 +233,25 @@ def _count(specs: Sequence[ModelSource], costs: Sequence[ModelCost], counters: s
     return tuple(names), tuple(results)
 
 
+def _planner(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int,
+             num_classes: int) -> Callable[[BenchSettings], list[ModelPlan]]:
+    """What ``each_device`` plans on each device: every model at its costed inputs."""
+    from mbcost.bench.model_bench import plan_models
+
+    return lambda settings: [p for spec, cost in zip(specs, costs, strict=True)
+                             for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
+
+
 def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, num_classes: int,
              measure_fn: MeasureFn | None, stage: Stage | None) -> tuple[tuple[ModelRecord, ...],
                                                                          tuple[SkippedDevice, ...]]:
     """Short measurements on every available device (``mbcost.bench.model_bench.each_device``)."""
-    from mbcost.bench.model_bench import BenchSettings, ModelPlan, bench_models, each_device, plan_models
-
-    def plan(settings: BenchSettings) -> list[ModelPlan]:
-        return [p for spec, cost in zip(specs, costs, strict=True)
-                for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
+    from mbcost.bench.model_bench import bench_models, each_device
 
     records: list[ModelRecord] = []
     skipped: list[SkippedDevice] = []
     with _progress(stage, "measuring") as update:
-        for run in each_device(plan, dtype):
+        for run in each_device(_planner(specs, costs, batch, num_classes), dtype):
             if run.settings is None:
                 skipped.append(SkippedDevice(run.device, str(run.error)))
                 continue
@@ -271,7 +276,7 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
     from dataclasses import replace
 
     from mbcost.bench.devices import resolve_device
-    from mbcost.bench.model_bench import BenchSettings, ModelPlan, bench_runtimes, each_device, plan_models
+    from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device
     from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
 
     cpu = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated()
@@ -285,14 +290,10 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
             usable.remove(name)
             skipped.append(SkippedDevice(f"cpu {name} {precision}", reason))
 
-    def plan(settings: BenchSettings) -> list[ModelPlan]:
-        return [p for spec, cost in zip(specs, costs, strict=True)
-                for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
-
     records: list[ModelRecord] = []
     failures: list[RuntimeFailure] = []
     with _progress(stage, "measuring") as update:
-        for run in each_device(plan, dtype):
+        for run in each_device(_planner(specs, costs, batch, num_classes), dtype):
             if run.settings is None:
                 skipped.append(SkippedDevice(run.device, str(run.error)))
                 continue
