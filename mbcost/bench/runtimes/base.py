@@ -110,7 +110,7 @@ class Prepared:
 class Runtime:
     """One runtime adapter. Subclasses set the class attributes and implement ``prepare``.
 
-    ``packages`` maps each precision to the importable packages it needs; ``dists`` names the
+    ``packages`` maps each precision it has a path for to the importable packages it needs; ``dist`` names the
     distribution whose version is recorded.
     """
 
@@ -118,13 +118,17 @@ class Runtime:
     title: str = ""
     packages: dict[str, tuple[str, ...]] = {}
     dist: str = "torch"
-    precisions: tuple[str, ...] = ("float32",)
     dtypes: tuple[str, ...] = ("float32",)
     devices: tuple[str, ...] = ("cpu",)
     #: How an int8 network is made here (shown in the table's notes and the README).
     int8_toolchain: str = ""
     #: What ``prepare`` does, for the help text.
     summary: str = ""
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions it has a path for: those ``packages`` names."""
+        return tuple(p for p in PRECISIONS if p in self.packages)
 
     def version(self) -> str:
         if self.dist == "torch":

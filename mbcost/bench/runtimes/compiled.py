@@ -27,7 +27,6 @@ class Compiled(Runtime):
     name = "compile"
     title = "torch.compile (inductor)"
     packages = {"float32": (), "int8": ("torchao",)}
-    precisions = ("float32", "int8")
     dtypes = ("float32", "bfloat16", "float16")
     devices = ("cpu", "cuda")
     int8_toolchain = "PT2E: torchao X86InductorQuantizer (prepare_pt2e / convert_pt2e), inductor with freezing"

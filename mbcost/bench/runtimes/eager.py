@@ -76,7 +76,6 @@ class Eager(Runtime):
     name = "eager"
     title = "PyTorch eager"
     packages = {"float32": (), "int8": ()}
-    precisions = ("float32", "int8")
     dtypes = ("float32", "bfloat16", "float16")
     devices = ("cpu", "cuda")
     int8_toolchain = "torch.ao FX graph mode, x86 quantized engine (prepare_fx / convert_fx)"

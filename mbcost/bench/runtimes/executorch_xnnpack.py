@@ -31,7 +31,6 @@ class ExecuTorch(Runtime):
     title = "ExecuTorch + XNNPACK"
     packages = {"float32": ("executorch",), "int8": ("executorch", "torchao")}
     dist = "executorch"
-    precisions = ("float32", "int8")
     int8_toolchain = "PT2E: ExecuTorch XNNPACKQuantizer (symmetric, per-channel) + torchao prepare_pt2e / convert_pt2e"
     summary = "torch.export + to_edge_transform_and_lower(XnnpackPartitioner) + executorch.runtime"
 

@@ -68,7 +68,6 @@ class OnnxRuntime(Runtime):
     title = "ONNX Runtime"
     packages = {"float32": ("onnx", "onnxscript", "onnxruntime"), "int8": ("onnx", "onnxscript", "onnxruntime")}
     dist = "onnxruntime"
-    precisions = ("float32", "int8")
     devices = ("cpu", "cuda")
     int8_toolchain = "onnxruntime.quantization.quantize_static: QDQ, per-channel weights, min-max calibration"
     summary = "torch.onnx.export (dynamo) + InferenceSession (CPU provider; CUDA provider on CUDA)"

@@ -39,7 +39,6 @@ class OpenVino(Runtime):
     title = "OpenVINO (CPU plugin)"
     packages = {"float32": ("openvino",), "int8": ("openvino", "nncf")}
     dist = "openvino"
-    precisions = ("float32", "int8")
     int8_toolchain = "NNCF nncf.quantize (post-training, default preset) of the converted model"
     summary = "openvino.convert_model of torch.export's program + CPU plugin (LATENCY hint, f32)"
 
