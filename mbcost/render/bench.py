@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
+from mbcost.bench.runtimes import runtime_label
 from mbcost.io import jsonable
 from mbcost.render import conventions
 from mbcost.render.table import Table
@@ -200,11 +201,6 @@ RUNTIMES_NOTES = (
     "X vs Y: how many times faster X ran than Y on that runtime, measured (and as the MAC ratio predicts: Y's MACs / "
     "X's MACs); X is the model with fewer MACs",
 )
-
-
-def runtime_label(runtime: str, precision: str) -> str:
-    """``onnxruntime``, ``openvino int8``, ``eager bfloat16``: a runtime at a precision, float32 left unsaid."""
-    return runtime if precision == "float32" else f"{runtime} {precision}"
 
 
 def setting_text(s: Setting) -> str:
