@@ -277,18 +277,13 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
 
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device
-    from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+    from mbcost.bench.runtimes import RuntimeUnavailable
 
-    cpu = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated()
-    skipped: list[SkippedDevice] = []
-    usable = list(names)
-    for name in names:
-        reason = get_runtime(name).refusal(precision, dtype, cpu.device)
-        if reason and explicit:
-            raise RuntimeUnavailable(reason)
-        if reason:
-            usable.remove(name)
-            skipped.append(SkippedDevice(f"cpu {name} {precision}", reason))
+    refused = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated().refusals(names)
+    if refused and explicit:
+        raise RuntimeUnavailable(next(iter(refused.values())))
+    skipped = [SkippedDevice(f"cpu {name} {precision}", reason) for name, reason in refused.items()]
+    usable = [name for name in names if name not in refused]
 
     records: list[ModelRecord] = []
     failures: list[RuntimeFailure] = []
@@ -300,13 +295,10 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
             base = run.settings
             jobs = [(base, ["eager"])]
             at_precision = replace(base, precision=precision)
-            here = []
-            for name in usable:
-                reason = get_runtime(name).refusal(precision, dtype, base.device)
-                if reason:
-                    skipped.append(SkippedDevice(f"{run.device} {name} {precision}", reason))
-                elif not (name == "eager" and precision == dtype):  # the baseline itself: measured once
-                    here.append(name)
+            refused = at_precision.refusals(usable)
+            skipped += [SkippedDevice(f"{run.device} {name} {precision}", reason) for name, reason in refused.items()]
+            # the baseline itself (eager at the dtype) is measured once
+            here = [name for name in usable if name not in refused and not (name == "eager" and precision == dtype)]
             if here:
                 jobs.append((at_precision, here))
             for settings, runtimes in jobs:

@@ -126,17 +126,24 @@ class BenchSettings:
 
     def check_runtimes(self, runtimes: Sequence[str], mode: str = "inference") -> None:
         """Refuse (one line, ``RuntimeUnavailable``) a runtime that is not installed or cannot run these settings."""
-        from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+        from mbcost.bench.runtimes import RuntimeUnavailable
 
         if self.compile and any(r != "compile" for r in runtimes):
             raise RuntimeUnavailable("--compile is an alias of --runtime compile; list compile in --runtime instead")
+        refused = self.refusals(runtimes, mode)
         for name in runtimes:
-            reason = get_runtime(name).refusal(self.precision, self.dtype, self.device, mode)
-            if reason:
-                raise RuntimeUnavailable(reason)
+            if name in refused:
+                raise RuntimeUnavailable(refused[name])
             if self.channels_last and name not in ("eager", "compile"):
                 raise RuntimeUnavailable(f"--channels-last is PyTorch's memory format; --runtime {name} chooses its "
                                          "own layouts")
+
+    def refusals(self, runtimes: Sequence[str], mode: str = "inference") -> dict[str, str]:
+        """Why each of ``runtimes`` that cannot measure these settings cannot (one line), by name."""
+        from mbcost.bench.runtimes import get_runtime
+
+        reasons = {name: get_runtime(name).refusal(self.precision, self.dtype, self.device, mode) for name in runtimes}
+        return {name: reason for name, reason in reasons.items() if reason}
 
     @property
     def computes_in(self) -> str:

@@ -95,7 +95,6 @@ def measure_runtimes_now(specs: Sequence[ModelSource], inputs: Any, batch: int, 
         MbcostError: bad input, for the first device (as ``measure_now``).
     """
     from mbcost.bench.model_bench import bench_runtimes
-    from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.sweep import sweep_runtimes
 
     names = [n for n in runtimes if n != "eager"]
@@ -109,13 +108,9 @@ def measure_runtimes_now(specs: Sequence[ModelSource], inputs: Any, batch: int, 
         settings = run.settings
         if settings is None:
             continue  # measure_now said why
-        here = []
-        for name in names:
-            reason = get_runtime(name).refusal(settings.precision, settings.dtype, settings.device)
-            if reason:
-                skipped.append(f"{run.device} {name} not measured: {reason}")
-            else:
-                here.append(name)
+        refused = settings.refusals(names)
+        skipped += [f"{run.device} {name} not measured: {reason}" for name, reason in refused.items()]
+        here = [name for name in names if name not in refused]
         if not here:
             continue
         done = bench_runtimes(run.plans, settings, here,
