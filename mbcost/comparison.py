@@ -186,20 +186,18 @@ def compare_models(
     ups: tuple[Speedup, ...] = ()
     rows: tuple[RuntimeRow, ...] = ()
     failures: tuple[RuntimeFailure, ...] = ()
-    if bench and names:
+    if bench:
         from mbcost.bench.matrix import runtime_rows
-        from mbcost.bench.model_bench import speedups
+        from mbcost.bench.model_bench import RuntimeBench, speedups
 
-        measured, skipped, failures = _measure_runtimes(specs, costs, batch, dtype, precision, names,
-                                                        explicit=runtime is not None, num_classes=num_classes,
-                                                        measure_fn=measure_fn, stage=stage)
+        measured, skipped, failures = _measure(specs, costs, batch, dtype, precision, names,
+                                               explicit=runtime is not None, num_classes=num_classes,
+                                               measure_fn=measure_fn, stage=stage)
         ups = tuple(speedups(measured))
-        rows = tuple(runtime_rows(measured, [c.label for c in costs]))
-    elif bench:
-        from mbcost.bench.model_bench import speedups
-
-        measured, skipped = _measure(specs, costs, batch, dtype, num_classes, measure_fn, stage)
-        ups = tuple(speedups(measured))
+        if names:
+            rows = tuple(runtime_rows(measured, [c.label for c in costs]))
+        else:  # eager alone: a failure is the comparison's error (there is no runtime table to show it in)
+            RuntimeBench(list(measured), list(failures)).raise_failures()
     return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=counter_names,
                       counter_results=results, preset_totals=presets, bench=bench, measured=measured, speedups=ups,
                       skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures)
@@ -242,30 +240,14 @@ def _planner(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: in
                              for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
 
 
-def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, num_classes: int,
-             measure_fn: MeasureFn | None, stage: Stage | None) -> tuple[tuple[ModelRecord, ...],
-                                                                         tuple[SkippedDevice, ...]]:
-    """Short measurements on every available device (``mbcost.bench.model_bench.each_device``)."""
-    from mbcost.bench.model_bench import bench_models, each_device
-
-    records: list[ModelRecord] = []
-    skipped: list[SkippedDevice] = []
-    with _progress(stage, "measuring") as update:
-        for run in each_device(_planner(specs, costs, batch, num_classes), dtype):
-            if run.settings is None:
-                skipped.append(SkippedDevice(run.device, str(run.error)))
-                continue
-            records += bench_models(run.plans, run.settings, measure_fn=measure_fn, progress=update)
-    return tuple(records), tuple(skipped)
-
-
-def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str,
-                      precision: str, names: Sequence[str], *, explicit: bool, num_classes: int,
-                      measure_fn: MeasureFn | None, stage: Stage | None,
-                      ) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...], tuple[RuntimeFailure, ...]]:
-    """Short measurements of every model on every runtime, on every available device: the eager baseline at
-    ``dtype`` first, then each runtime at ``precision`` (``mbcost.bench.model_bench.bench_runtimes``, the path
-    of ``mbcost bench --runtime``).
+def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, precision: str,
+             names: Sequence[str], *, explicit: bool, num_classes: int, measure_fn: MeasureFn | None,
+             stage: Stage | None) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...],
+                                           tuple[RuntimeFailure, ...]]:
+    """Short measurements of every model on every runtime, on every available device
+    (``mbcost.bench.model_bench.each_device``): the eager baseline at ``dtype`` first, then each of ``names`` (none:
+    eager alone) at ``precision`` (``mbcost.bench.model_bench.bench_runtimes``, the path of ``mbcost bench
+    --runtime``).
 
     The runtimes are checked against the CPU before anything is measured: a missing package or an impossible
     request refuses the whole comparison when the runtimes were named (``explicit``), and is noted as skipped
@@ -279,7 +261,8 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
     from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device
     from mbcost.bench.runtimes import RuntimeUnavailable
 
-    refused = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated().refusals(names)
+    refused = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated().refusals(names) \
+        if names else {}
     if refused and explicit:
         raise RuntimeUnavailable(next(iter(refused.values())))
     skipped = [SkippedDevice(f"cpu {name} {precision}", reason) for name, reason in refused.items()]
