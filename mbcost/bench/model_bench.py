@@ -660,19 +660,19 @@ def bench_runtimes(plans: Sequence[ModelPlan], settings: BenchSettings, runtimes
     return each_runtime(
         [(plan, name) for plan in plans for name in names], settings,
         lambda plan, name, busy: bench_model(plan, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
-        lambda plan: (plan.cost.label, plan.config.batch), ModelRecord,
+        lambda plan: (plan.cost.label, plan.config.batch),
         lambda item: f"{item[0].cost.label} batch {item[0].config.batch} on {item[1]}",
         on_record=on_record, progress=progress)
 
 
 def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
                  bench_one: Callable[[Any, str, float | None], Any], identify: Callable[[Any], tuple[str, int]],
-                 kind: type, describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
+                 describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
                  progress: Progress | None = None) -> RuntimeBench:
     """Measure each ``(target, runtime)`` item in order under ``settings.runtime()`` with ``bench_one(target,
     runtime, busy_cpus)`` (the CPUs' busyness sampled once, before): a runtime whose toolchain fails on a target
     (``BenchError``) becomes a ``RuntimeFailure`` named by ``identify(target)`` (label, batch), and the other items
-    are still measured; each record of type ``kind`` goes to ``on_record`` as soon as it exists (so an interrupted
+    are still measured; each record goes to ``on_record`` as soon as it exists (so an interrupted
     run keeps what it finished). One loop for networks (``bench_runtimes``) and convolution pairs
     (``sweep.sweep_runtimes``)."""
     records: list[Any] = []
@@ -688,11 +688,11 @@ def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
                 failures.append(RuntimeFailure(*identify(target), name, settings.computes_in, str(exc)))
                 continue
             records.append(record)
-            if on_record and isinstance(record, kind):
+            if on_record:
                 on_record(record)
         if progress:
             progress(len(items), len(items), "done")
-    return RuntimeBench([r for r in records if isinstance(r, kind)], failures)
+    return RuntimeBench(records, failures)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,

@@ -197,7 +197,7 @@ def sweep_runtimes(points: Sequence[ConvPoint], settings: BenchSettings, runtime
     return each_runtime(
         [(p, n) for p in points for n in names], settings,
         lambda point, name, busy: bench_conv(point, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
-        lambda point: (point_label(point), point.batch), ConvRecord, describe, on_record=on_record,
+        lambda point: (point_label(point), point.batch), describe, on_record=on_record,
         progress=progress)
 
 
