@@ -565,13 +565,10 @@ def compare_rows(labels: Sequence[str], records: Sequence[ModelRecord], ups: Seq
         by_model = {r.model: r for r in records if r.device == dev}
         first = next(iter(by_model.values()))
         tag = f"{dev.upper()} {first.dtype}"
-        rows.append([f"{tag} latency (median, batch {first.batch})",
-                     *[ms(by_model[m].median_ms) if m in by_model else "-" for m in labels]])
-        rows.append([f"{tag} IQR (runs)", *[spread(by_model[m]) if m in by_model else "-" for m in labels]])
-        rows.append([f"{tag} images/s", *[number(by_model[m].throughput_ips) if m in by_model else "-"
-                                          for m in labels]])
-        rows.append([f"{tag} GFLOP/s achieved", *[number(by_model[m].achieved_gflops) if m in by_model else "-"
-                                                  for m in labels]])
+        for what, cell in ((f"latency (median, batch {first.batch})", lambda r: ms(r.median_ms)),
+                           ("IQR (runs)", spread), ("images/s", lambda r: number(r.throughput_ips)),
+                           ("GFLOP/s achieved", lambda r: number(r.achieved_gflops))):
+            rows.append([f"{tag} {what}", *[cell(by_model[m]) if m in by_model else "-" for m in labels]])
         pairs = {(s.model, s.other): s for s in ups if s.config.device == dev}
         if len(labels) > 1:
             for other in labels:
