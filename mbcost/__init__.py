@@ -18,10 +18,11 @@ counted separately (see ``mbcost.cost.formulas``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mbcost import display as _display
 from mbcost._version import __version__
+from mbcost.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from mbcost.cost.analyze import analyze  # noqa: F401
@@ -54,11 +55,4 @@ def _load_html() -> None:
 
 _display.set_loader(_load_html)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'mbcost' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {name: home for name, (home, _) in _LAZY.items()})

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mbcost.bench.matrix import RuntimeRow
-    from mbcost.bench.model_bench import RuntimeFailure, Speedup
+    from mbcost.bench.model_bench import BenchSettings, ModelPlan, RuntimeFailure, Speedup
     from mbcost.bench.records import ConvRecord, ModelRecord
     from mbcost.bench.timer import MeasureFn
     from mbcost.cost.conv import ConvComparison
@@ -186,20 +186,18 @@ def compare_models(
     ups: tuple[Speedup, ...] = ()
     rows: tuple[RuntimeRow, ...] = ()
     failures: tuple[RuntimeFailure, ...] = ()
-    if bench and names:
+    if bench:
         from mbcost.bench.matrix import runtime_rows
-        from mbcost.bench.model_bench import speedups
+        from mbcost.bench.model_bench import RuntimeBench, speedups
 
-        measured, skipped, failures = _measure_runtimes(specs, costs, batch, dtype, precision, names,
-                                                        explicit=runtime is not None, num_classes=num_classes,
-                                                        measure_fn=measure_fn, stage=stage)
+        measured, skipped, failures = _measure(specs, costs, batch, dtype, precision, names,
+                                               explicit=runtime is not None, num_classes=num_classes,
+                                               measure_fn=measure_fn, stage=stage)
         ups = tuple(speedups(measured))
-        rows = tuple(runtime_rows(measured, [c.label for c in costs]))
-    elif bench:
-        from mbcost.bench.model_bench import speedups
-
-        measured, skipped = _measure(specs, costs, batch, dtype, num_classes, measure_fn, stage)
-        ups = tuple(speedups(measured))
+        if names:
+            rows = tuple(runtime_rows(measured, [c.label for c in costs]))
+        else:  # eager alone: a failure is the comparison's error (there is no runtime table to show it in)
+            RuntimeBench(list(measured), list(failures)).raise_failures()
     return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=counter_names,
                       counter_results=results, preset_totals=presets, bench=bench, measured=measured, speedups=ups,
                       skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures)
@@ -233,34 +231,23 @@ def _count(specs: Sequence[ModelSource], costs: Sequence[ModelCost], counters: s
     return tuple(names), tuple(results)
 
 
-def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, num_classes: int,
-             measure_fn: MeasureFn | None, stage: Stage | None) -> tuple[tuple[ModelRecord, ...],
-                                                                         tuple[SkippedDevice, ...]]:
-    """Short measurements on every available device (``mbcost.bench.model_bench.each_device``)."""
-    from mbcost.bench.model_bench import BenchSettings, ModelPlan, bench_models, each_device, plan_models
+def _planner(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int,
+             num_classes: int) -> Callable[[BenchSettings], list[ModelPlan]]:
+    """What ``each_device`` plans on each device: every model at its costed inputs."""
+    from mbcost.bench.model_bench import plan_models
 
-    def plan(settings: BenchSettings) -> list[ModelPlan]:
-        return [p for spec, cost in zip(specs, costs, strict=True)
-                for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
-
-    records: list[ModelRecord] = []
-    skipped: list[SkippedDevice] = []
-    with _progress(stage, "measuring") as update:
-        for run in each_device(plan, dtype):
-            if run.settings is None:
-                skipped.append(SkippedDevice(run.device, str(run.error)))
-                continue
-            records += bench_models(run.plans, run.settings, measure_fn=measure_fn, progress=update)
-    return tuple(records), tuple(skipped)
+    return lambda settings: [p for spec, cost in zip(specs, costs, strict=True)
+                             for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
 
 
-def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str,
-                      precision: str, names: Sequence[str], *, explicit: bool, num_classes: int,
-                      measure_fn: MeasureFn | None, stage: Stage | None,
-                      ) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...], tuple[RuntimeFailure, ...]]:
-    """Short measurements of every model on every runtime, on every available device: the eager baseline at
-    ``dtype`` first, then each runtime at ``precision`` (``mbcost.bench.model_bench.bench_runtimes``, the path
-    of ``mbcost bench --runtime``).
+def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, precision: str,
+             names: Sequence[str], *, explicit: bool, num_classes: int, measure_fn: MeasureFn | None,
+             stage: Stage | None) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...],
+                                           tuple[RuntimeFailure, ...]]:
+    """Short measurements of every model on every runtime, on every available device
+    (``mbcost.bench.model_bench.each_device``): the eager baseline at ``dtype`` first, then each of ``names`` (none:
+    eager alone) at ``precision`` (``mbcost.bench.model_bench.bench_runtimes``, the path of ``mbcost bench
+    --runtime``).
 
     The runtimes are checked against the CPU before anything is measured: a missing package or an impossible
     request refuses the whole comparison when the runtimes were named (``explicit``), and is noted as skipped
@@ -271,41 +258,30 @@ def _measure_runtimes(specs: Sequence[ModelSource], costs: Sequence[ModelCost], 
     from dataclasses import replace
 
     from mbcost.bench.devices import resolve_device
-    from mbcost.bench.model_bench import BenchSettings, ModelPlan, bench_runtimes, each_device, plan_models
-    from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+    from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device
+    from mbcost.bench.runtimes import RuntimeUnavailable
 
-    cpu = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated()
-    skipped: list[SkippedDevice] = []
-    usable = list(names)
-    for name in names:
-        reason = get_runtime(name).refusal(precision, dtype, cpu.device)
-        if reason and explicit:
-            raise RuntimeUnavailable(reason)
-        if reason:
-            usable.remove(name)
-            skipped.append(SkippedDevice(f"cpu {name} {precision}", reason))
-
-    def plan(settings: BenchSettings) -> list[ModelPlan]:
-        return [p for spec, cost in zip(specs, costs, strict=True)
-                for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
+    refused = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated().refusals(names) \
+        if names else {}
+    if refused and explicit:
+        raise RuntimeUnavailable(next(iter(refused.values())))
+    skipped = [SkippedDevice(f"cpu {name} {precision}", reason) for name, reason in refused.items()]
+    usable = [name for name in names if name not in refused]
 
     records: list[ModelRecord] = []
     failures: list[RuntimeFailure] = []
     with _progress(stage, "measuring") as update:
-        for run in each_device(plan, dtype):
+        for run in each_device(_planner(specs, costs, batch, num_classes), dtype):
             if run.settings is None:
                 skipped.append(SkippedDevice(run.device, str(run.error)))
                 continue
             base = run.settings
             jobs = [(base, ["eager"])]
             at_precision = replace(base, precision=precision)
-            here = []
-            for name in usable:
-                reason = get_runtime(name).refusal(precision, dtype, base.device)
-                if reason:
-                    skipped.append(SkippedDevice(f"{run.device} {name} {precision}", reason))
-                elif not (name == "eager" and precision == dtype):  # the baseline itself: measured once
-                    here.append(name)
+            refused = at_precision.refusals(usable)
+            skipped += [SkippedDevice(f"{run.device} {name} {precision}", reason) for name, reason in refused.items()]
+            # the baseline itself (eager at the dtype) is measured once
+            here = [name for name in usable if name not in refused and not (name == "eager" and precision == dtype)]
             if here:
                 jobs.append((at_precision, here))
             for settings, runtimes in jobs:

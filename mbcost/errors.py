@@ -33,6 +33,7 @@ class BaselineError(UsageError):
     """A gate baseline is missing, unreadable, malformed or from another schema version."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none): what a one-line error quotes."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type's name when it has none), cut at ``limit`` characters:
+    what a one-line error quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()[:limit]

@@ -12,15 +12,29 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mbcost.errors import SpecError, UsageError
 
-__all__ = ["append_text", "check_target", "display_path", "quiet", "write_text_atomic"]
+__all__ = ["append_text", "check_target", "display_path", "jsonable", "quiet", "write_text_atomic"]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by ``None``: JSON has no NaN
+    (a zero-time division)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.errors import BenchError
-from mbcost.bench.model_bench import BenchSettings, ModelRecord, model_record, plan_models, prepare_model, time_forward
-from mbcost.bench.records import Env, LayerRecord, Record, RunConfig, busy_cpus_now
+from mbcost.bench.model_bench import BenchSettings, failing, model_record, plan_models, prepare_model, time_forward
+from mbcost.bench.records import Env, LayerRecord, ModelRecord, Record, RunConfig, busy_cpus_now
 from mbcost.bench.roofline import Peaks, bound_fraction
 from mbcost.bench.timer import Budget, MeasureFn, Measurement
 from mbcost.cost.result import CATEGORIES
@@ -329,11 +329,8 @@ def profile_model(spec: ModelSource, inputs: Any, batch: int, settings: BenchSet
         import torch
 
         try:
-            with torch.inference_mode():
+            with failing(f"{what}: the forward pass failed with timing hooks"), torch.inference_mode():
                 times = time_modules(model, x, budget=settings.budget, device_type=settings.device.type, clock=clock)
-        except (RuntimeError, NotImplementedError, ValueError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BenchError(f"{what}: the forward pass failed with timing hooks: {first[:300]}") from exc
         finally:
             del model, x
     return join_layers(plan.cost, times, plan.config, env, peaks=peaks, end_to_end=model_record(plan, e2e, env))

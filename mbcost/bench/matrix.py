@@ -11,7 +11,6 @@ trained, which every output check compares with too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -95,11 +94,7 @@ def _pairs(records: dict[str, ModelRecord]) -> tuple[Speedup, ...]:
             ra, rb = records[a], records[b]
             if ra.input != rb.input:  # different work: not comparable
                 continue
-            if rb.step_macs < ra.step_macs:
-                ra, rb = rb, ra
-            out.append(Speedup(model=ra.model, other=rb.model, config=ra.config,
-                               measured=rb.median_ms / ra.median_ms if ra.median_ms > 0 else math.nan,
-                               macs_ratio=rb.step_macs / ra.step_macs if ra.step_macs else math.nan))
+            out.append(Speedup.between(ra, rb) if ra.step_macs <= rb.step_macs else Speedup.between(rb, ra))
     return tuple(out)
 
 

@@ -43,6 +43,7 @@ from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, OutputCheck, Record, RunConfig, busy_cpus_now, capture_env
 from mbcost.bench.runtimes.base import ForwardArgs, Prepared, Runtime, RuntimeJob
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
+from mbcost.errors import first_line
 
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchSettings", "DeviceRun", "ForwardArgs", "ModelPlan", "OnRecord", "Progress", "RuntimeBench", "RuntimeFailure",
-    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "each_runtime",
-    "make_inputs", "make_optimizer", "measure_each", "measure_memory", "model_record", "open_runtime", "output_loss",
+    "Speedup", "TrainStep", "bench_model", "bench_models", "bench_runtimes", "each_device", "each_runtime", "failing",
+    "make_inputs", "make_optimizer", "measure_memory", "model_record", "open_runtime", "output_loss",
     "plan_models", "prepare_model", "reference_outputs", "runtime_check", "speedups", "time_call", "time_forward",
 ]
 
@@ -61,6 +62,28 @@ log = logging.getLogger(__name__)
 #: ``progress(done, total, description)``: called before each item and once at the end.
 Progress = Callable[[int, int, str], None]
 OnRecord = Callable[[Record], None]
+#: What a failing forward, step or runtime call raises (torch and the toolchains use all of these).
+CALL_ERRORS = (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError)
+
+
+@contextmanager
+def failing(what: str) -> Iterator[None]:
+    """A failing call becomes ``BenchError("{what}: {its first line}")``."""
+    try:
+        yield
+    except CALL_ERRORS as exc:
+        raise BenchError(f"{what}: {first_line(exc, 300)}") from exc
+
+
+def _timed(fn: Callable[[], Any], settings: BenchSettings, measure_fn: MeasureFn | None, grad_free: bool,
+           failed: str) -> Measurement:
+    """``fn`` timed by the one timer (under ``inference_mode`` when ``grad_free``); a failure -> ``BenchError``."""
+    import contextlib
+
+    import torch
+
+    with failing(failed), torch.inference_mode() if grad_free else contextlib.nullcontext():
+        return (measure_fn or measure)(fn, settings.budget, threads=settings.threads, device_type=settings.device.type)
 
 
 @dataclass(frozen=True)
@@ -103,17 +126,42 @@ class BenchSettings:
 
     def check_runtimes(self, runtimes: Sequence[str], mode: str = "inference") -> None:
         """Refuse (one line, ``RuntimeUnavailable``) a runtime that is not installed or cannot run these settings."""
-        from mbcost.bench.runtimes import RuntimeUnavailable, get_runtime
+        from mbcost.bench.runtimes import RuntimeUnavailable
 
         if self.compile and any(r != "compile" for r in runtimes):
             raise RuntimeUnavailable("--compile is an alias of --runtime compile; list compile in --runtime instead")
+        refused = self.refusals(runtimes, mode)
         for name in runtimes:
-            reason = get_runtime(name).refusal(self.precision, self.dtype, self.device, mode)
-            if reason:
-                raise RuntimeUnavailable(reason)
+            if name in refused:
+                raise RuntimeUnavailable(refused[name])
             if self.channels_last and name not in ("eager", "compile"):
                 raise RuntimeUnavailable(f"--channels-last is PyTorch's memory format; --runtime {name} chooses its "
                                          "own layouts")
+
+    def refusals(self, runtimes: Sequence[str], mode: str = "inference") -> dict[str, str]:
+        """Why each of ``runtimes`` that cannot measure these settings cannot (one line), by name."""
+        from mbcost.bench.runtimes import get_runtime
+
+        reasons = {name: get_runtime(name).refusal(self.precision, self.dtype, self.device, mode) for name in runtimes}
+        return {name: reason for name, reason in reasons.items() if reason}
+
+    @property
+    def computes_in(self) -> str:
+        """What the runtimes compute in: ``int8``, or the float dtype."""
+        return "int8" if self.precision == "int8" else self.dtype
+
+    def is_reference(self, runtime: str) -> bool:
+        """Eager float32 in its own layout is the output checks' reference itself: nothing to compare."""
+        return runtime == "eager" and self.computes_in == "float32" and not self.channels_last
+
+    def job(self, calibration: tuple[ForwardArgs, ...] = ()) -> RuntimeJob:
+        """What a runtime is asked to prepare under these settings (``calibration``: int8's input batches)."""
+        return RuntimeJob(precision=self.precision, threads=self.threads or 1, device=self.device, dtype=self.dtype,
+                          channels_last=self.channels_last, flush_denormal=self.flush_denormal, calibration=calibration)
+
+    def on_runtime(self, config: RunConfig, runtime: str) -> RunConfig:
+        """``config`` as measured on ``runtime`` (its name and precision recorded)."""
+        return replace(config, runtime=runtime, precision=self.computes_in, compile=runtime == "compile")
 
     def config(self, batch: int) -> RunConfig:
         return RunConfig(device=self.device.type, device_name=self.device.name, dtype=self.dtype, batch=batch,
@@ -250,25 +298,14 @@ def time_forward(model: Any, x: ForwardArgs, settings: BenchSettings, what: str,
                  measure_fn: MeasureFn | None = None, *, step: Callable[[], Any] | None = None) -> Measurement:
     """Time ``model(*x.args, **x.kwargs)`` under ``inference_mode``, or ``step()`` (a ``TrainStep``)
     with grad enabled when given; a failing call becomes ``BenchError``."""
-    import contextlib
-
-    import torch
-
-    measure_fn = measure_fn or measure
     args, kwargs = x.args, x.kwargs
 
     def forward() -> None:
         model(*args, **kwargs)
 
-    fn = step or forward
-    try:
-        with torch.inference_mode() if step is None else contextlib.nullcontext():
-            return measure_fn(fn, settings.budget, threads=settings.threads, device_type=settings.device.type)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        failed = "torch.compile" if settings.compile else ("the training step" if step else "the forward pass")
-        raise BenchError(f"{what}: {failed} failed on {settings.device.torch_device} ({settings.dtype}): "
-                         f"{first[:300]}") from exc
+    failed = "torch.compile" if settings.compile else ("the training step" if step else "the forward pass")
+    return _timed(step or forward, settings, measure_fn, step is None,
+                  f"{what}: {failed} failed on {settings.device.torch_device} ({settings.dtype})")
 
 
 def make_optimizer(model: Any, name: str) -> Any:
@@ -396,9 +433,8 @@ def measure_memory(model: Any, x: ForwardArgs, settings: BenchSettings, what: st
             if step is not None:
                 return measure_step_memory(step, settings.device)
             return measure_peak_memory(model, x, settings.device)
-    except (BenchError, RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first[:300])
+    except (BenchError, *CALL_ERRORS) as exc:
+        log.warning("%s: memory not measured on %s: %s", what, settings.device.torch_device, first_line(exc, 300))
         return None
 
 
@@ -406,19 +442,8 @@ def time_call(prepared: Any, settings: BenchSettings, what: str, runtime: str,
               measure_fn: MeasureFn | None = None) -> Measurement:
     """Time a prepared runtime's ``call`` (``runtimes.base.Prepared``) with the one timer, under
     ``inference_mode`` when it is a torch module's call; a failing call becomes ``BenchError``."""
-    import contextlib
-
-    import torch
-
-    measure_fn = measure_fn or measure
-    try:
-        with torch.inference_mode() if prepared.grad_free else contextlib.nullcontext():
-            return measure_fn(prepared.call, settings.budget, threads=settings.threads,
-                              device_type=settings.device.type)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"{what}: the {runtime} call failed on {settings.device.torch_device}: {first[:300]}") \
-            from exc
+    return _timed(prepared.call, settings, measure_fn, prepared.grad_free,
+                  f"{what}: the {runtime} call failed on {settings.device.torch_device}")
 
 
 def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: MeasureFn | None,
@@ -476,7 +501,6 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
     name = runtime or settings.default_runtimes()[0]
     adapter = get_runtime(name)
     int8 = settings.precision == "int8"
-    precision = "int8" if int8 else settings.dtype
     cost = plan.cost
     what = f"{cost.label} at batch {plan.config.batch} on {name}" + (" int8" if int8 else "")
     calibration = None
@@ -485,23 +509,19 @@ def bench_model(plan: ModelPlan, settings: BenchSettings, *, runtime: str | None
             random_calibration(cost)
     model = build_model(plan.spec, num_classes=plan.num_classes, device="cpu").eval()
     reestimated = bool(calibration) and reestimate_batchnorm(model, calibration.batches)
-    # Eager float32 in its own layout is the reference itself: nothing to compare, nothing extra to run.
-    is_reference = name == "eager" and precision == "float32" and not settings.channels_last
+    is_reference = settings.is_reference(name)  # nothing to compare, nothing extra to run
     samples = [random_inputs(cost, seed) for seed in range(1 if is_reference else CHECK_SAMPLES)]
     reference = None if is_reference else reference_outputs(model, samples, settings)
-    job = RuntimeJob(precision=settings.precision, threads=settings.threads or 1, device=settings.device,
-                     dtype=settings.dtype, channels_last=settings.channels_last,
-                     flush_denormal=settings.flush_denormal,
-                     calibration=calibration.batches if calibration else ())
+    job = settings.job(calibration.batches if calibration else ())
     with open_runtime(adapter, model, samples[0], job, settings) as prepared:
         del model  # the runtime holds what it needs; the float module can go while timing
-        check = runtime_check(prepared, samples, reference, precision, what)
+        check = runtime_check(prepared, samples, reference, settings.computes_in, what)
         m = time_call(prepared, settings, what, name, measure_fn)
         applied, phases = dict(prepared.settings), dict(prepared.phases)
         peak = None
         if prepared.model is not None and prepared.inputs is not None:
             peak = measure_memory(prepared.model, prepared.inputs, settings, what)
-    config = replace(plan.config, runtime=name, precision=precision, compile=name == "compile")
+    config = settings.on_runtime(plan.config, name)
     extra = {"estimated_peak_memory_bytes": None} if int8 else {}  # the estimate counts float32 activations
     return model_record(plan, m, env, peak, config=config, **extra, runtime_version=adapter.version(),
                         runtime_settings=applied, one_time_s=phases,
@@ -573,14 +593,11 @@ def reference_outputs(model: Any, samples: Sequence[ForwardArgs], settings: Benc
     dev = settings.device.torch_device
     on_device = model.to(dev)
     try:
-        with torch.inference_mode():
+        with failing(f"{model.__class__.__name__}: the eager float32 reference forward failed on {dev}"), \
+                torch.inference_mode():
             return [to_tensors(on_device(*[a.to(dev) if isinstance(a, torch.Tensor) else a for a in x.args],
                                          **{k: v.to(dev) if isinstance(v, torch.Tensor) else v
                                             for k, v in x.kwargs.items()})) for x in samples]
-    except (RuntimeError, NotImplementedError, ValueError, TypeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"{model.__class__.__name__}: the eager float32 reference forward failed on {dev}: "
-                         f"{first[:300]}") from exc
     finally:
         model.to("cpu")
 
@@ -643,38 +660,39 @@ def bench_runtimes(plans: Sequence[ModelPlan], settings: BenchSettings, runtimes
     return each_runtime(
         [(plan, name) for plan in plans for name in names], settings,
         lambda plan, name, busy: bench_model(plan, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
-        lambda plan: (plan.cost.label, plan.config.batch), ModelRecord,
+        lambda plan: (plan.cost.label, plan.config.batch),
         lambda item: f"{item[0].cost.label} batch {item[0].config.batch} on {item[1]}",
         on_record=on_record, progress=progress)
 
 
 def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
                  bench_one: Callable[[Any, str, float | None], Any], identify: Callable[[Any], tuple[str, int]],
-                 kind: type, describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
+                 describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
                  progress: Progress | None = None) -> RuntimeBench:
-    """Measure each ``(target, runtime)`` item with ``bench_one(target, runtime, busy_cpus)`` (through
-    ``measure_each``): a runtime whose toolchain fails on a target (``BenchError``) becomes a ``RuntimeFailure``
-    named by ``identify(target)`` (label, batch), and the other items are still measured; each record of type
-    ``kind`` goes to ``on_record`` as soon as it exists. One loop for networks (``bench_runtimes``) and
-    convolution pairs (``sweep.sweep_runtimes``)."""
+    """Measure each ``(target, runtime)`` item in order under ``settings.runtime()`` with ``bench_one(target,
+    runtime, busy_cpus)`` (the CPUs' busyness sampled once, before): a runtime whose toolchain fails on a target
+    (``BenchError``) becomes a ``RuntimeFailure`` named by ``identify(target)`` (label, batch), and the other items
+    are still measured; each record goes to ``on_record`` as soon as it exists (so an interrupted
+    run keeps what it finished). One loop for networks (``bench_runtimes``) and convolution pairs
+    (``sweep.sweep_runtimes``)."""
+    records: list[Any] = []
     failures: list[RuntimeFailure] = []
-    precision = "int8" if settings.precision == "int8" else settings.dtype
-
-    def one(item: tuple[Any, str], busy: float | None) -> Any:
-        target, name = item
-        try:
-            return bench_one(target, name, busy)
-        except BenchError as exc:
-            failure = RuntimeFailure(*identify(target), name, precision, str(exc))
-            failures.append(failure)
-            return failure
-
-    def keep(record: Any) -> None:
-        if on_record and isinstance(record, kind):
-            on_record(record)
-
-    done = measure_each(items, settings, one, describe, on_record=keep, progress=progress)
-    return RuntimeBench([r for r in done if isinstance(r, kind)], failures)
+    busy = busy_cpus_now()
+    with settings.runtime():
+        for i, (target, name) in enumerate(items):
+            if progress:
+                progress(i, len(items), describe((target, name)))
+            try:
+                record = bench_one(target, name, busy)
+            except BenchError as exc:
+                failures.append(RuntimeFailure(*identify(target), name, settings.computes_in, str(exc)))
+                continue
+            records.append(record)
+            if on_record:
+                on_record(record)
+        if progress:
+            progress(len(items), len(items), "done")
+    return RuntimeBench(records, failures)
 
 
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
@@ -700,29 +718,6 @@ def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
     return run.records
 
 
-def measure_each(items: Sequence[Any], settings: BenchSettings, measure: Callable[[Any, float | None], Any],
-                 describe: Callable[[Any], str], *, on_record: OnRecord | None = None,
-                 progress: Progress | None = None) -> list[Any]:
-    """Measure ``items`` in order under ``settings.runtime()``, handing each record to ``on_record``
-    as soon as it exists (so an interrupted run keeps what it finished) and reporting progress.
-
-    ``measure(item, busy_cpus)`` returns the record; the CPUs' busyness is sampled once, before.
-    """
-    records: list[Any] = []
-    busy = busy_cpus_now()
-    with settings.runtime():
-        for i, item in enumerate(items):
-            if progress:
-                progress(i, len(items), describe(item))
-            record = measure(item, busy)
-            records.append(record)
-            if on_record:
-                on_record(record)
-        if progress:
-            progress(len(items), len(items), "done")
-    return records
-
-
 @dataclass(frozen=True)
 class Speedup:
     """How much faster ``model`` ran than ``other`` under the same configuration, measured and
@@ -738,6 +733,13 @@ class Speedup:
     def realised(self) -> float:
         return self.measured / self.macs_ratio if self.macs_ratio else math.nan
 
+    @classmethod
+    def between(cls, a: ModelRecord, b: ModelRecord) -> Speedup:
+        """``a`` against ``b``: ``measured = b.median / a.median``, ``macs_ratio = b.step_macs / a.step_macs``."""
+        return cls(model=a.model, other=b.model, config=a.config,
+                   measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
+                   macs_ratio=b.step_macs / a.step_macs if a.step_macs else math.nan)
+
 
 def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
     """Every ordered pair of records measured under the same configuration (mode and optimizer
@@ -751,7 +753,5 @@ def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
         for b in records:
             if a is b or a.model == b.model or a.config.key != b.config.key or a.input != b.input:
                 continue
-            out.append(Speedup(model=a.model, other=b.model, config=a.config,
-                               measured=b.median_ms / a.median_ms if a.median_ms > 0 else math.nan,
-                               macs_ratio=b.step_macs / a.step_macs if a.step_macs else math.nan))
+            out.append(Speedup.between(a, b))
     return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,21 +16,11 @@ from types import TracebackType
 from typing import Any
 
 from mbcost.errors import SpecError
+from mbcost.io import jsonable
 
 __all__ = ["UNREADABLE", "RecordWriter", "check_appendable", "jsonable", "load_records", "record_line"]
 
 log = logging.getLogger(__name__)
-
-
-def jsonable(value: Any) -> Any:
-    """Non-finite floats (a zero-time division) become ``null``: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def record_line(record: Any) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from mbcost.bench.devices import check_memory
@@ -141,7 +141,7 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, runtime: str | None
     """
     import torch
 
-    from mbcost.bench.runtimes import RuntimeJob, get_runtime
+    from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.runtimes.calibration import CALIBRATION_BATCHES, CHECK_SAMPLES
     from mbcost.cost.conv import compare_conv, conv_pair
 
@@ -153,13 +153,9 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, runtime: str | None
     name = runtime or settings.default_runtimes()[0]
     adapter = get_runtime(name)
     int8 = settings.precision == "int8"
-    precision = "int8" if int8 else settings.dtype
-    is_reference = name == "eager" and precision == "float32" and not settings.channels_last
+    is_reference = settings.is_reference(name)
     samples = [conv_inputs(point, seed) for seed in range(1 if is_reference else CHECK_SAMPLES)]
-    calibration = tuple(conv_inputs(point, 1000 + i) for i in range(CALIBRATION_BATCHES)) if int8 else ()
-    job = RuntimeJob(precision=settings.precision, threads=settings.threads or 1, device=settings.device,
-                     dtype=settings.dtype, channels_last=settings.channels_last,
-                     flush_denormal=settings.flush_denormal, calibration=calibration)
+    job = settings.job(tuple(conv_inputs(point, 1000 + i) for i in range(CALIBRATION_BATCHES)) if int8 else ())
     pad = (point.k - 1) // 2 if point.padding is None else point.padding
     with torch.device("cpu"):
         stacks = conv_pair(point.cin, point.cout, point.k, point.stride, pad, point.bias)
@@ -169,11 +165,11 @@ def bench_conv(point: ConvPoint, settings: BenchSettings, *, runtime: str | None
         module = module.eval()
         reference = None if is_reference else reference_outputs(module, samples, settings)
         with open_runtime(adapter, module, samples[0], job, settings) as prepared:
-            check = runtime_check(prepared, samples, reference, precision, what)
+            check = runtime_check(prepared, samples, reference, settings.computes_in, what)
             m = time_call(prepared, settings, what, name, measure_fn)
             measured.append(_Stack(m, check, dict(prepared.settings), dict(prepared.phases)))
     standard, separable = measured
-    config = replace(settings.config(point.batch), runtime=name, precision=precision, compile=name == "compile")
+    config = settings.on_runtime(settings.config(point.batch), name)
     return conv_record(point, settings, env or settings.env(busy_cpus), standard.measurement, separable.measurement,
                        comparison.standard.macs, comparison.separable.macs, float(comparison.formula_ratio),
                        config=config, runtime_version=adapter.version(), runtime_settings=separable.settings,
@@ -193,6 +189,7 @@ def sweep_runtimes(points: Sequence[ConvPoint], settings: BenchSettings, runtime
     """
     names = tuple(runtimes) if runtimes else settings.default_runtimes()
     settings.check_runtimes(names)
+
     def describe(item: tuple[ConvPoint, str]) -> str:
         point, name = item
         return f"M=N={point.cin} K={point.k} F={point.size[0]}" + (f" on {name}" if len(names) > 1 else "")
@@ -200,7 +197,7 @@ def sweep_runtimes(points: Sequence[ConvPoint], settings: BenchSettings, runtime
     return each_runtime(
         [(p, n) for p in points for n in names], settings,
         lambda point, name, busy: bench_conv(point, settings, runtime=name, measure_fn=measure_fn, busy_cpus=busy),
-        lambda point: (point_label(point), point.batch), ConvRecord, describe, on_record=on_record,
+        lambda point: (point_label(point), point.batch), describe, on_record=on_record,
         progress=progress)
 
 

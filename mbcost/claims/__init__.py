@@ -16,24 +16,17 @@ Imports are lazy: importing ``mbcost.claims`` does not import torch or numpy.
 
 from __future__ import annotations
 
-from typing import Any
+from mbcost.lazy import lazy_getattr
 
 _LAZY = {
-    "Claim": ("mbcost.claims.check", "Claim"),
-    "ClaimsData": ("mbcost.claims.check", "ClaimsData"),
-    "check_claims": ("mbcost.claims.check", "check_claims"),
-    "frontier_points": ("mbcost.claims.frontier", "frontier_points"),
-    "v2_table": ("mbcost.claims.v2_table", "v2_table"),
-    "PUBLISHED_V2_TABLE": ("mbcost.claims.v2_table", "PUBLISHED_V2_TABLE"),
+    "Claim": "mbcost.claims.check",
+    "ClaimsData": "mbcost.claims.check",
+    "check_claims": "mbcost.claims.check",
+    "frontier_points": "mbcost.claims.frontier",
+    "v2_table": "mbcost.claims.v2_table",
+    "PUBLISHED_V2_TABLE": "mbcost.claims.v2_table",
 }
 
 __all__ = [*_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'mbcost.claims' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from mbcost.bench.runtimes import runtime_label
+
 if TYPE_CHECKING:
     from mbcost.bench.records import Record
     from mbcost.claims.frontier import FrontierPoint
@@ -160,8 +162,7 @@ def _span(measured: Iterable[MeasuredConv]) -> str:
 def _runtime_saving(s: RuntimeSaving) -> str:
     """One runtime's sweep in a clause: its range, the median share of the MAC saving that survives where the
     separable pair was faster, and where it was slower (none survives there)."""
-    name = s.runtime if s.precision == "float32" else f"{s.runtime} {s.precision}"
-    text = f"{name}: {_span(s.points)}"
+    text = f"{runtime_label(s.runtime, s.precision)}: {_span(s.points)}"
     if s.median_realised is not None:
         text += f", {s.median_realised:.0%} of the MAC saving survives as time (median"
         text += " where faster)" if s.slower else ")"

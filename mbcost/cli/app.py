@@ -210,8 +210,11 @@ def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[d
         return
     if output is None:
         sys.stdout.write(text)
-    else:
-        write_atomic(output, text)
+    else:  # through a temporary file and a rename: never half a file
+        from mbcost.io import write_text_atomic
+
+        check_writable(output)
+        write_text_atomic(output, text)
 
 
 def check_writable(output: Path | None) -> None:
@@ -219,14 +222,6 @@ def check_writable(output: Path | None) -> None:
     from mbcost.io import check_target
 
     check_target(output, "--output")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    from mbcost.io import write_text_atomic
-
-    check_writable(path)
-    write_text_atomic(path, text)
 
 
 def timer(ctx: typer.Context) -> MeasureFn | None:

@@ -7,16 +7,16 @@ rows of ``mbcost compare`` and ``mbcost conv --bench`` come from ``mbcost.compar
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mbcost.bench.devices import BENCH_DTYPES
-from mbcost.bench.runtimes import EXTRA, PRECISIONS, RUNTIMES
+from mbcost.bench.runtimes import EXTRA, RUNTIMES
 from mbcost.cli.app import (
     ClassesOpt,
     Format,
@@ -29,6 +29,7 @@ from mbcost.cli.app import (
     OptimizerName,
     OptimizerOpt,
     OutputOpt,
+    Precision,
     app,
     check_writable,
     emit,
@@ -41,7 +42,6 @@ from mbcost.errors import SpecError
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
     from mbcost.bench.timer import Budget
-    from mbcost.render.table import Table
 
 __all__ = ["bench", "profile", "roofline", "sweep"]
 
@@ -53,8 +53,6 @@ TIMING_HELP = ("Timing: torch.utils.benchmark (warm-up, adaptive auto-ranging, C
 
 #: The measurement dtypes as a choice, from their one list (``mbcost.bench.devices.BENCH_DTYPES``).
 BenchDType = Enum("BenchDType", {d: d for d in BENCH_DTYPES}, type=str)
-#: The precisions as a choice, from the runtimes' list (``mbcost.bench.runtimes.PRECISIONS``).
-Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 
 RUNTIME_HELP = ("Runtimes to measure on, comma-separated (default eager): "
                 + "; ".join(f"{r.name} = {r.summary}" for r in RUNTIMES.values())
@@ -94,12 +92,9 @@ CudnnOpt = typer.Option(None, "--cudnn-benchmark/--no-cudnn-benchmark",
                         help="Set torch.backends.cudnn.benchmark for the run (default: leave as is; recorded).")
 
 
-def _min_time(default: float) -> Any:
-    return typer.Option(default, "--min-time", help="Seconds of timed runs at least, per measurement.")
-
-
-def _max_time(default: float) -> Any:
-    return typer.Option(default, "--max-time", help="Seconds of timed runs at most, unless fewer than 5 runs fit.")
+MinTime = Annotated[float, typer.Option("--min-time", help="Seconds of timed runs at least, per measurement.")]
+MaxTime = Annotated[float, typer.Option("--max-time", help="Seconds of timed runs at most, unless fewer than 5 runs "
+                                                         "fit.")]
 
 
 def budget_from(min_time: float, max_time: float) -> Budget:
@@ -158,10 +153,33 @@ def interruptible(out: Any, what: str) -> Iterator[None]:
         raise Interrupted(f"interrupted during {what}{kept}") from None
 
 
-def emit_tables(fmt: Format, output: Path | None, tables: Sequence[Table], records: list[dict[str, Any]],
-                document: Any) -> None:
-    """``emit`` for commands that show more than one table."""
-    emit(fmt, output, table=list(tables), records=records, document=document)
+@contextmanager
+def recording(save: Path | None, what: str) -> Iterator[tuple[Any, Any]]:
+    """``--save`` opened for appending, Ctrl-C handled (``interruptible``) and a progress bar: yields the record
+    writer and the bar's ``update``."""
+    from mbcost.bench.store import RecordWriter
+
+    with RecordWriter(save) as out, interruptible(out, what), progress_bar(what) as update:
+        yield out, update
+
+
+def check_targets(output: Path | None, save: Path | None) -> None:
+    """Fail early (exit 2) when ``--output`` cannot be written or ``--save`` appended to, before any work."""
+    from mbcost.bench.store import check_appendable
+
+    check_writable(output)
+    check_appendable(save)
+
+
+def emit_run(fmt: Format, output: Path | None, run: Any, table: Callable[[], Any], **document: Any) -> None:
+    """Show what a runtime loop (``RuntimeBench``) measured, when anything, then raise its failures (one line,
+    exit 2, after showing and saving what was measured)."""
+    from mbcost.render.bench import flat, results_document
+
+    if run.records:
+        emit(fmt, output, table=table(), records=[flat(r) for r in run.records],
+             document=results_document(run.records, **document, failures=[vars(f) for f in run.failures]))
+    run.raise_failures()
 
 
 # -- bench -----------------------------------------------------------------------------------------
@@ -191,8 +209,8 @@ def bench(
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
     compile: bool = BenchCompileOpt,
-    min_time: float = _min_time(3.0),
-    max_time: float = _max_time(10.0),
+    min_time: MinTime = 3.0,
+    max_time: MaxTime = 10.0,
     classes: int = ClassesOpt,
     label: str | None = LabelOpt,
     keep_denormals: bool = DenormalOpt,
@@ -206,12 +224,10 @@ def bench(
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.model_bench import bench_runtimes, plan_models, speedups
-    from mbcost.bench.store import RecordWriter, check_appendable
-    from mbcost.render.bench import bench_table, flat, results_document, speedup_dicts
+    from mbcost.render.bench import bench_table, speedup_dicts
     from mbcost.zoo.spec import resolve_sources
 
-    check_writable(output)
-    check_appendable(save)
+    check_targets(output, save)
     specs = resolve_sources(models)
     batches = parse_batches(batch)
     names = runtime_names(runtime, compile)
@@ -222,16 +238,11 @@ def bench(
     settings.check_runtimes(names, mode.value)  # a missing package or an impossible request: before any work
     plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype,
                         mode=mode.value, optimizer=optimizer.value)
-    with RecordWriter(save) as out, interruptible(out, "bench"), progress_bar("bench") as update:
+    with recording(save, "bench") as (out, update):
         run = bench_runtimes(plans, settings, names, measure_fn=timer(ctx), on_record=out.write, progress=update)
-    records = run.records
-    if records:
-        ups = speedups(records)
-        emit(format, output, table=bench_table(records, ups, [f.message for f in run.failures]),
-             records=[flat(r) for r in records],
-             document=results_document(records, speedups=speedup_dicts(ups),
-                                       failures=[vars(f) for f in run.failures]))
-    run.raise_failures()  # one line, exit 2, after showing (and saving) what was measured
+    ups = speedups(run.records)
+    emit_run(format, output, run, lambda: bench_table(run.records, ups, [f.message for f in run.failures]),
+             speedups=speedup_dicts(ups))
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -254,8 +265,8 @@ def profile(
                                 help="Per-layer timing hooks every module, so it runs on eager only."),
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
-    min_time: float = _min_time(3.0),
-    max_time: float = _max_time(10.0),
+    min_time: MinTime = 3.0,
+    max_time: MaxTime = 10.0,
     top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers (the records keep all)."),
     roofline: bool = typer.Option(True, "--roofline/--no-roofline",
                                   help="Place layers on the measured roofline (peaks cached per device)."),
@@ -273,12 +284,10 @@ def profile(
     from mbcost.bench.model_bench import plan_models
     from mbcost.bench.records import Record, busy_cpus_now
     from mbcost.bench.roofline import get_peaks, peak_record
-    from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
     from mbcost.zoo.spec import resolve_source
 
-    check_writable(output)
-    check_appendable(save)
+    check_targets(output, save)
     if top is not None and top < 1:
         raise SpecError(f"--top must be >= 1 (got {top})")
     if not 1 <= batch:
@@ -294,7 +303,7 @@ def profile(
                              default_malloc=default_malloc, oversubscribe=oversubscribe)
     plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
-    with RecordWriter(save) as out, interruptible(out, "profile"), progress_bar("profile") as update:
+    with recording(save, "profile") as (out, update):
         peaks = None
         if roofline:
             update(0, 2, "roofline peaks")
@@ -308,8 +317,8 @@ def profile(
         records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
         for r in records:
             out.write(r)
-    emit_tables(format, output, [category_table(p), layers_table(p, top)], [flat(r) for r in p.layers],
-                profile_document(p))
+    emit(format, output, table=[category_table(p), layers_table(p, top)], records=[flat(r) for r in p.layers],
+         document=profile_document(p))
 
 
 # -- sweep -----------------------------------------------------------------------------------------
@@ -333,8 +342,8 @@ def sweep(
     dtype: BenchDType = BenchDTypeOpt,
     channels_last: bool = ChannelsLastOpt,
     compile: bool = BenchCompileOpt,
-    min_time: float = _min_time(0.2),
-    max_time: float = _max_time(2.0),
+    min_time: MinTime = 0.2,
+    max_time: MaxTime = 2.0,
     label: str | None = LabelOpt,
     keep_denormals: bool = DenormalOpt,
     default_malloc: bool = MallocOpt,
@@ -343,12 +352,10 @@ def sweep(
     output: Path | None = OutputOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.bench.sweep import grid, parse_int_list, sweep_runtimes
-    from mbcost.render.bench import flat, results_document, sweep_table
+    from mbcost.render.bench import sweep_table
 
-    check_writable(output)
-    check_appendable(save)
+    check_targets(output, save)
     if batch < 1:
         raise SpecError(f"--batch must be >= 1 (got {batch})")
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
@@ -358,14 +365,9 @@ def sweep(
                              budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc, precision=precision.value, oversubscribe=oversubscribe)
     settings.check_runtimes(names)  # a missing package or an impossible request: before any work
-    with RecordWriter(save) as out, interruptible(out, "sweep"), progress_bar("sweep") as update:
+    with recording(save, "sweep") as (out, update):
         run = sweep_runtimes(points, settings, names, measure_fn=timer(ctx), on_record=out.write, progress=update)
-    records = run.records
-    if records:
-        emit(format, output, table=sweep_table(records, [f.message for f in run.failures]),
-             records=[flat(r) for r in records],
-             document=results_document(records, failures=[vars(f) for f in run.failures]))
-    run.raise_failures()  # one line, exit 2, after showing (and saving) what was measured
+    emit_run(format, output, run, lambda: sweep_table(run.records, [f.message for f in run.failures]))
 
 
 # -- roofline --------------------------------------------------------------------------------------
@@ -386,17 +388,14 @@ def roofline(
     output: Path | None = OutputOpt,
     quiet: bool = QuietOpt,
 ) -> None:
+    from mbcost.bench.records import busy_cpus_now
     from mbcost.bench.roofline import cache_path, get_peaks, peak_record
-    from mbcost.bench.store import RecordWriter, check_appendable
     from mbcost.render.bench import flat, peaks_table, results_document
 
-    check_writable(output)
-    check_appendable(save)
+    check_targets(output, save)
     settings = settings_from(device, dtype.value, threads, label=label, oversubscribe=oversubscribe)
-    from mbcost.bench.records import busy_cpus_now
-
     busy = busy_cpus_now()
-    with RecordWriter(save) as out, interruptible(out, "roofline"), progress_bar("roofline") as update:
+    with recording(save, "roofline") as (out, update):
         update(0, 1, "matmul and copy")
         with settings.runtime():
             peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),

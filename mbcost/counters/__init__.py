@@ -10,7 +10,9 @@ fvcore, thop and ptflops are optional: ``pip install 'mbcost[counters]'``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mbcost.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from mbcost.counters.base import COUNTERS, CounterResult, CounterUnavailable, measure, measure_many
@@ -31,10 +33,4 @@ _LAZY = {
 __all__ = ["COUNTERS", "CounterResult", "CounterUnavailable", "Reconciliation", "measure", "measure_many",
            "parse_counters", "reconcile", "reconcile_model"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mbcost.counters' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

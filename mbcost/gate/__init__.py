@@ -7,31 +7,16 @@ per model and per layer, against a committed, versioned JSON baseline.
     (0, [])
 """
 
-from mbcost.gate.baseline import (
-                                  CONVENTIONS,
-                                  SCHEMA_VERSION,
-                                  Baseline,
-                                  Entry,
-                                  LayerCount,
-                                  dumps,
-                                  loads,
-                                  measure,
-                                  read_baseline,
-)
-from mbcost.gate.check import (
-                                  EXIT_DRIFT,
-                                  EXIT_PASS,
-                                  DiffRow,
-                                  EntryDiff,
-                                  GateResult,
-                                  UpdateResult,
-                                  compare,
-                                  compare_entry,
-                                  plan,
-                                  run_gate,
-                                  update_baseline,
-)
-from mbcost.gate.config import DEFAULT_BASELINE, GateConfig, find_pyproject, load_config, parse_inputs
+from mbcost.lazy import lazy_getattr
+
+#: Each public name by the module that defines it (imported on first use).
+_HOMES = {
+    "mbcost.gate.baseline": ("CONVENTIONS", "SCHEMA_VERSION", "Baseline", "Entry", "LayerCount", "dumps", "loads",
+                             "measure", "read_baseline"),
+    "mbcost.gate.check": ("EXIT_DRIFT", "EXIT_PASS", "DiffRow", "EntryDiff", "GateResult", "UpdateResult", "compare",
+                          "compare_entry", "plan", "run_gate", "update_baseline"),
+    "mbcost.gate.config": ("DEFAULT_BASELINE", "GateConfig", "find_pyproject", "load_config", "parse_inputs"),
+}
 
 __all__ = [
     "CONVENTIONS", "DEFAULT_BASELINE", "EXIT_DRIFT", "EXIT_PASS", "SCHEMA_VERSION", "Baseline", "DiffRow", "Entry",
@@ -39,3 +24,5 @@ __all__ = [
     "find_pyproject", "load_config", "loads", "measure", "parse_inputs", "plan", "read_baseline", "run_gate",
     "update_baseline",
 ]
+
+__getattr__ = lazy_getattr(__name__, {name: home for home, names in _HOMES.items() for name in names})

@@ -125,9 +125,6 @@ class Baseline:
     generated_by: str = ""
     conventions: str = CONVENTIONS
 
-    def by_key(self) -> dict[EntryKey, Entry]:
-        return {e.key: e for e in self.entries}
-
 
 def measure(spec: str, size: Size, batch: int = 1, mode: str = "inference", optimizer: str = "sgd") -> Entry:
     """Count one model with the analytic engine (pure shapes, milliseconds per model).

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mbcost import units as fmt
+from mbcost.bench.runtimes import runtime_label
+from mbcost.io import jsonable
 from mbcost.render import conventions
-from mbcost.render.table import Table, finite
+from mbcost.render.table import Table
 from mbcost.units import ms, number, share, speed
 
 if TYPE_CHECKING:
@@ -122,7 +124,7 @@ def flat(record: Record) -> dict[str, Any]:
             d[f"{group}_{k}"] = "; ".join(map(str, v)) if isinstance(v, list) else v
     for k, v in d.items():  # what is still structured (inputs: [{"shape": ..., "dtype": ...}]) is JSON text
         if isinstance(v, (list, tuple, dict)):
-            d[k] = json.dumps(finite(v), separators=(",", ":"), allow_nan=False)
+            d[k] = json.dumps(jsonable(v), separators=(",", ":"), allow_nan=False)
     return d
 
 
@@ -199,11 +201,6 @@ RUNTIMES_NOTES = (
     "X vs Y: how many times faster X ran than Y on that runtime, measured (and as the MAC ratio predicts: Y's MACs / "
     "X's MACs); X is the model with fewer MACs",
 )
-
-
-def runtime_label(runtime: str, precision: str) -> str:
-    """``onnxruntime``, ``openvino int8``, ``eager bfloat16``: a runtime at a precision, float32 left unsaid."""
-    return runtime if precision == "float32" else f"{runtime} {precision}"
 
 
 def setting_text(s: Setting) -> str:
@@ -373,8 +370,6 @@ def speedup_dicts(ups: Sequence[Speedup]) -> list[dict[str, Any]]:
 
 def results_document(records: Sequence[Record], **extra: Any) -> dict[str, Any]:
     """``{"conventions": ..., "results": [record, ...], ...}``: the ``--format json`` document."""
-    from mbcost.bench.store import jsonable
-
     doc: dict[str, Any] = {"conventions": {"timing": TIMING, "gflops": GFLOPS, "macs": conventions.MACS,
                                            "flops": conventions.FLOPS},
                            "results": [r.to_dict() for r in records]}
@@ -570,13 +565,10 @@ def compare_rows(labels: Sequence[str], records: Sequence[ModelRecord], ups: Seq
         by_model = {r.model: r for r in records if r.device == dev}
         first = next(iter(by_model.values()))
         tag = f"{dev.upper()} {first.dtype}"
-        rows.append([f"{tag} latency (median, batch {first.batch})",
-                     *[ms(by_model[m].median_ms) if m in by_model else "-" for m in labels]])
-        rows.append([f"{tag} IQR (runs)", *[spread(by_model[m]) if m in by_model else "-" for m in labels]])
-        rows.append([f"{tag} images/s", *[number(by_model[m].throughput_ips) if m in by_model else "-"
-                                          for m in labels]])
-        rows.append([f"{tag} GFLOP/s achieved", *[number(by_model[m].achieved_gflops) if m in by_model else "-"
-                                                  for m in labels]])
+        for what, cell in ((f"latency (median, batch {first.batch})", lambda r: ms(r.median_ms)),
+                           ("IQR (runs)", spread), ("images/s", lambda r: number(r.throughput_ips)),
+                           ("GFLOP/s achieved", lambda r: number(r.achieved_gflops))):
+            rows.append([f"{tag} {what}", *[cell(by_model[m]) if m in by_model else "-" for m in labels]])
         pairs = {(s.model, s.other): s for s in ups if s.config.device == dev}
         if len(labels) > 1:
             for other in labels:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Table", "finite", "to_csv", "to_json"]
+from mbcost.io import jsonable
+
+__all__ = ["Table", "to_csv", "to_json"]
 
 
 @dataclass
@@ -94,18 +95,7 @@ def to_csv(records: list[dict[str, Any]]) -> str:
 def to_json(obj: Any) -> str:
     """Strict JSON (RFC 8259): a non-finite float (a ratio or rate with nothing to divide by) is ``null``;
     ``allow_nan=False`` keeps a bare ``NaN`` or ``Infinity`` from ever being written."""
-    return json.dumps(finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by ``None``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
+    return json.dumps(jsonable(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def _json_default(o: Any) -> Any:

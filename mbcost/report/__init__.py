@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mbcost.lazy import lazy_getattr
 from mbcost.weights import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -42,11 +43,11 @@ DEFAULT_OUT = Path("reports") / "mbcost-report.html"
 _MEASURED_NOW = "--bench (measured now)"
 
 _LAZY = {
-    "ReportData": ("mbcost.report.data", "ReportData"),
-    "gather": ("mbcost.report.data", "gather"),
-    "report_figures": ("mbcost.report.figures", "report_figures"),
-    "render_html": ("mbcost.report.html", "render_html"),
-    "write_report": ("mbcost.report.html", "write_report"),
+    "ReportData": "mbcost.report.data",
+    "gather": "mbcost.report.data",
+    "report_figures": "mbcost.report.figures",
+    "render_html": "mbcost.report.html",
+    "write_report": "mbcost.report.html",
 }
 
 __all__ = ["DEFAULT_OUT", "WrittenReport", "build_report", *_LAZY]
@@ -196,11 +197,4 @@ def _runtimes(runtime: str | Sequence[str] | None, bench: bool) -> list[str]:
     BenchSettings(resolve_device("cpu")).check_runtimes(names)
     return names
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'mbcost.report' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mbcost import units as fmt
+from mbcost.bench.runtimes import runtime_label
 from mbcost.claims.check import FAILS, HOLDS, QUALIFIED, Claim, ClaimsData
 
 __all__ = ["CLAIMS_CSS", "claims_html"]
@@ -64,7 +65,7 @@ def _savings(c: Claim) -> str:
         groups = s.per_runtime
         several = len(groups) > 1 or groups[0].runtime != "eager" or groups[0].precision == "int8"
         if several:
-            rows = [[e(_runtime(g.runtime, g.precision)), str(len(g.points)),
+            rows = [[e(runtime_label(g.runtime, g.precision)), str(len(g.points)),
                      e(fmt.speed_change(g.lowest) if g.lowest == g.highest else fmt.speed_range(g.lowest, g.highest)),
                      "none (slower everywhere)" if g.median_realised is None else f"{g.median_realised:.0%}",
                      f"{len(g.slower)} of {len(g.points)}" if g.slower else "none",
@@ -75,7 +76,7 @@ def _savings(c: Claim) -> str:
                        + _table(["runtime", "points", "separable pair, measured", "realised (median)",
                                  "points where slower", "output check"], rows,
                                 attrs="class='claim-detail' data-claim='savings-runtimes'"))
-        rows = [[e(m.run), *([e(_runtime(m.runtime, m.precision))] if several else []), str(m.in_channels),
+        rows = [[e(m.run), *([e(runtime_label(m.runtime, m.precision))] if several else []), str(m.in_channels),
                  str(m.kernel), "x".join(map(str, m.size)), f"{m.mac_speedup:.2f}x",
                  fmt.speed_change(m.measured_speedup) + (" <b>!!</b>" if m.wrong else ""),
                  f"{m.realised:.0%}" if m.measured_speedup >= 1 else "none (slower)", "noisy" if m.noisy else ""]
@@ -91,10 +92,6 @@ def _savings(c: Claim) -> str:
     out.append(f"<p class='small'>The accuracy given up: Conv MobileNet {s.conv_top1:.1f}% against MobileNet "
                f"{s.separable_top1:.1f}% top-1, quoted ({e(s.top1_source)}).</p>")
     return "".join(out)
-
-
-def _runtime(runtime: str, precision: str) -> str:
-    return runtime if precision == "float32" else f"{runtime} {precision}"
 
 
 def _versus(c: Claim) -> str:

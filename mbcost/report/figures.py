@@ -27,6 +27,7 @@ from plotly.subplots import make_subplots
 
 from mbcost import units as fmt
 from mbcost.bench.records import ConvRecord, LayerRecord, ModelRecord, PeakRecord, Record
+from mbcost.bench.runtimes import runtime_label
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, ModelCost
 from mbcost.report.data import ReportData, category_times
@@ -443,7 +444,7 @@ def roofline_figure(records: Iterable[Record]) -> go.Figure:
 
 def _row_name(row: RuntimeRow, many: bool) -> str:
     """A runtime row as a legend names it: ``onnxruntime``, ``openvino int8`` (and its setting when several)."""
-    name = row.runtime if row.precision == "float32" else f"{row.runtime} {row.precision}"
+    name = runtime_label(row.runtime, row.precision)
     if many:
         s = row.setting
         name += f" ({s.device_name}, {s.threads} thr, batch {s.batch})"

@@ -14,11 +14,11 @@ same conv sweep, on each other runtime (``mbcost.bench.runtimes``), through ``be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mbcost.bench.model_bench import RuntimeFailure
+    from mbcost.bench.model_bench import DeviceRun, RuntimeFailure
     from mbcost.bench.records import Record
     from mbcost.zoo.spec import ModelSource
 
@@ -45,12 +45,11 @@ def measure_now(specs: Sequence[ModelSource], inputs: Any, batch: int = 1, *,
     """
     from mbcost.bench.devices import available_devices
     from mbcost.bench.layers import profile_model
-    from mbcost.bench.model_bench import each_device, plan_models
     from mbcost.bench.roofline import get_peaks, peak_record
-    from mbcost.bench.sweep import grid, run_sweep
+    from mbcost.bench.sweep import run_sweep
 
     devices = list(devices or available_devices())
-    points = grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
+    points = _sweep_points()
     steps = len(devices) * (1 + len(specs) + len(points))
     done = 0
 
@@ -62,14 +61,9 @@ def measure_now(specs: Sequence[ModelSource], inputs: Any, batch: int = 1, *,
 
     records: list[Any] = []
     skipped: list[str] = []
-    # planning checks memory: a device that cannot run the models is refused before anything is timed
-    runs = each_device(lambda s: plan_models(specs, inputs, [batch], s, num_classes=num_classes), "float32",
-                       devices=devices)
-    for n, run in enumerate(runs):
+    for run in _device_runs(specs, inputs, batch, num_classes, devices):
         dev, settings = run.device, run.settings
         if settings is None:
-            if n == 0:
-                raise run.error
             skipped.append(f"{dev} not measured: {run.error}")
             continue
         step(f"{dev} peaks")
@@ -100,34 +94,23 @@ def measure_runtimes_now(specs: Sequence[ModelSource], inputs: Any, batch: int, 
     Raises:
         MbcostError: bad input, for the first device (as ``measure_now``).
     """
-    from mbcost.bench.devices import available_devices
-    from mbcost.bench.model_bench import bench_runtimes, each_device, plan_models
-    from mbcost.bench.runtimes import get_runtime
-    from mbcost.bench.sweep import grid, sweep_runtimes
+    from mbcost.bench.model_bench import bench_runtimes
+    from mbcost.bench.sweep import sweep_runtimes
 
     names = [n for n in runtimes if n != "eager"]
-    devices = list(devices or available_devices())
-    points = grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
+    points = _sweep_points()
     records: list[Any] = []
     skipped: list[str] = []
     failures: list[RuntimeFailure] = []
     if not names:
         return records, skipped, failures
-    runs = each_device(lambda s: plan_models(specs, inputs, [batch], s, num_classes=num_classes), "float32",
-                       devices=devices)
-    for n, run in enumerate(runs):
+    for run in _device_runs(specs, inputs, batch, num_classes, devices or None):
         settings = run.settings
         if settings is None:
-            if n == 0:
-                raise run.error
             continue  # measure_now said why
-        here = []
-        for name in names:
-            reason = get_runtime(name).refusal(settings.precision, settings.dtype, settings.device)
-            if reason:
-                skipped.append(f"{run.device} {name} not measured: {reason}")
-            else:
-                here.append(name)
+        refused = settings.refusals(names)
+        skipped += [f"{run.device} {name} not measured: {reason}" for name, reason in refused.items()]
+        here = [name for name in names if name not in refused]
         if not here:
             continue
         done = bench_runtimes(run.plans, settings, here,
@@ -137,6 +120,26 @@ def measure_runtimes_now(specs: Sequence[ModelSource], inputs: Any, batch: int, 
         records += [*done.records, *swept.records]
         failures += [*done.failures, *swept.failures]
     return records, skipped, failures
+
+
+def _sweep_points() -> list[Any]:
+    from mbcost.bench.sweep import grid
+
+    return grid(SWEEP_CHANNELS, SWEEP_KERNELS, SWEEP_SIZES, batch=1)
+
+
+def _device_runs(specs: Sequence[ModelSource], inputs: Any, batch: int, num_classes: int,
+                 devices: Sequence[str] | None) -> Iterator[DeviceRun]:
+    """``each_device`` at float32 with every model planned (planning checks memory: a device that cannot run the
+    models is refused before anything is timed); the first device's refusal is raised (bad input)."""
+    from mbcost.bench.model_bench import each_device, plan_models
+
+    runs = each_device(lambda s: plan_models(specs, inputs, [batch], s, num_classes=num_classes), "float32",
+                       devices=devices)
+    for n, run in enumerate(runs):
+        if run.settings is None and n == 0:
+            raise run.error
+        yield run
 
 
 def _stage(progress: Progress | None, what: str) -> Progress | None:

@@ -19,7 +19,7 @@ from mbcost.errors import SpecError
 __all__ = [
     "EXTRA", "PRECISIONS", "RUNTIMES", "ExportError", "Prepared", "Runtime", "RuntimeJob", "RuntimeUnavailable",
     "base", "calibration", "check", "compiled", "eager", "executorch_xnnpack", "get_runtime", "onnxrt",
-    "openvino_cpu", "parse_runtimes",
+    "openvino_cpu", "parse_runtimes", "runtime_label",
 ]
 
 #: Every runtime by name, in the order tables show them.
@@ -32,6 +32,11 @@ def get_runtime(name: str) -> Runtime:
         return RUNTIMES[name]
     except KeyError:
         raise SpecError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}") from None
+
+
+def runtime_label(runtime: str, precision: str) -> str:
+    """``onnxruntime``, ``openvino int8``, ``eager bfloat16``: a runtime at a precision, float32 left unsaid."""
+    return runtime if precision == "float32" else f"{runtime} {precision}"
 
 
 def parse_runtimes(text: str | list[str] | tuple[str, ...]) -> list[str]:

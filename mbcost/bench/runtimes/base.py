@@ -24,20 +24,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.errors import BenchError
-from mbcost.errors import UsageError
+from mbcost.cost.precision import PRECISIONS
+from mbcost.errors import UsageError, first_line
 
 if TYPE_CHECKING:
     from mbcost.bench.devices import Device
 
 __all__ = [
     "EXTRA", "PRECISIONS", "ExportError", "ForwardArgs", "Phases", "Prepared", "Runtime", "RuntimeJob",
-    "RuntimeUnavailable", "first_line", "installed", "package_version", "positional", "quiet", "to_numpy", "to_tensors",
+    "RuntimeUnavailable", "calibrate", "first_line", "installed", "package_version", "positional", "quiet", "to_numpy",
+    "to_tensors",
 ]
 
 log = logging.getLogger(__name__)
 
-#: What ``--precision`` takes: the float network, or static post-training int8 quantization.
-PRECISIONS: tuple[str, ...] = ("float32", "int8")
 #: The optional dependency group holding every runtime's package.
 EXTRA = "mbcost[runtimes]"
 
@@ -93,8 +93,7 @@ class Prepared:
     every output as a float32 CPU tensor (for the output check); ``phases`` the one-time costs in seconds;
     ``settings`` what was set; ``model`` and ``inputs`` the torch module and its bound inputs, whose
     activation peak can be measured (eager and compile); ``close()`` restores what ``prepare`` changed in the
-    process (a thread pool, a quantized engine); ``resources`` holds what the runtime reads but does not own
-    (a program's bytes), alive as long as the runtime.
+    process (a thread pool, a quantized engine).
     ``grad_free``: ``call`` should run under ``torch.inference_mode`` (a torch module's call).
     """
 
@@ -106,13 +105,12 @@ class Prepared:
     inputs: ForwardArgs | None = None
     close: Callable[[], None] | None = None
     grad_free: bool = True
-    resources: tuple[Any, ...] = ()
 
 
 class Runtime:
     """One runtime adapter. Subclasses set the class attributes and implement ``prepare``.
 
-    ``packages`` maps each precision to the importable packages it needs; ``dists`` names the
+    ``packages`` maps each precision it has a path for to the importable packages it needs; ``dist`` names the
     distribution whose version is recorded.
     """
 
@@ -120,13 +118,17 @@ class Runtime:
     title: str = ""
     packages: dict[str, tuple[str, ...]] = {}
     dist: str = "torch"
-    precisions: tuple[str, ...] = ("float32",)
     dtypes: tuple[str, ...] = ("float32",)
     devices: tuple[str, ...] = ("cpu",)
     #: How an int8 network is made here (shown in the table's notes and the README).
     int8_toolchain: str = ""
     #: What ``prepare`` does, for the help text.
     summary: str = ""
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions it has a path for: those ``packages`` names."""
+        return tuple(p for p in PRECISIONS if p in self.packages)
 
     def version(self) -> str:
         if self.dist == "torch":
@@ -195,11 +197,17 @@ class Phases:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The most telling line of an exception's message: its first non-empty line, or the type's name."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    @contextlib.contextmanager
+    def step(self, name: str | None, failed: str) -> Iterator[None]:
+        """One toolchain step: timed as phase ``name`` (untimed when ``None``), ``quiet``, and any failure but an
+        ``ExportError`` (the toolchains raise many kinds) turned into ``ExportError("{failed}: {reason}")``."""
+        try:
+            with self(name) if name else contextlib.nullcontext(), quiet():
+                yield
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"{failed}: {first_line(exc, 300)}") from exc
 
 
 def _flush_c_stdio() -> None:
@@ -282,3 +290,13 @@ def to_tensors(out: Any) -> list[Any]:
             leaves.append(v.float() if v.is_floating_point() else v)
     return leaves
 
+
+
+def calibrate(prepared: Any, job: RuntimeJob, runtime: str | None = None) -> None:
+    """Run a quantizer's observed module on every calibration batch, without grad; ``runtime``: the name of a
+    runtime whose graph takes positional inputs only (``positional``)."""
+    import torch
+
+    with torch.no_grad():
+        for b in job.calibration:
+            prepared(*(positional(b, runtime) if runtime else b.args), **({} if runtime else b.kwargs))

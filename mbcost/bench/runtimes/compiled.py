@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mbcost.bench.runtimes.base import ExportError, Phases, Prepared, Runtime, RuntimeJob, first_line, quiet, to_tensors
-from mbcost.bench.runtimes.eager import convert_inputs, torch_threads
+from mbcost.bench.runtimes.base import Phases, Prepared, Runtime, RuntimeJob, calibrate
+from mbcost.bench.runtimes.eager import convert_inputs, to_job, torch_prepared, torch_threads
 
 if TYPE_CHECKING:
     from mbcost.bench.runtimes.base import ForwardArgs
@@ -27,7 +27,6 @@ class Compiled(Runtime):
     name = "compile"
     title = "torch.compile (inductor)"
     packages = {"float32": (), "int8": ("torchao",)}
-    precisions = ("float32", "int8")
     dtypes = ("float32", "bfloat16", "float16")
     devices = ("cpu", "cuda")
     int8_toolchain = "PT2E: torchao X86InductorQuantizer (prepare_pt2e / convert_pt2e), inductor with freezing"
@@ -46,51 +45,30 @@ class Compiled(Runtime):
         settings = {**torch_threads(job), "backend": "inductor", "inductor_freezing": job.int8}
         torch._dynamo.reset()
         x = convert_inputs(inputs, job)
-        try:
-            if job.int8:
-                model = self._quantize(model, x, job, phases)
-            else:
-                model = model.to(job.device.torch_device, dtype=getattr(torch, job.dtype))
-                if job.channels_last:
-                    model = model.to(memory_format=torch.channels_last)
-            with phases("compile"), quiet(), torch._inductor.config.patch(freezing=job.int8), torch.inference_mode():
-                compiled = torch.compile(model)
-                compiled(*x.args, **x.kwargs)
-        except ExportError:
-            raise
-        except Exception as exc:  # dynamo and inductor raise many kinds
-            raise ExportError(f"torch.compile failed: {first_line(exc)}") from exc
-
-        def call() -> Any:
-            return compiled(*x.args, **x.kwargs)
-
-        def run(other: ForwardArgs) -> list[Any]:
-            o = convert_inputs(other, job)
-            with torch.inference_mode():
-                return to_tensors(compiled(*o.args, **o.kwargs))
-
-        return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, model=compiled, inputs=x)
+        with phases.step(None, "torch.compile failed"):  # dynamo and inductor raise many kinds
+            model = self._quantize(model, x, job, phases) if job.int8 else to_job(model, job)
+        with phases.step("compile", "torch.compile failed"), torch._inductor.config.patch(freezing=job.int8), \
+                torch.inference_mode():
+            compiled = torch.compile(model)
+            compiled(*x.args, **x.kwargs)
+        return torch_prepared(compiled, x, job, phases, settings)
 
     @staticmethod
     def _quantize(model: Any, x: ForwardArgs, job: RuntimeJob, phases: Phases) -> Any:
         import torch
 
-        try:
-            with phases("export"), quiet():
-                graph = torch.export.export(model, x.args, x.kwargs).module()
-            with phases("quantize"), quiet():
-                import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        failed = "compile int8 (torch.export + PT2E x86 quantizer)"
+        with phases.step("export", failed):
+            graph = torch.export.export(model, x.args, x.kwargs).module()
+        with phases.step("quantize", failed):
+            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-                quantizer = xiq.X86InductorQuantizer()
-                quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-                prepared = prepare_pt2e(graph, quantizer)
-                with torch.no_grad():
-                    for b in job.calibration:
-                        prepared(*b.args, **b.kwargs)
-                return convert_pt2e(prepared)
-        except Exception as exc:
-            raise ExportError(f"compile int8 (torch.export + PT2E x86 quantizer): {first_line(exc)}") from exc
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            prepared = prepare_pt2e(graph, quantizer)
+            calibrate(prepared, job)
+            return convert_pt2e(prepared)
 
 
 COMPILE = Compiled()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from mbcost.bench.runtimes.base import ExportError, Phases, Prepared, Runtime, RuntimeJob, first_line, quiet, to_tensors
+from mbcost.bench.runtimes.base import Phases, Prepared, Runtime, RuntimeJob, calibrate, to_tensors
 
 if TYPE_CHECKING:
     from mbcost.bench.runtimes.base import ForwardArgs
 
-__all__ = ["EAGER", "Eager", "convert_inputs", "torch_threads"]
+__all__ = ["EAGER", "Eager", "convert_inputs", "to_job", "torch_prepared", "torch_threads"]
 
 
 def convert_inputs(inputs: ForwardArgs, job: RuntimeJob) -> ForwardArgs:
@@ -38,6 +38,31 @@ def convert_inputs(inputs: ForwardArgs, job: RuntimeJob) -> ForwardArgs:
     return ForwardArgs(tuple(conv(a) for a in inputs.args), {k: conv(v) for k, v in inputs.kwargs.items()})
 
 
+def to_job(model: Any, job: RuntimeJob) -> Any:
+    """The float module on the job's device, in its dtype, channels-last when asked."""
+    import torch
+
+    model = model.to(job.device.torch_device, dtype=getattr(torch, job.dtype))
+    return model.to(memory_format=torch.channels_last) if job.channels_last else model
+
+
+def torch_prepared(module: Any, x: ForwardArgs, job: RuntimeJob, phases: Phases, settings: dict[str, Any], *,
+                   close: Any = None) -> Prepared:
+    """A torch module's ``Prepared`` (eager and compile): ``call`` on the bound inputs ``x``, ``run`` on other inputs
+    converted as ``x`` was, the module and ``x`` kept for the activation peak."""
+    import torch
+
+    def call() -> Any:
+        return module(*x.args, **x.kwargs)
+
+    def run(other: ForwardArgs) -> list[Any]:
+        o = convert_inputs(other, job)
+        with torch.inference_mode():
+            return to_tensors(module(*o.args, **o.kwargs))
+
+    return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, model=module, inputs=x, close=close)
+
+
 def torch_threads(job: RuntimeJob) -> dict[str, Any]:
     """What PyTorch's thread settings are during the measurement (intra-op set by the timer; inter-op read)."""
     import torch
@@ -51,7 +76,6 @@ class Eager(Runtime):
     name = "eager"
     title = "PyTorch eager"
     packages = {"float32": (), "int8": ()}
-    precisions = ("float32", "int8")
     dtypes = ("float32", "bfloat16", "float16")
     devices = ("cpu", "cuda")
     int8_toolchain = "torch.ao FX graph mode, x86 quantized engine (prepare_fx / convert_fx)"
@@ -74,56 +98,37 @@ class Eager(Runtime):
         return None
 
     def prepare(self, model: Any, inputs: ForwardArgs, job: RuntimeJob) -> Prepared:
-        import torch
-
         phases = Phases()
         settings = torch_threads(job)
+        close = None
         if job.int8:
             model, close = self._quantize(model, inputs, job, phases)
             settings["quantized_engine"] = "x86"
         else:
-            model = model.to(job.device.torch_device, dtype=getattr(torch, job.dtype))
-            if job.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            close = None
-        x = convert_inputs(inputs, job)
-
-        def call() -> Any:
-            return model(*x.args, **x.kwargs)
-
-        def run(other: ForwardArgs) -> list[Any]:
-            o = convert_inputs(other, job)
-            with torch.inference_mode():
-                return to_tensors(model(*o.args, **o.kwargs))
-
-        return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, model=model, inputs=x,
-                        close=close)
+            model = to_job(model, job)
+        return torch_prepared(model, convert_inputs(inputs, job), job, phases, settings, close=close)
 
     @staticmethod
     def _quantize(model: Any, inputs: ForwardArgs, job: RuntimeJob, phases: Phases) -> tuple[Any, Any]:
         import torch
 
         prior = torch.backends.quantized.engine
-        try:
-            with phases("quantize"), quiet():
-                from torch.ao.quantization import get_default_qconfig_mapping
-                from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-                torch.backends.quantized.engine = "x86"
-                prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"),
-                                      tuple(inputs.args))
-                with torch.no_grad():
-                    for b in job.calibration:
-                        prepared(*b.args, **b.kwargs)
-                quantized = convert_fx(prepared)
-        except Exception as exc:  # FX tracing and conversion raise many kinds
-            torch.backends.quantized.engine = prior
-            raise ExportError(f"eager int8 (torch.ao FX, x86): {first_line(exc)}") from exc
 
         def close() -> None:
             torch.backends.quantized.engine = prior
 
-        return quantized, close
+        try:
+            with phases.step("quantize", "eager int8 (torch.ao FX, x86)"):
+                from torch.ao.quantization import get_default_qconfig_mapping
+                from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+                torch.backends.quantized.engine = "x86"
+                prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), tuple(inputs.args))
+                calibrate(prepared, job)
+                return convert_fx(prepared), close
+        except Exception:
+            close()
+            raise
 
 
 EAGER = Eager()

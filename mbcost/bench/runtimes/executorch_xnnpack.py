@@ -18,17 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mbcost.bench.runtimes.base import (
-    ExportError,
-    Phases,
-    Prepared,
-    Runtime,
-    RuntimeJob,
-    first_line,
-    positional,
-    quiet,
-    to_tensors,
-)
+from mbcost.bench.runtimes.base import Phases, Prepared, Runtime, RuntimeJob, calibrate, positional, quiet, to_tensors
 
 if TYPE_CHECKING:
     from mbcost.bench.runtimes.base import ForwardArgs
@@ -41,7 +31,6 @@ class ExecuTorch(Runtime):
     title = "ExecuTorch + XNNPACK"
     packages = {"float32": ("executorch",), "int8": ("executorch", "torchao")}
     dist = "executorch"
-    precisions = ("float32", "int8")
     int8_toolchain = "PT2E: ExecuTorch XNNPACKQuantizer (symmetric, per-channel) + torchao prepare_pt2e / convert_pt2e"
     summary = "torch.export + to_edge_transform_and_lower(XnnpackPartitioner) + executorch.runtime"
 
@@ -54,39 +43,31 @@ class ExecuTorch(Runtime):
             from executorch.extension.pybindings import portable_lib as bindings
 
             prior = bindings._threadpool_get_thread_count()
-        try:
-            if job.int8:
-                model = self._quantize(model, args, job, phases)
-            with phases("export"), quiet():
-                exported = torch.export.export(model, args)
-        except ExportError:
-            raise
-        except Exception as exc:
-            raise ExportError(f"torch.export failed: {first_line(exc)}") from exc
-        try:
-            with phases("lower"), quiet():
-                from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-                from executorch.exir import to_edge_transform_and_lower
+        if job.int8:
+            model = self._quantize(model, args, job, phases)
+        with phases.step("export", "torch.export failed"):
+            exported = torch.export.export(model, args)
+        with phases.step("lower", "ExecuTorch lowering (XNNPACK) failed"):
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
 
-                program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
-        except Exception as exc:
-            raise ExportError(f"ExecuTorch lowering (XNNPACK) failed: {first_line(exc)}") from exc
+            program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
         with quiet():  # before loading: the XNNPACK delegate keeps the pool it is initialised with
             if prior != job.threads:  # a new pool would leave methods loaded earlier on a freed one
                 bindings._unsafe_reset_threadpool(job.threads)
             applied = bindings._threadpool_get_thread_count()
         try:
-            with phases("load"), quiet():
+            with phases.step("load", "ExecuTorch could not load the lowered program"):
                 from executorch.runtime import Runtime as EtRuntime
 
                 buffer = program.buffer  # the loaded program reads this memory: it lives as long as the method
                 loaded = EtRuntime.get().load_program(buffer)
                 method = loaded.load_method("forward")
-        except Exception as exc:
+        except Exception:
             with quiet():
                 if prior != applied:
                     bindings._unsafe_reset_threadpool(prior)
-            raise ExportError(f"ExecuTorch could not load the lowered program: {first_line(exc)}") from exc
+            raise
         settings: dict[str, Any] = {"threadpool_threads": applied, "delegate": "XnnpackPartitioner",
                                     "not_set": ["inter_op_threads (none: one thread pool)", "denormals (XNNPACK's "
                                                 "threads are its own)"]}
@@ -113,23 +94,18 @@ class ExecuTorch(Runtime):
     def _quantize(model: Any, args: tuple[Any, ...], job: RuntimeJob, phases: Phases) -> Any:
         import torch
 
-        try:
-            with phases("quantize"), quiet():
-                from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                    XNNPACKQuantizer,
-                    get_symmetric_quantization_config,
-                )
-                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        with phases.step("quantize", "ExecuTorch int8 (torch.export + XNNPACKQuantizer) failed"):
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-                quantizer = XNNPACKQuantizer()
-                quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
-                prepared = prepare_pt2e(torch.export.export(model, args).module(), quantizer)
-                with torch.no_grad():
-                    for b in job.calibration:
-                        prepared(*positional(b, "executorch"))
-                return convert_pt2e(prepared)
-        except Exception as exc:
-            raise ExportError(f"ExecuTorch int8 (torch.export + XNNPACKQuantizer) failed: {first_line(exc)}") from exc
+            quantizer = XNNPACKQuantizer()
+            quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+            prepared = prepare_pt2e(torch.export.export(model, args).module(), quantizer)
+            calibrate(prepared, job, "executorch")
+            return convert_pt2e(prepared)
 
 
 EXECUTORCH = ExecuTorch()

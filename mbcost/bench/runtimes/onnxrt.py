@@ -68,7 +68,6 @@ class OnnxRuntime(Runtime):
     title = "ONNX Runtime"
     packages = {"float32": ("onnx", "onnxscript", "onnxruntime"), "int8": ("onnx", "onnxscript", "onnxruntime")}
     dist = "onnxruntime"
-    precisions = ("float32", "int8")
     devices = ("cpu", "cuda")
     int8_toolchain = "onnxruntime.quantization.quantize_static: QDQ, per-channel weights, min-max calibration"
     summary = "torch.onnx.export (dynamo) + InferenceSession (CPU provider; CUDA provider on CUDA)"
@@ -113,11 +112,8 @@ class OnnxRuntime(Runtime):
         cuda = job.device.type == "cuda"
         index = job.device.index or 0
         providers: list[Any] = [("CUDAExecutionProvider", {"device_id": index})] if cuda else ["CPUExecutionProvider"]
-        try:
-            with phases("load"), quiet():
-                session = ort.InferenceSession(path, opts, providers=providers)
-        except Exception as exc:
-            raise ExportError(f"onnxruntime could not load the exported model: {first_line(exc)}") from exc
+        with phases.step("load", "onnxruntime could not load the exported model"):
+            session = ort.InferenceSession(path, opts, providers=providers)
         names = [i.name for i in session.get_inputs()]
         if len(names) != len(args):
             raise ExportError(f"the exported ONNX model takes {len(names)} input(s), the model {len(args)}")
@@ -165,12 +161,9 @@ class OnnxRuntime(Runtime):
             def get_next(self) -> dict[str, Any] | None:
                 return next(self.items, None)
 
-        try:
-            with phases("quantize"), quiet():
-                quant_pre_process(path, pre)
-                quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
-        except Exception as exc:
-            raise ExportError(f"onnxruntime quantize_static failed: {first_line(exc)}") from exc
+        with phases.step("quantize", "onnxruntime quantize_static failed"):
+            quant_pre_process(path, pre)
+            quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
         return out
 
 

@@ -14,18 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mbcost.bench.runtimes.base import (
-    ExportError,
-    Phases,
-    Prepared,
-    Runtime,
-    RuntimeJob,
-    first_line,
-    positional,
-    quiet,
-    to_numpy,
-    to_tensors,
-)
+from mbcost.bench.runtimes.base import Phases, Prepared, Runtime, RuntimeJob, positional, to_numpy, to_tensors
 
 if TYPE_CHECKING:
     from mbcost.bench.runtimes.base import ForwardArgs
@@ -50,7 +39,6 @@ class OpenVino(Runtime):
     title = "OpenVINO (CPU plugin)"
     packages = {"float32": ("openvino",), "int8": ("openvino", "nncf")}
     dist = "openvino"
-    precisions = ("float32", "int8")
     int8_toolchain = "NNCF nncf.quantize (post-training, default preset) of the converted model"
     summary = "openvino.convert_model of torch.export's program + CPU plugin (LATENCY hint, f32)"
 
@@ -60,22 +48,16 @@ class OpenVino(Runtime):
 
         args = positional(inputs, self.name)
         phases = Phases()
-        try:
-            with phases("convert"), quiet():
-                converted = ov.convert_model(torch.export.export(model, args))
-        except Exception as exc:
-            raise ExportError(f"openvino.convert_model (via torch.export) failed: {first_line(exc)}") from exc
+        with phases.step("convert", "openvino.convert_model (via torch.export) failed"):
+            converted = ov.convert_model(torch.export.export(model, args))
         if job.int8:
             converted = self._quantize(converted, job, phases)
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": job.threads, "PERFORMANCE_HINT": "LATENCY",
                                   "INFERENCE_PRECISION_HINT": "f32"}
         if job.flush_denormal:
             config["CPU_DENORMALS_OPTIMIZATION"] = True
-        try:
-            with phases("compile"), quiet():
-                compiled = ov.Core().compile_model(converted, "CPU", config)
-        except Exception as exc:
-            raise ExportError(f"OpenVINO could not compile the model for the CPU: {first_line(exc)}") from exc
+        with phases.step("compile", "OpenVINO could not compile the model for the CPU"):
+            compiled = ov.Core().compile_model(converted, "CPU", config)
         settings: dict[str, Any] = {}
         for key in REPORTED:
             try:
@@ -100,15 +82,12 @@ class OpenVino(Runtime):
 
     @staticmethod
     def _quantize(converted: Any, job: RuntimeJob, phases: Phases) -> Any:
-        try:
-            with phases("quantize"), quiet():
-                import nncf
+        with phases.step("quantize", "nncf.quantize failed"):
+            import nncf
 
-                items = [to_numpy(positional(b, "openvino")) for b in job.calibration]
-                data = nncf.Dataset([a[0] if len(a) == 1 else tuple(a) for a in items])
-                return nncf.quantize(converted, data, subset_size=len(items))
-        except Exception as exc:
-            raise ExportError(f"nncf.quantize failed: {first_line(exc)}") from exc
+            items = [to_numpy(positional(b, "openvino")) for b in job.calibration]
+            data = nncf.Dataset([a[0] if len(a) == 1 else tuple(a) for a in items])
+            return nncf.quantize(converted, data, subset_size=len(items))
 
 
 OPENVINO = OpenVino()
