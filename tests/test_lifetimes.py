@@ -94,3 +94,27 @@ def test_buffers_are_counted_at_their_own_dtype():
     # in float16 the running statistics shrink with the weights; the step counters stay int64
     half = mbcost.analyze(nn.Sequential(nn.BatchNorm2d(8)), (1, 8, 4, 4), dtype="float16")
     assert half.buffer_bytes == (8 + 8) * 2 + 8
+
+
+class ChannelsLastDepthwise(nn.Module):
+    """A copy of the input in channels-last layout, then a depthwise 7x7 convolution (ConvNeXt's token mixer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(32, 32, 7, padding=3, groups=32)
+
+    def forward(self, x):
+        return self.conv(x.contiguous(memory_format=torch.channels_last))
+
+
+def test_a_channels_last_depthwise_backward_takes_its_padded_weight_gradient_at_its_step():
+    """The convolution's backward runs with what it saved (the channels-last copy), its output's gradient and
+    the scratch oneDNN takes for its weight gradient: 32 groups x 16 x 16 x 7 x 7 float32 elements (the input
+    is data: no input gradient). The same convolution on the plain input takes none."""
+    cost = mbcost.analyze(ChannelsLastDepthwise(), (1, 32, 8, 8), mode="train", optimizer="sgd")
+    copy = grad_out = 1 * 32 * 8 * 8 * F32
+    scratch = 32 * 16 * 16 * 7 * 7 * F32  # 1,605,632
+    assert cost.train_peak_op == "conv"
+    assert cost.train_peak_activation_bytes == copy + grad_out + scratch
+    plain = mbcost.analyze(nn.Conv2d(32, 32, 7, padding=3, groups=32), (1, 32, 8, 8), mode="train", optimizer="sgd")
+    assert plain.train_peak_activation_bytes < scratch

@@ -13,13 +13,14 @@ This is the inference schedule an eager runtime follows when each tensor is free
 last use. Counted on the meta device, where every storage is kept alive by the walk, so a storage
 id never changes meaning.
 
-Training: what each op saves for backward (``mbcost.cost.training.saved_for_backward``) stays alive until
-the backward has passed the op. ``F.scaled_dot_product_attention`` without dropout runs on the meta device
-as its math path (``q * s``, ``k^T * s``, ``bmm``, an optional mask ``add``, a softmax, ``bmm``), which saves
-the scaled copies and the ``L x S`` attention weights, while the CPU and CUDA run one fused kernel that
-saves ``q``, ``k``, ``v``, the output and its float32 logsumexp (one per query row) only. The math path is
-recognised as it is recorded (``_Attention``) and saves what the fused kernel does; with dropout between
-the softmax and the product, the CPU runs the math path too, and it is left as recorded.
+Training: what each op saves for backward (``mbcost.cost.training.saved_for_backward``) stays alive until the
+backward has passed the op; a convolution's backward adds its own scratch at its step
+(``mbcost.cost.workspace.conv_backward_workspace``). ``F.scaled_dot_product_attention`` without dropout runs
+on the meta device as its math path (``q * s``, ``k^T * s``, ``bmm``, an optional mask ``add``, a softmax,
+``bmm``), which saves the scaled copies and the ``L x S`` attention weights, while the CPU and CUDA run one
+fused kernel that saves ``q``, ``k``, ``v``, the output and its float32 logsumexp (one per query row) only.
+The math path is recognised as it is recorded (``_Attention``) and saves what the fused kernel does; with
+dropout between the softmax and the product, the CPU runs the math path too, and it is left as recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak"]
 
@@ -69,6 +72,7 @@ class Lifetimes:
         self.weight_of: dict[int, int] = {}  # the storage of a weight's view or copy -> the weight's
         self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
         self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
+        self.back_scratch: dict[int, int] = {}  # op step -> the same, in its backward
         self.attention = _Attention()
         self._last: tuple[list[Any], list[Any]] = ([], [])  # the last op's reads and writes
 
@@ -157,10 +161,27 @@ class Lifetimes:
         self.grads.extend([0] * (step - len(self.grads)))
         self.grads.append(grad_bytes)
         where = self.where[step]
+        if isinstance(where, tuple) and where[1] == "convolution":
+            self._conv_backward(step, trained)
         fused = self.attention.see(where[1] if isinstance(where, tuple) else None, *self._last, self._key, step,
                                    needing)
         if fused is not None:
             self._fuse(fused, step)
+
+    def _conv_backward(self, step: int, trained: Sequence[Any]) -> None:
+        """The scratch a convolution's backward allocates (``conv_backward_workspace``), from its input's
+        layout and shape and its weight's: it runs with the op's gradients alive."""
+        reads = self._last[0]
+        if len(reads) < 2 or reads[0].dim() != 4 or reads[1].dim() != 4:
+            return
+        x, w = reads[0], reads[1]
+        strides = x.stride()
+        channels_last = x.shape[1] > 1 and strides[1] == 1 and strides[3] == x.shape[1]
+        scratch = conv_backward_workspace(tuple(x.shape), tuple(w.shape), x.shape[1] // max(1, w.shape[1]),
+                                          x.element_size(), channels_last=channels_last,
+                                          weight_grad=bool(trained))
+        if scratch:
+            self.back_scratch[step] = scratch
 
     def _own(self, nbytes: int, step: int) -> None:
         """A storage of autograd's own (a copy, a kernel's statistics), made and saved by op ``step``."""
@@ -229,7 +250,7 @@ class Lifetimes:
         best_grads = params = 0
         for step in range(steps - 1, -1, -1):
             params += made.get(step, 0)
-            now = saved + grads[step]
+            now = saved + grads[step] + self.back_scratch.get(step, 0)
             if now + params > best + best_grads:
                 best, best_grads, best_step = now, params, step
             saved -= freed.get(step, 0)

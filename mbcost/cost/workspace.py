@@ -19,6 +19,15 @@ indication, and the measured difference is shown next to the estimate.
 * ATen sends a convolution to oneDNN when it is grouped, when N > 1, when its kernel is larger than
   3x3, or when its input has more than 20,480 elements; except a 1x1, stride-1 convolution, which
   goes to oneDNN only with N >= 16 or more than one thread.
+* A convolution's backward (``conv_backward_workspace``): ATen's oneDNN path computes the weight and
+  bias gradients in one oneDNN call whenever either is needed. For a depthwise convolution on a
+  channels-last input with a kernel larger than 3x3, oneDNN (``ONEDNN_VERBOSE=1``) picks its general
+  ``jit:avx512_core`` weight-gradient kernel (a 3x3 one gets the depthwise ``jit_dw`` kernel), which writes
+  the gradient in the padded blocked layout ``aBCde16c16b``: each group's 1x1 channel pair padded to a
+  16x16 block, ``C * 16 * 16 * kh * kw`` elements, whatever the batch, image size or stride, then
+  reorders it into the plain weight's gradient and frees it. Measured with the profiler's allocation
+  events on isolated convolutions (``tests/test_memory_measured.py``). The plain-layout backward's
+  blocked copies are not modelled (0).
 * Max pooling returns int64 indices next to its output even in inference (8 bytes per output
   element), freed when the op returns.
 """
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 from math import ceil, prod
 
-__all__ = ["conv_workspace", "uses_onednn"]
+__all__ = ["conv_backward_workspace", "conv_workspace", "uses_onednn"]
 
 Shape = tuple[int, ...]
 
@@ -73,3 +82,16 @@ def conv_workspace(x_shape: Shape, w_shape: Shape, out_shape: Shape, stride: Sha
     if pointwise:
         return 0
     return n * (cin // groups) * w_shape[2] * w_shape[3] * out_shape[2] * out_shape[3] * e
+
+
+def conv_backward_workspace(x_shape: Shape, w_shape: Shape, groups: int, element_size: int, *, channels_last: bool,
+                            weight_grad: bool = True, block: int = BLOCK) -> int:
+    """Bytes a CPU convolution's backward allocates beyond its gradients (see the module docstring): a
+    channels-last depthwise convolution with a kernel larger than 3x3 whose weight or bias needs a gradient
+    (``weight_grad``) takes its weight gradient padded to ``block x block`` per group."""
+    if len(x_shape) != 4 or len(w_shape) != 4 or not weight_grad or not channels_last:
+        return 0
+    depthwise = groups > 1 and groups == x_shape[1] and w_shape[1] == 1
+    if not depthwise or max(w_shape[2], w_shape[3]) <= 3:
+        return 0
+    return groups * _padded(w_shape[0] // groups, block) * block * w_shape[2] * w_shape[3] * element_size
