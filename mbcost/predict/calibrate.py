@@ -1,0 +1,336 @@
+"""``calibrate``: measure this device's kernels and a few whole models, fit, and save the device profile.
+
+1. Kernels: points of the grid (``grid``) are built, analysed (their features come from the same
+   ``mbcost.analyze`` records that prediction reads), prepared on the runtime through its adapter
+   (``mbcost.bench.runtimes``) and timed in interleaved batches (``timing``). Each kind first gets a few random
+   points; then each batch goes to the kinds whose cross-validated error is worst, at neighbours of the points
+   they predict worst (nn-Meter's adaptive sampling). Every sample is appended to the profile's JSON Lines file
+   as it is measured: an interrupted calibration resumes with them.
+2. Whole models: the calibration models (``sets.CALIBRATION_MODELS``) are timed as whole forwards, interleaved,
+   and the whole-model correction (``fit.fit_correction``) is fitted to them: the kernels alone miss what a
+   whole forward pays (cold weights and inputs, containers, allocations).
+3. The fit: one ``KernelModel`` per kind, the correction, the roofline (``mbcost.bench.roofline``'s measured
+   peaks) for kinds with no model; written atomically as the device profile.
+
+The time is bounded by ``budget_minutes``: the kernels get what the whole models leave.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
+from mbcost.predict.fusion import kernels_of
+from mbcost.predict.grid import GRID_KINDS, GridPoint, build_point, mutate, sample_point
+from mbcost.predict.kinds import fallback_kind, group_of
+from mbcost.predict.profile import (
+    DeviceProfile,
+    ProfileError,
+    ProfileKey,
+    Roofline,
+    append_sample,
+    profile_path,
+    read_samples,
+    samples_path,
+    save_profile,
+)
+from mbcost.predict.sets import CALIBRATION_MODELS
+
+__all__ = [
+    "CALIBRATED_RUNTIMES", "DEFAULT_BUDGET_MINUTES", "MODEL_TIMING", "CalibrationReport", "TimeFn", "TimedItem",
+    "calibrate", "default_time_fn", "fit_profile", "model_item",
+]
+
+#: The default time budget: within 15 minutes on 2 cores, whatever the load does to the last batch.
+DEFAULT_BUDGET_MINUTES = 12.0
+#: Runtimes calibration can measure (``mbcost.bench.runtimes`` adapters).
+CALIBRATED_RUNTIMES = ("eager", "onnxruntime")
+#: Share of the budget kept for the whole models, by runtime (ONNX export takes seconds per model).
+MODEL_SHARE = {"eager": 0.25, "onnxruntime": 0.45}
+#: Samples of each kind before adaptive sampling starts (times ``GRID_KINDS``' weight).
+FIRST_SAMPLES = 6
+#: Fewest samples a kind model is fitted on.
+MIN_SAMPLES = 4
+#: Grid points timed together (interleaved): a larger batch spreads each point's rounds over more time.
+BATCH = 16
+#: Whole models are timed in longer blocks and more rounds than kernels.
+MODEL_TIMING = {"rounds": 5, "blocks": 3, "min_block_s": 0.05}
+KERNEL_TIMING = {"rounds": 3, "blocks": 3, "min_block_s": 0.002}
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class TimedItem:
+    """A prepared call to time: a grid point (``kind``, ``features``) or a whole model (``kernels``: its
+    kernels' (kind, features), for a fake timer)."""
+
+    label: str
+    call: Callable[[], Any]
+    kind: str = ""
+    features: tuple[float, ...] = ()
+    kernels: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    is_model: bool = False
+    macs: int = 0
+
+
+#: Times a batch of items: seconds per call, one per item (the default: interleaved rounds on the real clock).
+TimeFn = Callable[[Sequence[TimedItem]], list[float]]
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What a calibration did: the profile written, its samples (``resumed`` of them from an earlier run),
+    the whole models timed, and the time spent."""
+
+    profile: DeviceProfile
+    path: str
+    samples_path: str
+    kernel_samples: int
+    resumed: int
+    models: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+def default_time_fn(threads: int) -> TimeFn:
+    from mbcost.predict.timing import time_interleaved
+
+    def run(items: Sequence[TimedItem]) -> list[float]:
+        import torch
+
+        settings = MODEL_TIMING if items and items[0].is_model else KERNEL_TIMING
+        with torch.inference_mode():
+            return time_interleaved([i.call for i in items], threads=threads, **settings)
+
+    return run
+
+
+def _prepare(adapter: Any, module: Any, shapes: Sequence[Sequence[int]], job: Any) -> Callable[[], Any]:
+    """The runtime's timed call for ``module`` on random inputs of ``shapes``."""
+    import tempfile
+
+    import torch
+
+    from mbcost.bench.runtimes.base import ForwardArgs
+
+    inputs = ForwardArgs(tuple(torch.randn(*s) for s in shapes), {})
+    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
+        from dataclasses import replace
+
+        prepared = adapter.prepare(module, inputs, replace(job, workdir=workdir))
+    return prepared.call
+
+
+def _point_item(point: GridPoint, adapter: Any, job: Any, fused: bool) -> TimedItem:
+    from mbcost.cost.analyze import analyze
+    from mbcost.predict.kinds import features, model_kind
+
+    module, shapes = build_point(point, fused=fused)
+    cost = analyze(module, ["x".join(map(str, s)) for s in shapes], execute="meta")
+    head = next((lay for lay in cost.layers if model_kind(lay) == point.kind), None)
+    if head is None:
+        raise RuntimeError(f"grid point {point} analysed to no {point.kind} layer")
+    return TimedItem(label=str(point.to_dict()), call=_prepare(adapter, module, shapes, job), kind=point.kind,
+                     features=features(head))
+
+
+def model_item(spec: str, adapter: Any, job: Any, runtime: str) -> TimedItem:
+    """A whole model (a spec), built with random weights in eval mode and prepared on the runtime, with its
+    kernels' kinds and features from its analysis."""
+    from mbcost.bench.runtimes.base import ForwardArgs
+    from mbcost.cost.analyze import analyze
+    from mbcost.zoo.spec import build_model, resolve_source
+
+    source = resolve_source(spec)
+    cost = analyze(source, None, 1)
+    kernels = tuple((k.kind, k.features) for k in kernels_of(cost.layers, runtime))
+    import tempfile
+    from dataclasses import replace
+
+    import torch
+
+    model = build_model(source).eval()
+    inputs = ForwardArgs(tuple(torch.randn(*i.shape) for i in cost.inputs if not i.name), {})
+    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
+        prepared = adapter.prepare(model, inputs, replace(job, workdir=workdir))
+    return TimedItem(label=spec, call=prepared.call, kernels=kernels, is_model=True, macs=int(cost.macs))
+
+
+def _fit_kernels(samples: Sequence[dict[str, Any]]) -> dict[str, KernelModel]:
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    secs: dict[str, list[float]] = {}
+    for s in samples:
+        for kind in (s["kind"], fallback_kind(s["kind"])):
+            if kind:
+                rows.setdefault(kind, []).append(tuple(s["features"]))
+                secs.setdefault(kind, []).append(float(s["seconds"]))
+    return {k: fit_kernel(k, rows[k], secs[k]) for k in sorted(rows) if len(rows[k]) >= MIN_SAMPLES}
+
+
+def fit_profile(key: ProfileKey, samples: Sequence[dict[str, Any]], roofline: Roofline, *, budget_s: float = 0.0,
+                elapsed_s: float = 0.0) -> DeviceProfile:
+    """The device profile fitted to calibration samples (``kernel`` and ``model`` lines of the samples file)."""
+    kernel_samples = [s for s in samples if s.get("type") == "kernel"]
+    model_samples = {s["model"]: s for s in samples if s.get("type") == "model"}
+    kernels = _fit_kernels(kernel_samples)
+    rows = []
+    models: dict[str, dict[str, float]] = {}
+    for name, s in model_samples.items():
+        by_group: dict[str, float] = {}
+        for kind, feats in s["kernels"]:
+            model = kernels.get(kind) or kernels.get(fallback_kind(kind) or "")
+            raw = model.seconds(feats) if model else roofline.seconds(feats[1], feats[3] + feats[4])
+            by_group[group_of(kind)] = by_group.get(group_of(kind), 0.0) + raw
+        rows.append((by_group, len(s["kernels"]), float(s["seconds"])))
+        models[name] = {"measured_s": float(s["seconds"]), "kernel_s": sum(by_group.values()),
+                        "macs": float(s.get("macs", 0)), "kernels": float(len(s["kernels"]))}
+    correction = fit_correction(rows)
+    return DeviceProfile(key=key, kernels=kernels, correction=correction, roofline=roofline,
+                         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                         budget_s=budget_s, elapsed_s=elapsed_s, calibration_models=models)
+
+
+def _next_points(kernel_samples: Sequence[dict[str, Any]], rng: random.Random) -> list[GridPoint]:
+    """The next batch: kinds short of their first samples first; then the worst-fitted kinds, near their worst
+    points."""
+    counts: dict[str, int] = {}
+    for s in kernel_samples:
+        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
+    short = [k for k, w in GRID_KINDS.items() if counts.get(k, 0) < FIRST_SAMPLES * w]
+    if short:
+        return [sample_point(short[i % len(short)], rng) for i in range(BATCH)]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for s in kernel_samples:
+        by_kind.setdefault(s["kind"], []).append(s)
+    scores = {}
+    worst: dict[str, dict[str, Any]] = {}
+    for kind, ss in by_kind.items():
+        if kind not in GRID_KINDS:
+            continue
+        model = fit_kernel(kind, [tuple(s["features"]) for s in ss], [s["seconds"] for s in ss])
+        errs = [abs(math.log(max(model.seconds(s["features"]), 1e-12) / s["seconds"])) for s in ss]
+        scores[kind] = model.mape * math.sqrt(GRID_KINDS[kind]) / math.sqrt(len(ss))
+        worst[kind] = ss[max(range(len(ss)), key=errs.__getitem__)]
+    ranked = sorted(scores, key=lambda k: -scores[k])[:BATCH // 2] or list(GRID_KINDS)
+    points = []
+    for i in range(BATCH):
+        kind = ranked[i % len(ranked)]
+        if rng.random() < 0.6:
+            points.append(mutate(GridPoint.from_dict(worst[kind]["point"]), rng))
+        else:
+            points.append(sample_point(kind, rng))
+    return points
+
+
+def _roofline(key: ProfileKey, samples: Sequence[dict[str, Any]], threads: int, measure_peaks: bool) -> Roofline:
+    per_call = min((float(s["seconds"]) for s in samples if s.get("type") == "kernel"), default=1e-6)
+    if not measure_peaks:
+        return Roofline(peak_gflops=50.0, peak_gbps=10.0, per_call_s=per_call)
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.roofline import get_peaks
+    from mbcost.bench.timer import Budget
+
+    peaks = get_peaks(resolve_device(key.device), "float32", threads,
+                      budget=Budget(min_run_time=0.2, max_run_time=1.0, min_runs=3, warmup=1),
+                      matmul_n=1024, copy_bytes=64 << 20)
+    return Roofline(peak_gflops=peaks.peak_gflops, peak_gbps=peaks.peak_gbps, per_call_s=per_call)
+
+
+def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "float32", threads: int | None = None,
+              budget_minutes: float = DEFAULT_BUDGET_MINUTES, models: Sequence[str] = CALIBRATION_MODELS,
+              progress: Progress | None = None, time_fn: TimeFn | None = None,
+              clock: Callable[[], float] = time.monotonic, seed: int = 0, output: Path | str | None = None,
+              measure_peaks: bool = True) -> CalibrationReport:
+    """Calibrate this device for ``runtime``: time kernels and whole models, fit, save the profile.
+
+    Args:
+        device, runtime, precision, threads: what the profile is for (threads default: torch's setting).
+        budget_minutes: the wall-clock budget (the kernels get what the whole models leave).
+        models: the whole models the correction is fitted on.
+        progress: ``update(done, total, what)`` in seconds of the budget.
+        time_fn: times a batch of ``TimedItem`` (tests pass a fake; default: interleaved rounds, real clock).
+        clock: the budget's clock.
+        output: where to write the profile (default: the cache's path for its key).
+        measure_peaks: measure the roofline's peaks (cached per device by ``mbcost.bench.roofline``).
+
+    Returns:
+        A ``CalibrationReport``. Samples already in the profile's samples file for the same key are kept.
+    """
+    from mbcost.bench.devices import resolve_device
+    from mbcost.bench.devices import runtime as process_settings
+    from mbcost.bench.runtimes import get_runtime
+    from mbcost.bench.runtimes.base import RuntimeJob
+    from mbcost.predict.predictor import current_key
+
+    if runtime not in CALIBRATED_RUNTIMES:
+        get_runtime(runtime)  # an unknown name fails naming the runtimes
+        raise ProfileError(f"calibration covers --runtime {' and '.join(CALIBRATED_RUNTIMES)} (got {runtime})")
+    if precision != "float32":
+        raise ProfileError(f"calibration covers --precision float32 (got {precision})")
+    if not budget_minutes > 0:
+        raise ProfileError(f"--budget must be > 0 minutes (got {budget_minutes})")
+    key = current_key(device, runtime, precision, threads)
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        raise ProfileError(f"calibration covers --device cpu (got {device})")
+    adapter = get_runtime(runtime)
+    refusal = adapter.refusal(precision, "float32", dev)
+    if refusal:
+        raise ProfileError(refusal)
+    job = RuntimeJob(precision=precision, threads=key.threads, device=dev)
+    fused = runtime == "onnxruntime"
+    spath = samples_path(key)
+    out_path = Path(output) if output else profile_path(key)
+    samples = read_samples(spath, key)
+    resumed = len(samples)
+    time_fn = time_fn or default_time_fn(key.threads)
+    budget_s = budget_minutes * 60
+    start = clock()
+    kernel_end = start + budget_s * (1 - MODEL_SHARE[runtime])
+    rng = random.Random(seed + resumed)
+    tell = progress or (lambda done, total, what: None)
+
+    def record(sample: dict[str, Any]) -> None:
+        sample["key"] = asdict(key)
+        append_sample(spath, sample)
+        samples.append(sample)
+
+    with process_settings(dev, key.threads):
+        while clock() < kernel_end:
+            kernel_samples = [s for s in samples if s.get("type") == "kernel"]
+            points = _next_points(kernel_samples, rng)
+            items = [_point_item(p, adapter, job, fused) for p in points]
+            seconds = time_fn(items)
+            for p, item, s in zip(points, items, seconds, strict=True):
+                if s > 0 and math.isfinite(s):
+                    record({"type": "kernel", "kind": p.kind, "point": p.to_dict(), "features": list(item.features),
+                            "seconds": s})
+            tell(int(clock() - start), int(budget_s), f"kernels: {len(kernel_samples) + len(points)} samples")
+        done = {s["model"] for s in samples if s.get("type") == "model"}
+        todo = [m for m in models if m not in done]
+        if todo:
+            items = []
+            for i, spec in enumerate(todo):
+                tell(int(clock() - start), int(budget_s), f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
+                items.append(model_item(spec, adapter, job, runtime))
+            tell(int(clock() - start), int(budget_s), f"whole models: timing {len(items)}")
+            for item, s in zip(items, time_fn(items), strict=True):
+                record({"type": "model", "model": item.label, "seconds": s, "macs": item.macs,
+                        "kernels": [[k, list(f)] for k, f in item.kernels]})
+        tell(int(clock() - start), int(budget_s), "fitting")
+        roof = _roofline(key, samples, key.threads, measure_peaks)
+    elapsed = clock() - start
+    profile = fit_profile(key, samples, roof, budget_s=budget_s, elapsed_s=elapsed)
+    path = save_profile(profile, out_path)
+    profile = DeviceProfile(**{**profile.__dict__, "path": str(path)})
+    return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
+                             kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,
+                             models={m["model"]: m["seconds"] for m in samples if m.get("type") == "model"},
+                             elapsed_s=elapsed)
