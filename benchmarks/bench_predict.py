@@ -21,6 +21,10 @@ import os
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # this checkout's mbcost, not an installed one
+
 
 def macs_rate(calibration: dict[str, dict[str, float]]) -> float:
     """Seconds per MAC of the MACs-proportional baseline: the rate minimising the relative error over the
