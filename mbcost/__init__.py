@@ -7,6 +7,7 @@ Public API (imports are lazy so that ``import mbcost`` and ``mbcost --help`` sta
     cost.params, cost.macs, cost.flops, cost.to_frame()
     model = mbcost.build_model("v1")                   # a real nn.Module from the zoo
     mbcost.apply_convention(cost, "fvcore")            # counted the way fvcore counts
+    mbcost.predict("v2", 224, threads=1)               # latency predicted from a device profile (mbcost calibrate)
 
 The subpackages declare their own APIs in ``__all__`` (``mbcost.counters``, ``mbcost.report``,
 ``mbcost.gate``, ``mbcost.zoo``, ...).
@@ -41,6 +42,7 @@ _LAZY = {
     "ConvComparison": ("mbcost.cost.conv", "ConvComparison"),
     "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
     "reconcile": ("mbcost.counters.reconciliation", "reconcile"),
+    "predict": ("mbcost.predict", None),  # the package, callable: mbcost.predict(model, ...) -> Prediction
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -60,5 +62,6 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        found = importlib.import_module(module)
+        return found if attr is None else getattr(found, attr)
     raise AttributeError(f"module 'mbcost' has no attribute {name!r}")

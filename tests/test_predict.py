@@ -270,3 +270,16 @@ def test_predict_import_path_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
                          env={**os.environ, "PYTHONPATH": root}).stdout
     assert out.strip() == "[]"
+
+
+def test_mbcost_predict_is_the_api_whether_or_not_the_package_was_imported():
+    import importlib
+
+    from predict_models import ConvRelu
+
+    import mbcost.predict.predictor  # binds the package as ``mbcost.predict``
+
+    conv, relu = _conv_relu_expected()
+    assert importlib.import_module("mbcost").predict is mbcost.predict
+    p = mbcost.predict(ConvRelu(), "1x3x8x8", threads=1, profile=hand_profile(_here()))
+    assert isinstance(p, mbcost.predict.Prediction) and p.seconds == pytest.approx(conv + relu)

@@ -3,10 +3,15 @@
 ``calibrate(...)`` measures this device's kernels over a grid of op kinds and a few whole models and saves a
 device profile; ``predict(model, inputs)`` prices a model's analysed layers with it. See ``docs/predict.md``.
 Imports are lazy: ``mbcost predict`` loads neither scikit-learn nor the measuring code.
+
+The package is callable: ``mbcost.predict(model, ...)`` is ``mbcost.predict.predict(model, ...)`` (the public
+API's name, which is also this package's, whichever of the two ``mbcost.predict`` resolves to first).
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,3 +40,15 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'mbcost.predict' has no attribute {name!r}")
+
+
+class _CallablePackage(types.ModuleType):
+    """This package's module type: calling it calls ``predict``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from mbcost.predict.predictor import predict
+
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
