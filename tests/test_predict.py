@@ -33,6 +33,7 @@ def _isolated(monkeypatch, tmp_path):
     """tests/ importable (predict_models), an empty cache, the cwd a fresh directory."""
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MBCOST_PROFILE_DIR")
     monkeypatch.chdir(tmp_path)
 
 
@@ -283,3 +284,17 @@ def test_mbcost_predict_is_the_api_whether_or_not_the_package_was_imported():
     assert importlib.import_module("mbcost").predict is mbcost.predict
     p = mbcost.predict(ConvRelu(), "1x3x8x8", threads=1, profile=hand_profile(_here()))
     assert isinstance(p, mbcost.predict.Prediction) and p.seconds == pytest.approx(conv + relu)
+
+
+def test_compare_adds_predicted_latency_when_the_device_has_a_profile():
+    conv, relu = _conv_relu_expected()
+    args = ("compare", "--models", "predict_models:conv_relu", "--input", "1x3x8x8", "--no-bench")
+    assert "predicted" not in run(*args, "--format", "markdown").stdout  # no profile: no row
+    import torch
+
+    save_profile(hand_profile(_here(threads=torch.get_num_threads())))  # compare runs at torch's threads
+    doc = json.loads(run(*args, "--format", "json").stdout)
+    [model] = doc["models"]
+    assert model["predicted"]["predicted_ms"] == pytest.approx((conv + relu) * 1e3)
+    table = run(*args, "--format", "markdown").stdout
+    assert "| predicted latency (cpu, eager) | 0.03 ms (0.03-0.04) |" in table  # 33.47 us, 31.79-36.81 us

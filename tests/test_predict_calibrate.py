@@ -24,6 +24,7 @@ MODELS = ("v1@0.25",)
 def _isolated(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MBCOST_PROFILE_DIR")
     monkeypatch.chdir(tmp_path)
 
 
