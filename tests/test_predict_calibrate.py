@@ -98,3 +98,10 @@ def test_samples_record_what_a_fake_timer_returned():
 ])
 def test_calibrate_refusals_are_one_line(args, words):
     assert words in one_line_error(run("calibrate", *args))
+
+
+def test_a_calibration_model_that_cannot_be_built_is_skipped_and_named():
+    report = calibrate(threads=1, budget_minutes=1.0, models=("v1@0.25", "no_such_module_xyz:factory"),
+                       time_fn=FakeTimer(), clock=StepClock(1.0), measure_peaks=False)
+    assert set(report.models) == {"v1@0.25"}
+    assert "no_such_module_xyz" in report.skipped["no_such_module_xyz:factory"]

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mbcost.errors import MbcostError, first_line
 from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
 from mbcost.predict.fusion import kernels_of
 from mbcost.predict.grid import GRID_KINDS, GridPoint, build_point, mutate, sample_point
@@ -101,6 +102,8 @@ class CalibrationReport:
     resumed: int
     models: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: Calibration models that could not be built or prepared, with the reason (the others were timed).
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def default_time_fn(threads: int) -> TimeFn:
@@ -327,6 +330,7 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     out_path = Path(output) if output else profile_path(key)
     samples = read_samples(spath, key)
     resumed = len(samples)
+    skipped: dict[str, str] = {}
     time_fn = time_fn or default_time_fn(key.threads)
     budget_s = budget_minutes * 60
     start = clock()
@@ -358,9 +362,12 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
             items = []
             for i, spec in enumerate(todo):
                 tell(int(clock() - start), int(budget_s), f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
-                items.append(model_item(spec, adapter, job, runtime))
+                try:
+                    items.append(model_item(spec, adapter, job, runtime))
+                except MbcostError as exc:  # a model source not installed, an export the toolchain refuses
+                    skipped[spec] = first_line(exc)
             tell(int(clock() - start), int(budget_s), f"whole models: timing {len(items)}")
-            for item, s in zip(items, time_fn(items), strict=True):
+            for item, s in zip(items, time_fn(items) if items else [], strict=True):
                 record({"type": "model", "model": item.label, "seconds": s, "macs": item.macs,
                         "kernels": [[k, list(f)] for k, f in item.kernels]})
         tell(int(clock() - start), int(budget_s), "fitting")
@@ -372,4 +379,4 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
                              kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,
                              models={m["model"]: m["seconds"] for m in samples if m.get("type") == "model"},
-                             elapsed_s=elapsed)
+                             elapsed_s=elapsed, skipped=skipped)

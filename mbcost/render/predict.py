@@ -73,10 +73,11 @@ def calibration_table(r: CalibrationReport) -> Table:
              + f", {c.per_call_s * 1e6:.1f} us per kernel; leave-one-out MAPE {c.mape * 100:.1f}%",
              f"roofline for kinds without a model: {prof.roofline.peak_gflops:.1f} GFLOP/s, "
              f"{prof.roofline.peak_gbps:.1f} GB/s"]
+    notes += [f"skipped calibration model {m}: {why}" for m, why in r.skipped.items()]
     return Table("Calibration: kernel models by kind (cross-validated)", ["kind", "samples", "MAPE %",
                                                                           "measured/predicted p10-p90"], rows, notes)
 
 
 def calibration_document(r: CalibrationReport) -> dict[str, Any]:
     return {"profile": r.path, "samples": r.samples_path, "kernel_samples": r.kernel_samples, "resumed": r.resumed,
-            "elapsed_s": r.elapsed_s, "models_s": r.models, **r.profile.to_dict()}
+            "elapsed_s": r.elapsed_s, "models_s": r.models, "skipped_models": r.skipped, **r.profile.to_dict()}
