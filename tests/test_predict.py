@@ -298,3 +298,12 @@ def test_compare_adds_predicted_latency_when_the_device_has_a_profile():
     assert model["predicted"]["predicted_ms"] == pytest.approx((conv + relu) * 1e3)
     table = run(*args, "--format", "markdown").stdout
     assert "| predicted latency (cpu, eager) | 0.03 ms (0.03-0.04) |" in table  # 33.47 us, 31.79-36.81 us
+
+
+def test_a_sample_slowed_by_a_load_spike_does_not_move_the_fit():
+    # t = 2 us + 0.1 ns per MAC, except one sample measured 5x slow (a spike): the trimmed fit ignores it
+    rows = [(1.0, float(m), 0.0, 0.0, 0.0, 0.0) for m in (1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7)]
+    secs = [2e-6 + 1e-10 * r[1] for r in rows]
+    secs[3] *= 5
+    model = fit_kernel("conv", rows, secs)
+    assert model.coef[0] == pytest.approx(2e-6, rel=1e-6) and model.coef[1] == pytest.approx(1e-10, rel=1e-6)
