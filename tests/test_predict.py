@@ -307,3 +307,12 @@ def test_a_sample_slowed_by_a_load_spike_does_not_move_the_fit():
     secs[3] *= 5
     model = fit_kernel("conv", rows, secs)
     assert model.coef[0] == pytest.approx(2e-6, rel=1e-6) and model.coef[1] == pytest.approx(1e-10, rel=1e-6)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--runtime", "openvino"], "prediction covers --runtime eager and onnxruntime"),
+    (["--runtime", "nope"], "unknown runtime"),
+    (["--precision", "int8"], "float32"),
+])
+def test_predict_refusals_are_one_line(args, words):
+    assert words in one_line_error(run("predict", "v2", *args))

@@ -31,6 +31,7 @@ from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
 from mbcost.predict.fusion import kernels_of
 from mbcost.predict.grid import GRID_KINDS, GridPoint, build_point, mutate, sample_point
 from mbcost.predict.kinds import fallback_kind, group_of
+from mbcost.predict.predictor import PREDICTED_RUNTIMES, current_key
 from mbcost.predict.profile import (
     DeviceProfile,
     ProfileError,
@@ -52,7 +53,7 @@ __all__ = [
 #: The default time budget: within 15 minutes on 2 cores, whatever the load does to the last batch.
 DEFAULT_BUDGET_MINUTES = 12.0
 #: Runtimes calibration can measure (``mbcost.bench.runtimes`` adapters).
-CALIBRATED_RUNTIMES = ("eager", "onnxruntime")
+CALIBRATED_RUNTIMES = PREDICTED_RUNTIMES
 #: Share of the budget kept for the whole models, by runtime, and the seconds each model takes at least
 #: (building, analysing, exporting for ONNX Runtime, timing) on a loaded 2-core VM; the kernels get at least
 #: ``MIN_KERNEL_SHARE`` of the budget whatever the models need.
@@ -307,7 +308,6 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     from mbcost.bench.devices import runtime as process_settings
     from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.runtimes.base import RuntimeJob
-    from mbcost.predict.predictor import current_key
 
     if runtime not in CALIBRATED_RUNTIMES:
         get_runtime(runtime)  # an unknown name fails naming the runtimes

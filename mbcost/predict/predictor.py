@@ -18,7 +18,11 @@ from mbcost.predict.fusion import kernels_of
 from mbcost.predict.kinds import fallback_kind, group_of
 from mbcost.predict.profile import DeviceProfile, ProfileError, ProfileKey, load_profile, profile_dir, profile_path
 
-__all__ = ["LayerPrediction", "Prediction", "current_key", "find_profile", "predict", "predict_cost"]
+__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "current_key", "find_profile", "predict",
+           "predict_cost"]
+
+#: The runtimes a profile can be calibrated for (``mbcost calibrate --runtime``).
+PREDICTED_RUNTIMES: tuple[str, ...] = ("eager", "onnxruntime")
 
 #: A roofline-priced kernel's interval: the roofline is a lower bound, real ops run slower.
 ROOFLINE_INTERVAL = (0.5, 4.0)
@@ -172,6 +176,11 @@ def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cp
 
     if precision != "float32":
         raise ProfileError(f"prediction covers --precision float32 (got {precision})")
+    if runtime not in PREDICTED_RUNTIMES:
+        from mbcost.bench.runtimes import get_runtime
+
+        get_runtime(runtime)  # an unknown name fails naming the runtimes
+        raise ProfileError(f"prediction covers --runtime {' and '.join(PREDICTED_RUNTIMES)} (got {runtime})")
     key = current_key(device, runtime, precision, threads)
     if isinstance(profile, DeviceProfile):
         prof, mismatch = profile, tuple(profile.key.differences(key))
