@@ -105,3 +105,9 @@ def test_a_calibration_model_that_cannot_be_built_is_skipped_and_named():
                        time_fn=FakeTimer(), clock=StepClock(1.0), measure_peaks=False)
     assert set(report.models) == {"v1@0.25"}
     assert "no_such_module_xyz" in report.skipped["no_such_module_xyz:factory"]
+
+
+def test_fresh_discards_earlier_samples():
+    with pytest.raises(KeyboardInterrupt):
+        _calibrate(FakeTimer(interrupt_at=2))
+    assert _calibrate(FakeTimer(), fresh=True).resumed == 0

@@ -40,6 +40,8 @@ def calibrate(
     precision: str = PrecisionOpt,
     threads: int | None = ThreadsOpt,
     budget: float = typer.Option(12.0, "--budget", help="Wall-clock budget in minutes."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard the samples of earlier runs for this device, "
+                                                      "runtime and threads (default: resume with them)."),
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
     quiet: bool = QuietOpt,
@@ -50,7 +52,7 @@ def calibrate(
     check_writable(output)
     with progress_bar("calibrating") as update:
         report = run(device=device, runtime=runtime, precision=precision, threads=threads, budget_minutes=budget,
-                     progress=update)
+                     progress=update, fresh=fresh)
     emit(format, output, table=calibration_table(report), document=calibration_document(report))
 
 

@@ -288,7 +288,7 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
               budget_minutes: float = DEFAULT_BUDGET_MINUTES, models: Sequence[str] = CALIBRATION_MODELS,
               progress: Progress | None = None, time_fn: TimeFn | None = None,
               clock: Callable[[], float] = time.monotonic, seed: int = 0, output: Path | str | None = None,
-              measure_peaks: bool = True) -> CalibrationReport:
+              measure_peaks: bool = True, fresh: bool = False) -> CalibrationReport:
     """Calibrate this device for ``runtime``: time kernels and whole models, fit, save the profile.
 
     Args:
@@ -300,6 +300,7 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
         clock: the budget's clock.
         output: where to write the profile (default: the cache's path for its key).
         measure_peaks: measure the roofline's peaks (cached per device by ``mbcost.bench.roofline``).
+        fresh: discard the samples of earlier runs for this key (default: resume with them).
 
     Returns:
         A ``CalibrationReport``. Samples already in the profile's samples file for the same key are kept.
@@ -328,6 +329,8 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     fused = runtime == "onnxruntime"
     spath = samples_path(key)
     out_path = Path(output) if output else profile_path(key)
+    if fresh:
+        spath.unlink(missing_ok=True)
     samples = read_samples(spath, key)
     resumed = len(samples)
     skipped: dict[str, str] = {}
