@@ -47,13 +47,14 @@ def calibrate(
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.predict.calibrate import calibrate as run
-    from mbcost.render.predict import calibration_document, calibration_table
+    from mbcost.render.predict import calibration_document, calibration_records, calibration_table
 
     check_writable(output)
     with progress_bar("calibrating") as update:
         report = run(device=device, runtime=runtime, precision=precision, threads=threads, budget_minutes=budget,
                      progress=update, fresh=fresh)
-    emit(format, output, table=calibration_table(report), document=calibration_document(report))
+    emit(format, output, table=calibration_table(report), records=calibration_records(report),
+         document=calibration_document(report))
 
 
 @app.command(help="Predict a model's latency on this calibrated device without running it: its analysis (meta "

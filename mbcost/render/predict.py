@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     from mbcost.predict.calibrate import CalibrationReport
     from mbcost.predict.predictor import Prediction
 
-__all__ = ["calibration_document", "calibration_table", "prediction_document", "prediction_records",
-           "prediction_table"]
+__all__ = ["calibration_document", "calibration_records", "calibration_table", "prediction_document",
+           "prediction_records", "prediction_table"]
 
 
 def _ms(seconds: float) -> str:
@@ -81,3 +81,9 @@ def calibration_table(r: CalibrationReport) -> Table:
 def calibration_document(r: CalibrationReport) -> dict[str, Any]:
     return {"profile": r.path, "samples": r.samples_path, "kernel_samples": r.kernel_samples, "resumed": r.resumed,
             "elapsed_s": r.elapsed_s, "models_s": r.models, "skipped_models": r.skipped, **r.profile.to_dict()}
+
+
+def calibration_records(r: CalibrationReport) -> list[dict[str, Any]]:
+    """One row per kind model (CSV)."""
+    return [{"kind": kind, "samples": m.samples, "mape": m.mape, "low": m.low, "high": m.high,
+             **{f"coef_{i}": c for i, c in enumerate(m.coef)}} for kind, m in sorted(r.profile.kernels.items())]
