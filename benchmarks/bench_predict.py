@@ -62,7 +62,7 @@ def main() -> None:
     from mbcost.bench.runtimes.base import RuntimeJob
     from mbcost.errors import MbcostError
     from mbcost.predict import predict
-    from mbcost.predict.calibrate import MODEL_TIMING, model_item
+    from mbcost.predict.items import MODEL_TIMING, model_item
     from mbcost.predict.predictor import current_key, find_profile
     from mbcost.predict.sets import CALIBRATION_MODELS
     from mbcost.predict.timing import time_interleaved

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mbcost.predict.calibrate import TimedItem
 from mbcost.predict.fit import Correction, KernelModel
+from mbcost.predict.items import TimedItem
 from mbcost.predict.profile import DeviceProfile, ProfileKey, Roofline
 
 #: seconds = 2 us per call + 0.1 ns per MAC + 0.05 ns per activation byte (20 GB/s); no other term.

@@ -12,9 +12,10 @@ import pytest
 from bench_fakes import one_line_error, run
 from predict_fakes import TRUE_COEF, TRUE_PER_CALL, TRUE_SCALE, FakeTimer, StepClock, true_seconds
 
-from mbcost.predict.calibrate import BATCH, calibrate
+from mbcost.predict.calibrate import calibrate
 from mbcost.predict.predictor import predict
 from mbcost.predict.profile import load_profile, read_samples
+from mbcost.predict.sampling import BATCH
 
 #: A whole model small enough to build in a test: MobileNetV1 at width 0.25.
 MODELS = ("v1@0.25",)

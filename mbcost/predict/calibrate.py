@@ -1,11 +1,8 @@
 """``calibrate``: measure this device's kernels and a few whole models, fit, and save the device profile.
 
-1. Kernels: points of the grid (``grid``) are built, analysed (their features come from the same
-   ``mbcost.analyze`` records that prediction reads), prepared on the runtime through its adapter
-   (``mbcost.bench.runtimes``) and timed in interleaved batches (``timing``). Each kind first gets a few random
-   points; then each batch goes to the kinds whose cross-validated error is worst, at neighbours of the points
-   they predict worst (nn-Meter's adaptive sampling). Every sample is appended to the profile's JSON Lines file
-   as it is measured: an interrupted calibration resumes with them.
+1. Kernels: points of the grid (``grid``), chosen adaptively (``sampling``), are built, analysed and prepared
+   on the runtime (``items``) and timed in interleaved batches (``timing``). Every sample is appended to the
+   profile's JSON Lines file as it is measured: an interrupted calibration resumes with them.
 2. Whole models: the calibration models (``sets.CALIBRATION_MODELS``) are timed as whole forwards, interleaved,
    and the whole-model correction (``fit.fit_correction``) is fitted to them: the kernels alone miss what a
    whole forward pays (cold weights and inputs, containers, allocations).
@@ -28,8 +25,7 @@ from typing import Any
 
 from mbcost.errors import MbcostError, first_line
 from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
-from mbcost.predict.fusion import kernels_of
-from mbcost.predict.grid import GRID_KINDS, GridPoint, build_point, mutate, sample_point
+from mbcost.predict.items import TimeFn, default_time_fn, model_item, point_item
 from mbcost.predict.kinds import fallback_kind, group_of
 from mbcost.predict.predictor import PREDICTED_RUNTIMES, current_key
 from mbcost.predict.profile import (
@@ -43,12 +39,10 @@ from mbcost.predict.profile import (
     samples_path,
     save_profile,
 )
+from mbcost.predict.sampling import next_points
 from mbcost.predict.sets import CALIBRATION_MODELS
 
-__all__ = [
-    "CALIBRATED_RUNTIMES", "DEFAULT_BUDGET_MINUTES", "MODEL_TIMING", "CalibrationReport", "TimeFn", "TimedItem",
-    "calibrate", "default_time_fn", "fit_profile", "model_item",
-]
+__all__ = ["CALIBRATED_RUNTIMES", "DEFAULT_BUDGET_MINUTES", "CalibrationReport", "calibrate", "fit_profile"]
 
 #: The default time budget: within 15 minutes on 2 cores, whatever the load does to the last batch.
 DEFAULT_BUDGET_MINUTES = 12.0
@@ -60,36 +54,10 @@ CALIBRATED_RUNTIMES = PREDICTED_RUNTIMES
 MODEL_SHARE = {"eager": 0.25, "onnxruntime": 0.4}
 MODEL_SECONDS = {"eager": 10.0, "onnxruntime": 30.0}
 MIN_KERNEL_SHARE = 0.25
-#: Samples of each kind before adaptive sampling starts (times ``GRID_KINDS``' weight).
-FIRST_SAMPLES = 6
 #: Fewest samples a kind model is fitted on.
 MIN_SAMPLES = 4
-#: Grid points timed together (interleaved): a larger batch spreads each point's rounds over more time.
-BATCH = 16
-#: Whole models are timed in longer blocks and more rounds than kernels.
-MODEL_TIMING = {"rounds": 5, "blocks": 3, "min_block_s": 0.05}
-KERNEL_TIMING = {"rounds": 3, "blocks": 3, "min_block_s": 0.002}
 
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class TimedItem:
-    """A prepared call to time: a grid point (``kind``, ``features``) or a whole model (``kernels``: its
-    kernels' (kind, features), for a fake timer)."""
-
-    label: str
-    call: Callable[[], Any]
-    kind: str = ""
-    features: tuple[float, ...] = ()
-    kernels: tuple[tuple[str, tuple[float, ...]], ...] = ()
-    is_model: bool = False
-    macs: int = 0
-
-
-#: Times a batch of items: seconds per call, one per item (the default: interleaved rounds on the real clock).
-TimeFn = Callable[[Sequence[TimedItem]], list[float]]
-
 
 @dataclass(frozen=True)
 class CalibrationReport:
@@ -105,104 +73,6 @@ class CalibrationReport:
     elapsed_s: float = 0.0
     #: Calibration models that could not be built or prepared, with the reason (the others were timed).
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def default_time_fn(threads: int) -> TimeFn:
-    from mbcost.predict.timing import time_interleaved
-
-    def run(items: Sequence[TimedItem]) -> list[float]:
-        import torch
-
-        settings = MODEL_TIMING if items and items[0].is_model else KERNEL_TIMING
-        with torch.inference_mode():
-            return time_interleaved([i.call for i in items], threads=threads, **settings)
-
-    return run
-
-
-def _onnx_point_call(module: Any, inputs: tuple[Any, ...], threads: int) -> Callable[[], Any]:
-    """An ONNX Runtime session for one grid point, set as ``mbcost.bench.runtimes.onnxrt`` sets its sessions
-    (threads, sequential, every graph optimisation, denormals as zero). A grid point is exported with the
-    TorchScript exporter: a single op exports in a tenth of a second, where the dynamo exporter (the adapter's,
-    for whole models) takes seconds; the graph ONNX Runtime fuses and runs is the same."""
-    import io
-
-    import onnxruntime as ort
-    import torch
-
-    from mbcost.bench.runtimes.base import quiet, to_numpy
-
-    buf = io.BytesIO()
-    with quiet():
-        torch.onnx.export(module, inputs, buf, dynamo=False)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    feeds = dict(zip([i.name for i in session.get_inputs()], to_numpy(inputs), strict=True))
-
-    def call() -> Any:
-        return session.run(None, feeds)
-
-    return call
-
-
-def _prepare(adapter: Any, module: Any, shapes: Sequence[Sequence[int]], job: Any) -> Callable[[], Any]:
-    """The runtime's timed call for ``module`` on random inputs of ``shapes``."""
-    import tempfile
-
-    import torch
-
-    from mbcost.bench.runtimes.base import ForwardArgs
-
-    inputs = ForwardArgs(tuple(torch.randn(*s) for s in shapes), {})
-    if adapter.name == "onnxruntime":
-        return _onnx_point_call(module, inputs.args, job.threads)
-    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
-        from dataclasses import replace
-
-        prepared = adapter.prepare(module, inputs, replace(job, workdir=workdir))
-    return prepared.call
-
-
-def _point_item(point: GridPoint, adapter: Any, job: Any, fused: bool) -> TimedItem:
-    from mbcost.cost.analyze import analyze
-    from mbcost.predict.kinds import features, model_kind
-
-    module, shapes = build_point(point, fused=fused)
-    cost = analyze(module, ["x".join(map(str, s)) for s in shapes], execute="meta")
-    head = next((lay for lay in cost.layers if model_kind(lay) == point.kind), None)
-    if head is None:
-        raise RuntimeError(f"grid point {point} analysed to no {point.kind} layer")
-    return TimedItem(label=str(point.to_dict()), call=_prepare(adapter, module, shapes, job), kind=point.kind,
-                     features=features(head))
-
-
-def model_item(spec: str, adapter: Any, job: Any, runtime: str) -> TimedItem:
-    """A whole model (a spec), built with random weights in eval mode and prepared on the runtime, with its
-    kernels' kinds and features from its analysis."""
-    from mbcost.bench.runtimes.base import ForwardArgs
-    from mbcost.cost.analyze import analyze
-    from mbcost.zoo.spec import build_model, resolve_source
-
-    source = resolve_source(spec)
-    cost = analyze(source, None, 1)
-    kernels = tuple((k.kind, k.features) for k in kernels_of(cost.layers, runtime))
-    import tempfile
-    from dataclasses import replace
-
-    import torch
-
-    model = build_model(source).eval()
-    inputs = ForwardArgs(tuple(torch.randn(*i.shape) for i in cost.inputs if not i.name), {})
-    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
-        prepared = adapter.prepare(model, inputs, replace(job, workdir=workdir))
-    return TimedItem(label=spec, call=prepared.call, kernels=kernels, is_model=True, macs=int(cost.macs))
-
 
 def _fit_kernels(samples: Sequence[dict[str, Any]]) -> dict[str, KernelModel]:
     rows: dict[str, list[tuple[float, ...]]] = {}
@@ -236,39 +106,6 @@ def fit_profile(key: ProfileKey, samples: Sequence[dict[str, Any]], roofline: Ro
     return DeviceProfile(key=key, kernels=kernels, correction=correction, roofline=roofline,
                          created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                          budget_s=budget_s, elapsed_s=elapsed_s, calibration_models=models)
-
-
-def _next_points(kernel_samples: Sequence[dict[str, Any]], rng: random.Random) -> list[GridPoint]:
-    """The next batch: kinds short of their first samples first; then the worst-fitted kinds, near their worst
-    points."""
-    counts: dict[str, int] = {}
-    for s in kernel_samples:
-        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
-    short = [k for k, w in GRID_KINDS.items() if counts.get(k, 0) < FIRST_SAMPLES * w]
-    if short:
-        return [sample_point(short[i % len(short)], rng) for i in range(BATCH)]
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for s in kernel_samples:
-        by_kind.setdefault(s["kind"], []).append(s)
-    scores = {}
-    worst: dict[str, dict[str, Any]] = {}
-    for kind, ss in by_kind.items():
-        if kind not in GRID_KINDS:
-            continue
-        model = fit_kernel(kind, [tuple(s["features"]) for s in ss], [s["seconds"] for s in ss])
-        errs = [abs(math.log(max(model.seconds(s["features"]), 1e-12) / s["seconds"])) for s in ss]
-        scores[kind] = model.mape * math.sqrt(GRID_KINDS[kind]) / math.sqrt(len(ss))
-        worst[kind] = ss[max(range(len(ss)), key=errs.__getitem__)]
-    ranked = sorted(scores, key=lambda k: -scores[k])[:BATCH // 2] or list(GRID_KINDS)
-    points = []
-    for i in range(BATCH):
-        kind = ranked[i % len(ranked)]
-        if rng.random() < 0.6:
-            points.append(mutate(GridPoint.from_dict(worst[kind]["point"]), rng))
-        else:
-            points.append(sample_point(kind, rng))
-    return points
-
 
 def _roofline(key: ProfileKey, samples: Sequence[dict[str, Any]], threads: int, measure_peaks: bool) -> Roofline:
     per_call = min((float(s["seconds"]) for s in samples if s.get("type") == "kernel"), default=1e-6)
@@ -351,8 +188,8 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     with process_settings(dev, key.threads):
         while clock() < kernel_end:
             kernel_samples = [s for s in samples if s.get("type") == "kernel"]
-            points = _next_points(kernel_samples, rng)
-            items = [_point_item(p, adapter, job, fused) for p in points]
+            points = next_points(kernel_samples, rng)
+            items = [point_item(p, adapter, job, fused) for p in points]
             seconds = time_fn(items)
             for p, item, s in zip(points, items, seconds, strict=True):
                 if s > 0 and math.isfinite(s):
