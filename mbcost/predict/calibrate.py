@@ -48,12 +48,14 @@ __all__ = ["CALIBRATED_RUNTIMES", "DEFAULT_BUDGET_MINUTES", "CalibrationReport",
 DEFAULT_BUDGET_MINUTES = 12.0
 #: Runtimes calibration can measure (``mbcost.bench.runtimes`` adapters).
 CALIBRATED_RUNTIMES = PREDICTED_RUNTIMES
-#: Share of the budget kept for the whole models, by runtime, and the seconds each model takes at least
-#: (building, analysing, exporting for ONNX Runtime, timing) on a loaded 2-core VM; the kernels get at least
-#: ``MIN_KERNEL_SHARE`` of the budget whatever the models need.
+#: Share of the budget kept for the whole models, by runtime, and the seconds each model takes (building,
+#: analysing, exporting for ONNX Runtime, timing) on a loaded 2-core VM: a budget whose share holds fewer models
+#: than ``models`` times the first ones (``MIN_MODELS`` at least); the kernels get at least ``MIN_KERNEL_SHARE``.
 MODEL_SHARE = {"eager": 0.25, "onnxruntime": 0.4}
-MODEL_SECONDS = {"eager": 10.0, "onnxruntime": 30.0}
+MODEL_SECONDS = {"eager": 10.0, "onnxruntime": 20.0}
 MIN_KERNEL_SHARE = 0.25
+#: Fewest whole models timed, however short the budget (the correction's leave-one-out needs three).
+MIN_MODELS = 3
 #: Fewest samples a kind model is fitted on.
 MIN_SAMPLES = 4
 
@@ -174,8 +176,11 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     time_fn = time_fn or default_time_fn(key.threads)
     budget_s = budget_minutes * 60
     start = clock()
-    pending = sum(1 for m in models if m not in {s.get("model") for s in samples})
-    reserve = max(MODEL_SHARE[runtime] * budget_s, MODEL_SECONDS[runtime] * pending)
+    done = {s["model"] for s in samples if s.get("type") == "model"}
+    # as many whole models as the budget's share holds (at least MIN_MODELS): a short budget times a few
+    fits = max(MIN_MODELS, int(MODEL_SHARE[runtime] * budget_s / MODEL_SECONDS[runtime]))
+    todo = [m for m in models if m not in done][:max(0, fits - len(done & set(models)))]
+    reserve = max(MODEL_SHARE[runtime] * budget_s, MODEL_SECONDS[runtime] * len(todo))
     kernel_end = start + max(budget_s - reserve, MIN_KERNEL_SHARE * budget_s)
     rng = random.Random(seed + resumed)
     tell = progress or (lambda done, total, what: None)
@@ -196,8 +201,6 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
                     record({"type": "kernel", "kind": p.kind, "point": p.to_dict(), "features": list(item.features),
                             "seconds": s})
             tell(int(clock() - start), int(budget_s), f"kernels: {len(kernel_samples) + len(points)} samples")
-        done = {s["model"] for s in samples if s.get("type") == "model"}
-        todo = [m for m in models if m not in done]
         if todo:
             items = []
             for i, spec in enumerate(todo):
