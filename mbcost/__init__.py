@@ -7,6 +7,7 @@ Public API (imports are lazy so that ``import mbcost`` and ``mbcost --help`` sta
     cost.params, cost.macs, cost.flops, cost.to_frame()
     model = mbcost.build_model("v1")                   # a real nn.Module from the zoo
     mbcost.apply_convention(cost, "fvcore")            # counted the way fvcore counts
+    mbcost.predict("v2", 224, threads=1)               # latency predicted from a device profile (mbcost calibrate)
 
 The subpackages declare their own APIs in ``__all__`` (``mbcost.counters``, ``mbcost.report``,
 ``mbcost.gate``, ``mbcost.zoo``, ...).
@@ -42,6 +43,7 @@ _LAZY = {
     "ConvComparison": ("mbcost.cost.conv", "ConvComparison"),
     "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
     "reconcile": ("mbcost.counters.reconciliation", "reconcile"),
+    "predict": ("mbcost.predict", None),  # the package, callable: mbcost.predict(model, ...) -> Prediction
 }
 
 __all__ = ["__version__", *_LAZY]

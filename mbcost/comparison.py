@@ -86,6 +86,9 @@ class Comparison:
     precision: str = "float32"
     runtime_rows: tuple[RuntimeRow, ...] = ()
     failures: tuple[RuntimeFailure, ...] = ()
+    #: Each model's predicted latency (``mbcost.predict``) when this device has a profile for eager float32 at
+    #: the current threads (``mbcost calibrate``); empty otherwise.
+    predicted: tuple[Any, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -198,9 +201,29 @@ def compare_models(
             rows = tuple(runtime_rows(measured, [c.label for c in costs]))
         else:  # eager alone: a failure is the comparison's error (there is no runtime table to show it in)
             RuntimeBench(list(measured), list(failures)).raise_failures()
+    predicted = _predict(costs, dtype, precision, mode)
     return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=counter_names,
                       counter_results=results, preset_totals=presets, bench=bench, measured=measured, speedups=ups,
-                      skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures)
+                      skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures,
+                      predicted=predicted)
+
+
+def _predict(costs: Sequence[ModelCost], dtype: str, precision: str, mode: str) -> tuple[Any, ...]:
+    """Predicted latencies from this device's eager float32 profile at torch's threads, when there is one (a
+    missing, mismatched or corrupt profile: none, and nothing is said: prediction is an extra here)."""
+    if dtype != "float32" or precision != "float32" or mode != "inference":
+        return ()
+    from mbcost.predict.predictor import current_key, find_profile, predict_cost
+    from mbcost.predict.profile import ProfileError, profile_path
+
+    key = current_key()
+    if not profile_path(key).exists():
+        return ()
+    try:
+        profile, _ = find_profile(key)
+    except ProfileError:
+        return ()
+    return tuple(predict_cost(c, profile, key=key) for c in costs)
 
 
 def _runtime_names(runtime: str | Sequence[str] | None, precision: str, bench: bool) -> tuple[str, ...]:

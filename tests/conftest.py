@@ -2,6 +2,13 @@ import pytest
 from typer.testing import CliRunner
 
 
+@pytest.fixture(autouse=True)
+def _no_device_profiles(monkeypatch, tmp_path_factory):
+    """No test sees this machine's latency profiles (``mbcost calibrate``'s): ``compare`` would add predicted
+    rows to the outputs the tests compare. The prediction tests set their own directory."""
+    monkeypatch.setenv("MBCOST_PROFILE_DIR", str(tmp_path_factory.getbasetemp() / "no-profiles"))
+
+
 @pytest.fixture
 def cli():
     """Run the mbcost CLI in-process: ``cli("compare", "--models", "v1")`` -> click Result."""

@@ -52,8 +52,9 @@ def _commands() -> list[str]:
 
 def test_every_command_has_a_page_in_the_site_navigation():
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    assert _commands() == sorted(["bench", "compare", "conv", "gate", "layers", "memory", "profile", "reconcile",
-                                  "report", "roofline", "sweep", "weights"])  # `python -m mbcost --help`
+    assert _commands() == sorted(["bench", "calibrate", "compare", "conv", "gate", "layers", "memory", "predict",
+                                  "profile", "reconcile", "report", "roofline", "sweep",
+                                  "weights"])  # `python -m mbcost --help`
     for name in _commands():
         page = ROOT / "docs" / "commands" / f"{name}.md"
         assert page.is_file(), page

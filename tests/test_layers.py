@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"zoo"},
     {"cost"},
     {"counters", "bench", "gate", "weights", "claims"},  # analyses built on cost
+    {"predict"},  # latency predicted from a calibrated device profile (built on cost and bench)
     {"comparison"},  # models side by side: costs, conventions, counters, measurements (mbcost compare's result)
     {"render", "report"},
     {"cli", "mbcost", "__main__"},

@@ -11,6 +11,7 @@ from mbcost.cli import memory  # noqa: F401
 from mbcost.cli import weights  # noqa: F401
 from mbcost.cli import counters  # noqa: F401
 from mbcost.cli import bench  # noqa: F401
+from mbcost.cli import predict  # noqa: F401
 from mbcost.cli import report  # noqa: F401
 from mbcost.cli import gate  # noqa: F401
 

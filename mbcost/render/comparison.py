@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS_NOTE", "comparison_document", "comparison_records", "comparison_table", "comparison_tables",
-    "counter_rows", "runtime_table",
+    "counter_rows", "predicted_rows", "runtime_table",
 ]
 
 COUNTERS_NOTE = ("counters: each library's own total, measured on the real module (CPU, float32, eval mode); "
@@ -58,7 +58,7 @@ def comparison_table(c: Comparison) -> Table:
     ups = [s for s in c.speedups if s.config.runtime == "eager" and s.config.precision == s.config.dtype]
     skipped = [] if c.runtimes else _skipped(c)  # with runtimes, said under the runtime table
     table = compare_table(list(c.costs), extra_rows=[
-        *counter_rows(c), *compare_rows(c.labels, measured, ups, skipped)])
+        *counter_rows(c), *predicted_rows(c), *compare_rows(c.labels, measured, ups, skipped)])
     title, rows, notes = table.title, list(table.rows), list(table.notes)
     if c.convention != "paper":
         title += f", with the {c.convention} convention's figures"
@@ -68,7 +68,22 @@ def comparison_table(c: Comparison) -> Table:
     if c.counters:
         notes.append(COUNTERS_NOTE)
     notes += compare_notes(measured)
+    if c.predicted:
+        notes.append(f"predicted latency: not measured, from the device profile of mbcost calibrate "
+                     f"({c.predicted[0].key.label()}); interval from its leave-one-out error")
     return replace(table, title=title, rows=rows, notes=notes)
+
+
+def predicted_rows(c: Comparison) -> list[list[str]]:
+    """The predicted latency row (``mbcost.predict``), when the device has a profile."""
+    if not c.predicted:
+        return []
+
+    def cell(p: Any) -> str:
+        low, high = p.interval_ms
+        return f"{p.predicted_ms:.2f} ms ({low:.2f}-{high:.2f})"
+
+    return [["predicted latency (cpu, eager)", *[cell(p) for p in c.predicted]]]
 
 
 def runtime_table(c: Comparison) -> Table | None:
@@ -116,6 +131,8 @@ def comparison_records(c: Comparison) -> list[dict[str, Any]]:
             col.update({f"{r.counter}_total": r.total for r in c.counter_results[i]})
         if c.bench:
             col.update({_median_key(r): r.median_ms for r in c.measured_for(cost.label)})
+        if c.predicted:
+            col["predicted_ms"] = c.predicted[i].predicted_ms
         columns[cost.label] = col
     return [{**row, "convention": c.convention, **columns.get(row["model"], {})}
             for row in compare_records(list(c.costs))]
@@ -138,6 +155,10 @@ def comparison_document(c: Comparison) -> dict[str, Any]:
                 "preset_total": c.preset_totals[i][r.counter]} for r in rs}
         if c.bench:
             entry["measured"] = [r.to_dict() for r in c.measured_for(cost.label)]
+        if c.predicted:
+            p = c.predicted[i]
+            entry["predicted"] = {"predicted_ms": p.predicted_ms, "interval_ms": list(p.interval_ms),
+                                  "profile": p.profile, "roofline_kinds": list(p.roofline_kinds)}
         extra[cost.label] = entry
     document = compare_dict(list(c.costs), extra=extra)
     document["convention"] = c.convention

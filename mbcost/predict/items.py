@@ -1,0 +1,140 @@
+"""What calibration times: grid points and whole models prepared on a runtime, and the default timer.
+
+A ``TimedItem`` is a prepared call with what is known of it: a grid point's kind and features (from its own
+``mbcost.analyze`` records, as prediction reads them) or a whole model's kernels. Grid points and models are
+prepared through the runtime adapters of ``mbcost.bench.runtimes`` (eager: the module itself; ONNX Runtime:
+an exported graph in a session set as the adapter sets its own). The default ``TimeFn`` times a batch in
+interleaved rounds (``timing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mbcost.predict.fusion import kernels_of
+from mbcost.predict.grid import GridPoint, build_point
+
+__all__ = ["KERNEL_TIMING", "MODEL_TIMING", "TimeFn", "TimedItem", "default_time_fn", "model_item", "point_item"]
+
+#: Whole models are timed in longer blocks and more rounds than kernels.
+MODEL_TIMING = {"rounds": 5, "blocks": 3, "min_block_s": 0.05}
+KERNEL_TIMING = {"rounds": 3, "blocks": 3, "min_block_s": 0.002}
+
+
+@dataclass(frozen=True)
+class TimedItem:
+    """A prepared call to time: a grid point (``kind``, ``features``) or a whole model (``kernels``: its
+    kernels' (kind, features), for a fake timer)."""
+
+    label: str
+    call: Callable[[], Any]
+    kind: str = ""
+    features: tuple[float, ...] = ()
+    kernels: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    is_model: bool = False
+    macs: int = 0
+
+
+#: Times a batch of items: seconds per call, one per item (the default: interleaved rounds on the real clock).
+TimeFn = Callable[[Sequence[TimedItem]], list[float]]
+
+
+def default_time_fn(threads: int) -> TimeFn:
+    from mbcost.predict.timing import time_interleaved
+
+    def run(items: Sequence[TimedItem]) -> list[float]:
+        import torch
+
+        settings = MODEL_TIMING if items and items[0].is_model else KERNEL_TIMING
+        with torch.inference_mode():
+            return time_interleaved([i.call for i in items], threads=threads, **settings)
+
+    return run
+
+
+def _onnx_point_call(module: Any, inputs: tuple[Any, ...], threads: int) -> Callable[[], Any]:
+    """An ONNX Runtime session for one grid point, set as ``mbcost.bench.runtimes.onnxrt`` sets its sessions
+    (threads, sequential, every graph optimisation, denormals as zero). A grid point is exported with the
+    TorchScript exporter: a single op exports in a tenth of a second, where the dynamo exporter (the adapter's,
+    for whole models) takes seconds; the graph ONNX Runtime fuses and runs is the same."""
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    from mbcost.bench.runtimes.base import quiet, to_numpy
+
+    buf = io.BytesIO()
+    with quiet():
+        torch.onnx.export(module, inputs, buf, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feeds = dict(zip([i.name for i in session.get_inputs()], to_numpy(inputs), strict=True))
+
+    def call() -> Any:
+        return session.run(None, feeds)
+
+    return call
+
+
+def _prepare(adapter: Any, module: Any, shapes: Sequence[Sequence[int]], job: Any) -> Callable[[], Any]:
+    """The runtime's timed call for ``module`` on random inputs of ``shapes``."""
+    import tempfile
+
+    import torch
+
+    from mbcost.bench.runtimes.base import ForwardArgs
+
+    inputs = ForwardArgs(tuple(torch.randn(*s) for s in shapes), {})
+    if adapter.name == "onnxruntime":
+        return _onnx_point_call(module, inputs.args, job.threads)
+    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
+        from dataclasses import replace
+
+        prepared = adapter.prepare(module, inputs, replace(job, workdir=workdir))
+    return prepared.call
+
+
+def point_item(point: GridPoint, adapter: Any, job: Any, fused: bool) -> TimedItem:
+    from mbcost.cost.analyze import analyze
+    from mbcost.predict.kinds import features, model_kind
+
+    module, shapes = build_point(point, fused=fused)
+    cost = analyze(module, ["x".join(map(str, s)) for s in shapes], execute="meta")
+    head = next((lay for lay in cost.layers if model_kind(lay) == point.kind), None)
+    if head is None:
+        raise RuntimeError(f"grid point {point} analysed to no {point.kind} layer")
+    return TimedItem(label=str(point.to_dict()), call=_prepare(adapter, module, shapes, job), kind=point.kind,
+                     features=features(head))
+
+
+def model_item(spec: str, adapter: Any, job: Any, runtime: str) -> TimedItem:
+    """A whole model (a spec), built with random weights in eval mode and prepared on the runtime, with its
+    kernels' kinds and features from its analysis."""
+    from mbcost.bench.runtimes.base import ForwardArgs
+    from mbcost.cost.analyze import analyze
+    from mbcost.zoo.spec import build_model, resolve_source
+
+    source = resolve_source(spec)
+    cost = analyze(source, None, 1)
+    kernels = tuple((k.kind, k.features) for k in kernels_of(cost.layers, runtime))
+    import tempfile
+    from dataclasses import replace
+
+    import torch
+
+    model = build_model(source).eval()
+    inputs = ForwardArgs(tuple(torch.randn(*i.shape) for i in cost.inputs if not i.name), {})
+    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
+        prepared = adapter.prepare(model, inputs, replace(job, workdir=workdir))
+    return TimedItem(label=spec, call=prepared.call, kernels=kernels, is_model=True, macs=int(cost.macs))
+
+

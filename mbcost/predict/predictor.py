@@ -1,0 +1,190 @@
+"""``predict``: a model's latency on a calibrated device, from its analysis and the device profile, without
+running it.
+
+The model is analysed on the meta device (``mbcost.analyze``); its layers are grouped into the runtime's
+kernels (``fusion``); each kernel is priced by its kind's model, or by the measured roofline when its kind has
+none (flagged); the whole-model correction turns kernel times into what a whole forward pays. Each layer's
+interval comes from its kind's cross-validated error, the total's from the correction's leave-one-out error on
+the calibration models (or the sum of the layers' intervals without one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mbcost.predict.fusion import kernels_of
+from mbcost.predict.kinds import fallback_kind, group_of
+from mbcost.predict.profile import DeviceProfile, ProfileError, ProfileKey, load_profile, profile_dir, profile_path
+
+__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "current_key", "find_profile", "predict",
+           "predict_cost"]
+
+#: The runtimes a profile can be calibrated for (``mbcost calibrate --runtime``).
+PREDICTED_RUNTIMES: tuple[str, ...] = ("eager", "onnxruntime")
+
+#: A roofline-priced kernel's interval: the roofline is a lower bound, real ops run slower.
+ROOFLINE_INTERVAL = (0.5, 4.0)
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """One kernel's predicted time (seconds): ``layers`` are the analysed layers it stands for (several when the
+    runtime fuses them); ``roofline``: its kind had no fitted model, so the roofline priced it."""
+
+    name: str
+    kind: str
+    layers: tuple[str, ...]
+    seconds: float
+    low_s: float
+    high_s: float
+    roofline: bool
+
+    @property
+    def predicted_ms(self) -> float:
+        return self.seconds * 1e3
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's predicted latency (seconds) on one calibrated device.
+
+    ``forced``: the profile was given explicitly and its key differs from this machine's (``mismatch`` says how).
+    ``roofline_kinds``: the kinds priced by the roofline (no fitted model), flagged."""
+
+    model: str
+    inputs: str
+    key: ProfileKey
+    seconds: float
+    low_s: float
+    high_s: float
+    layers: tuple[LayerPrediction, ...]
+    macs: int
+    profile: str | None
+    forced: bool = False
+    mismatch: tuple[str, ...] = ()
+    roofline_kinds: tuple[str, ...] = ()
+
+    @property
+    def predicted_ms(self) -> float:
+        return self.seconds * 1e3
+
+    @property
+    def interval_ms(self) -> tuple[float, float]:
+        return (self.low_s * 1e3, self.high_s * 1e3)
+
+
+def current_key(device: str = "cpu", runtime: str = "eager", precision: str = "float32",
+                threads: int | None = None) -> ProfileKey:
+    """This machine's profile key for the request (threads default: torch's current setting)."""
+    import torch
+
+    from mbcost.bench.devices import check_threads, resolve_device
+    from mbcost.bench.runtimes import get_runtime
+
+    dev = resolve_device(device)
+    adapter = get_runtime(runtime)
+    return ProfileKey(device=dev.type, device_name=dev.name, runtime=adapter.name, precision=precision,
+                      threads=check_threads(threads), torch=torch.__version__, runtime_version=adapter.version())
+
+
+def _command(key: ProfileKey) -> str:
+    return (f"mbcost calibrate --device {key.device} --runtime {key.runtime} --precision {key.precision} "
+            f"--threads {key.threads}")
+
+
+def find_profile(key: ProfileKey, path: Path | str | None = None) -> tuple[DeviceProfile, tuple[str, ...]]:
+    """The profile for ``key``: from ``path`` when given (a mismatch is accepted and returned), else from the
+    cache, where a profile made under another key is refused naming both.
+
+    Raises:
+        ProfileError: none for this device (naming ``mbcost calibrate``), a mismatch, or a corrupt file.
+    """
+    if path is not None:
+        profile = load_profile(path)
+        return profile, tuple(profile.key.differences(key))
+    default = profile_path(key)
+    if not default.exists():
+        others = sorted(p.name for p in profile_dir().glob(f"{key.device}-*.json")) if profile_dir().is_dir() else []
+        seen = f" (profiles here: {', '.join(others)})" if others else ""
+        raise ProfileError(f"no device profile for {key.label()}{seen}: run {_command(key)} (or pass --profile FILE)")
+    profile = load_profile(default)
+    diff = profile.key.differences(key)
+    if diff:
+        raise ProfileError(f"device profile {default} was made for {profile.key.label()}, not this {key.label()} "
+                           f"({'; '.join(diff)}): run {_command(key)}, or pass --profile FILE to use it anyway")
+    return profile, ()
+
+
+def predict_cost(cost: Any, profile: DeviceProfile, *, key: ProfileKey | None = None,
+                 mismatch: tuple[str, ...] = (), forced: bool = False) -> Prediction:
+    """Price an analysed model (a ``ModelCost``) with ``profile``."""
+    corr = profile.correction
+    roof = profile.roofline
+    out: list[LayerPrediction] = []
+    flagged: list[str] = []
+    kernels = kernels_of(cost.layers, profile.key.runtime)
+    kernel_s: dict[str, float] = {}
+    for k in kernels:
+        model = profile.kernels.get(k.kind) or profile.kernels.get(fallback_kind(k.kind) or "")
+        if model is not None:
+            raw, low, high, roofline = model.seconds(k.features), model.low, model.high, False
+        else:
+            raw = roof.seconds(k.macs, k.bytes_moved)
+            low, high = ROOFLINE_INTERVAL
+            roofline = True
+            if k.kind not in flagged:
+                flagged.append(k.kind)
+        group = group_of(k.kind)
+        kernel_s[group] = kernel_s.get(group, 0.0) + raw
+        s = corr.multiplier(group) * raw + corr.per_call_s
+        out.append(LayerPrediction(k.name, k.kind, k.layers, s, s * low, s * high, roofline))
+    total = sum(p.seconds for p in out)
+    if corr.models >= 3:
+        low_s, high_s = total * corr.low, total * corr.high
+    else:
+        low_s, high_s = sum(p.low_s for p in out), sum(p.high_s for p in out)
+    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
+    return Prediction(model=cost.name, inputs=label, key=key or profile.key, seconds=total,
+                      low_s=min(low_s, total), high_s=max(high_s, total), layers=tuple(out),
+                      macs=int(cost.macs), profile=profile.path, forced=forced, mismatch=mismatch,
+                      roofline_kinds=tuple(flagged))
+
+
+def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cpu", runtime: str = "eager",
+            precision: str = "float32", threads: int | None = None, profile: Path | str | DeviceProfile | None = None,
+            num_classes: int = 1000) -> Prediction:
+    """Predict ``model``'s latency on this device, without running it.
+
+    Args:
+        model: a model spec (``v2``, ``torchvision:resnet18``, ``timm:NAME``, ``pkg.mod:factory``) or an
+            ``nn.Module``.
+        inputs: its input, any form ``mbcost.analyze`` takes (``224``, ``1x3x160x160``...).
+        batch: batch size.
+        device, runtime, precision, threads: which calibrated profile to use (threads default: torch's setting).
+        profile: a profile file (or a loaded one) to use instead of the cache's; a profile made for another
+            machine setup is then accepted, and the result says so (``forced``, ``mismatch``).
+
+    Returns:
+        A ``Prediction``: total and per-kernel seconds with intervals.
+
+    Raises:
+        ProfileError: no profile for this device (run ``mbcost calibrate``), one made elsewhere, or a corrupt one.
+    """
+    from mbcost.cost.analyze import analyze
+
+    if precision != "float32":
+        raise ProfileError(f"prediction covers --precision float32 (got {precision})")
+    if runtime not in PREDICTED_RUNTIMES:
+        from mbcost.bench.runtimes import get_runtime
+
+        get_runtime(runtime)  # an unknown name fails naming the runtimes
+        raise ProfileError(f"prediction covers --runtime {' and '.join(PREDICTED_RUNTIMES)} (got {runtime})")
+    key = current_key(device, runtime, precision, threads)
+    if isinstance(profile, DeviceProfile):
+        prof, mismatch = profile, tuple(profile.key.differences(key))
+    else:
+        prof, mismatch = find_profile(key, profile)
+    cost = analyze(model, inputs, batch, num_classes=num_classes, execute="auto")
+    return predict_cost(cost, prof, key=key, mismatch=mismatch, forced=bool(mismatch))
