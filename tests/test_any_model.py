@@ -295,13 +295,13 @@ def _layers(cost):
 
 
 def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
-    from mbcost.cost import walker
+    from mbcost.cost import answers
 
     model = MixedScalars().eval()
     inputs = (torch.randn(2, 4, 8, 8), torch.randint(0, 5, (2, 8), dtype=torch.int64))
-    walker._ANSWERS.clear()
+    answers.forget()
     cold = mbcost.analyze(model, inputs, execute="meta")
-    assert walker._ANSWERS, "the walk memoised nothing"
+    assert answers.remembered(), "the walk memoised nothing"
     warm = mbcost.analyze(model, inputs, execute="meta")  # every shortcut op answered from the memo
     real = mbcost.analyze(model, inputs, execute="real")  # PyTorch's own kernels on the CPU
     assert _layers(cold) == _layers(warm) == _layers(real)

@@ -26,8 +26,9 @@ indication, and the measured difference is shown next to the estimate.
 from __future__ import annotations
 
 from math import ceil, prod
+from typing import Any
 
-__all__ = ["conv_workspace", "uses_onednn"]
+__all__ = ["conv_scratch", "conv_workspace", "uses_onednn"]
 
 Shape = tuple[int, ...]
 
@@ -73,3 +74,12 @@ def conv_workspace(x_shape: Shape, w_shape: Shape, out_shape: Shape, stride: Sha
     if pointwise:
         return 0
     return n * (cin // groups) * w_shape[2] * w_shape[3] * out_shape[2] * out_shape[3] * e
+
+
+def conv_scratch(layer: Any) -> int:
+    """A convolution's scratch memory on the CPU (``conv_workspace`` of its record)."""
+    if layer.weight_shape is None or layer.stride is None or isinstance(layer.padding, str):
+        return 0
+    e = layer.output_bytes // max(1, prod(layer.output_shape))
+    return conv_workspace(layer.input_shape, layer.weight_shape, layer.output_shape, layer.stride,
+                          layer.padding, layer.dilation or (1,) * len(layer.stride), layer.groups or 1, e)
