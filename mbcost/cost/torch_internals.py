@@ -9,8 +9,10 @@ them breaks one place. Why each is needed (no public API does it):
   under ``torch.compile``).
 * ``torch._C._DisableTorchDispatch``: runs the ops of a replayed layer program without the dispatch
   mode, as they would run inside the mode's own handler.
-* ``torch.nn.modules.module._global_*_hooks``: torch offers functions to register global module hooks
-  but none to ask whether any are registered; another tool's global hooks must see every module call.
+* ``torch.nn.modules.module``'s ``_global_forward_pre_hooks``, ``_global_forward_hooks``,
+  ``_global_backward_pre_hooks`` and ``_global_backward_hooks``: torch offers functions to register
+  global module hooks but none to ask whether any are registered; another tool's global hooks must
+  see every module call.
 * ``torch.nn.Module._call_impl`` (and the ``_call_impl`` / ``_compiled_call_impl`` attributes): what
   ``Module.__call__`` runs. A walk's copy of a module replaces it on the instance (``shadow.py``) to
   see every module call without global hooks, and calls the class's own to run hooks and forward.
