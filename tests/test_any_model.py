@@ -308,6 +308,40 @@ def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
     assert cold.peak_activation_bytes == warm.peak_activation_bytes
 
 
+class MetaKernels(nn.Module):
+    """Ops answered by their meta kernel (no shortcut): an upsampling and a ``cat`` (new tensors), in-place
+    and plain views (which share their argument's storage, so the walk's lifetimes must see them as views)."""
+
+    def forward(self, x):
+        y = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        z = torch.cat([y, y * 2], dim=1)
+        v = z.view(z.shape[0], -1).unsqueeze_(1)  # unsqueeze_ changes v's shape in place
+        return torch.tanh(v) + v.sum()
+
+
+def test_meta_kernel_answers_are_memoised_and_views_are_not(monkeypatch):
+    from mbcost.cost import answers
+    from mbcost.cost.walk import Walk
+
+    model, x = MetaKernels().eval(), torch.randn(2, 3, 8, 8)
+    answers.forget()
+    cold = mbcost.analyze(model, x, execute="meta")
+    ran: list[str] = []
+    run_meta = Walk.run_meta
+
+    def counted(walk, func, *args):
+        ran.append(func.overloadpacket.__name__)
+        return run_meta(walk, func, *args)
+
+    monkeypatch.setattr(Walk, "run_meta", counted)
+    warm = mbcost.analyze(model, x, execute="meta")
+    real = mbcost.analyze(model, x, execute="real")  # PyTorch's own kernels on the CPU
+    # the upsampling's meta kernel ran in the cold walk only; the views run every time
+    assert "upsample_bilinear2d" not in ran and {"view", "unsqueeze_"} <= set(ran)
+    assert _layers(cold) == _layers(warm) == _layers(real)
+    assert cold.peak_activation_bytes == warm.peak_activation_bytes
+
+
 def test_the_walk_leaves_the_garbage_collector_as_it_found_it():
     import gc
 

@@ -88,9 +88,10 @@ SCALARS = (int, float, bool, str, type(None))
 
 
 def signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
-    """The op and everything its shortcut and adapter read: each tensor's shape, strides, dtype and
-    whether it is on meta, and the other arguments with their types; ``None`` when not memoisable
-    (lists of tensors, 0-dim tensors, whose type promotion depends on more than their dtype)."""
+    """The op and everything its shortcut, adapter and meta kernel read: each tensor's shape, strides,
+    dtype and whether it is on meta (lists of tensors too: ``cat``), and the other arguments with
+    their types; ``None`` when not memoisable (0-dim tensors, whose type promotion depends on more
+    than their dtype; a dtype, memory format or device argument)."""
     key: list[Any] = [func]
     for a in (*args, *kwargs.items()) if kwargs else args:
         if isinstance(a, tensor):
@@ -101,12 +102,27 @@ def signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | Non
         elif type(a) in SCALARS:
             key.append((type(a), a))
         elif type(a) in (list, tuple):
-            if any(not isinstance(v, SCALARS) for v in a):
+            if a and isinstance(a[0], tensor):
+                key.append(_tensor_list(a, tensor))
+                if key[-1] is None:
+                    return None
+            elif any(not isinstance(v, SCALARS) for v in a):
                 return None
-            key.append((type(a), tuple((type(v), v) for v in a)))
+            else:
+                key.append((type(a), tuple((type(v), v) for v in a)))
         else:
             return None  # a dtype, memory format, device...: let the shortcut answer each time
     return tuple(key)
+
+
+def _tensor_list(a: Any, tensor: type) -> tuple | None:
+    """The signature of a list of tensors (``cat``'s), or ``None`` when an item is not a tensor of rank 1 or more."""
+    items = []
+    for v in a:
+        if not isinstance(v, tensor) or not v.shape:
+            return None
+        items.append((v.shape, v.stride(), v.dtype, v.is_meta))
+    return type(a), tuple(items)
 
 
 def answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> Answer | None:

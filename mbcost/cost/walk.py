@@ -220,17 +220,35 @@ class Walk:
             return known.replay(args, self.empty_strided, self.meta_device), known, None
         if not (self.meta and tensors and self._on_meta(tensors)):
             return func(*args, **kwargs), None, None
-        if info.shortcut is not None and "out" not in kwargs:
-            key = signature(func, args, kwargs, self.tensor_type) if info.memoised else None
+        key = None
+        if info.memoised and "out" not in kwargs:
+            key = signature(func, args, kwargs, self.tensor_type)
             if key is not None and self.float_bytes:  # its scratch bytes depend on the element size
                 key = (self.float_bytes, key)
             answer = recall(key) if key is not None else None
             if answer is not None:
                 return answer.replay(args, self.empty_strided, self.meta_device), answer, key
+        if info.shortcut is not None and "out" not in kwargs:
             out = info.shortcut(args, kwargs)
             if out is not None:
                 return out, None, key
-        return self.run_meta(func, args, kwargs, tensors), None, None
+        out = self.run_meta(func, args, kwargs, tensors)
+        # the meta kernel's answer is memoised too, unless the op works in place (``unsqueeze_`` changes
+        # its argument's shape) or an output is a view (it shares a storage with an argument, or with
+        # another output): the walk's lifetimes follow storages
+        return out, None, key if key is not None and not info.inplace and self._new_storages(out, tensors) else None
+
+    def _new_storages(self, out: Any, tensors: list[Any]) -> bool:
+        """Whether each output of a meta run has a storage of its own, none of its arguments' (or their stand-ins')."""
+        outs = [out] if isinstance(out, self.tensor_type) else tensors_in((out,), [], self.tensor_type)
+        seen = {storage_key(o) for o in outs}
+        if len(seen) < len(outs):
+            return False
+        stand_ins = self.stand_ins
+        for t in tensors:
+            if storage_key(t) in seen or id(t) in stand_ins and storage_key(stand_ins[id(t)]) in seen:
+                return False
+        return True
 
     def run_op(self, func: Any, info: OpInfo, args: tuple, kwargs: dict, tensors: list[Any],
                known: Answer | None) -> Any:
