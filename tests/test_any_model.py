@@ -316,7 +316,10 @@ class MetaKernels(nn.Module):
         y = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         z = torch.cat([y, y * 2], dim=1)
         v = z.view(z.shape[0], -1).unsqueeze_(1)  # unsqueeze_ changes v's shape in place
-        return torch.tanh(v) + v.sum()
+        # the same shapes with other dtypes and layouts as keywords: each keyword is part of the answer's key
+        wide, half = z.to(dtype=torch.float64), z.to(dtype=torch.float16)
+        last = z.clone(memory_format=torch.channels_last)
+        return torch.tanh(v) + v.sum(), torch.tanh(wide) + torch.tanh(half).double(), last.permute(0, 2, 3, 1).view(-1)
 
 
 def test_meta_kernel_answers_are_memoised_and_views_are_not(monkeypatch):

@@ -87,19 +87,27 @@ _MAX_ANSWERS = 16384
 SCALARS = (int, float, bool, str, type(None))
 
 
-def signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
+def signature(func: Any, args: tuple, kwargs: dict, tensor: type, settings: tuple[type, ...] = ()) -> tuple | None:
     """The op and everything its shortcut, adapter and meta kernel read: each tensor's shape, strides,
     dtype and whether it is on meta (lists of tensors too: ``cat``), and the other arguments with
-    their types; ``None`` when not memoisable (0-dim tensors, whose type promotion depends on more
-    than their dtype; a dtype, memory format or device argument)."""
+    their types (``settings``: the types of torch's own hashable values an op may take, a dtype or a
+    memory format); ``None`` when not memoisable (0-dim tensors, whose type promotion depends on more
+    than their dtype; a device, a generator or any other object)."""
     key: list[Any] = [func]
-    for a in (*args, *kwargs.items()) if kwargs else args:
+    for name, v in kwargs.items():  # a keyword's value: a scalar, a dtype, a memory format or scalars
+        if type(v) in SCALARS or type(v) in settings:
+            key.append((name, type(v), v))
+        elif type(v) in (list, tuple) and all(isinstance(x, SCALARS) for x in v):
+            key.append((name, type(v), tuple((type(x), x) for x in v)))
+        else:
+            return None
+    for a in args:
         if isinstance(a, tensor):
             shape = a.shape
             if not shape:
                 return None
             key.append((shape, a.stride(), a.dtype, a.is_meta))
-        elif type(a) in SCALARS:
+        elif type(a) in SCALARS or type(a) in settings:
             key.append((type(a), a))
         elif type(a) in (list, tuple):
             if a and isinstance(a[0], tensor):
@@ -111,7 +119,7 @@ def signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | Non
             else:
                 key.append((type(a), tuple((type(v), v) for v in a)))
         else:
-            return None  # a dtype, memory format, device...: let the shortcut answer each time
+            return None  # a device, a generator...: let the shortcut answer each time
     return tuple(key)
 
 

@@ -46,6 +46,7 @@ class Walk:
         self.call_impl = call_impl()
         self.meta_device = torch.device("meta")  # an object is quicker to pass than a string
         self.strided = torch.strided  # only dense inputs have the strides a layer program is keyed by
+        self.settings = (torch.dtype, torch.memory_format)  # hashable arguments an answer may be keyed by
         # no global module hooks (another tool's) nor TorchScript tracing: a module without hooks of its
         # own runs just its forward
         self.plain = not others_watch_modules()
@@ -222,7 +223,7 @@ class Walk:
             return func(*args, **kwargs), None, None
         key = None
         if info.memoised and "out" not in kwargs:
-            key = signature(func, args, kwargs, self.tensor_type)
+            key = signature(func, args, kwargs, self.tensor_type, self.settings)
             if key is not None and self.float_bytes:  # its scratch bytes depend on the element size
                 key = (self.float_bytes, key)
             answer = recall(key) if key is not None else None
