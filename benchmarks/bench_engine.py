@@ -1,11 +1,12 @@
-"""Benchmark: mbcost's engine against five peer counters on torchvision models, and its time per op.
+"""Benchmark: mbcost's engine against seven peer counters on torchvision and timm models, and its time per op.
 
 Part 1, per model (mobilenet_v2, mobilenet_v3_large, resnet50, efficientnet_b0, convnext_tiny,
-vit_b_16, densenet121 by default), times one full count by each contender, best of N rounds
-(``--repeat``, default 5); each round times every contender once in turn, so that a slow spell
-of a shared machine falls on all of them, and each call is timed alone by
-``torch.utils.benchmark.Timer.timeit(1)``: timeit's rules, Python's cyclic collector off during
-the call, for every contender alike.
+vit_b_16, densenet121 from torchvision, and a timm set built from custom blocks: convnext_atto,
+efficientnet_b0, ghostnet_100, deit_tiny_patch16_224, regnety_002, mobilevit_xxs, resnet18d), times one
+full count by each contender, best of N rounds (``--repeat``, default 5); each round times every
+contender once in turn, so that a slow spell of a shared machine falls on all of them (the ratio is
+one of lower envelopes), and each call is timed alone by ``torch.utils.benchmark.Timer.timeit(1)``:
+timeit's rules, Python's cyclic collector off during the call, for every contender alike.
 ``--collect`` adds a full garbage collection before each call (the protocol of this script's
 earlier runs), which leaves the CPU caches cold for the call and weighs most on the shortest:
 
@@ -15,23 +16,27 @@ earlier runs), which leaves the CPU caches cold for the call and weighs most on 
                    the call includes mbcost's lazy import of its engine (shown apart); best of
                    N processes, byte-compiled as an installed package is;
   3. fvcore        ``FlopCountAnalysis(model, x).total()``;
-  4. thop          ``thop.profile(copy, inputs=(x,), verbose=False)`` on a fresh deep copy per
-                   run (thop adds buffers to what it counts), copied outside the timing;
-  5. ptflops       ``get_model_complexity_info(copy, (3, 224, 224), backend="aten", ...)`` on a
-                   fresh deep copy per run (its aten backend leaves hooks on the model's children);
-  6. torch         ``FlopCounterMode(display=False)`` around a real CPU forward under no_grad;
-  7. torch-meta    the same on a meta-device copy of the model and a meta input (copied once,
+  4. thop          ``thop.profile(model, inputs=(x,), verbose=False)`` as users call it, on the model
+                   itself (thop takes off what it added when it returns);
+  5. ptflops       ``get_model_complexity_info(model, (3, 224, 224), as_strings=False, ...)``: its
+                   default (pytorch) backend, on the model itself;
+  6. ptflops-aten  the same with ``backend="aten"``, on a fresh deep copy per run (the aten backend
+                   leaves hooks on the model's children), copied outside the timing;
+  7. calflops      ``calculate_flops(model, input_shape=(1, 3, 224, 224), output_as_string=False, ...)``,
+                   its MACs;
+  8. torch         ``FlopCounterMode(display=False)`` around a real CPU forward under no_grad;
+  9. torch-meta    the same on a meta-device copy of the model and a meta input (copied once,
                    outside the timing);
-  8. thop+copy, ptflops+copy, torch-meta+copy: 4, 5 and 7 with the deep copy inside the timed
-                   region: what counting costs a caller who must keep the model as it was (thop
-                   adds buffers to every module, ptflops' aten backend leaves hooks behind, the meta
-                   count needs a meta copy). mbcost changes nothing, so its time is end to end.
+  10. thop+copy, ptflops+copy, torch-meta+copy: thop, ptflops-aten and torch-meta with a deep copy
+                   inside the timed region: what counting costs a caller who must keep the model as it
+                   was (ptflops' aten backend leaves hooks behind, the meta count needs a meta copy).
+                   mbcost changes nothing, so its time is end to end.
 
 Every model is built once (CPU, eval mode, random weights, float32, input 1x3x224x224) before
 any timing; every peer gets one untimed warm-up call per model too, so its figure is its best
 in-process time (a conservative comparison for mbcost). All runs share one torch thread count.
 The table shows each contender's best ms and total (in the tool's own unit, with the total
-brought to MACs so the counts can be compared), the fastest peer (3-7), and fastest peer /
+brought to MACs so the counts can be compared), the fastest peer (3-9), and fastest peer /
 mbcost warm and fastest peer / mbcost cold (> 1: mbcost is faster); then the same against the
 fastest peer that leaves the model unchanged (fvcore, torch, and the three "+copy" rows). A peer that is not
 installed prints "n/a (not installed)"; one that fails on a model prints why, and the run goes on.
@@ -51,7 +56,10 @@ Reading the counts: torch on the CPU under no_grad takes PyTorch's fused transfo
 on vit_b_16, whose attention FlopCounterMode does not count (about a third less than the meta
 run, which decomposes it). Timings are wall clock: run on an otherwise idle machine.
 
-Run: python benchmarks/bench_engine.py [--models resnet50,vit_b_16] [--repeat 5] [--threads 1]
+The summary gives, per set (torchvision, timm), the lowest ratio fastest peer / mbcost warm, and the
+load average: on a shared machine the ratios move with the load, the interleaving keeps them fair.
+
+Run: python benchmarks/bench_engine.py [--models resnet50,timm:ghostnet_100] [--repeat 5] [--threads 1]
                                        [--ops 125,250,500,1000] [--ops-repeat 5] [--quick] [--collect]
 """
 
@@ -77,6 +85,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("mobilenet_v2", "mobilenet_v3_large", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16",
           "densenet121")
+#: timm models built from custom blocks (timm's own modules and functional calls, which layer programs
+#: do not replay), one per family: ConvNeXt, EfficientNet, GhostNet, DeiT, RegNetY, MobileViT, ResNet-D.
+TIMM_MODELS = tuple(f"timm:{name}" for name in (
+    "convnext_atto", "efficientnet_b0", "ghostnet_100", "deit_tiny_patch16_224", "regnety_002", "mobilevit_xxs",
+    "resnet18d"))
 OPS = (125, 250, 500, 1000)
 SIZE = 224
 NOT_INSTALLED = "n/a (not installed)"
@@ -89,7 +102,11 @@ import torch, torchvision
 import mbcost
 torch.set_num_threads(int(sys.argv[2]))
 torch.manual_seed(0)
-model = getattr(torchvision.models, sys.argv[1])(weights=None).eval()
+if sys.argv[1].startswith("timm:"):
+    import timm
+    model = timm.create_model(sys.argv[1][5:], pretrained=False).eval()
+else:
+    model = getattr(torchvision.models, sys.argv[1])(weights=None).eval()
 start = time.perf_counter()
 analyze = mbcost.analyze
 resolved = time.perf_counter()
@@ -225,29 +242,65 @@ def on_copies(count: Callable[[Any], Any], model: Any, with_copy: bool) -> Timed
     return Timed(count, prepare)
 
 
-def run_thop(model, x, _meta, with_copy=False):
+def _thop(x):
     import thop
 
-    def count(clone):
+    def count(module):
         with silenced():
-            return thop.profile(clone, inputs=(x,), verbose=False)[0]
+            return thop.profile(module, inputs=(x,), verbose=False)[0]
 
-    return on_copies(count, model, with_copy)
+    return count
 
 
-def run_ptflops(model, x, _meta, with_copy=False):
+def run_thop(model, x, _meta):
+    """``thop.profile(model, inputs=(x,))`` as users call it, on their own model (thop removes what it
+    added when it returns)."""
+    count = _thop(x)
+    count(model)
+    return Timed(lambda _: count(model))
+
+
+def _ptflops(x, backend):
     from ptflops import get_model_complexity_info
 
-    def count(clone):
+    extra = {} if backend is None else {"backend": backend}
+
+    def count(module):
         with silenced() as out:
-            macs, _params = get_model_complexity_info(clone, tuple(x.shape[1:]), backend="aten", as_strings=False,
-                                                      print_per_layer_stat=False, verbose=False)
+            macs, _params = get_model_complexity_info(module, tuple(x.shape[1:]), as_strings=False,
+                                                      print_per_layer_stat=False, verbose=False, **extra)
         if macs is None:  # ptflops catches the exception, prints it and returns (None, None)
             lines = [line for line in out.getvalue().splitlines() if line.strip()]
             raise RuntimeError(lines[-1] if lines else "returned None")
         return macs
 
-    return on_copies(count, model, with_copy)
+    return count
+
+
+def run_ptflops(model, x, _meta):
+    """``get_model_complexity_info(model, (3, 224, 224), as_strings=False, ...)``: ptflops' default
+    (pytorch) backend, module hooks and patched functionals, as users call it."""
+    count = _ptflops(x, None)
+    count(model)
+    return Timed(lambda _: count(model))
+
+
+def run_ptflops_aten(model, x, _meta, with_copy=False):
+    """ptflops' aten backend, on fresh copies (it leaves hooks on the model's children)."""
+    return on_copies(_ptflops(x, "aten"), model, with_copy)
+
+
+def run_calflops(model, x, _meta):
+    """``calflops.calculate_flops(model, input_shape=...)`` as users call it; its MACs."""
+    from calflops import calculate_flops
+
+    def count(_):
+        with silenced():
+            return calculate_flops(model, input_shape=tuple(x.shape), print_results=False, print_detailed=False,
+                                   output_as_string=False)[1]
+
+    count(None)
+    return Timed(count)
 
 
 def _flop_counter(module, tensor):
@@ -277,12 +330,12 @@ def run_torch_meta(model, _x, meta, with_copy=False):
     return Timed(count)
 
 
-def run_thop_copy(model, x, meta):
-    return run_thop(model, x, meta, with_copy=True)
+def run_thop_copy(model, x, _meta):
+    return on_copies(_thop(x), model, with_copy=True)
 
 
 def run_ptflops_copy(model, x, meta):
-    return run_ptflops(model, x, meta, with_copy=True)
+    return run_ptflops_aten(model, x, meta, with_copy=True)
 
 
 def run_torch_meta_copy(model, x, meta):
@@ -292,7 +345,9 @@ def run_torch_meta_copy(model, x, meta):
 PEERS = (
     ("fvcore", "fvcore.nn", "fvcore flops (1/MAC)", 1.0, run_fvcore),
     ("thop", "thop", "MACs", 1.0, run_thop),
-    ("ptflops", "ptflops", "MACs (aten)", 1.0, run_ptflops),
+    ("ptflops", "ptflops", "MACs (pytorch)", 1.0, run_ptflops),
+    ("ptflops-aten", "ptflops", "MACs (aten)", 1.0, run_ptflops_aten),
+    ("calflops", "calflops", "MACs", 1.0, run_calflops),
     ("torch", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch),
     ("torch-meta", "torch.utils.flop_counter", "FLOPs (2/MAC)", 0.5, run_torch_meta),
     ("thop+copy", "thop", "MACs", 1.0, run_thop_copy),
@@ -302,8 +357,8 @@ PEERS = (
 #: Peers that leave the caller's model as it was: thop adds buffers to every module it counts and
 #: ptflops' aten backend leaves hooks behind, so a caller must copy first; the meta count needs a
 #: meta copy. mbcost changes nothing, so its time is already end to end.
-UNCHANGED = ("fvcore", "torch", "thop+copy", "ptflops+copy", "torch-meta+copy")
-BARE = ("fvcore", "thop", "ptflops", "torch", "torch-meta")
+UNCHANGED = ("fvcore", "calflops", "torch", "thop+copy", "ptflops+copy", "torch-meta+copy")
+BARE = ("fvcore", "thop", "ptflops", "ptflops-aten", "calflops", "torch", "torch-meta")
 
 
 def version_of(module: str) -> str | None:
@@ -427,12 +482,22 @@ def ratio(peer: float | None, ours: float | None) -> str:
     return f"{peer / ours:,.1f}x" if peer is not None and ours else "n/a"
 
 
-def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, Outcome]:
-    import torch
+def build(name: str):
+    """A torchvision model by name, or a timm one (``timm:NAME``): random weights, eval mode."""
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name[len("timm:"):], pretrained=False).eval()
     import torchvision
 
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, Outcome]:
+    import torch
+
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).eval()
+    model = build(name)
     x = torch.randn(1, 3, SIZE, SIZE)
     params = sum(p.numel() for p in model.parameters())
     meta = None
@@ -478,7 +543,8 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     unchanged = [(p, results[p]) for p in UNCHANGED if results[p].ms is not None]
     fastest_unchanged = min(unchanged, key=lambda item: item[1].ms) if unchanged else None
 
-    print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat} interleaved rounds)")
+    print(f"\n{name}  ({params:,} params, input 1x3x{SIZE}x{SIZE}, best of {args.repeat} interleaved rounds; "
+          f"load average {os.getloadavg()[0]:.2f})")
     print(f"  {'contender':<12} {'best ms':>9}  {'total':>16}  {'as GMACs':>9}  unit / note")
     for contender, outcome in results.items():
         if outcome.error:
@@ -558,7 +624,8 @@ def bench_linearity(targets: list[int], repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated torchvision model names")
+    parser.add_argument("--models", default=",".join(MODELS + TIMM_MODELS),
+                        help="comma-separated model names: torchvision's, or timm:NAME")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per contender (best is kept)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for every contender")
     parser.add_argument("--ops", default=",".join(map(str, OPS)), help="op counts of the part-2 synthetic models")
@@ -585,7 +652,8 @@ def main() -> None:
     versions["torch"] = versions["torch-meta"] = torch.__version__ if versions["torch"] else None
 
     print("Benchmark: mbcost engine vs peer counters")
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}; load average "
+          f"(1, 5, 15 min) {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}")
     print("timing: torch.utils.benchmark.Timer.timeit(1) per call, best of --repeat; "
           + ("a full garbage collection before each call (--collect)" if COLLECT else "no collection between calls"))
@@ -605,17 +673,25 @@ def main() -> None:
         names = ["mbcost warm", "mbcost cold", *(p for p, *_ in PEERS)]
         print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat} interleaved "
               "rounds); ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
-        header = f"  {'model':<19}" + "".join(f"{n:>16}" for n in names)
+        header = f"  {'model':<28}" + "".join(f"{n:>16}" for n in names)
         print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ cold':>7}  {'unchanged':>15} {'/ warm':>7} "
                        f"{'/ cold':>7}  {'floor':>7} {'peer/floor':>10}")
         for name, res in rows:
             fastest, same = res["_fastest"], res["_unchanged"]
             warm_ms, cold_ms = res["mbcost warm"].ms, res["mbcost cold"].ms
-            line = f"  {name:<19}" + "".join(cell(res[n], 16) for n in names)
+            line = f"  {name:<28}" + "".join(cell(res[n], 16) for n in names)
             print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, warm_ms):>7} "
                          f"{ratio(fastest.ms, cold_ms):>7}  {same.note or 'none':>15} {ratio(same.ms, warm_ms):>7} "
                          f"{ratio(same.ms, cold_ms):>7}  {cell(res['_floor'], 7)} "
                          f"{ratio(fastest.ms, res['_floor'].ms):>10}")
+        for label, chosen in (("torchvision", [r for r in rows if not r[0].startswith("timm:")]),
+                              ("timm", [r for r in rows if r[0].startswith("timm:")])):
+            ratios = [(res["_fastest"].ms / res["mbcost warm"].ms, name) for name, res in chosen
+                      if res["_fastest"].ms and res["mbcost warm"].ms]
+            if ratios:
+                low, at = min(ratios)
+                print(f"  {label} set: fastest peer / mbcost warm >= {low:.1f}x (lowest: {at})")
+        print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         missing = [p for p in versions if versions[p] is None and p != "torch-meta"]
         if missing:
             print(f"  n/a: {', '.join(missing)} {NOT_INSTALLED}")

@@ -295,15 +295,52 @@ def _layers(cost):
 
 
 def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
-    from mbcost.cost import walker
+    from mbcost.cost import answers
 
     model = MixedScalars().eval()
     inputs = (torch.randn(2, 4, 8, 8), torch.randint(0, 5, (2, 8), dtype=torch.int64))
-    walker._ANSWERS.clear()
+    answers.forget()
     cold = mbcost.analyze(model, inputs, execute="meta")
-    assert walker._ANSWERS, "the walk memoised nothing"
+    assert answers.remembered(), "the walk memoised nothing"
     warm = mbcost.analyze(model, inputs, execute="meta")  # every shortcut op answered from the memo
     real = mbcost.analyze(model, inputs, execute="real")  # PyTorch's own kernels on the CPU
+    assert _layers(cold) == _layers(warm) == _layers(real)
+    assert cold.peak_activation_bytes == warm.peak_activation_bytes
+
+
+class MetaKernels(nn.Module):
+    """Ops answered by their meta kernel (no shortcut): an upsampling and a ``cat`` (new tensors), in-place
+    and plain views (which share their argument's storage, so the walk's lifetimes must see them as views)."""
+
+    def forward(self, x):
+        y = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        z = torch.cat([y, y * 2], dim=1)
+        v = z.view(z.shape[0], -1).unsqueeze_(1)  # unsqueeze_ changes v's shape in place
+        # the same shapes with other dtypes and layouts as keywords: each keyword is part of the answer's key
+        wide, half = z.to(dtype=torch.float64), z.to(dtype=torch.float16)
+        last = z.clone(memory_format=torch.channels_last)
+        return torch.tanh(v) + v.sum(), torch.tanh(wide) + torch.tanh(half).double(), last.permute(0, 2, 3, 1).view(-1)
+
+
+def test_meta_kernel_answers_are_memoised_and_views_are_not(monkeypatch):
+    from mbcost.cost import answers
+    from mbcost.cost.walk import Walk
+
+    model, x = MetaKernels().eval(), torch.randn(2, 3, 8, 8)
+    answers.forget()
+    cold = mbcost.analyze(model, x, execute="meta")
+    ran: list[str] = []
+    run_meta = Walk.run_meta
+
+    def counted(walk, func, *args):
+        ran.append(func.overloadpacket.__name__)
+        return run_meta(walk, func, *args)
+
+    monkeypatch.setattr(Walk, "run_meta", counted)
+    warm = mbcost.analyze(model, x, execute="meta")
+    real = mbcost.analyze(model, x, execute="real")  # PyTorch's own kernels on the CPU
+    # the upsampling's meta kernel ran in the cold walk only; the views run every time
+    assert "upsample_bilinear2d" not in ran and {"view", "unsqueeze_"} <= set(ran)
     assert _layers(cold) == _layers(warm) == _layers(real)
     assert cold.peak_activation_bytes == warm.peak_activation_bytes
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 import mbcost
-from mbcost.cost import programs, walker
+from mbcost.cost import programs
+from mbcost.cost import walk as walk_module
 from mbcost.cost.walker import trace_model
 from mbcost.inputs import resolve_inputs
 
@@ -30,13 +31,13 @@ class _Replays:
 
     def __init__(self, monkeypatch) -> None:
         self.count = 0
-        original = walker._Walk.replay_program
+        original = walk_module.Walk.replay_program
 
         def counted(walk, program, inputs, weights):
             self.count += 1
             return original(walk, program, inputs, weights)
 
-        monkeypatch.setattr(walker._Walk, "replay_program", counted)
+        monkeypatch.setattr(walk_module.Walk, "replay_program", counted)
 
 
 CASES = [

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mbcost.cost.torch_internals import storage_key
 from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak"]
@@ -81,7 +82,7 @@ class Lifetimes:
         stays its own)."""
         key = self.keys.get(id(t))
         if key is None:
-            key = self.keys[id(t)] = t.untyped_storage()._cdata
+            key = self.keys[id(t)] = storage_key(t)
             self.keep.append(t)
         return key
 

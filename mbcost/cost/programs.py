@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from mbcost.cost.torch_internals import CALL_ATTRS
+
 __all__ = ["PROGRAMS", "Capture", "Program", "Slot", "Step", "fill", "layer_key", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
@@ -37,7 +39,7 @@ _BOOKKEEPING = frozenset({
     "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_is_full_backward_hook",
     "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
     "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
-    "_call_impl", "_compiled_call_impl", *_HOOKS})
+    *CALL_ATTRS, *_HOOKS})
 _SETTING_TYPES = (int, float, bool, str, type(None))
 
 #: Per class and attribute count: how to read a layer's settings (None: not replayable).
@@ -69,8 +71,9 @@ def layer_key(layer: Any) -> tuple | None:
     d = layer.__dict__
     cls = type(layer)
     rk = (cls, len(d))
-    reader = _READERS.get(rk, False)
-    if reader is False:
+    try:
+        reader = _READERS[rk]
+    except KeyError:
         reader = _READERS[rk] = _reader(cls, d)
     if reader is None or d["_modules"]:
         return None
@@ -116,9 +119,10 @@ class Step:
     #: The record's input, output and weight bytes when the call was recorded (they follow from the
     #: program's key), and the slots of its tensors that may be activations (all but the layer's own
     #: weights): what the walk needs to record a replayed call without re-reading its tensors.
+    #: ``None`` when it made no record, or returns an argument that is no slot (it then runs again).
     recorded: tuple[int, int, int] | None = None
     reads: tuple[int, ...] = ()
-    alias: int = -1  # the slot an in-place call returns
+    alias: int | None = None  # the slot an in-place call returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +225,17 @@ class Capture:
                 if type(results) not in (tuple, list) or not all(isinstance(o, tensor) for o in results):
                     return None
                 tensors = tuple(_slots(tkwargs, _slots(targs, [])))
-                alias = -1
-                if answer is not None and answer.alias >= 0:
-                    alias = targs[answer.alias].i if type(targs[answer.alias]) is Slot else -2
+                alias = None
+                sizes = None if record is None else (record.input_bytes, record.output_bytes, record.weight_bytes)
+                if answer is not None and answer.alias is not None:
+                    returned = targs[answer.alias]
+                    if type(returned) is Slot:
+                        alias = returned.i
+                    else:
+                        sizes = None
                 steps.append(Step(
                     func, op_info(func), targs, tkwargs, top, tensors, answer,
-                    1 if isinstance(out, tensor) else len(results),
-                    None if record is None else (record.input_bytes, record.output_bytes, record.weight_bytes),
+                    1 if isinstance(out, tensor) else len(results), sizes,
                     tuple(i for i in tensors if i not in own), alias))
                 for o in results:
                     slots.setdefault(id(o), n)

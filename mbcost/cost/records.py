@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
 from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, UnpricedParams, categorize
+from mbcost.cost.torch_internals import storage_key
 
 if TYPE_CHECKING:
     from torch import nn
@@ -107,7 +108,7 @@ class _Tree:
             for p in d["_parameters"].values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
-                    keys[id(p)] = p.untyped_storage()._cdata
+                    keys[id(p)] = storage_key(p)
                     k = p.numel()
                     n += k
                     if p.requires_grad:
@@ -116,7 +117,7 @@ class _Tree:
             for b in d["_buffers"].values():
                 if b is not None and id(b) not in buffer_ids:
                     buffer_ids.add(id(b))
-                    keys[id(b)] = b.untyped_storage()._cdata
+                    keys[id(b)] = storage_key(b)
                     k = b.numel()
                     self.buffers += k
                     if not b.is_floating_point():

@@ -21,10 +21,14 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from mbcost.cost.answers import tensors_in
+from mbcost.cost.programs import layer_key
+from mbcost.cost.torch_internals import CALL_ATTRS
+
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["shadow_tree"]
+__all__ = ["Frame", "WalkCall", "shadow_tree"]
 
 
 @contextlib.contextmanager
@@ -46,7 +50,7 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
         yield root
     finally:
         for _cls, d in copies:
-            del d["_call_impl"]
+            del d[_CALL]
 
 
 def _point_at_copies(d: dict[str, Any], made: dict[int, Any]) -> None:
@@ -62,6 +66,8 @@ def _point_at_copies(d: dict[str, Any], made: dict[int, Any]) -> None:
             d[key] = {k: made.get(id(v), v) for k, v in value.items()}
 
 
+#: What ``Module.__call__`` runs, and its compiled form (``torch_internals``).
+_CALL, _COMPILED_CALL = CALL_ATTRS
 _OWN_DICTS = frozenset({"_parameters", "_buffers", "_modules"})
 
 
@@ -93,10 +99,10 @@ def _copy(m: Any, made: dict[int, Any], copies: list[tuple[type, dict[str, Any]]
         for key, child in children.items():
             if child is not None:
                 children[key] = _copy(child, made, copies, wrap, training)
-    d["_compiled_call_impl"] = None  # run eagerly, through the wrapped call
+    d[_COMPILED_CALL] = None  # run eagerly, through the wrapped call
     if training is not None:
         d["training"] = training
-    d["_call_impl"] = wrap(m, s)
+    d[_CALL] = wrap(m, s)
     copies.append((cls, d))
     return s
 
@@ -109,3 +115,46 @@ def _copyable(cls: type) -> bool:
 
     return not issubclass(cls, ScriptModule) and all(
         c.__dict__.get("__new__") in (None, object.__new__) for c in cls.__mro__ if c is not object)
+
+
+class Frame:
+    """A module call in progress: the module, and whether it has made no record yet."""
+
+    __slots__ = ("first", "mod")
+
+    def __init__(self, mod: Any) -> None:
+        self.mod, self.first = mod, True
+
+
+class WalkCall:
+    """What ``Module.__call__`` runs for one module of a walk's copy of the tree (``shadow.py``):
+    the ops inside are ``mod``'s, its arguments live until it returns, and a pure torch.nn layer
+    replays its program (``Walk.layer``). A small object rather than a closure: the walk makes one
+    per module, and each is one object for Python's collector to scan, not nine."""
+
+    __slots__ = ("copy", "mod", "walk")
+
+    def __init__(self, walk: Any, mod: Any, copy: Any) -> None:
+        self.walk, self.mod, self.copy = walk, mod, copy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        walk, mod, copy = self.walk, self.mod, self.copy
+        walk.stack.append(Frame(mod))
+        walk.entered = mod
+        walk.op = ""
+        held = False
+        try:
+            if walk.replay and not kwargs:
+                key = layer_key(copy)
+                if key is not None:
+                    held = True
+                    return walk.layer(copy, key, args)  # holds the arguments itself
+            d = copy.__dict__
+            if walk.plain and not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
+                                   or d["_backward_hooks"]):
+                return copy.forward(*args, **kwargs)  # what Module._call_impl does without hooks
+            return walk.call_impl(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
+        finally:
+            walk.stack.pop()
+            if walk.lifetimes is not None and args and not held:
+                walk.lifetimes.hold(tensors_in(args, [], walk.tensor_type))

@@ -36,18 +36,14 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
-from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, layer_key, remember_program, weights_of
-from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
+from mbcost.cost.answers import tensors_in
+from mbcost.cost.records import RecordBook, Structure, Trace
 from mbcost.cost.shadow import shadow_tree
-from mbcost.cost.shortcuts import SHORTCUTS, meta_like
-from mbcost.cost.training import BIAS_FIRST, saved_for_backward
-from mbcost.cost.workspace import conv_workspace
+from mbcost.cost.torch_internals import output_leaves, recorder_class
+from mbcost.cost.walk import Walk
 from mbcost.errors import AnalysisError, SpecError
 from mbcost.inputs import Inputs
 
@@ -78,545 +74,31 @@ def _first_line(exc: BaseException) -> str:
     return line
 
 
-def _tensors(args: Any, out: list[Any], tensor: type) -> list[Any]:
-    """The tensors among an op's arguments, lists of tensors (``cat``) included."""
-    for a in args:
-        if isinstance(a, tensor):
-            out.append(a)
-        elif type(a) in (list, tuple) and a and not isinstance(a[0], int):
-            _tensors(a, out, tensor)
-    return out
-
-
-@dataclass(frozen=True)
-class _OpInfo:
-    """What the walker needs to know of one ATen overload, looked up once per overload."""
-
-    packet: str
-    name: str
-    inplace: bool
-    shortcut: Any
-    adapter: Any
-    memoised: bool  # whether its shortcut's answer may be memoised (``_signature``)
-
-
-_OP_INFO: dict[Any, _OpInfo] = {}
-#: Ops whose shortcut also reads global state: true division of integers gives the default dtype.
-_NOT_MEMOISED = frozenset({"div", "div_"})
-
-
-def _op_info(func: Any) -> _OpInfo:
-    info = _OP_INFO.get(func)
-    if info is None:
-        packet = func.overloadpacket.__name__
-        name = op_name(func)
-        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name),
-                       packet not in _NOT_MEMOISED)
-        _OP_INFO[func] = info
-    return info
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """What one shortcut op call gave, for any later call with the same signature (``_signature``):
-    its outputs' layouts (or which argument it returns, in place), its priced record and its scratch.
-    Shortcuts and adapters read only shapes, strides, dtypes and scalars, so the answer is a pure
-    function of the signature, like the cache of ``FakeTensorMode``'s dispatch."""
-
-    outs: tuple[tuple[Any, tuple[int, ...], Any], ...]  # (shape, strides, dtype) of each new output
-    alias: int  # the argument returned (an in-place op), or -1 for new outputs
-    single: bool  # one tensor, not a tuple
-    priced: Priced | None  # None: the op has no adapter; FREE: its adapter said "free"
-    scratch: int
-
-    def replay(self, args: tuple, empty_strided: Any) -> Any:
-        if self.alias >= 0:
-            return args[self.alias]
-        if self.single:
-            shape, strides, dtype = self.outs[0]
-            return empty_strided(shape, strides, dtype=dtype, device=_META)
-        return tuple(empty_strided(shape, strides, dtype=dtype, device=_META) for shape, strides, dtype in self.outs)
-
-
-#: Answers by signature, shared by all walks (bounded: cleared when full).
-_ANSWERS: dict[tuple, _Answer] = {}
-_MAX_ANSWERS = 16384
-_SCALARS = (int, float, bool, str, type(None))
-_UNSEEN = object()
-_CALL_IMPL: Any = None  # torch.nn.Module._call_impl, set on the first walk (importing torch is lazy)
-_META: Any = "meta"  # torch.device("meta") from the first walk on (an object is quicker to pass than a string)
-_STRIDED: Any = None  # torch.strided: only dense inputs have the strides a layer program is keyed by
-
-
-def _signature(func: Any, args: tuple, kwargs: dict, tensor: type) -> tuple | None:
-    """The op and everything its shortcut and adapter read: each tensor's shape, strides, dtype and
-    whether it is on meta, and the other arguments with their types; ``None`` when not memoisable
-    (lists of tensors, 0-dim tensors, whose type promotion depends on more than their dtype)."""
-    key: list[Any] = [func]
-    for a in (*args, *kwargs.items()) if kwargs else args:
-        if isinstance(a, tensor):
-            shape = a.shape
-            if not shape:
-                return None
-            key.append((shape, a.stride(), a.dtype, a.is_meta))
-        elif type(a) in _SCALARS:
-            key.append((type(a), a))
-        elif type(a) in (list, tuple):
-            if any(not isinstance(v, _SCALARS) for v in a):
-                return None
-            key.append((type(a), tuple((type(v), v) for v in a)))
-        else:
-            return None  # a dtype, memory format, device...: let the shortcut answer each time
-    return tuple(key)
-
-
-#: ``_Answer.priced`` of an op its adapter calls free (a view, a copy): nothing to record.
-FREE: Any = ()
-
-
-def _answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> _Answer | None:
-    """The answer an op call gave, for later calls with its signature; ``None`` when its outputs are
-    not new meta tensors nor one of its arguments."""
-    for i, a in enumerate(args):
-        if out is a:
-            return _Answer((), i, True, priced, scratch)
-    outs = (out,) if isinstance(out, tensor) else out
-    if type(outs) not in (tuple, list) or not all(isinstance(o, tensor) and o.is_meta for o in outs) \
-            or any(o is a for o in outs for a in args):
-        return None
-    return _Answer(tuple((o.shape, o.stride(), o.dtype) for o in outs), -1, isinstance(out, tensor), priced, scratch)
-
-
-def _remember(key: tuple, answer: _Answer | None) -> _Answer | None:
-    if answer is not None:
-        if len(_ANSWERS) >= _MAX_ANSWERS:
-            _ANSWERS.clear()
-        _ANSWERS[key] = answer
-    return answer
-
-
-class _Call:
-    """What ``Module.__call__`` runs for one module of a walk's copy of the tree (``shadow.py``):
-    the ops inside are ``mod``'s, its arguments live until it returns, and a pure torch.nn layer
-    replays its program (``Walk.layer``). A small object rather than a closure: the walk makes one
-    per module, and each is one object for Python's collector to scan, not nine."""
-
-    __slots__ = ("copy", "mod", "walk")
-
-    def __init__(self, walk: _Walk, mod: Any, copy: Any) -> None:
-        self.walk, self.mod, self.copy = walk, mod, copy
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        walk, mod, copy = self.walk, self.mod, self.copy
-        walk.stack.append((mod, [True]))
-        walk.entered = mod
-        walk.op = ""
-        held = False
-        try:
-            if walk.replay and not kwargs:
-                key = layer_key(copy)
-                if key is not None:
-                    held = True
-                    return walk.layer(copy, key, args)  # holds the arguments itself
-            d = copy.__dict__
-            if walk.plain and not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
-                                   or d["_backward_hooks"]):
-                return copy.forward(*args, **kwargs)  # what Module._call_impl does without hooks
-            return _CALL_IMPL(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
-        finally:
-            walk.stack.pop()
-            if walk.lifetimes is not None and args and not held:
-                walk.lifetimes.hold(_tensors(args, [], walk.tensor_type))
-
-
-class _Walk:
-    """One forward pass of ``model`` under a dispatch mode that records each op into ``book``."""
-
-    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
-                 replay: bool = True, float_bytes: int | None = None) -> None:
-        import torch
-
-        global _CALL_IMPL, _META, _STRIDED
-        _CALL_IMPL, _META, _STRIDED = torch.nn.Module._call_impl, torch.device("meta"), torch.strided
-        from torch.nn.modules import module as nn_module
-
-        # no global module hooks (another tool's) nor TorchScript tracing: a module without hooks of its
-        # own runs just its forward
-        self.plain = not (nn_module._global_forward_pre_hooks or nn_module._global_forward_hooks
-                          or nn_module._global_backward_pre_hooks or nn_module._global_backward_hooks
-                          or torch._C._get_tracing_state())
-
-        self.torch = torch
-        self.tensor_type = torch.Tensor
-        self.empty_strided = torch.empty_strided
-        self.model = model
-        self.book = book
-        self.meta = meta
-        # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off, or
-        # unless another tool's global module hooks must see every call
-        self.replay = replay and meta and self.plain
-        self.capture: Capture | None = None  # the layer call being recorded into a program
-        # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
-        self.float_bytes = float_bytes
-        self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
-        self.weight_ids: set[int] = set(book.weight_ids)
-        self.stand_ins: dict[int, Any] = {}
-        self.keep_alive: list[Any] = []  # ids are only stable while the objects live
-        self.stack: list[tuple[Any, list[bool]]] = []
-        self.op = ""
-        self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
-        self.entered: Any = None  # the module entered last: where a Python-level check failed
-        self.lifetimes = Lifetimes(set(book.weight_storages), book.weight_keys, float_bytes) if meta else None
-        # training: the tensors that carry a gradient (trainable weights and what depends on them)
-        self.train = train
-        self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
-
-    # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
-
-    def wrap(self, mod: Any, copy: Any) -> _Call:
-        """The call of ``copy``, the walk's copy of ``mod`` (``_Call``). On the meta run, a recurrent
-        layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the weight list it hands to
-        torch: torch checks that list's devices against the input's before any op is issued, where
-        the walk could give stand-ins as it does for every other weight."""
-        if self.meta:
-            flat = copy.__dict__.get("_flat_weights")
-            if type(flat) is list and any(isinstance(w, self.tensor_type) and not w.is_meta for w in flat):
-                copy.__dict__["_flat_weights"] = [w if not isinstance(w, self.tensor_type) or w.is_meta
-                                                  else self._stand_in(w) for w in flat]
-        return _Call(self, mod, copy)
-
-    def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
-        """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one.
-        The arguments are held to the call's end (``Lifetimes.hold``) unless the program's last call
-        read them all anyway."""
-        sig: list[Any] = [self.context, key]
-        weight_ids = self.weight_ids
-        for a in args:
-            if isinstance(a, self.tensor_type) and a.layout is _STRIDED:
-                sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in weight_ids))
-            elif type(a) in _SCALARS:
-                sig.append((type(a), a))
-            else:
-                return self._traced(copy, args)
-        full = tuple(sig)
-        try:
-            program = PROGRAMS.get(full, _UNSEEN)
-        except TypeError:  # a setting rebound to something unhashable (``conv.padding = [1, 1]``)
-            return self._traced(copy, args)
-        if program is None:
-            return self._traced(copy, args)
-        if program is _UNSEEN:
-            self.capture = capture = Capture()
-            try:
-                result = self._traced(copy, args)
-            finally:
-                self.capture = None
-            remember_program(full, capture.program(copy, args, result, self.tensor_type, _op_info))
-            return result
-        with self.torch._C._DisableTorchDispatch():  # as inside the mode: ops made here are not recorded
-            result = self.replay_program(program, args, weights_of(copy))
-        if not program.holds and self.lifetimes is not None and args:
-            self.lifetimes.hold(_tensors(args, [], self.tensor_type))
-        return result
-
-    def _traced(self, copy: Any, args: tuple) -> Any:
-        """A layer's forward, run under the dispatch mode (its hooks, if any, run as usual)."""
-        result = _CALL_IMPL(copy, *args)
-        if self.lifetimes is not None and args:
-            self.lifetimes.hold(_tensors(args, [], self.tensor_type))
-        return result
-
-    def replay_program(self, program: Program, inputs: tuple, weights: list[Any]) -> Any:
-        """Run a layer's program with this call's tensors. A recorded step with a memoised answer is
-        recorded from what the program kept (its bytes; which of its tensors may be activations); any
-        other step, and every step of a training walk, goes through ``run_op``."""
-        vals = [*inputs, *weights]
-        fast = not self.train and self.lifetimes is not None
-        book, lifetimes = self.book, self.lifetimes
-        for step in program.steps:
-            answer, recorded = step.answer, step.recorded
-            if fast and recorded is not None and answer is not None and step.alias != -2:
-                info = step.info
-                self.op = info.packet
-                out = vals[step.alias] if step.alias >= 0 else answer.replay((), self.empty_strided)
-                mod, first = self.stack[-1]
-                index = len(book.records)
-                book.add(mod, first_in_call=first[0], op=info.name, priced=answer.priced, input_bytes=recorded[0],
-                         output_bytes=recorded[1], weight_bytes=recorded[2], inplace=info.inplace)
-                first[0] = False
-                lifetimes.op([vals[i] for i in step.reads], [out] if step.outs == 1 else list(out),
-                             (mod, info.name, index), answer.scratch if info.name == "convolution" else 0)
-            else:
-                args, kwargs = fill(step, vals)
-                out = self.run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], answer)
-            if step.outs == 1:
-                vals.append(out)
-            else:
-                vals.extend(out)
-        return program.result_with(vals)
-
-    def where(self, in_op: bool = True) -> str:
-        """The module (and, for a failing op, the op) the forward is in; after a failure outside any
-        op (a Python check in a forward), the module entered last."""
-        if self.failed_at:
-            return self.failed_at
-        mod = self.stack[-1][0] if self.stack else (self.entered or self.model)
-        name = self.book.names.get(mod, "") or "(root)"
-        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op and in_op else "")
-
-    # -- running one op -------------------------------------------------------------------
-
-    def _stand_in(self, t: Any) -> Any:
-        s = self.stand_ins.get(id(t))
-        if s is None:
-            s = meta_like(t)
-            self.stand_ins[id(t)] = s
-            self.keep_alive.append(t)
-            if id(t) in self.grad_ids:
-                self.grad_ids.add(id(s))
-            if id(t) in self.weight_ids:
-                self.weight_ids.add(id(s))
-                if self.lifetimes is not None:
-                    self.lifetimes.weight_storages.add(s.untyped_storage()._cdata)
-        return s
-
-    def run_meta(self, func: Any, args: tuple, kwargs: dict, tensors: list[Any]) -> Any:
-        """Run ``func`` on the meta device; tensors elsewhere (the user's weights) get stand-ins."""
-        for t in tensors:
-            if not t.is_meta:
-                break
-        else:
-            return func(*args, **kwargs)
-        from torch.utils._pytree import tree_map_only
-
-        to_meta = (lambda t: t if t.is_meta else self._stand_in(t))  # noqa: E731
-        args, kwargs = tree_map_only(self.tensor_type, to_meta, (args, kwargs))
-        return func(*args, **kwargs)
-
-    def _on_meta(self, tensors: list[Any]) -> bool:
-        """Whether an op belongs to the meta run: any meta tensor or weight among its arguments."""
-        weight_ids = self.weight_ids
-        for t in tensors:
-            if t.is_meta or id(t) in weight_ids:
-                return True
-        return False
-
-    def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        """One op the forward issued (through the dispatch mode)."""
-        tensors = _tensors(args, [], self.tensor_type)
-        if kwargs:
-            _tensors(kwargs.values(), tensors, self.tensor_type)
-        return self.run_op(func, _OP_INFO.get(func) or _op_info(func), args, kwargs, tensors, None)
-
-    def run_op(self, func: Any, info: _OpInfo, args: tuple, kwargs: dict, tensors: list[Any],
-               known: _Answer | None) -> Any:
-        """Answer one op (``known``: its memoised answer, from a layer program) and record it."""
-        self.op = info.packet
-        # On the meta run, ops on tensors the forward made itself on the CPU (an ``arange`` of
-        # positions), none of them a weight, run as they are: index arithmetic later code may read.
-        key = answer = None
-        try:
-            if known is not None:
-                out = known.replay(args, self.empty_strided)
-                answer = known
-            elif self.meta and tensors and self._on_meta(tensors):
-                out = None
-                if info.shortcut is not None and "out" not in kwargs:
-                    key = _signature(func, args, kwargs, self.tensor_type) if info.memoised else None
-                    if key is not None and self.float_bytes:  # its scratch bytes depend on the element size
-                        key = (self.float_bytes, key)
-                    answer = _ANSWERS.get(key) if key is not None else None
-                    if answer is not None:
-                        out = answer.replay(args, self.empty_strided)
-                    else:
-                        out = info.shortcut(args, kwargs)
-                if out is None:
-                    key = None
-                    out = self.run_meta(func, args, kwargs, tensors)
-            else:
-                out = func(*args, **kwargs)
-        except Exception:
-            self.failed_at = self.failed_at or self.where()
-            raise
-        if info.inplace and tensors and all(id(t) in self.weight_ids for t in tensors):
-            if self.capture is not None:
-                self.capture.add(func, args, kwargs, out, answer)
-            return out  # a state update (BatchNorm's num_batches_tracked += 1 in training): bookkeeping
-        before = len(self.book.records)
-        priced = None
-        if info.adapter is None:
-            mod = self.stack[-1][0] if self.stack else self.model
-            self.book.add_uncounted(info.name, mod)
-        else:
-            # a priced call kept by a memoised answer or a program is met again: its record may be reused
-            reuse = answer is not None or key is not None or self.capture is not None
-            priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None, reuse)
-        recorded = len(self.book.records) > before
-        scratch = 0
-        if recorded and info.name == "convolution" and self.lifetimes is not None:
-            scratch = answer.scratch if answer is not None else self._scratch(self.book.records[-1])
-        if answer is None and (key is not None or self.capture is not None and not tensors and self.meta):
-            # a new answer: memoised by signature, or kept by a layer program (a factory call such as
-            # BatchNorm's empty reserve tensor, which depends on its constant arguments only)
-            answer = _answer_of(args, out, self.tensor_type, FREE if priced is None and info.adapter else priced,
-                                scratch)
-            if key is not None:
-                _remember(key, answer)
-        if self.capture is not None:
-            self.capture.add(func, args, kwargs, out, answer, self.book.records[-1] if recorded else None)
-        writes = None
-        if self.lifetimes is not None:
-            writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
-            mod = self.stack[-1][0] if self.stack else self.model
-            self.lifetimes.op(tensors, writes, (mod, info.name, before if recorded else None), scratch)
-        if self.train:
-            self.backward_of(info, tensors, out, writes, len(self.book.records) > before)
-        return out
-
-    def _scratch(self, layer: Any) -> int:
-        """A convolution's scratch memory on the CPU (``mbcost.cost.workspace``)."""
-        if layer.weight_shape is None or layer.stride is None or isinstance(layer.padding, str):
-            return 0
-        e = layer.output_bytes // max(1, prod(layer.output_shape))
-        return conv_workspace(layer.input_shape, layer.weight_shape, layer.output_shape, layer.stride,
-                              layer.padding, layer.dilation or (1,) * len(layer.stride), layer.groups or 1, e)
-
-    def backward_of(self, info: _OpInfo, tensors: list[Any], out: Any, writes: list[Any] | None,
-                    recorded: bool) -> None:
-        """Training: gradient flow, what the op saves for backward and its backward cost."""
-        grad_ids = self.grad_ids
-        needing = [t for t in tensors if id(t) in grad_ids]
-        if not needing:
-            return
-        if writes is None:
-            writes = [out] if isinstance(out, self.tensor_type) else _tensors((out,), [], self.tensor_type)
-        for o in writes:
-            grad_ids.add(id(o))
-            self.keep_alive.append(o)
-        weight_ids = self.weight_ids
-        acts = [t for t in tensors if id(t) not in weight_ids]
-        if recorded:
-            layer = self.book.records[-1]
-            operands = tensors[1:3] if info.name in BIAS_FIRST else tensors[:2]
-            products = sum(1 for t in operands if id(t) in grad_ids) if layer.macs else 0
-            self.book.set_backward(layer.macs * products, 2 * layer.elementwise_ops)
-        if self.lifetimes is not None:
-            saved, copies = saved_for_backward(info.name, tensors, writes, weights=weight_ids, grads=grad_ids,
-                                               inplace=info.inplace)
-            grad_bytes = sum(t.numel() * t.element_size() for t in writes[:1])
-            grad_bytes += sum(t.numel() * t.element_size() for t in acts if id(t) in grad_ids)
-            trained = [t for t in tensors if id(t) in weight_ids and id(t) in grad_ids]
-            self.lifetimes.save(saved, grad_bytes, copies, trained, needing)
-
-    def train_peak(self) -> tuple[int | None, str | None, int | None]:
-        """Training: activation bytes at the step's worst point, the op there and the parameters' gradients
-        alive there (``None`` unless training)."""
-        if self.lifetimes is None or not self.train:
-            return None, None, None
-        peak = self.lifetimes.train_peak()
-        return (*self._named(peak), peak.grad_bytes)
-
-    def peak(self) -> tuple[int | None, str | None]:
-        """Live activation bytes at the worst point and the op there (``None`` without lifetimes)."""
-        if self.lifetimes is None:
-            return None, None
-        return self._named(self.lifetimes.peak())
-
-    def _named(self, peak: Any) -> tuple[int, str]:
-        if peak.where is None:
-            return peak.activation_bytes, "(inputs)"
-        mod, op, record = peak.where
-        if record is not None:
-            return peak.activation_bytes, self.book.records[record].name
-        return peak.activation_bytes, f"{self.book.names.get(mod, '') or '(root)'}:{op}"
-
-    def record(self, info: _OpInfo, args: tuple, kwargs: dict, out: Any, tensors: list[Any],
-               priced: Priced | None, reuse: bool = False) -> Priced | None:
-        """Record the op (``priced``: its call, cost and category when known from an earlier call with
-        the same signature; ``reuse``: they will be met again, so the record may be shared with later
-        walks); returns them, or ``None`` for an op that is free (a view, a copy)."""
-        mod, first = self.stack[-1] if self.stack else (self.model, [True])
-        if priced is None:
-            call = info.adapter(args, kwargs, out)
-            if call.kind != "free":
-                priced = price(call)
-        elif priced is FREE:
-            priced = None
-        weight_ids = self.weight_ids
-        if priced is None:  # free: what a weight's view or copy gives is a weight too
-            for a in tensors:
-                if id(a) in weight_ids:
-                    for o in _tensors((out,), [], self.tensor_type):
-                        weight_ids.add(id(o))
-                        self.keep_alive.append(o)
-                    break
-            return None
-        weight_bytes = input_bytes = n_acts = 0
-        fb = self.float_bytes
-        for a in tensors:
-            if id(a) in weight_ids:
-                weight_bytes += a.numel() * (fb if fb and a.is_floating_point() else a.element_size())
-            elif n_acts < 2 and a.dim() > 0:
-                input_bytes += a.numel() * (fb if fb and a.is_floating_point() else a.element_size())
-                n_acts += 1
-        o = out[0] if isinstance(out, (tuple, list)) else out
-        output_bytes = (o.numel() * (fb if fb and o.is_floating_point() else o.element_size())
-                        if isinstance(o, self.tensor_type) else 0)
-        self.book.add(mod, first_in_call=first[0], op=info.name, priced=priced, input_bytes=input_bytes,
-                      output_bytes=output_bytes, weight_bytes=weight_bytes, inplace=info.inplace, reuse=reuse)
-        first[0] = False
-        return priced
-
-    # -- the forward ----------------------------------------------------------------------
-
-    def forward(self, args: tuple, kwargs: dict) -> None:
-        Recorder = _recorder_class()
-        torch = self.torch
-        try:
-            # the walk's own copy of the tree: what the forward rebinds, and the train/eval flags, touch
-            # only the copy; the flags are set on the copies directly unless a class has its own train()
-            names = self.book.names
-            module_train = torch.nn.Module.train
-            own_train = any(type(m).train is not module_train for m in names)
-            with shadow_tree(self.model, self.wrap, training=None if own_train else self.train) as root:
-                if own_train and (self.train or any(m.training for m in names)):
-                    root.train(self.train)
-                inputs = _tensors((args, tuple(kwargs.values())), [], self.tensor_type)
-                if self.lifetimes is not None:
-                    self.lifetimes.inputs(inputs)
-                if self.train:  # an input that requires grad gets its gradient computed (not data alone)
-                    self.grad_ids.update(id(t) for t in inputs if t.requires_grad)
-                with torch.no_grad(), _composite_attention(torch), Recorder(self), \
-                        (contextlib.nullcontext() if self.meta else _generic_recurrent_class()()):
-                    result = root(*args, **kwargs)
-            if self.lifetimes is not None:
-                from torch.utils._pytree import tree_leaves
-
-                self.lifetimes.outputs([t for t in tree_leaves(result) if isinstance(t, self.tensor_type)])
-        except Exception as exc:  # any failure of the user's forward: say where, keep the reason
-            raise ForwardFailed(self.where(in_op=False), _first_line(exc)) from exc
-
-
-@functools.cache
-def _recorder_class() -> type:
-    """The dispatch mode of a walk (made once, on first use, so that importing this module stays light)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Recorder(TorchDispatchMode):
-        def __init__(self, walk: _Walk) -> None:
-            super().__init__()
-            self.walk = walk
-
-        @classmethod
-        def _should_skip_dynamo(cls) -> bool:
-            # torch wraps a mode's __torch_dispatch__ in a dynamo-disabling shim (two extra Python
-            # frames per op); the walk never runs under torch.compile, so it needs none.
-            return False
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            return self.walk.dispatch(func, args, kwargs or {})
-
-    return Recorder
+def _forward(walk: Walk, args: tuple, kwargs: dict) -> None:
+    """Run ``walk``'s forward on ``args`` and ``kwargs``; any failure of the forward is a ``ForwardFailed``."""
+    Recorder = recorder_class()
+    torch = walk.torch
+    try:
+        # the walk's own copy of the tree: what the forward rebinds, and the train/eval flags, touch
+        # only the copy; the flags are set on the copies directly unless a class has its own train()
+        names = walk.book.names
+        module_train = torch.nn.Module.train
+        own_train = any(type(m).train is not module_train for m in names)
+        with shadow_tree(walk.model, walk.wrap, training=None if own_train else walk.train) as root:
+            if own_train and (walk.train or any(m.training for m in names)):
+                root.train(walk.train)
+            inputs = tensors_in((args, tuple(kwargs.values())), [], walk.tensor_type)
+            if walk.lifetimes is not None:
+                walk.lifetimes.inputs(inputs)
+            if walk.train:  # an input that requires grad gets its gradient computed (not data alone)
+                walk.grad_ids.update(id(t) for t in inputs if t.requires_grad)
+            with torch.no_grad(), _composite_attention(torch), Recorder(walk), \
+                    (contextlib.nullcontext() if walk.meta else _generic_recurrent_class()()):
+                result = root(*args, **kwargs)
+        if walk.lifetimes is not None:
+            walk.lifetimes.outputs([t for t in output_leaves(result) if isinstance(t, walk.tensor_type)])
+    except Exception as exc:  # any failure of the user's forward: say where, keep the reason
+        raise ForwardFailed(walk.where(in_op=False), _first_line(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -788,10 +270,10 @@ def trace_model(
     meta_failure: ForwardFailed | None = None
     # every real forward is guarded by a memory estimate made on the meta device first (nothing allocated)
     book = RecordBook(model, structure)
-    walk = _Walk(model, book, meta=True, train=train, replay=replay, float_bytes=float_bytes)
+    walk = Walk(model, book, meta=True, train=train, replay=replay, float_bytes=float_bytes)
     try:
         with _collector_paused():
-            walk.forward(*_meta_inputs(inputs, train))
+            _forward(walk, *_meta_inputs(inputs, train))
         if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
         activation_bytes, where = walk.peak()[0] or 0, "at their peak, estimated on the meta device"
@@ -811,11 +293,11 @@ def trace_model(
 
     real_model = materialize() if materialize is not None else _cpu_copy(model)
     book = RecordBook(real_model)
-    walk = _Walk(real_model, book, meta=False, train=train, float_bytes=float_bytes)
+    walk = Walk(real_model, book, meta=False, train=train, float_bytes=float_bytes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            walk.forward(*_real_inputs(inputs, train))
+            _forward(walk, *_real_inputs(inputs, train))
         except ForwardFailed as failed:
             before = (f"on the meta device ({meta_failure.where}: {meta_failure.reason}) and then "
                       if meta_failure else "")

@@ -35,8 +35,9 @@ indication, and the measured difference is shown next to the estimate.
 from __future__ import annotations
 
 from math import ceil, prod
+from typing import Any
 
-__all__ = ["conv_backward_workspace", "conv_workspace", "uses_onednn"]
+__all__ = ["conv_backward_workspace", "conv_scratch", "conv_workspace", "uses_onednn"]
 
 Shape = tuple[int, ...]
 
@@ -95,3 +96,12 @@ def conv_backward_workspace(x_shape: Shape, w_shape: Shape, groups: int, element
     if not depthwise or max(w_shape[2], w_shape[3]) <= 3:
         return 0
     return groups * _padded(w_shape[0] // groups, block) * block * w_shape[2] * w_shape[3] * element_size
+
+
+def conv_scratch(layer: Any) -> int:
+    """A convolution's scratch memory on the CPU (``conv_workspace`` of its record)."""
+    if layer.weight_shape is None or layer.stride is None or isinstance(layer.padding, str):
+        return 0
+    e = layer.output_bytes // max(1, prod(layer.output_shape))
+    return conv_workspace(layer.input_shape, layer.weight_shape, layer.output_shape, layer.stride,
+                          layer.padding, layer.dilation or (1,) * len(layer.stride), layer.groups or 1, e)
