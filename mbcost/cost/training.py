@@ -21,12 +21,15 @@ Counting semantics (``mode="train"``):
   (``OPTIMIZERS[name].state`` tensors per trainable weight) + the activations alive at the worst
   point of the step: during the forward, the live tensors plus everything saved for backward so
   far; during the backward (ops in reverse), what is still saved plus the gradient of the op's
-  output and of its input. What each op saves is ``SAVED`` below (ATen's derivative formulas).
+  output and of its input. What each op saves is its op table row's ``saves`` (``mbcost.cost.ops``,
+  ATen's derivative formulas), gathered by op name in ``SAVED``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from mbcost.cost.ops import BIAS_FIRST, SAVED
 
 __all__ = ["BIAS_FIRST", "COPIES_INPUT_IN_PLACE", "MODES", "OPTIMIZERS", "SAVED", "Optimizer"]
 
@@ -48,33 +51,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "adamw": Optimizer(ops=14, state=2),
 }
 
-#: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed): ``"in"``
-#: its first activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its
-#: first output, ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a
-#: dropout's mask). Ops not listed keep nothing (views, cat, add, mean and adaptive pooling keep
-#: shapes only). Checked against ``torch.autograd.graph.saved_tensors_hooks`` on the zoo models.
-SAVED: dict[str, tuple[str, ...]] = {}
-
-
-def _saves(names: str, *what: str) -> None:
-    for name in names.split():
-        SAVED[name] = what
-
-
-_saves("convolution mm addmm bmm baddbmm linear matmul", "ins")
-_saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "extra")
-_saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax", "out")
-_saves("hardtanh hardswish hardsigmoid silu gelu selu mish softplus clamp clamp_min clamp_max threshold "
-       "avg_pool2d avg_pool3d embedding", "in")
-_saves("leaky_relu elu", "out")
-_saves("max_pool2d_with_indices max_pool3d_with_indices", "in", "extra")
-_saves("mul div", "ins")
-_saves("native_dropout", "extra")
-
 #: In place, an op whose backward needs its input saves a copy of it first (autograd's "original
 #: self"): ReLU6, Hardswish, SiLU, Hardsigmoid in place keep one more activation than out of place;
 #: ReLU, LeakyReLU and ELU in place keep their result instead (measured with saved-tensor hooks).
 COPIES_INPUT_IN_PLACE = frozenset(name for name, what in SAVED.items() if what == ("in",))
-
-#: Ops whose two multiplied operands are not their first two tensor arguments (a bias comes first).
-BIAS_FIRST = frozenset({"addmm", "baddbmm"})

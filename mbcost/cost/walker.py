@@ -41,7 +41,7 @@ from math import prod
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
+from mbcost.cost.ops import adapter_of, is_inplace, op_name
 from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, layer_key, remember_program, weights_of
 from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
 from mbcost.cost.shadow import shadow_tree
@@ -110,9 +110,10 @@ def _op_info(func: Any) -> _OpInfo:
     if info is None:
         packet = func.overloadpacket.__name__
         name = op_name(func)
-        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name),
+        info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), adapter_of(name),
                        packet not in _NOT_MEMOISED)
-        _OP_INFO[func] = info
+        if func.namespace == "aten":  # a user's op is looked up on each call: its formula may come and go
+            _OP_INFO[func] = info
     return info
 
 
