@@ -29,14 +29,6 @@ __all__ = ["Shortcut", "adaptive_pool", "addmm", "baddbmm", "batch_norm", "binar
 Shortcut = Callable[[Sequence[Any], dict[str, Any]], Any]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SHORTCUTS":  # the table's shortcuts by op name, kept where the walker has always imported them
-        from mbcost.cost.ops import SHORTCUTS
-
-        return SHORTCUTS
-    raise AttributeError(name)
-
-
 def _empty(shape: Sequence[int], like: Any) -> Any:
     """A new meta tensor of ``shape`` with ``like``'s dtype: channels-last when ``like`` is a
     channels-last 4-D tensor (convolution and pooling keep that layout), else contiguous."""

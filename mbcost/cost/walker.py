@@ -41,11 +41,11 @@ from math import prod
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.ops import adapter_of, is_inplace, op_name
+from mbcost.cost.ops import SHORTCUTS, adapter_of, is_inplace, op_name
 from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, layer_key, remember_program, weights_of
 from mbcost.cost.records import Priced, RecordBook, Structure, Trace, price
 from mbcost.cost.shadow import shadow_tree
-from mbcost.cost.shortcuts import SHORTCUTS, meta_like
+from mbcost.cost.shortcuts import meta_like
 from mbcost.cost.training import BIAS_FIRST, COPIES_INPUT_IN_PLACE, SAVED
 from mbcost.cost.workspace import conv_workspace
 from mbcost.errors import AnalysisError, SpecError
