@@ -22,7 +22,7 @@ from mbcost.cost.formulas import OpCost, register_formula
 from mbcost.cost.readers import OpCall
 from mbcost.errors import SpecError
 
-__all__ = ["OpFormula", "custom_adapter", "custom_ops", "qualified_name", "register_op", "registered_ops",
+__all__ = ["OpFormula", "custom_adapter", "custom_ops_in", "qualified_name", "register_op", "registered_ops",
            "unregister_op"]
 
 #: ``formula(*shapes_and_args, out_shape=..., **kwargs) -> int | OpCost``.
@@ -92,7 +92,7 @@ def registered_ops() -> dict[str, OpFormula]:
 
 
 @contextlib.contextmanager
-def custom_ops(ops: Mapping[Any, OpFormula] | None) -> Iterator[None]:
+def custom_ops_in(ops: Mapping[Any, OpFormula] | None) -> Iterator[None]:
     """Count ``ops`` (name or op -> formula) within the block, ahead of ``register_op``'s: what
     ``analyze(custom_ops=...)`` runs its walk in."""
     token = _SCOPED.set({**(_SCOPED.get() or {}), **_checked(ops or {})})
@@ -143,12 +143,12 @@ def custom_cost(name: str, formula: OpFormula, args: tuple, kwargs: dict[str, An
         first = (str(exc).strip().splitlines() or [""])[0]
         raise SpecError(f"the cost formula of {name} raised {type(exc).__name__}: {first}") from exc
     if isinstance(value, OpCost):
-        fields = (value.macs, value.bias_adds, value.other_ops)
+        cost, fields = value, (value.macs, value.bias_adds, value.other_ops)
     elif isinstance(value, int) and not isinstance(value, bool):
-        fields, value = (value,), OpCost(macs=value)
+        cost, fields = OpCost(macs=value), (value,)
     else:
         raise SpecError(f"the cost formula of {name} returned {value!r} ({type(value).__name__}); it must return its "
                         "MACs as an int, or an mbcost.OpCost")
     if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in fields):
         raise SpecError(f"the cost formula of {name} returned {value!r}: counts must be ints >= 0")
-    return value
+    return cost

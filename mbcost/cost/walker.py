@@ -108,8 +108,8 @@ _NOT_MEMOISED = frozenset({"div", "div_"})
 def _op_info(func: Any) -> _OpInfo:
     info = _OP_INFO.get(func)
     if info is None:
-        packet = func.overloadpacket.__name__
         name = op_name(func)
+        packet = func.overloadpacket.__name__ if func.namespace == "aten" else name
         info = _OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), adapter_of(name),
                        packet not in _NOT_MEMOISED)
         if func.namespace == "aten":  # a user's op is looked up on each call: its formula may come and go
@@ -363,7 +363,8 @@ class _Walk:
             return self.failed_at
         mod = self.stack[-1][0] if self.stack else (self.entered or self.model)
         name = self.book.names.get(mod, "") or "(root)"
-        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op and in_op else "")
+        op = self.op if "::" in self.op else f"aten.{self.op}"  # a user's op by its qualified name
+        return f"module {name} ({type(mod).__name__})" + (f", op {op}" if self.op and in_op else "")
 
     # -- running one op -------------------------------------------------------------------
 
@@ -451,7 +452,12 @@ class _Walk:
         else:
             # a priced call kept by a memoised answer or a program is met again: its record may be reused
             reuse = answer is not None or key is not None or self.capture is not None
-            priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None, reuse)
+            try:  # its formula is a user's for a custom op (mbcost.cost.custom): it may fail
+                priced = self.record(info, args, kwargs, out, tensors, answer.priced if answer is not None else None,
+                                     reuse)
+            except Exception:
+                self.failed_at = self.failed_at or self.where()
+                raise
         recorded = len(self.book.records) > before
         scratch = 0
         if recorded and info.name == "convolution" and self.lifetimes is not None:
