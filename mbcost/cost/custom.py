@@ -1,14 +1,10 @@
 """A user's own ops: ``torch.library`` custom ops counted by a formula the user gives.
 
-A custom op (``torch.library.custom_op("mylib::fused_attn", ...)`` with a fake kernel, so that it runs on
-the meta device) is listed as uncounted until a formula is registered for it, either for the process
-(``register_op``) or for one analysis (``analyze(..., custom_ops={name: formula})``, which takes precedence).
-
-The formula is called as FlopCounterMode calls one: with the op's arguments, every tensor replaced by its
-shape (a tuple of ints), and ``out_shape=`` the output's shape (a tuple of shapes for several outputs). It
-returns the op's multiply-accumulates (an ``int``) or an ``OpCost`` (MACs, bias adds and other
-elementwise ops apart). Its record has kind ``custom``; the counting conventions report it as not counted
-by the other counters (``mbcost.cost.conventions``), with what it would have cost.
+A custom op (with a fake kernel, so that it runs on the meta device) is listed as uncounted until a
+formula is registered for it: for the process (``register_op``) or for one analysis (``analyze(...,
+custom_ops={name: formula})``, ahead of the first). The formula is called as FlopCounterMode calls one: the
+op's arguments with every tensor replaced by its shape (a tuple of ints), and ``out_shape=`` the output's.
+It returns the op's MACs (an ``int``) or an ``OpCost``. Its record's kind is ``custom``.
 """
 
 from __future__ import annotations
@@ -35,20 +31,14 @@ _SCOPED: ContextVar[Mapping[str, OpFormula] | None] = ContextVar("mbcost_custom_
 def qualified_name(op: Any) -> str:
     """``"mylib::fused_attn"`` for that string, the op's ``OpOverloadPacket`` or ``OpOverload``, or the
     ``CustomOpDef`` that ``torch.library.custom_op`` returns."""
-    if isinstance(op, str):
-        name = op
-    elif hasattr(op, "overloadpacket"):  # an OpOverload
+    name = op if isinstance(op, str) else getattr(op, "_qualname", None)  # a CustomOpDef: no public accessor
+    if hasattr(op, "overloads"):  # an OpOverloadPacket: name it by an overload
+        op = getattr(op, op.overloads()[0])
+    if hasattr(op, "overloadpacket"):  # an OpOverload
         name = f"{op.namespace}::{op.overloadpacket.__name__}"
-    elif hasattr(op, "overloads"):  # an OpOverloadPacket
-        first = getattr(op, op.overloads()[0])
-        name = f"{first.namespace}::{op.__name__}"
-    elif isinstance(getattr(op, "_qualname", None), str):  # a CustomOpDef: no public accessor of its name
-        name = op._qualname
-    else:
-        raise SpecError(f"custom op {op!r}: give its qualified name ('mylib::fused_attn') or the op itself")
-    namespace, sep, rest = name.partition("::")
+    namespace, sep, rest = name.partition("::") if isinstance(name, str) else ("", "", "")
     if not sep or not namespace or not rest or "." in rest:
-        raise SpecError(f"custom op {name!r}: give its qualified name, namespace::name ('mylib::fused_attn')")
+        raise SpecError(f"custom op {op!r}: give its qualified name, namespace::name ('mylib::fused_attn'), or the op")
     if namespace == "aten":
         raise SpecError(f"{name}: ATen ops are counted by mbcost's op table (mbcost.cost.ops); custom formulas are "
                         "for your own torch.library ops")
@@ -72,11 +62,6 @@ def register_op(name: Any, formula: OpFormula) -> None:
         name: the op's qualified name (``"mylib::fused_attn"``) or the op itself.
         formula: called like a FlopCounterMode formula (tensors replaced by their shapes, ``out_shape=``
             the output's); returns the op's MACs (``int``) or an ``OpCost``.
-
-    Example:
-        >>> import mbcost
-        >>> mbcost.register_op("mylib::scale", lambda x_shape, factor, out_shape: 0)
-        >>> mbcost.unregister_op("mylib::scale")
     """
     _REGISTERED.update(_checked({name: formula}))
 
@@ -109,8 +94,7 @@ def custom_adapter(name: str) -> Callable[..., OpCall] | None:
         return None
 
     def adapt(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-        shapes = _shapes(args)
-        out_shape = _shapes(out)
+        shapes, out_shape = _shapes(args), _shapes(out)
         first_in = next((s for s in shapes if _is_shape(s)), ())
         first_out = out_shape if _is_shape(out_shape) else next((s for s in out_shape if _is_shape(s)), ())
         return OpCall(kind="custom", formula_args={"name": name, "formula": formula, "args": shapes,

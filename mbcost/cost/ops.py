@@ -1,28 +1,23 @@
 """The op table: one row per ATen op family, with everything the engine knows of it.
 
-A row (``Op``) declares, in one place:
+A row (``Op``): ``key``, the family's name, by which the counting conventions (``mbcost.cost.conventions``)
+key their rules (or by an op's own name, for one op's quirk in a counter); ``names``, the ATen overload
+packets it covers (in-place ``_`` removed); ``kind``, its cost formula (``mbcost.cost.formulas``), ``"free"``
+for views and copies (no record), ``None`` for ops listed as uncounted; ``read``, the argument reader
+(``mbcost.cost.readers``) that turns a call into the formula's shapes; ``shapes``, the shortcuts
+(``mbcost.cost.shortcuts``) that answer an op's output without running it, by overload packet (in-place
+ones with their ``_``); ``saves``, what autograd keeps for the op's backward (``mbcost.cost.training``):
+``"in"`` its first activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its first
+output, ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a dropout's mask); ops with
+none keep nothing (views, cat, add, mean keep shapes only). Checked against
+``torch.autograd.graph.saved_tensors_hooks`` on the zoo models.
 
-* ``key``: the family's name; the counting conventions (:mod:`mbcost.cost.conventions`) key their
-  rules by it (or, for one op's quirk in a counter, by the op's own name);
-* ``names``: the ATen overload packets it covers (in-place trailing ``_`` removed);
-* ``kind``: the cost formula it is priced by (:mod:`mbcost.cost.formulas`); ``"free"`` for views and
-  copies (no record); ``None`` for ops with no formula, listed as uncounted;
-* ``read``: the argument reader (:mod:`mbcost.cost.readers`) that turns a call into the formula's shapes;
-* ``shapes``: the shape shortcuts (:mod:`mbcost.cost.shortcuts`) that answer an op's output without
-  running it, by overload packet (in-place ones with their ``_``);
-* ``saves``: what autograd keeps for the op's backward (:mod:`mbcost.cost.training`): ``"in"`` its first
-  activation input, ``"ins"`` every tensor input that is not a weight, ``"out"`` its first output,
-  ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a dropout's mask). Ops not
-  listed keep nothing (views, cat, add, mean and adaptive pooling keep shapes only). Checked against
-  ``torch.autograd.graph.saved_tensors_hooks`` on the zoo models.
-
-Adding an op is one row here. A user's own ``torch.library`` ops are rows added at run time
-(``mbcost.register_op``, ``analyze(custom_ops=...)``: :mod:`mbcost.cost.custom`).
+Adding an op is one row here. A user's ``torch.library`` ops get theirs at run time (``mbcost.cost.custom``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -116,12 +111,12 @@ OPS: dict[str, Op] = {op.key: op for op in (
          shapes={**_inplace_too("add sub mul maximum minimum", shape.binary(False), shape.binary(True)),
                  "div": shape.binary(False, true_division=True), "div_": shape.binary(True, true_division=True)},
          saves={"mul div": "ins"}),
-    _row("sdpa", _SDPA, "attention", read.sdpa),
-    _row("_native_multi_head_attention", "_native_multi_head_attention", "attention", read.native_mha),
+    _row("sdpa", _SDPA, "attention", read.attention),
+    _row("_native_multi_head_attention", "_native_multi_head_attention", "attention", read.attention),
     _row("softmaxes", "softmax _softmax log_softmax _log_softmax _safe_softmax", "softmax", read.unary("x_shape"),
          shapes={"_softmax _log_softmax _safe_softmax": shape.contiguous}, saves="out"),
     _row("upsample", _UPSAMPLE, "interpolate", read.interpolate),
-    _row("grid_sampler", "grid_sampler_2d grid_sampler_3d", "interpolate", read.grid_sampler),
+    _row("grid_sampler", "grid_sampler_2d grid_sampler_3d", "interpolate", read.interpolate),
     _row("views", _VIEWS, "free", read.free, shapes={"clone": shape.clone, "cat": shape.cat},
          saves={"native_dropout": "extra"}),
     # no cost formula (listed uncounted), but their shapes or what they save are known
@@ -132,18 +127,10 @@ OPS: dict[str, Op] = {op.key: op for op in (
 )}
 
 
-def _index(rows: Sequence[Op]) -> dict[str, Op]:
-    by_name: dict[str, Op] = {}
-    for op in rows:
-        for name in op.names:
-            if name in by_name:
-                raise ValueError(f"op {name!r} is in rows {by_name[name].key!r} and {op.key!r}")
-            by_name[name] = op
-    return by_name
-
-
-#: Op name -> its row.
-ROWS: dict[str, Op] = _index(list(OPS.values()))
+#: Op name -> its row (an op is in one row only).
+ROWS: dict[str, Op] = {n: op for op in OPS.values() for n in op.names}
+if len(ROWS) != sum(len(op.names) for op in OPS.values()):
+    raise ValueError("an op is in two rows of the op table")
 #: Op name -> its argument reader bound to the row's kind (what the walker calls an adapter).
 OP_ADAPTERS: dict[str, Callable[..., OpCall]] = {
     n: partial(op.read, op.kind, n) for n, op in ROWS.items() if op.read is not None}

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OpCall", "Reader", "Shape", "arg", "batch_norm", "binary", "conv", "free", "grid_sampler",
-           "interpolate", "linear", "matmul", "native_mha", "norm", "pool", "sdpa", "unary"]
+__all__ = ["OpCall", "Reader", "Shape", "arg", "attention", "batch_norm", "binary", "conv", "free", "interpolate",
+           "ints", "linear", "matmul", "norm", "pool", "unary"]
 
 Shape = tuple[int, ...]
 
@@ -46,7 +46,10 @@ def _shape(t: Any) -> Shape:
     return tuple(t.shape)
 
 
-def _tuple(v: Any, n: int) -> tuple[int, ...]:
+def ints(v: Any, n: int) -> tuple[int, ...]:
+    """An int or int list argument (stride, padding...) as ``n`` ints."""
+    if type(v) is list and len(v) == n:  # the ATen schema's int[] (the common case)
+        return tuple(v)
     if isinstance(v, int):
         return (v,) * n
     v = tuple(int(x) for x in v)
@@ -80,8 +83,8 @@ def conv(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out:
     return OpCall(kind=kind, formula_args={"x_shape": _shape(x), "w_shape": w_shape, "out_shape": _shape(o),
                                            "transposed": transposed, "has_bias": bias is not None},
                   input_shape=_shape(x), output_shape=_shape(o), weight_shape=w_shape, kernel=w_shape[2:],
-                  stride=_tuple(stride, n), padding=padding if isinstance(padding, str) else _tuple(padding, n),
-                  dilation=_tuple(dilation, n), groups=int(groups))
+                  stride=ints(stride, n), padding=padding if isinstance(padding, str) else ints(padding, n),
+                  dilation=ints(dilation, n), groups=int(groups))
 
 
 def matmul(a_index: int, b_index: int, bias_index: int | None, transposed: bool = False) -> Reader:
@@ -138,18 +141,14 @@ _POINTS = {"linear1d": 2, "bilinear2d": 4, "trilinear3d": 8, "bicubic2d": 16}
 
 
 def interpolate(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-    """``upsample_*`` ops: every output element blends the mode's number of source values."""
+    """``upsample_*`` ops: every output element blends the mode's number of source values. ``grid_sampler_2d/3d
+    (input, grid, interpolation_mode, ...)``: mode 0 is (bi/tri)linear (4 source values in 2-D, 8 in 3-D),
+    1 nearest (0), 2 bicubic (16, 2-D only); its grid shows as the weight."""
     x, o = _shape(args[0]), _shape(_first(out))
-    return OpCall(kind=kind, formula_args={"out_shape": o, "points": _POINTS.get(name.removeprefix("upsample_"), 0)},
-                  input_shape=x, output_shape=o)
-
-
-def grid_sampler(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-    """``grid_sampler_2d/3d(input, grid, interpolation_mode, padding_mode, align_corners)``: mode 0 is
-    (bi/tri)linear (4 source values in 2-D, 8 in 3-D), 1 nearest (0), 2 bicubic (16, 2-D only)."""
-    x, o = _shape(args[0]), _shape(_first(out))
-    mode = int(arg(args, kwargs, 2, "interpolation_mode", 0))
-    points = {0: 2 ** (len(x) - 2), 1: 0, 2: 16}.get(mode, 0)
+    if not name.startswith("grid_sampler"):
+        points = _POINTS.get(name.removeprefix("upsample_"), 0)
+        return OpCall(kind=kind, formula_args={"out_shape": o, "points": points}, input_shape=x, output_shape=o)
+    points = {0: 2 ** (len(x) - 2), 1: 0, 2: 16}.get(int(arg(args, kwargs, 2, "interpolation_mode", 0)), 0)
     return OpCall(kind=kind, formula_args={"out_shape": o, "points": points}, input_shape=x, output_shape=o,
                   weight_shape=_shape(args[1]))
 
@@ -159,11 +158,11 @@ def pool(average: bool) -> Reader:
     def read(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
         x, o = args[0], _first(out)
         n = x.dim() - 2
-        kernel = _tuple(arg(args, kwargs, 1, "kernel_size"), n)
+        kernel = ints(arg(args, kwargs, 1, "kernel_size"), n)
         stride = arg(args, kwargs, 2, "stride") or kernel
         padding = arg(args, kwargs, 3, "padding", 0)
         return OpCall(kind=kind, formula_args={"out_shape": _shape(o), "kernel": kernel}, input_shape=_shape(x),
-                      output_shape=_shape(o), kernel=kernel, stride=_tuple(stride, n), padding=_tuple(padding, n),
+                      output_shape=_shape(o), kernel=kernel, stride=ints(stride, n), padding=ints(padding, n),
                       count_include_pad=bool(arg(args, kwargs, 5, "count_include_pad", True)) if average else None)
     return read
 
@@ -174,21 +173,17 @@ def binary(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], ou
                   input_shape=_shape(x) if hasattr(x, "shape") else (), output_shape=_shape(o))
 
 
-def sdpa(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-    """Fused scaled dot-product attention kernels: ``(q, k, v, ...)``, heads in the leading dims."""
-    q, k, v = args[0], args[1], args[2]
-    return OpCall(kind=kind, formula_args={"q_shape": _shape(q), "k_shape": _shape(k), "v_shape": _shape(v)},
-                  input_shape=_shape(q), output_shape=_shape(_first(out)))
-
-
-def native_mha(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
-    """``_native_multi_head_attention(q, k, v, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
-    proj_bias, ...)``: nn.MultiheadAttention's fused eval path, projections included."""
-    q, k, v = args[0], args[1], args[2]
-    return OpCall(kind=kind, formula_args={"q_shape": _shape(q), "k_shape": _shape(k), "v_shape": _shape(v),
-                                           "embed_dim": int(args[3]), "heads": int(args[4]), "projections": True,
-                                           "has_bias": args[6] is not None},
-                  input_shape=_shape(q), output_shape=_shape(_first(out)), weight_shape=_shape(args[5]))
+def attention(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """Fused scaled dot-product attention kernels: ``(q, k, v, ...)``, heads in the leading dims; and
+    ``_native_multi_head_attention(q, k, v, embed_dim, num_head, qkv_weight, qkv_bias, ...)``,
+    nn.MultiheadAttention's fused eval path, projections included."""
+    q = _shape(args[0])
+    shapes = {"q_shape": q, "k_shape": _shape(args[1]), "v_shape": _shape(args[2])}
+    if name != "_native_multi_head_attention":
+        return OpCall(kind=kind, formula_args=shapes, input_shape=q, output_shape=_shape(_first(out)))
+    return OpCall(kind=kind, formula_args={**shapes, "embed_dim": int(args[3]), "heads": int(args[4]),
+                                           "projections": True, "has_bias": args[6] is not None},
+                  input_shape=q, output_shape=_shape(_first(out)), weight_shape=_shape(args[5]))
 
 
 def free(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:

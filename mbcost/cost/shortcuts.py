@@ -20,6 +20,7 @@ from math import ceil, floor
 from typing import Any
 
 from mbcost.cost.readers import arg as _arg
+from mbcost.cost.readers import ints as _ints
 
 __all__ = ["Shortcut", "adaptive_pool", "addmm", "baddbmm", "batch_norm", "binary", "bmm", "broadcast", "cat", "clone",
            "constant_pad", "contiguous", "convolution", "group_norm", "inplace", "layer_norm", "masked_fill", "mean",
@@ -91,15 +92,6 @@ def contiguous(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
 
     x = args[0]
     return torch.empty(x.shape, dtype=x.dtype, device="meta")
-
-
-def _ints(v: Any, n: int) -> tuple[int, ...]:
-    if type(v) is list and len(v) == n:  # the ATen schema's int[] (the common case)
-        return tuple(v)
-    if isinstance(v, int):
-        return (v,) * n
-    v = tuple(int(x) for x in v)
-    return v * n if len(v) == 1 and n > 1 else v
 
 
 def window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool = False) -> int:

@@ -24,7 +24,7 @@ from math import prod
 from mbcost.cost.ops import family
 from mbcost.cost.result import LayerCost
 
-__all__ = ["Charge", "Convention", "Handler", "Unit", "elementwise", "ignored", "macs", "norm", "numel", "op_label",
+__all__ = ["Charge", "Convention", "Handler", "Unit", "elementwise", "macs", "norm", "numel", "op_label",
            "unsupported"]
 
 
@@ -93,13 +93,6 @@ def elementwise(per: int, reason: str, *, of: str = "input") -> Handler:
     def handle(layer: LayerCost) -> Charge:
         shape = layer.input_shape if of == "input" else layer.output_shape
         return Charge(ops=per * numel(shape), reason=reason)
-    return handle
-
-
-def ignored(reason: str) -> Handler:
-    """Counted as nothing, on purpose."""
-    def handle(layer: LayerCost) -> Charge:
-        return Charge(counted=False, reason=reason)
     return handle
 
 

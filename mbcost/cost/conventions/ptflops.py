@@ -32,7 +32,7 @@ SDPA's CPU kernel.
 from __future__ import annotations
 
 from mbcost.cost.conventions.attention import CPU_SDPA, SDPA, SDPA_MATH, sdpa_uncounted
-from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, numel
+from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, elementwise, macs, numel
 from mbcost.cost.conventions.fvcore import (
     MHA_FAST_PATH,
     fast_path_lookup,
@@ -63,16 +63,9 @@ def _module(kinds: tuple[str, ...], base: str, formula: Handler, *, functional: 
     return handle
 
 
-def _products(layer: LayerCost) -> Charge:
-    return Charge(macs=layer.macs, ops=layer.bias_adds, reason="MACs + bias adds")
-
-
-def _per_output(layer: LayerCost) -> Charge:
-    return Charge(ops=numel(layer.output_shape), reason="1 per output element")
-
-
-def _per_input(layer: LayerCost) -> Charge:
-    return Charge(ops=numel(layer.input_shape), reason="1 per input element")
+_products = macs("MACs + bias adds", bias=True)
+_per_output = elementwise(1, "1 per output element", of="output")
+_per_input = elementwise(1, "1 per input element")
 
 
 def _batch_norm(layer: LayerCost) -> Charge:
