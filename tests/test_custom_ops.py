@@ -17,7 +17,7 @@ from torch import nn
 
 import mbcost
 from mbcost.cost.conventions import apply_convention
-from mbcost.cost.custom import registered_ops
+from mbcost.cost.custom import custom_adapter
 from mbcost.errors import AnalysisError, SpecError
 
 B, L, E, HEADS = 2, 16, 32, 4
@@ -64,13 +64,17 @@ ATTENTION_MACS = 32_768
 SOFTMAX_OPS = 6_144
 
 
+ALL = (NAME, "mbcost_cli::scale_rows", "mbcost_bad::scale_rows")
+
+
 @pytest.fixture(autouse=True)
 def _no_registration_leaks():
-    """Every test starts and ends with no registered formula."""
-    assert registered_ops() == {}
+    """Every test starts and ends with no formula for any of its ops."""
+    assert all(custom_adapter(name) is None for name in ALL)
     yield
-    for name in list(registered_ops()):
+    for name in ALL:
         mbcost.unregister_op(name)
+    assert all(custom_adapter(name) is None for name in ALL)
 
 
 def test_a_custom_op_without_a_formula_is_listed_uncounted():

@@ -16,10 +16,9 @@ from typing import Any
 
 from mbcost.cost.formulas import OpCost, register_formula
 from mbcost.cost.readers import OpCall
-from mbcost.errors import SpecError
+from mbcost.errors import SpecError, first_line
 
-__all__ = ["OpFormula", "custom_adapter", "custom_ops_in", "qualified_name", "register_op", "registered_ops",
-           "unregister_op"]
+__all__ = ["OpFormula", "custom_adapter", "custom_ops_in", "qualified_name", "register_op", "unregister_op"]
 
 #: ``formula(*shapes_and_args, out_shape=..., **kwargs) -> int | OpCost``.
 OpFormula = Callable[..., Any]
@@ -71,11 +70,6 @@ def unregister_op(name: Any) -> None:
     _REGISTERED.pop(qualified_name(name), None)
 
 
-def registered_ops() -> dict[str, OpFormula]:
-    """The formulas ``register_op`` holds, by qualified name."""
-    return dict(_REGISTERED)
-
-
 @contextlib.contextmanager
 def custom_ops_in(ops: Mapping[Any, OpFormula] | None) -> Iterator[None]:
     """Count ``ops`` (name or op -> formula) within the block, ahead of ``register_op``'s: what
@@ -124,8 +118,7 @@ def custom_cost(name: str, formula: OpFormula, args: tuple, kwargs: dict[str, An
     try:
         value = formula(*args, out_shape=out_shape, **kwargs)
     except Exception as exc:  # the user's code: say whose formula failed, in one line
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise SpecError(f"the cost formula of {name} raised {type(exc).__name__}: {first}") from exc
+        raise SpecError(f"the cost formula of {name} raised {type(exc).__name__}: {first_line(exc)}") from exc
     if isinstance(value, OpCost):
         cost, fields = value, (value.macs, value.bias_adds, value.other_ops)
     elif isinstance(value, int) and not isinstance(value, bool):

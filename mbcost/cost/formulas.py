@@ -38,7 +38,8 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class OpCost:
-    """The cost of one op call. All counts are exact integers."""
+    """The cost of one op call, exact integers: MACs, bias adds and other elementwise ops (what a custom op's
+    formula may return: ``mbcost.OpCost(macs=..., other_ops=...)``)."""
 
     macs: int = 0
     bias_adds: int = 0
