@@ -424,7 +424,7 @@ def dispatch_floor(model, x) -> Timed:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from mbcost.cost.shortcuts import SHORTCUTS
+    from mbcost.cost.ops import SHORTCUTS
 
     class ShapesOnly(TorchDispatchMode):
         @classmethod

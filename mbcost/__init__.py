@@ -8,6 +8,7 @@ Public API (imports are lazy so that ``import mbcost`` and ``mbcost --help`` sta
     model = mbcost.build_model("v1")                   # a real nn.Module from the zoo
     mbcost.apply_convention(cost, "fvcore")            # counted the way fvcore counts
     mbcost.predict("v2", 224, threads=1)               # latency predicted from a device profile (mbcost calibrate)
+    mbcost.register_op("mylib::fused_attn", formula)   # count your torch.library op (or analyze(custom_ops=))
 
 The subpackages declare their own APIs in ``__all__`` (``mbcost.counters``, ``mbcost.report``,
 ``mbcost.gate``, ``mbcost.zoo``, ...).
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from mbcost.cost.analyze import analyze  # noqa: F401
     from mbcost.cost.conv import ConvComparison, compare_conv  # noqa: F401
     from mbcost.cost.conventions import apply_convention  # noqa: F401
+    from mbcost.cost.custom import custom_ops_in, register_op, unregister_op  # noqa: F401
+    from mbcost.cost.formulas import OpCost  # noqa: F401
     from mbcost.cost.result import LayerCost, ModelCost  # noqa: F401
     from mbcost.counters.reconciliation import reconcile  # noqa: F401
     from mbcost.zoo import build_model, list_models  # noqa: F401
@@ -44,6 +47,10 @@ _LAZY = {
     "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
     "reconcile": ("mbcost.counters.reconciliation", "reconcile"),
     "predict": ("mbcost.predict", None),  # the package, callable: mbcost.predict(model, ...) -> Prediction
+    "register_op": ("mbcost.cost.custom", "register_op"),
+    "unregister_op": ("mbcost.cost.custom", "unregister_op"),
+    "custom_ops_in": ("mbcost.cost.custom", "custom_ops_in"),
+    "OpCost": ("mbcost.cost.formulas", "OpCost"),
 }
 
 __all__ = ["__version__", *_LAZY]

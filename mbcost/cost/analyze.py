@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
+from mbcost.cost.custom import OpFormula, custom_ops_in
 from mbcost.cost.precision import INT8_FLOAT_BYTES, PRECISIONS, int8_weight_bytes
 from mbcost.cost.result import ModelCost
 from mbcost.cost.walker import trace_model
@@ -36,6 +38,7 @@ def analyze(
     optimizer: str = "sgd",
     name: str | None = None,
     precision: str = "float32",
+    custom_ops: Mapping[Any, OpFormula] | None = None,
 ) -> ModelCost:
     """Analytic cost of ``model`` on ``inputs``.
 
@@ -69,6 +72,10 @@ def analyze(
         precision: ``float32`` or ``int8``: the bytes of a runtime's statically quantized int8 model
             (int8 weights with per-output-channel scales, int8 activations; the rule is
             ``mbcost.cost.precision``'s). MACs are unchanged. int8 analyses a float32 model, in inference.
+        custom_ops: formulas for your own ``torch.library`` ops, by qualified name (``"mylib::fused_attn"``) or
+            op, for this analysis (ahead of ``mbcost.register_op``'s): called with the op's arguments, tensors
+            replaced by their shapes, and ``out_shape=``; each returns the op's MACs or an ``mbcost.OpCost``
+            (``mbcost.cost.custom``). Without one, a custom op is listed in ``uncounted``.
 
     Returns:
         A ``ModelCost`` with ``.params``, ``.macs``, ``.flops``, ``.layers`` and ``.to_frame()``.
@@ -106,8 +113,9 @@ def analyze(
         resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
                                   dtype=in_dtype)
         module, model_name = model, name or type(model).__name__
-    trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
-                        train=train, float_bytes=INT8_FLOAT_BYTES if int8 else None)
+    with custom_ops_in(custom_ops):
+        trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
+                            train=train, float_bytes=INT8_FLOAT_BYTES if int8 else None)
     return ModelCost(
         name=model_name,
         width=width,

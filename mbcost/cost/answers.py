@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mbcost.cost.ops import OP_ADAPTERS, is_inplace, op_name
+from mbcost.cost.ops import SHORTCUTS, adapter_of, is_inplace, op_name
 from mbcost.cost.records import Priced
-from mbcost.cost.shortcuts import SHORTCUTS
 
 __all__ = ["SCALARS", "Answer", "OpInfo", "answer_of", "forget", "op_info", "recall", "remember", "remembered",
            "signature", "tensors_in"]
@@ -49,11 +48,12 @@ def op_info(func: Any) -> OpInfo:
     """The ``OpInfo`` of an ATen overload (made on its first call)."""
     info = _OP_INFO.get(func)
     if info is None:
-        packet = func.overloadpacket.__name__
         name = op_name(func)
-        info = OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), OP_ADAPTERS.get(name),
+        packet = func.overloadpacket.__name__ if func.namespace == "aten" else name
+        info = OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), adapter_of(name),
                       packet not in _NOT_MEMOISED)
-        _OP_INFO[func] = info
+        if func.namespace == "aten":  # a user's op is looked up on each call: its formula may come and go
+            _OP_INFO[func] = info
     return info
 
 

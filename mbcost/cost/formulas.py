@@ -38,7 +38,8 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class OpCost:
-    """The cost of one op call. All counts are exact integers."""
+    """The cost of one op call, exact integers: MACs, bias adds and other elementwise ops (what a custom op's
+    formula may return: ``mbcost.OpCost(macs=..., other_ops=...)``)."""
 
     macs: int = 0
     bias_adds: int = 0
@@ -106,46 +107,28 @@ def attention_cost(q_shape: Shape, k_shape: Shape, v_shape: Shape, *, embed_dim:
     return OpCost(macs=scores * q_shape[-1] + scores * v_shape[-1], other_ops=3 * scores)
 
 
-@register_formula("batchnorm")
-def batchnorm_cost(x_shape: Shape) -> OpCost:
-    """BatchNorm in eval mode: a folded scale and shift, 2 ops per element."""
-    return OpCost(other_ops=2 * prod(x_shape))
+def _per_element(kind: str, per: int, what: str) -> Formula:
+    """``per`` ops per element of the one shape the kind's reader gives (``x_shape`` or ``out_shape``)."""
+    def cost(**shape: Shape) -> OpCost:
+        (dims,) = shape.values()
+        return OpCost(other_ops=per * prod(dims))
+    cost.__doc__ = f"{what}: {per} op{'s' if per > 1 else ''} per element."
+    return register_formula(kind)(cost)
 
 
-@register_formula("norm")
-def norm_cost(x_shape: Shape) -> OpCost:
-    """LayerNorm / GroupNorm / InstanceNorm: statistics, normalisation and affine, 5 per element."""
-    return OpCost(other_ops=5 * prod(x_shape))
-
-
-@register_formula("activation")
-def activation_cost(out_shape: Shape) -> OpCost:
-    """Pointwise activation (ReLU, ReLU6/hardtanh, Hardswish, SiLU, GELU...): 1 op per element."""
-    return OpCost(other_ops=prod(out_shape))
+batchnorm_cost = _per_element("batchnorm", 2, "BatchNorm in eval mode: a folded scale and shift")
+norm_cost = _per_element("norm", 5, "LayerNorm / GroupNorm / InstanceNorm: statistics, normalisation and affine")
+activation_cost = _per_element("activation", 1, "Pointwise activation (ReLU, ReLU6/hardtanh, Hardswish, SiLU, GELU...)")
+global_pool_cost = _per_element("global_pool", 1, "Adaptive average pooling / ``mean`` over spatial dims: each input "
+                                "element summed once")
+elementwise_cost = _per_element("elementwise", 1, "Binary elementwise op (residual add, mul, sub, div)")
+softmax_cost = _per_element("softmax", 3, "Softmax: exponent, sum and divide")
 
 
 @register_formula("pool")
 def pool_cost(out_shape: Shape, kernel: Sequence[int]) -> OpCost:
     """Max or average pooling with a fixed window: ``prod(kernel)`` ops per output element."""
     return OpCost(other_ops=prod(out_shape) * prod(kernel))
-
-
-@register_formula("global_pool")
-def global_pool_cost(x_shape: Shape) -> OpCost:
-    """Adaptive average pooling / ``mean`` over spatial dims: every input element is summed once."""
-    return OpCost(other_ops=prod(x_shape))
-
-
-@register_formula("elementwise")
-def elementwise_cost(out_shape: Shape) -> OpCost:
-    """Binary elementwise op (residual add, mul, sub, div): 1 op per output element."""
-    return OpCost(other_ops=prod(out_shape))
-
-
-@register_formula("softmax")
-def softmax_cost(x_shape: Shape) -> OpCost:
-    """Softmax: exponent, sum and divide, 3 ops per element."""
-    return OpCost(other_ops=3 * prod(x_shape))
 
 
 @register_formula("interpolate")

@@ -9,7 +9,8 @@ usual). In-place ops return their first argument. Invalid arguments that the rea
 reject (a convolution's channel mismatch, a window larger than its input, shapes that do not
 broadcast) raise ``RuntimeError`` as the real op would.
 
-Nothing here counts cost; ``mbcost.cost.ops`` turns the same call into formula arguments.
+Nothing here counts cost, nor says which op each function answers: the op table (``mbcost.cost.ops``)
+does, row by row.
 """
 
 from __future__ import annotations
@@ -18,19 +19,15 @@ from collections.abc import Callable, Sequence
 from math import ceil, floor
 from typing import Any
 
-__all__ = ["SHORTCUTS", "broadcast", "meta_like", "window_out"]
+from mbcost.cost.readers import arg as _arg
+from mbcost.cost.readers import ints as _ints
 
+__all__ = ["Shortcut", "adaptive_pool", "addmm", "baddbmm", "batch_norm", "binary", "bmm", "broadcast", "cat", "clone",
+           "constant_pad", "contiguous", "convolution", "group_norm", "inplace", "layer_norm", "masked_fill", "mean",
+           "meta_like", "mm", "pool", "same", "suggested", "window_out"]
+
+#: ``shortcut(args, kwargs)``: the op's output (meta tensors), or ``None`` when it cannot say for sure.
 Shortcut = Callable[[Sequence[Any], dict[str, Any]], Any]
-
-#: ATen overload packet name (``relu_``, ``convolution``...) -> shortcut.
-SHORTCUTS: dict[str, Shortcut] = {}
-
-
-def _register(names: str, fn: Shortcut) -> None:
-    for name in names.split():
-        if name in SHORTCUTS:
-            raise ValueError(f"shortcut for {name!r} registered twice")
-        SHORTCUTS[name] = fn
 
 
 def _empty(shape: Sequence[int], like: Any) -> Any:
@@ -89,27 +86,12 @@ def _in_order(shape: Sequence[int], x: Any, dtype: Any = None, any_order: bool =
     return torch.empty_strided(tuple(shape), dense, dtype=dtype, device="meta")
 
 
-def _contiguous(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def contiguous(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """Same shape, contiguous whatever the input's layout (softmax, roll, group norm)."""
     import torch
 
     x = args[0]
     return torch.empty(x.shape, dtype=x.dtype, device="meta")
-
-
-def _arg(args: Sequence[Any], kwargs: dict[str, Any], i: int, name: str, default: Any = None) -> Any:
-    if len(args) > i:
-        return args[i]
-    return kwargs.get(name, default)
-
-
-def _ints(v: Any, n: int) -> tuple[int, ...]:
-    if type(v) is list and len(v) == n:  # the ATen schema's int[] (the common case)
-        return tuple(v)
-    if isinstance(v, int):
-        return (v,) * n
-    v = tuple(int(x) for x in v)
-    return v * n if len(v) == 1 and n > 1 else v
 
 
 def window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool = False) -> int:
@@ -134,33 +116,21 @@ def broadcast(*shapes: Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-# --- shape-preserving ---------------------------------------------------------------------
-
-
-def _same(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def same(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return meta_like(args[0])
 
 
-def _inplace(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def inplace(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return args[0] if args[0].is_meta else None
 
 
-_UNARY = ("relu hardtanh sigmoid tanh hardswish hardsigmoid silu gelu leaky_relu elu selu mish softplus "
-          "clamp clamp_min clamp_max threshold")
-_register(_UNARY, _same)
-_register("_softmax _log_softmax _safe_softmax", _contiguous)
-
-
-def _suggested(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def suggested(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """Same shape; channels-last for a channels-last input, else contiguous (the layout ATen's
     ``suggest_memory_format`` picks: roll, batch norm, masked_fill)."""
     return _empty(args[0].shape, args[0])
 
 
-_register("roll", _suggested)
-
-
-def _clone(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def clone(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     import torch
 
     fmt = kwargs.get("memory_format", torch.preserve_format)
@@ -171,11 +141,7 @@ def _clone(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return None
 
 
-_register("clone", _clone)
-_register(" ".join(f"{n}_" for n in _UNARY.split()), _inplace)
-
-
-def _batch_norm(training_index: int | None) -> Shortcut:
+def batch_norm(training_index: int | None) -> Shortcut:
     """Batch norm: the output has the input's shape. In eval the saved statistics are empty; in
     training they are one per channel (the running statistics' update writes nothing on meta)."""
 
@@ -190,11 +156,7 @@ def _batch_norm(training_index: int | None) -> Shortcut:
     return answer
 
 
-_register("native_batch_norm", _batch_norm(5))
-_register("_native_batch_norm_legit_no_training", _batch_norm(None))
-
-
-def _layer_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def layer_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     x, normalized = args[0], tuple(args[1])
     axis = x.dim() - len(normalized)
     if axis < 0 or tuple(x.shape[axis:]) != normalized:
@@ -206,7 +168,7 @@ def _layer_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(x.shape, dtype=x.dtype, device="meta"), mean, meta_like(mean)
 
 
-def _group_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def group_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     x, n, group = args[0], int(args[3]), int(args[6])
     import torch
 
@@ -214,14 +176,7 @@ def _group_norm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return _empty(x.shape, x), mean, meta_like(mean)
 
 
-_register("native_layer_norm", _layer_norm)
-_register("native_group_norm", _group_norm)
-
-
-# --- elementwise with broadcasting ----------------------------------------------------------
-
-
-def _binary(inplace: bool, true_division: bool = False) -> Shortcut:
+def binary(inplace: bool, true_division: bool = False) -> Shortcut:
     """Elementwise ``a op b`` with broadcasting and type promotion. The output takes the layout of
     the first operand of the full output shape (TensorIterator lets the first operand decide);
     true division of integers gives the default float dtype. Left to run: ``div`` with a rounding
@@ -257,14 +212,7 @@ def _binary(inplace: bool, true_division: bool = False) -> Shortcut:
     return answer
 
 
-_BINARY = "add sub mul maximum minimum"
-_register(_BINARY, _binary(False))
-_register(" ".join(f"{n}_" for n in _BINARY.split()), _binary(True))
-_register("div", _binary(False, true_division=True))
-_register("div_", _binary(True, true_division=True))
-
-
-def _masked_fill(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def masked_fill(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     import torch
 
     x, mask = args[0], args[1]
@@ -273,10 +221,7 @@ def _masked_fill(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(x.shape, dtype=x.dtype, device="meta")  # contiguous, whatever x's layout
 
 
-_register("masked_fill", _masked_fill)
-
-
-def _cat(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def cat(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     import torch
 
     tensors = [t for t in args[0] if not (t.dim() == 1 and t.shape[0] == 0)]  # legacy empty tensors are skipped
@@ -301,13 +246,7 @@ def _cat(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
-_register("cat", _cat)
-
-
-# --- convolution, matrix products ----------------------------------------------------------
-
-
-def _convolution(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def convolution(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)``."""
     x, w = args[0], args[1]
     n = w.dim() - 2
@@ -341,10 +280,7 @@ def _convolution(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return _empty((x.shape[0], channels, *spatial), x)
 
 
-_register("convolution", _convolution)
-
-
-def _mm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def mm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     a, b = args[0], args[1]
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         return None
@@ -353,36 +289,26 @@ def _mm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return _empty((a.shape[0], b.shape[1]), a)
 
 
-def _addmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    out = _mm(args[1:], kwargs)
+def addmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    out = mm(args[1:], kwargs)
     if out is not None:
-        broadcast(args[0].shape, out.shape)  # the bias must broadcast to the product
         if broadcast(args[0].shape, out.shape) != tuple(out.shape):
             raise RuntimeError(f"bias of shape {tuple(args[0].shape)} does not expand to {tuple(out.shape)}")
     return out
 
 
-def _bmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def bmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     a, b = args[0], args[1]
     if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         return None
     return _empty((a.shape[0], a.shape[1], b.shape[2]), a)
 
 
-def _baddbmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    return _bmm(args[1:], kwargs)
+def baddbmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    return bmm(args[1:], kwargs)
 
 
-_register("mm", _mm)
-_register("addmm", _addmm)
-_register("bmm", _bmm)
-_register("baddbmm", _baddbmm)
-
-
-# --- pooling and reductions ----------------------------------------------------------------
-
-
-def _pool(with_indices: bool) -> Shortcut:
+def pool(with_indices: bool) -> Shortcut:
     """``max_pool2d_with_indices(x, k, stride, padding, dilation, ceil_mode)`` and
     ``avg_pool2d(x, k, stride, padding, ceil_mode, count_include_pad, divisor)``."""
 
@@ -415,11 +341,7 @@ def _pool(with_indices: bool) -> Shortcut:
     return answer
 
 
-_register("max_pool2d_with_indices", _pool(True))
-_register("avg_pool2d", _pool(False))
-
-
-def _adaptive_pool(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def adaptive_pool(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     x, size = args[0], args[1]
     size = _ints(size, x.dim() - 2 if x.dim() > 3 else 2)
     if x.dim() not in (3, 4, 5) or len(size) > x.dim() - 1:
@@ -427,10 +349,7 @@ def _adaptive_pool(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return _empty((*x.shape[: x.dim() - len(size)], *size), x)
 
 
-_register("_adaptive_avg_pool2d _adaptive_avg_pool3d", _adaptive_pool)
-
-
-def _mean(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def mean(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``mean.dim(x, dim, keepdim=False, dtype=None)``; other overloads run."""
     import torch
 
@@ -448,11 +367,7 @@ def _mean(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
-_register("mean", _mean)
-
-
-def _constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-
+def constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     x, pad = args[0], list(args[1])
     shape = list(x.shape)
     for i in range(len(pad) // 2):
@@ -465,4 +380,3 @@ def _constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return _in_order(shape, x)
 
 
-_register("constant_pad_nd", _constant_pad)

@@ -22,8 +22,8 @@ Counting semantics (``mode="train"``):
   everything saved for backward so far; during the backward (ops in reverse), what is still saved,
   the gradient of the op's output and of its input, and the parameters' gradients made so far (a
   weight's gradient exists from the backward of its last reader on: ``train_peak_grad_bytes``); at the
-  optimizer's update, every gradient. What each op saves is ``SAVED`` below (ATen's derivative
-  formulas, checked op by op with saved-tensor hooks); ``F.scaled_dot_product_attention``'s math path,
+  optimizer's update, every gradient. What each op saves is its op table row's ``saves`` (``mbcost.cost.ops``, ATen's
+  derivative formulas, checked op by op with saved-tensor hooks); ``F.scaled_dot_product_attention``'s math path,
   which the meta device runs, saves what the fused CPU and CUDA kernels save (``mbcost.cost.lifetimes``).
   Within 10% of the CPU allocator's measured peak on torchvision's and timm's models
   (``benchmarks/bench_train_memory.py``).
@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from mbcost.cost.ops import BIAS_FIRST, SAVED
 
 __all__ = ["BIAS_FIRST", "MODES", "OPTIMIZERS", "SAVED", "Optimizer", "saved_for_backward"]
 
@@ -54,50 +56,6 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "adam": Optimizer(ops=12, state=2),
     "adamw": Optimizer(ops=14, state=2),
 }
-
-#: What autograd keeps for an op's backward, by ATen op name (in-place suffix removed), in words of its
-#: tensor arguments (lists flattened, in order) and outputs: ``"in"`` its first activation input, ``"ins"``
-#: every activation input, ``"rest"`` every activation input after the first (indices, masks), ``"pair"``
-#: each of its first two tensors when the other needs a gradient (a product: ``x @ w`` keeps ``x`` for
-#: ``w``'s gradient), ``"pair1"`` the same for its second and third tensors (after a bias), ``"quotient"``
-#: ``a / b``: ``b`` when either needs a gradient, ``a`` when ``b`` does, ``"out"`` its first output,
-#: ``"extra"`` its other outputs (a pooling's indices, a norm's statistics, a dropout's mask, an attention
-#: kernel's logsumexp). Weights are never counted (they exist anyway). Ops not listed keep nothing or
-#: shapes only (views, cat, add, sub, neg, mean, sum, pads, clones, upsampling, cumsum). Checked against
-#: ``torch.autograd.graph.saved_tensors_hooks``, op by op, on the ops torchvision's and timm's models issue
-#: (tests/test_saved_rules.py).
-SAVED: dict[str, tuple[str, ...]] = {}
-
-
-def _saves(names: str, *what: str) -> None:
-    for name in names.split():
-        SAVED[name] = what
-
-
-_saves("mm bmm matmul mul", "pair")
-_saves("addmm baddbmm addcmul", "pair1")
-_saves("div", "quotient")
-_saves("convolution linear", "ins")  # one formula for every gradient: the inputs whichever needs one
-_saves("native_batch_norm native_layer_norm native_group_norm _native_batch_norm_legit", "ins", "extra")
-_saves("relu sigmoid tanh _softmax _log_softmax _safe_softmax softmax log_softmax exp sqrt rsqrt", "out")
-_saves("hardtanh hardswish hardsigmoid silu gelu selu mish softplus clamp clamp_min clamp_max threshold "
-       "avg_pool2d avg_pool3d _adaptive_avg_pool2d _adaptive_avg_pool3d embedding log abs erf sin cos pow "
-       "var var_mean where", "in")
-_saves("std amax amin linalg_vector_norm prod", "in", "out")
-_saves("leaky_relu elu", "out")
-_saves("max_pool2d_with_indices max_pool3d_with_indices adaptive_max_pool2d adaptive_max_pool3d log_sigmoid_forward",
-       "in", "extra")
-_saves("max min topk sort kthvalue", "extra")
-_saves("minimum maximum gather", "ins")
-_saves("index masked_fill", "rest")
-_saves("native_dropout", "extra")
-# the fused attention kernels: q, k, v (and the mask), the output and its logsumexp (CUDA's: and RNG state)
-_saves("_scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_flash_attention "
-       "_scaled_dot_product_efficient_attention _scaled_dot_product_cudnn_attention", "ins", "out", "extra")
-
-#: Ops whose two multiplied operands are not their first two tensor arguments (a bias comes first).
-BIAS_FIRST = frozenset({"addmm", "baddbmm"})
-
 
 def saved_for_backward(name: str, tensors: Sequence[Any], outputs: Sequence[Any], *, weights: Container[int],
                        grads: Container[int], inplace: bool) -> tuple[list[Any], int]:

@@ -161,7 +161,8 @@ class Walk:
             return self.failed_at
         mod = self.stack[-1].mod if self.stack else (self.entered or self.model)
         name = self.book.names.get(mod, "") or "(root)"
-        return f"module {name} ({type(mod).__name__})" + (f", op aten.{self.op}" if self.op and in_op else "")
+        op = self.op if "::" in self.op else f"aten.{self.op}"  # a user's op by its qualified name
+        return f"module {name} ({type(mod).__name__})" + (f", op {op}" if self.op and in_op else "")
 
     # -- running one op -------------------------------------------------------------------
 
@@ -273,8 +274,12 @@ class Walk:
             if answer is not None:
                 priced = answer.priced
             else:
-                call = info.adapter(args, kwargs, out)
-                priced = None if call.kind == "free" else price(call)
+                try:  # a user's formula for a custom op (mbcost.cost.custom) may fail
+                    call = info.adapter(args, kwargs, out)
+                    priced = None if call.kind == "free" else price(call)
+                except Exception:
+                    self.failed_at = self.failed_at or self.where()
+                    raise
             if priced is None:
                 self._weight_views(tensors, out)
             else:

@@ -1,7 +1,8 @@
 """What every convention table is made of: units, charges, handler factories, the convention type.
 
-A convention is one table, fvcore-style (``fvcore/nn/jit_handles.py``): a key (an ATen op name as the
-engine records it, or a ``torch.nn`` class name for counters that hook modules) maps to a handler
+A convention is one table, fvcore-style (``fvcore/nn/jit_handles.py``): a key (an op table row's key, an
+ATen op name as the engine records it for one op's quirk, or a ``torch.nn`` class name for counters that
+hook modules) maps to a handler
 built by a small factory (``macs()``, ``norm(1, 2)``, ``elementwise(1)``), or to ``None``: ignored.
 A handler reads one engine record (``LayerCost``) and returns a ``Charge``: the work the counter
 counts for it, split by unit, so that multiply-accumulates and elementwise operations never mix:
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 from enum import Enum
 from math import prod
 
+from mbcost.cost.ops import family
 from mbcost.cost.result import LayerCost
 
-__all__ = ["Charge", "Convention", "Handler", "Unit", "elementwise", "ignored", "macs", "norm", "numel",
+__all__ = ["Charge", "Convention", "Handler", "Unit", "elementwise", "macs", "norm", "numel", "op_label",
            "unsupported"]
 
 
@@ -62,6 +64,11 @@ def numel(shape: tuple[int, ...]) -> int:
     return prod(shape)
 
 
+def op_label(op: str) -> str:
+    """``aten::relu`` for an ATen op, a user's op by its qualified name (``mylib::fused_attn``)."""
+    return op if "::" in op else f"aten::{op}"
+
+
 # --- handler factories -----------------------------------------------------------------------
 
 
@@ -89,17 +96,10 @@ def elementwise(per: int, reason: str, *, of: str = "input") -> Handler:
     return handle
 
 
-def ignored(reason: str) -> Handler:
-    """Counted as nothing, on purpose."""
-    def handle(layer: LayerCost) -> Charge:
-        return Charge(counted=False, reason=reason)
-    return handle
-
-
 def unsupported(library: str) -> Handler:
     """The default of an op-keyed table: no handle, counts 0 (the library lists it as unsupported)."""
     def handle(layer: LayerCost) -> Charge:
-        return Charge(counted=False, reason=f"{library} has no handle for aten::{layer.op}")
+        return Charge(counted=False, reason=f"{library} has no handle for {op_label(layer.op)}")
     return handle
 
 
@@ -107,7 +107,8 @@ def unsupported(library: str) -> Handler:
 class Convention:
     """A counting convention: its unit, a one-line statement, and its table.
 
-    ``charge(layer)`` looks the record up in ``table`` (see ``lookup``); a missing key falls to
+    ``charge(layer)`` looks the record up in ``table`` (see ``lookup``), and an op name missing there
+    under its op table row's key (``mbcost.cost.ops.family``); a key missing both ways falls to
     ``default``; a key mapped to ``None`` is ignored with ``ignored_reason``. ``charge(layer, key=K)``
     looks it up under ``K`` instead when ``lookup`` gives the record's own op and the table has ``K``:
     how a product of ``F.scaled_dot_product_attention``'s math path is charged as the fused kernel the
@@ -130,7 +131,9 @@ class Convention:
         own = self.lookup(layer)
         key = key if key is not None and own == layer.op and key in self.table else own
         if key not in self.table:
-            return self.default(layer)
+            key = family(key)
+            if key not in self.table:
+                return self.default(layer)
         handler = self.table[key]
         if handler is None:
             return Charge(counted=False, reason=f"{self.ignored_reason} ({key})")

@@ -32,7 +32,6 @@ from mbcost.cost.conventions.base import (
     numel,
     unsupported,
 )
-from mbcost.cost.conventions.groups import ADAPTIVE_POOL_OPS, BATCHNORM_OPS, CONV_OPS, MATMUL_OPS, NORM_OPS
 from mbcost.cost.result import LayerCost
 
 __all__ = ["FVCORE", "MHA_FAST_PATH", "fast_path_lookup", "is_adaptive_avg_pool2d", "multi_head_attention_fast_path"]
@@ -103,15 +102,14 @@ FVCORE = Convention(
             "adaptive_avg_pool2d (1/input elem) + bilinear/nearest upsampling (4/1 per output elem); ReLU6, adds, "
             "max pool, attention (SDPA, fused MHA) uncounted",
     table={
-        **dict.fromkeys(CONV_OPS, _products),
-        **{op: _products for op in MATMUL_OPS if op != "baddbmm"},  # baddbmm: no handle
-        **dict.fromkeys(BATCHNORM_OPS, _batch_norm),
-        **dict.fromkeys(NORM_OPS, norm(4, 5, "layer/group/instance norm")),
-        **dict.fromkeys(ADAPTIVE_POOL_OPS, _adaptive_pool),
+        **dict.fromkeys(("conv", "products", "biased_products", "linear"), _products),
+        "baddbmm": _no_handle,
+        "batchnorm": _batch_norm,
+        "norms": norm(4, 5, "layer/group/instance norm"),
+        **dict.fromkeys(("adaptive_pool", "reduction"), _adaptive_pool),
         "upsample_nearest2d": elementwise(1, "upsample_nearest2d: 1 per output element", of="output"),
         "upsample_bilinear2d": elementwise(4, "upsample_bilinear2d: 4 per output element", of="output"),
-        **dict.fromkeys(("grid_sampler_2d", "grid_sampler_3d"), elementwise(
-            4, "grid_sampler: 4 per output element (fvcore assumes bilinear)", of="output")),
+        "grid_sampler": elementwise(4, "grid_sampler: 4 per output element (fvcore assumes bilinear)", of="output"),
         **dict.fromkeys((SDPA, SDPA_MATH, CPU_SDPA, *CUDA_SDPA), _sdpa),
         "relu": None, "clamp": None,  # fvcore's _IGNORED_OPS: counted as nothing, not listed
         MHA_FAST_PATH: multi_head_attention_fast_path("fvcore"),

@@ -32,14 +32,13 @@ SDPA's CPU kernel.
 from __future__ import annotations
 
 from mbcost.cost.conventions.attention import CPU_SDPA, SDPA, SDPA_MATH, sdpa_uncounted
-from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs, numel
+from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, elementwise, macs, numel
 from mbcost.cost.conventions.fvcore import (
     MHA_FAST_PATH,
     fast_path_lookup,
     is_adaptive_avg_pool2d,
     multi_head_attention_fast_path,
 )
-from mbcost.cost.conventions.groups import CONV_OPS
 from mbcost.cost.result import LayerCost
 
 __all__ = ["PTFLOPS", "PTFLOPS_ATEN", "ptflops_rule"]
@@ -64,16 +63,9 @@ def _module(kinds: tuple[str, ...], base: str, formula: Handler, *, functional: 
     return handle
 
 
-def _products(layer: LayerCost) -> Charge:
-    return Charge(macs=layer.macs, ops=layer.bias_adds, reason="MACs + bias adds")
-
-
-def _per_output(layer: LayerCost) -> Charge:
-    return Charge(ops=numel(layer.output_shape), reason="1 per output element")
-
-
-def _per_input(layer: LayerCost) -> Charge:
-    return Charge(ops=numel(layer.input_shape), reason="1 per input element")
+_products = macs("MACs + bias adds", bias=True)
+_per_output = elementwise(1, "1 per output element", of="output")
+_per_input = elementwise(1, "1 per input element")
 
 
 def _batch_norm(layer: LayerCost) -> Charge:
@@ -160,11 +152,6 @@ def _not_replaced(spelling: str) -> Handler:
     return handle
 
 
-_INTERPOLATE = ("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
-                "_upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d "
-                "upsample_trilinear3d upsample_bicubic2d").split()
-
-
 def _interpolate(layer: LayerCost) -> Charge:
     return Charge(ops=numel(layer.output_shape), reason="F.interpolate (replaced): 1 per output element")
 
@@ -172,18 +159,16 @@ def _interpolate(layer: LayerCost) -> Charge:
 _FUNCTIONS: dict[str, Handler | None] = {
     **{op: _function(f"F.{op}") for op in "relu elu gelu silu".split()},
     **dict.fromkeys(("prelu", "_prelu_kernel"), _function("F.prelu")),
-    **{op: _function("F.max_pool / F.avg_pool / F.adaptive_*_pool") for op in
-       ("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
-        "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d "
-        "_adaptive_avg_pool3d adaptive_max_pool2d").split()},
+    **dict.fromkeys(("max_pool", "avg_pool", "adaptive_pool"),
+                    _function("F.max_pool / F.avg_pool / F.adaptive_*_pool")),
     "mean": _functional_mean,
     **dict.fromkeys(("softmax", "_softmax"), _function("F.softmax")),
     **dict.fromkeys(("bmm", "matmul"), macs("torch.matmul / Tensor.matmul / torch.bmm (replaced): MACs")),
     **dict.fromkeys(("addmm", "mm", "linear"), _not_replaced("F.linear")),
     **dict.fromkeys(("add", "mul", "sub", "div"), _not_replaced("an operator, a + b")),
     "hardtanh": _not_replaced("F.hardtanh"),
-    **dict.fromkeys(_INTERPOLATE, _interpolate),
-    **dict.fromkeys(("grid_sampler_2d", "grid_sampler_3d"), _not_replaced("F.grid_sample")),
+    "upsample": _interpolate,
+    "grid_sampler": _not_replaced("F.grid_sample"),
     **dict.fromkeys((SDPA, SDPA_MATH, CPU_SDPA),
                     sdpa_uncounted("ptflops does not replace F.scaled_dot_product_attention: 0")),
 }
@@ -216,7 +201,8 @@ PTFLOPS = Convention(
 
 
 def _no_mapping(layer: LayerCost) -> Charge:
-    return Charge(counted=False, reason=f"ptflops' aten backend has no mapping for aten.{layer.op}")
+    op = layer.op if "::" in layer.op else f"aten.{layer.op}"
+    return Charge(counted=False, reason=f"ptflops' aten backend has no mapping for {op}")
 
 
 PTFLOPS_ATEN = Convention(
@@ -224,7 +210,7 @@ PTFLOPS_ATEN = Convention(
     summary="ptflops (aten backend): MACs of aten convolution, addmm, mm, bmm, + bias adds of convolution "
             "and addmm; nothing else",
     table={
-        **dict.fromkeys(CONV_OPS, macs("aten.convolution: MACs + bias adds", bias=True)),
+        "conv": macs("aten.convolution: MACs + bias adds", bias=True),
         "addmm": macs("aten.addmm: MACs + bias adds", bias=True),
         **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
         MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),

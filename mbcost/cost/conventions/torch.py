@@ -23,13 +23,15 @@ from mbcost.cost.conventions.attention import (
 )
 from mbcost.cost.conventions.base import Charge, Convention, Unit, macs
 from mbcost.cost.conventions.fvcore import MHA_FAST_PATH, fast_path_lookup, multi_head_attention_fast_path
-from mbcost.cost.conventions.groups import CONV_OPS, MATMUL_OPS
 from mbcost.cost.result import LayerCost
 
 __all__ = ["TORCH"]
 
 
 def _no_formula(layer: LayerCost) -> Charge:
+    if layer.kind == "custom":
+        return Charge(counted=False, reason=f"FlopCounterMode has no formula for {layer.op} (unless given one in "
+                                            "its custom_mapping)")
     return Charge(counted=False, reason="FlopCounterMode counts only convolutions and matrix products")
 
 
@@ -51,7 +53,7 @@ TORCH = Convention(
     name="torch", unit=Unit.FLOP, library_unit="FLOPs (2 per MAC)",
     summary="torch FlopCounterMode on the CPU: FLOPs = 2 x MACs of convolutions and matrix products only; "
             "scaled_dot_product_attention as its CPU kernel counts there (0 up to torch 2.14)",
-    table={**dict.fromkeys((*CONV_OPS, *MATMUL_OPS), macs("2 FLOPs per MAC, bias ignored")),
+    table={**dict.fromkeys(("conv", "products", "biased_products", "linear"), macs("2 FLOPs per MAC, bias ignored")),
            SDPA: _cpu_sdpa, CPU_SDPA: _cpu_sdpa, **dict.fromkeys(CUDA_SDPA, _sdpa_products),
            MHA_FAST_PATH: multi_head_attention_fast_path("FlopCounterMode")},
     default=_no_formula, lookup=fast_path_lookup,
