@@ -51,7 +51,7 @@ def op_info(func: Any) -> OpInfo:
         name = op_name(func)
         packet = func.overloadpacket.__name__ if func.namespace == "aten" else name
         info = OpInfo(packet, name, is_inplace(func), SHORTCUTS.get(packet), adapter_of(name),
-                      packet not in _NOT_MEMOISED)
+                      packet not in _NOT_MEMOISED and func.namespace == "aten")
         if func.namespace == "aten":  # a user's op is looked up on each call: its formula may come and go
             _OP_INFO[func] = info
     return info
