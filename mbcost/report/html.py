@@ -322,6 +322,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
     conv_items = "".join(f"<li>{e(c)}</li>" for c in [*conventions.for_costs(), LATENCY, QUOTED])
     sources = ", ".join(e(s) for s in data.sources) or "none"
     plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
+    hint = f"<p class='small' id='predicted-hint'>{e(data.predicted_hint)}</p>" if data.predicted_hint else ""
     footer = f"<p class='small'>Made with <code>{e(command)}</code>.</p>" if command else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -344,7 +345,7 @@ measurement files: {sources}. Counts are analytic (exact); latencies are measure
 {summary_html(data)}
 <h2 id="runs-h">Measured runs</h2>
 {runs_html(data)}
-{f"<p class='small' id='predicted-hint'>{e(data.predicted_hint)}</p>" if data.predicted_hint else ""}
+{hint}
 {''.join(sections)}
 {footer}
 </main>
