@@ -73,6 +73,10 @@ def report(
              "machines and devices (each run is labelled by its environment)."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", "-o",
                              help="HTML file to write, atomically (its directory is created if missing)."),
+    profile: Path | None = typer.Option(
+        None, "--profile", metavar="FILE",
+        help="A device profile (mbcost calibrate) to predict the measured models' latency with, even one made for "
+             "another setup (the page then says FORCED); default: this device's profile for the measured setup."),
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.report import build_report
@@ -89,11 +93,12 @@ def report(
             *[a for f in files for a in ("--from", str(f))],
             *[a for w in weights or [] for a in ("--weights", w)],
             *(["--threshold", f"{threshold:g}"] if weights and threshold != DEFAULT_THRESHOLD else []),
+            *(["--profile", str(profile)] if profile else []),
             "--out", str(out)]
     with progress_bar("report") as update:
         written = build_report(models, input_value(input), batch, num_classes=classes, input_dtype=input_dtype,
                                from_files=files, bench=bench, runtime=runtime, checkpoints=checkpoints,
-                               threshold=threshold, out=out,
+                               threshold=threshold, out=out, profile=profile,
                                command=" ".join(shlex.quote(a) for a in args), progress=update,
                                execute=execute.value, mode=mode.value, optimizer=optimizer.value)
     data = written.data
@@ -102,6 +107,9 @@ def report(
         else "no measurements (measured unless --no-bench; or pass --from results.jsonl)"
     typer.echo(f"wrote {written.path} ({size_mb:.1f} MB; {', '.join(m.label for m in data.models)} at "
                f"{data.models[0].input_label}; {measured})")
+    if data.predicted is not None and data.predicted.forced:
+        typer.echo(f"mbcost: warning: forced: profile made for another setup ({'; '.join(data.predicted.mismatch)})",
+                   err=True)
     if written.failures:  # one line, exit 2, after writing the page with everything else
         from mbcost.bench.errors import BenchError
 

@@ -80,6 +80,7 @@ def build_report(
     command: str | None = None,
     progress: Progress | None = None,
     input_size: Any = None,
+    profile: str | Path | None = None,
     **gather_options: Any,
 ) -> WrittenReport:
     """Gather, draw and write a report in one call (what ``mbcost report`` runs).
@@ -110,6 +111,9 @@ def build_report(
         command: the command line that made the page, shown in its footer.
         progress: told ``(done, total, what)`` before each step (reading checkpoints, measuring,
             analysing, drawing).
+        profile: a device profile file (``mbcost calibrate``) to predict the measured models' latency with, even
+            one made for another setup (the page says FORCED); default: the cache's profile of the measured run's
+            setup, if any (else the page says how to make one). Read before anything is measured.
         gather_options: passed to ``mbcost.report.data.gather`` (execute, mode, optimizer, widths, ...).
 
     Returns:
@@ -117,7 +121,7 @@ def build_report(
 
     Raises:
         MbcostError: bad input, one line (the CLI's exit 2): an unknown runtime, a runtime whose package is
-            missing (before anything is measured), ``runtime`` without ``bench``.
+            missing (before anything is measured), ``runtime`` without ``bench``, a corrupt ``profile``.
     """
     from mbcost.bench.store import load_records
     from mbcost.errors import SpecError
@@ -144,6 +148,10 @@ def build_report(
     files = [Path(f) for f in from_files]
     loaded: list[Record | Mapping[str, Any]] = [*load_records(files, placeholders=True), *records]
     sources = [str(f) for f in files]
+    if profile is not None:
+        from mbcost.predict.profile import load_profile
+
+        profile = load_profile(profile)  # a corrupt file: one line, before anything is measured
     pairs = list(checkpoints.items() if isinstance(checkpoints, Mapping) else checkpoints)
     health = {}
     if pairs:
@@ -174,7 +182,7 @@ def build_report(
         notes += [*skipped, *(f"not measured: {f}" for f in failures)]
     step(0, 2, "analysing the models, checking the claims")
     data = gather(specs, value, batch, num_classes=num_classes, input_dtype=input_dtype, records=loaded,
-                  sources=sources, notes=notes, weights=health, **gather_options)
+                  sources=sources, notes=notes, weights=health, profile=profile, **gather_options)
     step(1, 2, "drawing the figures")
     figures = report_figures(data)
     return WrittenReport(write_report(data, out, figures, command=command), data, tuple(failures))

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mbcost.bench.records import ConvRecord, Env, LayerRecord, ModelRecord, Record, RecordError, parse_record
@@ -35,11 +36,12 @@ from mbcost.zoo.spec import ModelSource, resolve_sources
 
 if TYPE_CHECKING:
     from mbcost.bench.matrix import RuntimeRow
+    from mbcost.predict.profile import DeviceProfile, ProfileKey
     from mbcost.weights import KernelHealth
 
 __all__ = [
-    "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "ReportData", "Run", "category_times", "gather",
-    "label_runs", "report_runtime_rows", "runtime_name",
+    "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "PredictedPoint", "Predictions", "ReportData",
+    "Run", "category_times", "gather", "label_runs", "predictions", "report_runtime_rows", "runtime_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,9 @@ class ReportData:
         runtime_rows: the report's models measured on several runtimes side by side (``mbcost.bench.matrix``:
             median, speed-up against eager, speed-ups between the models); empty when every model record ran on
             eager PyTorch in float.
+        predicted: the models' predicted latency (``mbcost.predict``) next to the measured one, when a device
+            profile matches a measured run (or one was given); ``None`` otherwise, and ``predicted_hint`` says why
+            in one line (how to make a profile).
     """
 
     input: tuple[int, int]
@@ -136,6 +141,8 @@ class ReportData:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     claims: ClaimsData | None = None
     runtime_rows: tuple[RuntimeRow, ...] = ()
+    predicted: Predictions | None = None
+    predicted_hint: str = ""
 
     def of_kind(self, kind: type[_R]) -> list[_R]:
         """The records of one type, in order: ``data.of_kind(ModelRecord)``."""
@@ -284,6 +291,7 @@ def gather(
     claims: bool = True,
     weights: Mapping[str, KernelHealth] | None = None,
     input_size: Any = None,
+    profile: str | Path | DeviceProfile | None = None,
 ) -> ReportData:
     """Analyse the models and the grids a report shows and attach measurement records.
 
@@ -305,6 +313,8 @@ def gather(
         claims: check the MobileNet papers' claims now (``mbcost.claims.check_claims``), with the
             measured conv sweep among ``records`` and the kernel health of ``weights``.
         weights: kernel health of trained checkpoints by model spec (``mbcost.weights.checkpoint_health``).
+        profile: a device profile (file or loaded) to predict the measured models' latency with, even one made
+            for another setup (then marked forced); default: the cache's profile of a measured run's setup.
 
     Returns:
         A ``ReportData``.
@@ -348,10 +358,12 @@ def gather(
         from mbcost.claims.check import check_claims
 
         checked = check_claims(kept, weights)
+    predicted, hint = (None, "") if mode != "inference" or dtype != "float32" else predictions(costs, kept, profile)
     return ReportData(input=size, batch=batch, models=tuple(costs), references=references,
                       scaling=tuple(scaling), conv_grid=grid, records=tuple(kept), runs=tuple(runs),
                       skipped=(*notes, *skipped), sources=tuple(sources), claims=checked,
-                      runtime_rows=report_runtime_rows(kept, labels, size))
+                      runtime_rows=report_runtime_rows(kept, labels, size), predicted=predicted,
+                      predicted_hint=hint)
 
 
 def report_runtime_rows(records: Iterable[Record], models: Sequence[str],
@@ -365,6 +377,90 @@ def report_runtime_rows(records: Iterable[Record], models: Sequence[str],
     if not any(runtime_name(r) for r in mine):
         return ()
     return tuple(runtime_rows(mine, list(models)))
+
+
+@dataclass(frozen=True)
+class PredictedPoint:
+    """One model's predicted latency (``mbcost.predict``) and its measured one (ms): ``measured_ms`` is the fastest
+    of its timed runs, the lower envelope (drift only slows a run; calibration times its models so too)."""
+
+    model: str
+    macs: int
+    predicted_ms: float
+    interval_ms: tuple[float, float]
+    measured_ms: float
+
+    @property
+    def error(self) -> float:
+        """predicted / measured - 1 (0.1: predicted 10 % slower than measured)."""
+        return self.predicted_ms / self.measured_ms - 1
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The report's models predicted with one device profile, against one measured run (``run``, its ``key``).
+    ``forced``: the profile was given and made for another setup (``mismatch`` says how)."""
+
+    run: str
+    key: ProfileKey
+    profile: str | None
+    points: tuple[PredictedPoint, ...]
+    forced: bool = False
+    mismatch: tuple[str, ...] = ()
+
+
+def _run_key(r: ModelRecord) -> ProfileKey:
+    from mbcost.predict.profile import ProfileKey
+
+    return ProfileKey(device=r.device, device_name=r.device_name, runtime="eager", precision="float32",
+                      threads=r.threads, torch=r.env.torch, runtime_version=r.runtime_version or r.env.torch)
+
+
+def predictions(costs: Sequence[ModelCost], records: Iterable[Record],
+                profile: str | Path | DeviceProfile | None = None) -> tuple[Predictions | None, str]:
+    """The models' predicted latency against the first measured run (eager float32 inference on the CPU, at each
+    model's input and batch) whose setup has a device profile in the cache, or against the first such run with the
+    ``profile`` given (forced when made for another setup). Returns ``(predictions, "")``, or ``(None, hint)``:
+    one line saying why there are none and how to get them (``mbcost calibrate``).
+
+    Raises:
+        ProfileError: ``profile`` is corrupt or unreadable.
+    """
+    from mbcost.predict.predictor import find_profile, predict_cost
+    from mbcost.predict.profile import DeviceProfile, ProfileError
+
+    by_label = {c.label: c for c in costs}
+    runs: dict[str, list[ModelRecord]] = {}
+    for r in records:
+        c = by_label.get(getattr(r, "model", ""))
+        if isinstance(r, ModelRecord) and c is not None and r.device == "cpu" and r.mode == "inference" \
+                and (r.runtime or "eager") == "eager" and (r.precision or r.dtype) == "float32" \
+                and r.input == tuple(c.input) and r.batch == c.batch:
+            runs.setdefault(r.label, []).append(r)
+    if not runs:
+        return None, ("predicted vs measured latency: needs eager float32 CPU latency measured now (--bench) or "
+                      "passed with --from, and a device profile: run mbcost calibrate")
+    given = profile if isinstance(profile, DeviceProfile) else None
+    if profile is not None and given is None:
+        given = find_profile(_run_key(next(iter(runs.values()))[0]), profile)[0]  # corrupt: ProfileError
+    hint = ""
+    for label, rs in runs.items():
+        key = _run_key(rs[0])
+        if given is not None:
+            prof, mismatch = given, tuple(given.key.differences(key))
+        else:
+            try:  # none for this setup, one made for another, a corrupt one: the hint names mbcost calibrate
+                prof, mismatch = find_profile(key)
+            except ProfileError as exc:
+                hint = hint or f"predicted vs measured latency: {exc}"
+                continue
+        points = []
+        for r in rs:
+            p = predict_cost(by_label[r.model], prof, key=key, mismatch=mismatch, forced=bool(mismatch))
+            points.append(PredictedPoint(r.model, r.macs, p.predicted_ms, p.interval_ms,
+                                         min(r.times_ms) if r.times_ms else r.median_ms))
+        return Predictions(label, key, prof.path, tuple(points), bool(mismatch), mismatch), ""
+    return None, hint
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from mbcost.bench.records import ConvRecord, LayerRecord, ModelRecord, PeakRecor
 from mbcost.bench.runtimes import runtime_label
 from mbcost.cost.conv import ConvComparison
 from mbcost.cost.result import CATEGORIES, ModelCost
-from mbcost.report.data import ReportData, category_times
+from mbcost.report.data import Predictions, ReportData, category_times
 from mbcost.zoo.registry import Reported
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FIGURES", "FIGURE_BY_KEY", "NOT_MEASURED", "NOT_PROFILED", "ReportFigure", "bottleneck_error_figure",
     "category_figure", "conv_ratio_figure", "frontier_figure", "latency_figure", "params_macs_figure",
+    "predicted_figure",
     "report_figures", "roofline_figure", "runtime_figure", "spirals_figure", "time_share_figure",
 ]
 
@@ -346,6 +347,36 @@ def latency_figure(records: Iterable[Record], input: tuple[int, int] | None = No
     return _layout(fig, "MACs vs measured latency, per model and device",
                    "one series per run (machine, device, dtype); error bars: interquartile range; "
                    "is the model with fewer MACs faster?")
+
+
+def predicted_figure(pred: Predictions) -> go.Figure:
+    """Predicted (``mbcost.predict``, interval as error bars) against measured latency, one point per model, with
+    the y = x line and the +/-10 % band."""
+    pts = pred.points
+    fig = go.Figure()
+    values = [v for p in pts for v in (p.measured_ms, *p.interval_ms)]
+    lo, hi = min(values) / 1.3, max(values) * 1.3
+    for scale, name, dash in ((1.0, "predicted = measured", "solid"), (1.1, "+10 %", "dot"), (0.9, "-10 %", "dot")):
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * scale, hi * scale], mode="lines", name=name,
+                                 line=dict(color="#8c8c8c", width=1, dash=dash), hoverinfo="skip",
+                                 showlegend=scale != 0.9))
+    fig.add_trace(go.Scatter(
+        x=[p.measured_ms for p in pts], y=[p.predicted_ms for p in pts], mode="markers+text", name="models",
+        text=[esc(p.model) for p in pts], textposition="top center", cliponaxis=False,
+        marker=dict(size=11, color=PALETTE[0]),
+        error_y=dict(type="data", symmetric=False, array=[p.interval_ms[1] - p.predicted_ms for p in pts],
+                     arrayminus=[p.predicted_ms - p.interval_ms[0] for p in pts], visible=True, thickness=1),
+        hovertext=[_hover([esc(p.model), f"predicted {p.predicted_ms:.3f} ms ({p.interval_ms[0]:.3f}-"
+                           f"{p.interval_ms[1]:.3f}), measured {p.measured_ms:.3f} ms", f"error {p.error:+.1%}"])
+                   for p in pts],
+        hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)],
+                     title="measured latency (ms per forward pass, fastest timed run, log scale)")
+    fig.update_yaxes(type="log", range=[math.log10(lo), math.log10(hi)],
+                     title="predicted latency (ms, mbcost.predict, log scale)")
+    forced = f"; FORCED: profile made for another setup ({'; '.join(pred.mismatch)})" if pred.forced else ""
+    return _layout(fig, "Predicted vs measured latency", esc(f"run {pred.run}; error bars: the prediction's "
+                                                             f"interval; dotted: +/-10 %{forced}"))
 
 
 def time_share_figure(records: Iterable[Record]) -> go.Figure:
@@ -668,6 +699,11 @@ FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure("latency", lambda d: latency_figure(d.records, d.input), "MACs vs measured latency",
                  "Each point is one model measured on one machine and device; runs from several machines merge "
                  "here, labelled by their environment."),
+    ReportFigure("predicted", lambda d: predicted_figure(d.predicted) if d.predicted else None,
+                 "Predicted vs measured latency",
+                 "Each model's latency predicted from its analysis and this device's profile (mbcost calibrate), "
+                 "without running it, against the fastest of its timed runs; error bars: the prediction's interval. "
+                 "Points on the solid line are exact; between the dotted lines, within 10 %."),
     ReportFigure("runtimes", lambda d: runtime_figure(d.runtime_rows) if d.runtime_rows else None,
                  "Runtimes side by side",
                  "The same models run by the runtimes they are deployed on (ONNX Runtime, OpenVINO, ExecuTorch with "

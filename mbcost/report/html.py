@@ -21,7 +21,7 @@ from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
-__all__ = ["e", "prepare_out", "render_html", "runtimes_html", "write_report"]
+__all__ = ["e", "predicted_html", "prepare_out", "render_html", "runtimes_html", "write_report"]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device, never estimated")
@@ -233,6 +233,23 @@ def runtimes_html(data: ReportData) -> str:
             f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
 
 
+def predicted_html(data: ReportData) -> str:
+    """Each model's predicted and measured latency and the error, under the predicted-vs-measured figure."""
+    pred = data.predicted
+    if pred is None:
+        return ""
+    body = "".join(f"<tr><th>{e(p.model)}</th><td class='n'>{fmt.ms(p.measured_ms)}</td>"
+                   f"<td class='n'>{fmt.ms(p.predicted_ms)} ({p.interval_ms[0]:.2f}-{p.interval_ms[1]:.2f})</td>"
+                   f"<td class='n'>{p.error:+.1%}</td></tr>" for p in pred.points)
+    notes = [f"predicted with the device profile {pred.profile or '(given)'} for run {pred.run} ({pred.key.label()});"
+             " measured: the fastest timed run; error = predicted / measured - 1"]
+    if pred.forced:
+        notes.append(f"FORCED: the profile was made for another setup ({'; '.join(pred.mismatch)})")
+    return (f"<table id='predicted-table'><thead><tr><th>model</th><th>measured</th><th>predicted (interval)</th>"
+            f"<th>error</th></tr></thead><tbody>{body}</tbody></table>"
+            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
+
+
 def scaling_html(data: ReportData) -> str:
     """The papers' trade-off tables: MACs per width x resolution, and parameters per width."""
     out = []
@@ -296,6 +313,8 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
                 sections.append(scaling_html(data))
             if spec.key == "runtimes":
                 sections.append(runtimes_html(data))
+            if spec.key == "predicted":
+                sections.append(predicted_html(data))
         sections.append(_figure_html(key, fig))
     claims = ""
     if data.claims is not None:
@@ -303,6 +322,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
     conv_items = "".join(f"<li>{e(c)}</li>" for c in [*conventions.for_costs(), LATENCY, QUOTED])
     sources = ", ".join(e(s) for s in data.sources) or "none"
     plotly_js = plotly.offline.get_plotlyjs().replace("</script", "<\\/script")
+    hint = f"<p class='small' id='predicted-hint'>{e(data.predicted_hint)}</p>" if data.predicted_hint else ""
     footer = f"<p class='small'>Made with <code>{e(command)}</code>.</p>" if command else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -325,6 +345,7 @@ measurement files: {sources}. Counts are analytic (exact); latencies are measure
 {summary_html(data)}
 <h2 id="runs-h">Measured runs</h2>
 {runs_html(data)}
+{hint}
 {''.join(sections)}
 {footer}
 </main>
