@@ -24,7 +24,8 @@ from mbcost.report.data import ReportData
 __all__ = ["e", "predicted_html", "prepare_out", "render_html", "runtimes_html", "write_report"]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
-           "measured by mbcost bench on the run's device, never estimated")
+           "measured by mbcost bench on the run's device; only the figure marked predicted is estimated, from a "
+           "calibrated device profile (mbcost calibrate)")
 QUOTED = ("ImageNet top-1 accuracies are quoted from the papers (cited below) for the model at width 1.0 and "
           "224x224 input; mbcost does not measure accuracy")
 CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
