@@ -37,20 +37,20 @@ if TYPE_CHECKING:
     from mbcost.zoo import build_model, list_models  # noqa: F401
 
 _LAZY = {
-    "analyze": ("mbcost.cost.analyze", "analyze"),
-    "compare_conv": ("mbcost.cost.conv", "compare_conv"),
-    "build_model": ("mbcost.zoo.spec", "build_model"),
-    "list_models": ("mbcost.zoo.catalog", "list_models"),
-    "ModelCost": ("mbcost.cost.result", "ModelCost"),
-    "LayerCost": ("mbcost.cost.result", "LayerCost"),
-    "ConvComparison": ("mbcost.cost.conv", "ConvComparison"),
-    "apply_convention": ("mbcost.cost.conventions", "apply_convention"),
-    "reconcile": ("mbcost.counters.reconciliation", "reconcile"),
-    "predict": ("mbcost.predict", None),  # the package, callable: mbcost.predict(model, ...) -> Prediction
-    "register_op": ("mbcost.cost.custom", "register_op"),
-    "unregister_op": ("mbcost.cost.custom", "unregister_op"),
-    "custom_ops_in": ("mbcost.cost.custom", "custom_ops_in"),
-    "OpCost": ("mbcost.cost.formulas", "OpCost"),
+    "analyze": "mbcost.cost.analyze",
+    "compare_conv": "mbcost.cost.conv",
+    "build_model": "mbcost.zoo.spec",
+    "list_models": "mbcost.zoo.catalog",
+    "ModelCost": "mbcost.cost.result",
+    "LayerCost": "mbcost.cost.result",
+    "ConvComparison": "mbcost.cost.conv",
+    "apply_convention": "mbcost.cost.conventions",
+    "reconcile": "mbcost.counters.reconciliation",
+    "predict": "mbcost.predict",  # the package, callable: mbcost.predict(model, ...) -> Prediction
+    "register_op": "mbcost.cost.custom",
+    "unregister_op": "mbcost.cost.custom",
+    "custom_ops_in": "mbcost.cost.custom",
+    "OpCost": "mbcost.cost.formulas",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -64,4 +64,4 @@ def _load_html() -> None:
 
 _display.set_loader(_load_html)
 
-__getattr__ = lazy_getattr(__name__, {name: home for name, (home, _) in _LAZY.items()})
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -214,11 +214,9 @@ def _predict(costs: Sequence[ModelCost], dtype: str, precision: str, mode: str) 
     if dtype != "float32" or precision != "float32" or mode != "inference":
         return ()
     from mbcost.predict.predictor import current_key, find_profile, predict_cost
-    from mbcost.predict.profile import ProfileError, profile_path
+    from mbcost.predict.profile import ProfileError
 
     key = current_key()
-    if not profile_path(key).exists():
-        return ()
     try:
         profile, _ = find_profile(key)
     except ProfileError:

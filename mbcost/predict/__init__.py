@@ -14,32 +14,27 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from mbcost.lazy import lazy_getattr
+
 if TYPE_CHECKING:
     from mbcost.predict.calibrate import CalibrationReport, calibrate  # noqa: F401
     from mbcost.predict.predictor import LayerPrediction, Prediction, predict  # noqa: F401
     from mbcost.predict.profile import DeviceProfile, ProfileError, ProfileKey  # noqa: F401
 
 _LAZY = {
-    "calibrate": ("mbcost.predict.calibrate", "calibrate"),
-    "CalibrationReport": ("mbcost.predict.calibrate", "CalibrationReport"),
-    "predict": ("mbcost.predict.predictor", "predict"),
-    "Prediction": ("mbcost.predict.predictor", "Prediction"),
-    "LayerPrediction": ("mbcost.predict.predictor", "LayerPrediction"),
-    "DeviceProfile": ("mbcost.predict.profile", "DeviceProfile"),
-    "ProfileError": ("mbcost.predict.profile", "ProfileError"),
-    "ProfileKey": ("mbcost.predict.profile", "ProfileKey"),
+    "calibrate": "mbcost.predict.calibrate",
+    "CalibrationReport": "mbcost.predict.calibrate",
+    "predict": "mbcost.predict.predictor",
+    "Prediction": "mbcost.predict.predictor",
+    "LayerPrediction": "mbcost.predict.predictor",
+    "DeviceProfile": "mbcost.predict.profile",
+    "ProfileError": "mbcost.predict.profile",
+    "ProfileKey": "mbcost.predict.profile",
 }
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'mbcost.predict' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 class _CallablePackage(types.ModuleType):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,14 +29,9 @@ def lowest_round_median(rounds: Sequence[Sequence[float]]) -> float:
         >>> lowest_round_median([[3.0, 1.0, 2.0], [2.5, 2.0, 9.0]])   # medians 2.0 and 2.5
         2.0
     """
-    medians = []
-    for r in rounds:
-        s = sorted(r)
-        n = len(s)
-        medians.append(s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
-    if not medians:
+    if not rounds:
         raise ValueError("no rounds")
-    return min(medians)
+    return min(statistics.median(r) for r in rounds)
 
 
 def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blocks: int = 3,
