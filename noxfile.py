@@ -37,6 +37,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_report.py")
     session.run("python", "benchmarks/bench_latency_repeat.py")
     session.run("python", "benchmarks/bench_memory.py", "--no-explain")
+    session.run("python", "benchmarks/bench_train_memory.py")
 
 
 @nox.session(python=False)
@@ -44,6 +45,14 @@ def engine(session: nox.Session) -> None:
     """The engine against fvcore, thop, ptflops and FlopCounterMode on torchvision models, and its time
     per op (needs: pip install -e '.[bench]')."""
     session.run("python", "benchmarks/bench_engine.py", *session.posargs)
+
+
+@nox.session(python=False)
+def predict(session: nox.Session) -> None:
+    """Predicted against measured latency on 20 models calibration never saw, after calibrating this machine
+    (about 12 + 2 minutes; run on a quiet machine; posargs go to both, e.g. --threads 1 --runtime onnxruntime)."""
+    session.run("python", "-m", "mbcost", "calibrate", *session.posargs)
+    session.run("python", "benchmarks/bench_predict.py", *session.posargs)
 
 
 @nox.session(python=False)
