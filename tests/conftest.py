@@ -7,6 +7,7 @@ def _no_device_profiles(monkeypatch, tmp_path_factory):
     """No test sees this machine's latency profiles (``mbcost calibrate``'s): ``compare`` would add predicted
     rows to the outputs the tests compare. The prediction tests set their own directory."""
     monkeypatch.setenv("MBCOST_PROFILE_DIR", str(tmp_path_factory.getbasetemp() / "no-profiles"))
+    monkeypatch.setenv("MBCOST_ANALYSIS_DIR", str(tmp_path_factory.getbasetemp() / "analyses"))
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def _isolated(monkeypatch, tmp_path):
 def _calibrate(timer: FakeTimer, budget_minutes: float = 1.0, **kw):  # noqa: ANN202
     # one clock step per read: the kernel phase (75% of 60 s) lasts about 45 reads, two per batch
     return calibrate(threads=1, budget_minutes=budget_minutes, models=MODELS, time_fn=timer, clock=StepClock(1.0),
-                     measure_peaks=False, **kw)
+                     measure_peaks=False, **{"warm_zoo": False, **kw})
 
 
 def test_calibration_fits_the_fake_devices_rates():
@@ -112,3 +112,17 @@ def test_fresh_discards_earlier_samples():
     with pytest.raises(KeyboardInterrupt):
         _calibrate(FakeTimer(interrupt_at=2))
     assert _calibrate(FakeTimer(), fresh=True).resumed == 0
+
+
+def test_calibration_leaves_the_zoos_analyses_in_the_cache(monkeypatch, tmp_path):
+    """So that a zoo model's first ``mbcost predict`` needs no torch (``tests/test_predict_cache.py``)."""
+    import mbcost
+    from mbcost.predict import cache
+    from mbcost.zoo.catalog import list_models
+
+    monkeypatch.setenv("MBCOST_ANALYSIS_DIR", str(tmp_path / "analyses"))
+    assert all(cache.load(cache.cache_key(name, None, 1, 1000)) is None for name in list_models())
+    _calibrate(FakeTimer(), warm_zoo=True)
+    for name in list_models():
+        found = cache.load(cache.cache_key(name, None, 1, 1000))
+        assert found is not None and found.macs == mbcost.analyze(name).macs

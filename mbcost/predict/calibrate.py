@@ -123,11 +123,20 @@ def _roofline(key: ProfileKey, samples: Sequence[dict[str, Any]], threads: int, 
     return Roofline(peak_gflops=peaks.peak_gflops, peak_gbps=peaks.peak_gbps, per_call_s=per_call)
 
 
+def _warm_zoo(tell: Progress, done: int, total: int) -> None:
+    from mbcost.predict.predictor import analysis_of
+    from mbcost.zoo.catalog import list_models
+
+    for name in list_models():
+        tell(done, total, f"analysing {name} for the analysis cache")
+        analysis_of(name)
+
+
 def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "float32", threads: int | None = None,
               budget_minutes: float = DEFAULT_BUDGET_MINUTES, models: Sequence[str] = CALIBRATION_MODELS,
               progress: Progress | None = None, time_fn: TimeFn | None = None,
               clock: Callable[[], float] = time.monotonic, seed: int = 0, output: Path | str | None = None,
-              measure_peaks: bool = True, fresh: bool = False) -> CalibrationReport:
+              measure_peaks: bool = True, fresh: bool = False, warm_zoo: bool = True) -> CalibrationReport:
     """Calibrate this device for ``runtime``: time kernels and whole models, fit, save the profile.
 
     Args:
@@ -140,6 +149,8 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
         output: where to write the profile (default: the cache's path for its key).
         measure_peaks: measure the roofline's peaks (cached per device by ``mbcost.bench.roofline``).
         fresh: discard the samples of earlier runs for this key (default: resume with them).
+        warm_zoo: analyse the zoo's models at their default input into the analysis cache, so that their first
+            ``mbcost predict`` needs no torch (``mbcost.predict.cache``).
 
     Returns:
         A ``CalibrationReport``. Samples already in the profile's samples file for the same key are kept.
@@ -218,6 +229,8 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     elapsed = clock() - start
     profile = fit_profile(key, samples, roof, budget_s=budget_s, elapsed_s=elapsed)
     path = save_profile(profile, out_path)
+    if warm_zoo:
+        _warm_zoo(tell, int(clock() - start), int(budget_s))
     profile = DeviceProfile(**{**profile.__dict__, "path": str(path)})
     return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
                              kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,

@@ -10,16 +10,19 @@ the calibration models (or the sum of the layers' intervals without one).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mbcost.predict import cache
+from mbcost.predict.cache import CachedAnalysis
 from mbcost.predict.fusion import kernels_of
 from mbcost.predict.kinds import fallback_kind, group_of
 from mbcost.predict.profile import DeviceProfile, ProfileError, ProfileKey, load_profile, profile_dir, profile_path
 
-__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "current_key", "find_profile", "predict",
-           "predict_cost"]
+__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "analysis_of", "cached_key", "current_key",
+           "find_profile", "predict", "predict_cost"]
 
 #: The runtimes a profile can be calibrated for (``mbcost calibrate --runtime``).
 PREDICTED_RUNTIMES: tuple[str, ...] = ("eager", "onnxruntime")
@@ -89,6 +92,29 @@ def current_key(device: str = "cpu", runtime: str = "eager", precision: str = "f
                       threads=check_threads(threads), torch=torch.__version__, runtime_version=adapter.version())
 
 
+def cached_key(device: str = "cpu", runtime: str = "eager", precision: str = "float32",
+               threads: int | None = None) -> ProfileKey | None:
+    """``current_key`` without importing torch (``mbcost.predict.cache``), for the CPU; ``None`` when a part is
+    not known that way (another device, torch's default thread count not learned yet, a bad thread count: the
+    caller then asks ``current_key``, which also refuses what is wrong)."""
+    from mbcost.bench.devices import cpu_info
+    from mbcost.bench.runtimes import RUNTIMES
+    from mbcost.host import usable_cpus
+    from mbcost.predict.cache import default_threads, torch_version
+
+    adapter = RUNTIMES.get(runtime)
+    torch = torch_version()
+    if (device or "").strip().lower() != "cpu" or adapter is None or torch is None:
+        return None
+    if threads is None:
+        threads = default_threads()
+    if not isinstance(threads, int) or not 1 <= threads <= usable_cpus():
+        return None
+    return ProfileKey(device="cpu", device_name=cpu_info()[0], runtime=adapter.name, precision=precision,
+                      threads=threads, torch=torch, runtime_version=torch if adapter.dist == "torch" else
+                      adapter.version())
+
+
 def _command(key: ProfileKey) -> str:
     return (f"mbcost calibrate --device {key.device} --runtime {key.runtime} --precision {key.precision} "
             f"--threads {key.threads}")
@@ -120,13 +146,18 @@ def find_profile(key: ProfileKey, path: Path | str | None = None) -> tuple[Devic
 def predict_cost(cost: Any, profile: DeviceProfile, *, key: ProfileKey | None = None,
                  mismatch: tuple[str, ...] = (), forced: bool = False) -> Prediction:
     """Price an analysed model (a ``ModelCost``) with ``profile``."""
+    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
+    return _price(CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers)), profile, key=key,
+                  mismatch=mismatch, forced=forced)
+
+
+def _price(analysis: CachedAnalysis, profile: DeviceProfile, *, key: ProfileKey | None,
+           mismatch: tuple[str, ...], forced: bool) -> Prediction:
     corr = profile.correction
     roof = profile.roofline
     out: list[LayerPrediction] = []
     flagged: list[str] = []
-    kernels = kernels_of(cost.layers, profile.key.runtime)
-    kernel_s: dict[str, float] = {}
-    for k in kernels:
+    for k in kernels_of(analysis.layers, profile.key.runtime):
         model = profile.kernels.get(k.kind) or profile.kernels.get(fallback_kind(k.kind) or "")
         if model is not None:
             raw, low, high, roofline = model.seconds(k.features), model.low, model.high, False
@@ -136,19 +167,16 @@ def predict_cost(cost: Any, profile: DeviceProfile, *, key: ProfileKey | None = 
             roofline = True
             if k.kind not in flagged:
                 flagged.append(k.kind)
-        group = group_of(k.kind)
-        kernel_s[group] = kernel_s.get(group, 0.0) + raw
-        s = corr.multiplier(group) * raw + corr.per_call_s
+        s = corr.multiplier(group_of(k.kind)) * raw + corr.per_call_s
         out.append(LayerPrediction(k.name, k.kind, k.layers, s, s * low, s * high, roofline))
     total = sum(p.seconds for p in out)
     if corr.models >= 3:
         low_s, high_s = total * corr.low, total * corr.high
     else:
         low_s, high_s = sum(p.low_s for p in out), sum(p.high_s for p in out)
-    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
-    return Prediction(model=cost.name, inputs=label, key=key or profile.key, seconds=total,
+    return Prediction(model=analysis.name, inputs=analysis.inputs, key=key or profile.key, seconds=total,
                       low_s=min(low_s, total), high_s=max(high_s, total), layers=tuple(out),
-                      macs=int(cost.macs), profile=profile.path, forced=forced, mismatch=mismatch,
+                      macs=analysis.macs, profile=profile.path, forced=forced, mismatch=mismatch,
                       roofline_kinds=tuple(flagged))
 
 
@@ -172,8 +200,6 @@ def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cp
     Raises:
         ProfileError: no profile for this device (run ``mbcost calibrate``), one made elsewhere, or a corrupt one.
     """
-    from mbcost.cost.analyze import analyze
-
     if precision != "float32":
         raise ProfileError(f"prediction covers --precision float32 (got {precision})")
     if runtime not in PREDICTED_RUNTIMES:
@@ -181,10 +207,31 @@ def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cp
 
         get_runtime(runtime)  # an unknown name fails naming the runtimes
         raise ProfileError(f"prediction covers --runtime {' and '.join(PREDICTED_RUNTIMES)} (got {runtime})")
-    key = current_key(device, runtime, precision, threads)
+    # Without torch imported yet, the key is read without it (and torch's thread count is still its default if
+    # this call imports it); with torch there, its current setting is the default.
+    fresh = "torch" not in sys.modules
+    key = (cached_key(device, runtime, precision, threads) if fresh else None) or \
+        current_key(device, runtime, precision, threads)
+    if fresh and threads is None and "torch" in sys.modules:
+        cache.remember_threads(key.threads)  # read from the torch this call imported: its default
     if isinstance(profile, DeviceProfile):
         prof, mismatch = profile, tuple(profile.key.differences(key))
     else:
         prof, mismatch = find_profile(key, profile)
+    analysis = analysis_of(model, inputs, batch, num_classes)
+    return _price(analysis, prof, key=key, mismatch=mismatch, forced=bool(mismatch))
+
+
+def analysis_of(model: Any, inputs: Any = None, batch: int = 1, num_classes: int = 1000) -> CachedAnalysis:
+    """What prediction reads of ``model``'s analysis: from the analysis cache (no torch) when it holds it, else
+    from ``mbcost.analyze`` on the meta device, then kept in the cache when the model can be (a named spec)."""
+    entry = cache.cache_key(model, inputs, batch, num_classes)
+    found = cache.load(entry)
+    if found is not None:
+        return found
+    from mbcost.cost.analyze import analyze
+
     cost = analyze(model, inputs, batch, num_classes=num_classes, execute="auto")
-    return predict_cost(cost, prof, key=key, mismatch=mismatch, forced=bool(mismatch))
+    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
+    cache.store(entry, cost, label)
+    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))
