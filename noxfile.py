@@ -53,6 +53,7 @@ def predict(session: nox.Session) -> None:
     (about 12 + 2 minutes; run on a quiet machine; posargs go to both, e.g. --threads 1 --runtime onnxruntime)."""
     session.run("python", "-m", "mbcost", "calibrate", *session.posargs)
     session.run("python", "benchmarks/bench_predict.py", *session.posargs)
+    session.run("python", "benchmarks/bench_predict_startup.py")
 
 
 @nox.session(python=False)
