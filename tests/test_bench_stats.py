@@ -148,3 +148,19 @@ def test_a_slow_first_call_does_not_inflate_the_budget():
     m = measure(work, Budget(min_run_time=0.5, max_run_time=2.0, warmup=2), clock=clock)
     assert m.median == pytest.approx(0.010, rel=0.05)
     assert sum(m.times) * m.number_per_run <= 2.0 + 0.1  # the budget is judged on the fast calls
+
+
+def test_a_load_spike_after_the_warm_up_still_gets_min_runs():
+    """The warm-up call is fast, every later one slow (a shared VM's spike): the budget, sized from the warm-up,
+    is spent after a run or two; ``min_runs`` is still honoured (the runs a tiny budget got under load: 2 of 3)."""
+    clock = FakeClock(mean=0.001, noise=0.001, seed=0)
+    calls = [0]
+
+    def work() -> None:
+        calls[0] += 1
+        clock.mean = 0.001 if calls[0] == 1 else 1.0  # 1 ms warm-up, then 1 s per call
+        clock.work()
+
+    m = measure(work, Budget(min_run_time=0.005, max_run_time=0.02, min_runs=3, warmup=1), clock=clock)
+    assert m.runs >= 3
+    assert m.median == pytest.approx(1.0, rel=0.01)

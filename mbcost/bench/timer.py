@@ -114,7 +114,8 @@ class Budget:
     ``warmup`` untimed calls come first (the fastest gives a rough per-call time). The timed loop
     then runs for at least ``max(min_run_time, min_runs x that rough time)`` seconds and stops as
     soon as the spread is below ``threshold`` or ``max_run_time`` is spent (raised to fit
-    ``min_runs`` for a slow module).
+    ``min_runs`` for a slow module); fewer than ``min_runs`` runs (calls that slowed down after the
+    warm-up) are topped up with runs of the same size.
     """
 
     min_run_time: float = 3.0
@@ -255,5 +256,7 @@ def measure(fn: Callable[[], Any], budget: Budget = DEFAULT_BUDGET, *, threads: 
     max_run_time = max(budget.max_run_time, 1.5 * min_run_time)
     timer = Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads)
     m = timer.adaptive_autorange(threshold=budget.threshold, min_run_time=min_run_time, max_run_time=max_run_time)
-    return Measurement(times=tuple(float(t) for t in m.times), number_per_run=int(m.number_per_run),
-                       threshold=budget.threshold)
+    times = [float(t) for t in m.times]
+    while len(times) < budget.min_runs:  # calls slowed after the warm-up (a load spike) spent the budget early
+        times.append(float(timer.timeit(m.number_per_run).times[0]))
+    return Measurement(times=tuple(times), number_per_run=int(m.number_per_run), threshold=budget.threshold)
