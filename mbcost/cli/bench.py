@@ -41,7 +41,6 @@ from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.timer import Budget
 
 __all__ = ["bench", "profile", "roofline", "sweep"]
 
@@ -97,14 +96,6 @@ MaxTime = Annotated[float, typer.Option("--max-time", help="Seconds of timed run
                                                          "fit.")]
 
 
-def budget_from(min_time: float, max_time: float) -> Budget:
-    from mbcost.bench.timer import Budget
-
-    if not (0 < min_time <= max_time):
-        raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
-    return Budget(min_run_time=min_time, max_run_time=max_time)
-
-
 def parse_batches(text: str) -> list[int]:
     from mbcost.bench.sweep import parse_int_list
     from mbcost.inputs import MAX_BATCH
@@ -115,20 +106,22 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
-def settings_from(device: str, dtype: str, threads: int | None, *, channels_last: bool = False,
-                  compile: bool = False, budget: Budget | None = None, label: str | None = None,
-                  keep_denormals: bool = False, cudnn_benchmark: bool | None = None,
-                  default_malloc: bool = False, precision: str = "float32", calibration: Path | None = None,
-                  oversubscribe: bool = False) -> BenchSettings:
-    """Resolve and validate the device, dtype and threads (``DeviceError`` -> one line, exit 2)."""
+def settings_from(device: str, dtype: str, threads: int | None, *, min_time: float | None = None,
+                  max_time: float | None = None, keep_denormals: bool = False, default_malloc: bool = False,
+                  calibration: Path | None = None, **settings: Any) -> BenchSettings:
+    """Resolve and validate the device, dtype, threads and time budget (a bad one: one line, exit 2)."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.timer import DEFAULT_BUDGET
+    from mbcost.bench.timer import DEFAULT_BUDGET, Budget
 
-    return BenchSettings(resolve_device(device), dtype, threads, channels_last, compile, budget or DEFAULT_BUDGET,
-                         label, not keep_denormals, cudnn_benchmark, not default_malloc, precision=precision,
-                         calibration=str(calibration) if calibration is not None else None,
-                         oversubscribe=oversubscribe).validated()
+    budget = DEFAULT_BUDGET
+    if min_time is not None and max_time is not None:
+        if not (0 < min_time <= max_time):
+            raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
+        budget = Budget(min_run_time=min_time, max_run_time=max_time)
+    return BenchSettings(resolve_device(device), dtype, threads, budget=budget, flush_denormal=not keep_denormals,
+                         keep_heap=not default_malloc, calibration=None if calibration is None else str(calibration),
+                         **settings).validated()
 
 
 def runtime_names(runtime: str | None, compile: bool) -> list[str]:
@@ -231,8 +224,8 @@ def bench(
     specs = resolve_sources(models)
     batches = parse_batches(batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc,
                              precision=precision.value, calibration=calibration, oversubscribe=oversubscribe)
     settings.check_runtimes(names, mode.value)  # a missing package or an impossible request: before any work
@@ -298,8 +291,8 @@ def profile(
                         f"{runtime} for its end-to-end time)")
     spec = resolve_source(model)
     inputs = input_value(input)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc, oversubscribe=oversubscribe)
     plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
@@ -361,8 +354,8 @@ def sweep(
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc, precision=precision.value, oversubscribe=oversubscribe)
     settings.check_runtimes(names)  # a missing package or an impossible request: before any work
     with recording(save, "sweep") as (out, update):
