@@ -249,7 +249,9 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
     speed-up against eager, the measured speed-ups between the models next to their MAC ratios, the output
     checks. A failed check is flagged ``!!`` next to the median. ``failures`` (a runtime that could not export a
     model) and ``skipped`` (a runtime that cannot run here) are notes."""
-    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    from mbcost.bench.matrix import row_pairs
+
+    pairs = row_pairs(rows)
     settings = list(dict.fromkeys(row.setting for row in rows))
     columns = [*(["setting"] if len(settings) > 1 else []), "runtime", *[f"{m}: median (vs eager)" for m in models],
                *[f"{a} vs {b}: measured (MACs)" for a, b in pairs], "output check"]
@@ -265,9 +267,8 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
             vs = row.vs_eager(m)
             flag = (" !" if r.wide_spread else "") + (" !!" if failed_check(r) else "")
             cells.append(f"{ms(r.median_ms)}{flag} ({'1x' if row.is_baseline else speed(vs)})")
-        by_pair = {(s.model, s.other): s for s in row.speedups}
         for pair in pairs:
-            sp = by_pair.get(pair)
+            sp = row.speedup(pair)
             cells.append("-" if sp is None else f"{speed(sp.measured)} ({speed(sp.macs_ratio)})")
         cells.append(row_check_cell(row))
         table_rows.append(cells)

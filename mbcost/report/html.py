@@ -189,14 +189,14 @@ def runs_html(data: ReportData) -> str:
 def runtimes_html(data: ReportData) -> str:
     """The runtime x model table (``data.runtime_rows``): each model's median and speed-up against eager, the
     measured speed-ups between the models next to their MAC ratios, the output checks."""
+    from mbcost.bench.matrix import row_models, row_pairs
     from mbcost.render.bench import row_check_cell, runtime_label, setting_text
     from mbcost.units import speed
 
     rows = data.runtime_rows
     if not rows:
         return ""
-    models = list(dict.fromkeys(m for row in rows for m in row.records))
-    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    models, pairs = row_models(rows), row_pairs(rows)
     many = len({row.setting for row in rows}) > 1
     head = [*(["setting"] if many else []), "runtime",
             *[f"{e(m)}<br><span class='small'>median (vs eager)</span>" for m in models],
@@ -214,9 +214,8 @@ def runtimes_html(data: ReportData) -> str:
             vs = "1x, the baseline" if row.is_baseline else speed(row.vs_eager(m))
             cells.append(f"<td class='n'>{fmt.ms(r.median_ms)}{' <b>!!</b>' if wrong else ''}<br>"
                          f"<span class='small'>{e(vs)}</span></td>")
-        by_pair = {(s.model, s.other): s for s in row.speedups}
         for pair in pairs:
-            sp = by_pair.get(pair)
+            sp = row.speedup(pair)
             cells.append("<td class='n'>-</td>" if sp is None else
                          f"<td class='n'>{speed(sp.measured)}<br><span class='small'>MACs {speed(sp.macs_ratio)}"
                          "</span></td>")
