@@ -10,7 +10,7 @@ comes from the user (model labels, factory paths, run labels, file names) is esc
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
 
-__all__ = ["e", "predicted_html", "prepare_out", "render_html", "runtimes_html", "write_report"]
+__all__ = [
+    "e", "notes_html", "predicted_html", "prepare_out", "render_html", "runtimes_html", "table_html", "write_report",
+]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device; only the figure marked predicted is estimated, from a "
@@ -51,6 +53,17 @@ ul.conv li{margin:2px 0}
 def e(text: Any) -> str:
     """Escape a value for HTML text and attributes."""
     return html.escape(str(text), quote=True)
+
+
+def table_html(attrs: str, head: Iterable[str], rows: Iterable[str]) -> str:
+    """A ``<table {attrs}>``: ``head`` the header cells' HTML, ``rows`` the body's ``<tr>`` elements."""
+    return (f"<table {attrs}><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def notes_html(notes: Iterable[str]) -> str:
+    """Lines of notes, escaped, in one small paragraph."""
+    return f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>"
 
 
 def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
@@ -112,10 +125,8 @@ def summary_html(data: ReportData) -> str:
     if train:
         head += [f"training step<br><span class='small'>backward MACs; memory with {e(data.models[0].optimizer)}"
                  "</span>"]
-    head_html = "".join(f"<th>{h}</th>" for h in head)
-    head_html += "".join(f"<th>latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span></th>"
-                         for run, b in lat_cols)
-    head_html += "<th>ImageNet top-1<br><span class='small'>quoted from the paper, not measured</span></th>"
+    head += [f"latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span>" for run, b in lat_cols]
+    head.append("ImageNet top-1<br><span class='small'>quoted from the paper, not measured</span>")
     rows = []
     for m in data.models:
         ref = data.references.get(m.label)
@@ -134,7 +145,7 @@ def summary_html(data: ReportData) -> str:
         cells += [f"<td class='n'>{_latency_cell(data, m.label, run, b)}</td>" for run, b in lat_cols]
         cells.append(f"<td class='n q'>{top1}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    out = [f"<table id='summary'><thead><tr>{head_html}</tr></thead><tbody>{''.join(rows)}</tbody></table>"]
+    out = [table_html("id='summary'", head, rows)]
     if not lat_cols:
         out.append("<p class='warn'>Latency not measured: run <code>mbcost bench --save results.jsonl</code> and "
                    "pass <code>--from results.jsonl</code> (or <code>--bench</code>) to add it.</p>")
@@ -142,7 +153,7 @@ def summary_html(data: ReportData) -> str:
         out.append("<p class='small'>* noisy measurement: the interquartile range is large against the median.</p>")
     if len(data.models) > 1:
         r = ratios(list(data.models))
-        head = "".join(f"<th>vs {e(b.label)}</th>" for b in data.models)
+        head = ["model", *(f"vs {e(b.label)}" for b in data.models)]
         body = []
         for a in data.models:
             cells = []
@@ -155,8 +166,7 @@ def summary_html(data: ReportData) -> str:
             body.append(f"<tr><th>{e(a.label)}</th>{''.join(cells)}</tr>")
         out.append("<h3>Ratios (row model / column model)</h3>"
                    "<p class='small'>1/32.7 means the row model has 32.7 times fewer; 27.2x means 27.2 times more.</p>"
-                   f"<table id='ratios'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-                   "</table>")
+                   + table_html("id='ratios'", head, body))
     if cites:
         items = "".join(f"<li>{e(c)}</li>" for c in cites)
         out.append(f"<h3>Quoted figures</h3><p class='small'>{e(QUOTED)}.</p><ol id='citations'>{items}</ol>")
@@ -179,10 +189,9 @@ def runs_html(data: ReportData) -> str:
                  env.platform, env.timestamp, counts,
                  ", ".join(Path(s).name for s in run.sources) or "-"]
         rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-    out = [f"<table id='runs'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-           f"<tbody>{''.join(rows)}</tbody></table>"]
+    out = [table_html("id='runs'", head, rows)]
     if data.skipped:
-        out.append("<p class='small'>" + "<br>".join(e(s) for s in data.skipped) + "</p>")
+        out.append(notes_html(data.skipped))
     return "\n".join(out)
 
 
@@ -228,9 +237,7 @@ def runtimes_html(data: ReportData) -> str:
     if any(row.precision == "int8" for row in rows):
         notes.append("int8: static post-training quantization with each runtime's own toolchain; calibrated on "
                      "random inputs unless the run names a file: the latency is representative, the accuracy is not")
-    return (f"<table id='runtimes'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
-            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
+    return table_html("id='runtimes'", head, body) + notes_html(notes)
 
 
 def predicted_html(data: ReportData) -> str:
@@ -245,9 +252,8 @@ def predicted_html(data: ReportData) -> str:
              " measured: the fastest timed run; error = predicted / measured - 1"]
     if pred.forced:
         notes.append(f"FORCED: the profile was made for another setup ({'; '.join(pred.mismatch)})")
-    return (f"<table id='predicted-table'><thead><tr><th>model</th><th>measured</th><th>predicted (interval)</th>"
-            f"<th>error</th></tr></thead><tbody>{body}</tbody></table>"
-            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
+    return (table_html("id='predicted-table'", ["model", "measured", "predicted (interval)", "error"], body)
+            + notes_html(notes))
 
 
 def scaling_html(data: ReportData) -> str:
@@ -258,15 +264,14 @@ def scaling_html(data: ReportData) -> str:
         widths = sorted({m.width for m in ms}, reverse=True)
         res = sorted({m.input for m in ms}, reverse=True)
         by = {(m.width, m.input): m for m in ms}
-        head = "".join(f"<th>MACs at {r[0]}x{r[1]}</th>" for r in res) + "<th>params</th>"
+        head = ["model@width", *(f"MACs at {r[0]}x{r[1]}" for r in res), "params"]
         body = []
         for w in widths:
             cells = "".join(f"<td class='n'>{fmt.count(by[(w, r)].macs)}</td>" if (w, r) in by else "<td>-</td>"
                             for r in res)
             params = next(by[(w, r)].params for r in res if (w, r) in by)
             body.append(f"<tr><th>{e(name)}@{w:g}</th>{cells}<td class='n'>{fmt.count(params)}</td></tr>")
-        out.append(f"<table class='scaling'><thead><tr><th>model@width</th>{head}</tr></thead>"
-                   f"<tbody>{''.join(body)}</tbody></table>")
+        out.append(table_html("class='scaling'", head, body))
     return "\n".join(out)
 
 
