@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mbcost.bench.model_bench import Speedup
 from mbcost.bench.records import ModelRecord
 
-__all__ = ["BASELINE_RUNTIME", "RuntimeRow", "Setting", "row_models", "row_pairs", "runtime_rows"]
+__all__ = ["BASELINE_RUNTIME", "RuntimeRow", "Setting", "runtime_rows"]
 
 #: What every row's speed-up is measured against (at the setting's float dtype).
 BASELINE_RUNTIME = "eager"
@@ -73,6 +73,13 @@ class RuntimeRow:
             return None
         return base.median_ms / r.median_ms
 
+    @staticmethod
+    def columns(rows: Sequence[RuntimeRow]) -> tuple[list[str], list[tuple[str, str]]]:
+        """The columns of a table of ``rows``: every model, and every pair of models with a speed-up, in order of
+        first appearance."""
+        return (list(dict.fromkeys(m for row in rows for m in row.records)),
+                list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups)))
+
     def speedup(self, pair: tuple[str, str]) -> Speedup | None:
         """The speed-up of the pair of models ``(model, other)`` measured here, if any."""
         return next((s for s in self.speedups if (s.model, s.other) == pair), None)
@@ -100,16 +107,6 @@ def _pairs(records: dict[str, ModelRecord]) -> tuple[Speedup, ...]:
                 continue
             out.append(Speedup.between(ra, rb) if ra.step_macs <= rb.step_macs else Speedup.between(rb, ra))
     return tuple(out)
-
-
-def row_models(rows: Iterable[RuntimeRow]) -> list[str]:
-    """Every model of ``rows``, in order of first appearance."""
-    return list(dict.fromkeys(m for row in rows for m in row.records))
-
-
-def row_pairs(rows: Iterable[RuntimeRow]) -> list[tuple[str, str]]:
-    """Every pair of models with a speed-up in ``rows``, in order of first appearance."""
-    return list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
 
 
 def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = None) -> list[RuntimeRow]:

@@ -249,9 +249,9 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
     speed-up against eager, the measured speed-ups between the models next to their MAC ratios, the output
     checks. A failed check is flagged ``!!`` next to the median. ``failures`` (a runtime that could not export a
     model) and ``skipped`` (a runtime that cannot run here) are notes."""
-    from mbcost.bench.matrix import row_pairs
+    from mbcost.bench.matrix import RuntimeRow
 
-    pairs = row_pairs(rows)
+    pairs = RuntimeRow.columns(rows)[1]
     settings = list(dict.fromkeys(row.setting for row in rows))
     columns = [*(["setting"] if len(settings) > 1 else []), "runtime", *[f"{m}: median (vs eager)" for m in models],
                *[f"{a} vs {b}: measured (MACs)" for a, b in pairs], "output check"]

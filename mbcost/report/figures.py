@@ -486,7 +486,7 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
     """The runtimes side by side: each model's median on each runtime (bars, log scale; the speed-up against
     eager PyTorch on each bar), and the measured speed-ups between the models on each runtime next to their
     MAC ratio (black marks). A runtime whose output check failed is marked ``!!``."""
-    from mbcost.bench.matrix import row_models, row_pairs
+    from mbcost.bench.matrix import RuntimeRow
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, column_widths=[0.55, 0.45],
                         subplot_titles=("Median latency per model and runtime",
@@ -496,7 +496,7 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
                            "eager,onnxruntime,openvino --save results.jsonl  and pass  --from results.jsonl")
         return _layout(fig, "Runtimes side by side")
     many = len({row.setting for row in rows}) > 1
-    models, pairs = row_models(rows), row_pairs(rows)
+    models, pairs = RuntimeRow.columns(rows)
     macs: dict[tuple[str, str], float] = {}
     for n, row in enumerate(rows):
         name, color = _row_name(row, many), PALETTE[n % len(PALETTE)]

@@ -198,14 +198,14 @@ def runs_html(data: ReportData) -> str:
 def runtimes_html(data: ReportData) -> str:
     """The runtime x model table (``data.runtime_rows``): each model's median and speed-up against eager, the
     measured speed-ups between the models next to their MAC ratios, the output checks."""
-    from mbcost.bench.matrix import row_models, row_pairs
+    from mbcost.bench.matrix import RuntimeRow
     from mbcost.render.bench import row_check_cell, runtime_label, setting_text
     from mbcost.units import speed
 
     rows = data.runtime_rows
     if not rows:
         return ""
-    models, pairs = row_models(rows), row_pairs(rows)
+    models, pairs = RuntimeRow.columns(rows)
     many = len({row.setting for row in rows}) > 1
     head = [*(["setting"] if many else []), "runtime",
             *[f"{e(m)}<br><span class='small'>median (vs eager)</span>" for m in models],
