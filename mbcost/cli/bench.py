@@ -41,6 +41,8 @@ from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
+    from mbcost.bench.records import PeakRecord
+    from mbcost.bench.roofline import Peaks
 
 __all__ = ["bench", "profile", "roofline", "sweep"]
 
@@ -106,6 +108,11 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
+def at_least_one(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(f"{option} must be >= 1 (got {value})")
+
+
 def settings_from(device: str, dtype: str, threads: int | None, *, min_time: float | None = None,
                   max_time: float | None = None, keep_denormals: bool = False, default_malloc: bool = False,
                   calibration: Path | None = None, **settings: Any) -> BenchSettings:
@@ -154,6 +161,17 @@ def recording(save: Path | None, what: str) -> Iterator[tuple[Any, Any]]:
 
     with RecordWriter(save) as out, interruptible(out, what), progress_bar(what) as update:
         yield out, update
+
+
+def measure_peaks(ctx: typer.Context, settings: BenchSettings, busy: float | None, *, batch: int = 1,
+                  refresh: bool = False) -> tuple[Peaks, PeakRecord]:
+    """The device's roofline peaks (cached per device, unless ``refresh``) and their record."""
+    from mbcost.bench.roofline import get_peaks, peak_record
+
+    with settings.runtime():
+        peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
+                          refresh=refresh)
+        return peaks, peak_record(peaks, settings.config(batch), settings.env(busy))
 
 
 def check_targets(output: Path | None, save: Path | None) -> None:
@@ -276,15 +294,12 @@ def profile(
     from mbcost.bench.layers import profile_model
     from mbcost.bench.model_bench import plan_models
     from mbcost.bench.records import Record, busy_cpus_now
-    from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
     from mbcost.zoo.spec import resolve_source
 
     check_targets(output, save)
-    if top is not None and top < 1:
-        raise SpecError(f"--top must be >= 1 (got {top})")
-    if not 1 <= batch:
-        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    at_least_one(top, "--top")
+    at_least_one(batch, "--batch")
     if runtime_names(runtime, False) != ["eager"]:
         raise SpecError(f"profile times every layer with module hooks, which only the eager runtime calls; "
                         f"--runtime {runtime} runs the network as one compiled program (use mbcost bench --runtime "
@@ -300,10 +315,8 @@ def profile(
         peaks = None
         if roofline:
             update(0, 2, "roofline peaks")
-            with settings.runtime():
-                peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
-                                  refresh=refresh_peaks)
-                out.write(peak_record(peaks, settings.config(batch), settings.env(busy)))
+            peaks, record = measure_peaks(ctx, settings, busy, batch=batch, refresh=refresh_peaks)
+            out.write(record)
         update(1, 2, f"{spec.label} per layer")
         p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype,
                           measure_fn=timer(ctx))
@@ -349,8 +362,7 @@ def sweep(
     from mbcost.render.bench import sweep_table
 
     check_targets(output, save)
-    if batch < 1:
-        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    at_least_one(batch, "--batch")
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
     names = runtime_names(runtime, compile)
@@ -382,7 +394,7 @@ def roofline(
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.records import busy_cpus_now
-    from mbcost.bench.roofline import cache_path, get_peaks, peak_record
+    from mbcost.bench.roofline import cache_path
     from mbcost.render.bench import flat, peaks_table, results_document
 
     check_targets(output, save)
@@ -390,10 +402,7 @@ def roofline(
     busy = busy_cpus_now()
     with recording(save, "roofline") as (out, update):
         update(0, 1, "matmul and copy")
-        with settings.runtime():
-            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
-                              refresh=refresh)
-            record = peak_record(peaks, settings.config(1), settings.env(busy))
+        peaks, record = measure_peaks(ctx, settings, busy, refresh=refresh)
         out.write(record)
     table = peaks_table([peaks])
     table.notes.append(f"cache: {cache_path()}")
