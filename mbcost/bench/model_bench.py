@@ -433,6 +433,14 @@ def time_call(prepared: Any, settings: BenchSettings, what: str, runtime: str,
                   f"{what}: the {runtime} call failed on {settings.device.torch_device}")
 
 
+def _release(settings: BenchSettings) -> None:
+    """On CUDA, hand the cached blocks back before the next network."""
+    if settings.device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: MeasureFn | None,
                       env: Env) -> ModelRecord:
     """The training step of a train-mode plan (eager; ``TrainStep``) and the peak of one more step."""
@@ -445,10 +453,7 @@ def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: Meas
         peak = measure_memory(model, x, settings, what, step)
     finally:
         del model, x, step
-        if settings.device.type == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+        _release(settings)
     return model_record(plan, m, env, peak)
 
 
@@ -539,10 +544,7 @@ def open_runtime(adapter: Runtime, model: Any, sample: ForwardArgs, job: Runtime
             if prepared is not None and prepared.close is not None:
                 prepared.close()
             del prepared
-            if settings.device.type == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+            _release(settings)
 
 
 def runtime_check(prepared: Prepared, samples: Sequence[ForwardArgs], reference: Sequence[Sequence[Any]] | None,
