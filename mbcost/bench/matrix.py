@@ -90,13 +90,6 @@ class RuntimeRow:
         return [m for m, r in self.records.items() if r.output_check is not None and not r.output_check.passed]
 
 
-def _order(runtime: str, precision: str) -> tuple[int, int]:
-    from mbcost.bench.runtimes import RUNTIMES
-
-    names = list(RUNTIMES)
-    return (names.index(runtime) if runtime in names else len(names), precision == "int8")
-
-
 def _pairs(records: dict[str, ModelRecord]) -> tuple[Speedup, ...]:
     models = list(records)
     out = []
@@ -126,6 +119,8 @@ def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = 
         >>> {(r.runtime, r.precision): r.vs_eager("v2") for r in rows}
         {('eager', 'float32'): 1.0, ('onnxruntime', 'float32'): 2.4}
     """
+    from mbcost.bench.runtimes import runtime_order
+
     groups: dict[Setting, dict[tuple[str, str], dict[str, ModelRecord]]] = {}
     order: list[str] = list(models or [])
     for r in records:
@@ -139,7 +134,7 @@ def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = 
     for setting, by_runtime in groups.items():
         baseline = by_runtime.get((BASELINE_RUNTIME, setting.dtype), {})
         base = {m: baseline[m] for m in order if m in baseline}
-        for (runtime, precision) in sorted(by_runtime, key=lambda k: _order(*k)):
+        for (runtime, precision) in sorted(by_runtime, key=lambda k: runtime_order(*k)):
             mine = {m: by_runtime[(runtime, precision)][m] for m in order if m in by_runtime[(runtime, precision)]}
             rows.append(RuntimeRow(setting, runtime, precision, mine, base, _pairs(mine)))
     return rows
