@@ -383,7 +383,7 @@ def prepare_out(path: str | Path) -> Path:
     from mbcost.io import check_target
 
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if not path.is_dir():
         try:
             parent.mkdir(parents=True, exist_ok=True)
