@@ -12,7 +12,7 @@ from typing import Any
 from mbcost import units as fmt
 from mbcost.bench.runtimes import runtime_label
 from mbcost.claims.check import FAILS, HOLDS, QUALIFIED, Claim, ClaimsData
-from mbcost.report.html import e, table_html
+from mbcost.report.markup import e, table_html
 
 __all__ = ["CLAIMS_CSS", "claims_html"]
 

@@ -9,8 +9,7 @@ comes from the user (model labels, factory paths, run labels, file names) is esc
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,9 @@ from mbcost.errors import SpecError
 from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
+from mbcost.report.markup import e, notes_html, table_html
 
-__all__ = [
-    "e", "notes_html", "predicted_html", "prepare_out", "render_html", "runtimes_html", "table_html", "write_report",
-]
+__all__ = ["e", "predicted_html", "prepare_out", "render_html", "runtimes_html", "write_report"]
 
 LATENCY = ("latency = median wall time of one forward pass over the timed runs (IQR = interquartile range); "
            "measured by mbcost bench on the run's device; only the figure marked predicted is estimated, from a "
@@ -48,22 +46,6 @@ code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 figure{margin:0}.figure{border:1px solid #eee;margin:8px 0 4px}
 ul.conv li{margin:2px 0}
 """
-
-
-def e(text: Any) -> str:
-    """Escape a value for HTML text and attributes."""
-    return html.escape(str(text), quote=True)
-
-
-def table_html(attrs: str, head: Iterable[str], rows: Iterable[str]) -> str:
-    """A ``<table {attrs}>``: ``head`` the header cells' HTML, ``rows`` the body's ``<tr>`` elements."""
-    return (f"<table {attrs}><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
-
-
-def notes_html(notes: Iterable[str]) -> str:
-    """Lines of notes, escaped, in one small paragraph."""
-    return f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>"
 
 
 def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
