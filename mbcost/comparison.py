@@ -1,16 +1,8 @@
 """Models side by side as a library result: what ``mbcost compare`` shows, computed once.
 
-``compare_models`` costs every model (``mbcost.analyze``), applies a counting convention to each
-(``apply_convention``), runs other counters on the real modules (``--counters``) and measures
-latency on CPU and CUDA (``--bench``), on eager PyTorch or on each runtime of ``--runtime``
-(``mbcost.bench.runtimes``, float32 or int8); ``Comparison`` keeps the raw results (exact integers,
-``ConventionCost``, ``CounterResult`` and ``ModelRecord`` objects, and the runtime x model rows of
-``mbcost.bench.matrix``). Nothing here formats a number:
-``mbcost.render.comparison`` turns a ``Comparison`` into the table, the CSV rows and the JSON
-document, and the CLI only calls the two.
-
-``measure_conv`` is ``mbcost conv --bench``: one standard convolution against its depthwise +
-pointwise pair, timed once on the CPU.
+``compare_models`` returns a ``Comparison`` of raw results (costs, convention and counter totals, measured
+records, runtime rows); nothing here formats a number: ``mbcost.render.comparison`` does. ``measure_conv`` is
+``mbcost conv --bench``.
 
 Example::
 

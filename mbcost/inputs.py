@@ -1,21 +1,10 @@
 """What a model is fed: parsing every input form into ``Inputs`` (shapes and dtypes, never data).
 
-Accepted forms (``resolve_inputs``):
-
-* ``224`` or ``"224x160"``: an image, ``batch x in_channels x H x W`` (a tuple of two ints too);
-* a full shape: ``(1, 3, 16, 112, 112)`` (three or more ints), ``[1, 128]`` (a list: any rank),
-  ``torch.Size``, or the text ``"1x3x16x112x112"`` (three or more numbers) or ``"[1,128]"``;
-* a tensor: its shape and dtype are used, never its data (and whether it requires a gradient);
-* a tuple of these: several positional inputs;
-* a dict ``{name: one of these}``: keyword inputs.
-
-Text specs (the CLI's ``--input``) may end in ``:DTYPE`` (``1x128:int64``) and start with
-``NAME=`` for a keyword input (``attention_mask=1x128:int64``). An integer or bool dtype makes a
-two-number text a full shape (``1x128:int64`` is 1 x 128 token ids, never an image).
-
-The batch (``--batch``) completes the image shorthand. A full shape or a tensor carries its own batch,
-its leading dimension: a batch other than 1 given with one is refused unless the two agree (never
-silently ignored, never applied by rewriting the shape).
+``resolve_inputs`` takes an image size (``224``, ``"224x160"``), a full shape (a tuple of three or more
+ints, a list, ``torch.Size``, ``"1x3x16x112x112"``, ``"[1,128]"``), a tensor (its shape and dtype), a
+tuple of these (positional inputs) or a dict (keyword inputs); text may end in ``:DTYPE`` and start with
+``NAME=`` (docs/models-and-inputs.md). The batch completes the image shorthand only: a full shape carries
+its own, and a different batch given with one is refused, never applied by rewriting the shape.
 """
 
 from __future__ import annotations

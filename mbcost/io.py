@@ -49,7 +49,7 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     """
     path = Path(path)
     check_target(path, "cannot write")
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -85,7 +85,7 @@ def check_target(path: Path | str | None, option: str) -> None:
     if path is None:
         return
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if path.is_dir():
         raise SpecError(f"{option} {path}: it is a directory")
     if not parent.is_dir():

@@ -73,17 +73,21 @@ class RuntimeRow:
             return None
         return base.median_ms / r.median_ms
 
+    @staticmethod
+    def columns(rows: Sequence[RuntimeRow]) -> tuple[list[str], list[tuple[str, str]]]:
+        """The columns of a table of ``rows``: every model, and every pair of models with a speed-up, in order of
+        first appearance."""
+        return (list(dict.fromkeys(m for row in rows for m in row.records)),
+                list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups)))
+
+    def speedup(self, pair: tuple[str, str]) -> Speedup | None:
+        """The speed-up of the pair of models ``(model, other)`` measured here, if any."""
+        return next((s for s in self.speedups if (s.model, s.other) == pair), None)
+
     @property
     def failed_checks(self) -> list[str]:
         """The models whose output check failed on this runtime."""
         return [m for m, r in self.records.items() if r.output_check is not None and not r.output_check.passed]
-
-
-def _order(runtime: str, precision: str) -> tuple[int, int]:
-    from mbcost.bench.runtimes import RUNTIMES
-
-    names = list(RUNTIMES)
-    return (names.index(runtime) if runtime in names else len(names), precision == "int8")
 
 
 def _pairs(records: dict[str, ModelRecord]) -> tuple[Speedup, ...]:
@@ -115,6 +119,8 @@ def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = 
         >>> {(r.runtime, r.precision): r.vs_eager("v2") for r in rows}
         {('eager', 'float32'): 1.0, ('onnxruntime', 'float32'): 2.4}
     """
+    from mbcost.bench.runtimes import runtime_order
+
     groups: dict[Setting, dict[tuple[str, str], dict[str, ModelRecord]]] = {}
     order: list[str] = list(models or [])
     for r in records:
@@ -128,7 +134,7 @@ def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = 
     for setting, by_runtime in groups.items():
         baseline = by_runtime.get((BASELINE_RUNTIME, setting.dtype), {})
         base = {m: baseline[m] for m in order if m in baseline}
-        for (runtime, precision) in sorted(by_runtime, key=lambda k: _order(*k)):
+        for (runtime, precision) in sorted(by_runtime, key=lambda k: runtime_order(*k)):
             mine = {m: by_runtime[(runtime, precision)][m] for m in order if m in by_runtime[(runtime, precision)]}
             rows.append(RuntimeRow(setting, runtime, precision, mine, base, _pairs(mine)))
     return rows

@@ -1,24 +1,11 @@
 """Latency of whole networks: the real module, measured, next to its analytic cost.
 
-Every configuration is planned first (analytic cost, memory estimate: a refusal happens before
-anything is built or timed), then each network is built fresh (``mbcost.zoo.build_model``, random
-weights), put in eval mode, converted to the dtype (and channels-last, and ``torch.compile``
-when asked), and its forward pass timed under ``torch.inference_mode`` on a random input.
-
-``mode="train"`` times one training step instead (``TrainStep``): the model in train mode
-(BatchNorm uses and updates batch statistics), grad enabled, a ``torch.optim`` optimizer and the
-inputs built once outside timing; each timed call is ``zero_grad(set_to_none=True)``, the
-forward, ``loss = sum of the outputs`` (in float32), ``loss.backward()``, ``opt.step()``. The
-memory check uses the training estimate (``devices.estimate_memory`` of a train-mode cost).
-
-After the timed runs, one extra forward measures the activation peak (``mbcost.bench.memory``:
-the CPU profiler's allocation events, or CUDA's peak counter), recorded next to the engine's
-lifetime estimate (``peak_memory_bytes``, ``estimated_peak_memory_bytes``). In train mode one
-extra step is measured instead, next to the step's activation estimate.
-
-``achieved_gflops`` is the analytic FLOPs (2 x MACs of conv and linear layers, the papers'
-convention) divided by the median time: the rate at which the network's useful arithmetic gets
-done, not a hardware counter. In train mode: 2 x (forward + backward MACs) / median.
+Every configuration is planned first (analytic cost and memory estimate: a refusal comes before anything is
+built or timed). Each network is then built fresh (random weights, eval mode, the dtype and layout asked
+for) and its forward pass timed under ``torch.inference_mode``, or one training step (``TrainStep``) with
+``mode="train"``; one extra pass measures the activation peak (``mbcost.bench.memory``). The method is
+described in docs/latency.md. ``achieved_gflops`` = analytic FLOPs (2 x MACs; in train mode forward +
+backward) / median time: the rate of the network's useful arithmetic, not a hardware counter.
 """
 
 from __future__ import annotations
@@ -446,6 +433,14 @@ def time_call(prepared: Any, settings: BenchSettings, what: str, runtime: str,
                   f"{what}: the {runtime} call failed on {settings.device.torch_device}")
 
 
+def _release(settings: BenchSettings) -> None:
+    """On CUDA, hand the cached blocks back before the next network."""
+    if settings.device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: MeasureFn | None,
                       env: Env) -> ModelRecord:
     """The training step of a train-mode plan (eager; ``TrainStep``) and the peak of one more step."""
@@ -458,10 +453,7 @@ def _bench_train_step(plan: ModelPlan, settings: BenchSettings, measure_fn: Meas
         peak = measure_memory(model, x, settings, what, step)
     finally:
         del model, x, step
-        if settings.device.type == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+        _release(settings)
     return model_record(plan, m, env, peak)
 
 
@@ -552,10 +544,7 @@ def open_runtime(adapter: Runtime, model: Any, sample: ForwardArgs, job: Runtime
             if prepared is not None and prepared.close is not None:
                 prepared.close()
             del prepared
-            if settings.device.type == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()  # hand the cached blocks back before the next network
+            _release(settings)
 
 
 def runtime_check(prepared: Prepared, samples: Sequence[ForwardArgs], reference: Sequence[Sequence[Any]] | None,

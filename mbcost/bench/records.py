@@ -1,20 +1,9 @@
 """Measurement records: typed, flat, one JSON object per line (the contract with ``mbcost report``).
 
-Every record carries the keys of ``Record`` (device, dtype, batch, threads, channels_last,
-compile, runtime, precision, median_ms, iqr_ms, runs, env, label...) and a ``kind``:
-
-* ``model``: one network, one configuration (``ModelRecord``);
-* ``layer``: one module of a network, joined to its analytic ``LayerCost`` records (``LayerRecord``);
-* ``conv``: a standard convolution against depthwise + pointwise (``ConvRecord``);
-* ``peak``: the device's measured attainable compute and memory bandwidth (``PeakRecord``).
-
-Times are raw milliseconds (``times_ms`` holds every timed run); rounding happens in render.
-
-``runtime`` names what ran the network (``mbcost.bench.runtimes``: eager, compile, onnxruntime,
-openvino, executorch) and ``precision`` what it computed in (the float dtype, or ``int8``). Records
-written before runtimes existed have neither key: they read back as eager at their dtype. A model
-record also keeps the runtime's version and settings, its one-time costs (export, quantize, load...,
-apart from the steady-state times) and the check of its output against eager float32 (``OutputCheck``).
+Every record has the keys of ``Record`` and a ``kind``: ``model`` (``ModelRecord``), ``layer``
+(``LayerRecord``), ``conv`` (``ConvRecord``) or ``peak`` (``PeakRecord``). Times are raw milliseconds
+(``times_ms`` holds every timed run; rounding happens in render). Records written before runtimes existed
+have no ``runtime`` and ``precision``: they read back as eager at their dtype.
 """
 
 from __future__ import annotations

@@ -185,16 +185,14 @@ def _measured_savings(measured: tuple[MeasuredConv, ...]) -> str:
     groups = runtime_savings(measured)
     if len(groups) > 1 or groups[0].runtime != "eager" or groups[0].precision == "int8":
         return "measured conv sweep, per runtime: " + "; ".join(_runtime_saving(g) for g in groups)
-    span = _span(measured)
-    faster = [m for m in measured if m.measured_speedup >= 1]
-    slower = [m for m in measured if m.measured_speedup < 1]
-    noisy = sum(m.noisy for m in measured)
-    text = f"measured conv sweep: {span}"
-    if faster:
-        realised = sorted(m.realised for m in faster)
+    eager = groups[0]
+    slower, noisy = eager.slower, eager.noisy
+    text = f"measured conv sweep: {_span(measured)}"
+    if eager.median_realised is not None:
+        realised = sorted(m.realised for m in eager.faster)
         where = " where the separable pair was faster" if slower else ""
         text += (f", so {realised[0]:.0%} to {realised[-1]:.0%} of the MAC saving survives as time{where} (median "
-                 f"{realised[len(realised) // 2]:.0%})")
+                 f"{eager.median_realised:.0%})")
     if slower:
         shown = ", ".join(f"M = N = {m.in_channels}, K = {m.kernel}, {'x'.join(map(str, m.size))}: "
                           f"{speed_change(m.measured_speedup)}" for m in slower[:3])

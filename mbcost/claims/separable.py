@@ -191,15 +191,10 @@ def measured_convs(records: Iterable[Record]) -> tuple[MeasuredConv, ...]:
 def runtime_savings(measured: Iterable[MeasuredConv]) -> tuple[RuntimeSaving, ...]:
     """The measured points grouped by runtime and precision, in the order of ``mbcost.bench.runtimes.RUNTIMES``
     (float before int8)."""
-    from mbcost.bench.runtimes import RUNTIMES
+    from mbcost.bench.runtimes import runtime_order
 
     groups: dict[tuple[str, str], list[MeasuredConv]] = {}
     for m in measured:
         groups.setdefault((m.runtime, m.precision), []).append(m)
-    names = list(RUNTIMES)
-
-    def order(key: tuple[str, str]) -> tuple[int, bool]:
-        return (names.index(key[0]) if key[0] in names else len(names), key[1] == "int8")
-
     return tuple(RuntimeSaving(runtime, precision, tuple(groups[(runtime, precision)]))
-                 for runtime, precision in sorted(groups, key=order))
+                 for runtime, precision in sorted(groups, key=lambda k: runtime_order(*k)))

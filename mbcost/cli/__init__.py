@@ -7,9 +7,6 @@ from mbcost.cli.app import app
 # Each module registers its commands on ``app``; --help lists them in this order.
 # isort: off
 from mbcost.cli import costs  # noqa: F401
-from mbcost.cli import memory  # noqa: F401
-from mbcost.cli import weights  # noqa: F401
-from mbcost.cli import counters  # noqa: F401
 from mbcost.cli import bench  # noqa: F401
 from mbcost.cli import predict  # noqa: F401
 from mbcost.cli import report  # noqa: F401

@@ -31,7 +31,7 @@ __all__ = [
     "ConventionOpt", "CountersOpt", "DType", "DTypeOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt",
     "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelArg", "ModelsOpt", "OptimizerName", "OptimizerOpt",
     "OutputOpt", "Precision", "PrecisionOpt", "app",
-    "check_writable", "emit", "input_value", "timer",
+    "check_writable", "emit", "input_value", "show", "timer",
 ]
 
 CONVENTIONS_HELP = (
@@ -161,7 +161,7 @@ PrecisionOpt = typer.Option(Precision.float32, "--precision",
                                  "representative, the accuracy is not. The float types stay on --dtype.")
 
 
-# Options of the cross-checking counters (mbcost.cli.counters), borrowed by compare; names from their registries.
+# Options of the cross-checking counters (reconcile), borrowed by compare; names from their registries.
 ConventionName = Enum("ConventionName", {c: c for c in CONVENTIONS}, type=str)  # paper, fvcore, ..., ptflops-aten
 COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of "
                  + ", ".join(f"{name} ({adapter.ABOUT})" for name, adapter in ADAPTERS.items())
@@ -200,13 +200,7 @@ def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[d
     elif output is not None:
         text = "\n".join(t.to_text() for t in tables)
     else:
-        from rich.console import Console
-
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=160)  # a pipe has no width to respect; don't fold numbers
-        for t in tables:
-            console.print(t.to_rich())
+        show(tables)
         return
     if output is None:
         sys.stdout.write(text)
@@ -215,6 +209,18 @@ def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[d
 
         check_writable(output)
         write_text_atomic(output, text)
+
+
+def show(tables: list[Any], pipe_width: int = 160) -> None:
+    """Print tables on the terminal, or ``pipe_width`` wide to a pipe (which has no width to respect: numbers
+    are not folded)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=pipe_width)
+    for t in tables:
+        console.print(t.to_rich())
 
 
 def check_writable(output: Path | None) -> None:

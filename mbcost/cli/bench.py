@@ -41,7 +41,8 @@ from mbcost.errors import SpecError
 
 if TYPE_CHECKING:
     from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.timer import Budget
+    from mbcost.bench.records import PeakRecord
+    from mbcost.bench.roofline import Peaks
 
 __all__ = ["bench", "profile", "roofline", "sweep"]
 
@@ -97,14 +98,6 @@ MaxTime = Annotated[float, typer.Option("--max-time", help="Seconds of timed run
                                                          "fit.")]
 
 
-def budget_from(min_time: float, max_time: float) -> Budget:
-    from mbcost.bench.timer import Budget
-
-    if not (0 < min_time <= max_time):
-        raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
-    return Budget(min_run_time=min_time, max_run_time=max_time)
-
-
 def parse_batches(text: str) -> list[int]:
     from mbcost.bench.sweep import parse_int_list
     from mbcost.inputs import MAX_BATCH
@@ -115,20 +108,27 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
-def settings_from(device: str, dtype: str, threads: int | None, *, channels_last: bool = False,
-                  compile: bool = False, budget: Budget | None = None, label: str | None = None,
-                  keep_denormals: bool = False, cudnn_benchmark: bool | None = None,
-                  default_malloc: bool = False, precision: str = "float32", calibration: Path | None = None,
-                  oversubscribe: bool = False) -> BenchSettings:
-    """Resolve and validate the device, dtype and threads (``DeviceError`` -> one line, exit 2)."""
+def at_least_one(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(f"{option} must be >= 1 (got {value})")
+
+
+def settings_from(device: str, dtype: str, threads: int | None, *, min_time: float | None = None,
+                  max_time: float | None = None, keep_denormals: bool = False, default_malloc: bool = False,
+                  calibration: Path | None = None, **settings: Any) -> BenchSettings:
+    """Resolve and validate the device, dtype, threads and time budget (a bad one: one line, exit 2)."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
-    from mbcost.bench.timer import DEFAULT_BUDGET
+    from mbcost.bench.timer import DEFAULT_BUDGET, Budget
 
-    return BenchSettings(resolve_device(device), dtype, threads, channels_last, compile, budget or DEFAULT_BUDGET,
-                         label, not keep_denormals, cudnn_benchmark, not default_malloc, precision=precision,
-                         calibration=str(calibration) if calibration is not None else None,
-                         oversubscribe=oversubscribe).validated()
+    budget = DEFAULT_BUDGET
+    if min_time is not None and max_time is not None:
+        if not (0 < min_time <= max_time):
+            raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
+        budget = Budget(min_run_time=min_time, max_run_time=max_time)
+    return BenchSettings(resolve_device(device), dtype, threads, budget=budget, flush_denormal=not keep_denormals,
+                         keep_heap=not default_malloc, calibration=None if calibration is None else str(calibration),
+                         **settings).validated()
 
 
 def runtime_names(runtime: str | None, compile: bool) -> list[str]:
@@ -161,6 +161,17 @@ def recording(save: Path | None, what: str) -> Iterator[tuple[Any, Any]]:
 
     with RecordWriter(save) as out, interruptible(out, what), progress_bar(what) as update:
         yield out, update
+
+
+def measure_peaks(ctx: typer.Context, settings: BenchSettings, busy: float | None, *, batch: int = 1,
+                  refresh: bool = False) -> tuple[Peaks, PeakRecord]:
+    """The device's roofline peaks (cached per device, unless ``refresh``) and their record."""
+    from mbcost.bench.roofline import get_peaks, peak_record
+
+    with settings.runtime():
+        peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
+                          refresh=refresh)
+        return peaks, peak_record(peaks, settings.config(batch), settings.env(busy))
 
 
 def check_targets(output: Path | None, save: Path | None) -> None:
@@ -231,8 +242,8 @@ def bench(
     specs = resolve_sources(models)
     batches = parse_batches(batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc,
                              precision=precision.value, calibration=calibration, oversubscribe=oversubscribe)
     settings.check_runtimes(names, mode.value)  # a missing package or an impossible request: before any work
@@ -283,23 +294,20 @@ def profile(
     from mbcost.bench.layers import profile_model
     from mbcost.bench.model_bench import plan_models
     from mbcost.bench.records import Record, busy_cpus_now
-    from mbcost.bench.roofline import get_peaks, peak_record
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
     from mbcost.zoo.spec import resolve_source
 
     check_targets(output, save)
-    if top is not None and top < 1:
-        raise SpecError(f"--top must be >= 1 (got {top})")
-    if not 1 <= batch:
-        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    at_least_one(top, "--top")
+    at_least_one(batch, "--batch")
     if runtime_names(runtime, False) != ["eager"]:
         raise SpecError(f"profile times every layer with module hooks, which only the eager runtime calls; "
                         f"--runtime {runtime} runs the network as one compiled program (use mbcost bench --runtime "
                         f"{runtime} for its end-to-end time)")
     spec = resolve_source(model)
     inputs = input_value(input)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc, oversubscribe=oversubscribe)
     plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
@@ -307,10 +315,8 @@ def profile(
         peaks = None
         if roofline:
             update(0, 2, "roofline peaks")
-            with settings.runtime():
-                peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
-                                  refresh=refresh_peaks)
-                out.write(peak_record(peaks, settings.config(batch), settings.env(busy)))
+            peaks, record = measure_peaks(ctx, settings, busy, batch=batch, refresh=refresh_peaks)
+            out.write(record)
         update(1, 2, f"{spec.label} per layer")
         p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype,
                           measure_fn=timer(ctx))
@@ -356,13 +362,12 @@ def sweep(
     from mbcost.render.bench import sweep_table
 
     check_targets(output, save)
-    if batch < 1:
-        raise SpecError(f"--batch must be >= 1 (got {batch})")
+    at_least_one(batch, "--batch")
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, channels_last=channels_last,
-                             budget=budget_from(min_time, max_time), label=label, keep_denormals=keep_denormals,
+    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
+                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
                              default_malloc=default_malloc, precision=precision.value, oversubscribe=oversubscribe)
     settings.check_runtimes(names)  # a missing package or an impossible request: before any work
     with recording(save, "sweep") as (out, update):
@@ -389,7 +394,7 @@ def roofline(
     quiet: bool = QuietOpt,
 ) -> None:
     from mbcost.bench.records import busy_cpus_now
-    from mbcost.bench.roofline import cache_path, get_peaks, peak_record
+    from mbcost.bench.roofline import cache_path
     from mbcost.render.bench import flat, peaks_table, results_document
 
     check_targets(output, save)
@@ -397,10 +402,7 @@ def roofline(
     busy = busy_cpus_now()
     with recording(save, "roofline") as (out, update):
         update(0, 1, "matmul and copy")
-        with settings.runtime():
-            peaks = get_peaks(settings.device, settings.dtype, settings.threads or 1, measure_fn=timer(ctx),
-                              refresh=refresh)
-            record = peak_record(peaks, settings.config(1), settings.env(busy))
+        peaks, record = measure_peaks(ctx, settings, busy, refresh=refresh)
         out.write(record)
     table = peaks_table([peaks])
     table.notes.append(f"cache: {cache_path()}")

@@ -1,4 +1,4 @@
-"""``mbcost compare``, ``mbcost layers`` and ``mbcost conv``: the analytic costs."""
+"""``mbcost compare``, ``layers``, ``conv``, ``memory``, ``weights`` and ``reconcile``: the analytic costs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from mbcost.bench.runtimes import EXTRA, RUNTIMES
 from mbcost.cli.app import (
     CONVENTIONS_HELP,
+    COUNTERS_HELP,
     BatchOpt,
     BenchFlagOpt,
     ClassesOpt,
@@ -40,8 +41,9 @@ from mbcost.cli.app import (
     timer,
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
+from mbcost.weights import DEFAULT_THRESHOLD
 
-__all__ = ["compare", "conv", "layers"]
+__all__ = ["compare", "conv", "layers", "memory", "reconcile", "weights"]
 
 COMPARE_RUNTIME_HELP = ("Also measure on these runtimes, comma-separated, next to eager PyTorch (always measured: the "
                         "baseline): " + ", ".join(RUNTIMES) + f". All but eager and compile need: pip install "
@@ -141,3 +143,86 @@ def conv(
     measured = measure_conv(comparison, measure_fn=timer(ctx)) if bench else None  # --bench: measured times
     emit(format, output, table=conv_table(comparison, measured), records=conv_records(comparison, measured),
          document=conv_document(comparison, measured))
+
+
+# The shared --dtype, defaulting to the paper's 16-bit activations (Sandler et al. 2018, Table 3).
+MemoryDTypeOpt = typer.Option(DType.float16, "--dtype",
+                              help=f"{DTypeOpt.help} Default float16, as the paper assumes (a model of your own "
+                                   "must then accept float16 inputs; else give --dtype float32).")
+
+
+@app.command(help="Activation memory per spatial resolution, materialized vs streamed: the largest tensor that "
+                  "must exist whole when every op output is kept, and when each inverted-residual block (and the "
+                  "stem before it) is computed in slices (MobileNetV2 paper, Table 3: V1 1600K, V2 400K).")
+def memory(
+    models: str = typer.Argument("v1,v2", help="Comma-separated specs: zoo names (v1, v2, vgg16...), NAME@WIDTH, "
+                                               "or package.module:factory."),
+    input: list[str] | None = InputOpt,
+    batch: int = BatchOpt,
+    dtype: DType = MemoryDTypeOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.cost.schedule import memory_schedules
+    from mbcost.render.memory import memory_document, memory_records, memory_table
+
+    check_writable(output)
+    schedules = memory_schedules(models, input_value(input), batch, dtype=dtype.value)
+    emit(format, output, table=memory_table(schedules), records=memory_records(schedules),
+         document=memory_document(schedules))
+
+
+@app.command(help="Dead kernels of a trained state_dict (torch.load weights_only=True: never unpickles code): per "
+                  "conv and linear layer and per category (conv, dwconv, pwconv, linear), the fraction of kernels "
+                  "(one output channel's filter) whose L1 norm is below --threshold x the layer's median, and the "
+                  "fraction of weights exactly zero. The checkpoint must match the model's keys and shapes.")
+def weights(
+    checkpoint: Path = typer.Argument(..., help="A file written by torch.save(model.state_dict(), FILE)."),
+    model: str = typer.Option(..., "--model", "-m", help="The model it belongs to: v1, v2@0.5, vgg16, "
+                                                         "package.module:factory ..."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold",
+                                    help="Dead below THRESHOLD x the median L1 norm of the layer's kernels."),
+    classes: int = ClassesOpt,
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+) -> None:
+    from mbcost.render.weights import weights_document, weights_records, weights_table
+    from mbcost.weights import checkpoint_health
+
+    check_writable(output)
+    health = checkpoint_health(checkpoint, model, threshold=threshold, num_classes=classes)
+    emit(format, output, table=weights_table(health), records=weights_records(health),
+         document=weights_document(health))
+
+
+@app.command(help="Cross-check the analytic count against fvcore, thop, torch's FlopCounterMode and ptflops (both "
+                  "backends) run on the real module, and explain each difference: per counter, components by op "
+                  "kind and layer category that sum exactly to (counter total - analytic MACs), the ops each "
+                  "counter skips with their would-be cost, and the ops the libraries report as unsupported. "
+                  "Analytic = the papers' Mult-Adds (conv + linear MACs, bias excluded); amounts are in each "
+                  "counter's unit (fvcore, thop, ptflops: a MAC and an elementwise op count one each; torch: "
+                  "FLOPs = 2 x MACs). Exit 0: every unit explained; 1: a counter's total leaves an unexplained "
+                  "remainder (the output lists it as '!! unexplained'); 2: usage or input problem.")
+def reconcile(
+    model: str = ModelArg,
+    input: list[str] | None = InputOpt,
+    batch: int = BatchOpt,
+    classes: int = ClassesOpt,
+    counters: str = typer.Option("all", "--counters", help=COUNTERS_HELP),
+    format: Format = FormatOpt,
+    output: Path | None = OutputOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    from mbcost.counters.base import parse_counters
+    from mbcost.counters.reconciliation import reconcile_model
+    from mbcost.render.reconcile import reconcile_document, reconcile_records, reconcile_table
+
+    check_writable(output)
+    names = parse_counters(counters)
+    with progress_bar("reconcile") as update:
+        update(0, 1, f"{model}: {', '.join(names)} on the real module")
+        cost, recs = reconcile_model(model, input_value(input), batch, names, num_classes=classes)
+    emit(format, output, table=reconcile_table(cost, recs), records=reconcile_records(recs),
+         document=reconcile_document(cost, recs))
+    if not all(r.exact for r in recs):  # a remainder no preset explains: the output says which, the status too
+        raise typer.Exit(code=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from mbcost.cli.app import CONVENTIONS_HELP, app
+from mbcost.cli.app import CONVENTIONS_HELP, app, show
 
 __all__ = ["gate"]
 
@@ -85,13 +85,7 @@ def gate(
     elif format is GateFormat.markdown:
         sys.stdout.write(render.markdown(result, update=outcome))
     else:
-        from rich.console import Console
-
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=200)  # CI logs and pipes: don't fold the numbers
-        for table in render.tables(result, update=update):
-            console.print(table.to_rich())
+        show(render.tables(result, update=update), pipe_width=200)  # CI logs are wider than a terminal
         typer.echo(closing)
 
     summary = os.environ.get(SUMMARY_ENV)

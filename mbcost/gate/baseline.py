@@ -1,28 +1,9 @@
 """The gate baseline: a versioned, diffable JSON file of parameter counts and MACs.
 
-One entry per model spec x input size x batch: total parameters, total MACs, and per layer
-(a layer is a module path, e.g. ``features.3.conv.1.0``) the module's own parameters and the
-MACs of the ops it issued. The file is written with a fixed key order and one layer per line,
-so a code review shows exactly which layer changed::
-
-    {
-      "mbcost_gate_baseline": 1,
-      "generated_by": "mbcost 0.1.0",
-      "conventions": "...",
-      "models": [
-        {
-          "spec": "v2",
-          "input": [224, 224],
-          "batch": 1,
-          "params": 3504872,
-          "macs": 300774272,
-          "layers": {
-            "features.0.0": {"params": 864, "macs": 10838016},
-            ...
-          }
-        }
-      ]
-    }
+One entry per model spec x input size x batch: total parameters, total MACs, and per layer (a module
+path) the module's own parameters and the MACs of the ops it issued. Written with a fixed key order and
+one layer per line, so a code review shows which layer changed (``mbcost-baseline.json`` at the
+repository root is one; docs/ci-gate.md).
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ def _percent(before: int | None, after: int | None) -> float | None:
 class _BeforeAfter:
     """Deltas and percentages of ``params_before/after`` and ``macs_before/after``."""
 
+    model: str
+    input: Size
+    batch: int
     params_before: int | None
     params_after: int | None
     macs_before: int | None
@@ -79,6 +82,14 @@ class _BeforeAfter:
     def macs_percent(self) -> float | None:
         return _percent(self.macs_before, self.macs_after)
 
+    def _head(self, **first: Any) -> dict[str, Any]:
+        """``to_dict``'s keys: ``first``, then the counts before and after, their deltas and percentages."""
+        return {"model": self.model, "input": _json_input(self.input), "batch": self.batch, **first,
+                "params_before": self.params_before, "params_after": self.params_after,
+                "params_delta": self.params_delta, "params_percent": self.params_percent,
+                "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,
+                "macs_percent": self.macs_percent}
+
 
 @dataclass(frozen=True)
 class DiffRow(_BeforeAfter):
@@ -99,11 +110,7 @@ class DiffRow(_BeforeAfter):
     macs_after: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "input": _json_input(self.input), "batch": self.batch, "layer": self.layer,
-                "change": self.change, "params_before": self.params_before, "params_after": self.params_after,
-                "params_delta": self.params_delta, "params_percent": self.params_percent,
-                "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,
-                "macs_percent": self.macs_percent}
+        return self._head(layer=self.layer, change=self.change)
 
 
 @dataclass(frozen=True)
@@ -140,11 +147,7 @@ class EntryDiff(_BeforeAfter):
         return self.status != "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "input": _json_input(self.input), "batch": self.batch, "status": self.status,
-                "params_before": self.params_before, "params_after": self.params_after,
-                "params_delta": self.params_delta, "params_percent": self.params_percent,
-                "macs_before": self.macs_before, "macs_after": self.macs_after, "macs_delta": self.macs_delta,
-                "macs_percent": self.macs_percent, "peak_activation_bytes_before": self.memory_before,
+        return {**self._head(status=self.status), "peak_activation_bytes_before": self.memory_before,
                 "peak_activation_bytes_after": self.memory_after,
                 "train_peak_activation_bytes_before": self.train_memory_before,
                 "train_peak_activation_bytes_after": self.train_memory_after, "memory_drift": self.memory_drift,

@@ -1,15 +1,5 @@
-"""Gate configuration: ``[tool.mbcost.gate]`` in ``pyproject.toml``, overridable from the CLI.
-
-Example ``pyproject.toml``::
-
-    [tool.mbcost.gate]
-    models = ["v1", "v2", "mypkg.models:backbone"]   # zoo specs or importable module:factory
-    inputs = [224, "224x160", "1x64:int64"]           # one input per configuration, as --input reads it
-    baseline = "mbcost-baseline.json"                 # relative to this pyproject.toml
-    macs_tolerance = 0.0                              # relative; parameter counts always match exactly
-    memory_tolerance = 0.0                            # relative, on the estimated activation peak(s)
-    mode = "inference"                                # or "train": the training step's peak is gated too
-    optimizer = "sgd"                                 # with mode = "train"
+"""Gate configuration: ``[tool.mbcost.gate]`` in ``pyproject.toml`` (models, inputs, baseline,
+macs_tolerance, memory_tolerance, mode, optimizer; docs/ci-gate.md), overridable from the CLI.
 """
 
 from __future__ import annotations

@@ -20,15 +20,15 @@ if TYPE_CHECKING:
     from mbcost.bench.layers import LayerProfile
     from mbcost.bench.matrix import RuntimeRow, Setting
     from mbcost.bench.model_bench import Speedup
-    from mbcost.bench.records import ConvRecord, ModelRecord, Record
+    from mbcost.bench.records import ConvRecord, LayerRecord, ModelRecord, PeakRecord, Record
     from mbcost.bench.roofline import Peaks
 
 __all__ = [
     "TIMING", "bench_table", "category_table", "check_cell", "compare_notes", "compare_rows", "conv_check_cell",
-    "conv_rows", "env_line", "failed_check", "flat", "layers_table", "memory_difference", "one_time_cell",
-    "peaks_table", "profile_document", "results_document", "row_check_cell", "runtime_label", "runtime_notes",
-    "runtime_row_dicts", "runtimes_table", "setting_text", "settings_text", "speedup_dicts", "spread", "sweep_table",
-    "threads", "wide_note",
+    "conv_rows", "env_line", "failed_check", "flat", "layer_record_table", "layer_row", "layers_table",
+    "memory_difference", "one_time_cell", "peak_record_table", "peaks_table", "profile_document", "results_document",
+    "row_check_cell", "runtime_label", "runtime_notes", "runtime_row_dicts", "runtimes_table", "setting_text",
+    "settings_text", "speedup_dicts", "spread", "sweep_table", "threads", "wide_note",
 ]
 
 TIMING = ("median of timed runs (torch.utils.benchmark adaptive auto-ranging after warm-up, eval mode, "
@@ -54,6 +54,14 @@ TRAIN_MEMORY = ("train act. peak est. = the step's gradients (one per trainable 
                 "state, made on the first step, existed before)")
 ROOFLINE = ("roofline bound = min(peak compute, intensity x peak bandwidth), peaks measured on this device "
             "(matmul, copy); fraction = achieved / bound")
+PEAKS = ["peak compute = 2 n^3 / median time of an n x n matmul in the dtype",
+         "peak bandwidth = (bytes read + bytes written) / median time of a large tensor copy; GB = 10^9 bytes",
+         "ridge point = peak compute / peak bandwidth: layers below this intensity are memory-bound"]
+PEAKS_TITLE = "mbcost roofline: measured attainable peaks"
+LAYER_COLUMNS = ["layer", "category", "time", "IQR (runs)", "time share", "MAC share", "intensity", "GFLOP/s"]
+ROOF_COLUMNS = ["bound GFLOP/s", "of bound"]
+INTENSITY = ("intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte; "
+             "GFLOP/s here counts the same work")
 
 
 def threads(n: int) -> str:
@@ -241,7 +249,9 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
     speed-up against eager, the measured speed-ups between the models next to their MAC ratios, the output
     checks. A failed check is flagged ``!!`` next to the median. ``failures`` (a runtime that could not export a
     model) and ``skipped`` (a runtime that cannot run here) are notes."""
-    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    from mbcost.bench.matrix import RuntimeRow
+
+    pairs = RuntimeRow.columns(rows)[1]
     settings = list(dict.fromkeys(row.setting for row in rows))
     columns = [*(["setting"] if len(settings) > 1 else []), "runtime", *[f"{m}: median (vs eager)" for m in models],
                *[f"{a} vs {b}: measured (MACs)" for a, b in pairs], "output check"]
@@ -257,9 +267,8 @@ def runtimes_table(rows: Sequence[RuntimeRow], models: Sequence[str], *, failure
             vs = row.vs_eager(m)
             flag = (" !" if r.wide_spread else "") + (" !!" if failed_check(r) else "")
             cells.append(f"{ms(r.median_ms)}{flag} ({'1x' if row.is_baseline else speed(vs)})")
-        by_pair = {(s.model, s.other): s for s in row.speedups}
         for pair in pairs:
-            sp = by_pair.get(pair)
+            sp = row.speedup(pair)
             cells.append("-" if sp is None else f"{speed(sp.measured)} ({speed(sp.macs_ratio)})")
         cells.append(row_check_cell(row))
         table_rows.append(cells)
@@ -425,18 +434,9 @@ def layers_table(p: LayerProfile, top: int | None = None) -> Table:
     if top:
         layers = sorted(layers, key=lambda r: r.median_ms, reverse=True)[:top]
     with_roof = p.peaks is not None
-    columns = ["layer", "category", "time", "IQR (runs)", "time share", "MAC share", "intensity", "GFLOP/s"]
-    if with_roof:
-        columns += ["bound GFLOP/s", "of bound"]
-    rows = []
-    for r in layers:
-        row = [r.layer, r.category, ms(r.median_ms), spread(r), share(r.time_share), share(r.mac_share),
-               number(r.arithmetic_intensity, 2), number(r.achieved_gflops, 2)]
-        if with_roof:
-            row += [number(r.roofline_bound_gflops, 1), share(r.bound_fraction)]
-        rows.append(row)
-    notes = ["intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte; "
-             "GFLOP/s here counts the same work",
+    columns = LAYER_COLUMNS + (ROOF_COLUMNS if with_roof else [])
+    rows = [layer_row(r, with_roof) for r in layers]
+    notes = [INTENSITY,
              f"time = the module's own time, median over {p.passes} instrumented passes (forward hooks on every "
              "module; CUDA events on GPU); IQR over the same passes"]
     if with_roof:
@@ -447,6 +447,24 @@ def layers_table(p: LayerProfile, top: int | None = None) -> Table:
     notes += list(p.notes)
     title = f"mbcost profile: {p.model} per layer" + (f", top {top} by time" if top else "")
     return Table(title=title, columns=columns, rows=rows, notes=notes)
+
+
+def layer_row(r: LayerRecord, roofline: bool = True) -> list[str]:
+    """One layer's cells under ``LAYER_COLUMNS`` (and ``ROOF_COLUMNS`` with ``roofline``)."""
+    row = [r.layer, r.category, ms(r.median_ms), spread(r), share(r.time_share), share(r.mac_share),
+           number(r.arithmetic_intensity, 2), number(r.achieved_gflops, 2)]
+    return row + [number(r.roofline_bound_gflops, 1), share(r.bound_fraction)] if roofline else row
+
+
+def layer_record_table(r: LayerRecord) -> Table:
+    """One layer of ``mbcost profile``: the columns of its per-layer table, for this layer alone."""
+    columns = LAYER_COLUMNS + ROOF_COLUMNS
+    row = layer_row(r)
+    notes = ["time = the module's own time (forward hooks on every module; the modules it called excluded), median "
+             "of the instrumented passes; IQR over the same passes",
+             INTENSITY, ROOFLINE, env_line(r)]
+    return Table(title=f"mbcost profile: {r.model}, layer {r.layer} ({r.module_type}), batch {r.batch}, {r.dtype}",
+                 columns=columns, rows=[row], notes=notes)
 
 
 def profile_document(p: LayerProfile) -> dict[str, Any]:
@@ -542,15 +560,23 @@ def peaks_table(peaks: Sequence[Peaks]) -> Table:
     rows = [[p.device_name, p.dtype, str(p.threads), number(p.peak_gflops), f"{ms(p.matmul_ms)} ({p.matmul_runs})",
              number(p.peak_gbps), f"{ms(p.copy_ms)} ({p.copy_runs})", number(p.ridge_point, 2),
              "cached" if p.cached else p.measured_at] for p in peaks]
-    notes = ["peak compute = 2 n^3 / median time of an n x n matmul in the dtype",
-             "peak bandwidth = (bytes read + bytes written) / median time of a large tensor copy; GB = 10^9 bytes",
-             "ridge point = peak compute / peak bandwidth: layers below this intensity are memory-bound"]
+    notes = list(PEAKS)
     if peaks:
         p = peaks[0]
         notes.append(f"matmul n = {p.matmul_n}, copy {fmt.nbytes(p.copy_bytes)} moved; torch {p.torch}")
-    return Table(title="mbcost roofline: measured attainable peaks",
+    return Table(title=PEAKS_TITLE,
                  columns=["device", "dtype", "threads", "GFLOP/s", "matmul", "GB/s", "copy", "ridge FLOP/B",
                           "measured"], rows=rows, notes=notes)
+
+
+def peak_record_table(r: PeakRecord) -> Table:
+    """The peaks of ``mbcost roofline`` from their record."""
+    row = [r.device_name, r.dtype, str(r.threads), number(r.peak_gflops), f"{ms(r.median_ms)} ({r.runs})",
+           number(r.peak_gbps), ms(r.copy_median_ms), number(r.peak_gflops / r.peak_gbps, 2) if r.peak_gbps else "-"]
+    notes = [*PEAKS, f"matmul n = {r.matmul_n}, copy {fmt.nbytes(r.copy_bytes)} moved", env_line(r)]
+    return Table(title=PEAKS_TITLE,
+                 columns=["device", "dtype", "threads", "GFLOP/s", "matmul (runs)", "GB/s", "copy", "ridge FLOP/B"],
+                 rows=[row], notes=notes)
 
 
 # -- compare --------------------------------------------------------------------------------------

@@ -1,22 +1,16 @@
 """Interactive plotly figures and self-contained HTML reports.
 
-``data`` gathers results (analytic costs, the conv and width x resolution grids, measurement
-records from ``mbcost bench --save`` JSON Lines) into a ``ReportData``; ``figures`` turns them
-into plotly Figures (one function per figure, usable on their own in Jupyter); ``html`` assembles
-one page with plotly.js embedded, so it opens without a network.
-
-``build_report`` does it all in one call (``mbcost report`` calls it): it reads results files,
-measures now when asked, checks the claims, draws and writes the page.
+``data.gather`` collects results into a ``ReportData``, ``figures`` draws it (one function per figure,
+usable on its own in Jupyter) and ``html`` writes one page with plotly.js embedded; ``build_report`` does
+it all in one call (``mbcost report``). Imports are lazy: importing ``mbcost.report`` imports neither
+plotly nor torch.
 
 Example::
 
     from mbcost.report import build_report, gather, report_figures
-    data = gather("v1,v2,vgg16", 224)
-    figs = report_figures(data)
+    figs = report_figures(gather("v1,v2,vgg16", 224))
     figs["categories"]              # a plotly Figure: displays inline in Jupyter
     build_report("v1,v2,vgg16", 224, from_files=["results.jsonl"], bench=False, out="reports/mobilenets.html").path
-
-Imports are lazy: importing ``mbcost.report`` does not import plotly or torch.
 """
 
 from __future__ import annotations

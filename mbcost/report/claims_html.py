@@ -6,13 +6,13 @@ the frontier). Reads ``mbcost.claims.check.ClaimsData``; computes nothing.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mbcost import units as fmt
 from mbcost.bench.runtimes import runtime_label
 from mbcost.claims.check import FAILS, HOLDS, QUALIFIED, Claim, ClaimsData
+from mbcost.report.markup import e, table_html
 
 __all__ = ["CLAIMS_CSS", "claims_html"]
 
@@ -26,16 +26,13 @@ details.evidence{margin:6px 0 10px}details.evidence summary{cursor:pointer;font-
 """
 
 
-def e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _table(head: list[str], rows: list[list[str]], *, attrs: str = "", row_classes: list[str] | None = None) -> str:
-    body = "".join(f"<tr{' class=' + repr(row_classes[i]) if row_classes and row_classes[i] else ''}>"
-                   + "".join(f"<td class='n'>{c}</td>" if n else f"<td>{c}</td>" for n, c in enumerate(r)) + "</tr>"
-                   for i, r in enumerate(rows))
-    return (f"<table {attrs}><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    """Numbers right-aligned: every cell but the first."""
+    def tr(cells: list[str], css: str) -> str:
+        tds = "".join(f"<td class='n'>{c}</td>" if n else f"<td>{c}</td>" for n, c in enumerate(cells))
+        return "<tr" + (f" class={css!r}" if css else "") + f">{tds}</tr>"
+
+    return table_html(attrs, head, map(tr, rows, row_classes or [""] * len(rows)))
 
 
 def _ratio(x: Any) -> str:
@@ -188,8 +185,8 @@ def claims_html(claims: ClaimsData, figures: Mapping[str, Sequence[str]] | None 
     out = ["<p>Each claim the MobileNet papers make about cost, quoted with its source, checked with numbers "
            "mbcost computed when this report was made (counts from the analytic engine; measured times when the "
            "report measured or was given runs; quoted accuracies are never measured).</p>",
-           "<table id='claims'><thead><tr><th>#</th><th>claim (quoted) and source</th><th>mbcost's numbers, "
-           "computed now</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"]
+           table_html("id='claims'", ["#", "claim (quoted) and source", "mbcost's numbers, computed now", "verdict"],
+                      rows)]
     for n, c in enumerate(claims.claims, 1):
         body = DETAILS[c.key](c) if c.key in DETAILS else ""
         extra = "".join(figures.get(c.key, ()))

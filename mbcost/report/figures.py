@@ -486,6 +486,8 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
     """The runtimes side by side: each model's median on each runtime (bars, log scale; the speed-up against
     eager PyTorch on each bar), and the measured speed-ups between the models on each runtime next to their
     MAC ratio (black marks). A runtime whose output check failed is marked ``!!``."""
+    from mbcost.bench.matrix import RuntimeRow
+
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, column_widths=[0.55, 0.45],
                         subplot_titles=("Median latency per model and runtime",
                                         "Measured speed-up between models, against the MAC ratio"))
@@ -494,8 +496,7 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
                            "eager,onnxruntime,openvino --save results.jsonl  and pass  --from results.jsonl")
         return _layout(fig, "Runtimes side by side")
     many = len({row.setting for row in rows}) > 1
-    models = list(dict.fromkeys(m for row in rows for m in row.records))
-    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    models, pairs = RuntimeRow.columns(rows)
     macs: dict[tuple[str, str], float] = {}
     for n, row in enumerate(rows):
         name, color = _row_name(row, many), PALETTE[n % len(PALETTE)]
@@ -516,8 +517,8 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
                                "output checked against eager float32"])
                        for r, v, w in zip(recs, vs, wrong, strict=True)],
             hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
-        by_pair = {(s.model, s.other): s for s in row.speedups}
-        shown = [p for p in pairs if p in by_pair]
+        by_pair = {p: sp for p in pairs if (sp := row.speedup(p)) is not None}
+        shown = list(by_pair)
         for p in shown:
             macs[p] = by_pair[p].macs_ratio
         fig.add_trace(go.Bar(

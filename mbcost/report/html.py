@@ -9,7 +9,6 @@ comes from the user (model labels, factory paths, run labels, file names) is esc
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from mbcost.errors import SpecError
 from mbcost.render import conventions
 from mbcost.render.costs import ratios
 from mbcost.report.data import ReportData
+from mbcost.report.markup import e, notes_html, table_html
 
 __all__ = ["e", "predicted_html", "prepare_out", "render_html", "runtimes_html", "write_report"]
 
@@ -46,11 +46,6 @@ code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 figure{margin:0}.figure{border:1px solid #eee;margin:8px 0 4px}
 ul.conv li{margin:2px 0}
 """
-
-
-def e(text: Any) -> str:
-    """Escape a value for HTML text and attributes."""
-    return html.escape(str(text), quote=True)
 
 
 def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
@@ -112,10 +107,8 @@ def summary_html(data: ReportData) -> str:
     if train:
         head += [f"training step<br><span class='small'>backward MACs; memory with {e(data.models[0].optimizer)}"
                  "</span>"]
-    head_html = "".join(f"<th>{h}</th>" for h in head)
-    head_html += "".join(f"<th>latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span></th>"
-                         for run, b in lat_cols)
-    head_html += "<th>ImageNet top-1<br><span class='small'>quoted from the paper, not measured</span></th>"
+    head += [f"latency, {e(run)}<br><span class='small'>batch {e(b)}, median</span>" for run, b in lat_cols]
+    head.append("ImageNet top-1<br><span class='small'>quoted from the paper, not measured</span>")
     rows = []
     for m in data.models:
         ref = data.references.get(m.label)
@@ -134,7 +127,7 @@ def summary_html(data: ReportData) -> str:
         cells += [f"<td class='n'>{_latency_cell(data, m.label, run, b)}</td>" for run, b in lat_cols]
         cells.append(f"<td class='n q'>{top1}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    out = [f"<table id='summary'><thead><tr>{head_html}</tr></thead><tbody>{''.join(rows)}</tbody></table>"]
+    out = [table_html("id='summary'", head, rows)]
     if not lat_cols:
         out.append("<p class='warn'>Latency not measured: run <code>mbcost bench --save results.jsonl</code> and "
                    "pass <code>--from results.jsonl</code> (or <code>--bench</code>) to add it.</p>")
@@ -142,7 +135,7 @@ def summary_html(data: ReportData) -> str:
         out.append("<p class='small'>* noisy measurement: the interquartile range is large against the median.</p>")
     if len(data.models) > 1:
         r = ratios(list(data.models))
-        head = "".join(f"<th>vs {e(b.label)}</th>" for b in data.models)
+        head = ["model", *(f"vs {e(b.label)}" for b in data.models)]
         body = []
         for a in data.models:
             cells = []
@@ -155,8 +148,7 @@ def summary_html(data: ReportData) -> str:
             body.append(f"<tr><th>{e(a.label)}</th>{''.join(cells)}</tr>")
         out.append("<h3>Ratios (row model / column model)</h3>"
                    "<p class='small'>1/32.7 means the row model has 32.7 times fewer; 27.2x means 27.2 times more.</p>"
-                   f"<table id='ratios'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-                   "</table>")
+                   + table_html("id='ratios'", head, body))
     if cites:
         items = "".join(f"<li>{e(c)}</li>" for c in cites)
         out.append(f"<h3>Quoted figures</h3><p class='small'>{e(QUOTED)}.</p><ol id='citations'>{items}</ol>")
@@ -179,24 +171,23 @@ def runs_html(data: ReportData) -> str:
                  env.platform, env.timestamp, counts,
                  ", ".join(Path(s).name for s in run.sources) or "-"]
         rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-    out = [f"<table id='runs'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-           f"<tbody>{''.join(rows)}</tbody></table>"]
+    out = [table_html("id='runs'", head, rows)]
     if data.skipped:
-        out.append("<p class='small'>" + "<br>".join(e(s) for s in data.skipped) + "</p>")
+        out.append(notes_html(data.skipped))
     return "\n".join(out)
 
 
 def runtimes_html(data: ReportData) -> str:
     """The runtime x model table (``data.runtime_rows``): each model's median and speed-up against eager, the
     measured speed-ups between the models next to their MAC ratios, the output checks."""
+    from mbcost.bench.matrix import RuntimeRow
     from mbcost.render.bench import row_check_cell, runtime_label, setting_text
     from mbcost.units import speed
 
     rows = data.runtime_rows
     if not rows:
         return ""
-    models = list(dict.fromkeys(m for row in rows for m in row.records))
-    pairs = list(dict.fromkeys((s.model, s.other) for row in rows for s in row.speedups))
+    models, pairs = RuntimeRow.columns(rows)
     many = len({row.setting for row in rows}) > 1
     head = [*(["setting"] if many else []), "runtime",
             *[f"{e(m)}<br><span class='small'>median (vs eager)</span>" for m in models],
@@ -214,9 +205,8 @@ def runtimes_html(data: ReportData) -> str:
             vs = "1x, the baseline" if row.is_baseline else speed(row.vs_eager(m))
             cells.append(f"<td class='n'>{fmt.ms(r.median_ms)}{' <b>!!</b>' if wrong else ''}<br>"
                          f"<span class='small'>{e(vs)}</span></td>")
-        by_pair = {(s.model, s.other): s for s in row.speedups}
         for pair in pairs:
-            sp = by_pair.get(pair)
+            sp = row.speedup(pair)
             cells.append("<td class='n'>-</td>" if sp is None else
                          f"<td class='n'>{speed(sp.measured)}<br><span class='small'>MACs {speed(sp.macs_ratio)}"
                          "</span></td>")
@@ -229,9 +219,7 @@ def runtimes_html(data: ReportData) -> str:
     if any(row.precision == "int8" for row in rows):
         notes.append("int8: static post-training quantization with each runtime's own toolchain; calibrated on "
                      "random inputs unless the run names a file: the latency is representative, the accuracy is not")
-    return (f"<table id='runtimes'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
-            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
+    return table_html("id='runtimes'", head, body) + notes_html(notes)
 
 
 def predicted_html(data: ReportData) -> str:
@@ -246,9 +234,8 @@ def predicted_html(data: ReportData) -> str:
              " measured: the fastest timed run; error = predicted / measured - 1"]
     if pred.forced:
         notes.append(f"FORCED: the profile was made for another setup ({'; '.join(pred.mismatch)})")
-    return (f"<table id='predicted-table'><thead><tr><th>model</th><th>measured</th><th>predicted (interval)</th>"
-            f"<th>error</th></tr></thead><tbody>{body}</tbody></table>"
-            f"<p class='small'>{'<br>'.join(e(n) for n in notes)}</p>")
+    return (table_html("id='predicted-table'", ["model", "measured", "predicted (interval)", "error"], body)
+            + notes_html(notes))
 
 
 def scaling_html(data: ReportData) -> str:
@@ -259,15 +246,14 @@ def scaling_html(data: ReportData) -> str:
         widths = sorted({m.width for m in ms}, reverse=True)
         res = sorted({m.input for m in ms}, reverse=True)
         by = {(m.width, m.input): m for m in ms}
-        head = "".join(f"<th>MACs at {r[0]}x{r[1]}</th>" for r in res) + "<th>params</th>"
+        head = ["model@width", *(f"MACs at {r[0]}x{r[1]}" for r in res), "params"]
         body = []
         for w in widths:
             cells = "".join(f"<td class='n'>{fmt.count(by[(w, r)].macs)}</td>" if (w, r) in by else "<td>-</td>"
                             for r in res)
             params = next(by[(w, r)].params for r in res if (w, r) in by)
             body.append(f"<tr><th>{e(name)}@{w:g}</th>{cells}<td class='n'>{fmt.count(params)}</td></tr>")
-        out.append(f"<table class='scaling'><thead><tr><th>model@width</th>{head}</tr></thead>"
-                   f"<tbody>{''.join(body)}</tbody></table>")
+        out.append(table_html("class='scaling'", head, body))
     return "\n".join(out)
 
 
@@ -379,7 +365,7 @@ def prepare_out(path: str | Path) -> Path:
     from mbcost.io import check_target
 
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if not path.is_dir():
         try:
             parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from mbcost.errors import SpecError
 __all__ = [
     "EXTRA", "PRECISIONS", "RUNTIMES", "ExportError", "Prepared", "Runtime", "RuntimeJob", "RuntimeUnavailable",
     "base", "calibration", "check", "compiled", "eager", "executorch_xnnpack", "get_runtime", "onnxrt",
-    "openvino_cpu", "parse_runtimes", "runtime_label",
+    "openvino_cpu", "parse_runtimes", "runtime_label", "runtime_order",
 ]
 
 #: Every runtime by name, in the order tables show them.
@@ -37,6 +37,12 @@ def get_runtime(name: str) -> Runtime:
 def runtime_label(runtime: str, precision: str) -> str:
     """``onnxruntime``, ``openvino int8``, ``eager bfloat16``: a runtime at a precision, float32 left unsaid."""
     return runtime if precision == "float32" else f"{runtime} {precision}"
+
+
+def runtime_order(runtime: str, precision: str) -> tuple[int, bool]:
+    """Sort key of a runtime at a precision: the order of ``RUNTIMES`` (unknown names last), float before int8."""
+    names = list(RUNTIMES)
+    return (names.index(runtime) if runtime in names else len(names), precision == "int8")
 
 
 def parse_runtimes(text: str | list[str] | tuple[str, ...]) -> list[str]:

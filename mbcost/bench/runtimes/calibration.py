@@ -1,19 +1,10 @@
 """Inputs for int8 calibration and for the output check, and the BatchNorm re-estimation of int8 runs.
 
-Static post-training quantization picks each tensor's int8 scale from the values it sees on
-calibration inputs. By default those are ``CALIBRATION_BATCHES`` batches of random normal inputs
-(seeded): the int8 network then has the right operators, shapes and data types, so its latency is
-representative, but its accuracy says nothing about real images. ``--calibration FILE`` takes real
-batches: a ``.npy`` array, a ``.npz`` of arrays, or a ``.pt`` tensor, list or dict of tensors (read with
-``weights_only=True``), each either one batch of the model's input shape or a stack of samples of its
-per-sample shape, cut into batches of the measured batch size.
-
-A randomly initialised network (mbcost measures freshly built models) shrinks its activations layer
-by layer (MobileNetV2's logits are of order 1e-9, V1's 1e-18), so int8 would round them to zero:
-the quantized network would compute nothing and its timing could take paths a real one never does.
-Before quantizing, ``reestimate_batchnorm`` sets every BatchNorm's running statistics to those of the
-calibration inputs (what training would have left there), for the int8 network and for the float32
-reference it is checked against alike.
+Calibration inputs are ``CALIBRATION_BATCHES`` seeded batches of random normal inputs (the int8 latency is
+representative, its accuracy is not), or the batches of a ``--calibration`` file (``load_calibration``).
+A random network's activations shrink layer by layer until int8 would round them to zero, so
+``reestimate_batchnorm`` first sets every BatchNorm's running statistics to those of the calibration
+inputs, for the int8 network and its float32 reference alike (docs/runtimes.md).
 """
 
 from __future__ import annotations
