@@ -22,12 +22,14 @@ earlier outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from operator import itemgetter
 from typing import Any
 
 from mbcost.cost.torch_internals import CALL_ATTRS
 
-__all__ = ["PROGRAMS", "Capture", "Program", "Slot", "Step", "fill", "layer_key", "remember_program", "weights_of"]
+__all__ = ["BLOCK", "PROGRAMS", "Capture", "Mark", "Program", "Slot", "Step", "fill", "layer_key", "remember_program",
+           "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -41,6 +43,8 @@ _BOOKKEEPING = frozenset({
     "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
     *CALL_ATTRS, *_HOOKS})
 _SETTING_TYPES = (int, float, bool, str, type(None))
+_CALL = CALL_ATTRS[0]
+BLOCK = "block"  # the first item of a block's key
 
 #: Per class and attribute count: how to read a layer's settings (None: not replayable).
 _READERS: dict[tuple[type, int], Any] = {}
@@ -64,10 +68,11 @@ def _reader(cls: type, d: dict) -> Any:
     return (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
 
 
-def layer_key(layer: Any) -> tuple | None:
-    """What a pure torch.nn layer's calls depend on, besides its inputs: its class, its settings and
-    its parameters' and buffers' layouts (shape, strides, dtype, meta or not). ``None`` when the
-    layer is not replayable (see the module docstring)."""
+def layer_key(layer: Any, blocks: bool = False) -> tuple | None:
+    """What a module's calls depend on, besides its inputs. A pure torch.nn layer: its class, its
+    settings and its parameters' and buffers' layouts (shape, strides, dtype, meta or not). With
+    ``blocks``, any other module whose attributes are all settings (a block: ``block_key``). ``None``
+    when the module is not replayable (see the module docstring)."""
     d = layer.__dict__
     cls = type(layer)
     rk = (cls, len(d))
@@ -76,7 +81,7 @@ def layer_key(layer: Any) -> tuple | None:
     except KeyError:
         reader = _READERS[rk] = _reader(cls, d)
     if reader is None or d["_modules"]:
-        return None
+        return block_key(layer) if blocks else None
     for h in _HOOKS:
         if d[h]:
             return None
@@ -94,6 +99,80 @@ def layer_key(layer: Any) -> tuple | None:
     except (RuntimeError, NotImplementedError):  # a sparse or nested weight has no strides: traced
         return None
     return cls, settings, tuple(d["_parameters"]), tuple(d["_buffers"]), tuple(weights)
+
+
+def _setting(v: Any) -> bool:
+    t = type(v)
+    return t in _SETTING_TYPES or t is tuple and all(type(x) in _SETTING_TYPES for x in v) or isinstance(v, Enum)
+
+
+#: Per class and attribute count: the names of a module's attributes that are not bookkeeping, and their getter.
+_NAMES: dict[tuple[type, int], tuple[tuple[str, ...], Any]] = {}
+
+
+def _names(d: dict) -> tuple[tuple[str, ...], Any]:
+    names = tuple(k for k in d if k not in _BOOKKEEPING)
+    if len(names) > 1:
+        return names, itemgetter(*names)
+    return names, (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
+
+
+def block_key(block: Any) -> tuple | None:
+    """A block's key: per module of its subtree (breadth first, each once), its class, its attributes
+    (all settings: numbers, strings, enums, tuples of them), its weights' layouts and its children's
+    places, and which weights are shared; ``None`` when any module has hooks, another attribute, or is
+    not the walk's copy. Its calls are a pure function of these and its inputs, as a torch.nn layer's
+    are, as long as its forward reads nothing but its own attributes: a forward that rebinds one is
+    caught when its program is made (``Capture.program``), and is traced from then on. Followed by
+    the subtree's copies and the user's modules they copy (``Walk.layer`` takes them off)."""
+    mods, users, key, ids = [block], [], [], []
+    at = {id(block): 0}
+    for m in mods:  # grows as children are found
+        d = m.__dict__
+        call = d.get(_CALL)
+        if call is None or d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"] \
+                or d["_backward_hooks"]:  # not copied by the walk (TorchScript), or hooked
+            return None
+        users.append(call.mod)
+        rk = (type(m), len(d))
+        names = _NAMES.get(rk)
+        if names is None:
+            names = _NAMES[rk] = _names(d)
+        try:
+            values = names[1](d)
+        except KeyError:  # same count, other names
+            names = _names(d)
+            values = names[1](d)
+        for v in values:
+            if type(v) not in _SETTING_TYPES and not _setting(v):
+                return None
+        params, buffers, kids = d["_parameters"], d["_buffers"], d["_modules"]
+        layouts: Any = ()
+        if params or buffers:
+            layouts = []
+            try:
+                for t in (*params.values(), *buffers.values()):
+                    if t is None:
+                        layouts.append(None)
+                    else:
+                        ids.append(id(t))
+                        layouts.append((t.shape, t.stride(), t.dtype, t.is_meta))
+            except (RuntimeError, NotImplementedError):  # sparse or nested
+                return None
+            layouts = (tuple(params), tuple(buffers), tuple(layouts))
+        places: Any = ()
+        if kids:
+            places = []
+            for c in kids.values():
+                if c is not None and id(c) not in at:
+                    at[id(c)] = len(mods)
+                    mods.append(c)
+                places.append(None if c is None else at[id(c)])
+            places = (tuple(kids), tuple(places))
+        key.append((type(m), names[0], values, layouts, places))
+    if len(set(ids)) < len(ids):  # tied weights: which are the same tensor
+        key.append(tuple(map(ids.index, ids)))
+    return BLOCK, tuple(key), mods, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +202,17 @@ class Step:
     recorded: tuple[int, int, int] | None = None
     reads: tuple[int, ...] = ()
     alias: int | None = None  # the slot an in-place call returns
+    free: bool = False  # a free call (a view) with an answer, reading no weight: recorded as it was
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A block's program, between its calls: a module call of the block starts (``enter``: the module's
+    place in ``subtree``), ends (``enter`` and ``hold`` ``None``), or has held its arguments (``hold``:
+    their slots) until now."""
+
+    enter: int | None = None
+    hold: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,23 +270,31 @@ def _slots(template: Any, out: list[int]) -> list[int]:
 class Capture:
     """The calls a layer's forward makes while traced, turned into a ``Program`` afterwards."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, tuple, dict, Any, Any, Any]] = []
+    def __init__(self, mods: list[Any] | None = None, copies: list[Any] | None = None) -> None:
+        self.calls: list[Any] = []
+        self.mods = mods  # a block's modules (the user's), in ``subtree`` order
+        self.copies = copies  # and the walk's copies of them, which its forward runs on
+        self.state = None if copies is None else [_state(m) for m in copies]
 
-    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any, recorded: Any = None) -> None:
-        """One call: its arguments, result, memoised answer and the record it made (or ``None``)."""
-        self.calls.append((func, args, kwargs, out, answer, recorded))
+    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any, recorded: Any = None,
+            free: bool = False) -> None:
+        """One call: its arguments, result, memoised answer, the record it made (or ``None``), and
+        whether it is free and reads no weight (``Step.free``)."""
+        self.calls.append((func, args, kwargs, out, answer, recorded, free))
 
-    def program(self, layer: Any, inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
+    def program(self, weights: list[Any], inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
         """The program of these calls (``op_info(func)``: what the walk keeps of an op), or ``None``
-        when a tensor in them is not the layer's own."""
+        when a tensor in them is not the layer's own, or a block's forward rebound something on one
+        of its modules, or returned something else than tensors and numbers."""
+        if self.copies is not None and not all(map(_same, map(_state, self.copies), self.state)):
+            return None
         slots: dict[int, int] = {}
         n = 0
         for t in inputs:
             slots.setdefault(id(t), n)
             n += 1
         own = set()  # the layer's weights' slots
-        for t in weights_of(layer):
+        for t in weights:
             if id(t) not in slots:
                 slots[id(t)] = n
                 own.add(n)
@@ -214,9 +312,18 @@ class Capture:
                 return {k: template(x) for k, x in v.items()}
             return v
 
-        steps = []
+        steps: list[Any] = []
+        place = {} if self.mods is None else {id(m): i for i, m in enumerate(self.mods)}
         try:
-            for func, args, kwargs, out, answer, record in self.calls:
+            for call in self.calls:
+                if type(call) is Mark:  # enter: the module; hold: the tensors
+                    steps.append(call if call.hold is None and call.enter is None else Mark(
+                        None if call.enter is None else place[id(call.enter)],
+                        None if call.hold is None else tuple(slots[id(t)] for t in call.hold)))
+                    continue
+                func, args, kwargs, out, answer, record, free = call
+                if func.namespace != "aten":  # a user's op: its formula may come and go (``op_info``)
+                    return None
                 targs, tkwargs = template(args), template(kwargs)
                 top = tuple((pos, a.i) for pos, a in enumerate(targs) if type(a) is Slot)
                 if tkwargs and _slots(tkwargs, []) or len(_slots(targs, [])) != len(top):
@@ -236,14 +343,40 @@ class Capture:
                 steps.append(Step(
                     func, op_info(func), targs, tkwargs, top, tensors, answer,
                     1 if isinstance(out, tensor) else len(results), sizes,
-                    tuple(i for i in tensors if i not in own), alias))
+                    tuple(i for i in tensors if i not in own), alias,
+                    free and (answer.alias is None or alias is not None)))
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1
             given = {slots[id(t)] for t in inputs if isinstance(t, tensor)}
-            return Program(tuple(steps), template(result), bool(steps) and given <= set(steps[-1].reads))
+            for leaf in _leaves(result, []):
+                if not isinstance(leaf, (tensor, *_SETTING_TYPES)):
+                    return None
+            return Program(tuple(steps), template(result),
+                           bool(steps) and type(steps[-1]) is Step and given <= set(steps[-1].reads))
         except LookupError:
             return None
+
+
+def _state(m: Any) -> tuple:
+    """What a block's forward could rebind on one of its modules: its attributes and its weights and children."""
+    d = m.__dict__
+    return (*d.items(), *d["_parameters"].items(), *d["_buffers"].items(), *d["_modules"].items())
+
+
+def _same(after: tuple, before: tuple) -> bool:
+    return len(after) == len(before) and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(after, before, strict=True))
+
+
+def _leaves(v: Any, out: list[Any]) -> list[Any]:
+    if type(v) in (tuple, list):
+        for x in v:
+            _leaves(x, out)
+    elif type(v) is dict:
+        _leaves(tuple(v.values()), out)
+    else:
+        out.append(v)
+    return out
 
 
 def weights_of(layer: Any) -> list[Any]:

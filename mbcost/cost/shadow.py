@@ -138,14 +138,12 @@ class WalkCall:
         self.walk, self.mod, self.copy = walk, mod, copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        walk, mod, copy = self.walk, self.mod, self.copy
-        walk.stack.append(Frame(mod))
-        walk.entered = mod
-        walk.op = ""
+        walk, copy = self.walk, self.copy
+        walk.enter(self.mod)
         held = False
         try:
             if walk.replay and not kwargs:
-                key = layer_key(copy)
+                key = layer_key(copy, walk.blocks)
                 if key is not None:
                     held = True
                     return walk.layer(copy, key, args)  # holds the arguments itself
@@ -155,6 +153,6 @@ class WalkCall:
                 return copy.forward(*args, **kwargs)  # what Module._call_impl does without hooks
             return walk.call_impl(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
         finally:
-            walk.stack.pop()
+            walk.leave()
             if walk.lifetimes is not None and args and not held:
-                walk.lifetimes.hold(tensors_in(args, [], walk.tensor_type))
+                walk.hold(tensors_in(args, [], walk.tensor_type))
