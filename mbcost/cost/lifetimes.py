@@ -115,15 +115,23 @@ class Lifetimes:
             self.scratch[step] = scratch
         self.where.append(where)
         self._last = (reads, writes)
-        last, weights, key_of = self.last, self.weight_storages, self._key
+        last, weights, key_of, keys = self.last, self.weight_storages, self._key, self.keys
         for t in reads:
-            key = key_of(t)
+            key = keys.get(id(t))
+            if key is None:
+                key = key_of(t)
             if key not in weights:
                 last[key] = step
         for t in writes:
-            self._create(t, step)
-            key = key_of(t)
-            if key in weights and reads:  # a weight's view or copy: its gradient is the weight's
+            key = keys.get(id(t))
+            if key is None:
+                key = key_of(t)
+            if key not in weights:
+                if key in self.created:
+                    last[key] = step  # no step recorded yet is later than this one
+                else:
+                    self._create(t, step)
+            elif reads:  # a weight's view or copy: its gradient is the weight's
                 base = next((r for r in reads if key_of(r) in weights and key_of(r) != key), None)
                 if base is not None:
                     root = key_of(base)

@@ -13,10 +13,16 @@ which of its tensors may be activations); in training, and for a call without a 
 by the same code as a traced call. ``tests/test_programs.py`` compares replayed layers with
 op-by-op traced ones on models the project did not write.
 
-Not replayed (traced as before): a layer with hooks of its own, a subclass of torch.nn's classes
-(its forward may read anything), a layer whose settings hold something other than numbers, strings
-and tuples of them, and a layer whose calls use a tensor that is none of its inputs, weights or
-earlier outputs.
+A block (a module of any other class, its children included) is replayed the same way on an
+inference walk when every module under it holds only settings (``block_key``): its program also
+keeps where each of its module calls starts and ends and what it holds (``Mark``), so that records
+and lifetimes are its modules' as when traced. This assumes what torch.nn's own layers guarantee: a
+forward reads nothing but its module's attributes, weights and inputs (a forward that rebinds an
+attribute is seen when its program is made, and traced from then on).
+
+Not replayed (traced as before): a module with hooks under it, a layer whose settings hold something
+other than numbers, strings, enums and tuples of them, a call with keyword arguments, and calls that
+use a tensor that is none of their inputs, weights or earlier outputs, or a user's op.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from typing import Any
 
 from mbcost.cost.torch_internals import CALL_ATTRS
 
-__all__ = ["BLOCK", "PROGRAMS", "Capture", "Mark", "Program", "Slot", "Step", "fill", "layer_key", "remember_program",
-           "weights_of"]
+__all__ = ["BLOCK", "PROGRAMS", "SETTING_TYPES", "Mark", "Program", "Slot", "Step", "block_key", "fill", "layer_key",
+           "own_attributes", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -42,7 +48,7 @@ _BOOKKEEPING = frozenset({
     "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
     "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
     *CALL_ATTRS, *_HOOKS})
-_SETTING_TYPES = (int, float, bool, str, type(None))
+SETTING_TYPES = (int, float, bool, str, type(None))
 _CALL = CALL_ATTRS[0]
 BLOCK = "block"  # the first item of a block's key
 
@@ -59,8 +65,8 @@ def _reader(cls: type, d: dict) -> Any:
     for k, v in d.items():
         if k in _BOOKKEEPING:
             continue
-        if k == "forward" or not (type(v) in _SETTING_TYPES or type(v) is tuple
-                                  and all(type(x) in _SETTING_TYPES for x in v)):
+        if k == "forward" or not (type(v) in SETTING_TYPES or type(v) is tuple
+                                  and all(type(x) in SETTING_TYPES for x in v)):
             return None
         names.append(k)
     if len(names) > 1:
@@ -101,11 +107,6 @@ def layer_key(layer: Any, blocks: bool = False) -> tuple | None:
     return cls, settings, tuple(d["_parameters"]), tuple(d["_buffers"]), tuple(weights)
 
 
-def _setting(v: Any) -> bool:
-    t = type(v)
-    return t in _SETTING_TYPES or t is tuple and all(type(x) in _SETTING_TYPES for x in v) or isinstance(v, Enum)
-
-
 #: Per class and attribute count: the names of a module's attributes that are not bookkeeping, and their getter.
 _NAMES: dict[tuple[type, int], tuple[tuple[str, ...], Any]] = {}
 
@@ -115,6 +116,20 @@ def _names(d: dict) -> tuple[tuple[str, ...], Any]:
     if len(names) > 1:
         return names, itemgetter(*names)
     return names, (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
+
+
+def own_attributes(m: Any) -> tuple[tuple[str, ...], tuple]:
+    """The names of a module's attributes that are not torch's bookkeeping, and their values."""
+    d = m.__dict__
+    rk = (type(m), len(d))
+    names = _NAMES.get(rk)
+    if names is None:
+        names = _NAMES[rk] = _names(d)
+    try:
+        return names[0], names[1](d)
+    except KeyError:  # same count, other names
+        names = _names(d)
+        return names[0], names[1](d)
 
 
 def block_key(block: Any) -> tuple | None:
@@ -134,18 +149,15 @@ def block_key(block: Any) -> tuple | None:
                 or d["_backward_hooks"]:  # not copied by the walk (TorchScript), or hooked
             return None
         users.append(call.mod)
-        rk = (type(m), len(d))
-        names = _NAMES.get(rk)
-        if names is None:
-            names = _NAMES[rk] = _names(d)
-        try:
-            values = names[1](d)
-        except KeyError:  # same count, other names
-            names = _names(d)
-            values = names[1](d)
+        names, values = own_attributes(m)
         for v in values:
-            if type(v) not in _SETTING_TYPES and not _setting(v):
-                return None
+            if type(v) not in SETTING_TYPES:
+                if type(v) is tuple:
+                    for x in v:
+                        if type(x) not in SETTING_TYPES:
+                            return None
+                elif not isinstance(v, Enum):
+                    return None
         params, buffers, kids = d["_parameters"], d["_buffers"], d["_modules"]
         layouts: Any = ()
         if params or buffers:
@@ -251,132 +263,6 @@ def _fill(template: Any, vals: list[Any]) -> Any:
     if t is dict:
         return {k: _fill(v, vals) for k, v in template.items()}
     return template
-
-
-def _slots(template: Any, out: list[int]) -> list[int]:
-    """The slots in a template, in the order the walk lists an op's tensors."""
-    t = type(template)
-    if t is Slot:
-        out.append(template.i)
-    elif t is tuple or t is list:
-        for v in template:
-            _slots(v, out)
-    elif t is dict:
-        for v in template.values():
-            _slots(v, out)
-    return out
-
-
-class Capture:
-    """The calls a layer's forward makes while traced, turned into a ``Program`` afterwards."""
-
-    def __init__(self, mods: list[Any] | None = None, copies: list[Any] | None = None) -> None:
-        self.calls: list[Any] = []
-        self.mods = mods  # a block's modules (the user's), in ``subtree`` order
-        self.copies = copies  # and the walk's copies of them, which its forward runs on
-        self.state = None if copies is None else [_state(m) for m in copies]
-
-    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any, recorded: Any = None,
-            free: bool = False) -> None:
-        """One call: its arguments, result, memoised answer, the record it made (or ``None``), and
-        whether it is free and reads no weight (``Step.free``)."""
-        self.calls.append((func, args, kwargs, out, answer, recorded, free))
-
-    def program(self, weights: list[Any], inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
-        """The program of these calls (``op_info(func)``: what the walk keeps of an op), or ``None``
-        when a tensor in them is not the layer's own, or a block's forward rebound something on one
-        of its modules, or returned something else than tensors and numbers."""
-        if self.copies is not None and not all(map(_same, map(_state, self.copies), self.state)):
-            return None
-        slots: dict[int, int] = {}
-        n = 0
-        for t in inputs:
-            slots.setdefault(id(t), n)
-            n += 1
-        own = set()  # the layer's weights' slots
-        for t in weights:
-            if id(t) not in slots:
-                slots[id(t)] = n
-                own.add(n)
-            n += 1
-
-        def template(v: Any) -> Any:
-            if isinstance(v, tensor):
-                i = slots.get(id(v))
-                if i is None:
-                    raise LookupError
-                return Slot(i)
-            if type(v) in (tuple, list):
-                return type(v)(template(x) for x in v)
-            if type(v) is dict:
-                return {k: template(x) for k, x in v.items()}
-            return v
-
-        steps: list[Any] = []
-        place = {} if self.mods is None else {id(m): i for i, m in enumerate(self.mods)}
-        try:
-            for call in self.calls:
-                if type(call) is Mark:  # enter: the module; hold: the tensors
-                    steps.append(call if call.hold is None and call.enter is None else Mark(
-                        None if call.enter is None else place[id(call.enter)],
-                        None if call.hold is None else tuple(slots[id(t)] for t in call.hold)))
-                    continue
-                func, args, kwargs, out, answer, record, free = call
-                if func.namespace != "aten":  # a user's op: its formula may come and go (``op_info``)
-                    return None
-                targs, tkwargs = template(args), template(kwargs)
-                top = tuple((pos, a.i) for pos, a in enumerate(targs) if type(a) is Slot)
-                if tkwargs and _slots(tkwargs, []) or len(_slots(targs, [])) != len(top):
-                    top = None
-                results = (out,) if isinstance(out, tensor) else out
-                if type(results) not in (tuple, list) or not all(isinstance(o, tensor) for o in results):
-                    return None
-                tensors = tuple(_slots(tkwargs, _slots(targs, [])))
-                alias = None
-                sizes = None if record is None else (record.input_bytes, record.output_bytes, record.weight_bytes)
-                if answer is not None and answer.alias is not None:
-                    returned = targs[answer.alias]
-                    if type(returned) is Slot:
-                        alias = returned.i
-                    else:
-                        sizes = None
-                steps.append(Step(
-                    func, op_info(func), targs, tkwargs, top, tensors, answer,
-                    1 if isinstance(out, tensor) else len(results), sizes,
-                    tuple(i for i in tensors if i not in own), alias,
-                    free and (answer.alias is None or alias is not None)))
-                for o in results:
-                    slots.setdefault(id(o), n)
-                    n += 1
-            given = {slots[id(t)] for t in inputs if isinstance(t, tensor)}
-            for leaf in _leaves(result, []):
-                if not isinstance(leaf, (tensor, *_SETTING_TYPES)):
-                    return None
-            return Program(tuple(steps), template(result),
-                           bool(steps) and type(steps[-1]) is Step and given <= set(steps[-1].reads))
-        except LookupError:
-            return None
-
-
-def _state(m: Any) -> tuple:
-    """What a block's forward could rebind on one of its modules: its attributes and its weights and children."""
-    d = m.__dict__
-    return (*d.items(), *d["_parameters"].items(), *d["_buffers"].items(), *d["_modules"].items())
-
-
-def _same(after: tuple, before: tuple) -> bool:
-    return len(after) == len(before) and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(after, before, strict=True))
-
-
-def _leaves(v: Any, out: list[Any]) -> list[Any]:
-    if type(v) in (tuple, list):
-        for x in v:
-            _leaves(x, out)
-    elif type(v) is dict:
-        _leaves(tuple(v.values()), out)
-    else:
-        out.append(v)
-    return out
 
 
 def weights_of(layer: Any) -> list[Any]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from mbcost.cost.answers import SCALARS, op_info, tensors_in
-from mbcost.cost.programs import BLOCK, PROGRAMS, Capture, Mark, Program, fill, remember_program, weights_of
+from mbcost.cost.capture import Capture
+from mbcost.cost.programs import BLOCK, PROGRAMS, Mark, Program, fill, remember_program, weights_of
 from mbcost.cost.shadow import Frame
 from mbcost.cost.torch_internals import dispatch_paused
 

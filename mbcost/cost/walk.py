@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import Answer, OpInfo, answer_of, op_info, recall, remember, signature, tensors_in
+from mbcost.cost.capture import Capture
 from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.programs import Capture
 from mbcost.cost.records import Priced, RecordBook, price
 from mbcost.cost.replay import Replays
 from mbcost.cost.shadow import Frame, WalkCall
