@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mbcost.cost.torch_internals import storage_key
+from mbcost.cost.torch_internals import storage_key, storage_of
 from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak"]
@@ -122,15 +122,23 @@ class Lifetimes:
                 key = key_of(t)
             if key not in weights:
                 last[key] = step
+        created = self.created
         for t in writes:
             key = keys.get(id(t))
-            if key is None:
-                key = key_of(t)
+            nbytes = None
+            if key is None:  # a new tensor
+                key, nbytes = storage_of(t)
+                keys[id(t)] = key
+                self.keep.append(t)
             if key not in weights:
-                if key in self.created:
-                    last[key] = step  # no step recorded yet is later than this one
-                else:
-                    self._create(t, step)
+                if key not in created:
+                    created[key] = step
+                    if nbytes is None:
+                        nbytes = t.untyped_storage().nbytes()
+                    if self.float_bytes and t.is_floating_point():
+                        nbytes = nbytes // t.element_size() * self.float_bytes
+                    self.size[key] = nbytes
+                last[key] = step  # no step recorded yet is later than this one
             elif reads:  # a weight's view or copy: its gradient is the weight's
                 base = next((r for r in reads if key_of(r) in weights and key_of(r) != key), None)
                 if base is not None:
@@ -142,9 +150,11 @@ class Lifetimes:
     def hold(self, tensors: list[Any]) -> None:
         """A module call returns: the tensors passed to it were referenced until now."""
         step = len(self.where) - 1
-        last = self.last
+        last, keys = self.last, self.keys
         for t in tensors:
-            key = self._key(t)
+            key = keys.get(id(t))
+            if key is None:
+                key = self._key(t)
             if key in last and last[key] < step:
                 last[key] = step
 
