@@ -97,11 +97,15 @@ class Capture:
                         alias = returned.i
                     else:
                         sizes = None
+                free = free and (answer.alias is None or alias is not None)
+                new = None
+                if answer is not None and answer.alias is None and answer.single and answer.outs[0][3] is None:
+                    new = answer.outs[0][:3]
                 steps.append(Step(
                     func, op_info(func), targs, tkwargs, top, tensors, answer,
                     1 if isinstance(out, tensor) else len(results), sizes,
-                    tuple(i for i in tensors if i not in own), alias,
-                    free and (answer.alias is None or alias is not None)))
+                    tuple(i for i in tensors if i not in own), alias, free,
+                    answer is not None and (sizes is not None or free), new))
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1

@@ -99,27 +99,31 @@ class Replays:
         block's module calls start and end as traced ones do."""
         vals = [*inputs, *weights]
         fast = not self.train and self.lifetimes is not None
-        captures = self.captures
+        captures, stack, put = self.captures, self.stack, self.put
+        empty, device = self.empty_strided, self.meta_device
         for step in program.steps:
             if type(step) is Mark:
                 if step.hold is not None:
                     self.hold([vals[i] for i in step.hold])
+                elif captures:  # a block around this one is being recorded: the calls are its too
+                    self.enter(mods[step.enter]) if step.enter is not None else self.leave()
                 elif step.enter is not None:
-                    self.enter(mods[step.enter])
+                    stack.append(Frame(mods[step.enter]))
                 else:
-                    self.leave()
+                    stack.pop()
                 continue
-            answer, recorded = step.answer, step.recorded
-            if fast and (recorded is not None or step.free) and answer is not None:
-                self.op = step.info.packet
-                if step.alias is not None:
+            answer = step.answer
+            if fast and step.fast:
+                if step.new is not None:
+                    shape, strides, dtype = step.new
+                    out = empty(shape, strides, dtype=dtype, device=device)
+                elif step.alias is not None:
                     out = vals[step.alias]
                 else:
-                    out = answer.replay(fill(step, vals)[0] if answer.views else (), self.empty_strided,
-                                        self.meta_device)
-                index, _ = self.put(self.stack[-1], step.info, answer.priced, recorded, True,
-                                    [vals[i] for i in step.reads], [out] if step.outs == 1 else list(out), answer)
-                if captures:  # a block around this layer is being recorded
+                    out = answer.replay(fill(step, vals)[0] if answer.views else (), empty, device)
+                index, _ = put(stack[-1], step.info, answer.priced, step.recorded, True, [vals[i] for i in step.reads],
+                               [out] if step.outs == 1 else list(out), answer)
+                if captures:
                     args, kwargs = fill(step, vals)
                     for c in captures:
                         c.add(step.func, args, kwargs, out, answer, None if index is None else self.book.records[index],

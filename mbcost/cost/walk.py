@@ -157,7 +157,7 @@ class Walk(Replays):
         answer may be memoised. On the meta run, ops on tensors the forward made itself on the CPU
         (an ``arange`` of positions), none of them a weight, run as they are."""
         if known is not None:
-            return known.replay(args, self.empty_strided, self.meta_device), known, None
+            return self._replayed(known, args, tensors), known, None
         if not (self.meta and tensors and self._on_meta(tensors)):
             return func(*args, **kwargs), None, None
         key = None
@@ -167,7 +167,7 @@ class Walk(Replays):
                 key = (self.float_bytes, key)
             answer = recall(key) if key is not None else None
             if answer is not None:
-                return answer.replay(args, self.empty_strided, self.meta_device), answer, key
+                return self._replayed(answer, args, tensors), answer, key
         if info.shortcut is not None and "out" not in kwargs:
             out = info.shortcut(args, kwargs)
             if out is not None:
@@ -179,11 +179,19 @@ class Walk(Replays):
         memoised = key is not None and not info.inplace and self._new_storages(out, args, tensors)
         return out, None, key if memoised else None
 
+    def _replayed(self, answer: Answer, args: tuple, tensors: list[Any]) -> Any:
+        """A memoised answer's result; a view of a weight is a view of its meta stand-in, as when run."""
+        if answer.views and not all(t.is_meta for t in tensors):
+            args = self._to_meta(args)
+        return answer.replay(args, self.empty_strided, self.meta_device)
+
     def _new_storages(self, out: Any, args: tuple, tensors: list[Any]) -> bool:
         """Whether each output of a meta run has a storage of its own, none of its arguments' (or their
-        stand-ins'), or is a view of one of its meta positional arguments (``answer_of``)."""
+        stand-ins'), or is a view of one of its positional arguments (or stand-ins: ``answer_of``)."""
         outs = [out] if isinstance(out, self.tensor_type) else tensors_in((out,), [], self.tensor_type)
-        bases = {storage_key(a) for a in args if isinstance(a, self.tensor_type) and a.is_meta}
+        stand_ins = self.stand_ins
+        bases = {storage_key(a if a.is_meta else stand_ins[id(a)]) for a in args
+                 if isinstance(a, self.tensor_type) and (a.is_meta or id(a) in stand_ins)}
         seen = set()
         for o in outs:
             key = storage_key(o)
@@ -191,7 +199,6 @@ class Walk(Replays):
                 return False
             if key not in bases:
                 seen.add(key)
-        stand_ins = self.stand_ins
         for t in tensors:
             if storage_key(t) in seen or id(t) in stand_ins and storage_key(stand_ins[id(t)]) in seen:
                 return False
@@ -238,7 +245,9 @@ class Walk(Replays):
         if answer is None and (key is not None or self.captures and not tensors and self.meta):
             # a new answer: memoised by signature, or kept by a layer program (a factory call such as
             # BatchNorm's empty reserve tensor, which depends on its constant arguments only)
-            answer = answer_of(args, out, self.tensor_type, priced, scratch)
+            stand_ins = self.stand_ins  # a view of a weight's stand-in is one of the stand-in
+            answer = answer_of(tuple(stand_ins.get(id(a), a) for a in args) if stand_ins else args, out,
+                               self.tensor_type, priced, scratch)
             if key is not None:
                 remember(key, answer)
         if self.captures:  # a free call (a view) of activations only may be replayed without ``run_op``
