@@ -139,8 +139,8 @@ def block_key(block: Any) -> tuple | None:
     not the walk's copy. Its calls are a pure function of these and its inputs, as a torch.nn layer's
     are, as long as its forward reads nothing but its own attributes: a forward that rebinds one is
     caught when its program is made (``Capture.program``), and is traced from then on. Followed by
-    the subtree's copies and the user's modules they copy (``Walk.layer`` takes them off)."""
-    mods, users, key, ids = [block], [], [], []
+    the subtree's copies, the user's modules they copy and their weights (``Walk.layer`` takes them off)."""
+    mods, users, key, ids, weights = [block], [], [], [], []
     at = {id(block): 0}
     for m in mods:  # grows as children are found
         d = m.__dict__
@@ -164,6 +164,7 @@ def block_key(block: Any) -> tuple | None:
             layouts = []
             try:
                 for t in (*params.values(), *buffers.values()):
+                    weights.append(t)
                     if t is None:
                         layouts.append(None)
                     else:
@@ -181,10 +182,10 @@ def block_key(block: Any) -> tuple | None:
                     mods.append(c)
                 places.append(None if c is None else at[id(c)])
             places = (tuple(kids), tuple(places))
-        key.append((type(m), names[0], values, layouts, places))
+        key.append((type(m), names, values, layouts, places))
     if len(set(ids)) < len(ids):  # tied weights: which are the same tensor
         key.append(tuple(map(ids.index, ids)))
-    return BLOCK, tuple(key), mods, users
+    return BLOCK, tuple(key), mods, users, weights
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,12 @@ class Replays:
             ids = [id(a) for a in args]
             sig.append(tuple(map(ids.index, ids)))
         copies = users = None
-        if key[0] is BLOCK:  # its modules (the walk's copies, the user's) follow its key
-            copies, users = key[2], key[3]
+        if key[0] is BLOCK:  # its modules (the walk's copies, the user's) and weights follow its key
+            copies, users, weights = key[2:]
             sig[1] = key[:2]
+        else:
+            weights = weights_of(copy)
         full = tuple(sig)
-        weights = weights_of(copy) if copies is None else [w for c in copies for w in weights_of(c)]
         try:
             program = PROGRAMS[full]
         except KeyError:  # not seen yet: trace it, and keep what it did
