@@ -116,8 +116,12 @@ class Replays:
             answer = step.answer
             if fast and step.fast:
                 if step.new is not None:
-                    shape, strides, dtype = step.new
-                    out = empty(shape, strides, dtype=dtype, device=device)
+                    base, shape, strides, dtype, offset = step.new
+                    if base is None:
+                        out = empty(shape, strides, dtype=dtype, device=device)
+                    else:
+                        base = vals[base]
+                        out = base.as_strided(shape, strides, base.storage_offset() + offset)
                 elif step.alias is not None:
                     out = vals[step.alias]
                 else:
