@@ -153,10 +153,11 @@ def answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratc
             or any(o is a for o in outs for a in args):
         return None
     bases = {storage_key(a): i for i, a in enumerate(args) if isinstance(a, tensor) and a.is_meta}
+    shared = len(bases) < sum(isinstance(a, tensor) and a.is_meta for a in args)  # which one it views is unknown
     layouts = []
     for o in outs:
         base = bases.get(storage_key(o))
-        if base is not None and (priced is not None or o.dtype != args[base].dtype):
+        if base is not None and (shared or priced is not None or o.dtype != args[base].dtype):
             return None
         offset = 0 if base is None else o.storage_offset() - args[base].storage_offset()
         layouts.append((o.shape, o.stride(), o.dtype, base, offset))
