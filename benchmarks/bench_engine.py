@@ -44,7 +44,7 @@ installed prints "n/a (not installed)"; one that fails on a model prints why, an
 The floor row (not a contender): a dispatch mode that only answers each op's output shape with
 mbcost's own shortcuts, under two empty global module hooks, on a meta copy of the model: what any
 tracer that sees every op at the ATen dispatch level and attributes ops to modules pays before it
-records anything. mbcost can run under it: the layers it replays (``mbcost/cost/programs.py``)
+records anything. mbcost can run under it: the layers and blocks it replays (``mbcost/cost/programs.py``)
 skip torch's dispatcher and the mode altogether.
 
 Part 2 times ``mbcost.analyze`` warm on synthetic chains of Conv2d 3x3 + BatchNorm2d + ReLU
@@ -85,8 +85,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("mobilenet_v2", "mobilenet_v3_large", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16",
           "densenet121")
-#: timm models built from custom blocks (timm's own modules and functional calls, which layer programs
-#: do not replay), one per family: ConvNeXt, EfficientNet, GhostNet, DeiT, RegNetY, MobileViT, ResNet-D.
+#: timm models built from custom blocks (timm's own modules and functional calls, replayed as blocks, not as
+#: torch.nn layers), one per family: ConvNeXt, EfficientNet, GhostNet, DeiT, RegNetY, MobileViT, ResNet-D.
 TIMM_MODELS = tuple(f"timm:{name}" for name in (
     "convnext_atto", "efficientnet_b0", "ghostnet_100", "deit_tiny_patch16_224", "regnety_002", "mobilevit_xxs",
     "resnet18d"))

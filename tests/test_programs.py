@@ -27,15 +27,15 @@ def _trace_facts(trace):
 
 
 class _Replays:
-    """Counts the layer programs a walk replays."""
+    """Counts the op calls a walk replays from layer and block programs."""
 
     def __init__(self, monkeypatch) -> None:
         self.count = 0
         original = walk_module.Walk.replay_program
 
-        def counted(walk, program, inputs, weights):
-            self.count += 1
-            return original(walk, program, inputs, weights)
+        def counted(walk, program, *args):
+            self.count += sum(type(step) is programs.Step for step in program.steps)
+            return original(walk, program, *args)
 
         monkeypatch.setattr(walk_module.Walk, "replay_program", counted)
 
@@ -49,13 +49,23 @@ CASES = [
     ("vit_b_16", 224, False),
     ("regnet_y_400mf", 224, True),
     ("squeezenet1_1", 224, False),
+    # timm's own blocks (functional calls, views, attention), replayed as blocks
+    ("timm:mobilevit_xxs", 160, False),
+    ("timm:ghostnet_100", 160, False),
+    ("timm:deit_tiny_patch16_224", 224, False),
+    ("timm:convnext_atto", 160, False),
 ]
+
+
+def _model(name):
+    if name.startswith("timm:"):
+        return pytest.importorskip("timm").create_model(name[5:], pretrained=False).eval()
+    return pytest.importorskip("torchvision").models.get_model(name, weights=None).eval()
 
 
 @pytest.mark.parametrize(("name", "size", "train"), CASES, ids=[f"{n}-{s}{'-train' if t else ''}" for n, s, t in CASES])
 def test_replayed_layers_record_what_traced_layers_record(name, size, train, monkeypatch):
-    torchvision = pytest.importorskip("torchvision")
-    model = torchvision.models.get_model(name, weights=None).eval()
+    model = _model(name)
     inputs = resolve_inputs(size)
     programs.PROGRAMS.clear()
     traced = trace_model(model, inputs, execute="meta", replay=False, train=train)
@@ -207,3 +217,51 @@ def test_a_walk_leaves_nothing_for_the_cyclic_collector():
     finally:
         gc.enable()
     assert unreachable < 100  # a walk's copies (about 1,000 objects here) go when it ends
+
+
+def test_a_block_that_rebinds_its_own_state_is_traced_on_each_call():
+    class Alternating(nn.Module):
+        """A convolution on odd calls, a ReLU on even ones: what it does depends on what it rebinds."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.odd = False
+
+        def forward(self, x):
+            self.odd = not self.odd
+            return self.conv(x) if self.odd else x.relu()
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Alternating()
+
+        def forward(self, x):
+            return self.block(self.block(x)) + self.block(x)
+
+    model, inputs = Twice().eval(), resolve_inputs(8)
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    assert [r.op for r in traced.layers] == ["convolution", "relu", "convolution", "add"]
+    for _ in range(2):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+def test_a_block_called_with_one_tensor_twice_or_two_tensors_replays_each_as_traced():
+    class Pair(nn.Module):
+        def forward(self, a, b):
+            return a * 2 if a is b else a + b
+
+    class Calls(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pair = Pair()
+
+        def forward(self, x):
+            return self.pair(x, x) + self.pair(x, x.neg())
+
+    model, inputs = Calls().eval(), resolve_inputs(8)
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    assert [r.op for r in traced.layers] == ["mul", "add", "add"]
+    for _ in range(2):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)

@@ -12,6 +12,7 @@ from typing import Any
 
 from mbcost.cost.ops import SHORTCUTS, adapter_of, is_inplace, op_name
 from mbcost.cost.records import Priced
+from mbcost.cost.torch_internals import storage_key
 
 __all__ = ["SCALARS", "Answer", "OpInfo", "answer_of", "forget", "op_info", "recall", "remember", "remembered",
            "signature", "tensors_in"]
@@ -63,22 +64,29 @@ class Answer:
     which argument it returns, in place), its priced record and its scratch. Shortcuts and adapters
     read only shapes, strides, dtypes and scalars, so the answer is a pure function of the signature."""
 
-    outs: tuple[tuple[Any, tuple[int, ...], Any], ...]  # (shape, strides, dtype) of each new output
+    #: (shape, strides, dtype, base, offset) of each output: a new tensor (``base`` None) or a view of
+    #: argument ``base`` at ``offset`` elements from its own offset
+    outs: tuple[tuple[Any, tuple[int, ...], Any, int | None, int], ...]
     alias: int | None  # the argument returned (an in-place op); None: new outputs
     single: bool  # one tensor, not a tuple
     #: The op's call, cost and category; ``None`` when it makes no record (its adapter calls it free,
     #: a view or a copy, or it has no adapter).
     priced: Priced | None
     scratch: int
+    views: bool = False  # whether an output is a view of an argument
 
     def replay(self, args: tuple, empty_strided: Any, device: Any) -> Any:
         """The op's result for a call with this signature: the argument it returns, or new tensors."""
         if self.alias is not None:
             return args[self.alias]
         if self.single:
-            shape, strides, dtype = self.outs[0]
-            return empty_strided(shape, strides, dtype=dtype, device=device)
-        return tuple(empty_strided(shape, strides, dtype=dtype, device=device) for shape, strides, dtype in self.outs)
+            shape, strides, dtype, base, offset = self.outs[0]
+            if base is None:
+                return empty_strided(shape, strides, dtype=dtype, device=device)
+            return args[base].as_strided(shape, strides, args[base].storage_offset() + offset)
+        return tuple(empty_strided(shape, strides, dtype=dtype, device=device) if base is None
+                     else args[base].as_strided(shape, strides, args[base].storage_offset() + offset)
+                     for shape, strides, dtype, base, offset in self.outs)
 
 
 #: Answers by signature, shared by all walks (bounded: cleared when full).
@@ -135,7 +143,8 @@ def _tensor_list(a: Any, tensor: type) -> tuple | None:
 
 def answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratch: int) -> Answer | None:
     """The answer an op call gave, for later calls with its signature; ``None`` when its outputs are
-    not new meta tensors nor one of its arguments."""
+    not new meta tensors, views of a meta argument of theirs (a free op: a view, ``unbind``) nor one
+    of its arguments."""
     for i, a in enumerate(args):
         if out is a:
             return Answer((), i, True, priced, scratch)
@@ -143,7 +152,17 @@ def answer_of(args: tuple, out: Any, tensor: type, priced: Priced | None, scratc
     if type(outs) not in (tuple, list) or not all(isinstance(o, tensor) and o.is_meta for o in outs) \
             or any(o is a for o in outs for a in args):
         return None
-    return Answer(tuple((o.shape, o.stride(), o.dtype) for o in outs), None, isinstance(out, tensor), priced, scratch)
+    bases = {storage_key(a): i for i, a in enumerate(args) if isinstance(a, tensor) and a.is_meta}
+    shared = len(bases) < sum(isinstance(a, tensor) and a.is_meta for a in args)  # which one it views is unknown
+    layouts = []
+    for o in outs:
+        base = bases.get(storage_key(o))
+        if base is not None and (shared or priced is not None or o.dtype != args[base].dtype):
+            return None
+        offset = 0 if base is None else o.storage_offset() - args[base].storage_offset()
+        layouts.append((o.shape, o.stride(), o.dtype, base, offset))
+    return Answer(tuple(layouts), None, isinstance(out, tensor), priced, scratch,
+                  any(base is not None for _, _, _, base, _ in layouts))
 
 
 def recall(key: tuple) -> Answer | None:

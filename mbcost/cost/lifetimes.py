@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mbcost.cost.torch_internals import storage_key
+from mbcost.cost.torch_internals import storage_key, storage_of
 from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak"]
@@ -115,15 +115,31 @@ class Lifetimes:
             self.scratch[step] = scratch
         self.where.append(where)
         self._last = (reads, writes)
-        last, weights, key_of = self.last, self.weight_storages, self._key
+        last, weights, key_of, keys = self.last, self.weight_storages, self._key, self.keys
         for t in reads:
-            key = key_of(t)
+            key = keys.get(id(t))
+            if key is None:
+                key = key_of(t)
             if key not in weights:
                 last[key] = step
+        created = self.created
         for t in writes:
-            self._create(t, step)
-            key = key_of(t)
-            if key in weights and reads:  # a weight's view or copy: its gradient is the weight's
+            key = keys.get(id(t))
+            nbytes = None
+            if key is None:  # a new tensor
+                key, nbytes = storage_of(t)
+                keys[id(t)] = key
+                self.keep.append(t)
+            if key not in weights:
+                if key not in created:
+                    created[key] = step
+                    if nbytes is None:
+                        nbytes = t.untyped_storage().nbytes()
+                    if self.float_bytes and t.is_floating_point():
+                        nbytes = nbytes // t.element_size() * self.float_bytes
+                    self.size[key] = nbytes
+                last[key] = step  # no step recorded yet is later than this one
+            elif reads:  # a weight's view or copy: its gradient is the weight's
                 base = next((r for r in reads if key_of(r) in weights and key_of(r) != key), None)
                 if base is not None:
                     root = key_of(base)
@@ -134,9 +150,11 @@ class Lifetimes:
     def hold(self, tensors: list[Any]) -> None:
         """A module call returns: the tensors passed to it were referenced until now."""
         step = len(self.where) - 1
-        last = self.last
+        last, keys = self.last, self.keys
         for t in tensors:
-            key = self._key(t)
+            key = keys.get(id(t))
+            if key is None:
+                key = self._key(t)
             if key in last and last[key] < step:
                 last[key] = step
 

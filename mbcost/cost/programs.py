@@ -13,21 +13,29 @@ which of its tensors may be activations); in training, and for a call without a 
 by the same code as a traced call. ``tests/test_programs.py`` compares replayed layers with
 op-by-op traced ones on models the project did not write.
 
-Not replayed (traced as before): a layer with hooks of its own, a subclass of torch.nn's classes
-(its forward may read anything), a layer whose settings hold something other than numbers, strings
-and tuples of them, and a layer whose calls use a tensor that is none of its inputs, weights or
-earlier outputs.
+A block (a module of any other class, its children included) is replayed the same way on an
+inference walk when every module under it holds only settings (``block_key``): its program also
+keeps where each of its module calls starts and ends and what it holds (``Mark``), so that records
+and lifetimes are its modules' as when traced. This assumes what torch.nn's own layers guarantee: a
+forward reads nothing but its module's attributes, weights and inputs (a forward that rebinds an
+attribute is seen when its program is made, and traced from then on).
+
+Not replayed (traced as before): a module with hooks under it, a layer whose settings hold something
+other than numbers, strings, enums and tuples of them, a call with keyword arguments, and calls that
+use a tensor that is none of their inputs, weights or earlier outputs, or a user's op.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from operator import itemgetter
 from typing import Any
 
 from mbcost.cost.torch_internals import CALL_ATTRS
 
-__all__ = ["PROGRAMS", "Capture", "Program", "Slot", "Step", "fill", "layer_key", "remember_program", "weights_of"]
+__all__ = ["BLOCK", "PROGRAMS", "SETTING_TYPES", "Mark", "Program", "Slot", "Step", "block_key", "fill", "layer_key",
+           "own_attributes", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -40,7 +48,9 @@ _BOOKKEEPING = frozenset({
     "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
     "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
     *CALL_ATTRS, *_HOOKS})
-_SETTING_TYPES = (int, float, bool, str, type(None))
+SETTING_TYPES = (int, float, bool, str, type(None))
+_CALL = CALL_ATTRS[0]
+BLOCK = "block"  # the first item of a block's key
 
 #: Per class and attribute count: how to read a layer's settings (None: not replayable).
 _READERS: dict[tuple[type, int], Any] = {}
@@ -55,8 +65,8 @@ def _reader(cls: type, d: dict) -> Any:
     for k, v in d.items():
         if k in _BOOKKEEPING:
             continue
-        if k == "forward" or not (type(v) in _SETTING_TYPES or type(v) is tuple
-                                  and all(type(x) in _SETTING_TYPES for x in v)):
+        if k == "forward" or not (type(v) in SETTING_TYPES or type(v) is tuple
+                                  and all(type(x) in SETTING_TYPES for x in v)):
             return None
         names.append(k)
     if len(names) > 1:
@@ -64,10 +74,11 @@ def _reader(cls: type, d: dict) -> Any:
     return (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
 
 
-def layer_key(layer: Any) -> tuple | None:
-    """What a pure torch.nn layer's calls depend on, besides its inputs: its class, its settings and
-    its parameters' and buffers' layouts (shape, strides, dtype, meta or not). ``None`` when the
-    layer is not replayable (see the module docstring)."""
+def layer_key(layer: Any, blocks: bool = False) -> tuple | None:
+    """What a module's calls depend on, besides its inputs. A pure torch.nn layer: its class, its
+    settings and its parameters' and buffers' layouts (shape, strides, dtype, meta or not). With
+    ``blocks``, any other module whose attributes are all settings (a block: ``block_key``). ``None``
+    when the module is not replayable (see the module docstring)."""
     d = layer.__dict__
     cls = type(layer)
     rk = (cls, len(d))
@@ -76,7 +87,7 @@ def layer_key(layer: Any) -> tuple | None:
     except KeyError:
         reader = _READERS[rk] = _reader(cls, d)
     if reader is None or d["_modules"]:
-        return None
+        return block_key(layer) if blocks else None
     for h in _HOOKS:
         if d[h]:
             return None
@@ -94,6 +105,87 @@ def layer_key(layer: Any) -> tuple | None:
     except (RuntimeError, NotImplementedError):  # a sparse or nested weight has no strides: traced
         return None
     return cls, settings, tuple(d["_parameters"]), tuple(d["_buffers"]), tuple(weights)
+
+
+#: Per class and attribute count: the names of a module's attributes that are not bookkeeping, and their getter.
+_NAMES: dict[tuple[type, int], tuple[tuple[str, ...], Any]] = {}
+
+
+def _names(d: dict) -> tuple[tuple[str, ...], Any]:
+    names = tuple(k for k in d if k not in _BOOKKEEPING)
+    if len(names) > 1:
+        return names, itemgetter(*names)
+    return names, (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
+
+
+def own_attributes(m: Any) -> tuple[tuple[str, ...], tuple]:
+    """The names of a module's attributes that are not torch's bookkeeping, and their values."""
+    d = m.__dict__
+    rk = (type(m), len(d))
+    names = _NAMES.get(rk)
+    if names is None:
+        names = _NAMES[rk] = _names(d)
+    try:
+        return names[0], names[1](d)
+    except KeyError:  # same count, other names
+        names = _names(d)
+        return names[0], names[1](d)
+
+
+def block_key(block: Any) -> tuple | None:
+    """A block's key: per module of its subtree (breadth first, each once), its class, its attributes
+    (all settings: numbers, strings, enums, tuples of them), its weights' layouts and its children's
+    places, and which weights are shared; ``None`` when any module has hooks, another attribute, or is
+    not the walk's copy. Its calls are a pure function of these and its inputs, as a torch.nn layer's
+    are, as long as its forward reads nothing but its own attributes: a forward that rebinds one is
+    caught when its program is made (``Capture.program``), and is traced from then on. Followed by
+    the subtree's copies, the user's modules they copy and their weights (``Walk.layer`` takes them off)."""
+    mods, users, key, ids, weights = [block], [], [], [], []
+    at = {id(block): 0}
+    for m in mods:  # grows as children are found
+        d = m.__dict__
+        call = d.get(_CALL)
+        if call is None or d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"] \
+                or d["_backward_hooks"]:  # not copied by the walk (TorchScript), or hooked
+            return None
+        users.append(call.mod)
+        names, values = own_attributes(m)
+        for v in values:
+            if type(v) not in SETTING_TYPES:
+                if type(v) is tuple:
+                    for x in v:
+                        if type(x) not in SETTING_TYPES:
+                            return None
+                elif not isinstance(v, Enum):
+                    return None
+        params, buffers, kids = d["_parameters"], d["_buffers"], d["_modules"]
+        layouts: Any = ()
+        if params or buffers:
+            layouts = []
+            try:
+                for t in (*params.values(), *buffers.values()):
+                    weights.append(t)
+                    if t is None:
+                        layouts.append(None)
+                    else:
+                        ids.append(id(t))
+                        layouts.append((t.shape, t.stride(), t.dtype, t.is_meta))
+            except (RuntimeError, NotImplementedError):  # sparse or nested
+                return None
+            layouts = (tuple(params), tuple(buffers), tuple(layouts))
+        places: Any = ()
+        if kids:
+            places = []
+            for c in kids.values():
+                if c is not None and id(c) not in at:
+                    at[id(c)] = len(mods)
+                    mods.append(c)
+                places.append(None if c is None else at[id(c)])
+            places = (tuple(kids), tuple(places))
+        key.append((type(m), names, values, layouts, places))
+    if len(set(ids)) < len(ids):  # tied weights: which are the same tensor
+        key.append(tuple(map(ids.index, ids)))
+    return BLOCK, tuple(key), mods, users, weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +215,21 @@ class Step:
     recorded: tuple[int, int, int] | None = None
     reads: tuple[int, ...] = ()
     alias: int | None = None  # the slot an in-place call returns
+    free: bool = False  # a free call (a view) with an answer, reading no weight: recorded as it was
+    fast: bool = False  # recorded as it was, from its answer: it has one, and a record or is free
+    #: Its one output: (base, shape, strides, dtype, offset), a new tensor (``base`` None) or a view of
+    #: slot ``base`` (``Answer.outs``)
+    new: tuple | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A block's program, between its calls: a module call of the block starts (``enter``: the module's
+    place in ``subtree``), ends (``enter`` and ``hold`` ``None``), or has held its arguments (``hold``:
+    their slots) until now."""
+
+    enter: int | None = None
+    hold: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,89 +268,6 @@ def _fill(template: Any, vals: list[Any]) -> Any:
     if t is dict:
         return {k: _fill(v, vals) for k, v in template.items()}
     return template
-
-
-def _slots(template: Any, out: list[int]) -> list[int]:
-    """The slots in a template, in the order the walk lists an op's tensors."""
-    t = type(template)
-    if t is Slot:
-        out.append(template.i)
-    elif t is tuple or t is list:
-        for v in template:
-            _slots(v, out)
-    elif t is dict:
-        for v in template.values():
-            _slots(v, out)
-    return out
-
-
-class Capture:
-    """The calls a layer's forward makes while traced, turned into a ``Program`` afterwards."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, tuple, dict, Any, Any, Any]] = []
-
-    def add(self, func: Any, args: tuple, kwargs: dict, out: Any, answer: Any, recorded: Any = None) -> None:
-        """One call: its arguments, result, memoised answer and the record it made (or ``None``)."""
-        self.calls.append((func, args, kwargs, out, answer, recorded))
-
-    def program(self, layer: Any, inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
-        """The program of these calls (``op_info(func)``: what the walk keeps of an op), or ``None``
-        when a tensor in them is not the layer's own."""
-        slots: dict[int, int] = {}
-        n = 0
-        for t in inputs:
-            slots.setdefault(id(t), n)
-            n += 1
-        own = set()  # the layer's weights' slots
-        for t in weights_of(layer):
-            if id(t) not in slots:
-                slots[id(t)] = n
-                own.add(n)
-            n += 1
-
-        def template(v: Any) -> Any:
-            if isinstance(v, tensor):
-                i = slots.get(id(v))
-                if i is None:
-                    raise LookupError
-                return Slot(i)
-            if type(v) in (tuple, list):
-                return type(v)(template(x) for x in v)
-            if type(v) is dict:
-                return {k: template(x) for k, x in v.items()}
-            return v
-
-        steps = []
-        try:
-            for func, args, kwargs, out, answer, record in self.calls:
-                targs, tkwargs = template(args), template(kwargs)
-                top = tuple((pos, a.i) for pos, a in enumerate(targs) if type(a) is Slot)
-                if tkwargs and _slots(tkwargs, []) or len(_slots(targs, [])) != len(top):
-                    top = None
-                results = (out,) if isinstance(out, tensor) else out
-                if type(results) not in (tuple, list) or not all(isinstance(o, tensor) for o in results):
-                    return None
-                tensors = tuple(_slots(tkwargs, _slots(targs, [])))
-                alias = None
-                sizes = None if record is None else (record.input_bytes, record.output_bytes, record.weight_bytes)
-                if answer is not None and answer.alias is not None:
-                    returned = targs[answer.alias]
-                    if type(returned) is Slot:
-                        alias = returned.i
-                    else:
-                        sizes = None
-                steps.append(Step(
-                    func, op_info(func), targs, tkwargs, top, tensors, answer,
-                    1 if isinstance(out, tensor) else len(results), sizes,
-                    tuple(i for i in tensors if i not in own), alias))
-                for o in results:
-                    slots.setdefault(id(o), n)
-                    n += 1
-            given = {slots[id(t)] for t in inputs if isinstance(t, tensor)}
-            return Program(tuple(steps), template(result), bool(steps) and given <= set(steps[-1].reads))
-        except LookupError:
-            return None
 
 
 def weights_of(layer: Any) -> list[Any]:

@@ -22,7 +22,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import tensors_in
-from mbcost.cost.programs import layer_key
+from mbcost.cost.programs import layer_key, own_attributes
 from mbcost.cost.torch_internals import CALL_ATTRS
 
 if TYPE_CHECKING:
@@ -41,34 +41,33 @@ def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callabl
     makes a reference cycle, which only Python's cyclic collector could free; without it the copies
     go as soon as the walk drops them."""
     made: dict[int, Any] = {}
-    copies: list[tuple[type, dict[str, Any]]] = []  # each copy's class and attribute dict
+    copies: list[tuple[Any, dict[str, Any]]] = []  # each copy and its attribute dict
     try:
         root = _copy(model, made, copies, wrap, training)
-        for cls, d in copies:
-            if not _torch_nn_class(cls):
-                _point_at_copies(d, made)
+        for s, d in copies:
+            if not _torch_nn_class(type(s)):
+                _point_at_copies(s, d, made)
         yield root
     finally:
-        for _cls, d in copies:
+        for _s, d in copies:
             del d[_CALL]
 
 
-def _point_at_copies(d: dict[str, Any], made: dict[int, Any]) -> None:
-    """In a copy of a module whose class is not torch.nn's own, the plain lists, tuples and dicts it
-    holds (``self.stages = [self.a, self.b]``) get the copies of the modules in them, so that calls
+def _point_at_copies(s: Any, d: dict[str, Any], made: dict[int, Any]) -> None:
+    """In a copy ``s`` of a module whose class is not torch.nn's own, the plain lists, tuples and dicts
+    it holds (``self.stages = [self.a, self.b]``) get the copies of the modules in them, so that calls
     through them are seen and what they rebind lands on the copies too."""
-    for key, value in d.items():
+    for key, value in zip(*own_attributes(s), strict=True):
         kind = type(value)
         if kind is list or kind is tuple:
             if any(id(v) in made for v in value):
                 d[key] = kind(made.get(id(v), v) for v in value)
-        elif kind is dict and key not in _OWN_DICTS and any(id(v) in made for v in value.values()):
+        elif kind is dict and any(id(v) in made for v in value.values()):
             d[key] = {k: made.get(id(v), v) for k, v in value.items()}
 
 
 #: What ``Module.__call__`` runs, and its compiled form (``torch_internals``).
 _CALL, _COMPILED_CALL = CALL_ATTRS
-_OWN_DICTS = frozenset({"_parameters", "_buffers", "_modules"})
 
 
 @cache
@@ -77,7 +76,7 @@ def _torch_nn_class(cls: type) -> bool:
     return cls.__module__.startswith("torch.nn.")
 
 
-def _copy(m: Any, made: dict[int, Any], copies: list[tuple[type, dict[str, Any]]],
+def _copy(m: Any, made: dict[int, Any], copies: list[tuple[Any, dict[str, Any]]],
           wrap: Callable[[Any, Any], Any], training: bool | None) -> Any:
     """The copy of ``m`` and, recursively, of its children (a module-level function: a nested one
     that calls itself would be a reference cycle holding the walk until the next collection)."""
@@ -103,7 +102,7 @@ def _copy(m: Any, made: dict[int, Any], copies: list[tuple[type, dict[str, Any]]
     if training is not None:
         d["training"] = training
     d[_CALL] = wrap(m, s)
-    copies.append((cls, d))
+    copies.append((s, d))
     return s
 
 
@@ -138,14 +137,12 @@ class WalkCall:
         self.walk, self.mod, self.copy = walk, mod, copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        walk, mod, copy = self.walk, self.mod, self.copy
-        walk.stack.append(Frame(mod))
-        walk.entered = mod
-        walk.op = ""
+        walk, copy = self.walk, self.copy
+        walk.enter(self.mod)
         held = False
         try:
             if walk.replay and not kwargs:
-                key = layer_key(copy)
+                key = layer_key(copy, walk.blocks)
                 if key is not None:
                     held = True
                     return walk.layer(copy, key, args)  # holds the arguments itself
@@ -155,6 +152,6 @@ class WalkCall:
                 return copy.forward(*args, **kwargs)  # what Module._call_impl does without hooks
             return walk.call_impl(copy, *args, **kwargs)  # hooks, then forward, as Module.__call__ runs them
         finally:
-            walk.stack.pop()
+            walk.leave()
             if walk.lifetimes is not None and args and not held:
-                walk.lifetimes.hold(tensors_in(args, [], walk.tensor_type))
+                walk.hold(tensors_in(args, [], walk.tensor_type))

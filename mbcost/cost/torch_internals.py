@@ -30,7 +30,7 @@ import functools
 from typing import Any
 
 __all__ = ["CALL_ATTRS", "call_impl", "dispatch_paused", "flat_weights", "others_watch_modules", "output_leaves",
-           "recorder_class", "set_flat_weights", "storage_key"]
+           "recorder_class", "set_flat_weights", "storage_key", "storage_of"]
 
 #: The attributes of a module instance that hold what ``Module.__call__`` runs.
 CALL_ATTRS = ("_call_impl", "_compiled_call_impl")
@@ -46,6 +46,12 @@ def call_impl() -> Any:
 def storage_key(t: Any) -> int:
     """The identity of ``t``'s storage (views share it), stable while the storage lives."""
     return t.untyped_storage()._cdata
+
+
+def storage_of(t: Any) -> tuple[int, int]:
+    """``storage_key(t)`` and its storage's bytes."""
+    storage = t.untyped_storage()
+    return storage._cdata, storage.nbytes()
 
 
 def others_watch_modules() -> bool:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mbcost.cost.answers import SCALARS, Answer, OpInfo, answer_of, op_info, recall, remember, signature, tensors_in
+from mbcost.cost.answers import Answer, OpInfo, answer_of, op_info, recall, remember, signature, tensors_in
+from mbcost.cost.capture import Capture
 from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.programs import PROGRAMS, Capture, Program, fill, remember_program, weights_of
 from mbcost.cost.records import Priced, RecordBook, price
+from mbcost.cost.replay import Replays
 from mbcost.cost.shadow import Frame, WalkCall
 from mbcost.cost.shortcuts import meta_like
 from mbcost.cost.torch_internals import (
     call_impl,
-    dispatch_paused,
     flat_weights,
     others_watch_modules,
     set_flat_weights,
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["Walk"]
 
 
-class Walk:
-    """One forward pass of ``model``, recording each op into ``book`` (``meta``: on the meta device)."""
+class Walk(Replays):
+    """One forward pass of ``model``, recording each op into ``book`` (``meta``: on the meta device); its
+    layer and block calls replay their programs (``Replays``)."""
 
     def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
                  replay: bool = True, float_bytes: int | None = None) -> None:
@@ -56,7 +57,8 @@ class Walk:
         # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off, or
         # unless another tool's global module hooks must see every call
         self.replay = replay and meta and self.plain
-        self.capture: Capture | None = None  # the layer call being recorded into a program
+        self.captures: list[Capture] = []  # the layer and block calls being recorded into programs
+        self.blocks = self.replay and not train  # blocks of any class are replayed too (``block_key``)
         # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
         self.float_bytes = float_bytes
         self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
@@ -89,70 +91,6 @@ class Walk:
     def frame(self) -> Frame:
         """The module call the forward is in (the model's, outside every call)."""
         return self.stack[-1] if self.stack else Frame(self.model)
-
-    def layer(self, copy: Any, key: tuple, args: tuple) -> Any:
-        """Call a pure torch.nn layer: replay its program for these inputs, or trace it and record one.
-        The arguments are held to the call's end (``Lifetimes.hold``) unless the program's last call
-        read them all anyway."""
-        sig: list[Any] = [self.context, key]
-        weight_ids, strided = self.weight_ids, self.strided
-        for a in args:
-            if isinstance(a, self.tensor_type) and a.layout is strided:
-                sig.append((a.shape, a.stride(), a.dtype, a.is_meta, id(a) in weight_ids))
-            elif type(a) in SCALARS:
-                sig.append((type(a), a))
-            else:
-                return self._traced(copy, args)
-        full = tuple(sig)
-        try:
-            program = PROGRAMS[full]
-        except KeyError:  # not seen yet: trace it, and keep what it did
-            self.capture = capture = Capture()
-            try:
-                result = self._traced(copy, args)
-            finally:
-                self.capture = None
-            remember_program(full, capture.program(copy, args, result, self.tensor_type, op_info))
-            return result
-        except TypeError:  # a setting rebound to something unhashable (``conv.padding = [1, 1]``)
-            return self._traced(copy, args)
-        if program is None:  # not replayable
-            return self._traced(copy, args)
-        with dispatch_paused():  # as inside the mode: ops made here are not recorded
-            result = self.replay_program(program, args, weights_of(copy))
-        if not program.holds and self.lifetimes is not None and args:
-            self.lifetimes.hold(tensors_in(args, [], self.tensor_type))
-        return result
-
-    def _traced(self, copy: Any, args: tuple) -> Any:
-        """A layer's forward, run under the dispatch mode (its hooks, if any, run as usual)."""
-        result = self.call_impl(copy, *args)
-        if self.lifetimes is not None and args:
-            self.lifetimes.hold(tensors_in(args, [], self.tensor_type))
-        return result
-
-    def replay_program(self, program: Program, inputs: tuple, weights: list[Any]) -> Any:
-        """Run a layer's program with this call's tensors. A step with a memoised answer and a record
-        is recorded from what the program kept (its bytes; which of its tensors may be activations);
-        any other step, and every step of a training walk, goes through ``run_op``."""
-        vals = [*inputs, *weights]
-        fast = not self.train and self.lifetimes is not None
-        for step in program.steps:
-            answer, recorded = step.answer, step.recorded
-            if fast and recorded is not None and answer is not None:
-                self.op = step.info.packet
-                out = vals[step.alias] if step.alias is not None else answer.replay((), self.empty_strided,
-                                                                                     self.meta_device)
-                self.put(self.stack[-1], step.info, answer.priced, recorded, True, [vals[i] for i in step.reads],
-                         [out] if step.outs == 1 else list(out), answer)
-            else:
-                args, kwargs = fill(step, vals)
-                out = self.run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], answer)
-            if step.outs == 1:
-                vals.append(out)
-            else:
-                vals.extend(out)
-        return program.result_with(vals)
 
     def where(self, in_op: bool = True) -> str:
         """The module (and, for a failing op, the op) the forward is in; after a failure outside any
@@ -219,7 +157,7 @@ class Walk:
         answer may be memoised. On the meta run, ops on tensors the forward made itself on the CPU
         (an ``arange`` of positions), none of them a weight, run as they are."""
         if known is not None:
-            return known.replay(args, self.empty_strided, self.meta_device), known, None
+            return self._replayed(known, args, tensors), known, None
         if not (self.meta and tensors and self._on_meta(tensors)):
             return func(*args, **kwargs), None, None
         key = None
@@ -229,24 +167,38 @@ class Walk:
                 key = (self.float_bytes, key)
             answer = recall(key) if key is not None else None
             if answer is not None:
-                return answer.replay(args, self.empty_strided, self.meta_device), answer, key
+                return self._replayed(answer, args, tensors), answer, key
         if info.shortcut is not None and "out" not in kwargs:
             out = info.shortcut(args, kwargs)
             if out is not None:
                 return out, None, key
         out = self.run_meta(func, args, kwargs, tensors)
         # the meta kernel's answer is memoised too, unless the op works in place (``unsqueeze_`` changes
-        # its argument's shape) or an output is a view (it shares a storage with an argument, or with
-        # another output): the walk's lifetimes follow storages
-        return out, None, key if key is not None and not info.inplace and self._new_storages(out, tensors) else None
+        # its argument's shape) or an output shares a storage other than a view's of its argument's
+        # (``answer_of``): the walk's lifetimes follow storages
+        memoised = key is not None and not info.inplace and self._new_storages(out, args, tensors)
+        return out, None, key if memoised else None
 
-    def _new_storages(self, out: Any, tensors: list[Any]) -> bool:
-        """Whether each output of a meta run has a storage of its own, none of its arguments' (or their stand-ins')."""
+    def _replayed(self, answer: Answer, args: tuple, tensors: list[Any]) -> Any:
+        """A memoised answer's result; a view of a weight is a view of its meta stand-in, as when run."""
+        if answer.views and not all(t.is_meta for t in tensors):
+            args = self._to_meta(args)
+        return answer.replay(args, self.empty_strided, self.meta_device)
+
+    def _new_storages(self, out: Any, args: tuple, tensors: list[Any]) -> bool:
+        """Whether each output of a meta run has a storage of its own, none of its arguments' (or their
+        stand-ins'), or is a view of one of its positional arguments (or stand-ins: ``answer_of``)."""
         outs = [out] if isinstance(out, self.tensor_type) else tensors_in((out,), [], self.tensor_type)
-        seen = {storage_key(o) for o in outs}
-        if len(seen) < len(outs):
-            return False
         stand_ins = self.stand_ins
+        bases = {storage_key(a if a.is_meta else stand_ins[id(a)]) for a in args
+                 if isinstance(a, self.tensor_type) and (a.is_meta or id(a) in stand_ins)}
+        seen = set()
+        for o in outs:
+            key = storage_key(o)
+            if key in seen:
+                return False
+            if key not in bases:
+                seen.add(key)
         for t in tensors:
             if storage_key(t) in seen or id(t) in stand_ins and storage_key(stand_ins[id(t)]) in seen:
                 return False
@@ -262,8 +214,8 @@ class Walk:
             self.failed_at = self.failed_at or self.where()
             raise
         if info.inplace and tensors and all(id(t) in self.weight_ids for t in tensors):
-            if self.capture is not None:
-                self.capture.add(func, args, kwargs, out, answer)
+            for c in self.captures:
+                c.add(func, args, kwargs, out, answer)
             return out  # a state update (BatchNorm's num_batches_tracked += 1 in training): bookkeeping
         frame = self.frame()
         priced: Priced | None = None
@@ -288,16 +240,21 @@ class Walk:
         if self.lifetimes is not None or self.train:
             writes = [out] if isinstance(out, self.tensor_type) else tensors_in((out,), [], self.tensor_type)
         # a priced call kept by a memoised answer or a program is met again: its record may be reused
-        reuse = answer is not None or key is not None or self.capture is not None
+        reuse = answer is not None or key is not None or bool(self.captures)
         index, scratch = self.put(frame, info, priced, sizes, reuse, tensors, writes, answer)
-        if answer is None and (key is not None or self.capture is not None and not tensors and self.meta):
+        if answer is None and (key is not None or self.captures and not tensors and self.meta):
             # a new answer: memoised by signature, or kept by a layer program (a factory call such as
             # BatchNorm's empty reserve tensor, which depends on its constant arguments only)
-            answer = answer_of(args, out, self.tensor_type, priced, scratch)
+            stand_ins = self.stand_ins  # a view of a weight's stand-in is one of the stand-in
+            answer = answer_of(tuple(stand_ins.get(id(a), a) for a in args) if stand_ins else args, out,
+                               self.tensor_type, priced, scratch)
             if key is not None:
                 remember(key, answer)
-        if self.capture is not None:
-            self.capture.add(func, args, kwargs, out, answer, None if index is None else self.book.records[index])
+        if self.captures:  # a free call (a view) of activations only may be replayed without ``run_op``
+            free = answer is not None and priced is None and info.adapter is not None and not info.inplace \
+                and not any(id(t) in self.weight_ids for t in tensors)
+            for c in self.captures:
+                c.add(func, args, kwargs, out, answer, None if index is None else self.book.records[index], free)
         if self.train:
             self.backward_of(info, tensors, writes, index is not None)
         return out
