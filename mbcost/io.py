@@ -37,6 +37,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def cache_dir(name: str, override: str | None = None) -> Path:
+    """``$XDG_CACHE_HOME/mbcost/NAME`` (``~/.cache/mbcost/NAME`` by default), or the environment variable
+    ``override`` when it is set (``MBCOST_PROFILE_DIR``...)."""
+    if override and os.environ.get(override):
+        return Path(os.environ[override])
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "mbcost" / name
+
+
 def write_text_atomic(path: Path | str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``.
 

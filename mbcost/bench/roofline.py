@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +102,9 @@ def bound_fraction(achieved_gflops: float, bound_gflops: float) -> float | None:
 
 def cache_path() -> Path:
     """``$XDG_CACHE_HOME/mbcost/roofline.json`` (``~/.cache/mbcost/roofline.json`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mbcost" / "roofline.json"
+    from mbcost.io import cache_dir
+
+    return cache_dir("roofline.json")
 
 
 def cache_key(device: Device, dtype: str, threads: int) -> str:

@@ -56,10 +56,20 @@ class CachedAnalysis:
 
 
 def analysis_dir() -> Path:
-    if os.environ.get("MBCOST_ANALYSIS_DIR"):
-        return Path(os.environ["MBCOST_ANALYSIS_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mbcost" / "analyses"
+    from mbcost.io import cache_dir
+
+    return cache_dir("analyses", "MBCOST_ANALYSIS_DIR")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically; a cache that cannot be written is skipped (nothing a prediction returns depends on it)."""
+    from mbcost.io import write_text_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    except OSError:
+        pass
 
 
 def torch_version() -> str | None:
@@ -145,21 +155,14 @@ def load(key: str | None) -> CachedAnalysis | None:
         return None
 
 
-def store(key: str | None, cost: Any, inputs_label: str) -> None:
-    """Keep what prediction reads of ``cost`` (a ``ModelCost``) under ``key``; a cache that cannot be written is
-    skipped silently (the prediction itself is unaffected)."""
+def store(key: str | None, analysis: CachedAnalysis) -> None:
+    """Keep ``analysis`` under ``key`` (``None``: not cached)."""
     if key is None:
         return
-    from mbcost.io import write_text_atomic
-
-    rows = [[getattr(layer, f) for f in FIELDS] for layer in cost.layers]
-    doc = {"version": CACHE_VERSION, "name": cost.name, "inputs": inputs_label, "macs": int(cost.macs),
+    rows = [[getattr(layer, f) for f in FIELDS] for layer in analysis.layers]
+    doc = {"version": CACHE_VERSION, "name": analysis.name, "inputs": analysis.inputs, "macs": analysis.macs,
            "layers": rows}
-    try:
-        _path(key).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(_path(key), json.dumps(doc, separators=(",", ":"), default=list) + "\n")
-    except OSError:
-        pass
+    _write(_path(key), json.dumps(doc, separators=(",", ":"), default=list) + "\n")
 
 
 def _threads_key(torch: str) -> str:
@@ -185,8 +188,6 @@ def default_threads() -> int | None:
 
 def remember_threads(threads: int) -> None:
     """Record torch's default thread count (read from a torch this process imported and left unchanged)."""
-    from mbcost.io import write_text_atomic
-
     torch = torch_version()
     if torch is None:
         return
@@ -199,8 +200,4 @@ def remember_threads(threads: int) -> None:
     if known.get(_threads_key(torch)) == threads:
         return
     known[_threads_key(torch)] = threads
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
-    except OSError:
-        pass
+    _write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")

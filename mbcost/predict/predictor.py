@@ -146,9 +146,13 @@ def find_profile(key: ProfileKey, path: Path | str | None = None) -> tuple[Devic
 def predict_cost(cost: Any, profile: DeviceProfile, *, key: ProfileKey | None = None,
                  mismatch: tuple[str, ...] = (), forced: bool = False) -> Prediction:
     """Price an analysed model (a ``ModelCost``) with ``profile``."""
+    return _price(_read(cost), profile, key=key, mismatch=mismatch, forced=forced)
+
+
+def _read(cost: Any) -> CachedAnalysis:
+    """What prediction reads of a ``ModelCost``."""
     label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
-    return _price(CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers)), profile, key=key,
-                  mismatch=mismatch, forced=forced)
+    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))
 
 
 def _price(analysis: CachedAnalysis, profile: DeviceProfile, *, key: ProfileKey | None,
@@ -231,7 +235,6 @@ def analysis_of(model: Any, inputs: Any = None, batch: int = 1, num_classes: int
         return found
     from mbcost.cost.analyze import analyze
 
-    cost = analyze(model, inputs, batch, num_classes=num_classes, execute="auto")
-    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
-    cache.store(entry, cost, label)
-    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))
+    analysis = _read(analyze(model, inputs, batch, num_classes=num_classes, execute="auto"))
+    cache.store(entry, analysis)
+    return analysis

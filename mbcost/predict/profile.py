@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,10 +138,9 @@ class DeviceProfile:
 def profile_dir() -> Path:
     """``$MBCOST_PROFILE_DIR`` when set, else ``$XDG_CACHE_HOME/mbcost/profiles`` (``~/.cache/mbcost/profiles``
     by default)."""
-    if os.environ.get("MBCOST_PROFILE_DIR"):
-        return Path(os.environ["MBCOST_PROFILE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mbcost" / "profiles"
+    from mbcost.io import cache_dir
+
+    return cache_dir("profiles", "MBCOST_PROFILE_DIR")
 
 
 def profile_path(key: ProfileKey) -> Path:
