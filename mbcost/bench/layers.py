@@ -120,13 +120,10 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
     names, children, modules = _module_tree(model)
     use_events = device_type == "cuda"
     clock = clock or time.perf_counter
-    acc: dict[str, float] = defaultdict(float)
-    inner: dict[str, float] = defaultdict(float)
-    # the hooked calls now running, innermost last: (module name, start); a call's time goes to
+    # the hooked calls now running, innermost last: (module name, start); a finished call's time goes to
     # its own total and to the nested time of the call below it on this stack
     stack: list[tuple[str, Any]] = []
-    pairs: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
-    inner_pairs: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+    calls: list[tuple[str, str | None, Any, Any]] = []  # this pass's finished calls: (name, caller, start, end)
 
     def now() -> Any:
         if use_events:
@@ -147,15 +144,7 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
                 return
             begin = stack[at][1]
             del stack[at:]
-            caller = stack[-1][0] if stack else None
-            if use_events:
-                pairs[name].append((begin, end))
-                if caller is not None:
-                    inner_pairs[caller].append((begin, end))
-            else:
-                acc[name] += end - begin
-                if caller is not None:
-                    inner[caller] += end - begin
+            calls.append((name, stack[-1][0] if stack else None, begin, end))
 
         return pre, post
 
@@ -172,18 +161,18 @@ def time_modules(model: Any, x: Any, *, budget: Budget, device_type: str = "cpu"
             handles.append(modules[name].register_forward_hook(post, always_call=True))
         elapsed = 0.0
         while True:
-            acc.clear()
-            inner.clear()
             stack.clear()
-            pairs.clear()
-            inner_pairs.clear()
+            calls.clear()
             model(*args, **kwargs)
             if use_events:
                 torch.cuda.synchronize()
-                for name, ev in pairs.items():
-                    acc[name] = sum(a.elapsed_time(b) for a, b in ev) / 1e3
-                for name, ev in inner_pairs.items():
-                    inner[name] = sum(a.elapsed_time(b) for a, b in ev) / 1e3
+            acc: dict[str, float] = defaultdict(float)
+            inner: dict[str, float] = defaultdict(float)
+            for name, caller, begin, end in calls:
+                seconds = begin.elapsed_time(end) / 1e3 if use_events else end - begin
+                acc[name] += seconds
+                if caller is not None:
+                    inner[caller] += seconds
             passes.append(dict(acc))
             nested_passes.append(dict(inner))
             elapsed += acc.get("", 0.0)
@@ -285,9 +274,9 @@ def join_layers(cost: ModelCost, times: ModuleTimes, config: RunConfig, env: Env
     unattributed_s = sum(m.median for n, m in medians.items() if m is not None and n not in attributed)
     shares = []
     for c in CATEGORIES:
-        t = sum(r.median_ms for r in records if r.category == c)
-        mc = sum(r.macs for r in records if r.category == c)
         mine = [r for r in records if r.category == c]
+        t = sum(r.median_ms for r in mine)
+        mc = sum(r.macs for r in mine)
         shares.append(CategoryShare(c, t, t / (total_s * 1e3) if total_s else math.nan, mc,
                                     mc / total_macs if total_macs else 0.0,
                                     ops=sum(r.flops + r.elementwise_ops for r in mine),

@@ -324,21 +324,9 @@ def output_loss(out: Any) -> Any:
         BenchError: the output holds no tensor that requires a gradient.
     """
     import torch
+    from torch.utils._pytree import tree_leaves
 
-    leaves = []
-
-    def collect(x: Any) -> None:
-        if isinstance(x, torch.Tensor):
-            if x.requires_grad:
-                leaves.append(x.float().sum())
-        elif isinstance(x, (tuple, list)):
-            for v in x:
-                collect(v)
-        elif isinstance(x, dict):
-            for v in x.values():
-                collect(v)
-
-    collect(out)
+    leaves = [x.float().sum() for x in tree_leaves(out) if isinstance(x, torch.Tensor) and x.requires_grad]
     if not leaves:
         raise BenchError(f"the model's output ({type(out).__name__}) holds no tensor that requires a gradient; "
                          "nothing to train")
@@ -687,21 +675,8 @@ def each_runtime(items: Sequence[tuple[Any, str]], settings: BenchSettings,
 def bench_models(plans: Sequence[ModelPlan], settings: BenchSettings, *,
                  measure_fn: MeasureFn | None = None, on_record: OnRecord | None = None,
                  progress: Progress | None = None, runtimes: Sequence[str] | None = None) -> list[ModelRecord]:
-    """Measure every plan in order (on each of ``runtimes``, default eager, or compile when
-    ``settings.compile``); each record goes to ``on_record`` as soon as it is measured.
-
-    Raises:
-        BenchError: after measuring everything else, when a runtime failed on a network (``bench_runtimes``
-            keeps the failures as data instead).
-
-    Example:
-        >>> from mbcost.bench.devices import resolve_device      # doctest: +SKIP
-        >>> from mbcost.zoo.spec import resolve_sources
-        >>> s = BenchSettings(resolve_device("cpu")).validated()
-        >>> recs = bench_models(plan_models(resolve_sources("v2"), (224, 224), [1], s), s)
-        >>> recs[0].median_ms
-        21.7
-    """
+    """``bench_runtimes``' records; its failures raised (``BenchError``, one line) after everything else
+    was measured."""
     run = bench_runtimes(plans, settings, runtimes, measure_fn=measure_fn, on_record=on_record, progress=progress)
     run.raise_failures()
     return run.records

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,6 @@ __all__ = [
     "ConvRecord", "Env", "LayerRecord", "ModelRecord", "OutputCheck", "PeakRecord", "Record", "RecordError",
     "RunConfig", "busy_cpus_now", "capture_env", "parse_record",
 ]
-
-KINDS: tuple[str, ...] = ("model", "layer", "conv", "peak")
-
 
 @dataclass(frozen=True)
 class Env:
@@ -307,18 +304,18 @@ class Record:
         _default_runtime(self)
 
     @staticmethod
-    def common(config: RunConfig, env: Env, m: Measurement) -> dict[str, Any]:
-        """Constructor keywords shared by every kind, from a configuration and a measurement."""
-        return dict(device=config.device, device_name=config.device_name, dtype=config.dtype, batch=config.batch,
-                    threads=config.threads, channels_last=config.channels_last, compile=config.compile,
-                    median_ms=m.median_ms, iqr_ms=m.iqr_ms, runs=m.runs, wide_spread=m.wide_spread,
-                    times_ms=tuple(m.times_ms), env=env, label=config.run_label, runtime=config.runtime,
-                    precision=config.precision)
+    def common(config: RunConfig, env: Env, m: Measurement | None = None) -> dict[str, Any]:
+        """Constructor keywords shared by every kind, from a configuration and (unless the caller gives them) a
+        measurement."""
+        keys = {f.name for f in fields(Record)} & {f.name for f in fields(RunConfig)}
+        timing = {} if m is None else dict(median_ms=m.median_ms, iqr_ms=m.iqr_ms, runs=m.runs,
+                                           wide_spread=m.wide_spread, times_ms=tuple(m.times_ms))
+        return {**{k: getattr(config, k) for k in keys}, "label": config.run_label, "env": env, **timing}
 
     @property
     def config(self) -> RunConfig:
-        return RunConfig(self.device, self.device_name, self.dtype, self.batch, self.threads, self.channels_last,
-                         self.compile, self.label, runtime=self.runtime, precision=self.precision)
+        """The configuration it was measured under (a model record's mode and optimizer included)."""
+        return RunConfig(**{f.name: getattr(self, f.name) for f in fields(RunConfig) if hasattr(self, f.name)})
 
     @classmethod
     def from_dict(cls, d: Any) -> Record:
@@ -328,15 +325,8 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this record (one line of a ``--save`` file)."""
-        d: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (Env, OutputCheck)):
-                value = value.to_dict()
-            elif isinstance(value, tuple):
-                value = list(value)
-            d[f.name] = value
-        return d
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {**d, "env": self.env.to_dict()}
 
     def _repr_html_(self) -> str | None:
         """In Jupyter: the record as its command's table (``mbcost.render.html``)."""
@@ -398,10 +388,6 @@ class ModelRecord(Record):
     batchnorm_reestimated: bool = False
     #: The output against eager PyTorch float32 on the same inputs; ``None`` for a training step and old records.
     output_check: OutputCheck | None = None
-
-    @property
-    def config(self) -> RunConfig:
-        return replace(super().config, mode=self.mode, optimizer=self.optimizer)
 
     @property
     def step_macs(self) -> int:

@@ -146,16 +146,28 @@ def measure_peaks(device: Device, dtype: str, threads: int, *, budget: Budget = 
 
     import torch
 
-    measure_fn = measure_fn or measure
     n_default, bytes_default = default_sizes(device)
     n = matmul_n or n_default
-    nbytes = copy_bytes or bytes_default
-    dev = device.torch_device
-    tdtype = getattr(torch, dtype)
-    run = dict(budget=budget, threads=threads, device_type=device.type)
+    dev, tdtype = device.torch_device, getattr(torch, dtype)
+    size = torch.empty((), dtype=tdtype).element_size()
+    numel = max(1, (copy_bytes or bytes_default) // size)
+
+    def timed(fn: Any) -> Measurement:
+        return (measure_fn or measure)(fn, budget, threads=threads, device_type=device.type)
+
+    def time_matmul() -> Measurement:
+        a, b, c = (torch.randn(n, n, device=dev, dtype=tdtype) for _ in range(3))
+        return timed(lambda: torch.mm(a, b, out=c))
+
+    def time_copy() -> Measurement:
+        src = torch.ones(numel, device=dev, dtype=tdtype)
+        dst = torch.empty_like(src)
+        return timed(lambda: dst.copy_(src))
+
     with torch.inference_mode():
-        mm = _time_matmul(n, dev, tdtype, measure_fn, run)
-        cp, copy_bytes_moved = _time_copy(nbytes, dev, tdtype, measure_fn, run)
+        mm = time_matmul()
+        cp = time_copy()
+    copy_bytes_moved = 2 * numel * size  # read + write
     return Peaks(
         device=device.type, device_name=device.name, dtype=dtype, threads=threads, torch=torch.__version__,
         peak_gflops=2 * n**3 / mm.median / 1e9, peak_gbps=copy_bytes_moved / cp.median / 1e9,
@@ -164,29 +176,6 @@ def measure_peaks(device: Device, dtype: str, threads: int, *, budget: Budget = 
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         matmul_times_ms=tuple(mm.times_ms), copy_times_ms=tuple(cp.times_ms),
     )
-
-
-def _time_matmul(n: int, dev: str, dtype: Any, measure_fn: MeasureFn,
-                 run: dict[str, Any]) -> Measurement:
-    import torch
-
-    a = torch.randn(n, n, device=dev, dtype=dtype)
-    b = torch.randn(n, n, device=dev, dtype=dtype)
-    c = torch.empty(n, n, device=dev, dtype=dtype)
-    budget = run["budget"]
-    return measure_fn(lambda: torch.mm(a, b, out=c), budget, threads=run["threads"], device_type=run["device_type"])
-
-
-def _time_copy(nbytes: int, dev: str, dtype: Any, measure_fn: MeasureFn,
-               run: dict[str, Any]) -> tuple[Measurement, int]:
-    """Time ``dst.copy_(src)``; returns the measurement and the bytes moved per copy (read + write)."""
-    import torch
-
-    numel = max(1, nbytes // torch.empty((), dtype=dtype).element_size())
-    src = torch.ones(numel, device=dev, dtype=dtype)
-    dst = torch.empty_like(src)
-    m = measure_fn(lambda: dst.copy_(src), run["budget"], threads=run["threads"], device_type=run["device_type"])
-    return m, 2 * src.numel() * src.element_size()
 
 
 def get_peaks(device: Device, dtype: str, threads: int, *, refresh: bool = False, path: Path | None = None,
@@ -221,15 +210,12 @@ def get_peaks(device: Device, dtype: str, threads: int, *, refresh: bool = False
 
 def peak_record(peaks: Peaks, config: Any, env: Any) -> Any:
     """The ``peak`` record of measured peaks (``median_ms`` is the matmul's)."""
-    from mbcost.bench.records import PeakRecord
+    from mbcost.bench.records import PeakRecord, Record
     from mbcost.bench.timer import WIDE_SPREAD
 
     return PeakRecord(
-        device=config.device, device_name=config.device_name, dtype=config.dtype, batch=config.batch,
-        threads=config.threads, channels_last=config.channels_last, compile=config.compile,
-        median_ms=peaks.matmul_ms, iqr_ms=peaks.matmul_iqr_ms, runs=peaks.matmul_runs,
-        wide_spread=peaks.matmul_iqr_ms > WIDE_SPREAD * peaks.matmul_ms, times_ms=peaks.matmul_times_ms, env=env,
-        label=config.run_label,
+        **Record.common(config, env), median_ms=peaks.matmul_ms, iqr_ms=peaks.matmul_iqr_ms, runs=peaks.matmul_runs,
+        wide_spread=peaks.matmul_iqr_ms > WIDE_SPREAD * peaks.matmul_ms, times_ms=peaks.matmul_times_ms,
         peak_gflops=peaks.peak_gflops, peak_gbps=peaks.peak_gbps, matmul_n=peaks.matmul_n,
         copy_bytes=peaks.copy_bytes, copy_median_ms=peaks.copy_ms, copy_iqr_ms=peaks.copy_iqr_ms,
         cached=peaks.cached,

@@ -113,22 +113,30 @@ def at_least_one(value: int | None, option: str) -> None:
         raise SpecError(f"{option} must be >= 1 (got {value})")
 
 
-def settings_from(device: str, dtype: str, threads: int | None, *, min_time: float | None = None,
-                  max_time: float | None = None, keep_denormals: bool = False, default_malloc: bool = False,
-                  calibration: Path | None = None, **settings: Any) -> BenchSettings:
-    """Resolve and validate the device, dtype, threads and time budget (a bad one: one line, exit 2)."""
+#: The options that go to ``BenchSettings`` as they are, in the commands that have them.
+SETTINGS_OPTIONS = ("threads", "channels_last", "label", "cudnn_benchmark", "oversubscribe")
+
+
+def settings_from(ctx: typer.Context) -> BenchSettings:
+    """The command's measurement options (``ctx.params``: device, dtype, threads, time budget, precision...),
+    resolved and validated (a bad one: one line, exit 2)."""
     from mbcost.bench.devices import resolve_device
     from mbcost.bench.model_bench import BenchSettings
     from mbcost.bench.timer import DEFAULT_BUDGET, Budget
 
+    options = ctx.params
     budget = DEFAULT_BUDGET
-    if min_time is not None and max_time is not None:
+    if "min_time" in options:
+        min_time, max_time = options["min_time"], options["max_time"]
         if not (0 < min_time <= max_time):
             raise SpecError(f"need 0 < --min-time <= --max-time (got {min_time} and {max_time})")
         budget = Budget(min_run_time=min_time, max_run_time=max_time)
-    return BenchSettings(resolve_device(device), dtype, threads, budget=budget, flush_denormal=not keep_denormals,
-                         keep_heap=not default_malloc, calibration=None if calibration is None else str(calibration),
-                         **settings).validated()
+    calibration = options.get("calibration")
+    return BenchSettings(resolve_device(options["device"]), options["dtype"].value, budget=budget,
+                         flush_denormal=not options.get("keep_denormals"), keep_heap=not options.get("default_malloc"),
+                         precision=options["precision"].value if "precision" in options else "float32",
+                         calibration=None if calibration is None else str(calibration),
+                         **{k: options[k] for k in SETTINGS_OPTIONS if k in options}).validated()
 
 
 def runtime_names(runtime: str | None, compile: bool) -> list[str]:
@@ -141,26 +149,20 @@ def runtime_names(runtime: str | None, compile: bool) -> list[str]:
 
 
 @contextmanager
-def interruptible(out: Any, what: str) -> Iterator[None]:
-    """Ctrl-C -> one line saying how many finished records ``--save`` kept, exit 130."""
-    from mbcost.bench.errors import Interrupted
-
-    try:
-        yield
-    except KeyboardInterrupt:
-        kept = f"; {out.written} finished record(s) kept in {out.path}" if out.path is not None else \
-            "; nothing saved (use --save FILE to keep finished measurements)"
-        raise Interrupted(f"interrupted during {what}{kept}") from None
-
-
-@contextmanager
 def recording(save: Path | None, what: str) -> Iterator[tuple[Any, Any]]:
-    """``--save`` opened for appending, Ctrl-C handled (``interruptible``) and a progress bar: yields the record
-    writer and the bar's ``update``."""
+    """``--save`` opened for appending and a progress bar: yields the record writer and the bar's ``update``.
+    Ctrl-C -> one line saying how many finished records ``--save`` kept, exit 130."""
+    from mbcost.bench.errors import Interrupted
     from mbcost.bench.store import RecordWriter
 
-    with RecordWriter(save) as out, interruptible(out, what), progress_bar(what) as update:
-        yield out, update
+    with RecordWriter(save) as out:
+        try:
+            with progress_bar(what) as update:
+                yield out, update
+        except KeyboardInterrupt:
+            kept = f"; {out.written} finished record(s) kept in {out.path}" if out.path is not None else \
+                "; nothing saved (use --save FILE to keep finished measurements)"
+            raise Interrupted(f"interrupted during {what}{kept}") from None
 
 
 def measure_peaks(ctx: typer.Context, settings: BenchSettings, busy: float | None, *, batch: int = 1,
@@ -242,10 +244,7 @@ def bench(
     specs = resolve_sources(models)
     batches = parse_batches(batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
-                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
-                             cudnn_benchmark=cudnn_benchmark, default_malloc=default_malloc,
-                             precision=precision.value, calibration=calibration, oversubscribe=oversubscribe)
+    settings = settings_from(ctx)
     settings.check_runtimes(names, mode.value)  # a missing package or an impossible request: before any work
     plans = plan_models(specs, input_value(input), batches, settings, num_classes=classes, input_dtype=input_dtype,
                         mode=mode.value, optimizer=optimizer.value)
@@ -293,7 +292,7 @@ def profile(
 ) -> None:
     from mbcost.bench.layers import profile_model
     from mbcost.bench.model_bench import plan_models
-    from mbcost.bench.records import Record, busy_cpus_now
+    from mbcost.bench.records import busy_cpus_now
     from mbcost.render.bench import category_table, flat, layers_table, profile_document
     from mbcost.zoo.spec import resolve_source
 
@@ -306,9 +305,7 @@ def profile(
                         f"{runtime} for its end-to-end time)")
     spec = resolve_source(model)
     inputs = input_value(input)
-    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
-                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
-                             default_malloc=default_malloc, oversubscribe=oversubscribe)
+    settings = settings_from(ctx)
     plan_models([spec], inputs, [batch], settings, num_classes=classes, input_dtype=input_dtype)  # refuse early
     busy = busy_cpus_now()
     with recording(save, "profile") as (out, update):
@@ -320,8 +317,7 @@ def profile(
         update(1, 2, f"{spec.label} per layer")
         p = profile_model(spec, inputs, batch, settings, peaks=peaks, num_classes=classes, input_dtype=input_dtype,
                           measure_fn=timer(ctx))
-        records: list[Record] = [*([p.end_to_end] if p.end_to_end else []), *p.layers]
-        for r in records:
+        for r in [*([p.end_to_end] if p.end_to_end else []), *p.layers]:
             out.write(r)
     emit(format, output, table=[category_table(p), layers_table(p, top)], records=[flat(r) for r in p.layers],
          document=profile_document(p))
@@ -366,9 +362,7 @@ def sweep(
     points = grid(parse_int_list(channels, "--channels"), parse_int_list(kernels, "--kernels"),
                   parse_int_list(sizes, "--sizes"), batch=batch)
     names = runtime_names(runtime, compile)
-    settings = settings_from(device, dtype.value, threads, min_time=min_time, max_time=max_time,
-                             channels_last=channels_last, label=label, keep_denormals=keep_denormals,
-                             default_malloc=default_malloc, precision=precision.value, oversubscribe=oversubscribe)
+    settings = settings_from(ctx)
     settings.check_runtimes(names)  # a missing package or an impossible request: before any work
     with recording(save, "sweep") as (out, update):
         run = sweep_runtimes(points, settings, names, measure_fn=timer(ctx), on_record=out.write, progress=update)
@@ -398,7 +392,7 @@ def roofline(
     from mbcost.render.bench import flat, peaks_table, results_document
 
     check_targets(output, save)
-    settings = settings_from(device, dtype.value, threads, label=label, oversubscribe=oversubscribe)
+    settings = settings_from(ctx)
     busy = busy_cpus_now()
     with recording(save, "roofline") as (out, update):
         update(0, 1, "matmul and copy")

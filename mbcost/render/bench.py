@@ -68,23 +68,24 @@ def threads(n: int) -> str:
     return f"{n} thread" + ("" if n == 1 else "s")
 
 
+def _vs_estimate(r: ModelRecord) -> str:
+    """`` (+27.1%)``: measured - estimated activation peak as a share of the estimate; empty when either is missing."""
+    diff, est = r.peak_memory_difference_bytes, r.estimated_peak_memory_bytes
+    return f" ({diff / est:+.1%})" if diff is not None and est else ""
+
+
 def memory_difference(r: ModelRecord | None) -> str:
     """``+2.61 MB (+27.1%)``: measured - estimated activation peak, signed, with its share of the
     estimate; ``-`` when either is missing."""
     diff = None if r is None else r.peak_memory_difference_bytes
     if r is None or diff is None:
         return "-"
-    text = ("+" if diff >= 0 else "-") + fmt.nbytes(abs(diff))
-    est = r.estimated_peak_memory_bytes
-    return f"{text} ({diff / est:+.1%})" if est else text
+    return ("+" if diff >= 0 else "-") + fmt.nbytes(abs(diff)) + _vs_estimate(r)
 
 
 def measured_memory(r: ModelRecord) -> str:
     """The measured activation peak with its difference from the estimate: ``12.25 MB (+27.1%)``."""
-    if r.peak_memory_bytes is None:
-        return "-"
-    diff, est = r.peak_memory_difference_bytes, r.estimated_peak_memory_bytes
-    return fmt.nbytes(r.peak_memory_bytes) + (f" ({diff / est:+.1%})" if diff is not None and est else "")
+    return "-" if r.peak_memory_bytes is None else fmt.nbytes(r.peak_memory_bytes) + _vs_estimate(r)
 
 
 def spread(r: Record) -> str:
