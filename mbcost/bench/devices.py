@@ -9,10 +9,8 @@ Dtype support (decided here, refused with one line otherwise):
   (oneDNN converts when the CPU lacks ``avx512_bf16``/``amx_bf16``; ``cpu_has_native`` says which).
 * ``cuda``: ``float32`` and ``float16``; ``bfloat16`` when ``torch.cuda.is_bf16_supported()``.
 
-Memory: before building anything, ``check_memory`` estimates what a forward pass needs from
-the analytic ``ModelCost`` (weights, the input, and twice the largest single op's input + output
-to cover a live skip connection and kernel workspace) and refuses a run that would not fit in the
-memory available (``MemAvailable`` from ``/proc/meminfo``; ``torch.cuda.mem_get_info`` on CUDA).
+Memory: before building anything, ``check_memory`` refuses a run whose estimate (``estimate_memory``)
+would not fit in the memory available (``available_memory``).
 """
 
 from __future__ import annotations

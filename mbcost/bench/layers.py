@@ -92,12 +92,8 @@ def _module_tree(model: Any) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]
     modules = dict(model.named_modules())
     children = {}
     for name, mod in modules.items():
-        kids = []
-        for child_name, _child in mod.named_children():
-            full = f"{name}.{child_name}" if name else child_name
-            if full in modules:
-                kids.append(full)
-        children[name] = tuple(kids)
+        kids = (f"{name}.{child}" if name else child for child, _ in mod.named_children())
+        children[name] = tuple(k for k in kids if k in modules)
     return tuple(modules), children, modules
 
 

@@ -131,17 +131,10 @@ def measure_step_memory(step: Any, device: Any) -> int:
 
 
 def measure_peak_memory(model: Any, forward_args: Any, device: Any) -> int:
-    """Peak bytes the allocator holds during one forward of ``model`` beyond what existed before it:
-    the inputs' copies, every activation and any workspace (weights and buffers excluded).
-
-    Args:
-        model: the module, built on ``device`` (eval mode and dtype as it will be timed).
-        forward_args: ``ForwardArgs`` (``args``, ``kwargs``) on ``device``; copied inside the
-            measured region, so the peak includes them.
-        device: a ``Device``, ``torch.device`` or device string (``cpu``, ``cuda:0``).
-
-    Returns:
-        Bytes (exact, as the allocator counts them).
+    """Peak bytes the allocator holds during one forward of ``model`` (built on ``device``, a ``Device``,
+    ``torch.device`` or string) beyond what existed before it: the copies of ``forward_args`` made inside the
+    measured region, every activation and any workspace (weights and buffers excluded), exact as the allocator
+    counts them.
 
     Raises:
         BenchError: a device other than CPU or CUDA, or a profiler without raw memory events.

@@ -29,6 +29,7 @@ from mbcost.bench.devices import (
 from mbcost.bench.errors import BenchError
 from mbcost.bench.records import Env, ModelRecord, OutputCheck, Record, RunConfig, busy_cpus_now, capture_env
 from mbcost.bench.runtimes.base import ForwardArgs, Prepared, Runtime, RuntimeJob
+from mbcost.bench.runtimes.eager import EAGER
 from mbcost.bench.timer import DEFAULT_BUDGET, Budget, MeasureFn, Measurement, measure
 from mbcost.errors import first_line
 
@@ -374,14 +375,8 @@ def model_record(plan: ModelPlan, m: Measurement, env: Env, peak_memory_bytes: i
         peak_memory_bytes=peak_memory_bytes,
         estimated_peak_memory_bytes=estimated,
         mode=cost.mode, optimizer=cost.optimizer, backward_macs=backward_macs,
-        **({} if runtime.get("runtime_version") else {"runtime_version": _torch_version()}),
+        **({} if runtime.get("runtime_version") else {"runtime_version": EAGER.version()}),  # torch's
     )
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 def _estimated_peak(cost: ModelCost) -> int | None:

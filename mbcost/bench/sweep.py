@@ -204,13 +204,8 @@ def sweep_runtimes(points: Sequence[ConvPoint], settings: BenchSettings, runtime
 def run_sweep(points: Sequence[ConvPoint], settings: BenchSettings, *,
               measure_fn: MeasureFn | None = None, on_record: OnRecord | None = None,
               progress: Progress | None = None, runtimes: Sequence[str] | None = None) -> list[ConvRecord]:
-    """Measure every point in order (on each of ``runtimes``, default eager, or compile when ``settings.compile``),
-    handing each record to ``on_record`` as soon as it exists.
-
-    Raises:
-        BenchError: after measuring everything else, when a runtime failed on a point (``sweep_runtimes`` keeps
-            the failures as data instead).
-    """
+    """``sweep_runtimes``' records; its failures raised (``BenchError``, one line) after everything else
+    was measured."""
     run = sweep_runtimes(points, settings, runtimes, measure_fn=measure_fn, on_record=on_record, progress=progress)
     run.raise_failures()
     return run.records

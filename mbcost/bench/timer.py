@@ -1,19 +1,8 @@
-"""Timing: a thin wrapper over ``torch.utils.benchmark.Timer`` and the statistics of its samples.
-
-``measure(fn, budget)`` warms ``fn`` up, lets ``Timer.adaptive_autorange`` choose a block size
-(so that the clock and any CUDA synchronisation cost stay negligible against the timed work)
-and collect timed runs until the spread is small or the time budget is spent, and returns a
-``Measurement`` holding the raw per-call times. ``summarize`` turns raw times into the
-statistics shown to users (median, interquartile range, number of runs, wide-spread flag); it is
-a pure function, tested with synthetic samples.
+"""Timing: a thin wrapper over ``torch.utils.benchmark.Timer`` (``measure``) and the statistics of its
+samples (``summarize``, a pure function tested with synthetic samples).
 
 The clock is injectable (``clock=``): tests drive the whole path with a seeded fake clock that
 the measured function itself advances, so no test depends on real time.
-
-``benchmark_timer`` imports ``Timer``. ``torch.utils.benchmark`` imports ``torch.utils.cpp_extension``
-(for its C++ timing templates), which, in a CUDA build of torch on a machine without a GPU, logs
-"No CUDA runtime is found, using CUDA_HOME=..." while it is imported; that import is made with the
-logger quieted, so a measuring command's output stays mbcost's own lines.
 """
 
 from __future__ import annotations
@@ -232,9 +221,6 @@ def measure(fn: Callable[[], Any], budget: Budget = DEFAULT_BUDGET, *, threads: 
             default: the current ``torch.get_num_threads()``).
         device_type: ``"cpu"`` or ``"cuda"`` (picks the synchronising clock).
         clock: a clock in seconds replacing the real one (tests pass a seeded fake).
-
-    Returns:
-        A ``Measurement`` with one per-call time per timed run.
 
     Example:
         >>> m = measure(lambda: sum(range(1000)), Budget(min_run_time=0.05, max_run_time=0.2))

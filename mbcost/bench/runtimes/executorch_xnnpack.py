@@ -56,6 +56,12 @@ class ExecuTorch(Runtime):
             if prior != job.threads:  # a new pool would leave methods loaded earlier on a freed one
                 bindings._unsafe_reset_threadpool(job.threads)
             applied = bindings._threadpool_get_thread_count()
+
+        def restore_pool() -> None:
+            with quiet():
+                if prior != applied:
+                    bindings._unsafe_reset_threadpool(prior)
+
         try:
             with phases.step("load", "ExecuTorch could not load the lowered program"):
                 from executorch.runtime import Runtime as EtRuntime
@@ -64,9 +70,7 @@ class ExecuTorch(Runtime):
                 loaded = EtRuntime.get().load_program(buffer)
                 method = loaded.load_method("forward")
         except Exception:
-            with quiet():
-                if prior != applied:
-                    bindings._unsafe_reset_threadpool(prior)
+            restore_pool()
             raise
         settings: dict[str, Any] = {"threadpool_threads": applied, "delegate": "XnnpackPartitioner",
                                     "not_set": ["inter_op_threads (none: one thread pool)", "denormals (XNNPACK's "
@@ -84,9 +88,7 @@ class ExecuTorch(Runtime):
         def close() -> None:
             nonlocal method, loaded, buffer
             method = loaded = buffer = None  # the delegate goes before the pool it runs on is replaced
-            with quiet():
-                if prior != applied:
-                    bindings._unsafe_reset_threadpool(prior)
+            restore_pool()
 
         return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, close=close)
 

@@ -15,6 +15,7 @@ activations), min-max calibration on the calibration batches.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mbcost.bench.runtimes.base import (
@@ -128,22 +129,17 @@ class OnnxRuntime(Runtime):
         def run(other: ForwardArgs) -> list[Any]:
             return to_tensors(session.run(None, dict(zip(names, to_numpy(positional(other, self.name)), strict=True))))
 
-        if not cuda:
-            def call() -> Any:
-                return session.run(None, feeds)
+        call: Any = partial(session.run, None, feeds)
+        if cuda:
+            binding = session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", index))
+            for out in session.get_outputs():
+                binding.bind_output(out.name, "cuda", index)
+            settings["io_binding"] = "inputs and outputs on the GPU"
+            call = partial(session.run_with_iobinding, binding)  # returns once the GPU work is done
 
-            return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, grad_free=False)
-        binding = session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", index))
-        for out in session.get_outputs():
-            binding.bind_output(out.name, "cuda", index)
-        settings["io_binding"] = "inputs and outputs on the GPU"
-
-        def call_cuda() -> Any:
-            session.run_with_iobinding(binding)  # returns once the GPU work is done
-
-        return Prepared(call=call_cuda, run=run, phases=phases.seconds, settings=settings, grad_free=False)
+        return Prepared(call=call, run=run, phases=phases.seconds, settings=settings, grad_free=False)
 
     @staticmethod
     def _quantize(path: str, names: list[str], job: RuntimeJob, phases: Phases) -> str:
