@@ -51,14 +51,10 @@ def peak_of(allocations: Iterable[Allocation]) -> int:
 def copied(x: Any) -> Any:
     """A fresh copy of every tensor (in tuples, lists, dicts); other values as they are."""
     import torch
+    from torch.utils._pytree import tree_map
 
-    if isinstance(x, torch.Tensor):
-        return x.clone()  # preserve_format: channels-last inputs stay channels-last
-    if isinstance(x, (tuple, list)):
-        return type(x)(copied(v) for v in x)
-    if isinstance(x, dict):
-        return {k: copied(v) for k, v in x.items()}
-    return x
+    # clone's preserve_format: channels-last inputs stay channels-last
+    return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, x)
 
 
 def forward_once(model: Any, forward_args: Any) -> None:

@@ -305,8 +305,8 @@ class Record:
 
     @staticmethod
     def common(config: RunConfig, env: Env, m: Measurement | None = None) -> dict[str, Any]:
-        """Constructor keywords shared by every kind, from a configuration and (unless the caller gives them) a
-        measurement."""
+        """Constructor keywords shared by every kind, from a configuration and a measurement (without one, the
+        caller gives the times: a peak record's are the matmul's)."""
         keys = {f.name for f in fields(Record)} & {f.name for f in fields(RunConfig)}
         timing = {} if m is None else dict(median_ms=m.median_ms, iqr_ms=m.iqr_ms, runs=m.runs,
                                            wide_spread=m.wide_spread, times_ms=tuple(m.times_ms))

@@ -164,8 +164,9 @@ def check_cell(r: ModelRecord) -> str:
 
 
 def failed_check(r: Record) -> bool:
-    c = getattr(r, "output_check", None)
-    return c is not None and not c.passed
+    """Whether an output check of ``r`` failed (a conv record has two: the separable pair's and the standard's)."""
+    checks = (getattr(r, "output_check", None), getattr(r, "standard_output_check", None))
+    return any(c is not None and not c.passed for c in checks)
 
 
 def one_time_cell(r: ModelRecord) -> str:
@@ -495,10 +496,6 @@ def conv_check_cell(r: ConvRecord) -> str:
     return _checks_cell(checks, r.precision)
 
 
-def _conv_failed(r: ConvRecord) -> bool:
-    return any(c is not None and not c.passed for c in (r.output_check, r.standard_output_check))
-
-
 def sweep_table(records: Sequence[ConvRecord], failures: Sequence[str] = ()) -> Table:
     """The ``mbcost sweep`` table: one row per point (and runtime). With a runtime other than eager, or int8, the
     runtime and both stacks' output checks get columns; a failed check is flagged ``!!`` next to the measured
@@ -513,7 +510,7 @@ def sweep_table(records: Sequence[ConvRecord], failures: Sequence[str] = ()) -> 
         row += [f"{r.macs_ratio:.4f}", f"{r.formula_ratio:.4f}", speed(mac_speedup),
                 ms(r.standard_ms) + (" !" if r.standard_wide_spread else ""),
                 ms(r.separable_ms) + (" !" if r.wide_spread else ""),
-                speed(r.measured_speedup) + (" !!" if _conv_failed(r) else ""),
+                speed(r.measured_speedup) + (" !!" if failed_check(r) else ""),
                 share(r.measured_speedup / mac_speedup)]
         if with_runtimes:
             row.append(conv_check_cell(r))
@@ -527,7 +524,7 @@ def sweep_table(records: Sequence[ConvRecord], failures: Sequence[str] = ()) -> 
         notes.append(wide_note())
     if with_runtimes:
         notes += runtime_notes(records)
-    if any(_conv_failed(r) for r in records):
+    if any(failed_check(r) for r in records):
         notes.insert(0, WRONG)
     if first:
         notes.append(env_line(first))
