@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from mbcost.bench.model_bench import Speedup
 from mbcost.bench.records import ModelRecord
@@ -91,15 +92,9 @@ class RuntimeRow:
 
 
 def _pairs(records: dict[str, ModelRecord]) -> tuple[Speedup, ...]:
-    models = list(records)
-    out = []
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            ra, rb = records[a], records[b]
-            if ra.input != rb.input:  # different work: not comparable
-                continue
-            out.append(Speedup.between(ra, rb) if ra.step_macs <= rb.step_macs else Speedup.between(rb, ra))
-    return tuple(out)
+    """Each pair of models measured on the same input once, the one with fewer MACs first."""
+    return tuple(Speedup.between(a, b) if a.step_macs <= b.step_macs else Speedup.between(b, a)
+                 for a, b in combinations(records.values(), 2) if a.input == b.input)
 
 
 def runtime_rows(records: Iterable[ModelRecord], models: Sequence[str] | None = None) -> list[RuntimeRow]:

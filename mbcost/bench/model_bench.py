@@ -701,16 +701,7 @@ class Speedup:
 
 
 def speedups(records: Sequence[ModelRecord]) -> list[Speedup]:
-    """Every ordered pair of records measured under the same configuration (mode and optimizer
-    included: an inference forward is never compared with a training step).
-
-    ``measured = other.median / model.median``; ``macs_ratio = other.step_macs / model.step_macs``
-    (forward MACs, plus backward MACs in train mode).
-    """
-    out = []
-    for a in records:
-        for b in records:
-            if a is b or a.model == b.model or a.config.key != b.config.key or a.input != b.input:
-                continue
-            out.append(Speedup.between(a, b))
-    return out
+    """``Speedup.between`` every ordered pair of records measured under the same configuration (mode and
+    optimizer included: an inference forward is never compared with a training step)."""
+    return [Speedup.between(a, b) for a in records for b in records
+            if a.model != b.model and a.config.key == b.config.key and a.input == b.input]
