@@ -124,16 +124,9 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
         ["FLOPs (2 x MACs)", *[fmt.count(m.flops) for m in models]],
         ["elementwise ops", *[fmt.count(m.elementwise_ops) for m in models]],
     ]
-    for other in models:
-        if len(models) > 1:
-            rows.append([f"params vs {other.label}",
-                         *[fmt.ratio(r[m.label][other.label]["params"]) if m.label != other.label else "1x"
-                           for m in models]])
-    for other in models:
-        if len(models) > 1:
-            rows.append([f"MACs vs {other.label}",
-                         *[fmt.ratio(r[m.label][other.label]["macs"]) if m.label != other.label else "1x"
-                           for m in models]])
+    for key, name in (("params", "params"), ("macs", "MACs")) if len(models) > 1 else ():
+        rows += [[f"{name} vs {other.label}", *[fmt.ratio(r[m.label][other.label][key]) if m.label != other.label
+                                                 else "1x" for m in models]] for other in models]
     rows += [
         ["weights (int8, per-channel scales)" if int8 else f"weights ({models[0].dtype})",
          *[fmt.nbytes(m.weight_bytes) for m in models]],
@@ -145,10 +138,9 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
     ]
     if any(m.mode == "train" for m in models):
         rows += train_rows(models)
-    for c in CATEGORIES:
-        rows.append([f"MAC share {c}", *[fmt.percent(m.categories[c].macs, m.macs) for m in models]])
-    for c in CATEGORIES:
-        rows.append([f"param share {c}", *[fmt.percent(m.categories[c].params, m.params) for m in models]])
+    for key, name in (("macs", "MAC"), ("params", "param")):
+        rows += [[f"{name} share {c}", *[fmt.percent(getattr(m.categories[c], key), getattr(m, key)) for m in models]]
+                 for c in CATEGORIES]
     rows += extra_rows or []
     first = models[0]
     title = f"mbcost compare: input {first.input_label}, batch {first.batch}" + (", int8" if int8 else "")
