@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -43,8 +43,6 @@ __all__ = [
     "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "PredictedPoint", "Predictions", "ReportData",
     "Run", "category_times", "gather", "label_runs", "predictions", "report_runtime_rows", "runtime_name",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Width multipliers and square resolutions of the trade-off grid (the values the MobileNet
 #: papers tabulate: V1 Tables 6-7 use 1.0/0.75/0.5/0.25 and 224/192/160/128, V2 adds 0.35,
@@ -226,13 +224,13 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
         (``"2 records left out: model record without median_ms"``).
     """
     groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[Record, str | None]]] = {}
-    reasons: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
     for item in records:
         r, source, why = _typed(item)
         if r is None:
-            reasons[str(why)] = reasons.get(str(why), 0) + 1
-            continue
-        groups.setdefault((_default_label(r), _identity(r)), []).append((r, source))
+            reasons[str(why)] += 1
+        else:
+            groups.setdefault((_default_label(r), _identity(r)), []).append((r, source))
 
     by_label: dict[str, list[tuple[tuple[str, str], ...]]] = {}
     for label, ident in groups:
@@ -251,16 +249,15 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
     runs: list[Run] = []
     for key, members in groups.items():
         name = names[key]
-        counts: dict[str, int] = {}
         for r, _ in members:
             rec = replace(r, label=name)
             kept.pop(_dedupe_key(rec), None)  # the last measurement of the same thing wins
             kept[_dedupe_key(rec)] = rec
-            counts[r.kind] = counts.get(r.kind, 0) + 1
         first = members[0][0]
         sources = tuple(dict.fromkeys(str(source) for _, source in members if source))
         runs.append(Run(label=name, device=first.device, device_name=first.device_name, dtype=first.dtype,
-                        threads=first.threads, env=first.env, sources=sources, counts=counts,
+                        threads=first.threads, env=first.env, sources=sources,
+                        counts=dict(Counter(r.kind for r, _ in members)),
                         runtime=first.runtime or "eager", precision=first.precision or first.dtype))
     skipped = [f"{n} record{'s' if n > 1 else ''} left out: {why}" for why, n in reasons.items()]
     return list(kept.values()), runs, skipped
