@@ -317,12 +317,6 @@ def run_gate(config: GateConfig) -> GateResult:
         BaselineError: missing, empty, corrupt, malformed or other-version baseline.
         UnknownModelError: the baseline or the config names a model that cannot be built.
         SpecError: a bad configuration.
-
-    Example:
-        >>> from mbcost.gate import GateConfig, run_gate
-        >>> result = run_gate(GateConfig(models=("v2",), baseline=Path("mbcost-baseline.json")))  # doctest: +SKIP
-        >>> result.exit_code, [(r.layer, r.change) for r in result.rows]  # doctest: +SKIP
-        (0, [])
     """
     baseline = check_specs(read_baseline(config.baseline), config.baseline)
     current = measure_all(plan(config, baseline), config.mode, config.optimizer)

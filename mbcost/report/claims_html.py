@@ -108,9 +108,7 @@ def _v2_table(c: Claim) -> str:
     def cells(row: Any) -> list[str]:
         if row is None:
             return ["(none)"] * 6
-        dash = "-"
-        return [e(row.input), e(row.operator), dash if row.t is None else str(row.t),
-                dash if row.c is None else str(row.c), str(row.n), dash if row.s is None else str(row.s)]
+        return [e(row.input), e(row.operator), *("-" if v is None else str(v) for v in (row.t, row.c, row.n, row.s))]
 
     n = max(len(t.built), len(t.published))
     rows = [cells(t.built[i] if i < len(t.built) else None) + cells(t.published[i] if i < len(t.published) else None)

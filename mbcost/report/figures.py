@@ -251,9 +251,9 @@ def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[Record] 
             marker=dict(color=color, size=10, symbol=SYMBOLS[(runs.index(run) + 1) % len(SYMBOLS)]),
             hovertext=[_hover([esc(run), f"M={r.cin}, N={r.cout}, K={k}, {_size(r.size)} map",
                                f"standard {r.standard_ms:.3f} ms, separable {r.separable_ms:.3f} ms",
-                               f"measured speed-up {r.measured_speedup:.2f}x "
-                               f"(MAC count predicts {1 / r.macs_ratio:.2f}x)" if r.macs_ratio else
-                               f"measured speed-up {r.measured_speedup:.2f}x"]) for r in rs]))
+                               f"measured speed-up {r.measured_speedup:.2f}x"
+                               + (f" (MAC count predicts {1 / r.macs_ratio:.2f}x)" if r.macs_ratio else "")])
+                       for r in rs]))
     fig.update_xaxes(type="log", title_text="output channels N (= input channels M in the grid; log scale)",
                      tickvals=sorted({c.out_channels for c in grid} | {r.cout for r in measured}))
     _log_axis(fig, [float(c.formula_ratio) for c in grid] + [float(c.macs_ratio) for c in grid]
@@ -511,8 +511,7 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
                        for r, v, w in zip(recs, vs, wrong, strict=True)]), row=1, col=1)
         by_pair = {p: sp for p in pairs if (sp := row.speedup(p)) is not None}
         shown = list(by_pair)
-        for p in shown:
-            macs[p] = by_pair[p].macs_ratio
+        macs.update({p: sp.macs_ratio for p, sp in by_pair.items()})
         fig.add_trace(go.Bar(
             x=[f"{esc(a)} vs {esc(b)}" for a, b in shown], y=[by_pair[p].measured for p in shown], name=name,
             legendgroup=name, showlegend=False, marker_color=color,
