@@ -327,12 +327,9 @@ def gather(
     if len(set(labels)) != len(labels):
         raise SpecError(f"a model is listed twice: {', '.join(labels)}")
 
-    references: dict[str, Reported] = {}
-    for spec, cost in zip(specs, costs, strict=True):
-        entry = spec.entry
-        if entry is not None and entry.reported is not None and entry.reported.top1 is not None \
-                and (spec.width in (None, 1.0)) and size == PAPER_INPUT:
-            references[cost.label] = entry.reported
+    references = {cost.label: spec.entry.reported for spec, cost in zip(specs, costs, strict=True)
+                  if spec.entry is not None and spec.entry.reported is not None
+                  and spec.entry.reported.top1 is not None and spec.width in (None, 1.0) and size == PAPER_INPUT}
 
     scaling: list[ModelCost] = []
     seen: set[str] = set()
