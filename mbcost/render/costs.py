@@ -166,10 +166,6 @@ UNPRICED_NOTE = ("'(no formula)' rows: modules that ran only ops without a cost 
                  "listed as uncounted); they hold the module's params, 0 MACs counted")
 
 
-def _unpriced_kind(u: UnpricedParams) -> str:
-    return f"{u.op} (no formula)"
-
-
 def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
     """One flat row per layer record (CSV), with a row for each module whose ops have no formula
     (its params, nothing counted) where it ran; ``--mode train`` adds each record's backward."""
@@ -179,7 +175,7 @@ def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
     for lc in cost.in_forward_order():
         if isinstance(lc, UnpricedParams):
             row: dict[str, Any] = dict.fromkeys(columns, "")
-            row.update(name=lc.module or "(root)", category="other", kind=_unpriced_kind(lc),
+            row.update(name=lc.module or "(root)", category="other", kind=f"{lc.op} (no formula)",
                        module_type=lc.module_type, params=lc.params, macs=0, flops=0, elementwise_ops=0)
             if train:
                 row.update(backward_macs=0, backward_elementwise_ops=0)

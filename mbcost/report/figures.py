@@ -136,8 +136,10 @@ def params_macs_figure(models: Sequence[ModelCost], references: Mapping[str, Rep
     labels = [esc(m.label) for m in models]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=("Parameters per model", "MACs per model (one forward pass)"))
-    for col, key, unit in ((1, "params", "parameters"), (2, "macs", "MACs")):
+    for col, key, unit, axis in ((1, "params", "parameters", "parameters (count, log scale)"),
+                                 (2, "macs", "MACs", "MACs (multiply-accumulates, log scale)")):
         values = [getattr(m, key) for m in models]
+        _log_axis(fig, values, axis, row=1, col=col, from_decade=True, above=0.3)
         fig.add_trace(go.Bar(
             x=labels, y=values, name="counted by mbcost", legendgroup="counted", showlegend=col == 1,
             marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(models))],
@@ -151,10 +153,6 @@ def params_macs_figure(models: Sequence[ModelCost], references: Mapping[str, Rep
                 name="reported in the paper (quoted)", legendgroup="paper", showlegend=col == 1,
                 marker=dict(symbol="line-ew-open", size=34, color="#111", line=dict(width=3, color="#111")),
                 hovertext=[f"{lab}: paper reports {fmt.count(v)} {unit}" for lab, v in quoted]), row=1, col=col)
-    _log_axis(fig, [m.params for m in models], "parameters (count, log scale)", row=1, col=1, from_decade=True,
-              above=0.3)
-    _log_axis(fig, [m.macs for m in models], "MACs (multiply-accumulates, log scale)", row=1, col=2,
-              from_decade=True, above=0.3)
     fig.update_xaxes(title_text="model")
     first = models[0]
     return _layout(fig, "Parameters and MACs per model",
@@ -167,7 +165,8 @@ def category_figure(models: Sequence[ModelCost]) -> go.Figure:
     labels = [esc(m.label) for m in models]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("Share of MACs by layer category", "Share of parameters by layer category"))
-    for col, key in ((1, "macs"), (2, "params")):
+    for col, key, what in ((1, "macs", "MACs"), (2, "params", "parameters")):
+        fig.update_yaxes(title_text=f"share of the model's {what} (%)", row=1, col=col)
         for cat in CATEGORIES:
             parts = [getattr(m.categories[cat], key) for m in models]
             totals = [getattr(m, key) for m in models]
@@ -180,8 +179,6 @@ def category_figure(models: Sequence[ModelCost]) -> go.Figure:
                            for lab, s, p in zip(labels, shares, parts, strict=True)]), row=1, col=col)
     fig.update_layout(barmode="stack")
     fig.update_yaxes(range=[0, 100], ticksuffix="%")
-    fig.update_yaxes(title_text="share of the model's MACs (%)", row=1, col=1)
-    fig.update_yaxes(title_text="share of the model's parameters (%)", row=1, col=2)
     fig.update_xaxes(title_text="model")
     return _layout(fig, "Where the cost sits: MACs and parameters by layer category",
                    "as in the MobileNet V1 paper, Table 2 (resource per layer type); hover for exact counts")

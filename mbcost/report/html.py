@@ -166,7 +166,6 @@ def runtimes_html(data: ReportData) -> str:
     measured speed-ups between the models next to their MAC ratios, the output checks."""
     from mbcost.bench.matrix import RuntimeRow
     from mbcost.render.bench import row_check_cell, runtime_label, setting_text
-    from mbcost.units import speed
 
     rows = data.runtime_rows
     if not rows:
@@ -186,14 +185,14 @@ def runtimes_html(data: ReportData) -> str:
                 cells.append("<td class='n'>-</td>")
                 continue
             wrong = r.output_check is not None and not r.output_check.passed
-            vs = "1x, the baseline" if row.is_baseline else speed(row.vs_eager(m))
+            vs = "1x, the baseline" if row.is_baseline else fmt.speed(row.vs_eager(m))
             cells.append(f"<td class='n'>{fmt.ms(r.median_ms)}{' <b>!!</b>' if wrong else ''}<br>"
                          f"<span class='small'>{e(vs)}</span></td>")
         for pair in pairs:
             sp = row.speedup(pair)
             cells.append("<td class='n'>-</td>" if sp is None else
-                         f"<td class='n'>{speed(sp.measured)}<br><span class='small'>MACs {speed(sp.macs_ratio)}"
-                         "</span></td>")
+                         f"<td class='n'>{fmt.speed(sp.measured)}<br><span class='small'>MACs "
+                         f"{fmt.speed(sp.macs_ratio)}</span></td>")
         cells.append(f"<td>{e(row_check_cell(row))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = ["median of the timed runs; (vs eager) = eager PyTorch's median / this median, same device, threads and "
