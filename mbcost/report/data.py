@@ -1,12 +1,7 @@
-"""Everything a report shows, gathered once into a typed ``ReportData``.
-
-Two sources feed a report: the analytic cost engine (the models at the report's input size,
-the width x resolution grid of the width-multiplier models, and a grid of standard vs
-depthwise + pointwise convolutions) and measurement records: the typed records of
-``mbcost.bench.records`` (``ModelRecord``, ``LayerRecord``, ``ConvRecord``, ``PeakRecord``), read
-back from the JSON Lines that ``mbcost bench --save`` writes with ``parse_record``, or passed in
-memory. A line that breaks the contract is left out with its reason, shown on the page. Figures
-and the HTML page only read what is gathered here.
+"""Everything a report shows, gathered once into a typed ``ReportData``: what the analytic cost engine counts
+(the models at the report's input, the width x resolution grid of the width-multiplier models, a grid of
+standard vs depthwise + pointwise convolutions) and the measurement records, typed and grouped into runs
+(``label_runs``). Figures and the HTML page only read what is gathered here.
 
 Example:
     >>> data = gather("v1,v2,vgg16", 224)
@@ -108,10 +103,8 @@ class ReportData:
             setting: width 1.0, 224 x 224); quoted, never measured.
         scaling: analytic costs across ``WIDTHS`` x ``RESOLUTIONS`` of each width-multiplier model.
         conv_grid: standard vs depthwise + pointwise convolutions across channels and kernels.
-        records: the measurement records shown, typed (``mbcost.bench.records``); each one's
-            ``label`` is its run's label, unique within the report (``Run.label``: the record's own
-            label, with the environment fields that differ appended when two environments share
-            it), so figures group by ``record.label``.
+        records: the measurement records shown, typed (``mbcost.bench.records``); each one's ``label`` is its
+            run's (``Run.label``, unique within the report), so figures group by ``record.label``.
         runs: the measured environments, in order of first appearance.
         skipped: why some records were left out (one line each).
         sources: the JSON Lines files read, plus ``"--bench"`` when measured now.
