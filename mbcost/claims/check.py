@@ -1,9 +1,5 @@
-"""Every claim of the "Claims checked" section: quoted with its source, its evidence, a verdict.
-
-``check_claims`` computes the evidence now (counts from the cost engine, the linear-bottleneck
-experiment, the memory schedules, measured records and checkpoints when given) and decides each
-verdict by a rule written next to the claim. A ``Claim`` keeps its evidence as typed results with
-raw numbers; the report formats them.
+"""Every claim of the "Claims checked" section: quoted with its source, its evidence (typed results, raw
+numbers: the report formats them), and a verdict decided by a rule written next to the claim.
 """
 
 from __future__ import annotations

@@ -111,10 +111,8 @@ def frontier_points(quoted: tuple[QuotedAccuracy, ...] = QUOTED_ACCURACY) -> tup
     for q in quoted:
         cost = _googlenet_cost(q.resolution) if q.spec == "googlenet" else analyze(q.spec, q.resolution)
         label = f"{q.spec}/{q.resolution}" if q.spec != "googlenet" else f"GoogLeNet/{q.resolution}"
-        if cost is None:
-            out.append(FrontierPoint(q.family, label, q.spec, q.resolution, q.top1, q.source,
-                                     (q.quoted_macs_millions or 0) * 1e6, 6.8e6, False, q.quoted_macs_millions))
-            continue
-        out.append(FrontierPoint(q.family, label, q.spec, q.resolution, q.top1, q.source, cost.macs, cost.params,
-                                 True, q.quoted_macs_millions))
+        # without torchvision, GoogLeNet's quoted MACs and parameters (6.8 M, Howard et al. 2017, Table 8)
+        macs, params = (cost.macs, cost.params) if cost else ((q.quoted_macs_millions or 0) * 1e6, 6.8e6)
+        out.append(FrontierPoint(q.family, label, q.spec, q.resolution, q.top1, q.source, macs, params,
+                                 cost is not None, q.quoted_macs_millions))
     return tuple(out)

@@ -10,6 +10,7 @@ tensor any op of the block writes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,11 +80,9 @@ def compare_blocks(channels: int = BLOCK_CHANNELS, size: int = BLOCK_SIZE, expan
     for (name, layout), block in zip(layouts.items(), residual_blocks(channels, expansion), strict=True):
         cost = analyze(block, (size, size), 1, in_channels=channels, dtype=dtype, name=name)
         largest = max(cost.layers, key=lambda lc: lc.output_bytes)
-        elements = 1
-        for d in largest.output_shape:
-            elements *= d
         out.append(BlockCost(name=name, layout=layout, channels=channels, expansion=expansion, size=size,
-                             macs=cost.macs, params=cost.params, largest_tensor_elements=elements,
+                             macs=cost.macs, params=cost.params,
+                             largest_tensor_elements=math.prod(largest.output_shape),
                              largest_tensor_shape=tuple(largest.output_shape),
                              largest_tensor_bytes=largest.output_bytes))
     return out[0], out[1]

@@ -9,6 +9,7 @@ repository root is one; docs/ci-gate.md).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,9 @@ CONVENTIONS = (
     "parameters with 0 MACs; modules with neither are not listed); " + UNATTRIBUTED + ": parameters of modules "
     "the forward pass never ran"
 )
+
+#: The optional estimated activation peaks of an entry (``Entry``'s fields and the file's keys).
+PEAKS = ("peak_activation_bytes", "train_peak_activation_bytes")
 
 REGENERATE = "regenerate it with `mbcost gate --update`"
 
@@ -149,37 +153,18 @@ def make_baseline(entries: Iterable[Entry]) -> Baseline:
 
 
 def dumps(baseline: Baseline) -> str:
-    """The baseline as JSON text: fixed key order, one layer per line, a final newline."""
-    def j(v: Any) -> str:
-        return json.dumps(v, ensure_ascii=False, allow_nan=False)
-
-    out = ["{", f"  {j(VERSION_KEY)}: {baseline.version},", f"  \"generated_by\": {j(baseline.generated_by)},",
-           f"  \"conventions\": {j(baseline.conventions)},"]
-    if not baseline.entries:
-        out.append("  \"models\": []")
-    else:
-        out.append("  \"models\": [")
-        for i, e in enumerate(baseline.entries):
-            size = j(e.input) if isinstance(e.input, str) else "[" + ", ".join(str(d) for d in e.input) + "]"
-            out += ["    {", f"      \"spec\": {j(e.spec)},", f"      \"input\": {size},",
-                    f"      \"batch\": {e.batch},", f"      \"params\": {e.params},", f"      \"macs\": {e.macs},"]
-            for name in ("peak_activation_bytes", "train_peak_activation_bytes"):
-                if getattr(e, name) is not None:
-                    out.append(f"      \"{name}\": {getattr(e, name)},")
-            if e.layers:
-                out.append("      \"layers\": {")
-                names = list(e.layers)
-                for k, name in enumerate(names):
-                    c = e.layers[name]
-                    comma = "," if k < len(names) - 1 else ""
-                    out.append(f"        {j(name)}: {{\"params\": {c.params}, \"macs\": {c.macs}}}{comma}")
-                out.append("      }")
-            else:
-                out.append("      \"layers\": {}")
-            out.append("    }" + ("," if i < len(baseline.entries) - 1 else ""))
-        out.append("  ]")
-    out.append("}")
-    return "\n".join(out) + "\n"
+    """The baseline as JSON text: fixed key order, one input and one layer per line, a final newline."""
+    models = [{"spec": e.spec, "input": e.input if isinstance(e.input, str) else list(e.input), "batch": e.batch,
+               "params": e.params, "macs": e.macs,
+               **{k: getattr(e, k) for k in PEAKS if getattr(e, k) is not None},
+               "layers": {name: {"params": c.params, "macs": c.macs} for name, c in e.layers.items()}}
+              for e in baseline.entries]
+    text = json.dumps({VERSION_KEY: baseline.version, "generated_by": baseline.generated_by,
+                       "conventions": baseline.conventions, "models": models},
+                      indent=2, ensure_ascii=False, allow_nan=False)
+    # an input's list and a layer's counts back onto one line (a string never spans lines: no false match)
+    text = re.sub(r"\[\n\s+(\d[\d,\s]*?)\n\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
+    return re.sub(r'\{\n\s+"params": (\d+),\n\s+"macs": (\d+)\n\s+\}', r'{"params": \1, "macs": \2}', text) + "\n"
 
 
 def read_baseline(path: Path) -> Baseline:
@@ -319,7 +304,7 @@ def _entries(models: Any, path: Path | str) -> tuple[Entry, ...]:
                 raise _malformed(path, lw, "must be {\"params\": N, \"macs\": N}")
             layers[name] = LayerCount(_count(c["params"], f"{lw}.params", path), _count(c["macs"], f"{lw}.macs", path))
         peaks = {name: _count(m[name], f"{where}.{name}", path) if m.get(name) is not None else None
-                 for name in ("peak_activation_bytes", "train_peak_activation_bytes")}
+                 for name in PEAKS}
         entry = Entry(spec=spec.strip(), input=size if isinstance(size, str) else tuple(size), batch=batch,
                       params=_count(m["params"], f"{where}.params", path),
                       macs=_count(m["macs"], f"{where}.macs", path), layers=layers, **peaks)

@@ -222,26 +222,22 @@ def compare_entry(before: Entry, after: Entry, macs_tolerance: float = 0.0, memo
         return DiffRow(model, size, batch, name, change, b.params if b else None, a.params if a else None,
                        b.macs if b else None, a.macs if a else None)
 
+    def same(b: LayerCount | Entry, a: LayerCount | Entry) -> bool:
+        return b.params == a.params and _macs_match(b.macs, a.macs, macs_tolerance)
+
     matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            for name in old[i1:i2]:
-                b, a = before.layers[name], after.layers[name]
-                if b.params != a.params or not _macs_match(b.macs, a.macs, macs_tolerance):
-                    rows.append(row(name, "changed", b, a))
+            rows += [row(name, "changed", before.layers[name], after.layers[name]) for name in old[i1:i2]
+                     if not same(before.layers[name], after.layers[name])]
             continue
-        for name in old[i1:i2]:
-            if name in after.layers:  # moved: compared where it now stands
-                continue
-            rows.append(row(name, "removed", before.layers[name], None))
+        # a layer that moved is compared where it now stands
+        rows += [row(name, "removed", before.layers[name], None) for name in old[i1:i2] if name not in after.layers]
         for name in new[j1:j2]:
-            b = before.layers.get(name)
-            if b is None:
-                rows.append(row(name, "added", None, after.layers[name]))
-            elif b.params != after.layers[name].params or not _macs_match(b.macs, after.layers[name].macs,
-                                                                          macs_tolerance):
-                rows.append(row(name, "changed", b, after.layers[name]))
-    totals_match = before.params == after.params and _macs_match(before.macs, after.macs, macs_tolerance)
+            b, a = before.layers.get(name), after.layers[name]
+            if b is None or not same(b, a):
+                rows.append(row(name, "added" if b is None else "changed", b, a))
+    totals_match = same(before, after)
     memory_drift = (_memory_moved(before.peak_activation_bytes, after.peak_activation_bytes, memory_tolerance)
                     or _memory_moved(before.train_peak_activation_bytes, after.train_peak_activation_bytes,
                                      memory_tolerance))
@@ -321,12 +317,6 @@ def run_gate(config: GateConfig) -> GateResult:
         BaselineError: missing, empty, corrupt, malformed or other-version baseline.
         UnknownModelError: the baseline or the config names a model that cannot be built.
         SpecError: a bad configuration.
-
-    Example:
-        >>> from mbcost.gate import GateConfig, run_gate
-        >>> result = run_gate(GateConfig(models=("v2",), baseline=Path("mbcost-baseline.json")))  # doctest: +SKIP
-        >>> result.exit_code, [(r.layer, r.change) for r in result.rows]  # doctest: +SKIP
-        (0, [])
     """
     baseline = check_specs(read_baseline(config.baseline), config.baseline)
     current = measure_all(plan(config, baseline), config.mode, config.optimizer)

@@ -57,8 +57,8 @@ class GateConfig:
     def __post_init__(self) -> None:
         from mbcost.cost.training import MODES, OPTIMIZERS
 
-        check_tolerance(self.macs_tolerance)
-        check_tolerance(self.memory_tolerance, "memory_tolerance")
+        object.__setattr__(self, "macs_tolerance", check_tolerance(self.macs_tolerance))
+        object.__setattr__(self, "memory_tolerance", check_tolerance(self.memory_tolerance, "memory_tolerance"))
         if self.mode not in MODES:
             raise SpecError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.optimizer not in OPTIMIZERS:
@@ -71,19 +71,10 @@ class GateConfig:
                  memory_tolerance: float | None = None, mode: str | None = None,
                  optimizer: str | None = None) -> GateConfig:
         """A copy with the given (non-None) values replacing the configured ones."""
-        changes: dict[str, Any] = {}
-        if models is not None:
-            changes["models"] = tuple(models)
-        if inputs is not None:
-            changes["inputs"] = tuple(inputs)
-        if baseline is not None:
-            changes["baseline"] = Path(baseline)
-        if macs_tolerance is not None:
-            changes["macs_tolerance"] = macs_tolerance
-        for key, value in (("memory_tolerance", memory_tolerance), ("mode", mode), ("optimizer", optimizer)):
-            if value is not None:
-                changes[key] = value
-        return replace(self, **changes)
+        given = {"models": models, "inputs": inputs, "baseline": baseline, "macs_tolerance": macs_tolerance,
+                 "memory_tolerance": memory_tolerance, "mode": mode, "optimizer": optimizer}
+        convert: dict[str, Any] = {"models": tuple, "inputs": tuple, "baseline": Path}
+        return replace(self, **{k: convert.get(k, lambda v: v)(v) for k, v in given.items() if v is not None})
 
 
 def check_tolerance(value: Any, name: str = "macs_tolerance") -> float:
@@ -148,15 +139,10 @@ def config_from_table(table: dict[str, Any], *, root: Path, source: Path | None 
     baseline = table.get("baseline", DEFAULT_BASELINE)
     if not isinstance(baseline, str) or not baseline.strip():
         raise SpecError(f"{where}: baseline must be a path (a string)")
-    tolerance = table.get("macs_tolerance", 0.0)
-    memory_tolerance = table.get("memory_tolerance", 0.0)
+    plain = {k: table[k] for k in ("macs_tolerance", "memory_tolerance", "batch", "mode", "optimizer") if k in table}
     try:
-        check_tolerance(tolerance)
-        check_tolerance(memory_tolerance, "memory_tolerance")
         return GateConfig(models=tuple(m.strip() for m in models), inputs=inputs, baseline=root / baseline,
-                          macs_tolerance=float(tolerance), batch=table.get("batch", 1), source=source,
-                          memory_tolerance=float(memory_tolerance), mode=table.get("mode", "inference"),
-                          optimizer=table.get("optimizer", "sgd"))
+                          source=source, **plain)
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
 

@@ -1,13 +1,6 @@
-"""``mbcost compare``'s outputs from a ``mbcost.comparison.Comparison``: the table, the CSV rows and the
-JSON document. Pure functions: each builds new objects and changes none of its arguments.
-
-Under a convention other than the paper's, the table adds the convention's figures after the paper's
-counts and the JSON's ``macs``/``flops`` are the convention's (``render.costs.convention_fields``);
-``--counters`` adds each library's total and whether its preset reproduces it; ``--bench`` adds the
-measured rows (``render.bench.compare_rows``), ``measured`` in the JSON and ``<device>_median_ms`` in
-the CSV. With runtimes (``--runtime``, or ``--precision int8`` measured), the measured rows stay eager's
-(the baseline) and a second table puts the runtimes side by side (``render.bench.runtimes_table``):
-``runtimes`` in the JSON, ``<device>_<runtime>_<precision>_median_ms`` in the CSV.
+"""``mbcost compare``'s outputs from a ``mbcost.comparison.Comparison``: the tables, the CSV rows and the
+JSON document (what each holds: their docstrings). Pure functions: each builds new objects and changes none
+of its arguments.
 """
 
 from __future__ import annotations

@@ -124,16 +124,9 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
         ["FLOPs (2 x MACs)", *[fmt.count(m.flops) for m in models]],
         ["elementwise ops", *[fmt.count(m.elementwise_ops) for m in models]],
     ]
-    for other in models:
-        if len(models) > 1:
-            rows.append([f"params vs {other.label}",
-                         *[fmt.ratio(r[m.label][other.label]["params"]) if m.label != other.label else "1x"
-                           for m in models]])
-    for other in models:
-        if len(models) > 1:
-            rows.append([f"MACs vs {other.label}",
-                         *[fmt.ratio(r[m.label][other.label]["macs"]) if m.label != other.label else "1x"
-                           for m in models]])
+    for key, name in (("params", "params"), ("macs", "MACs")) if len(models) > 1 else ():
+        rows += [[f"{name} vs {other.label}", *[fmt.ratio(r[m.label][other.label][key]) if m.label != other.label
+                                                 else "1x" for m in models]] for other in models]
     rows += [
         ["weights (int8, per-channel scales)" if int8 else f"weights ({models[0].dtype})",
          *[fmt.nbytes(m.weight_bytes) for m in models]],
@@ -145,10 +138,9 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
     ]
     if any(m.mode == "train" for m in models):
         rows += train_rows(models)
-    for c in CATEGORIES:
-        rows.append([f"MAC share {c}", *[fmt.percent(m.categories[c].macs, m.macs) for m in models]])
-    for c in CATEGORIES:
-        rows.append([f"param share {c}", *[fmt.percent(m.categories[c].params, m.params) for m in models]])
+    for key, name in (("macs", "MAC"), ("params", "param")):
+        rows += [[f"{name} share {c}", *[fmt.percent(getattr(m.categories[c], key), getattr(m, key)) for m in models]]
+                 for c in CATEGORIES]
     rows += extra_rows or []
     first = models[0]
     title = f"mbcost compare: input {first.input_label}, batch {first.batch}" + (", int8" if int8 else "")
@@ -174,10 +166,6 @@ UNPRICED_NOTE = ("'(no formula)' rows: modules that ran only ops without a cost 
                  "listed as uncounted); they hold the module's params, 0 MACs counted")
 
 
-def _unpriced_kind(u: UnpricedParams) -> str:
-    return f"{u.op} (no formula)"
-
-
 def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
     """One flat row per layer record (CSV), with a row for each module whose ops have no formula
     (its params, nothing counted) where it ran; ``--mode train`` adds each record's backward."""
@@ -187,7 +175,7 @@ def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
     for lc in cost.in_forward_order():
         if isinstance(lc, UnpricedParams):
             row: dict[str, Any] = dict.fromkeys(columns, "")
-            row.update(name=lc.module or "(root)", category="other", kind=_unpriced_kind(lc),
+            row.update(name=lc.module or "(root)", category="other", kind=f"{lc.op} (no formula)",
                        module_type=lc.module_type, params=lc.params, macs=0, flops=0, elementwise_ops=0)
             if train:
                 row.update(backward_macs=0, backward_elementwise_ops=0)

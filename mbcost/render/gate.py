@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from mbcost import units as fmt
@@ -17,25 +16,6 @@ __all__ = ["document", "markdown", "tables", "update_message", "verdict"]
 
 LAYER_NOTE = ("layer = module path; its own parameters and the MACs of the ops it issued; "
               "(unattributed) = parameters of modules the forward pass never ran")
-
-
-@dataclass
-class GateTable(Table):
-    """A ``Table`` whose first ``left`` columns (names: model, input, layer, change) align left."""
-
-    left: int = 1
-
-    def to_rich(self) -> Any:
-        table = super().to_rich()
-        for i, column in enumerate(table.columns):
-            column.justify = "left" if i < self.left else "right"
-        return table
-
-    def to_markdown(self) -> str:
-        lines = super().to_markdown().split("\n")
-        rule = next(i for i, line in enumerate(lines) if line.startswith("|---"))  # the alignment row
-        lines[rule] = "|" + "|".join(["---"] * self.left + ["---:"] * (len(self.columns) - self.left)) + "|"
-        return "\n".join(lines)
 
 
 def _exact(n: int | None) -> str:
@@ -53,10 +33,6 @@ def _pct(p: float | None) -> str:
         return "0%"
     text = f"{p:+.2f}%"
     return text if text not in ("+0.00%", "-0.00%") else f"{p:+.2g}%"
-
-
-def _input(size: tuple[int, ...] | str) -> str:
-    return input_label(size)
 
 
 def _model(e: Any) -> str:
@@ -95,7 +71,7 @@ def summary_table(result: GateResult, *, update: bool = False) -> Table:
         d_peak = "-" if e.memory_before is None or e.memory_after is None else (
             f"{_signed(e.memory_after - e.memory_before)} ({_pct(_percent(e.memory_before, e.memory_after))})"
             if e.memory_after != e.memory_before else "0")
-        rows.append([_model(e), _input(e.input), _status(e, update), _exact(params), d_params, _exact(macs),
+        rows.append([_model(e), input_label(e.input), _status(e, update), _exact(params), d_params, _exact(macs),
                      d_macs, "-" if peak is None else _exact(peak), d_peak])
     shown = display_path(result.baseline)
     title = f"mbcost gate: baseline {shown}" if not update else f"mbcost gate --update: {shown}"
@@ -106,7 +82,7 @@ def summary_table(result: GateResult, *, update: bool = False) -> Table:
                      f"{'exact' if result.memory_tolerance == 0 else f'within {result.memory_tolerance:.1%}'}"
                      + ("; the training step's peak is gated too" if any(e.train_memory_before is not None
                                                                        for e in result.entries) else ""))
-    return GateTable(title=title, columns=["model", "input", "status", "params", "Δ params", "MACs", "Δ MACs",
+    return Table(title=title, columns=["model", "input", "status", "params", "Δ params", "MACs", "Δ MACs",
                                            "act. peak", "Δ peak"], rows=rows, notes=notes, left=3)
 
 
@@ -118,12 +94,12 @@ def diff_table(result: GateResult) -> Table | None:
     """One row per drifted layer (changed, added, removed); ``None`` when no layer drifted."""
     if not result.rows:
         return None
-    rows = [[_model(r), _input(r.input), r.layer, r.change, _exact(r.params_before), _exact(r.params_after),
+    rows = [[_model(r), input_label(r.input), r.layer, r.change, _exact(r.params_before), _exact(r.params_after),
              _signed(r.params_delta), _pct(r.params_percent), _exact(r.macs_before), _exact(r.macs_after),
              _signed(r.macs_delta), _pct(r.macs_percent)]
             for r in result.rows]
     n = len(rows)
-    return GateTable(title=f"Per-layer changes ({n} layer{'s' if n != 1 else ''})", left=4,
+    return Table(title=f"Per-layer changes ({n} layer{'s' if n != 1 else ''})", left=4,
                      columns=["model", "input", "layer", "change", "params before", "params after", "Δ params",
                               "Δ params %", "MACs before", "MACs after", "Δ MACs", "Δ MACs %"],
                      rows=rows, notes=[LAYER_NOTE])

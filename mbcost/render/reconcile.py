@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mbcost import units as fmt
+
 if TYPE_CHECKING:
     from mbcost.cost.result import ModelCost
     from mbcost.counters.reconciliation import Reconciliation
@@ -42,15 +44,11 @@ def reconcile_records(recs: list) -> list[dict[str, Any]]:
 
 
 def _signed(n: int | float) -> str:
-    from mbcost import units as fmt
-
     return f"{'+' if n > 0 else ''}{fmt.exact(n) if isinstance(n, int) else f'{n:,.1f}'}"
 
 
 def _rows(recs: list) -> list[list[str]]:
     """Per counter: its total, the analytic MACs, the difference, the components, what it skips."""
-    from mbcost import units as fmt
-
     rows: list[list[str]] = []
     for r in recs:
         rows.append([f"{r.counter} {r.version}", "total as the library reports it", fmt.exact(r.total), r.unit])
@@ -100,7 +98,6 @@ def _table(title: str, recs: list, uncounted: str) -> Table:
 
 
 def reconcile_table(cost: ModelCost, recs: list) -> Table:
-    from mbcost import units as fmt
     from mbcost.render.costs import uncounted_ops
 
     title = (f"mbcost reconcile: {cost.label}, input {cost.input_label}, batch {cost.batch}: "
@@ -111,8 +108,6 @@ def reconcile_table(cost: ModelCost, recs: list) -> Table:
 def reconciliation_table(rec: Reconciliation) -> Table:
     """One counter's reconciliation on its own (a notebook's display of a ``Reconciliation``): the rows of
     ``reconcile_table``, titled from the record itself."""
-    from mbcost import units as fmt
-
     calls: dict[str, int] = {}
     for u in rec.uncounted:  # summed per op over the modules that issued it, as ModelCost.uncounted_calls
         calls[u.op] = calls.get(u.op, 0) + u.calls

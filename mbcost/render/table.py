@@ -24,13 +24,19 @@ class Table:
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
     align_right: bool = True
+    #: How many leading columns hold names (left-aligned); the others hold numbers, right-aligned with
+    #: ``align_right``.
+    left: int = 1
+
+    def _right(self, i: int) -> bool:
+        return self.align_right and i >= self.left
 
     def to_markdown(self) -> str:
         def esc(s: str) -> str:
             return str(s).replace("|", "\\|")
 
         out = [f"**{esc(self.title)}**", "", "| " + " | ".join(esc(c) for c in self.columns) + " |"]
-        out.append("|" + "|".join(["---"] + ["---:" if self.align_right else "---"] * (len(self.columns) - 1)) + "|")
+        out.append("|" + "|".join("---:" if self._right(i) else "---" for i in range(len(self.columns))) + "|")
         out += ["| " + " | ".join(esc(v) for v in row) + " |" for row in self.rows]
         if self.notes:
             out.append("")
@@ -46,7 +52,7 @@ class Table:
         right = ' style="text-align: right"'
 
         def cells(tag: str, row: list[str]) -> str:
-            return "".join(f"<{tag}{right if (i and self.align_right) else ''}>{escape(str(v))}</{tag}>"
+            return "".join(f"<{tag}{right if self._right(i) else ''}>{escape(str(v))}</{tag}>"
                            for i, v in enumerate(row))
 
         notes = "".join(f"<br><small>{escape(n)}</small>" for n in self.notes)
@@ -66,7 +72,7 @@ class Table:
         t = RichTable(title=escape(self.title), caption=escape("\n".join(self.notes)) or None,
                       caption_justify="left")
         for i, c in enumerate(self.columns):
-            t.add_column(escape(c), justify="right" if (i and self.align_right) else "left", overflow="fold")
+            t.add_column(escape(c), justify="right" if self._right(i) else "left", overflow="fold")
         for row in self.rows:
             t.add_row(*(escape(str(v)) for v in row))
         return t

@@ -83,14 +83,10 @@ def build_report(
     is created), the models, the input and the results files.
 
     Args:
-        models: comma-separated specs or a list (``"v1,v2,vgg16"``; ``mbcost.zoo.resolve_source``).
-        inputs: ``224``, ``"224x160"`` or any form ``mbcost.analyze`` takes (a full shape...); default: each
-            source's own, else 224. ``input_size`` is its former name (deprecated).
-        batch, num_classes, input_dtype: as for ``mbcost.analyze``.
+        models, inputs, batch, num_classes, input_dtype, input_size, records: as for ``gather`` (``records``:
+            the ones already in memory).
         from_files: JSON Lines files from ``mbcost bench/profile/sweep/roofline --save`` to merge;
             a line that breaks the record contract is left out, with its reason on the page.
-        records: measurement records already in memory: typed (``mbcost.bench.records``) or their
-            JSON objects.
         bench: measure now, on this machine (``mbcost.report.measure.measure_now``: CPU, and CUDA
             when available; float32, short budgets). On by default, as ``mbcost report`` (``--no-bench``).
         runtime: with ``bench``, also measure the models and the conv sweep on these runtimes
@@ -105,9 +101,8 @@ def build_report(
         command: the command line that made the page, shown in its footer.
         progress: told ``(done, total, what)`` before each step (reading checkpoints, measuring,
             analysing, drawing).
-        profile: a device profile file (``mbcost calibrate``) to predict the measured models' latency with, even
-            one made for another setup (the page says FORCED); default: the cache's profile of the measured run's
-            setup, if any (else the page says how to make one). Read before anything is measured.
+        profile: as for ``gather`` (the page says FORCED for a profile made for another setup, and how to make
+            one when there is none); read before anything is measured.
         gather_options: passed to ``mbcost.report.data.gather`` (execute, mode, optimizer, widths, ...).
 
     Returns:

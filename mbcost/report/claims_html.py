@@ -108,9 +108,7 @@ def _v2_table(c: Claim) -> str:
     def cells(row: Any) -> list[str]:
         if row is None:
             return ["(none)"] * 6
-        dash = "-"
-        return [e(row.input), e(row.operator), dash if row.t is None else str(row.t),
-                dash if row.c is None else str(row.c), str(row.n), dash if row.s is None else str(row.s)]
+        return [e(row.input), e(row.operator), *("-" if v is None else str(v) for v in (row.t, row.c, row.n, row.s))]
 
     n = max(len(t.built), len(t.published))
     rows = [cells(t.built[i] if i < len(t.built) else None) + cells(t.published[i] if i < len(t.published) else None)
@@ -156,12 +154,9 @@ def _dead(c: Claim) -> str:
         return ("<p class='small'>To check it, measure trained checkpoints: <code>mbcost weights v1.pt --model v1"
                 "</code> and <code>mbcost weights v2.pt --model v2</code>, or add them to the report with "
                 "<code>--weights v1=v1.pt --weights v2=v2.pt</code>.</p>")
-    rows = []
-    for spec, h in d.checkpoints.items():
-        for cat, ch in h.categories.items():
-            if ch.kernels:
-                rows.append([e(spec), e(h.checkpoint), e(cat), fmt.exact(ch.kernels), fmt.exact(ch.dead_kernels),
-                             f"{ch.dead_fraction:.2%}", f"{ch.zero_fraction:.2%}"])
+    rows = [[e(spec), e(h.checkpoint), e(cat), fmt.exact(ch.kernels), fmt.exact(ch.dead_kernels),
+             f"{ch.dead_fraction:.2%}", f"{ch.zero_fraction:.2%}"]
+            for spec, h in d.checkpoints.items() for cat, ch in h.categories.items() if ch.kernels]
     return _table(["model", "checkpoint", "category", "kernels", "dead kernels", "dead", "zero weights"], rows,
                   attrs="class='claim-detail' data-claim='dead_kernels'")
 

@@ -1,12 +1,7 @@
-"""Everything a report shows, gathered once into a typed ``ReportData``.
-
-Two sources feed a report: the analytic cost engine (the models at the report's input size,
-the width x resolution grid of the width-multiplier models, and a grid of standard vs
-depthwise + pointwise convolutions) and measurement records: the typed records of
-``mbcost.bench.records`` (``ModelRecord``, ``LayerRecord``, ``ConvRecord``, ``PeakRecord``), read
-back from the JSON Lines that ``mbcost bench --save`` writes with ``parse_record``, or passed in
-memory. A line that breaks the contract is left out with its reason, shown on the page. Figures
-and the HTML page only read what is gathered here.
+"""Everything a report shows, gathered once into a typed ``ReportData``: what the analytic cost engine counts
+(the models at the report's input, the width x resolution grid of the width-multiplier models, a grid of
+standard vs depthwise + pointwise convolutions) and the measurement records, typed and grouped into runs
+(``label_runs``). Figures and the HTML page only read what is gathered here.
 
 Example:
     >>> data = gather("v1,v2,vgg16", 224)
@@ -17,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -43,8 +38,6 @@ __all__ = [
     "CONV_CHANNELS", "CONV_KERNELS", "PAPER_GRIDS", "CategoryTimes", "PredictedPoint", "Predictions", "ReportData",
     "Run", "category_times", "gather", "label_runs", "predictions", "report_runtime_rows", "runtime_name",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Width multipliers and square resolutions of the trade-off grid (the values the MobileNet
 #: papers tabulate: V1 Tables 6-7 use 1.0/0.75/0.5/0.25 and 224/192/160/128, V2 adds 0.35,
@@ -110,10 +103,8 @@ class ReportData:
             setting: width 1.0, 224 x 224); quoted, never measured.
         scaling: analytic costs across ``WIDTHS`` x ``RESOLUTIONS`` of each width-multiplier model.
         conv_grid: standard vs depthwise + pointwise convolutions across channels and kernels.
-        records: the measurement records shown, typed (``mbcost.bench.records``); each one's
-            ``label`` is its run's label, unique within the report (``Run.label``: the record's own
-            label, with the environment fields that differ appended when two environments share
-            it), so figures group by ``record.label``.
+        records: the measurement records shown, typed (``mbcost.bench.records``); each one's ``label`` is its
+            run's (``Run.label``, unique within the report), so figures group by ``record.label``.
         runs: the measured environments, in order of first appearance.
         skipped: why some records were left out (one line each).
         sources: the JSON Lines files read, plus ``"--bench"`` when measured now.
@@ -226,13 +217,13 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
         (``"2 records left out: model record without median_ms"``).
     """
     groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[Record, str | None]]] = {}
-    reasons: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
     for item in records:
         r, source, why = _typed(item)
         if r is None:
-            reasons[str(why)] = reasons.get(str(why), 0) + 1
-            continue
-        groups.setdefault((_default_label(r), _identity(r)), []).append((r, source))
+            reasons[str(why)] += 1
+        else:
+            groups.setdefault((_default_label(r), _identity(r)), []).append((r, source))
 
     by_label: dict[str, list[tuple[tuple[str, str], ...]]] = {}
     for label, ident in groups:
@@ -251,16 +242,15 @@ def label_runs(records: Iterable[Record | Mapping[str, Any]]) -> tuple[list[Reco
     runs: list[Run] = []
     for key, members in groups.items():
         name = names[key]
-        counts: dict[str, int] = {}
         for r, _ in members:
             rec = replace(r, label=name)
             kept.pop(_dedupe_key(rec), None)  # the last measurement of the same thing wins
             kept[_dedupe_key(rec)] = rec
-            counts[r.kind] = counts.get(r.kind, 0) + 1
         first = members[0][0]
         sources = tuple(dict.fromkeys(str(source) for _, source in members if source))
         runs.append(Run(label=name, device=first.device, device_name=first.device_name, dtype=first.dtype,
-                        threads=first.threads, env=first.env, sources=sources, counts=counts,
+                        threads=first.threads, env=first.env, sources=sources,
+                        counts=dict(Counter(r.kind for r, _ in members)),
                         runtime=first.runtime or "eager", precision=first.precision or first.dtype))
     skipped = [f"{n} record{'s' if n > 1 else ''} left out: {why}" for why, n in reasons.items()]
     return list(kept.values()), runs, skipped
@@ -330,12 +320,9 @@ def gather(
     if len(set(labels)) != len(labels):
         raise SpecError(f"a model is listed twice: {', '.join(labels)}")
 
-    references: dict[str, Reported] = {}
-    for spec, cost in zip(specs, costs, strict=True):
-        entry = spec.entry
-        if entry is not None and entry.reported is not None and entry.reported.top1 is not None \
-                and (spec.width in (None, 1.0)) and size == PAPER_INPUT:
-            references[cost.label] = entry.reported
+    references = {cost.label: spec.entry.reported for spec, cost in zip(specs, costs, strict=True)
+                  if spec.entry is not None and spec.entry.reported is not None
+                  and spec.entry.reported.top1 is not None and spec.width in (None, 1.0) and size == PAPER_INPUT}
 
     scaling: list[ModelCost] = []
     seen: set[str] = set()

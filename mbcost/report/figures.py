@@ -84,6 +84,9 @@ def _layout(fig: go.Figure, title: str, subtitle: str = "", **extra: Any) -> go.
                                            y=1 - 14 / layout["height"]))
     fig.update_xaxes(exponentformat="SI")
     fig.update_yaxes(exponentformat="SI")
+    # a trace with hover text and no template of its own shows the text alone
+    fig.update_traces(hovertemplate="%{hovertext}<extra></extra>",
+                      selector=lambda t: t.hovertext is not None and t.hovertemplate is None)
     return fig
 
 
@@ -133,14 +136,15 @@ def params_macs_figure(models: Sequence[ModelCost], references: Mapping[str, Rep
     labels = [esc(m.label) for m in models]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=("Parameters per model", "MACs per model (one forward pass)"))
-    for col, key, unit in ((1, "params", "parameters"), (2, "macs", "MACs")):
+    for col, key, unit, axis in ((1, "params", "parameters", "parameters (count, log scale)"),
+                                 (2, "macs", "MACs", "MACs (multiply-accumulates, log scale)")):
         values = [getattr(m, key) for m in models]
+        _log_axis(fig, values, axis, row=1, col=col, from_decade=True, above=0.3)
         fig.add_trace(go.Bar(
             x=labels, y=values, name="counted by mbcost", legendgroup="counted", showlegend=col == 1,
             marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(models))],
             text=[fmt.count(v) for v in values], textposition="outside", cliponaxis=False,
-            hovertext=[f"{lab}: {fmt.exact(v)} {unit}" for lab, v in zip(labels, values, strict=True)],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+            hovertext=[f"{lab}: {fmt.exact(v)} {unit}" for lab, v in zip(labels, values, strict=True)]), row=1, col=col)
         quoted = [(esc(m.label), getattr(references.get(m.label), f"{key}_millions", None)) for m in models]
         quoted = [(lab, v * 1e6) for lab, v in quoted if v is not None]
         if quoted:
@@ -148,12 +152,7 @@ def params_macs_figure(models: Sequence[ModelCost], references: Mapping[str, Rep
                 x=[q[0] for q in quoted], y=[q[1] for q in quoted], mode="markers",
                 name="reported in the paper (quoted)", legendgroup="paper", showlegend=col == 1,
                 marker=dict(symbol="line-ew-open", size=34, color="#111", line=dict(width=3, color="#111")),
-                hovertext=[f"{lab}: paper reports {fmt.count(v)} {unit}" for lab, v in quoted],
-                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
-    _log_axis(fig, [m.params for m in models], "parameters (count, log scale)", row=1, col=1, from_decade=True,
-              above=0.3)
-    _log_axis(fig, [m.macs for m in models], "MACs (multiply-accumulates, log scale)", row=1, col=2,
-              from_decade=True, above=0.3)
+                hovertext=[f"{lab}: paper reports {fmt.count(v)} {unit}" for lab, v in quoted]), row=1, col=col)
     fig.update_xaxes(title_text="model")
     first = models[0]
     return _layout(fig, "Parameters and MACs per model",
@@ -166,7 +165,8 @@ def category_figure(models: Sequence[ModelCost]) -> go.Figure:
     labels = [esc(m.label) for m in models]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("Share of MACs by layer category", "Share of parameters by layer category"))
-    for col, key in ((1, "macs"), (2, "params")):
+    for col, key, what in ((1, "macs", "MACs"), (2, "params", "parameters")):
+        fig.update_yaxes(title_text=f"share of the model's {what} (%)", row=1, col=col)
         for cat in CATEGORIES:
             parts = [getattr(m.categories[cat], key) for m in models]
             totals = [getattr(m, key) for m in models]
@@ -176,12 +176,9 @@ def category_figure(models: Sequence[ModelCost]) -> go.Figure:
                 marker_color=CATEGORY_COLORS[cat],
                 text=[f"{s:.1f}%" if s >= 4 else "" for s in shares], textposition="inside",
                 hovertext=[f"{lab}, {CATEGORY_NAMES[cat]}: {s:.2f}% ({fmt.exact(p)} {key.replace('macs', 'MACs')})"
-                           for lab, s, p in zip(labels, shares, parts, strict=True)],
-                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+                           for lab, s, p in zip(labels, shares, parts, strict=True)]), row=1, col=col)
     fig.update_layout(barmode="stack")
     fig.update_yaxes(range=[0, 100], ticksuffix="%")
-    fig.update_yaxes(title_text="share of the model's MACs (%)", row=1, col=1)
-    fig.update_yaxes(title_text="share of the model's parameters (%)", row=1, col=2)
     fig.update_xaxes(title_text="model")
     return _layout(fig, "Where the cost sits: MACs and parameters by layer category",
                    "as in the MobileNet V1 paper, Table 2 (resource per layer type); hover for exact counts")
@@ -205,8 +202,7 @@ def layers_figure(model: ModelCost) -> go.Figure:
         for row, key in ((1, "macs"), (2, "params")):
             fig.add_trace(go.Bar(x=[i for i, _ in chosen], y=[getattr(lc, key) for _, lc in chosen],
                                  name=CATEGORY_NAMES[cat], legendgroup=cat, showlegend=row == 1,
-                                 marker_color=CATEGORY_COLORS[cat], hovertext=hover,
-                                 hovertemplate="%{hovertext}<extra></extra>"), row=row, col=1)
+                                 marker_color=CATEGORY_COLORS[cat], hovertext=hover), row=row, col=1)
     fig.update_layout(barmode="overlay", bargap=0.15)
     fig.update_yaxes(title_text="MACs (multiply-accumulates)", row=1, col=1)
     fig.update_yaxes(title_text="parameters (count)", row=2, col=1)
@@ -228,15 +224,14 @@ def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[Record] 
             x=[c.out_channels for c in cs], y=[float(c.formula_ratio) for c in cs], mode="lines",
             name=f"K={k}: formula 1/N + 1/K<sup>2</sup>", line=dict(color=color, width=2), legendgroup=f"k{k}",
             hovertext=[f"K={k}, N={c.out_channels}: 1/N + 1/K<sup>2</sup> = {c.formula_ratio} "
-                       f"= {float(c.formula_ratio):.4f}" for c in cs], hovertemplate="%{hovertext}<extra></extra>"))
+                       f"= {float(c.formula_ratio):.4f}" for c in cs]))
         fig.add_trace(go.Scatter(
             x=[c.out_channels for c in cs], y=[float(c.macs_ratio) for c in cs], mode="markers",
             name=f"K={k}: exact MAC count", marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
             legendgroup=f"k{k}",
             hovertext=[_hover([f"M={c.in_channels}, N={c.out_channels}, K={k}, {_size(c.size)} map",
                                f"standard {fmt.exact(c.standard.macs)} MACs, separable {fmt.exact(c.separable.macs)}",
-                               f"ratio {float(c.macs_ratio):.4f} ({fmt.ratio(float(c.macs_ratio))})"]) for c in cs],
-            hovertemplate="%{hovertext}<extra></extra>"))
+                               f"ratio {float(c.macs_ratio):.4f} ({fmt.ratio(float(c.macs_ratio))})"]) for c in cs]))
     measured = [r for r in records if isinstance(r, ConvRecord)]
     groups: dict[tuple[str, int, str], list[ConvRecord]] = {}
     for r in measured:  # one series per run, kernel and feature-map size
@@ -253,10 +248,9 @@ def conv_ratio_figure(grid: Sequence[ConvComparison], records: Iterable[Record] 
             marker=dict(color=color, size=10, symbol=SYMBOLS[(runs.index(run) + 1) % len(SYMBOLS)]),
             hovertext=[_hover([esc(run), f"M={r.cin}, N={r.cout}, K={k}, {_size(r.size)} map",
                                f"standard {r.standard_ms:.3f} ms, separable {r.separable_ms:.3f} ms",
-                               f"measured speed-up {r.measured_speedup:.2f}x "
-                               f"(MAC count predicts {1 / r.macs_ratio:.2f}x)" if r.macs_ratio else
-                               f"measured speed-up {r.measured_speedup:.2f}x"]) for r in rs],
-            hovertemplate="%{hovertext}<extra></extra>"))
+                               f"measured speed-up {r.measured_speedup:.2f}x"
+                               + (f" (MAC count predicts {1 / r.macs_ratio:.2f}x)" if r.macs_ratio else "")])
+                       for r in rs]))
     fig.update_xaxes(type="log", title_text="output channels N (= input channels M in the grid; log scale)",
                      tickvals=sorted({c.out_channels for c in grid} | {r.cout for r in measured}))
     _log_axis(fig, [float(c.formula_ratio) for c in grid] + [float(c.macs_ratio) for c in grid]
@@ -290,8 +284,7 @@ def scaling_figure(scaling: Sequence[ModelCost]) -> go.Figure:
                 name=f"MACs at {_size(res)}", legendgroup=f"r{res}", showlegend=col == 1,
                 line=dict(color=PALETTE[n % len(PALETTE)]),
                 hovertext=[f"{esc(m.label)} at {_size(res)}: {fmt.count(m.macs)} MACs ({fmt.exact(m.macs)})"
-                           for m in ms],
-                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+                           for m in ms]), row=1, col=col)
         _log_axis(fig, [m.macs for m in scaling if m.name == name],
                   "MACs (multiply-accumulates, log scale)" if col == 1 else "", row=1, col=col)
     for n, name in enumerate(names):
@@ -301,8 +294,8 @@ def scaling_figure(scaling: Sequence[ModelCost]) -> go.Figure:
             x=[m.width for m in ms], y=[m.params for m in ms], mode="lines+markers", name=f"{esc(name)} parameters",
             line=dict(color="#222", dash=("solid", "dash", "dot", "dashdot")[n % 4]),
             marker=dict(symbol=SYMBOLS[n % len(SYMBOLS)], color="#222"),
-            hovertext=[f"{esc(m.label)}: {fmt.count(m.params)} parameters ({fmt.exact(m.params)})" for m in ms],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=len(names) + 1)
+            hovertext=[f"{esc(m.label)}: {fmt.count(m.params)} parameters ({fmt.exact(m.params)})" for m in ms]),
+            row=1, col=len(names) + 1)
     _log_axis(fig, [m.params for m in scaling], "parameters (count, log scale)", row=1, col=len(names) + 1)
     widths = sorted({m.width for m in scaling if m.width is not None})
     fig.update_xaxes(type="log", title_text="width multiplier (log)", tickvals=widths,
@@ -336,8 +329,7 @@ def latency_figure(records: Iterable[Record], input: tuple[int, int] | None = No
                                f"{fmt.count(r.macs)} MACs"
                                + (f", {r.achieved_gflops:.1f} GFLOP/s achieved" if r.achieved_gflops else "")
                                + (f", {r.throughput_ips:.1f} images/s" if r.throughput_ips else "")])
-                       for r in mine],
-            hovertemplate="%{hovertext}<extra></extra>"))
+                       for r in mine]))
     _log_axis(fig, [r.macs for r in rs] or [1e8, 2e10], "MACs per forward pass (multiply-accumulates, log scale)",
               axis="x", above=0.2, below=0.2)
     _log_axis(fig, [r.median_ms for r in rs] or [0.1, 1000],
@@ -368,8 +360,7 @@ def predicted_figure(pred: Predictions) -> go.Figure:
                      arrayminus=[p.predicted_ms - p.interval_ms[0] for p in pts], visible=True, thickness=1),
         hovertext=[_hover([esc(p.model), f"predicted {p.predicted_ms:.3f} ms ({p.interval_ms[0]:.3f}-"
                            f"{p.interval_ms[1]:.3f}), measured {p.measured_ms:.3f} ms", f"error {p.error:+.1%}"])
-                   for p in pts],
-        hovertemplate="%{hovertext}<extra></extra>"))
+                   for p in pts]))
     fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)],
                      title="measured latency (ms per forward pass, fastest timed run, log scale)")
     fig.update_yaxes(type="log", range=[math.log10(lo), math.log10(hi)],
@@ -398,8 +389,8 @@ def time_share_figure(records: Iterable[Record]) -> go.Figure:
                 x=xs, y=shares, name=CATEGORY_NAMES[cat], legendgroup=cat, showlegend=col == 1,
                 marker_color=CATEGORY_COLORS[cat], text=[f"{s:.0f}%" if s >= 5 else "" for s in shares],
                 textposition="inside",
-                hovertext=[f"{x}<br>{CATEGORY_NAMES[cat]}: {s:.1f}%" for x, s in zip(xs, shares, strict=True)],
-                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+                hovertext=[f"{x}<br>{CATEGORY_NAMES[cat]}: {s:.1f}%" for x, s in zip(xs, shares, strict=True)]),
+                row=1, col=col)
     fig.update_layout(barmode="stack")
     fig.update_yaxes(range=[0, 100], ticksuffix="%")
     fig.update_yaxes(title_text="share of the model's total (%)", row=1, col=1)
@@ -441,7 +432,7 @@ def roofline_figure(records: Iterable[Record]) -> go.Figure:
                 name="roofline: min(peak GFLOP/s, intensity x peak GB/s)", legendgroup="roof",
                 showlegend="roof" not in shown, line=dict(color="#222", width=2),
                 hovertext=[f"{esc(run)}: peak {peak.peak_gflops:.1f} GFLOP/s, {peak.peak_gbps:.1f} GB/s, "
-                           f"ridge at {ridge:.1f} FLOP/byte"] * 3, hovertemplate="%{hovertext}<extra></extra>"),
+                           f"ridge at {ridge:.1f} FLOP/byte"] * 3),
                 row=row, col=1)
             shown.add("roof")
         else:
@@ -461,8 +452,7 @@ def roofline_figure(records: Iterable[Record]) -> go.Figure:
                                        f"{r.median_ms:.3f} ms, {r.achieved_gflops:.2f} GFLOP/s achieved",
                                        f"intensity {r.arithmetic_intensity:.2f} FLOP/byte"
                                        + (f", {100 * r.bound_fraction:.0f}% of its roofline bound"
-                                          if r.bound_fraction is not None else "")]) for r in pts],
-                    hovertemplate="%{hovertext}<extra></extra>"), row=row, col=1)
+                                          if r.bound_fraction is not None else "")]) for r in pts]), row=row, col=1)
                 shown.add(f"{cat}/{model}")
         _log_axis(fig, [lo, hi], "arithmetic intensity (FLOP per byte moved: input + weights + output; log scale)",
                   axis="x", row=row, col=1, above=0, below=0)
@@ -515,27 +505,23 @@ def runtime_figure(rows: Sequence[RuntimeRow]) -> go.Figure:
                                f"{fmt.speed(v)} as fast as eager PyTorch" if v is not None else "no eager baseline",
                                "OUTPUT CHECK FAILED: its answer differs from eager float32" if w else
                                "output checked against eager float32"])
-                       for r, v, w in zip(recs, vs, wrong, strict=True)],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
+                       for r, v, w in zip(recs, vs, wrong, strict=True)]), row=1, col=1)
         by_pair = {p: sp for p in pairs if (sp := row.speedup(p)) is not None}
         shown = list(by_pair)
-        for p in shown:
-            macs[p] = by_pair[p].macs_ratio
+        macs.update({p: sp.macs_ratio for p, sp in by_pair.items()})
         fig.add_trace(go.Bar(
             x=[f"{esc(a)} vs {esc(b)}" for a, b in shown], y=[by_pair[p].measured for p in shown], name=name,
             legendgroup=name, showlegend=False, marker_color=color,
             text=[fmt.speed(by_pair[p].measured) for p in shown], textposition="outside", cliponaxis=False,
             hovertext=[f"{name}: {esc(a)} ran {by_pair[(a, b)].measured:.2f}x as fast as {esc(b)}; the MAC ratio "
                        f"predicts {by_pair[(a, b)].macs_ratio:.2f}x ({by_pair[(a, b)].realised:.0%} realised)"
-                       for a, b in shown],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+                       for a, b in shown]), row=1, col=2)
     if macs:
         fig.add_trace(go.Scatter(
             x=[f"{esc(a)} vs {esc(b)}" for a, b in macs], y=list(macs.values()), mode="markers",
             name="MAC ratio (what the counts predict)",
             marker=dict(symbol="line-ew-open", size=40, color="#111", line=dict(width=3, color="#111")),
-            hovertext=[f"{esc(a)} vs {esc(b)}: {v:.2f}x fewer MACs" for (a, b), v in macs.items()],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+            hovertext=[f"{esc(a)} vs {esc(b)}: {v:.2f}x fewer MACs" for (a, b), v in macs.items()]), row=1, col=2)
     fig.update_layout(barmode="group")
     _log_axis(fig, [r.median_ms for row in rows for r in row.records.values()],
               "latency (ms per forward pass, median, log scale)", row=1, col=1, from_decade=True, above=0.3)
@@ -594,8 +580,7 @@ def bottleneck_error_figure(result: LinearBottleneck) -> go.Figure:
             x=ns, y=[max(v, floor) for v in values], mode="lines+markers", name=name,
             line=dict(color=color, dash=dash), marker=dict(color=color, size=7),
             hovertext=[f"n = {p.n}: {name}, relative error {v:.3g}; {p.collapsed_fraction:.0%} of the points "
-                       "collapse to 0 after ReLU" for p, v in zip(result.points, values, strict=True)],
-            hovertemplate="%{hovertext}<extra></extra>"))
+                       "collapse to 0 after ReLU" for p, v in zip(result.points, values, strict=True)]))
     fig.update_xaxes(type="log", title_text="embedding dimension n (log scale)", tickvals=ns)
     fig.update_yaxes(type="log", title_text="relative error ||X_hat - X|| / ||X|| (log scale)")
     _layout(fig, "Reconstruction error against the embedding dimension",
@@ -625,8 +610,7 @@ def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[Record] =
             hovertext=[_hover([f"{esc(p.label)}: top-1 {p.top1:.1f}% (quoted)",
                                f"{fmt.count(p.macs)} MACs " + ("counted" if p.counted else "quoted")
                                + (f" (paper: {p.quoted_macs_millions:g} M)" if p.quoted_macs_millions else ""),
-                               f"source: {esc(p.source)}"]) for p in mine],
-            hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
+                               f"source: {esc(p.source)}"]) for p in mine]), row=1, col=1)
     _log_axis(fig, [p.macs for p in points], "MACs per image (counted, log scale)", axis="x", row=1, col=1,
               above=0.1, below=0.1)
     fig.update_yaxes(title_text="ImageNet top-1 (%, quoted from the papers)", row=1, col=1)
@@ -640,8 +624,7 @@ def frontier_figure(points: Sequence[FrontierPoint], records: Iterable[Record] =
                 marker=dict(size=10, color=PALETTE[(n + len(families)) % len(PALETTE)], symbol="diamond"),
                 hovertext=[_hover([f"{esc(p.label)}: top-1 {p.top1:.1f}% (quoted, {esc(p.source)})",
                                    f"{esc(run)}: median {r.median_ms:.3f} ms, batch {r.batch}"])
-                           for p, r in mine],
-                hovertemplate="%{hovertext}<extra></extra>"), row=1, col=2)
+                           for p, r in mine]), row=1, col=2)
         _log_axis(fig, [r.median_ms for _, r in measured] or [1, 100],
                   "latency (ms per forward pass, median, log scale)", axis="x", row=1, col=2, above=0.2, below=0.2)
         if not measured:

@@ -9,7 +9,7 @@ comes from the user (model labels, factory paths, run labels, file names) is esc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,8 @@ ul.conv li{margin:2px 0}
 
 def _latency_columns(data: ReportData) -> list[tuple[str, Any]]:
     labels = {m.label for m in data.models}
-    cols: dict[tuple[str, Any], None] = {}
-    for r in data.of_kind(ModelRecord):
-        if r.model in labels and r.input == tuple(data.input):
-            cols[(r.label, r.batch)] = None
-    return list(cols)
+    return list(dict.fromkeys((r.label, r.batch) for r in data.of_kind(ModelRecord)
+                              if r.model in labels and r.input == tuple(data.input)))
 
 
 def _latency_cell(data: ReportData, model: str, run: str, batch: int) -> str:
@@ -75,10 +72,9 @@ def _measured_memory_cell(data: ReportData, m: Any) -> str:
     """Measured activation peaks (``mbcost bench`` records) of ``m`` at the report's input, per run."""
     parts = []
     for r in data.of_kind(ModelRecord):
-        if r.model != m.label or r.input != tuple(data.input) or r.batch != m.batch:
-            continue
         measured = r.peak_memory_bytes
-        if measured is None or r.mode != "inference":
+        if r.model != m.label or r.input != tuple(data.input) or r.batch != m.batch or measured is None \
+                or r.mode != "inference":
             continue
         diff = ""
         if m.peak_activation_bytes:
@@ -114,19 +110,13 @@ def summary_html(data: ReportData) -> str:
         ref = data.references.get(m.label)
         top1 = (f"{ref.top1:.1f}% <sup>[{cites.index(ref.source) + 1}]</sup>" if ref and ref.top1 is not None
                 else "-")
-        cells = [f"<th>{e(m.label)}</th>",
-                 f"<td class='n'>{fmt.count(m.params)}<br><span class='small'>{fmt.exact(m.params)}</span></td>",
-                 f"<td class='n'>{fmt.count(m.macs)}<br><span class='small'>{fmt.exact(m.macs)}</span></td>",
-                 f"<td class='n'>{fmt.count(m.flops)}</td>",
-                 f"<td class='n'>{fmt.count(m.elementwise_ops)}</td>",
-                 f"<td class='n'>{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span></td>",
-                 f"<td class='n'>{_estimate_cell(m)}</td>",
-                 f"<td class='n'>{_measured_memory_cell(data, m)}</td>"]
-        if train:
-            cells.append(f"<td class='n'>{_train_cell(m)}</td>")
-        cells += [f"<td class='n'>{_latency_cell(data, m.label, run, b)}</td>" for run, b in lat_cols]
-        cells.append(f"<td class='n q'>{top1}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        cells = [f"{fmt.count(m.params)}<br><span class='small'>{fmt.exact(m.params)}</span>",
+                 f"{fmt.count(m.macs)}<br><span class='small'>{fmt.exact(m.macs)}</span>", fmt.count(m.flops),
+                 fmt.count(m.elementwise_ops), f"{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span>",
+                 _estimate_cell(m), _measured_memory_cell(data, m), *([_train_cell(m)] if train else []),
+                 *(_latency_cell(data, m.label, run, b) for run, b in lat_cols)]
+        rows.append(f"<tr><th>{e(m.label)}</th>" + "".join(f"<td class='n'>{c}</td>" for c in cells)
+                    + f"<td class='n q'>{top1}</td></tr>")
     out = [table_html("id='summary'", head, rows)]
     if not lat_cols:
         out.append("<p class='warn'>Latency not measured: run <code>mbcost bench --save results.jsonl</code> and "
@@ -136,16 +126,10 @@ def summary_html(data: ReportData) -> str:
     if len(data.models) > 1:
         r = ratios(list(data.models))
         head = ["model", *(f"vs {e(b.label)}" for b in data.models)]
-        body = []
-        for a in data.models:
-            cells = []
-            for b in data.models:
-                if a.label == b.label:
-                    cells.append("<td class='n'>-</td>")
-                else:
-                    x = r[a.label][b.label]
-                    cells.append(f"<td class='n'>params {fmt.ratio(x['params'])}<br>MACs {fmt.ratio(x['macs'])}</td>")
-            body.append(f"<tr><th>{e(a.label)}</th>{''.join(cells)}</tr>")
+        cell = {a: {b: f"params {fmt.ratio(x['params'])}<br>MACs {fmt.ratio(x['macs'])}" for b, x in row.items()}
+                for a, row in r.items()}
+        body = [f"<tr><th>{e(a.label)}</th>" + "".join(f"<td class='n'>{cell[a.label].get(b.label, '-')}</td>"
+                                                       for b in data.models) + "</tr>" for a in data.models]
         out.append("<h3>Ratios (row model / column model)</h3>"
                    "<p class='small'>1/32.7 means the row model has 32.7 times fewer; 27.2x means 27.2 times more.</p>"
                    + table_html("id='ratios'", head, body))
@@ -182,7 +166,6 @@ def runtimes_html(data: ReportData) -> str:
     measured speed-ups between the models next to their MAC ratios, the output checks."""
     from mbcost.bench.matrix import RuntimeRow
     from mbcost.render.bench import row_check_cell, runtime_label, setting_text
-    from mbcost.units import speed
 
     rows = data.runtime_rows
     if not rows:
@@ -202,14 +185,14 @@ def runtimes_html(data: ReportData) -> str:
                 cells.append("<td class='n'>-</td>")
                 continue
             wrong = r.output_check is not None and not r.output_check.passed
-            vs = "1x, the baseline" if row.is_baseline else speed(row.vs_eager(m))
+            vs = "1x, the baseline" if row.is_baseline else fmt.speed(row.vs_eager(m))
             cells.append(f"<td class='n'>{fmt.ms(r.median_ms)}{' <b>!!</b>' if wrong else ''}<br>"
                          f"<span class='small'>{e(vs)}</span></td>")
         for pair in pairs:
             sp = row.speedup(pair)
             cells.append("<td class='n'>-</td>" if sp is None else
-                         f"<td class='n'>{speed(sp.measured)}<br><span class='small'>MACs {speed(sp.macs_ratio)}"
-                         "</span></td>")
+                         f"<td class='n'>{fmt.speed(sp.measured)}<br><span class='small'>MACs "
+                         f"{fmt.speed(sp.macs_ratio)}</span></td>")
         cells.append(f"<td>{e(row_check_cell(row))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = ["median of the timed runs; (vs eager) = eager PyTorch's median / this median, same device, threads and "
@@ -257,6 +240,11 @@ def scaling_html(data: ReportData) -> str:
     return "\n".join(out)
 
 
+#: The tables shown under a figure's heading, by figure key.
+TABLES: dict[str, Callable[[ReportData], str]] = {"scaling": scaling_html, "runtimes": runtimes_html,
+                                                  "predicted": predicted_html}
+
+
 def _figure_html(key: str, fig: Any) -> str:
     import plotly.io as pio
 
@@ -296,12 +284,8 @@ def render_html(data: ReportData, figures: Mapping[str, Any] | None = None, *, c
         if spec.key not in headed:  # one heading for a figure drawn per model
             headed.add(spec.key)
             sections.append(f"<h2 id='{e(spec.key)}'>{e(spec.heading)}</h2><p>{spec.text}</p>")
-            if spec.key == "scaling":
-                sections.append(scaling_html(data))
-            if spec.key == "runtimes":
-                sections.append(runtimes_html(data))
-            if spec.key == "predicted":
-                sections.append(predicted_html(data))
+            if spec.key in TABLES:  # the figure's numbers as a table, under its heading
+                sections.append(TABLES[spec.key](data))
         sections.append(_figure_html(key, fig))
     claims = ""
     if data.claims is not None:
