@@ -1,15 +1,9 @@
 """``calibrate``: measure this device's kernels and a few whole models, fit, and save the device profile.
 
-1. Kernels: points of the grid (``grid``), chosen adaptively (``sampling``), are built, analysed and prepared
-   on the runtime (``items``) and timed in interleaved batches (``timing``). Every sample is appended to the
-   profile's JSON Lines file as it is measured: an interrupted calibration resumes with them.
-2. Whole models: the calibration models (``sets.CALIBRATION_MODELS``) are timed as whole forwards, interleaved,
-   and the whole-model correction (``fit.fit_correction``) is fitted to them: the kernels alone miss what a
-   whole forward pays (cold weights and inputs, containers, allocations).
-3. The fit: one ``KernelModel`` per kind, the correction, the roofline (``mbcost.bench.roofline``'s measured
-   peaks) for kinds with no model; written atomically as the device profile.
-
-The time is bounded by ``budget_minutes``: the kernels get what the whole models leave.
+Grid points chosen adaptively (``sampling``) are prepared on the runtime (``items``) and timed in interleaved
+batches (``timing``), each sample appended to the samples file as measured (an interrupted run resumes); then
+the calibration models (``sets``) are timed whole for the correction (``fit.fit_correction``); the roofline
+prices kinds with no model. The whole models get their share of ``budget_minutes`` first, the kernels the rest.
 """
 
 from __future__ import annotations

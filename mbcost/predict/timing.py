@@ -1,11 +1,5 @@
-"""Timing many small calls robustly on a drifting machine: interleaved rounds, the lowest per-round median.
-
-This VM's speed drifts by up to 20% for seconds at a time. Timing each op once, back to back, would give the
-ops measured during a slow spell a slow time. Here every call of a batch is timed once per round, in a fresh
-shuffled order each round; a round's figure for a call is the median of a few blocks; the result is the lowest
-of the rounds' medians (the time the call takes when the machine is not slowed down, the figure a whole forward
-measured the same way is compared with). Blocks are sized so the clock's own cost is negligible.
-
+"""Timing many small calls on a drifting machine: interleaved rounds in a fresh shuffled order each, a round's
+figure the median of a few blocks, the result the lowest of the rounds' medians (docs/predict.md, "Timing").
 The timer is ``torch.utils.benchmark.Timer`` with an injectable clock (tests pass a seeded fake).
 """
 
