@@ -169,16 +169,21 @@ def parse_image_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def _dims(body: str, raw: Any) -> list[str]:
+    """``"1x3x224x224"`` -> its dimensions as text; refuses anything but digits between the ``x``."""
+    parts = body.strip().lower().split("x")
+    if not all(re.fullmatch(r"\d+", p) for p in parts):
+        raise SpecError(f"bad input size {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    return parts
+
+
 def parse_size_or_shape(value: Any) -> tuple[int, ...]:
     """One model input as a tuple: ``224``, ``"224x160"`` or ``[224, 160]`` -> ``(H, W)`` (an image);
     three or more numbers (``"1x3x16x112x112"``, ``[1, 3, 16, 112, 112]``) -> that full shape."""
     if isinstance(value, (list, tuple)) and len(value) > 2 and all(type(v) is int for v in value):
         return _check_shape(value, value)
     if isinstance(value, str) and len(value.strip().lower().split("x")) > 2:
-        parts = value.strip().lower().split("x")
-        if not all(re.fullmatch(r"\d+", p) for p in parts):
-            raise SpecError(f"bad input size {value!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
-        return _check_shape(parts, value)
+        return _check_shape(_dims(value, value), value)
     return parse_image_size(value)
 
 
@@ -207,9 +212,7 @@ def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: 
         if not parts:
             raise SpecError(f"empty shape in {raw!r}")
         return InputSpec(_check_shape(parts, raw), dtype, name)
-    parts = body.split("x")
-    if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise SpecError(f"bad input size {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    parts = _dims(body, raw)
     if len(parts) >= 3 or (dtype not in FLOAT_DTYPES):
         return InputSpec(_check_shape(parts, raw), dtype, name)
     return _image(parse_image_size(body), batch, in_channels, dtype, name)
@@ -235,10 +238,8 @@ def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None)
         raise SpecError(f"bad input {value!r}")
     if isinstance(value, int):
         return _image(parse_image_size(value), batch, in_channels, dtype, name)
-    if isinstance(value, list) and value and all(isinstance(d, int) for d in value):
-        return InputSpec(_check_shape(value, value), dtype, name)
-    if isinstance(value, tuple) and value and all(isinstance(d, int) for d in value):
-        if len(value) == 2:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(d, int) for d in value):
+        if isinstance(value, tuple) and len(value) == 2:  # (H, W); a list is a full shape
             return _image(parse_image_size(value), batch, in_channels, dtype, name)
         return InputSpec(_check_shape(value, value), dtype, name)
     raise SpecError(f"bad input {value!r}; expected 224, 'HxW', a full shape, a tensor, a tuple or a dict of these")
@@ -271,11 +272,7 @@ def resolve_inputs(value: Any = 224, *, batch: int = 1, in_channels: int = 3, dt
 
 
 def _check_batch(inputs: Inputs, batch: int) -> Inputs:
-    """Refuse a ``batch`` other than 1 that a full shape would silently override.
-
-    The rule: ``batch`` completes the image shorthand (``224``, ``"HxW"``); a full shape, a tensor or
-    an ``InputSpec`` carries its own batch (its leading dimension). Given together, they must agree.
-    """
+    """Refuse a ``batch`` other than 1 that a full shape (a tensor, an ``InputSpec``) would silently override."""
     if batch == 1:
         return inputs
     for spec in inputs.all:

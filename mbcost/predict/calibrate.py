@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from mbcost.errors import MbcostError, first_line
 from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
 from mbcost.predict.items import TimeFn, default_time_fn, model_item, point_item
 from mbcost.predict.kinds import fallback_kind, group_of
-from mbcost.predict.predictor import PREDICTED_RUNTIMES, current_key
+from mbcost.predict.predictor import PREDICTED_RUNTIMES, check_covered, current_key
 from mbcost.predict.profile import (
     DeviceProfile,
     ProfileError,
@@ -117,15 +117,6 @@ def _roofline(key: ProfileKey, samples: Sequence[dict[str, Any]], threads: int, 
     return Roofline(peak_gflops=peaks.peak_gflops, peak_gbps=peaks.peak_gbps, per_call_s=per_call)
 
 
-def _warm_zoo(tell: Progress, done: int, total: int) -> None:
-    from mbcost.predict.predictor import analysis_of
-    from mbcost.zoo.catalog import list_models
-
-    for name in list_models():
-        tell(done, total, f"analysing {name} for the analysis cache")
-        analysis_of(name)
-
-
 def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "float32", threads: int | None = None,
               budget_minutes: float = DEFAULT_BUDGET_MINUTES, models: Sequence[str] = CALIBRATION_MODELS,
               progress: Progress | None = None, time_fn: TimeFn | None = None,
@@ -154,11 +145,7 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.runtimes.base import RuntimeJob
 
-    if runtime not in CALIBRATED_RUNTIMES:
-        get_runtime(runtime)  # an unknown name fails naming the runtimes
-        raise ProfileError(f"calibration covers --runtime {' and '.join(CALIBRATED_RUNTIMES)} (got {runtime})")
-    if precision != "float32":
-        raise ProfileError(f"calibration covers --precision float32 (got {precision})")
+    check_covered("calibration", runtime, precision)
     if not budget_minutes > 0:
         raise ProfileError(f"--budget must be > 0 minutes (got {budget_minutes})")
     key = current_key(device, runtime, precision, threads)
@@ -190,6 +177,9 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     rng = random.Random(seed + resumed)
     tell = progress or (lambda done, total, what: None)
 
+    def say(what: str) -> None:
+        tell(int(clock() - start), int(budget_s), what)
+
     def record(sample: dict[str, Any]) -> None:
         sample["key"] = asdict(key)
         append_sample(spath, sample)
@@ -205,27 +195,32 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
                 if s > 0 and math.isfinite(s):
                     record({"type": "kernel", "kind": p.kind, "point": p.to_dict(), "features": list(item.features),
                             "seconds": s})
-            tell(int(clock() - start), int(budget_s), f"kernels: {len(kernel_samples) + len(points)} samples")
+            say(f"kernels: {len(kernel_samples) + len(points)} samples")
         if todo:
             items = []
             for i, spec in enumerate(todo):
-                tell(int(clock() - start), int(budget_s), f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
+                say(f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
                 try:
                     items.append(model_item(spec, adapter, job, runtime))
                 except MbcostError as exc:  # a model source not installed, an export the toolchain refuses
                     skipped[spec] = first_line(exc)
-            tell(int(clock() - start), int(budget_s), f"whole models: timing {len(items)}")
+            say(f"whole models: timing {len(items)}")
             for item, s in zip(items, time_fn(items) if items else [], strict=True):
                 record({"type": "model", "model": item.label, "seconds": s, "macs": item.macs,
                         "kernels": [[k, list(f)] for k, f in item.kernels]})
-        tell(int(clock() - start), int(budget_s), "fitting")
+        say("fitting")
         roof = _roofline(key, samples, key.threads, measure_peaks)
     elapsed = clock() - start
     profile = fit_profile(key, samples, roof, budget_s=budget_s, elapsed_s=elapsed)
     path = save_profile(profile, out_path)
-    if warm_zoo:
-        _warm_zoo(tell, int(clock() - start), int(budget_s))
-    profile = DeviceProfile(**{**profile.__dict__, "path": str(path)})
+    if warm_zoo:  # the zoo's default analyses into the analysis cache: their first predict needs no torch
+        from mbcost.predict.predictor import analysis_of
+        from mbcost.zoo.catalog import list_models
+
+        for name in list_models():
+            say(f"analysing {name} for the analysis cache")
+            analysis_of(name)
+    profile = replace(profile, path=str(path))
     return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
                              kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,
                              models={m["model"]: m["seconds"] for m in samples if m.get("type") == "model"},

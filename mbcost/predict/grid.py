@@ -42,9 +42,6 @@ class GridPoint:
     kind: str
     params: tuple[tuple[str, Any], ...]
 
-    def get(self, name: str) -> Any:
-        return dict(self.params)[name]
-
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dict(self.params)}
 

@@ -90,12 +90,9 @@ class DeviceProfile:
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": PROFILE_VERSION, "key": asdict(self.key), "features": list(FEATURES),
-            "kernels": {k: asdict(m) for k, m in sorted(self.kernels.items())},
-            "correction": asdict(self.correction), "roofline": asdict(self.roofline), "created": self.created,
-            "budget_s": self.budget_s, "elapsed_s": self.elapsed_s, "calibration_models": self.calibration_models,
-        }
+        fields = asdict(self)
+        del fields["path"]
+        return {"version": PROFILE_VERSION, "key": fields.pop("key"), "features": list(FEATURES), **fields}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | None = None) -> DeviceProfile:
