@@ -1,10 +1,6 @@
-"""What calibration times: grid points and whole models prepared on a runtime, and the default timer.
-
-A ``TimedItem`` is a prepared call with what is known of it: a grid point's kind and features (from its own
-``mbcost.analyze`` records, as prediction reads them) or a whole model's kernels. Grid points and models are
-prepared through the runtime adapters of ``mbcost.bench.runtimes`` (eager: the module itself; ONNX Runtime:
-an exported graph in a session set as the adapter sets its own). The default ``TimeFn`` times a batch in
-interleaved rounds (``timing``).
+"""What calibration times: grid points and whole models prepared on a runtime (``TimedItem``: the call, and a
+point's kind and features or a model's kernels, from their own analysis), and the default timer, interleaved
+rounds (``timing``).
 """
 
 from __future__ import annotations
