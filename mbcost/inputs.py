@@ -187,10 +187,6 @@ def parse_size_or_shape(value: Any) -> tuple[int, ...]:
     return parse_image_size(value)
 
 
-def _image(size: tuple[int, int], batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
-    return InputSpec((batch, in_channels, *size), dtype, name)
-
-
 def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: str = "float32") -> InputSpec:
     """One ``--input`` value: ``[NAME=]SIZE_OR_SHAPE[:DTYPE]`` (see the module docstring)."""
     raw = str(text).strip()
@@ -215,7 +211,7 @@ def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: 
     parts = _dims(body, raw)
     if len(parts) >= 3 or (dtype not in FLOAT_DTYPES):
         return InputSpec(_check_shape(parts, raw), dtype, name)
-    return _image(parse_image_size(body), batch, in_channels, dtype, name)
+    return InputSpec((batch, in_channels, *parse_image_size(body)), dtype, name)
 
 
 def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
@@ -237,10 +233,10 @@ def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None)
     if isinstance(value, bool):
         raise SpecError(f"bad input {value!r}")
     if isinstance(value, int):
-        return _image(parse_image_size(value), batch, in_channels, dtype, name)
+        return InputSpec((batch, in_channels, *parse_image_size(value)), dtype, name)
     if isinstance(value, (list, tuple)) and value and all(isinstance(d, int) for d in value):
         if isinstance(value, tuple) and len(value) == 2:  # (H, W); a list is a full shape
-            return _image(parse_image_size(value), batch, in_channels, dtype, name)
+            return InputSpec((batch, in_channels, *parse_image_size(value)), dtype, name)
         return InputSpec(_check_shape(value, value), dtype, name)
     raise SpecError(f"bad input {value!r}; expected 224, 'HxW', a full shape, a tensor, a tuple or a dict of these")
 

@@ -150,12 +150,10 @@ def store(key: str | None, analysis: CachedAnalysis) -> None:
 
 
 def _threads_key(torch: str) -> str:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 0
+    from mbcost.host import usable_cpus
+
     env = ",".join(f"{v}={os.environ.get(v, '')}" for v in _THREAD_VARIABLES)
-    return f"{torch}|{cpus}|{env}"
+    return f"{torch}|{usable_cpus()}|{env}"
 
 
 def _known_threads() -> dict[str, Any]:

@@ -13,19 +13,7 @@ from typing import Any
 
 from mbcost.bench.timer import Clock, benchmark_timer, device_clock
 
-__all__ = ["lowest_round_median", "time_interleaved"]
-
-
-def lowest_round_median(rounds: Sequence[Sequence[float]]) -> float:
-    """The lowest of the rounds' medians (seconds).
-
-    Example:
-        >>> lowest_round_median([[3.0, 1.0, 2.0], [2.5, 2.0, 9.0]])   # medians 2.0 and 2.5
-        2.0
-    """
-    if not rounds:
-        raise ValueError("no rounds")
-    return min(statistics.median(r) for r in rounds)
+__all__ = ["time_interleaved"]
 
 
 def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blocks: int = 3,
@@ -43,7 +31,7 @@ def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blo
         seed: of the shuffles.
 
     Returns:
-        One figure per call: the lowest per-round median, in seconds per call.
+        One figure per call: the lowest of its rounds' medians, in seconds per call.
     """
     Timer = benchmark_timer()
     clock = clock or device_clock("cpu")
@@ -62,4 +50,4 @@ def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blo
         rng.shuffle(order)
         for i in order:
             per_round[i].append([timers[i].timeit(numbers[i]).mean for _ in range(blocks)])
-    return [lowest_round_median(r) for r in per_round]
+    return [min(statistics.median(r) for r in rounds) for rounds in per_round]
