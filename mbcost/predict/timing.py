@@ -19,20 +19,10 @@ __all__ = ["time_interleaved"]
 def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blocks: int = 3,
                      min_block_s: float = 0.002, max_block_calls: int = 2000, threads: int = 1,
                      clock: Clock | None = None, seed: int = 0) -> list[float]:
-    """Seconds per call of each of ``calls``: ``rounds`` interleaved rounds of ``blocks`` blocks each.
-
-    Args:
-        calls: the calls to time (already prepared; run under ``torch.inference_mode`` by the caller if needed).
-        rounds: interleaved rounds (each call once per round, order shuffled).
-        blocks: timed blocks per call and round; the round's figure is their median.
-        min_block_s: a block repeats the call until it lasts about this long (at most ``max_block_calls``).
-        threads: intra-op threads the timer sets.
-        clock: seconds; the real (device) clock by default.
-        seed: of the shuffles.
-
-    Returns:
-        One figure per call: the lowest of its rounds' medians, in seconds per call.
-    """
+    """Seconds per call of each of ``calls`` (prepared; under ``torch.inference_mode`` if needed): the lowest of
+    ``rounds`` interleaved rounds' figures (each call once per round, order shuffled with ``seed``), a round's figure
+    the median of ``blocks`` timed blocks, a block repeating the call for about ``min_block_s`` (at most
+    ``max_block_calls`` calls), at ``threads`` intra-op threads, on ``clock`` (default: the real device clock)."""
     Timer = benchmark_timer()
     clock = clock or device_clock("cpu")
     timers = [Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads) for fn in calls]
