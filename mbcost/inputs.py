@@ -156,12 +156,9 @@ def parse_image_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     else:
         parts = str(value).strip().lower().split("x")
         try:
-            if len(parts) == 1:
-                h = w = int(parts[0])
-            elif len(parts) == 2:
-                h, w = int(parts[0]), int(parts[1])
-            else:
+            if len(parts) > 2:
                 raise ValueError
+            h, w = int(parts[0]), int(parts[-1])  # "224" is 224x224
         except ValueError:
             raise SpecError(f"bad input size {value!r}; expected a number such as 224 or HxW such as 224x160") from None
     if not (isinstance(h, int) and isinstance(w, int) and 0 < h <= MAX_INPUT and 0 < w <= MAX_INPUT):

@@ -194,15 +194,8 @@ IDENTITY = Correction("none", {"all": 1.0}, 0.0, 1.0, 1.0, math.inf, 0)
 
 
 def _design(variant: str, kernel_s: dict[str, float], calls: int) -> list[float]:
-    row = []
-    for col in VARIANTS[variant]:
-        if col == "all":
-            row.append(sum(kernel_s.values()))
-        elif col == "per_call":
-            row.append(float(calls))
-        else:
-            row.append(kernel_s.get(col, 0.0))
-    return row
+    cells = {"all": sum(kernel_s.values()), "per_call": float(calls)}
+    return [cells[col] if col in cells else kernel_s.get(col, 0.0) for col in VARIANTS[variant]]
 
 
 def _correction(variant: str, coef: Sequence[float]) -> tuple[dict[str, float], float]:
