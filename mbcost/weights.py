@@ -113,11 +113,9 @@ class KernelHealth:
     def categories(self) -> dict[str, CategoryHealth]:
         out: dict[str, CategoryHealth] = {}
         for cat in KERNEL_CATEGORIES:
-            mine = [la for la in self.layers if la.category == cat]
-            out[cat] = CategoryHealth(kernels=sum(la.kernels for la in mine),
-                                      dead_kernels=sum(la.dead_kernels for la in mine),
-                                      weights=sum(la.weights for la in mine),
-                                      zero_weights=sum(la.zero_weights for la in mine))
+            rows = [(la.kernels, la.dead_kernels, la.weights, la.zero_weights) for la in self.layers
+                    if la.category == cat]
+            out[cat] = CategoryHealth(*map(sum, zip(*rows, strict=True)))  # column sums (no layer: zeros)
         return out
 
     def to_dict(self) -> dict[str, Any]:

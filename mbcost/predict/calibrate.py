@@ -21,7 +21,7 @@ from mbcost.errors import MbcostError, first_line
 from mbcost.predict.fit import KernelModel, fit_correction, fit_kernel
 from mbcost.predict.items import TimeFn, default_time_fn, model_item, point_item
 from mbcost.predict.kinds import fallback_kind, group_of
-from mbcost.predict.predictor import PREDICTED_RUNTIMES, check_covered, current_key
+from mbcost.predict.predictor import PREDICTED_RUNTIMES, current_key
 from mbcost.predict.profile import (
     DeviceProfile,
     ProfileError,
@@ -145,7 +145,11 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     from mbcost.bench.runtimes import get_runtime
     from mbcost.bench.runtimes.base import RuntimeJob
 
-    check_covered("calibration", runtime, precision)
+    if runtime not in CALIBRATED_RUNTIMES:
+        get_runtime(runtime)  # an unknown name fails naming the runtimes
+        raise ProfileError(f"calibration covers --runtime {' and '.join(CALIBRATED_RUNTIMES)} (got {runtime})")
+    if precision != "float32":
+        raise ProfileError(f"calibration covers --precision float32 (got {precision})")
     if not budget_minutes > 0:
         raise ProfileError(f"--budget must be > 0 minutes (got {budget_minutes})")
     key = current_key(device, runtime, precision, threads)

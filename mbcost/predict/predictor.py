@@ -16,8 +16,8 @@ from mbcost.predict.fusion import kernels_of
 from mbcost.predict.kinds import fallback_kind, group_of
 from mbcost.predict.profile import DeviceProfile, ProfileError, ProfileKey, load_profile, profile_dir, profile_path
 
-__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "analysis_of", "cached_key", "check_covered",
-           "current_key", "find_profile", "predict", "predict_cost"]
+__all__ = ["PREDICTED_RUNTIMES", "LayerPrediction", "Prediction", "analysis_of", "cached_key", "current_key",
+           "find_profile", "predict", "predict_cost"]
 
 #: The runtimes a profile can be calibrated for (``mbcost calibrate --runtime``).
 PREDICTED_RUNTIMES: tuple[str, ...] = ("eager", "onnxruntime")
@@ -85,18 +85,6 @@ def current_key(device: str = "cpu", runtime: str = "eager", precision: str = "f
     adapter = get_runtime(runtime)
     return ProfileKey(device=dev.type, device_name=dev.name, runtime=adapter.name, precision=precision,
                       threads=check_threads(threads), torch=torch.__version__, runtime_version=adapter.version())
-
-
-def check_covered(what: str, runtime: str, precision: str) -> None:
-    """Refuse (``ProfileError``) a runtime or precision that profiles do not cover; an unknown runtime's error
-    names the runtimes."""
-    if runtime not in PREDICTED_RUNTIMES:
-        from mbcost.bench.runtimes import get_runtime
-
-        get_runtime(runtime)
-        raise ProfileError(f"{what} covers --runtime {' and '.join(PREDICTED_RUNTIMES)} (got {runtime})")
-    if precision != "float32":
-        raise ProfileError(f"{what} covers --precision float32 (got {precision})")
 
 
 def cached_key(device: str = "cpu", runtime: str = "eager", precision: str = "float32",
@@ -199,7 +187,13 @@ def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cp
     Raises:
         ProfileError: no profile for this device (run ``mbcost calibrate``), one made elsewhere, or a corrupt one.
     """
-    check_covered("prediction", runtime, precision)
+    if precision != "float32":
+        raise ProfileError(f"prediction covers --precision float32 (got {precision})")
+    if runtime not in PREDICTED_RUNTIMES:
+        from mbcost.bench.runtimes import get_runtime
+
+        get_runtime(runtime)  # an unknown name fails naming the runtimes
+        raise ProfileError(f"prediction covers --runtime {' and '.join(PREDICTED_RUNTIMES)} (got {runtime})")
     # Without torch imported yet, the key is read without it (and torch's thread count is still its default if
     # this call imports it); with torch there, its current setting is the default.
     fresh = "torch" not in sys.modules
