@@ -156,13 +156,16 @@ def compare_models(
         RuntimeUnavailable: a runtime whose package is not installed, or that cannot run the request on the CPU
             (checked before anything is measured).
     """
+    from mbcost.bench.runtimes import parse_runtimes
     from mbcost.cost.analyze import analyze
     from mbcost.cost.conventions import apply_convention, get_convention
     from mbcost.errors import SpecError
     from mbcost.zoo.spec import resolve_sources
 
     specs = resolve_sources(models)
-    names = _runtime_names(runtime, precision, bench)
+    # the runtimes measured on: those named; eager for int8 when none is; else none (no runtime table)
+    names = tuple(parse_runtimes(runtime if isinstance(runtime, str) else list(runtime))) if runtime is not None \
+        else ("eager",) if bench and precision == "int8" else ()
     if runtime is not None and not bench:
         raise SpecError("--runtime measures latency on each runtime; drop --no-bench (or drop --runtime to only "
                         "count)")
@@ -170,17 +173,11 @@ def compare_models(
                           execute=execute, mode=mode, optimizer=optimizer, precision=precision) for s in specs)
     get_convention(convention)  # an unknown name: SpecError
     ccs = tuple(apply_convention(c, convention) for c in costs)
-    counter_names: tuple[str, ...] = ()
-    results: tuple[tuple[CounterResult, ...], ...] = ()
-    presets: tuple[Mapping[str, int], ...] = ()
+    found: dict[str, Any] = {}
     if counters:
         counter_names, results = _count(specs, costs, counters, batch, num_classes, stage)
-        presets = tuple({n: apply_convention(cost, n).total for n in counter_names} for cost in costs)
-    measured: tuple[ModelRecord, ...] = ()
-    skipped: tuple[SkippedDevice, ...] = ()
-    ups: tuple[Speedup, ...] = ()
-    rows: tuple[RuntimeRow, ...] = ()
-    failures: tuple[RuntimeFailure, ...] = ()
+        found.update(counters=counter_names, counter_results=results, preset_totals=tuple(
+            {n: apply_convention(cost, n).total for n in counter_names} for cost in costs))
     if bench:
         from mbcost.bench.matrix import runtime_rows
         from mbcost.bench.model_bench import RuntimeBench, speedups
@@ -188,16 +185,13 @@ def compare_models(
         measured, skipped, failures = _measure(specs, costs, batch, dtype, precision, names,
                                                explicit=runtime is not None, num_classes=num_classes,
                                                measure_fn=measure_fn, stage=stage)
-        ups = tuple(speedups(measured))
+        found.update(measured=measured, skipped=skipped, failures=failures, speedups=tuple(speedups(measured)))
         if names:
-            rows = tuple(runtime_rows(measured, [c.label for c in costs]))
+            found["runtime_rows"] = tuple(runtime_rows(measured, [c.label for c in costs]))
         else:  # eager alone: a failure is the comparison's error (there is no runtime table to show it in)
             RuntimeBench(list(measured), list(failures)).raise_failures()
-    predicted = _predict(costs, dtype, precision, mode)
-    return Comparison(costs=costs, convention=convention, convention_costs=ccs, counters=counter_names,
-                      counter_results=results, preset_totals=presets, bench=bench, measured=measured, speedups=ups,
-                      skipped=skipped, runtimes=names, precision=precision, runtime_rows=rows, failures=failures,
-                      predicted=predicted)
+    return Comparison(costs=costs, convention=convention, convention_costs=ccs, bench=bench, runtimes=names,
+                      precision=precision, predicted=_predict(costs, dtype, precision, mode), **found)
 
 
 def _predict(costs: Sequence[ModelCost], dtype: str, precision: str, mode: str) -> tuple[Any, ...]:
@@ -214,16 +208,6 @@ def _predict(costs: Sequence[ModelCost], dtype: str, precision: str, mode: str) 
     except ProfileError:
         return ()
     return tuple(predict_cost(c, profile, key=key) for c in costs)
-
-
-def _runtime_names(runtime: str | Sequence[str] | None, precision: str, bench: bool) -> tuple[str, ...]:
-    """The runtimes ``compare`` measures on: ``runtime`` parsed (an unknown name: ``SpecError``), eager for int8
-    when none is named, none (eager float only, without a runtime table) otherwise."""
-    from mbcost.bench.runtimes import parse_runtimes
-
-    if runtime is not None:
-        return tuple(parse_runtimes(runtime if isinstance(runtime, str) else list(runtime)))
-    return ("eager",) if bench and precision == "int8" else ()
 
 
 def _progress(stage: Stage | None, name: str) -> AbstractContextManager[Progress]:
@@ -244,15 +228,6 @@ def _count(specs: Sequence[ModelSource], costs: Sequence[ModelCost], counters: s
     return tuple(names), tuple(results)
 
 
-def _planner(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int,
-             num_classes: int) -> Callable[[BenchSettings], list[ModelPlan]]:
-    """What ``each_device`` plans on each device: every model at its costed inputs."""
-    from mbcost.bench.model_bench import plan_models
-
-    return lambda settings: [p for spec, cost in zip(specs, costs, strict=True)
-                             for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
-
-
 def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: int, dtype: str, precision: str,
              names: Sequence[str], *, explicit: bool, num_classes: int, measure_fn: MeasureFn | None,
              stage: Stage | None) -> tuple[tuple[ModelRecord, ...], tuple[SkippedDevice, ...],
@@ -271,7 +246,7 @@ def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: in
     from dataclasses import replace
 
     from mbcost.bench.devices import resolve_device
-    from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device
+    from mbcost.bench.model_bench import BenchSettings, bench_runtimes, each_device, plan_models
     from mbcost.bench.runtimes import RuntimeUnavailable
 
     refused = BenchSettings(resolve_device("cpu"), dtype, precision=precision).validated().refusals(names) \
@@ -284,7 +259,11 @@ def _measure(specs: Sequence[ModelSource], costs: Sequence[ModelCost], batch: in
     records: list[ModelRecord] = []
     failures: list[RuntimeFailure] = []
     with _progress(stage, "measuring") as update:
-        for run in each_device(_planner(specs, costs, batch, num_classes), dtype):
+        def plan(settings: BenchSettings) -> list[ModelPlan]:  # every model at its costed inputs
+            return [p for spec, cost in zip(specs, costs, strict=True)
+                    for p in plan_models([spec], cost.inputs, [batch], settings, num_classes=num_classes)]
+
+        for run in each_device(plan, dtype):
             if run.settings is None:
                 skipped.append(SkippedDevice(run.device, str(run.error)))
                 continue

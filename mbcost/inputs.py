@@ -156,17 +156,22 @@ def parse_image_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     else:
         parts = str(value).strip().lower().split("x")
         try:
-            if len(parts) == 1:
-                h = w = int(parts[0])
-            elif len(parts) == 2:
-                h, w = int(parts[0]), int(parts[1])
-            else:
+            if len(parts) > 2:
                 raise ValueError
+            h, w = int(parts[0]), int(parts[-1])  # "224" is 224x224
         except ValueError:
             raise SpecError(f"bad input size {value!r}; expected a number such as 224 or HxW such as 224x160") from None
     if not (isinstance(h, int) and isinstance(w, int) and 0 < h <= MAX_INPUT and 0 < w <= MAX_INPUT):
         raise SpecError(f"input size {h}x{w} is out of range (1..{MAX_INPUT})")
     return h, w
+
+
+def _dims(body: str, raw: Any) -> list[str]:
+    """``"1x3x224x224"`` -> its dimensions as text; refuses anything but digits between the ``x``."""
+    parts = body.strip().lower().split("x")
+    if not all(re.fullmatch(r"\d+", p) for p in parts):
+        raise SpecError(f"bad input size {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    return parts
 
 
 def parse_size_or_shape(value: Any) -> tuple[int, ...]:
@@ -175,15 +180,8 @@ def parse_size_or_shape(value: Any) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)) and len(value) > 2 and all(type(v) is int for v in value):
         return _check_shape(value, value)
     if isinstance(value, str) and len(value.strip().lower().split("x")) > 2:
-        parts = value.strip().lower().split("x")
-        if not all(re.fullmatch(r"\d+", p) for p in parts):
-            raise SpecError(f"bad input size {value!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
-        return _check_shape(parts, value)
+        return _check_shape(_dims(value, value), value)
     return parse_image_size(value)
-
-
-def _image(size: tuple[int, int], batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
-    return InputSpec((batch, in_channels, *size), dtype, name)
 
 
 def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: str = "float32") -> InputSpec:
@@ -207,12 +205,10 @@ def parse_input_text(text: str, *, batch: int = 1, in_channels: int = 3, dtype: 
         if not parts:
             raise SpecError(f"empty shape in {raw!r}")
         return InputSpec(_check_shape(parts, raw), dtype, name)
-    parts = body.split("x")
-    if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise SpecError(f"bad input size {raw!r}; expected 224, HxW (224x160) or a full shape (1x3x16x112x112)")
+    parts = _dims(body, raw)
     if len(parts) >= 3 or (dtype not in FLOAT_DTYPES):
         return InputSpec(_check_shape(parts, raw), dtype, name)
-    return _image(parse_image_size(body), batch, in_channels, dtype, name)
+    return InputSpec((batch, in_channels, *parse_image_size(body)), dtype, name)
 
 
 def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None) -> InputSpec:
@@ -234,12 +230,10 @@ def _one(value: Any, batch: int, in_channels: int, dtype: str, name: str | None)
     if isinstance(value, bool):
         raise SpecError(f"bad input {value!r}")
     if isinstance(value, int):
-        return _image(parse_image_size(value), batch, in_channels, dtype, name)
-    if isinstance(value, list) and value and all(isinstance(d, int) for d in value):
-        return InputSpec(_check_shape(value, value), dtype, name)
-    if isinstance(value, tuple) and value and all(isinstance(d, int) for d in value):
-        if len(value) == 2:
-            return _image(parse_image_size(value), batch, in_channels, dtype, name)
+        return InputSpec((batch, in_channels, *parse_image_size(value)), dtype, name)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(d, int) for d in value):
+        if isinstance(value, tuple) and len(value) == 2:  # (H, W); a list is a full shape
+            return InputSpec((batch, in_channels, *parse_image_size(value)), dtype, name)
         return InputSpec(_check_shape(value, value), dtype, name)
     raise SpecError(f"bad input {value!r}; expected 224, 'HxW', a full shape, a tensor, a tuple or a dict of these")
 
@@ -271,11 +265,7 @@ def resolve_inputs(value: Any = 224, *, batch: int = 1, in_channels: int = 3, dt
 
 
 def _check_batch(inputs: Inputs, batch: int) -> Inputs:
-    """Refuse a ``batch`` other than 1 that a full shape would silently override.
-
-    The rule: ``batch`` completes the image shorthand (``224``, ``"HxW"``); a full shape, a tensor or
-    an ``InputSpec`` carries its own batch (its leading dimension). Given together, they must agree.
-    """
+    """Refuse a ``batch`` other than 1 that a full shape (a tensor, an ``InputSpec``) would silently override."""
     if batch == 1:
         return inputs
     for spec in inputs.all:

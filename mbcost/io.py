@@ -46,15 +46,8 @@ def cache_dir(name: str, override: str | None = None) -> Path:
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``.
-
-    Args:
-        path: the file to create or replace; its directory must exist.
-        text: the whole new content.
-
-    Raises:
-        UsageError: the directory is missing, ``path`` is a directory, or the write fails.
-    """
+    """Write ``text`` (UTF-8) to ``path`` (its directory must exist) through a temporary file and ``os.replace``;
+    ``UsageError`` when the directory is missing, ``path`` is a directory, or the write fails."""
     path = Path(path)
     check_target(path, "cannot write")
     parent = path.parent
@@ -74,11 +67,7 @@ def write_text_atomic(path: Path | str, text: str) -> None:
 
 
 def append_text(path: Path | str, text: str) -> None:
-    """Append ``text`` (UTF-8) to ``path``, creating it if needed; existing content is kept.
-
-    Raises:
-        UsageError: the file cannot be opened for appending.
-    """
+    """Append ``text`` (UTF-8) to ``path``, creating it if needed; ``UsageError`` when it cannot be opened."""
     path = Path(path)
     try:
         with open(path, "a", encoding="utf-8", newline="\n") as fh:

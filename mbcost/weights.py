@@ -113,11 +113,9 @@ class KernelHealth:
     def categories(self) -> dict[str, CategoryHealth]:
         out: dict[str, CategoryHealth] = {}
         for cat in KERNEL_CATEGORIES:
-            mine = [la for la in self.layers if la.category == cat]
-            out[cat] = CategoryHealth(kernels=sum(la.kernels for la in mine),
-                                      dead_kernels=sum(la.dead_kernels for la in mine),
-                                      weights=sum(la.weights for la in mine),
-                                      zero_weights=sum(la.zero_weights for la in mine))
+            rows = [(la.kernels, la.dead_kernels, la.weights, la.zero_weights) for la in self.layers
+                    if la.category == cat]
+            out[cat] = CategoryHealth(*map(sum, zip(*rows, strict=True)))  # column sums (no layer: zeros)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,17 +253,9 @@ def _kernels(weight: torch.Tensor, module: nn.Module) -> torch.Tensor:
 
 def checkpoint_health(checkpoint: str | Path, spec: str | ModelSource, *, threshold: float = DEFAULT_THRESHOLD,
                       num_classes: int = 1000) -> KernelHealth:
-    """Load ``checkpoint`` (weights only), check it against ``spec``'s model, measure its kernels.
-
-    Args:
-        checkpoint: a file written by ``torch.save(model.state_dict(), path)``.
-        spec: the model it belongs to (``"v1"``, ``"v2@0.5"``, ``"pkg.module:factory"``).
-        threshold: dead below ``threshold`` x the layer's median kernel L1 norm.
-        num_classes: classifier outputs of a zoo model.
-
-    Raises:
-        CheckpointError, SpecError: one line, the CLI's exit 2.
-    """
+    """Load ``checkpoint`` (``torch.save(model.state_dict(), path)``, weights only), check it against the model of
+    ``spec`` (``"v2@0.5"``...; ``num_classes`` for a zoo model), measure its kernels (dead below ``threshold`` x the
+    layer's median kernel L1 norm). ``CheckpointError``, ``SpecError``: one line, the CLI's exit 2."""
     from mbcost.zoo.spec import resolve_source
 
     parsed = resolve_source(spec)

@@ -15,23 +15,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from mbcost.cost.conventions import CONVENTIONS, REGISTRY
 from mbcost.cost.precision import PRECISIONS
 from mbcost.cost.training import MODES, OPTIMIZERS
 from mbcost.cost.walker import EXECUTE_MODES
-from mbcost.counters.base import ADAPTERS
 from mbcost.errors import MbcostError
-from mbcost.inputs import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     from mbcost.bench.timer import MeasureFn
 
 __all__ = [
-    "CONVENTIONS_HELP", "COUNTERS_HELP", "BatchOpt", "BenchFlagOpt", "ClassesOpt", "ConvBenchOpt", "ConventionName",
-    "ConventionOpt", "CountersOpt", "DType", "DTypeOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt",
-    "InputDTypeOpt", "InputOpt", "Mode", "ModeOpt", "ModelArg", "ModelsOpt", "OptimizerName", "OptimizerOpt",
-    "OutputOpt", "Precision", "PrecisionOpt", "app",
-    "check_writable", "emit", "input_value", "show", "timer",
+    "CONVENTIONS_HELP", "BatchOpt", "ClassesOpt", "Execute", "ExecuteOpt", "Format", "FormatOpt", "InputDTypeOpt",
+    "InputOpt", "Mode", "ModeOpt", "ModelArg", "ModelsOpt", "OptimizerName", "OptimizerOpt", "OutputOpt", "Precision",
+    "app", "check_writable", "emit", "input_value", "show", "timer",
 ]
 
 CONVENTIONS_HELP = (
@@ -98,11 +93,12 @@ class Format(str, Enum):
     json = "json"
 
 
-#: The model dtypes as a choice, from their one list (``mbcost.inputs.FLOAT_DTYPES``).
-DType = Enum("DType", {d: d for d in FLOAT_DTYPES}, type=str)
+# Shared option declarations (one home for each option's wording); choices from their one list each.
+Execute = Enum("Execute", {m: m for m in EXECUTE_MODES}, type=str)  # auto, meta, real
+Mode = Enum("Mode", {m: m for m in MODES}, type=str)  # inference, train
+OptimizerName = Enum("OptimizerName", {o: o for o in OPTIMIZERS}, type=str)  # sgd, momentum, adam, adamw
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)  # float32, int8
 
-
-# Shared option declarations (one home for each option's wording).
 ModelsOpt = typer.Option("v1,v2,vgg16", "--models", "-m",
                          help="Comma-separated specs: zoo names (v1, v1-conv, v2, vgg16, vgg16-bn), "
                               "NAME@WIDTH (v2@0.75), torchvision:NAME, timm:NAME, hf:ID_OR_PATH (a local directory "
@@ -118,26 +114,19 @@ ModelArg = typer.Argument(..., help="Model spec: v1, v2@0.75, vgg16, torchvision
 InputDTypeOpt = typer.Option(None, "--input-dtype",
                              help="Element type of the inputs when it is not the model's --dtype: float32, float16, "
                                   "bfloat16, float64, int64, int32, int16, int8, uint8, bool (int64 token ids...).")
-
-
-Execute = Enum("Execute", {m: m for m in EXECUTE_MODES}, type=str)  # auto, meta, real
-
-
 ExecuteOpt = typer.Option(Execute.auto, "--execute",
                           help="How the forward runs: meta (nothing allocated), real (CPU, random inputs, eval, no "
                                "grad), auto (meta; real when an op needs data, and the output says so).")
-
-
-Mode = Enum("Mode", {m: m for m in MODES}, type=str)  # inference, train
-OptimizerName = Enum("OptimizerName", {o: o for o in OPTIMIZERS}, type=str)  # sgd, momentum, adam, adamw
-
-
 ModeOpt = typer.Option(Mode.inference, "--mode",
                        help="inference (an eval forward) or train (one training step: forward in train mode, "
                             "backward, optimizer update; adds backward MACs, optimizer ops and training memory).")
 OptimizerOpt = typer.Option(OptimizerName.sgd, "--optimizer",
                             help="Optimizer of --mode train: sgd, momentum, adam, adamw (update ops and state per "
                                  "trainable parameter).")
+BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
+ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")
+FormatOpt = typer.Option(Format.table, "--format", "-f", help="Output format.")
+OutputOpt = typer.Option(None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.")
 
 
 def input_value(values: list[str] | None) -> str | list[str] | None:
@@ -146,39 +135,6 @@ def input_value(values: list[str] | None) -> str | list[str] | None:
     if not values:
         return None
     return values[0] if len(values) == 1 else list(values)
-BatchOpt = typer.Option(1, "--batch", "-b", help="Batch size.")
-ClassesOpt = typer.Option(1000, "--classes", help="Classifier outputs of zoo models.")
-FormatOpt = typer.Option(Format.table, "--format", "-f", help="Output format.")
-OutputOpt = typer.Option(None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.")
-DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte counts.")
-#: The analysis precisions, from their one list (``mbcost.cost.precision.PRECISIONS``).
-Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
-PrecisionOpt = typer.Option(Precision.float32, "--precision",
-                            help="float32, or int8: the bytes of the statically quantized int8 model (int8 weights "
-                                 "with a scale per output channel, int8 activations; MACs unchanged, as int8 MACs), "
-                                 "and unless --no-bench its latency on eager (or each --runtime), quantized by each "
-                                 "runtime's own toolchain on random calibration inputs: the latency is "
-                                 "representative, the accuracy is not. The float types stay on --dtype.")
-
-
-# Options of the cross-checking counters (reconcile), borrowed by compare; names from their registries.
-ConventionName = Enum("ConventionName", {c: c for c in CONVENTIONS}, type=str)  # paper, fvcore, ..., ptflops-aten
-COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of "
-                 + ", ".join(f"{name} ({adapter.ABOUT})" for name, adapter in ADAPTERS.items())
-                 + ", or 'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
-CONVENTION_HELP = ("Count as a counter does: " + "; ".join(f"{c.name}: {c.summary}" for c in REGISTRY.values())
-                   + ". Each preset equals its library's total; the table shows its MACs and elementwise ops apart.")
-
-CountersOpt = typer.Option(None, "--counters", help=COUNTERS_HELP)
-ConventionOpt = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP)
-
-# The --bench options of compare and conv (measurement lives in mbcost.cli.bench).
-BenchFlagOpt = typer.Option(True, "--bench/--no-bench",
-                            help="Also measure latency: CPU (and CUDA when available) at the given batch, a short "
-                                 "time budget per model (mbcost bench measures longer).")
-ConvBenchOpt = typer.Option(False, "--bench/--no-bench",
-                            help="Also time both on CPU (float32) and show the measured speed-up next to the MAC "
-                                 "speed-up.")
 
 
 def emit(fmt: Format, output: Path | None, *, table: Any = None, records: list[dict[str, Any]] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -9,16 +10,8 @@ import typer
 from mbcost.bench.runtimes import EXTRA, RUNTIMES
 from mbcost.cli.app import (
     CONVENTIONS_HELP,
-    COUNTERS_HELP,
     BatchOpt,
-    BenchFlagOpt,
     ClassesOpt,
-    ConvBenchOpt,
-    ConventionName,
-    ConventionOpt,
-    CountersOpt,
-    DType,
-    DTypeOpt,
     Execute,
     ExecuteOpt,
     Format,
@@ -33,7 +26,6 @@ from mbcost.cli.app import (
     OptimizerOpt,
     OutputOpt,
     Precision,
-    PrecisionOpt,
     app,
     check_writable,
     emit,
@@ -41,10 +33,29 @@ from mbcost.cli.app import (
     timer,
 )
 from mbcost.cli.progress import QuietOpt, progress_bar
+from mbcost.cost.conventions import CONVENTIONS, REGISTRY
+from mbcost.counters.base import ADAPTERS
+from mbcost.inputs import FLOAT_DTYPES
 from mbcost.weights import DEFAULT_THRESHOLD
 
 __all__ = ["compare", "conv", "layers", "memory", "reconcile", "weights"]
 
+#: The model dtypes as a choice, from their one list (``mbcost.inputs.FLOAT_DTYPES``).
+DType = Enum("DType", {d: d for d in FLOAT_DTYPES}, type=str)
+DTypeOpt = typer.Option(DType.float32, "--dtype", help="Element type for byte counts.")
+PrecisionOpt = typer.Option(Precision.float32, "--precision",
+                            help="float32, or int8: the bytes of the statically quantized int8 model (int8 weights "
+                                 "with a scale per output channel, int8 activations; MACs unchanged, as int8 MACs), "
+                                 "and unless --no-bench its latency on eager (or each --runtime), quantized by each "
+                                 "runtime's own toolchain on random calibration inputs: the latency is "
+                                 "representative, the accuracy is not. The float types stay on --dtype.")
+# Options of the cross-checking counters (reconcile), borrowed by compare; names from their registries.
+ConventionName = Enum("ConventionName", {c: c for c in CONVENTIONS}, type=str)  # paper, fvcore, ..., ptflops-aten
+COUNTERS_HELP = ("External counters to run on the real module (CPU forward): comma list of "
+                 + ", ".join(f"{name} ({adapter.ABOUT})" for name, adapter in ADAPTERS.items())
+                 + ", or 'all'. fvcore, thop and ptflops need: pip install 'mbcost[counters]'.")
+CONVENTION_HELP = ("Count as a counter does: " + "; ".join(f"{c.name}: {c.summary}" for c in REGISTRY.values())
+                   + ". Each preset equals its library's total; the table shows its MACs and elementwise ops apart.")
 COMPARE_RUNTIME_HELP = ("Also measure on these runtimes, comma-separated, next to eager PyTorch (always measured: the "
                         "baseline): " + ", ".join(RUNTIMES) + f". All but eager and compile need: pip install "
                         f"'{EXTRA}'. See mbcost bench --help.")
@@ -69,9 +80,11 @@ def compare(
     precision: Precision = PrecisionOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
-    counters: str | None = CountersOpt,
-    convention: ConventionName = ConventionOpt,
-    bench: bool = BenchFlagOpt,
+    counters: str | None = typer.Option(None, "--counters", help=COUNTERS_HELP),
+    convention: ConventionName = typer.Option(ConventionName.paper, "--convention", help=CONVENTION_HELP),
+    bench: bool = typer.Option(True, "--bench/--no-bench",
+                               help="Also measure latency: CPU (and CUDA when available) at the given batch, a short "
+                                    "time budget per model (mbcost bench measures longer)."),
     runtime: str | None = typer.Option(None, "--runtime", "-r", help=COMPARE_RUNTIME_HELP),
     quiet: bool = QuietOpt,
 ) -> None:
@@ -131,7 +144,9 @@ def conv(
     batch: int = BatchOpt,
     format: Format = FormatOpt,
     output: Path | None = OutputOpt,
-    bench: bool = ConvBenchOpt,
+    bench: bool = typer.Option(False, "--bench/--no-bench",
+                               help="Also time both on CPU (float32) and show the measured speed-up next to the MAC "
+                                    "speed-up."),
 ) -> None:
     from mbcost.comparison import measure_conv
     from mbcost.cost.conv import compare_conv

@@ -46,30 +46,23 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     lock = threading.Lock()
-    state: dict[str, Any] = {"bar": None, "task": None, "done": 0, "total": None, "what": "starting",
-                             "finished": False}
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True, auto_refresh=False)
+    state: dict[str, Any] = {"task": None, "finished": False,
+                             "now": {"completed": 0, "total": None, "description": f"{description}: starting"}}
 
-    def draw() -> None:  # with the lock held
-        bar = state["bar"]
-        bar.update(state["task"], completed=state["done"], total=state["total"],
-                   description=f"{description}: {state['what']}")
-        bar.refresh()
-
-    def show() -> None:
+    def show() -> None:  # the timer's: draw from now on, unless the work is done
         with lock:
-            if state["finished"] or state["bar"] is not None:
-                return
-            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=console, transient=True, auto_refresh=False)
-            bar.start()
-            state["bar"], state["task"] = bar, bar.add_task(description, total=None)
-            draw()
+            if not state["finished"]:
+                bar.start()
+                state["task"] = bar.add_task(**state["now"])  # drawn as it is added
 
     def update(done: int, total: int, what: str) -> None:
         with lock:
-            state.update(done=done, total=total, what=what)
-            if state["bar"] is not None:
-                draw()
+            state["now"] = {"completed": done, "total": total, "description": f"{description}: {what}"}
+            if state["task"] is not None:
+                bar.update(state["task"], **state["now"])
+                bar.refresh()
 
     timer = threading.Timer(SHOW_AFTER, show)
     timer.daemon = True
@@ -80,5 +73,5 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
         timer.cancel()
         with lock:
             state["finished"] = True
-            if state["bar"] is not None:
-                state["bar"].stop()
+            if state["task"] is not None:
+                bar.stop()

@@ -173,13 +173,10 @@ def measure_many(
 
     from mbcost.zoo.spec import resolve_source
 
-    adapters = []
     for counter in counters:
         if counter not in ADAPTERS:
             raise SpecError(f"unknown counter {counter!r}; choose from {', '.join(COUNTERS)}")
-        adapter = ADAPTERS[counter]
-        adapter.check_available()
-        adapters.append((counter, adapter))
+        ADAPTERS[counter].check_available()
     value = renamed_inputs(inputs, input_size)
     owned = not isinstance(model, nn.Module)
     if owned:
@@ -192,7 +189,8 @@ def measure_many(
     size = inputs.image_size or inputs.first.shape
     x = _inputs(module, inputs)
     results = []
-    for counter, adapter in adapters:
+    for counter in counters:
+        adapter = ADAPTERS[counter]
         target = module
         if copy if copy is not None else (not owned and adapter.MUTATES):
             target = copy_module.deepcopy(module)

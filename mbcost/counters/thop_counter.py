@@ -37,10 +37,8 @@ def count(model: nn.Module, args: tuple[torch.Tensor, ...]) -> RawCount:
                                         ret_layer_info=True)
     by_type: Counter[str] = Counter()
     _own_ops(model, tree, by_type, total)
-    missing: Counter[str] = Counter()
-    for m in dict.fromkeys(names):
-        if not any(t in register_hooks for t in type(m).__mro__):
-            missing[type(m).__name__] += 1
+    missing = Counter(type(m).__name__ for m in dict.fromkeys(names)
+                      if not any(t in register_hooks for t in type(m).__mro__))
     by_op = {k: int(v) if float(v).is_integer() else v for k, v in by_type.items() if v}
     return RawCount(total=total, by_op=by_op, unsupported=dict(missing),
                     version=getattr(thop, "__version__", "unknown"),

@@ -70,10 +70,7 @@ class LinearBottleneck:
 
     def at(self, n: int) -> BottleneckPoint:
         """The curve's point at dimension ``n``."""
-        for p in self.points:
-            if p.n == n:
-                return p
-        raise KeyError(n)
+        return {p.n: p for p in self.points}[n]
 
 
 def spiral(points: int = 400, turns: float = 2.0):  # noqa: ANN201  (a numpy array; numpy imported lazily)
@@ -121,10 +118,8 @@ def linear_bottleneck(dims: Sequence[int] = CURVE_DIMS, *, draws: int = 12, seed
             collapsed.append(float(np.mean(~(y > 0).any(axis=0))))
             if draw == 0 and n in FIGURE_DIMS:
                 recovered[n] = (tuple(back[0].tolist()), tuple(back[1].tolist()))
-        if n in set(dims) | set(FIGURE_DIMS):
-            curve.append(BottleneckPoint(n=n, relu_pinv=float(np.median(pinv_err)),
-                                         relu_readout=float(np.median(readout_err)),
-                                         identity=float(np.median(ident_err)),
-                                         collapsed_fraction=float(np.mean(collapsed))))
+        curve.append(BottleneckPoint(n=n, relu_pinv=float(np.median(pinv_err)),
+                                     relu_readout=float(np.median(readout_err)), identity=float(np.median(ident_err)),
+                                     collapsed_fraction=float(np.mean(collapsed))))
     return LinearBottleneck(spiral=(tuple(x[0].tolist()), tuple(x[1].tolist())), recovered=recovered,
                             points=tuple(curve), seed=seed, draws=draws)

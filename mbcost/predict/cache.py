@@ -1,21 +1,7 @@
-"""The analysis cache: what ``predict`` needs of a model's analysis, kept so a repeat prediction needs no torch.
-
-A prediction reads a handful of numbers per layer (kind, op, shapes, MACs, bytes: ``FIELDS``). Analysing the
-model on the meta device needs torch, whose import alone takes about 1.5 s on a small VM; the numbers do not
-change while the model, its input and the code that builds and counts it stay the same. So after an analysis,
-``predict`` writes them to ``$XDG_CACHE_HOME/mbcost/analyses/`` (``$MBCOST_ANALYSIS_DIR`` replaces the path),
-one JSON file per key, atomically; the next prediction of the same model reads them and never imports torch.
-
-The key holds everything the numbers depend on, all read without importing torch: the spec as given, the
-input, batch and classes; torch's full version (its ``version.py``, with the build tag); the version of the
-library that builds the model (torchvision, timm, transformers; a local Hugging Face directory's config.json
-bytes); and mbcost's own code (each module's size and modification time, so an edited checkout misses). A
-``package.module:factory`` spec is never cached: its code can change under the same name. A file that cannot be
-read as an entry is a miss, never an error.
-
-The same module answers the other question the fast path has: torch's default intra-op thread count, learned
-from torch the first time and kept under a key of what decides it (torch's version, the CPUs this process may
-use, the thread environment variables).
+"""The analysis cache: what ``predict`` reads of a model's analysis (``FIELDS`` per layer), kept as one JSON file
+per key in ``$XDG_CACHE_HOME/mbcost/analyses/`` so a repeat prediction never imports torch; and torch's default
+thread count, learned once. What a key holds and when an entry is used: docs/predict.md, "The analysis cache".
+A ``package.module:factory`` spec is never cached; an unreadable entry is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -145,11 +131,9 @@ def load(key: str | None) -> CachedAnalysis | None:
         return None
     try:
         data = json.loads(_path(key).read_text(encoding="utf-8"))
-        layers = tuple(SimpleNamespace(**dict(zip(FIELDS, row, strict=True))) for row in data["layers"])
-        for layer in layers:
-            for f in ("input_shape", "output_shape", "kernel"):
-                value = getattr(layer, f)
-                setattr(layer, f, tuple(value) if value is not None else None)
+        shapes = ("input_shape", "output_shape", "kernel")
+        layers = tuple(SimpleNamespace(**{f: tuple(v) if f in shapes and v is not None else v
+                                          for f, v in zip(FIELDS, row, strict=True)}) for row in data["layers"])
         return CachedAnalysis(str(data["name"]), str(data["inputs"]), int(data["macs"]), layers)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -166,38 +150,33 @@ def store(key: str | None, analysis: CachedAnalysis) -> None:
 
 
 def _threads_key(torch: str) -> str:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 0
+    from mbcost.host import usable_cpus
+
     env = ",".join(f"{v}={os.environ.get(v, '')}" for v in _THREAD_VARIABLES)
-    return f"{torch}|{cpus}|{env}"
+    return f"{torch}|{usable_cpus()}|{env}"
+
+
+def _known_threads() -> dict[str, Any]:
+    """``threads.json``: torch's default thread count by ``_threads_key`` ({} when missing or unreadable)."""
+    try:
+        known = json.loads((analysis_dir() / "threads.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def default_threads() -> int | None:
     """torch's default intra-op thread count in a fresh process here, when learned before (else ``None``)."""
     torch = torch_version()
-    if torch is None:
-        return None
-    try:
-        value = json.loads((analysis_dir() / "threads.json").read_text(encoding="utf-8")).get(_threads_key(torch))
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = _known_threads().get(_threads_key(torch)) if torch else None
     return value if isinstance(value, int) and value >= 1 else None
 
 
 def remember_threads(threads: int) -> None:
     """Record torch's default thread count (read from a torch this process imported and left unchanged)."""
     torch = torch_version()
-    if torch is None:
-        return
-    path = analysis_dir() / "threads.json"
-    try:
-        known = json.loads(path.read_text(encoding="utf-8"))
-        known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
-        known = {}
-    if known.get(_threads_key(torch)) == threads:
+    known = _known_threads()
+    if torch is None or known.get(_threads_key(torch)) == threads:
         return
     known[_threads_key(torch)] = threads
-    _write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+    _write(analysis_dir() / "threads.json", json.dumps(known, indent=1, sort_keys=True) + "\n")

@@ -1,15 +1,9 @@
 """``calibrate``: measure this device's kernels and a few whole models, fit, and save the device profile.
 
-1. Kernels: points of the grid (``grid``), chosen adaptively (``sampling``), are built, analysed and prepared
-   on the runtime (``items``) and timed in interleaved batches (``timing``). Every sample is appended to the
-   profile's JSON Lines file as it is measured: an interrupted calibration resumes with them.
-2. Whole models: the calibration models (``sets.CALIBRATION_MODELS``) are timed as whole forwards, interleaved,
-   and the whole-model correction (``fit.fit_correction``) is fitted to them: the kernels alone miss what a
-   whole forward pays (cold weights and inputs, containers, allocations).
-3. The fit: one ``KernelModel`` per kind, the correction, the roofline (``mbcost.bench.roofline``'s measured
-   peaks) for kinds with no model; written atomically as the device profile.
-
-The time is bounded by ``budget_minutes``: the kernels get what the whole models leave.
+Grid points chosen adaptively (``sampling``) are prepared on the runtime (``items``) and timed in interleaved
+batches (``timing``), each sample appended to the samples file as measured (an interrupted run resumes); then
+the calibration models (``sets``) are timed whole for the correction (``fit.fit_correction``); the roofline
+prices kinds with no model. The whole models get their share of ``budget_minutes`` first, the kernels the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -123,15 +117,6 @@ def _roofline(key: ProfileKey, samples: Sequence[dict[str, Any]], threads: int, 
     return Roofline(peak_gflops=peaks.peak_gflops, peak_gbps=peaks.peak_gbps, per_call_s=per_call)
 
 
-def _warm_zoo(tell: Progress, done: int, total: int) -> None:
-    from mbcost.predict.predictor import analysis_of
-    from mbcost.zoo.catalog import list_models
-
-    for name in list_models():
-        tell(done, total, f"analysing {name} for the analysis cache")
-        analysis_of(name)
-
-
 def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "float32", threads: int | None = None,
               budget_minutes: float = DEFAULT_BUDGET_MINUTES, models: Sequence[str] = CALIBRATION_MODELS,
               progress: Progress | None = None, time_fn: TimeFn | None = None,
@@ -196,6 +181,9 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
     rng = random.Random(seed + resumed)
     tell = progress or (lambda done, total, what: None)
 
+    def say(what: str) -> None:
+        tell(int(clock() - start), int(budget_s), what)
+
     def record(sample: dict[str, Any]) -> None:
         sample["key"] = asdict(key)
         append_sample(spath, sample)
@@ -211,27 +199,32 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
                 if s > 0 and math.isfinite(s):
                     record({"type": "kernel", "kind": p.kind, "point": p.to_dict(), "features": list(item.features),
                             "seconds": s})
-            tell(int(clock() - start), int(budget_s), f"kernels: {len(kernel_samples) + len(points)} samples")
+            say(f"kernels: {len(kernel_samples) + len(points)} samples")
         if todo:
             items = []
             for i, spec in enumerate(todo):
-                tell(int(clock() - start), int(budget_s), f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
+                say(f"whole models: preparing {spec} ({i + 1}/{len(todo)})")
                 try:
                     items.append(model_item(spec, adapter, job, runtime))
                 except MbcostError as exc:  # a model source not installed, an export the toolchain refuses
                     skipped[spec] = first_line(exc)
-            tell(int(clock() - start), int(budget_s), f"whole models: timing {len(items)}")
+            say(f"whole models: timing {len(items)}")
             for item, s in zip(items, time_fn(items) if items else [], strict=True):
                 record({"type": "model", "model": item.label, "seconds": s, "macs": item.macs,
                         "kernels": [[k, list(f)] for k, f in item.kernels]})
-        tell(int(clock() - start), int(budget_s), "fitting")
+        say("fitting")
         roof = _roofline(key, samples, key.threads, measure_peaks)
     elapsed = clock() - start
     profile = fit_profile(key, samples, roof, budget_s=budget_s, elapsed_s=elapsed)
     path = save_profile(profile, out_path)
-    if warm_zoo:
-        _warm_zoo(tell, int(clock() - start), int(budget_s))
-    profile = DeviceProfile(**{**profile.__dict__, "path": str(path)})
+    if warm_zoo:  # the zoo's default analyses into the analysis cache: their first predict needs no torch
+        from mbcost.predict.predictor import analysis_of
+        from mbcost.zoo.catalog import list_models
+
+        for name in list_models():
+            say(f"analysing {name} for the analysis cache")
+            analysis_of(name)
+    profile = replace(profile, path=str(path))
     return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
                              kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,
                              models={m["model"]: m["seconds"] for m in samples if m.get("type") == "model"},

@@ -1,23 +1,17 @@
 """Fitting: non-negative least squares in relative terms, the kernel models and the whole-model correction.
 
-A kernel model prices one kind: ``seconds = sum(coef[i] * feature[i])`` with every coefficient >= 0 (a cost
-per call, per MAC, per byte...), fitted to minimise the *relative* error of the samples (each row divided by its
-measured time, so a 20 us op counts as much as a 20 ms one), then refitted without the samples a load spike
-slowed down (``TRIM``). A gradient-boosted tree model of the residual (scikit-learn) was tried on the same
-samples and did not lower the cross-validated error on the shared VM, so the models stay linear. Its error is
-kept as the quantiles of ``measured / predicted`` under k-fold cross-validation: the layer's interval.
-
-The whole-model correction maps the sum of kernel times to what a whole forward pays (cold weights, the
-module containers' and the allocator's cost): ``model_s = sum_g m_g * kernel_s_g + per_call_s * layers``,
-``g`` over the groups of ``kinds.group_of``, non-negative again, fitted on the calibration models, and
-chosen among simpler variants by leave-one-out error.
-
-Everything here is numpy; the fitted numbers are plain floats, stored as JSON by ``mbcost.predict.profile``.
+A kernel model prices one kind: ``seconds = coef . features``, every coefficient >= 0, fitted on the *relative*
+error (each row divided by its measured time, so a 20 us op counts as much as a 20 ms one), then refitted without
+the samples a load spike slowed down (``TRIM``); its interval is the quantiles of ``measured / predicted`` under
+k-fold cross-validation. (A gradient-boosted tree on the residual did not lower the cross-validated error on the
+shared VM.) The correction, ``model_s = sum_g m_g * kernel_s_g + per_call_s * layers`` over ``kinds.group_of``'s
+groups, is chosen among simpler variants by leave-one-out error. numpy only; the numbers are plain floats.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,15 +72,21 @@ def ratio_quantiles(ratios: Sequence[float]) -> tuple[float, float]:
     """
     if not ratios:
         return (1.0, 1.0)
-    s = sorted(ratios)
+    import numpy as np
 
-    def q(p: float) -> float:
-        pos = p * (len(s) - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(s) - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+    low, high = np.quantile(ratios, INTERVAL_QUANTILES)
+    return (round(float(low), 12), round(float(high), 12))
 
-    return (round(q(INTERVAL_QUANTILES[0]), 12), round(q(INTERVAL_QUANTILES[1]), 12))
+
+def _ratios(coef: Sequence[float], rows: Sequence[Sequence[float]], seconds: Sequence[float]) -> list[float]:
+    """``measured / predicted`` of each row that ``coef`` predicts a positive time for."""
+    return [t / p for row, t in zip(rows, seconds, strict=True) if (p := _dot(coef, row)) > 0]
+
+
+def _errors(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """The interval (``ratio_quantiles``) and the mean absolute relative error of ``ratios``."""
+    mape = sum(abs(1 / r - 1) for r in ratios) / len(ratios) if ratios else math.inf
+    return (*ratio_quantiles(ratios), mape)
 
 
 def _relative_fit(rows: Sequence[Sequence[float]], seconds: Sequence[float]) -> list[float]:
@@ -111,8 +111,7 @@ def _trimmed_fit(rows: Sequence[Sequence[float]], seconds: Sequence[float]) -> l
     e.g. pointwise conv 28.9% -> 28.0%, softmax 24.7% -> 23.0%, and the share within 10% up by 5-20 points.)"""
     coef = _relative_fit(rows, seconds)
     ratios = [t / p if (p := _dot(coef, r)) > 0 else 1.0 for r, t in zip(rows, seconds, strict=True)]
-    s = sorted(ratios)
-    median = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+    median = statistics.median(ratios)
     keep = [i for i, x in enumerate(ratios) if x <= TRIM * median]
     if len(keep) == len(rows) or len(keep) < len(rows[0]):
         return coef
@@ -147,19 +146,16 @@ def fit_kernel(kind: str, rows: Sequence[Sequence[float]], seconds: Sequence[flo
     if not rows:
         raise ValueError(f"no samples to fit {kind}")
     coef = _trimmed_fit(rows, seconds)
-    ratios: list[float] = []
     n = len(rows)
-    if n >= 2 * folds:
-        for k in range(folds):
-            train = [i for i in range(n) if i % folds != k]
-            held = [i for i in range(n) if i % folds == k]
-            c = _trimmed_fit([rows[i] for i in train], [seconds[i] for i in train])
-            ratios += [seconds[i] / p for i in held if (p := _dot(c, rows[i])) > 0]
-    else:
-        ratios = [seconds[i] / p for i in range(n) if (p := _dot(coef, rows[i])) > 0]
-    low, high = ratio_quantiles(ratios)
-    mape = sum(abs(1 / r - 1) for r in ratios) / len(ratios) if ratios else math.inf
-    return KernelModel(kind, tuple(coef), low, high, mape, n)
+    if n < 2 * folds:
+        return KernelModel(kind, tuple(coef), *_errors(_ratios(coef, rows, seconds)), n)
+    ratios: list[float] = []
+    for k in range(folds):
+        train = [i for i in range(n) if i % folds != k]
+        held = [i for i in range(n) if i % folds == k]
+        c = _trimmed_fit([rows[i] for i in train], [seconds[i] for i in train])
+        ratios += _ratios(c, [rows[i] for i in held], [seconds[i] for i in held])
+    return KernelModel(kind, tuple(coef), *_errors(ratios), n)
 
 
 #: The correction's variants, simplest first: which kernel-time groups get a multiplier of their own.
@@ -198,15 +194,8 @@ IDENTITY = Correction("none", {"all": 1.0}, 0.0, 1.0, 1.0, math.inf, 0)
 
 
 def _design(variant: str, kernel_s: dict[str, float], calls: int) -> list[float]:
-    row = []
-    for col in VARIANTS[variant]:
-        if col == "all":
-            row.append(sum(kernel_s.values()))
-        elif col == "per_call":
-            row.append(float(calls))
-        else:
-            row.append(kernel_s.get(col, 0.0))
-    return row
+    cells = {"all": sum(kernel_s.values()), "per_call": float(calls)}
+    return [cells[col] if col in cells else kernel_s.get(col, 0.0) for col in VARIANTS[variant]]
 
 
 def _correction(variant: str, coef: Sequence[float]) -> tuple[dict[str, float], float]:
@@ -229,19 +218,13 @@ def fit_correction(models: Sequence[tuple[dict[str, float], int, float]]) -> Cor
         rows = [_design(variant, k, c) for k, c, _ in models]
         times = [t for _, _, t in models]
         coef = _relative_fit(rows, times)
-        ratios = []
-        for i in range(len(models)):
-            if len(models) < 3:
-                break
-            c = _relative_fit(rows[:i] + rows[i + 1:], times[:i] + times[i + 1:])
-            if (p := _dot(c, rows[i])) > 0:
-                ratios.append(times[i] / p)
-        if not ratios:
-            ratios = [t / p for row, t in zip(rows, times, strict=True) if (p := _dot(coef, row)) > 0]
-        mape = sum(abs(1 / r - 1) for r in ratios) / len(ratios) if ratios else math.inf
-        low, high = ratio_quantiles(ratios)
+        ratios: list[float] = []
+        if len(models) >= 3:  # leave-one-out
+            for i in range(len(models)):
+                c = _relative_fit(rows[:i] + rows[i + 1:], times[:i] + times[i + 1:])
+                ratios += _ratios(c, rows[i:i + 1], times[i:i + 1])
         mult, per_call = _correction(variant, coef)
-        cand = Correction(variant, mult, per_call, low, high, mape, len(models))
+        cand = Correction(variant, mult, per_call, *_errors(ratios or _ratios(coef, rows, times)), len(models))
         if best is None or cand.mape < best.mape - 1e-9:
             best = cand
     assert best is not None

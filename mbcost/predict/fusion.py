@@ -1,10 +1,6 @@
-"""Kernels: the layers of an analysis grouped the way a runtime executes them.
-
-Eager PyTorch runs every op as its own kernel. ONNX Runtime's CPU execution provider folds an inference
-BatchNorm that follows a convolution into the convolution's weights (``ConvBNFusion``) and fuses a following
-activation into the convolution (``ConvActivationFusion``: Relu, Clip (ReLU6), Sigmoid, Tanh, LeakyRelu,
-HardSigmoid), so conv + BatchNorm + activation is one kernel, priced by the convolution's kind model (which
-calibration measured as that fused triple). A kernel keeps the names of the layers it stands for.
+"""Kernels: the layers of an analysis grouped the way a runtime executes them: one op one kernel on eager PyTorch;
+on ONNX Runtime's CPU provider conv + BatchNorm + activation is one kernel (``ConvBNFusion``,
+``ConvActivationFusion``), priced by the convolution's kind model, which calibration measured as that triple.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The micro-benchmark grid: one point per op to time, drawn from ranges shaped like CNN and transformer layers.
 
-A ``GridPoint`` names a kind (``kinds.model_kind``'s names) and its shape parameters; ``build_point`` makes
-the small ``nn.Module`` and inputs that run it. For a runtime that fuses convolution + BatchNorm + activation
-into one kernel (ONNX Runtime), the convolution kinds are built as that triple, so the time measured is the
-fused kernel's. ``sample_point`` draws a fresh point, ``mutate`` a neighbour of one (adaptive sampling looks
-near the points the fit predicts worst).
+A ``GridPoint`` is a kind (``kinds.model_kind``'s names) and its shape parameters; ``build_point`` makes the module
+that runs it (for a fusing runtime, a convolution as conv + BatchNorm + ReLU); ``sample_point`` draws a fresh
+point, ``mutate`` a neighbour of one.
 """
 
 from __future__ import annotations
@@ -41,9 +39,6 @@ class GridPoint:
 
     kind: str
     params: tuple[tuple[str, Any], ...]
-
-    def get(self, name: str) -> Any:
-        return dict(self.params)[name]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dict(self.params)}

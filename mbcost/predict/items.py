@@ -1,10 +1,6 @@
-"""What calibration times: grid points and whole models prepared on a runtime, and the default timer.
-
-A ``TimedItem`` is a prepared call with what is known of it: a grid point's kind and features (from its own
-``mbcost.analyze`` records, as prediction reads them) or a whole model's kernels. Grid points and models are
-prepared through the runtime adapters of ``mbcost.bench.runtimes`` (eager: the module itself; ONNX Runtime:
-an exported graph in a session set as the adapter sets its own). The default ``TimeFn`` times a batch in
-interleaved rounds (``timing``).
+"""What calibration times: grid points and whole models prepared on a runtime (``TimedItem``: the call, and a
+point's kind and features or a model's kernels, from their own analysis), and the default timer, interleaved
+rounds (``timing``).
 """
 
 from __future__ import annotations
@@ -85,25 +81,20 @@ def _onnx_point_call(module: Any, inputs: tuple[Any, ...], threads: int) -> Call
     return call
 
 
-def _prepare(adapter: Any, module: Any, shapes: Sequence[Sequence[int]], job: Any) -> Callable[[], Any]:
-    """The runtime's timed call for ``module`` on random inputs of ``shapes``."""
+def _prepare(adapter: Any, module: Any, inputs: tuple[Any, ...], job: Any) -> Callable[[], Any]:
+    """The runtime's timed call for ``module`` on ``inputs`` (positional tensors)."""
     import tempfile
-
-    import torch
+    from dataclasses import replace
 
     from mbcost.bench.runtimes.base import ForwardArgs
 
-    inputs = ForwardArgs(tuple(torch.randn(*s) for s in shapes), {})
-    if adapter.name == "onnxruntime":
-        return _onnx_point_call(module, inputs.args, job.threads)
     with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
-        from dataclasses import replace
-
-        prepared = adapter.prepare(module, inputs, replace(job, workdir=workdir))
-    return prepared.call
+        return adapter.prepare(module, ForwardArgs(inputs, {}), replace(job, workdir=workdir)).call
 
 
 def point_item(point: GridPoint, adapter: Any, job: Any, fused: bool) -> TimedItem:
+    import torch
+
     from mbcost.cost.analyze import analyze
     from mbcost.predict.kinds import features, model_kind
 
@@ -112,29 +103,23 @@ def point_item(point: GridPoint, adapter: Any, job: Any, fused: bool) -> TimedIt
     head = next((lay for lay in cost.layers if model_kind(lay) == point.kind), None)
     if head is None:
         raise RuntimeError(f"grid point {point} analysed to no {point.kind} layer")
-    return TimedItem(label=str(point.to_dict()), call=_prepare(adapter, module, shapes, job), kind=point.kind,
-                     features=features(head))
+    inputs = tuple(torch.randn(*s) for s in shapes)
+    call = _onnx_point_call(module, inputs, job.threads) if adapter.name == "onnxruntime" else \
+        _prepare(adapter, module, inputs, job)
+    return TimedItem(label=str(point.to_dict()), call=call, kind=point.kind, features=features(head))
 
 
 def model_item(spec: str, adapter: Any, job: Any, runtime: str) -> TimedItem:
     """A whole model (a spec), built with random weights in eval mode and prepared on the runtime, with its
     kernels' kinds and features from its analysis."""
-    from mbcost.bench.runtimes.base import ForwardArgs
+    import torch
+
     from mbcost.cost.analyze import analyze
     from mbcost.zoo.spec import build_model, resolve_source
 
     source = resolve_source(spec)
     cost = analyze(source, None, 1)
     kernels = tuple((k.kind, k.features) for k in kernels_of(cost.layers, runtime))
-    import tempfile
-    from dataclasses import replace
-
-    import torch
-
-    model = build_model(source).eval()
-    inputs = ForwardArgs(tuple(torch.randn(*i.shape) for i in cost.inputs if not i.name), {})
-    with tempfile.TemporaryDirectory(prefix="mbcost-calibrate-") as workdir:
-        prepared = adapter.prepare(model, inputs, replace(job, workdir=workdir))
-    return TimedItem(label=spec, call=prepared.call, kernels=kernels, is_model=True, macs=int(cost.macs))
-
-
+    inputs = tuple(torch.randn(*i.shape) for i in cost.inputs if not i.name)
+    call = _prepare(adapter, build_model(source).eval(), inputs, job)
+    return TimedItem(label=spec, call=call, kernels=kernels, is_model=True, macs=int(cost.macs))

@@ -1,13 +1,8 @@
 """Which kernel model prices a layer, and the numbers it is priced on (no torch: predict's import path).
 
-A layer of ``mbcost.analyze`` (a ``LayerCost``) maps to one *model kind*: convolutions split by shape
-(``conv`` standard KxK, ``grouped_conv``, ``dwconv`` depthwise, ``pwconv`` pointwise 1x1), ``matmul``
-(linear layers and matrix products), ``attention`` (scaled dot-product attention), the norms, the
-activations (one kind per activation function: ``activation.gelu`` costs several times ``activation.relu``),
-elementwise ops (``elementwise.add`` ...), pooling, softmax. Each kind's time is a non-negative linear
-function of ``FEATURES``: a fixed cost per call, the MACs, the MACs per input channel of a group (small
-channel counts vectorise badly), the activation bytes read and written, the weight bytes, and the other
-elementwise ops.
+A ``LayerCost`` maps to one *model kind*: convolutions split by shape (``conv``, ``grouped_conv``, ``dwconv``,
+``pwconv``), ``matmul``, ``attention``, the norms, one kind per activation function and elementwise op, pooling,
+softmax; each kind's time is a non-negative linear function of ``FEATURES`` (docs/predict.md, "How it works").
 """
 
 from __future__ import annotations

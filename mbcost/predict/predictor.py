@@ -1,11 +1,6 @@
-"""``predict``: a model's latency on a calibrated device, from its analysis and the device profile, without
-running it.
-
-The model is analysed on the meta device (``mbcost.analyze``); its layers are grouped into the runtime's
-kernels (``fusion``); each kernel is priced by its kind's model, or by the measured roofline when its kind has
-none (flagged); the whole-model correction turns kernel times into what a whole forward pays. Each layer's
-interval comes from its kind's cross-validated error, the total's from the correction's leave-one-out error on
-the calibration models (or the sum of the layers' intervals without one).
+"""``predict``: a model's latency on a calibrated device, from its analysis (meta device) and the device profile:
+its layers grouped into the runtime's kernels (``fusion``), each priced by its kind's model or, flagged, by the
+roofline, and the whole-model correction on top (docs/predict.md, "How it works").
 """
 
 from __future__ import annotations
@@ -145,32 +140,20 @@ def find_profile(key: ProfileKey, path: Path | str | None = None) -> tuple[Devic
 
 def predict_cost(cost: Any, profile: DeviceProfile, *, key: ProfileKey | None = None,
                  mismatch: tuple[str, ...] = (), forced: bool = False) -> Prediction:
-    """Price an analysed model (a ``ModelCost``) with ``profile``."""
-    return _price(_read(cost), profile, key=key, mismatch=mismatch, forced=forced)
-
-
-def _read(cost: Any) -> CachedAnalysis:
-    """What prediction reads of a ``ModelCost``."""
-    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
-    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))
-
-
-def _price(analysis: CachedAnalysis, profile: DeviceProfile, *, key: ProfileKey | None,
-           mismatch: tuple[str, ...], forced: bool) -> Prediction:
+    """Price an analysed model (a ``ModelCost``, or what ``analysis_of`` read of one) with ``profile``."""
+    analysis = cost if isinstance(cost, CachedAnalysis) else _read(cost)
     corr = profile.correction
     roof = profile.roofline
     out: list[LayerPrediction] = []
     flagged: list[str] = []
     for k in kernels_of(analysis.layers, profile.key.runtime):
         model = profile.kernels.get(k.kind) or profile.kernels.get(fallback_kind(k.kind) or "")
-        if model is not None:
-            raw, low, high, roofline = model.seconds(k.features), model.low, model.high, False
+        roofline = model is None
+        if model is None:
+            raw, (low, high) = roof.seconds(k.macs, k.bytes_moved), ROOFLINE_INTERVAL
+            flagged.append(k.kind)
         else:
-            raw = roof.seconds(k.macs, k.bytes_moved)
-            low, high = ROOFLINE_INTERVAL
-            roofline = True
-            if k.kind not in flagged:
-                flagged.append(k.kind)
+            raw, low, high = model.seconds(k.features), model.low, model.high
         s = corr.multiplier(group_of(k.kind)) * raw + corr.per_call_s
         out.append(LayerPrediction(k.name, k.kind, k.layers, s, s * low, s * high, roofline))
     total = sum(p.seconds for p in out)
@@ -181,7 +164,7 @@ def _price(analysis: CachedAnalysis, profile: DeviceProfile, *, key: ProfileKey 
     return Prediction(model=analysis.name, inputs=analysis.inputs, key=key or profile.key, seconds=total,
                       low_s=min(low_s, total), high_s=max(high_s, total), layers=tuple(out),
                       macs=analysis.macs, profile=profile.path, forced=forced, mismatch=mismatch,
-                      roofline_kinds=tuple(flagged))
+                      roofline_kinds=tuple(dict.fromkeys(flagged)))
 
 
 def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cpu", runtime: str = "eager",
@@ -223,7 +206,7 @@ def predict(model: Any, inputs: Any = None, batch: int = 1, *, device: str = "cp
     else:
         prof, mismatch = find_profile(key, profile)
     analysis = analysis_of(model, inputs, batch, num_classes)
-    return _price(analysis, prof, key=key, mismatch=mismatch, forced=bool(mismatch))
+    return predict_cost(analysis, prof, key=key, mismatch=mismatch, forced=bool(mismatch))
 
 
 def analysis_of(model: Any, inputs: Any = None, batch: int = 1, num_classes: int = 1000) -> CachedAnalysis:
@@ -238,3 +221,9 @@ def analysis_of(model: Any, inputs: Any = None, batch: int = 1, num_classes: int
     analysis = _read(analyze(model, inputs, batch, num_classes=num_classes, execute="auto"))
     cache.store(entry, analysis)
     return analysis
+
+
+def _read(cost: Any) -> CachedAnalysis:
+    """What prediction reads of a ``ModelCost``."""
+    label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
+    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))

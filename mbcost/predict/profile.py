@@ -1,13 +1,7 @@
-"""Device profiles: what calibration fitted for one (device, runtime, precision, threads), as versioned JSON.
-
-A profile lives in mbcost's cache directory, ``$XDG_CACHE_HOME/mbcost/profiles/`` (``~/.cache/mbcost`` by
-default, next to the roofline cache; ``$MBCOST_PROFILE_DIR`` replaces the whole path), named by device, runtime,
-precision and threads (``cpu-eager-float32-t1.json``), written atomically. Inside, its ``key`` also names the CPU
-model and the torch and runtime versions: a profile whose key differs from this machine's is refused (both keys
-named) unless forced. The timed samples go to a JSON Lines file beside it (``.samples.jsonl``), one line per
-sample as it is measured, so an interrupted calibration resumes with what it had.
-
-No torch import here: ``mbcost predict`` reads a profile on its fast path.
+"""Device profiles: what calibration fitted for one (device, runtime, precision, threads), as versioned JSON in
+``profile_dir()``, with the timed samples in a JSON Lines file beside it (docs/predict.md, "The profile"). A
+profile whose key differs from this machine's is refused unless forced. No torch import here: ``mbcost predict``
+reads a profile on its fast path.
 """
 
 from __future__ import annotations
@@ -96,12 +90,9 @@ class DeviceProfile:
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": PROFILE_VERSION, "key": asdict(self.key), "features": list(FEATURES),
-            "kernels": {k: asdict(m) for k, m in sorted(self.kernels.items())},
-            "correction": asdict(self.correction), "roofline": asdict(self.roofline), "created": self.created,
-            "budget_s": self.budget_s, "elapsed_s": self.elapsed_s, "calibration_models": self.calibration_models,
-        }
+        fields = asdict(self)
+        del fields["path"]
+        return {"version": PROFILE_VERSION, "key": fields.pop("key"), "features": list(FEATURES), **fields}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | None = None) -> DeviceProfile:

@@ -26,15 +26,12 @@ BATCH = 16
 def next_points(kernel_samples: Sequence[dict[str, Any]], rng: random.Random) -> list[GridPoint]:
     """The next batch: kinds short of their first samples first; then the worst-fitted kinds, near their worst
     points."""
-    counts: dict[str, int] = {}
-    for s in kernel_samples:
-        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
-    short = [k for k, w in GRID_KINDS.items() if counts.get(k, 0) < FIRST_SAMPLES * w]
-    if short:
-        return [sample_point(short[i % len(short)], rng) for i in range(BATCH)]
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for s in kernel_samples:
         by_kind.setdefault(s["kind"], []).append(s)
+    short = [k for k, w in GRID_KINDS.items() if len(by_kind.get(k, ())) < FIRST_SAMPLES * w]
+    if short:
+        return [sample_point(short[i % len(short)], rng) for i in range(BATCH)]
     scores = {}
     worst: dict[str, dict[str, Any]] = {}
     for kind, ss in by_kind.items():

@@ -1,11 +1,5 @@
-"""Timing many small calls robustly on a drifting machine: interleaved rounds, the lowest per-round median.
-
-This VM's speed drifts by up to 20% for seconds at a time. Timing each op once, back to back, would give the
-ops measured during a slow spell a slow time. Here every call of a batch is timed once per round, in a fresh
-shuffled order each round; a round's figure for a call is the median of a few blocks; the result is the lowest
-of the rounds' medians (the time the call takes when the machine is not slowed down, the figure a whole forward
-measured the same way is compared with). Blocks are sized so the clock's own cost is negligible.
-
+"""Timing many small calls on a drifting machine: interleaved rounds in a fresh shuffled order each, a round's
+figure the median of a few blocks, the result the lowest of the rounds' medians (docs/predict.md, "Timing").
 The timer is ``torch.utils.benchmark.Timer`` with an injectable clock (tests pass a seeded fake).
 """
 
@@ -19,38 +13,16 @@ from typing import Any
 
 from mbcost.bench.timer import Clock, benchmark_timer, device_clock
 
-__all__ = ["lowest_round_median", "time_interleaved"]
-
-
-def lowest_round_median(rounds: Sequence[Sequence[float]]) -> float:
-    """The lowest of the rounds' medians (seconds).
-
-    Example:
-        >>> lowest_round_median([[3.0, 1.0, 2.0], [2.5, 2.0, 9.0]])   # medians 2.0 and 2.5
-        2.0
-    """
-    if not rounds:
-        raise ValueError("no rounds")
-    return min(statistics.median(r) for r in rounds)
+__all__ = ["time_interleaved"]
 
 
 def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blocks: int = 3,
                      min_block_s: float = 0.002, max_block_calls: int = 2000, threads: int = 1,
                      clock: Clock | None = None, seed: int = 0) -> list[float]:
-    """Seconds per call of each of ``calls``: ``rounds`` interleaved rounds of ``blocks`` blocks each.
-
-    Args:
-        calls: the calls to time (already prepared; run under ``torch.inference_mode`` by the caller if needed).
-        rounds: interleaved rounds (each call once per round, order shuffled).
-        blocks: timed blocks per call and round; the round's figure is their median.
-        min_block_s: a block repeats the call until it lasts about this long (at most ``max_block_calls``).
-        threads: intra-op threads the timer sets.
-        clock: seconds; the real (device) clock by default.
-        seed: of the shuffles.
-
-    Returns:
-        One figure per call: the lowest per-round median, in seconds per call.
-    """
+    """Seconds per call of each of ``calls`` (prepared; under ``torch.inference_mode`` if needed): the lowest of
+    ``rounds`` interleaved rounds' figures (each call once per round, order shuffled with ``seed``), a round's figure
+    the median of ``blocks`` timed blocks, a block repeating the call for about ``min_block_s`` (at most
+    ``max_block_calls`` calls), at ``threads`` intra-op threads, on ``clock`` (default: the real device clock)."""
     Timer = benchmark_timer()
     clock = clock or device_clock("cpu")
     timers = [Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads) for fn in calls]
@@ -68,4 +40,4 @@ def time_interleaved(calls: Sequence[Callable[[], Any]], *, rounds: int = 3, blo
         rng.shuffle(order)
         for i in order:
             per_round[i].append([timers[i].timeit(numbers[i]).mean for _ in range(blocks)])
-    return [lowest_round_median(r) for r in per_round]
+    return [min(statistics.median(r) for r in rounds) for rounds in per_round]

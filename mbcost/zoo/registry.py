@@ -38,17 +38,15 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_ALIASES: dict[str, str] = {}
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
     """Add ``entry`` to the zoo; refuses a name or alias that is already taken."""
+    taken = {key for e in _REGISTRY.values() for key in (e.name, *e.aliases)}
     for key in (entry.name, *entry.aliases):
-        if key in _REGISTRY or key in _ALIASES:
+        if key in taken:
             raise ValueError(f"model name {key!r} is already registered")
     _REGISTRY[entry.name] = entry
-    for alias in entry.aliases:
-        _ALIASES[alias] = entry.name
     return entry
 
 
