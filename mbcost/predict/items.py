@@ -51,28 +51,21 @@ def default_time_fn(threads: int) -> TimeFn:
 
 
 def _onnx_point_call(module: Any, inputs: tuple[Any, ...], threads: int) -> Callable[[], Any]:
-    """An ONNX Runtime session for one grid point, set as ``mbcost.bench.runtimes.onnxrt`` sets its sessions
-    (threads, sequential, every graph optimisation, denormals as zero). A grid point is exported with the
-    TorchScript exporter: a single op exports in a tenth of a second, where the dynamo exporter (the adapter's,
-    for whole models) takes seconds; the graph ONNX Runtime fuses and runs is the same."""
+    """An ONNX Runtime session for one grid point, with ``bench``'s session settings (denormals as zero).
+    A grid point is exported with the TorchScript exporter: a single op exports in a tenth of a second, where
+    the dynamo exporter (the adapter's, for whole models) takes seconds; the graph ONNX Runtime runs is the same."""
     import io
 
     import onnxruntime as ort
     import torch
 
     from mbcost.bench.runtimes.base import quiet, to_numpy
+    from mbcost.bench.runtimes.onnxrt import session_options
 
     buf = io.BytesIO()
     with quiet():
         torch.onnx.export(module, inputs, buf, dynamo=False)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(buf.getvalue(), session_options(threads, True), providers=["CPUExecutionProvider"])
     feeds = dict(zip([i.name for i in session.get_inputs()], to_numpy(inputs), strict=True))
 
     def call() -> Any:

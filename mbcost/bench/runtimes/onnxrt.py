@@ -64,6 +64,22 @@ def _reason(exc: BaseException) -> str:
     return first_line(seen)
 
 
+
+def session_options(threads: int, denormals_as_zero: bool) -> Any:
+    """mbcost's ONNX Runtime session settings (also the latency predictor's, so that calibration times what
+    ``bench`` runs): ``threads`` intra-op threads, sequential, every graph optimisation, errors-only logging."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if denormals_as_zero:
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return opts
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     title = "ONNX Runtime"
@@ -101,15 +117,8 @@ class OnnxRuntime(Runtime):
             raise ExportError(f"the exported ONNX model takes {len(exported)} input(s), the model {len(args)}")
         if job.int8:
             path = self._quantize(path, exported, job, phases)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = job.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only
         denormals = job.flush_denormal and job.device.type == "cpu"
-        if denormals:
-            opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+        opts = session_options(job.threads, denormals)
         cuda = job.device.type == "cuda"
         index = job.device.index or 0
         providers: list[Any] = [("CUDAExecutionProvider", {"device_id": index})] if cuda else ["CPUExecutionProvider"]
