@@ -46,7 +46,7 @@ class Replays:
         except KeyError:  # not seen yet: trace it, and keep what it did
             capture = Capture(users, copies)
             result = self._traced(copy, args, capture)
-            remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info))
+            remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info, self.float_bytes))
             return result
         except TypeError:  # a setting rebound to something unhashable (``conv.padding = [1, 1]``)
             return self._traced(copy, args, None)
@@ -101,6 +101,10 @@ class Replays:
         vals = [*inputs, *weights]
         fast = not self.train and self.lifetimes is not None
         captures, stack, put = self.captures, self.stack, self.put
+        if fast and not captures and program.plan is not None:
+            external = self.lifetimes.external(program.plan.external, vals)
+            if external is not None:  # else an input the lifetimes have not seen (``Lifetimes.external``)
+                return self._replay_plan(program, vals, external, mods)
         empty, device = self.empty_strided, self.meta_device
         for step in program.steps:
             if type(step) is Mark:
@@ -140,4 +144,27 @@ class Replays:
                 vals.append(out)
             else:
                 vals.extend(out)
+        return program.result_with(vals)
+
+    def _replay_plan(self, program: Program, vals: list[Any], external: list[tuple[int, int]],
+                     mods: list[Any] | None) -> Any:
+        """Replay a program from its plan (``Plan``): its records, made as a traced op's are (``record``), its
+        lifetimes in one go, and the tensors its result needs. The called module's frame is new (``enter``)
+        and left right after: its records' ``first`` flags are the plan's."""
+        plan, own, book = program.plan, self.stack[-1], self.book
+        base, record = len(book.records), self.record
+        for m, first, info, priced, sizes in plan.records:
+            record(own.mod if m < 0 else mods[m], first, info, priced, sizes, True)
+        vals.extend([None] * (plan.slots - len(vals)))
+        empty, device = self.empty_strided, self.meta_device
+        for slot, b, *layout in plan.make:
+            if not layout:
+                vals[slot] = vals[b]
+            elif b is None:
+                vals[slot] = empty(layout[0], layout[1], dtype=layout[2], device=device)
+            else:
+                t = vals[b]
+                vals[slot] = t.as_strided(layout[0], layout[1], t.storage_offset() + layout[3])
+        self.lifetimes.replayed(plan, external, vals, [
+            (own.mod if m < 0 else mods[m], name, None if r is None else base + r) for m, name, r in plan.ops])
         return program.result_with(vals)

@@ -269,8 +269,7 @@ class Walk(Replays):
         index = None
         if priced is not None and sizes is not None:
             index = len(book.records)
-            book.add(frame.mod, first_in_call=frame.first, op=info.name, priced=priced, input_bytes=sizes[0],
-                     output_bytes=sizes[1], weight_bytes=sizes[2], inplace=info.inplace, reuse=reuse)
+            self.record(frame.mod, frame.first, info, priced, sizes, reuse)
             frame.first = False
         scratch = 0
         if self.lifetimes is not None:
@@ -278,6 +277,12 @@ class Walk(Replays):
                 scratch = answer.scratch if answer is not None else conv_scratch(book.records[index])
             self.lifetimes.op(reads, writes or [], (frame.mod, info.name, index), scratch)
         return index, scratch
+
+    def record(self, mod: Any, first: bool, info: OpInfo, priced: Priced, sizes: tuple[int, int, int],
+               reuse: bool) -> None:
+        """The record of a priced op call, traced or replayed (``put``, ``Replays._replay_plan``)."""
+        self.book.add(mod, first_in_call=first, op=info.name, priced=priced, input_bytes=sizes[0],
+                      output_bytes=sizes[1], weight_bytes=sizes[2], inplace=info.inplace, reuse=reuse)
 
     def _weight_views(self, tensors: list[Any], out: Any) -> None:
         """A free op (a view, a copy) of a weight gives a weight too."""
