@@ -100,16 +100,11 @@ class Capture:
                     else:
                         sizes = None
                 free = free and (answer.alias is None or alias is not None)
-                new = None  # its one output: a new tensor, or a view of an argument that is a slot
-                if answer is not None and answer.alias is None and answer.single:
-                    shape, strides, dtype, base, offset = answer.outs[0]
-                    if base is None or type(targs[base]) is Slot:
-                        new = (None if base is None else targs[base].i, shape, strides, dtype, offset)
                 steps.append(Step(
                     func, op_info(func), targs, tkwargs, top, tensors, answer,
                     1 if isinstance(out, tensor) else len(results), sizes,
                     tuple(i for i in tensors if i not in own), alias, free,
-                    answer is not None and (sizes is not None or free), new))
+                    answer is not None and (sizes is not None or free)))
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1

@@ -217,9 +217,6 @@ class Step:
     alias: int | None = None  # the slot an in-place call returns
     free: bool = False  # a free call (a view) with an answer, reading no weight: recorded as it was
     fast: bool = False  # recorded as it was, from its answer: it has one, and a record or is free
-    #: Its one output: (base, shape, strides, dtype, offset), a new tensor (``base`` None) or a view of
-    #: slot ``base`` (``Answer.outs``)
-    new: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
