@@ -261,10 +261,10 @@ def trace_model(
         raise SpecError(f"unknown execution mode {execute!r}; choose one of {', '.join(EXECUTE_MODES)}")
     meta_failure: ForwardFailed | None = None
     # every real forward is guarded by a memory estimate made on the meta device first (nothing allocated)
-    walk = Walk(model, meta=True, train=train, replay=replay, float_bytes=float_bytes)
-    book = walk.book
     try:
-        with _collector_paused():
+        with _collector_paused():  # the walk's copy of the tree is made here too
+            walk = Walk(model, meta=True, train=train, replay=replay, float_bytes=float_bytes)
+            book = walk.book
             _forward(walk, *_meta_inputs(inputs, train))
         if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
