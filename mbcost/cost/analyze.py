@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from mbcost.cost.custom import OpFormula, custom_ops_in
 from mbcost.cost.precision import INT8_FLOAT_BYTES, PRECISIONS, int8_weight_bytes
@@ -18,7 +17,6 @@ from mbcost.zoo.spec import DTYPES, ModelSource, resolve_source
 if TYPE_CHECKING:
     from torch import nn
 
-    from mbcost.cost.records import Structure
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +98,12 @@ def analyze(
     _check_precision(precision, dtype, mode)
     int8 = precision == "int8"
     width: float | None = None
-    structure = materialize = None
+    materialize = None
     in_dtype = input_dtype or dtype
     if isinstance(model, (str, ModelSource)):
         source = resolve_source(model)
         module = source.meta_model(num_classes, dtype)
         resolved = source.inputs(module, value, batch=batch, in_channels=in_channels, dtype=in_dtype)
-        structure = _structure(module)
         materialize = _real_builder(source, num_classes)
         model_name, width = source.name, source.width
     else:
@@ -114,7 +111,7 @@ def analyze(
                                   dtype=in_dtype)
         module, model_name = model, name or type(model).__name__
     with custom_ops_in(custom_ops):
-        trace = trace_model(module, resolved, execute=execute, structure=structure, materialize=materialize,
+        trace = trace_model(module, resolved, execute=execute, materialize=materialize,
                             train=train, float_bytes=INT8_FLOAT_BYTES if int8 else None)
     return ModelCost(
         name=model_name,
@@ -157,18 +154,6 @@ def _check_precision(precision: str, dtype: str, mode: str) -> None:
     if precision == "int8" and mode != "inference":
         raise SpecError("--precision int8 is an inference analysis (static post-training quantization): "
                         "drop --mode train")
-
-
-_structures: WeakKeyDictionary[nn.Module, Structure] = WeakKeyDictionary()
-
-
-def _structure(module: nn.Module) -> Structure:
-    """The module structure of a source's model, read once per module (the engine never changes it)."""
-    from mbcost.cost.records import model_structure
-
-    if module not in _structures:
-        _structures[module] = model_structure(module)
-    return _structures[module]
 
 
 def _dtype_bytes(dtype: str) -> int:

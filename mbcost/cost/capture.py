@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mbcost.cost.programs import SETTING_TYPES, Mark, Program, Slot, Step
+from mbcost.cost.programs import SETTING_TYPES, Mark, Plan, Program, Slot, Step
 
 __all__ = ["Capture"]
 
@@ -39,8 +39,10 @@ class Capture:
         whether it is free and reads no weight (``Step.free``)."""
         self.calls.append((func, args, kwargs, out, answer, recorded, free))
 
-    def program(self, weights: list[Any], inputs: tuple, result: Any, tensor: type, op_info: Any) -> Program | None:
-        """The program of these calls (``op_info(func)``: what the walk keeps of an op), or ``None``
+    def program(self, weights: list[Any], inputs: tuple, result: Any, tensor: type, op_info: Any,
+                float_bytes: int | None = None) -> Program | None:
+        """The program of these calls (``op_info(func)``: what the walk keeps of an op; ``float_bytes``: the
+        walk's, for its plan's storages), or ``None``
         when a tensor in them is not the layer's own, or a block's forward rebound something on one
         of its modules, or returned something else than tensors and numbers."""
         if self.copies is not None and not all(map(_same, map(_state, self.copies), self.state)):
@@ -98,16 +100,11 @@ class Capture:
                     else:
                         sizes = None
                 free = free and (answer.alias is None or alias is not None)
-                new = None  # its one output: a new tensor, or a view of an argument that is a slot
-                if answer is not None and answer.alias is None and answer.single:
-                    shape, strides, dtype, base, offset = answer.outs[0]
-                    if base is None or type(targs[base]) is Slot:
-                        new = (None if base is None else targs[base].i, shape, strides, dtype, offset)
                 steps.append(Step(
                     func, op_info(func), targs, tkwargs, top, tensors, answer,
                     1 if isinstance(out, tensor) else len(results), sizes,
                     tuple(i for i in tensors if i not in own), alias, free,
-                    answer is not None and (sizes is not None or free), new))
+                    answer is not None and (sizes is not None or free)))
                 for o in results:
                     slots.setdefault(id(o), n)
                     n += 1
@@ -116,8 +113,10 @@ class Capture:
                 if not isinstance(leaf, (tensor, *SETTING_TYPES)):
                     return None
             steps = _pruned(steps)
-            return Program(tuple(steps), template(result),
-                           bool(steps) and type(steps[-1]) is Step and given <= set(steps[-1].reads))
+            returned = template(result)
+            return Program(tuple(steps), returned, bool(steps) and type(steps[-1]) is Step
+                           and given <= set(steps[-1].reads), plan_of(steps, len(inputs) + len(weights), returned,
+                                                                     float_bytes))
         except LookupError:
             return None
 
@@ -166,3 +165,87 @@ def _leaves(v: Any, out: list[Any]) -> list[Any]:
     else:
         out.append(v)
     return out
+
+
+def plan_of(steps: list[Any], external: int, result: Any, float_bytes: int | None) -> Plan | None:
+    """A program's ``Plan`` (``external``: its inputs' and weights' slots; ``result``: its template), or
+    ``None`` when a step has no memoised answer, one that is not replayed from it (``Step.fast``) makes a
+    record, works in place or has no formula, or an output's storage is not known from its answer, or
+    the result needs an output such a step makes."""
+    ext = {i: i for i in range(external)}  # slot -> the input or weight whose storage it lies in
+    store: dict[int, int] = {}  # slot -> the storage, made by the program, it lies in
+    storages: list[list[int]] = []  # first op, last op, bytes
+    last_ext: dict[int, int] = {}
+    ops, records, scratch, make, replayed = [], [], [], {}, set()
+    frames, seen, n, op, calls = [(-1, 0)], set(), external, 0, 0
+
+    def touch(slot: int, at: int) -> None:
+        if slot in store:
+            s = storages[store[slot]]
+            s[1] = max(s[1], at)
+        else:
+            last_ext[ext[slot]] = max(last_ext.get(ext[slot], at), at)
+
+    for step in steps:
+        if type(step) is Mark:
+            if step.hold is not None:
+                for i in step.hold:
+                    touch(i, op - 1)
+            elif step.enter is not None:
+                calls += 1
+                frames.append((step.enter, calls))
+            else:
+                frames.pop()
+            continue
+        answer, info = step.answer, step.info
+        if answer is None or not step.fast and (answer.priced is not None or info.inplace or info.adapter is None):
+            return None
+        for i in step.reads if step.fast else step.tensors:
+            touch(i, op)
+        if answer.alias is not None:
+            if step.alias is None:
+                return None
+            outs = [(n, step.alias, None)]
+        else:
+            outs = []
+            for k, (shape, strides, dtype, base, offset) in enumerate(answer.outs):
+                if base is not None and type(step.args[base]) is not Slot:
+                    return None
+                outs.append((n + k, None if base is None else step.args[base].i, (shape, strides, dtype, offset)))
+        for slot, base, layout in outs:
+            if base is not None:
+                (store if base in store else ext)[slot] = (store if base in store else ext)[base]
+            else:
+                shape, strides, dtype, _ = layout  # the bytes of ``empty_strided``'s storage
+                size = 0 if 0 in shape else dtype.itemsize * (1 + sum(map(lambda d, s: (d - 1) * s, shape, strides)))
+                if float_bytes and dtype.is_floating_point:
+                    size = size // dtype.itemsize * float_bytes
+                store[slot] = len(storages)
+                storages.append([op, op, size])
+            touch(slot, op)
+            make[slot] = (slot, base) if layout is None else (slot, base, *layout)
+            if step.fast:
+                replayed.add(slot)
+        record = None
+        if step.fast and step.recorded is not None and answer.priced is not None:
+            record = len(records)
+            records.append((frames[-1][0], frames[-1] not in seen, info, answer.priced, step.recorded))
+            seen.add(frames[-1])
+            if info.name == "convolution" and answer.scratch:
+                scratch.append((op, answer.scratch))
+        ops.append((frames[-1][0], info.name, record))
+        op += 1
+        n += step.outs
+    needed: set[int] = set()
+    wanted = [i for i in _slots(result, []) if i >= external]
+    while wanted:  # the outputs the result is, and those they are views of
+        slot = wanted.pop()
+        if slot not in replayed:
+            return None
+        needed.add(slot)
+        if make[slot][1] is not None and make[slot][1] >= external:
+            wanted.append(make[slot][1])
+    made = {store[i]: i for i in sorted(needed, reverse=True) if len(make[i]) > 2 and make[i][1] is None}
+    return Plan(tuple(ops), tuple(records), tuple(scratch), tuple(last_ext.items()),
+                tuple(tuple(s) for k, s in enumerate(storages) if k not in made),
+                tuple((i, *storages[k]) for k, i in made.items()), tuple(make[i] for i in sorted(needed)), n)

@@ -75,6 +75,7 @@ class Lifetimes:
         self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
         self.back_scratch: dict[int, int] = {}  # op step -> the same, in its backward
         self.attention = _Attention()
+        self.made = 0  # the last key given to a storage that is never made (``replayed``, ``_own``): -1, -2...
         self._last: tuple[list[Any], list[Any]] = ([], [])  # the last op's reads and writes
 
     def _key(self, t: Any) -> int:
@@ -147,6 +148,41 @@ class Lifetimes:
                         self.weight_bytes.setdefault(root, base.untyped_storage().nbytes())
                     self.weight_of[key] = self.weight_of.get(root, root)
 
+    def external(self, slots: tuple[tuple[int, int], ...], vals: list[Any]) -> list[tuple[int, int]] | None:
+        """The storages of a plan's inputs and weights (``Plan.external``: slots and last ops) that are
+        activations, with their last ops; ``None`` when one was never seen (it is then replayed op by op)."""
+        keys, weights, created, out = self.keys, self.weight_storages, self.created, []
+        for slot, at in slots:
+            t = vals[slot]
+            key = keys.get(id(t))
+            if key is None:
+                key = self._key(t)
+            if key not in weights:
+                if key not in created:
+                    return None
+                out.append((key, at))
+        return out
+
+    def replayed(self, plan: Any, external: list[tuple[int, int]], vals: list[Any], where: list[Any]) -> None:
+        """A program replayed from its plan (``Plan``): its ops (``where``), what they read of ``external``
+        (``external``), the storages they make (those of its result in ``vals``) and their scratch."""
+        step = len(self.where)
+        self.where.extend(where)
+        created, last, size = self.created, self.last, self.size
+        for key, at in external:
+            if last[key] < step + at:
+                last[key] = step + at
+        for at, nbytes in plan.scratch:
+            self.scratch[step + at] = nbytes
+        for first, end, nbytes in plan.storages:
+            self.made -= 1
+            created[self.made], last[self.made], size[self.made] = step + first, step + end, nbytes
+        for slot, first, end, nbytes in plan.returned:
+            t = vals[slot]
+            key = self.keys[id(t)] = storage_key(t)
+            self.keep.append(t)
+            created[key], last[key], size[key] = step + first, step + end, nbytes
+
     def hold(self, tensors: list[Any]) -> None:
         """A module call returns: the tensors passed to it were referenced until now."""
         step = len(self.where) - 1
@@ -204,7 +240,7 @@ class Lifetimes:
 
     def _own(self, nbytes: int, step: int) -> None:
         """A storage of autograd's own (a copy, a kernel's statistics), made and saved by op ``step``."""
-        key = -1 - len(self.size)
+        key = self.made = self.made - 1
         self.created[key], self.size[key], self.last[key], self.saved[key] = step, nbytes, step, step
 
     def _fuse(self, fused: _Fused, step: int) -> None:

@@ -34,8 +34,8 @@ from typing import Any
 
 from mbcost.cost.torch_internals import CALL_ATTRS
 
-__all__ = ["BLOCK", "PROGRAMS", "SETTING_TYPES", "Mark", "Program", "Slot", "Step", "block_key", "fill", "layer_key",
-           "own_attributes", "remember_program", "weights_of"]
+__all__ = ["BLOCK", "PROGRAMS", "SETTING_TYPES", "Mark", "Plan", "Program", "Slot", "Step", "block_key", "fill",
+           "layer_key", "own_attributes", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -217,9 +217,6 @@ class Step:
     alias: int | None = None  # the slot an in-place call returns
     free: bool = False  # a free call (a view) with an answer, reading no weight: recorded as it was
     fast: bool = False  # recorded as it was, from its answer: it has one, and a record or is free
-    #: Its one output: (base, shape, strides, dtype, offset), a new tensor (``base`` None) or a view of
-    #: slot ``base`` (``Answer.outs``)
-    new: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +230,27 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True)
+class Plan:
+    """What an inference walk's replay of a program amounts to (``capture.plan_of``), so that it is recorded
+    in one go: per op, its module (``-1``: the called one; else its place in the block's ``subtree``),
+    name and record (``None``: none; else its place in ``records``); per record, its module, whether it is
+    the first of its module call, its ``OpInfo``, priced call and bytes; each op's scratch; the inputs and
+    weights it reads, writes or holds, by slot, and its last op to do so; the storages its ops make,
+    ``(first op, last op, bytes)``, those its result lies in by the slot that makes them first; and how to
+    make the tensors its result needs: ``(slot, base slot or None, shape, strides, dtype, offset)``, or
+    ``(slot, slot it is)``."""
+
+    ops: tuple[tuple[int, str, int | None], ...]
+    records: tuple[tuple[int, bool, Any, Any, tuple[int, int, int]], ...]
+    scratch: tuple[tuple[int, int], ...]
+    external: tuple[tuple[int, int], ...]
+    storages: tuple[tuple[int, int, int], ...]
+    returned: tuple[tuple[int, int, int, int], ...]
+    make: tuple[tuple, ...]
+    slots: int
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """The calls one layer call made, and its return value as a template."""
 
@@ -241,6 +259,7 @@ class Program:
     #: Whether the last call reads every tensor the layer was given: the call's arguments then live
     #: to its end without the walk saying so (``Lifetimes.hold``).
     holds: bool = False
+    plan: Plan | None = None  # on an inference walk: its replay in one go
 
     def result_with(self, vals: list[Any]) -> Any:
         """The layer's return value, given the tensors by slot."""

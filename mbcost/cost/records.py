@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
 from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, UnpricedParams, categorize
-from mbcost.cost.torch_internals import storage_key
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Priced", "RecordBook", "Structure", "Trace", "model_structure", "price"]
+__all__ = ["Priced", "RecordBook", "Trace", "price"]
 
 
 @dataclass
@@ -49,90 +48,6 @@ class Trace:
     unpriced_params: list[UnpricedParams] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Structure:
-    """What a walk needs to know about a module tree: names, leaves, parameters per module, and
-    the ids of every parameter and buffer (the tensors that are weights, not activations)."""
-
-    names: dict[nn.Module, str]
-    leaves: frozenset[nn.Module]
-    own_params: dict[str, int]
-    total_params: int
-    weight_ids: frozenset[int]
-    #: Storage ids of every parameter and buffer (views of a weight share its storage).
-    weight_storages: frozenset[int] = frozenset()
-    #: Each parameter's and buffer's storage id, by the tensor's id (read once here, for the lifetimes).
-    weight_keys: dict[int, int] = field(default_factory=dict)
-    total_buffers: int = 0
-    trainable_params: int = 0
-    nonfloat_buffers: int = 0
-    nonfloat_buffer_bytes: int = 0
-
-
-def model_structure(model: nn.Module) -> Structure:
-    """Read ``model``'s tree once: module names (a module registered twice keeps its last name, as
-    ``named_modules(remove_duplicate=False)`` would give it), leaves, each module's own unique
-    parameter count (a shared tensor counts once, for its first owner in registration order) and the
-    ids of all parameters and buffers."""
-    tree = _Tree()
-    tree.visit(model, "")
-    names, order, counts, keys = tree.names, tree.order, tree.counts, tree.keys
-    own_params = {names[m]: counts[m] for m in order}
-    leaves = frozenset(m for m in order if not m._modules)
-    return Structure(names=names, leaves=leaves, own_params=own_params, total_params=tree.total,
-                     weight_ids=frozenset(tree.seen | tree.buffer_ids), weight_storages=frozenset(keys.values()),
-                     weight_keys=keys, total_buffers=tree.buffers, trainable_params=tree.trainable,
-                     nonfloat_buffers=tree.nonfloat_buffers, nonfloat_buffer_bytes=tree.nonfloat_buffer_bytes)
-
-
-class _Tree:
-    """What ``model_structure`` reads, gathered in one recursive visit (a class rather than a nested
-    function calling itself, which would be a reference cycle left for the collector)."""
-
-    def __init__(self) -> None:
-        self.names: dict[nn.Module, str] = {}
-        self.order: list[nn.Module] = []
-        self.seen: set[int] = set()  # parameter ids
-        self.buffer_ids: set[int] = set()
-        self.keys: dict[int, int] = {}
-        self.counts: dict[nn.Module, int] = {}
-        self.total = self.buffers = self.trainable = 0
-        self.nonfloat_buffers = self.nonfloat_buffer_bytes = 0  # integer and boolean buffers
-
-    def visit(self, mod: nn.Module, prefix: str) -> None:
-        d = mod.__dict__
-        if mod not in self.names:
-            self.order.append(mod)
-            seen, keys = self.seen, self.keys
-            n = 0
-            for p in d["_parameters"].values():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    keys[id(p)] = storage_key(p)
-                    k = p.numel()
-                    n += k
-                    if p.requires_grad:
-                        self.trainable += k
-            buffer_ids = self.buffer_ids
-            for b in d["_buffers"].values():
-                if b is not None and id(b) not in buffer_ids:
-                    buffer_ids.add(id(b))
-                    keys[id(b)] = storage_key(b)
-                    k = b.numel()
-                    self.buffers += k
-                    if not b.is_floating_point():
-                        self.nonfloat_buffers += k
-                        self.nonfloat_buffer_bytes += k * b.element_size()
-            self.counts[mod] = n
-            self.total += n
-        self.names[mod] = prefix
-        children = d["_modules"]
-        if children:
-            for key, child in children.items():
-                if child is not None:
-                    self.visit(child, f"{prefix}.{key}" if prefix else key)
-
-
 #: An op call with its cost and layer category: ``price(call)``.
 Priced = tuple[OpCall, OpCost, str]
 
@@ -146,23 +61,15 @@ def price(call: OpCall) -> Priced:
 
 
 class RecordBook:
-    """Collects the records of one walk over ``model``.
+    """Collects the records of one walk over ``model``, whose tree the walk has read (``tree``: its
+    ``mbcost.cost.shadow.Shadow``: names, leaves, parameters per module, weights' ids and storages)."""
 
-    ``structure`` may be passed when the caller knows the tree has not changed (the zoo's cached
-    meta-device models); otherwise it is read from ``model`` now.
-    """
-
-    def __init__(self, model: nn.Module, structure: Structure | None = None) -> None:
+    def __init__(self, model: nn.Module, tree: Any) -> None:
         self.model = model
-        st = structure or model_structure(model)
         self.names, self.leaves, self.own_params, self.total_params = (
-            st.names, st.leaves, st.own_params, st.total_params)
-        self.weight_ids = st.weight_ids
-        self.weight_storages = st.weight_storages
-        self.weight_keys = st.weight_keys
-        self.total_buffers = st.total_buffers
-        self.trainable_params = st.trainable_params
-        self.nonfloat_buffers, self.nonfloat_buffer_bytes = st.nonfloat_buffers, st.nonfloat_buffer_bytes
+            tree.names, tree.leaves, tree.own_params, tree.total)
+        self.total_buffers, self.trainable_params = tree.buffers, tree.trainable
+        self.nonfloat_buffers, self.nonfloat_buffer_bytes = tree.nonfloat_buffers, tree.nonfloat_buffer_bytes
         self.records: list[LayerCost] = []
         self.uncounted: Counter[tuple[str, str, str]] = Counter()
         #: Per module that issued an op without a formula: its type, that op, the records made before it.

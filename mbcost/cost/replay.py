@@ -46,7 +46,7 @@ class Replays:
         except KeyError:  # not seen yet: trace it, and keep what it did
             capture = Capture(users, copies)
             result = self._traced(copy, args, capture)
-            remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info))
+            remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info, self.float_bytes))
             return result
         except TypeError:  # a setting rebound to something unhashable (``conv.padding = [1, 1]``)
             return self._traced(copy, args, None)
@@ -94,14 +94,15 @@ class Replays:
 
     def replay_program(self, program: Program, inputs: tuple, weights: list[Any], mods: list[Any] | None = None) -> Any:
         """Run a layer's program with this call's tensors (``mods``: a block's modules, in its key's
-        order). A step with a memoised answer that makes a record, or is free (a view) and reads no
-        weight, is recorded from what the program kept (its bytes; which of its tensors may be
-        activations); any other step, and every step of a training walk, goes through ``run_op``. A
-        block's module calls start and end as traced ones do."""
+        order): on an inference walk, from its plan (``_replay_plan``); else (training, a block around it
+        being recorded, no plan) each step through ``run_op`` with its memoised answer. A block's module
+        calls start and end as traced ones do."""
         vals = [*inputs, *weights]
-        fast = not self.train and self.lifetimes is not None
-        captures, stack, put = self.captures, self.stack, self.put
-        empty, device = self.empty_strided, self.meta_device
+        captures, stack = self.captures, self.stack
+        if not self.train and self.lifetimes is not None and not captures and program.plan is not None:
+            external = self.lifetimes.external(program.plan.external, vals)
+            if external is not None:  # else an input the lifetimes have not seen (``Lifetimes.external``)
+                return self._replay_plan(program, vals, external, mods)
         for step in program.steps:
             if type(step) is Mark:
                 if step.hold is not None:
@@ -113,31 +114,33 @@ class Replays:
                 else:
                     stack.pop()
                 continue
-            answer = step.answer
-            if fast and step.fast:
-                if step.new is not None:
-                    base, shape, strides, dtype, offset = step.new
-                    if base is None:
-                        out = empty(shape, strides, dtype=dtype, device=device)
-                    else:
-                        base = vals[base]
-                        out = base.as_strided(shape, strides, base.storage_offset() + offset)
-                elif step.alias is not None:
-                    out = vals[step.alias]
-                else:
-                    out = answer.replay(fill(step, vals)[0] if answer.views else (), empty, device)
-                index, _ = put(stack[-1], step.info, answer.priced, step.recorded, True, [vals[i] for i in step.reads],
-                               [out] if step.outs == 1 else list(out), answer)
-                if captures:
-                    args, kwargs = fill(step, vals)
-                    for c in captures:
-                        c.add(step.func, args, kwargs, out, answer, None if index is None else self.book.records[index],
-                              step.free)
-            else:
-                args, kwargs = fill(step, vals)
-                out = self.run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], answer)
+            args, kwargs = fill(step, vals)
+            out = self.run_op(step.func, step.info, args, kwargs, [vals[i] for i in step.tensors], step.answer)
             if step.outs == 1:
                 vals.append(out)
             else:
                 vals.extend(out)
+        return program.result_with(vals)
+
+    def _replay_plan(self, program: Program, vals: list[Any], external: list[tuple[int, int]],
+                     mods: list[Any] | None) -> Any:
+        """Replay a program from its plan (``Plan``): its records, made as a traced op's are (``record``), its
+        lifetimes in one go, and the tensors its result needs. The called module's frame is new (``enter``)
+        and left right after: its records' ``first`` flags are the plan's."""
+        plan, own, book = program.plan, self.stack[-1], self.book
+        base, record = len(book.records), self.record
+        for m, first, info, priced, sizes in plan.records:
+            record(own.mod if m < 0 else mods[m], first, info, priced, sizes, True)
+        vals.extend([None] * (plan.slots - len(vals)))
+        empty, device = self.empty_strided, self.meta_device
+        for slot, b, *layout in plan.make:
+            if not layout:
+                vals[slot] = vals[b]
+            elif b is None:
+                vals[slot] = empty(layout[0], layout[1], dtype=layout[2], device=device)
+            else:
+                t = vals[b]
+                vals[slot] = t.as_strided(layout[0], layout[1], t.storage_offset() + layout[3])
+        self.lifetimes.replayed(plan, external, vals, [
+            (own.mod if m < 0 else mods[m], name, None if r is None else base + r) for m, name, r in plan.ops])
         return program.result_with(vals)

@@ -1,10 +1,10 @@
 """A walk's private copy of a module tree, whose every module call the walk sees.
 
-``shadow_tree(model, wrap)`` copies each module of ``model``'s tree shallowly: a new object of the
+``Shadow(model, walk, training)`` copies each module of ``model``'s tree shallowly: a new object of the
 same class whose attribute dict, parameter dict, buffer dict and child dict are new dicts holding the
 same values (the same parameter tensors, the same hooks), children replaced by their copies. A
 module registered in several places gets one copy, so sharing is kept. Each copy's ``_call_impl``
-(what ``Module.__call__`` runs) is replaced by ``wrap(original, copy)``, so a walk knows when every
+(what ``Module.__call__`` runs) is replaced by the walk's ``WalkCall``, so a walk knows when every
 module of the tree is entered and left without torch's global module hooks, which every other
 module in the process would pay for too.
 
@@ -17,40 +17,128 @@ used as it is; its ops are attributed to its nearest copied ancestor.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import tensors_in
 from mbcost.cost.programs import layer_key, own_attributes
-from mbcost.cost.torch_internals import CALL_ATTRS
+from mbcost.cost.torch_internals import CALL_ATTRS, flat_weights, storage_key
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Frame", "WalkCall", "shadow_tree"]
+__all__ = ["Frame", "Shadow", "WalkCall"]
 
 
-@contextlib.contextmanager
-def shadow_tree(model: nn.Module, wrap: Callable[[nn.Module, nn.Module], Callable[..., Any]],
-                training: bool | None = None) -> Iterator[nn.Module]:
-    """The copy of ``model``'s tree whose calls run ``wrap(original, copy)(*args, **kwargs)``; with
-    ``training``, each copy's ``training`` flag is set to it (what ``Module.train`` would do).
+class Shadow:
+    """A walk's copy of ``model``'s tree (``root``), each copy's calls run by a ``WalkCall`` of ``walk`` and
+    its ``training`` flag set to ``training`` (what ``Module.train`` would do), and what the walk needs to
+    know of the tree (names, leaves, parameters, weights' ids and storages: ``RecordBook``), read in the same
+    visit."""
 
-    On leaving, the wrapped calls are taken off the copies: a call that refers back to its copy
-    makes a reference cycle, which only Python's cyclic collector could free; without it the copies
-    go as soon as the walk drops them."""
-    made: dict[int, Any] = {}
-    copies: list[tuple[Any, dict[str, Any]]] = []  # each copy and its attribute dict
-    try:
-        root = _copy(model, made, copies, wrap, training)
-        for s, d in copies:
-            if not _torch_nn_class(type(s)):
-                _point_at_copies(s, d, made)
-        yield root
-    finally:
-        for _s, d in copies:
-            del d[_CALL]
+    def __init__(self, model: nn.Module, walk: Any, training: bool) -> None:
+        self.training = training
+        self.made: dict[int, Any] = {}
+        self.copies: list[dict[str, Any]] = []  # the copies' attribute dicts
+        self.others: list[tuple[Any, dict[str, Any]]] = []  # copies of classes not torch.nn's own
+        self.recurrent: list[Any] = []  # copies that hold a weight list (``torch_internals.flat_weights``)
+        self.names: dict[nn.Module, str] = {}
+        self.order: list[nn.Module] = []
+        self.seen: set[int] = set()  # parameter ids
+        self.buffer_ids: set[int] = set()
+        self.keys: dict[int, int] = {}  # each weight's storage id (views of a weight share it), by its id
+        self.counts: dict[nn.Module, int] = {}
+        self.total = self.buffers = self.trainable = 0
+        self.nonfloat_buffers = self.nonfloat_buffer_bytes = 0  # integer and boolean buffers
+        self.root = self._visit(model, "", walk)
+        self.leaves = frozenset(m for m in self.order if not m._modules)
+        self.own_params = {self.names[m]: self.counts[m] for m in self.order}
+        self.weight_ids = self.seen | self.buffer_ids  # the tensors that are weights, not activations
+
+    def _visit(self, m: Any, prefix: str, walk: Any) -> Any:
+        """Read ``m`` (a module registered twice keeps its last name, as ``named_modules(remove_duplicate=False)``
+        would give it; its parameters count once, for their first owner in registration order) and, with
+        ``walk``, return its copy, its children's copies in it (a method: a nested function that calls
+        itself would be a reference cycle holding the walk until the next collection)."""
+        d = m.__dict__
+        if m not in self.names:
+            self.order.append(m)
+            seen, keys = self.seen, self.keys
+            n = 0
+            for p in d["_parameters"].values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    keys[id(p)] = storage_key(p)
+                    k = p.numel()
+                    n += k
+                    if p.requires_grad:
+                        self.trainable += k
+            buffer_ids = self.buffer_ids
+            for b in d["_buffers"].values():
+                if b is not None and id(b) not in buffer_ids:
+                    buffer_ids.add(id(b))
+                    keys[id(b)] = storage_key(b)
+                    k = b.numel()
+                    self.buffers += k
+                    if not b.is_floating_point():
+                        self.nonfloat_buffers += k
+                        self.nonfloat_buffer_bytes += k * b.element_size()
+            self.counts[m] = n
+            self.total += n
+        self.names[m] = prefix
+        children = d["_modules"]
+        s = self.made.get(id(m)) if walk else None
+        cls = type(m)
+        if s is not None or not walk or not _copyable(cls):  # read only: copied already, or not copied
+            if walk and s is None:
+                self.made[id(m)] = m
+            for key, child in children.items():
+                if child is not None:
+                    self._visit(child, f"{prefix}.{key}" if prefix else key, None)
+            return m if s is None else s
+        s = object.__new__(cls)
+        d = d.copy()
+        d["_parameters"] = d["_parameters"].copy()
+        d["_buffers"] = d["_buffers"].copy()
+        children = d["_modules"] = children.copy()
+        object.__setattr__(s, "__dict__", d)
+        self.made[id(m)] = s
+        for key, child in children.items():
+            if child is not None:
+                children[key] = self._visit(child, f"{prefix}.{key}" if prefix else key, walk)
+        d[_COMPILED_CALL] = None  # run eagerly, through the walk's call
+        d["training"] = self.training
+        d[_CALL] = WalkCall(walk, m, s)
+        self.copies.append(d)
+        if not _torch_nn_class(cls):
+            self.others.append((s, d))
+        if type(flat_weights(s)) is list:
+            self.recurrent.append(s)
+        return s
+
+    @contextlib.contextmanager
+    def calls(self) -> Iterator[nn.Module]:
+        """The copy of the tree, ready to be called: the plain lists, tuples and dicts its modules hold
+        point at the copies (``_point_at_copies``), and a class with its own ``train`` has it called on the
+        copy of the root instead, with the flags as they were, when a flag changes.
+
+        On leaving, the walk's calls are taken off the copies: a call that refers back to its copy
+        makes a reference cycle, which only Python's cyclic collector could free; without it the copies
+        go as soon as the walk drops them."""
+        try:
+            for s, d in self.others:
+                _point_at_copies(s, d, self.made)
+            if any(_own_train(type(m)) for m in self.names):
+                for m in self.names:
+                    if self.made.get(id(m), m) is not m:
+                        self.made[id(m)].__dict__["training"] = m.training
+                if self.training or any(m.training for m in self.names):
+                    self.root.train(self.training)
+            yield self.root
+        finally:
+            for d in self.copies:
+                d.pop(_CALL, None)
 
 
 def _point_at_copies(s: Any, d: dict[str, Any], made: dict[int, Any]) -> None:
@@ -76,34 +164,12 @@ def _torch_nn_class(cls: type) -> bool:
     return cls.__module__.startswith("torch.nn.")
 
 
-def _copy(m: Any, made: dict[int, Any], copies: list[tuple[Any, dict[str, Any]]],
-          wrap: Callable[[Any, Any], Any], training: bool | None) -> Any:
-    """The copy of ``m`` and, recursively, of its children (a module-level function: a nested one
-    that calls itself would be a reference cycle holding the walk until the next collection)."""
-    s = made.get(id(m))
-    if s is not None:
-        return s
-    cls = type(m)
-    if not _copyable(cls):
-        made[id(m)] = m
-        return m
-    s = object.__new__(cls)
-    d = m.__dict__.copy()
-    d["_parameters"] = d["_parameters"].copy()
-    d["_buffers"] = d["_buffers"].copy()
-    children = d["_modules"] = d["_modules"].copy()
-    object.__setattr__(s, "__dict__", d)
-    made[id(m)] = s
-    if children:
-        for key, child in children.items():
-            if child is not None:
-                children[key] = _copy(child, made, copies, wrap, training)
-    d[_COMPILED_CALL] = None  # run eagerly, through the wrapped call
-    if training is not None:
-        d["training"] = training
-    d[_CALL] = wrap(m, s)
-    copies.append((s, d))
-    return s
+@cache
+def _own_train(cls: type) -> bool:
+    """Whether ``cls`` has a ``train`` method of its own."""
+    from torch.nn import Module
+
+    return cls.train is not Module.train
 
 
 @cache

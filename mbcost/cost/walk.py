@@ -15,7 +15,7 @@ from mbcost.cost.capture import Capture
 from mbcost.cost.lifetimes import Lifetimes
 from mbcost.cost.records import Priced, RecordBook, price
 from mbcost.cost.replay import Replays
-from mbcost.cost.shadow import Frame, WalkCall
+from mbcost.cost.shadow import Frame, Shadow
 from mbcost.cost.shortcuts import meta_like
 from mbcost.cost.torch_internals import (
     call_impl,
@@ -34,12 +34,15 @@ __all__ = ["Walk"]
 
 
 class Walk(Replays):
-    """One forward pass of ``model``, recording each op into ``book`` (``meta``: on the meta device); its
-    layer and block calls replay their programs (``Replays``)."""
+    """One forward pass of ``model`` on the walk's copy of its tree (``shadow``), recording each op into
+    ``book`` (``meta``: on the meta device); its layer and block calls replay their programs (``Replays``)."""
 
-    def __init__(self, model: nn.Module, book: RecordBook, *, meta: bool, train: bool = False,
-                 replay: bool = True, float_bytes: int | None = None) -> None:
+    def __init__(self, model: nn.Module, *, meta: bool, train: bool = False, replay: bool = True,
+                 float_bytes: int | None = None) -> None:
         import torch
+
+        self.shadow = Shadow(model, self, train)
+        self.book = RecordBook(model, self.shadow)
 
         self.torch = torch
         self.tensor_type = torch.Tensor
@@ -52,7 +55,6 @@ class Walk(Replays):
         # own runs just its forward
         self.plain = not others_watch_modules()
         self.model = model
-        self.book = book
         self.meta = meta
         # layer programs (``mbcost.cost.programs``): replayed on the meta run unless turned off, or
         # unless another tool's global module hooks must see every call
@@ -62,31 +64,32 @@ class Walk(Replays):
         # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
         self.float_bytes = float_bytes
         self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
-        self.weight_ids: set[int] = set(book.weight_ids)
+        self.weight_ids: set[int] = set(self.shadow.weight_ids)
         self.stand_ins: dict[int, Any] = {}
         self.keep_alive: list[Any] = []  # ids are only stable while the objects live
         self.stack: list[Frame] = []
         self.op = ""
         self.failed_at: str | None = None  # where an op raised, before the hooks unwound the stack
         self.entered: Any = None  # the module entered last: where a Python-level check failed
-        self.lifetimes = Lifetimes(set(book.weight_storages), book.weight_keys, float_bytes) if meta else None
+        self.lifetimes = Lifetimes(set(self.shadow.keys.values()), self.shadow.keys, float_bytes) if meta else None
         # training: the tensors that carry a gradient (trainable weights and what depends on them)
         self.train = train
         self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
+        if meta:
+            self._recurrent_stand_ins()
 
     # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
-    def wrap(self, mod: Any, copy: Any) -> WalkCall:
-        """The call of ``copy``, the walk's copy of ``mod`` (``WalkCall``). On the meta run, a recurrent
-        layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the weight list it hands to
-        torch: torch checks that list's devices against the input's before any op is issued, where
-        the walk could give stand-ins as it does for every other weight."""
-        if self.meta:
-            flat, tensor = flat_weights(copy), self.tensor_type
-            if type(flat) is list and any(isinstance(w, tensor) and not w.is_meta for w in flat):
+    def _recurrent_stand_ins(self) -> None:
+        """On the meta run, a recurrent layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the
+        weight list it hands to torch: torch checks that list's devices against the input's before any op
+        is issued, where the walk could give stand-ins as it does for every other weight."""
+        tensor = self.tensor_type
+        for copy in self.shadow.recurrent:
+            flat = flat_weights(copy)
+            if any(isinstance(w, tensor) and not w.is_meta for w in flat):
                 set_flat_weights(copy, [w if not isinstance(w, tensor) or w.is_meta else self._stand_in(w)
                                         for w in flat])
-        return WalkCall(self, mod, copy)
 
     def frame(self) -> Frame:
         """The module call the forward is in (the model's, outside every call)."""
@@ -269,8 +272,7 @@ class Walk(Replays):
         index = None
         if priced is not None and sizes is not None:
             index = len(book.records)
-            book.add(frame.mod, first_in_call=frame.first, op=info.name, priced=priced, input_bytes=sizes[0],
-                     output_bytes=sizes[1], weight_bytes=sizes[2], inplace=info.inplace, reuse=reuse)
+            self.record(frame.mod, frame.first, info, priced, sizes, reuse)
             frame.first = False
         scratch = 0
         if self.lifetimes is not None:
@@ -278,6 +280,12 @@ class Walk(Replays):
                 scratch = answer.scratch if answer is not None else conv_scratch(book.records[index])
             self.lifetimes.op(reads, writes or [], (frame.mod, info.name, index), scratch)
         return index, scratch
+
+    def record(self, mod: Any, first: bool, info: OpInfo, priced: Priced, sizes: tuple[int, int, int],
+               reuse: bool) -> None:
+        """The record of a priced op call, traced or replayed (``put``, ``Replays._replay_plan``)."""
+        self.book.add(mod, first_in_call=first, op=info.name, priced=priced, input_bytes=sizes[0],
+                      output_bytes=sizes[1], weight_bytes=sizes[2], inplace=info.inplace, reuse=reuse)
 
     def _weight_views(self, tensors: list[Any], out: Any) -> None:
         """A free op (a view, a copy) of a weight gives a weight too."""

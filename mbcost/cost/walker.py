@@ -40,8 +40,7 @@ from math import prod
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import tensors_in
-from mbcost.cost.records import RecordBook, Structure, Trace
-from mbcost.cost.shadow import shadow_tree
+from mbcost.cost.records import RecordBook, Trace
 from mbcost.cost.torch_internals import output_leaves, recorder_class
 from mbcost.cost.walk import Walk
 from mbcost.errors import AnalysisError, SpecError
@@ -80,13 +79,8 @@ def _forward(walk: Walk, args: tuple, kwargs: dict) -> None:
     torch = walk.torch
     try:
         # the walk's own copy of the tree: what the forward rebinds, and the train/eval flags, touch
-        # only the copy; the flags are set on the copies directly unless a class has its own train()
-        names = walk.book.names
-        module_train = torch.nn.Module.train
-        own_train = any(type(m).train is not module_train for m in names)
-        with shadow_tree(walk.model, walk.wrap, training=None if own_train else walk.train) as root:
-            if own_train and (walk.train or any(m.training for m in names)):
-                root.train(walk.train)
+        # only the copy
+        with walk.shadow.calls() as root:
             inputs = tensors_in((args, tuple(kwargs.values())), [], walk.tensor_type)
             if walk.lifetimes is not None:
                 walk.lifetimes.inputs(inputs)
@@ -240,7 +234,6 @@ def trace_model(
     inputs: Inputs,
     *,
     execute: str = "auto",
-    structure: Structure | None = None,
     materialize: Callable[[], nn.Module] | None = None,
     train: bool = False,
     replay: bool = True,
@@ -252,7 +245,6 @@ def trace_model(
         model: any module; it is read, never changed.
         inputs: shapes and dtypes of the forward's arguments.
         execute: ``auto``, ``meta`` or ``real`` (see the module docstring).
-        structure: the model's module structure when the caller has it cached.
         materialize: builds a CPU model with real weights for the real run (default: a copy).
         train: walk a training step's forward (train mode) and cost its backward (``training.py``).
         replay: replay pure torch.nn layers' recorded calls (``programs.py``); off, every layer is
@@ -269,10 +261,10 @@ def trace_model(
         raise SpecError(f"unknown execution mode {execute!r}; choose one of {', '.join(EXECUTE_MODES)}")
     meta_failure: ForwardFailed | None = None
     # every real forward is guarded by a memory estimate made on the meta device first (nothing allocated)
-    book = RecordBook(model, structure)
-    walk = Walk(model, book, meta=True, train=train, replay=replay, float_bytes=float_bytes)
     try:
-        with _collector_paused():
+        with _collector_paused():  # the walk's copy of the tree is made here too
+            walk = Walk(model, meta=True, train=train, replay=replay, float_bytes=float_bytes)
+            book = walk.book
             _forward(walk, *_meta_inputs(inputs, train))
         if execute != "real":
             return _finish(book, "meta", None, walk.peak(), walk.train_peak())
@@ -292,8 +284,8 @@ def trace_model(
     import torch
 
     real_model = materialize() if materialize is not None else _cpu_copy(model)
-    book = RecordBook(real_model)
-    walk = Walk(real_model, book, meta=False, train=train, float_bytes=float_bytes)
+    walk = Walk(real_model, meta=False, train=train, float_bytes=float_bytes)
+    book = walk.book
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
