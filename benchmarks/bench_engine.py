@@ -6,11 +6,18 @@ efficientnet_b0, ghostnet_100, deit_tiny_patch16_224, regnety_002, mobilevit_xxs
 full count by each contender, best of N rounds (``--repeat``, default 5); each round times every
 contender once in turn, so that a slow spell of a shared machine falls on all of them (the ratio is
 one of lower envelopes), and each call is timed alone by ``torch.utils.benchmark.Timer.timeit(1)``:
-timeit's rules, Python's cyclic collector off during the call, for every contender alike.
+timeit's rules, Python's cyclic collector off during the call, for every contender alike (the Timer
+first runs the call twice as its warm-up, so every contender is warm, mbcost's tables included).
 ``--collect`` adds a full garbage collection before each call (the protocol of this script's
 earlier runs), which leaves the CPU caches cold for the call and weighs most on the shortest:
 
-  1. mbcost warm   ``mbcost.analyze(module, 224)`` after one untimed call in this process;
+  1. mbcost warm   ``mbcost.analyze(module, 224)`` after one untimed call in this process: a repeat
+                   analysis, which finds the model's block programs, op answers and priced records
+                   in the engine's process-wide tables (keyed by structure, kept across calls);
+  1b. mbcost first the same with those three tables emptied right before each call (inside the timing):
+                   the first analysis of this architecture in a process that has run the engine
+                   before (imports and torch warm). Its ratio is the like-for-like one: no peer
+                   keeps anything about a model between calls;
   2. mbcost cold   the first ``mbcost.analyze(module, 224)`` in a fresh Python process that has
                    already imported torch, torchvision and mbcost and built the model (untimed);
                    the call includes mbcost's lazy import of its engine (shown apart); best of
@@ -153,6 +160,9 @@ class Timed:
     count: Callable[[Any], Any]
     prepare: Callable[[], Any] | None = None
     finish: Callable[[], None] | None = None
+    #: called inside the timed statement, just before ``count`` (``Timer.timeit`` runs the statement twice
+    #: as its own warm-up before the timed run, so a reset done by ``prepare`` would be undone by then)
+    reset: Callable[[], None] | None = None
 
     def once(self) -> tuple[float, Any]:
         """One call timed alone by ``torch.utils.benchmark.Timer.timeit(1)`` (timeit's rules: Python's
@@ -165,8 +175,9 @@ class Timed:
         box: dict[str, Any] = {}
         state = self.prepare() if self.prepare is not None else None
         try:
-            timer = Timer("box['result'] = count(state)", globals={"count": self.count, "state": state, "box": box},
-                          num_threads=torch.get_num_threads())
+            reset = self.reset or (lambda: None)
+            timer = Timer("reset(); box['result'] = count(state)", num_threads=torch.get_num_threads(),
+                          globals={"count": self.count, "state": state, "box": box, "reset": reset})
             if COLLECT:
                 gc.collect()
             seconds = timer.timeit(1).times[0]
@@ -400,6 +411,25 @@ def mbcost_warm(model) -> Timed:
     return Timed(count)
 
 
+def mbcost_first(model) -> Timed:
+    """``mbcost.analyze`` with the engine's process-wide tables emptied first (inside the timing, which makes
+    the figure conservative): what the first analysis of an architecture costs once the engine has run in the
+    process."""
+    import mbcost
+    from mbcost.cost import answers, programs, records
+
+    def forget() -> None:
+        programs.PROGRAMS.clear()
+        answers._ANSWERS.clear()
+        records._RECORDS.clear()
+
+    def count(_):
+        cost = mbcost.analyze(model, SIZE)
+        return cost.macs, len(cost.layers)
+
+    return Timed(count, reset=forget)
+
+
 def mbcost_cold(name: str, repeat: int, threads: int) -> Outcome:
     best, engine_ms, macs = float("inf"), 0.0, None
     # Byte-compiled, as an installed package is: a sandbox that sets PYTHONDONTWRITEBYTECODE would
@@ -502,14 +532,14 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     params = sum(p.numel() for p in model.parameters())
     meta = None
 
-    results: dict[str, Outcome] = {"mbcost warm": Outcome(), "mbcost cold": (
+    results: dict[str, Outcome] = {"mbcost warm": Outcome(), "mbcost first": Outcome(), "mbcost cold": (
         Outcome(error="skipped (--no-cold)") if args.no_cold else mbcost_cold(name, args.repeat, args.threads))}
     # every contender's warm-up call first; then rounds that time each contender once in turn
     contenders: dict[str, Timed] = {}
     units: dict[str, tuple[str, float]] = {}
-    for contender, make in (("mbcost warm", mbcost_warm), ("_floor", dispatch_floor)):
+    for contender, make in (("mbcost warm", mbcost_warm), ("mbcost first", mbcost_first), ("_floor", dispatch_floor)):
         try:
-            contenders[contender] = make(model) if make is mbcost_warm else make(model, x)
+            contenders[contender] = make(model, x) if make is dispatch_floor else make(model)
         except Exception as exc:  # report and go on
             results[contender] = Outcome(error=short_error(exc))
     for peer, _module, unit, to_macs, runner in PEERS:
@@ -526,7 +556,7 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
     for contender, outcome in interleaved(contenders, args.repeat).items():
         if isinstance(outcome, BaseException):
             results[contender] = Outcome(error=short_error(outcome))
-        elif contender == "mbcost warm":
+        elif contender in ("mbcost warm", "mbcost first"):
             ms, (macs, layers) = outcome
             results[contender] = Outcome(ms=ms, total=macs, macs=float(macs), note=f"{layers} layers")
         elif contender == "_floor":
@@ -537,7 +567,7 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
             results[contender] = Outcome(ms=ms, total=total, macs=float(total) * to_macs, note=unit)
     floor = results.pop("_floor")
 
-    warm, cold = results["mbcost warm"], results["mbcost cold"]
+    warm, first, cold = results["mbcost warm"], results["mbcost first"], results["mbcost cold"]
     timed_peers = [(p, results[p]) for p in BARE if results[p].ms is not None]
     fastest = min(timed_peers, key=lambda item: item[1].ms) if timed_peers else None
     unchanged = [(p, results[p]) for p in UNCHANGED if results[p].ms is not None]
@@ -556,7 +586,7 @@ def bench_model(name: str, args, versions: dict[str, str | None]) -> dict[str, O
         print(f"  {contender:<12} {cell(outcome)}  {total:>16}  {outcome.macs / 1e9:9.3f}  {unit}{extra}")
     if fastest is not None:
         print(f"  fastest peer: {fastest[0]} {fastest[1].ms:.2f} ms -> {ratio(fastest[1].ms, warm.ms)} mbcost warm, "
-              f"{ratio(fastest[1].ms, cold.ms)} mbcost cold")
+              f"{ratio(fastest[1].ms, first.ms)} mbcost first, {ratio(fastest[1].ms, cold.ms)} mbcost cold")
     else:
         print("  fastest peer: none ran")
     if fastest_unchanged is not None:
@@ -670,27 +700,30 @@ def main() -> None:
             print(f"\n{name}: {short_error(exc)}")
 
     if rows:
-        names = ["mbcost warm", "mbcost cold", *(p for p, *_ in PEERS)]
+        names = ["mbcost warm", "mbcost first", "mbcost cold", *(p for p, *_ in PEERS)]
         print(f"\nSummary: best ms per count (threads {torch.get_num_threads()}, best of {args.repeat} interleaved "
               "rounds); ratio = fastest peer / mbcost; 'unchanged': the fastest peer that leaves the model as it was")
         header = f"  {'model':<28}" + "".join(f"{n:>16}" for n in names)
-        print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ cold':>7}  {'unchanged':>15} {'/ warm':>7} "
+        print(header + f"  {'fastest peer':>12} {'/ warm':>7} {'/ first':>8} {'/ cold':>7}  {'unchanged':>15} "
+                       f"{'/ warm':>7} "
                        f"{'/ cold':>7}  {'floor':>7} {'peer/floor':>10}")
         for name, res in rows:
             fastest, same = res["_fastest"], res["_unchanged"]
-            warm_ms, cold_ms = res["mbcost warm"].ms, res["mbcost cold"].ms
+            warm_ms, first_ms, cold_ms = res["mbcost warm"].ms, res["mbcost first"].ms, res["mbcost cold"].ms
             line = f"  {name:<28}" + "".join(cell(res[n], 16) for n in names)
             print(line + f"  {fastest.note or 'none':>12} {ratio(fastest.ms, warm_ms):>7} "
+                         f"{ratio(fastest.ms, first_ms):>8} "
                          f"{ratio(fastest.ms, cold_ms):>7}  {same.note or 'none':>15} {ratio(same.ms, warm_ms):>7} "
                          f"{ratio(same.ms, cold_ms):>7}  {cell(res['_floor'], 7)} "
                          f"{ratio(fastest.ms, res['_floor'].ms):>10}")
         for label, chosen in (("torchvision", [r for r in rows if not r[0].startswith("timm:")]),
                               ("timm", [r for r in rows if r[0].startswith("timm:")])):
-            ratios = [(res["_fastest"].ms / res["mbcost warm"].ms, name) for name, res in chosen
-                      if res["_fastest"].ms and res["mbcost warm"].ms]
-            if ratios:
-                low, at = min(ratios)
-                print(f"  {label} set: fastest peer / mbcost warm >= {low:.1f}x (lowest: {at})")
+            for kind in ("warm", "first"):
+                ratios = [(res["_fastest"].ms / res[f"mbcost {kind}"].ms, name) for name, res in chosen
+                          if res["_fastest"].ms and res[f"mbcost {kind}"].ms]
+                if ratios:
+                    low, at = min(ratios)
+                    print(f"  {label} set: fastest peer / mbcost {kind} >= {low:.1f}x (lowest: {at})")
         print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         missing = [p for p in versions if versions[p] is None and p != "torch-meta"]
         if missing:
