@@ -238,11 +238,11 @@ def test_a_block_that_rebinds_its_own_state_is_traced_on_each_call():
             self.block = Alternating()
 
         def forward(self, x):
-            return self.block(self.block(x)) + self.block(x)
+            return self.block(self.block(self.block(self.block(x))))
 
     model, inputs = Twice().eval(), resolve_inputs(8)
     traced = trace_model(model, inputs, execute="meta", replay=False)
-    assert [r.op for r in traced.layers] == ["convolution", "relu", "convolution", "add"]
+    assert [r.op for r in traced.layers] == ["convolution", "relu", "convolution", "relu"]
     for _ in range(2):
         assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
 
@@ -263,5 +263,40 @@ def test_a_block_called_with_one_tensor_twice_or_two_tensors_replays_each_as_tra
     model, inputs = Calls().eval(), resolve_inputs(8)
     traced = trace_model(model, inputs, execute="meta", replay=False)
     assert [r.op for r in traced.layers] == ["mul", "add", "add"]
+    for _ in range(2):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+def test_a_block_whose_class_forward_is_patched_is_recorded_again():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    model, inputs = nn.Sequential(Block(), Block()).eval(), resolve_inputs(8)
+    assert [r.op for r in trace_model(model, inputs, execute="meta").layers] == ["convolution"] * 2
+    Block.forward = lambda self, x: self.conv(x).relu()
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    assert [r.op for r in traced.layers] == ["convolution", "relu"] * 2
+    assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+def test_settings_equal_in_value_but_not_in_type_are_different_blocks():
+    class Scale(nn.Module):
+        def __init__(self, factor) -> None:
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return x * self.factor
+
+    x = torch.ones(1, 3, 8, 8, dtype=torch.int64)
+    model = nn.Sequential(Scale(2), Scale(2.0)).eval()  # int64 * 2 stays int64; * 2.0 becomes float32
+    inputs = resolve_inputs(x)
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    assert [r.output_bytes for r in traced.layers] == [1536, 768]
     for _ in range(2):
         assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)

@@ -150,14 +150,16 @@ def block_key(block: Any) -> tuple | None:
             return None
         users.append(call.mod)
         names, values = own_attributes(m)
+        types = []  # 2 == 2.0 == True: a setting's type is part of the key, as its value is
         for v in values:
-            if type(v) not in SETTING_TYPES:
-                if type(v) is tuple:
-                    for x in v:
-                        if type(x) not in SETTING_TYPES:
-                            return None
-                elif not isinstance(v, Enum):
+            if type(v) is tuple:
+                if any(type(x) not in SETTING_TYPES for x in v):
                     return None
+                types.append(tuple(map(type, v)))
+            elif type(v) in SETTING_TYPES or isinstance(v, Enum):
+                types.append(type(v))
+            else:
+                return None
         params, buffers, kids = d["_parameters"], d["_buffers"], d["_modules"]
         layouts: Any = ()
         if params or buffers:
@@ -182,7 +184,8 @@ def block_key(block: Any) -> tuple | None:
                     mods.append(c)
                 places.append(None if c is None else at[id(c)])
             places = (tuple(kids), tuple(places))
-        key.append((type(m), names, values, layouts, places))
+        # the class's forward too: a forward patched on the class is a different program
+        key.append((type(m), type(m).forward, names, values, tuple(types), layouts, places))
     if len(set(ids)) < len(ids):  # tied weights: which are the same tensor
         key.append(tuple(map(ids.index, ids)))
     return BLOCK, tuple(key), mods, users, weights
