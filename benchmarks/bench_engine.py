@@ -418,9 +418,12 @@ def mbcost_first(model) -> Timed:
     import mbcost
     from mbcost.cost import answers, programs, records
 
-    def forget() -> None:
+    def forget() -> None:  # every table the engine keeps across calls, per-class readers included
+        answers.forget()
+        answers._OP_INFO.clear()
         programs.PROGRAMS.clear()
-        answers._ANSWERS.clear()
+        programs._READERS.clear()
+        programs._NAMES.clear()
         records._RECORDS.clear()
 
     def count(_):

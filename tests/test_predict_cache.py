@@ -60,6 +60,16 @@ def test_torchs_default_thread_count_is_learned_once():
     again, imported = _fresh_cli(*args)
     assert not imported
     assert json.loads(again)["device"]["threads"] == json.loads(first)["device"]["threads"]
+    fresh = subprocess.check_output([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True)
+    assert json.loads(again)["device"]["threads"] == int(fresh)  # torch's own default in a fresh process
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("MBCOST_ANALYSIS_DIR", str(tmp_path))
+    key = cache.cache_key("v2", None, 1, 1000)
+    (tmp_path / f"{key}.json").mkdir()  # the entry's path is taken by a directory
+    profile = hand_profile(current_key("cpu", "eager", "float32", 1))
+    assert predict("v2", threads=1, profile=profile).macs == 300_774_272  # torchvision's _ops: 0.3 GMACs
 
 
 def test_the_cached_analysis_prices_as_the_analysis_did(monkeypatch):

@@ -49,12 +49,13 @@ def analysis_dir() -> Path:
 
 def _write(path: Path, text: str) -> None:
     """Write atomically; a cache that cannot be written is skipped (nothing a prediction returns depends on it)."""
+    from mbcost.errors import MbcostError
     from mbcost.io import write_text_atomic
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
-    except OSError:
+    except (OSError, MbcostError):  # write_text_atomic reports its failures as mbcost's errors
         pass
 
 
