@@ -221,14 +221,12 @@ def calibrate(*, device: str = "cpu", runtime: str = "eager", precision: str = "
         from mbcost.predict.predictor import analysis_of
         from mbcost.zoo.catalog import list_models
 
-        from mbcost.errors import MbcostError
-
         for name in list_models():
             say(f"analysing {name} for the analysis cache")
             try:
                 analysis_of(name)
             except MbcostError as exc:  # the profile is saved: a zoo model the cache misses only costs time
-                say(f"analysis cache: {name}: {str(exc).splitlines()[0]}")
+                say(f"analysis cache: {name}: {first_line(exc)}")
     profile = replace(profile, path=str(path))
     return CalibrationReport(profile=profile, path=str(path), samples_path=str(spath),
                              kernel_samples=sum(1 for s in samples if s.get("type") == "kernel"), resumed=resumed,
