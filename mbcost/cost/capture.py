@@ -59,17 +59,8 @@ class Capture:
                 own.add(n)
             n += 1
 
-        def template(v: Any) -> Any:
-            if isinstance(v, tensor):
-                i = slots.get(id(v))
-                if i is None:
-                    raise LookupError
-                return Slot(i)
-            if type(v) in (tuple, list):
-                return type(v)(template(x) for x in v)
-            if type(v) is dict:
-                return {k: template(x) for k, x in v.items()}
-            return v
+        def template(v: Any) -> Any:  # not recursive itself: a closure that calls itself is a reference cycle
+            return _template(v, slots, tensor)
 
         steps: list[Any] = []
         place = {} if self.mods is None else {id(m): i for i, m in enumerate(self.mods)}
@@ -119,6 +110,20 @@ class Capture:
                                                                      float_bytes))
         except LookupError:
             return None
+
+
+def _template(v: Any, slots: dict[int, int], tensor: type) -> Any:
+    """``v`` with its tensors replaced by their ``Slot``s (``LookupError``: a tensor without one)."""
+    if isinstance(v, tensor):
+        i = slots.get(id(v))
+        if i is None:
+            raise LookupError
+        return Slot(i)
+    if type(v) in (tuple, list):
+        return type(v)(_template(x, slots, tensor) for x in v)
+    if type(v) is dict:
+        return {k: _template(x, slots, tensor) for k, x in v.items()}
+    return v
 
 
 def _pruned(steps: list[Any]) -> list[Any]:

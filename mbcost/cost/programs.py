@@ -3,7 +3,8 @@
 A layer of a torch.nn class whose forward is a pure function of its settings (convolution,
 normalization, activation, pooling, linear, dropout...) makes the same ATen calls every time it is
 called with the same settings, weights' layouts and inputs' layouts. The walk records those calls
-the first time (``Capture``): each argument becomes a slot (an input of the layer, one of its
+the third time it meets them (``Capture``; ``met``: recording costs a few traced calls, and most layers and
+blocks of a model are met once or twice, so the first meetings are only traced): each argument becomes a slot (an input of the layer, one of its
 parameters or buffers, an output of an earlier call) or a constant, and each call keeps the
 memoised answer the walk's dispatch found for it. A later call with the same key (``layer_key``)
 hands the same calls, with that call's own tensors, back to the walk (``Walk.replay_program``):
@@ -27,6 +28,7 @@ use a tensor that is none of their inputs, weights or earlier outputs, or a user
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from operator import itemgetter
@@ -35,7 +37,7 @@ from typing import Any
 from mbcost.cost.torch_internals import CALL_ATTRS
 
 __all__ = ["BLOCK", "PROGRAMS", "SETTING_TYPES", "Mark", "Plan", "Program", "Slot", "Step", "block_key", "fill",
-           "layer_key", "own_attributes", "remember_program", "weights_of"]
+           "forget", "layer_key", "met", "met_before", "shape_hint", "own_attributes", "remember_program", "weights_of"]
 
 #: The torch.nn files whose classes' forwards read only their settings, weights and inputs.
 _PURE_FILES = frozenset(f"torch.nn.modules.{name}" for name in (
@@ -74,11 +76,12 @@ def _reader(cls: type, d: dict) -> Any:
     return (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
 
 
-def layer_key(layer: Any, blocks: bool = False) -> tuple | None:
+def layer_key(layer: Any, blocks: Callable[[Any], bool] | None = None) -> tuple | None:
     """What a module's calls depend on, besides its inputs. A pure torch.nn layer: its class, its
     settings and its parameters' and buffers' layouts (shape, strides, dtype, meta or not). With
-    ``blocks``, any other module whose attributes are all settings (a block: ``block_key``). ``None``
-    when the module is not replayable (see the module docstring)."""
+    ``blocks``, any other module whose attributes are all settings (a block: ``block_key``) and that
+    ``blocks(module)`` lets through (``met_before``). ``None`` when the module is not replayable
+    (see the module docstring)."""
     d = layer.__dict__
     cls = type(layer)
     rk = (cls, len(d))
@@ -87,7 +90,7 @@ def layer_key(layer: Any, blocks: bool = False) -> tuple | None:
     except KeyError:
         reader = _READERS[rk] = _reader(cls, d)
     if reader is None or d["_modules"]:
-        return block_key(layer) if blocks else None
+        return block_key(layer) if blocks is not None and blocks(layer) else None
     for h in _HOOKS:
         if d[h]:
             return None
@@ -301,9 +304,65 @@ def weights_of(layer: Any) -> list[Any]:
 #: Programs by layer key and input layouts, shared by all walks (bounded: cleared when full).
 PROGRAMS: dict[tuple, Program | None] = {}
 _MAX_PROGRAMS = 4096
+#: What was met once, shared by all walks (bounded too): a layer's full key, a block's ``shape_hint``. A
+#: program is recorded when its layer or block is met again, since recording costs a few traced calls and
+#: most blocks of a model, and many of its layers, are met only once.
+MET: dict[Any, int] = {}
+RECORD_AT = 2
 
 
 def remember_program(key: tuple, program: Program | None) -> None:
     if len(PROGRAMS) >= _MAX_PROGRAMS:
         PROGRAMS.clear()
     PROGRAMS[key] = program
+
+
+def forget() -> None:
+    """Empty the programs and what was met (for measurements and tests of a first analysis)."""
+    PROGRAMS.clear()
+    MET.clear()
+
+
+def met(key: Any) -> bool:
+    """Whether ``key`` was met twice before (it is once more now)."""
+    n = MET.get(key, 0)
+    if n >= RECORD_AT:
+        return True
+    if not n and len(MET) >= _MAX_PROGRAMS:
+        MET.clear()
+    MET[key] = n + 1
+    return False
+
+
+def met_before(hints: dict[int, int | None], block: Any) -> bool:
+    """Whether a block like this one (its ``shape_hint``; ``hints``: a walk's) was met twice before, by this
+    walk or earlier ones (``met``)."""
+    hint = shape_hint(block, hints)
+    return hint is not None and met(hint)
+
+
+def shape_hint(m: Any, hints: dict[int, int | None]) -> int | None:
+    """A hash of a module's subtree as built (classes, attributes, weights' shapes and dtypes), made once per
+    module of a walk (``hints``, by id): what says a block was met before without its exact key, whose reading
+    of a subtree at each call would cost more than the tracing it saves on a block met once. It only decides
+    whether the exact key (``block_key``) is read, so a hint gone stale (a forward that rebinds) costs time,
+    not correctness. ``None``: an attribute is not hashable (the block is no block)."""
+    try:
+        return hints[id(m)]
+    except KeyError:
+        pass
+    d = m.__dict__
+    kids = []
+    for c in d["_modules"].values():
+        h = None if c is None else shape_hint(c, hints)
+        if h is None and c is not None:
+            hints[id(m)] = None
+            return None
+        kids.append(h)
+    try:
+        hint = hash((type(m), *own_attributes(m), *kids,
+                     *(None if t is None else (t.shape, t.dtype) for t in weights_of(m))))
+    except TypeError:
+        hint = None
+    hints[id(m)] = hint
+    return hint

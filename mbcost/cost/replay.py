@@ -8,7 +8,7 @@ from typing import Any
 
 from mbcost.cost.answers import SCALARS, op_info, tensors_in
 from mbcost.cost.capture import Capture
-from mbcost.cost.programs import BLOCK, PROGRAMS, Mark, Program, fill, remember_program, weights_of
+from mbcost.cost.programs import BLOCK, PROGRAMS, Mark, Program, fill, met, remember_program, weights_of
 from mbcost.cost.shadow import Frame
 from mbcost.cost.torch_internals import dispatch_paused
 
@@ -43,7 +43,9 @@ class Replays:
         full = tuple(sig)
         try:
             program = PROGRAMS[full]
-        except KeyError:  # not seen yet: trace it, and keep what it did
+        except KeyError:  # not recorded yet: trace it, and keep what it did if it was met before
+            if key[0] is not BLOCK and not met(full):  # a block's hint was met (``Walk.met_before``)
+                return self._traced(copy, args, None)
             capture = Capture(users, copies)
             result = self._traced(copy, args, capture)
             remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info, self.float_bytes))

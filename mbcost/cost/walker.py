@@ -11,9 +11,9 @@ How it runs (``execute``):
   shapes, and one that must run gets meta stand-ins for them, made once per tensor. So tied
   (shared) parameters need nothing special, and a module called twice is recorded twice.
   A layer of one of torch.nn's own pure classes (convolution, norm, activation, pooling,
-  linear...) is traced once per settings, weights' layouts and inputs' layouts, and replayed
-  after that (``mbcost.cost.programs``): the same records, without its Python forward or torch's
-  dispatcher.
+  linear...), or a block met as often, is traced the first times it is met with the same settings,
+  weights' layouts and inputs' layouts, recorded the third, and replayed after that
+  (``mbcost.cost.programs``): the same records, without its Python forward or torch's dispatcher.
 * ``real``: the forward runs on the CPU with random inputs (seeded), in eval mode, without
   grad, on a copy of the model: for data-dependent models (detection's ``nonzero``, an
   ``if x.sum() > 0``). Its counts then depend on the data (the number of region proposals...).
