@@ -3,9 +3,10 @@
 A layer of a torch.nn class whose forward is a pure function of its settings (convolution,
 normalization, activation, pooling, linear, dropout...) makes the same ATen calls every time it is
 called with the same settings, weights' layouts and inputs' layouts. The walk records those calls
-the third time it meets them (``Capture``; ``met``: recording costs a few traced calls, and most layers and
-blocks of a model are met once or twice, so the first meetings are only traced): each argument becomes a slot (an input of the layer, one of its
-parameters or buffers, an output of an earlier call) or a constant, and each call keeps the
+the third time it meets them (``Capture``; ``met``: recording costs a few traced calls, and most layers
+and blocks of a model are met once or twice, so the first meetings are only traced): each argument
+becomes a slot (an input of the layer, one of its parameters or buffers, an output of an earlier
+call) or a constant, and each call keeps the
 memoised answer the walk's dispatch found for it. A later call with the same key (``layer_key``)
 hands the same calls, with that call's own tensors, back to the walk (``Walk.replay_program``):
 the layer's Python forward, torch's dispatcher and the dispatch mode are skipped. Every call is
