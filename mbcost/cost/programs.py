@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from enum import Enum
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from mbcost.cost.torch_internals import CALL_ATTRS
 
@@ -322,6 +323,7 @@ def forget() -> None:
     """Empty the programs and what was met (for measurements and tests of a first analysis)."""
     PROGRAMS.clear()
     MET.clear()
+    _HINTS.clear()
 
 
 def met(key: Any) -> bool:
@@ -335,35 +337,43 @@ def met(key: Any) -> bool:
     return False
 
 
-def met_before(hints: dict[int, int | None], block: Any) -> bool:
-    """Whether a block like this one (its ``shape_hint``; ``hints``: a walk's) was met twice before, by this
-    walk or earlier ones (``met``)."""
-    hint = shape_hint(block, hints)
+#: Each module's ``shape_hint``, by the user's module, while it lives: a repeat analysis reads its blocks' hints
+#: without walking their subtrees again. A module changed since costs time, not correctness (``shape_hint``).
+_HINTS: WeakKeyDictionary[Any, int | None] = WeakKeyDictionary()
+
+
+def met_before(block: Any) -> bool:
+    """Whether a block like this one (the walk's copy of a module; its ``shape_hint``) was met twice before, by
+    this walk or earlier ones (``met``)."""
+    hint = shape_hint(block.__dict__[_CALL].mod)
     return hint is not None and met(hint)
 
 
-def shape_hint(m: Any, hints: dict[int, int | None]) -> int | None:
-    """A hash of a module's subtree as built (classes, attributes, weights' shapes and dtypes), made once per
-    module of a walk (``hints``, by id): what says a block was met before without its exact key, whose reading
-    of a subtree at each call would cost more than the tracing it saves on a block met once. It only decides
-    whether the exact key (``block_key``) is read, so a hint gone stale (a forward that rebinds) costs time,
+def shape_hint(m: Any) -> int | None:
+    """A hash of a user's module's subtree as built (classes, attributes, weights' shapes and dtypes), kept
+    (``_HINTS``): what says a block was met before without its exact key, whose reading of a subtree at each
+    call would cost more than the tracing it saves on a block met once. It only decides whether the exact key
+    (``block_key``) is read, so a hint gone stale (a module changed since, a forward that rebinds) costs time,
     not correctness. ``None``: an attribute is not hashable (the block is no block)."""
     try:
-        return hints[id(m)]
+        return _HINTS[m]
     except KeyError:
         pass
-    d = m.__dict__
+    except TypeError:  # a module class with its own __eq__ and no __hash__: not kept
+        return _hint(m)
+    hint = _HINTS[m] = _hint(m)
+    return hint
+
+
+def _hint(m: Any) -> int | None:
     kids = []
-    for c in d["_modules"].values():
-        h = None if c is None else shape_hint(c, hints)
+    for c in m.__dict__["_modules"].values():
+        h = None if c is None else shape_hint(c)
         if h is None and c is not None:
-            hints[id(m)] = None
             return None
         kids.append(h)
     try:
-        hint = hash((type(m), *own_attributes(m), *kids,
+        return hash((type(m), *own_attributes(m), *kids,
                      *(None if t is None else (t.shape, t.dtype) for t in weights_of(m))))
     except TypeError:
-        hint = None
-    hints[id(m)] = hint
-    return hint
+        return None

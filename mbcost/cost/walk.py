@@ -8,7 +8,6 @@ made when it starts; nothing at module level changes per walk.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import Answer, OpInfo, answer_of, op_info, recall, remember, signature, tensors_in
@@ -62,9 +61,8 @@ class Walk(Replays):
         # unless another tool's global module hooks must see every call
         self.replay = replay and meta and self.plain
         self.captures: list[Capture] = []  # the layer and block calls being recorded into programs
-        # blocks of any class are replayed too (``block_key``), once met before (``met_before``): a function
-        # of this walk's hints, not a method, which would make the walk a cycle for Python's collector
-        self.blocks = partial(met_before, {}) if self.replay and not train else None
+        # blocks of any class are replayed too (``block_key``), once met before (``met_before``)
+        self.blocks = met_before if self.replay and not train else None
         # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
         self.float_bytes = float_bytes
         self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
