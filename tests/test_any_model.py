@@ -270,6 +270,34 @@ def test_models_pytorch_refuses_are_refused(model):
         mbcost.analyze(model, (1, 3, 8, 8), execute="meta")
 
 
+_UPSAMPLINGS = [
+    ("upsample_nearest1d", 1, ()), ("_upsample_nearest_exact1d", 1, ()), ("upsample_linear1d", 1, (False,)),
+    ("upsample_nearest2d", 2, ()), ("_upsample_nearest_exact2d", 2, ()), ("upsample_bilinear2d", 2, (True,)),
+    ("upsample_bicubic2d", 2, (False,)), ("upsample_nearest3d", 3, ()), ("_upsample_nearest_exact3d", 3, ()),
+    ("upsample_trilinear3d", 3, (False,))]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "one_channel", "transposed"])
+@pytest.mark.parametrize(("name", "dims", "extra"), _UPSAMPLINGS, ids=[u[0] for u in _UPSAMPLINGS])
+def test_an_upsampling_is_answered_as_its_meta_kernel_answers(name, dims, extra, layout):
+    from mbcost.cost.ops import SHORTCUTS
+
+    shortcut, op = SHORTCUTS[name], getattr(torch.ops.aten, name)
+    x = torch.empty(2, 1 if layout == "one_channel" else 3, *(5,) * dims, dtype=torch.float16, device="meta")
+    if layout == "channels_last" and dims > 1:
+        x = x.contiguous(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+    elif layout == "transposed":
+        x = x.transpose(1, 2)
+    size = [7] * dims
+    for overload, args in (("default", (x, size, *extra)), ("vec", (x, size, *extra, None))):
+        answer, kernel = shortcut(args, {}), getattr(op, overload)(*args)
+        if answer is None:  # a layout that could read both ways, or neither way: the kernel runs
+            assert layout in ("one_channel", "transposed") and dims > 1 or layout == "transposed"
+        else:
+            assert (answer.shape, answer.stride(), answer.dtype) == (kernel.shape, kernel.stride(), kernel.dtype)
+    assert shortcut((x, None, *extra, [1.5] * dims), {}) is None  # scale factors only: the kernel runs
+
+
 # -- the walker's memo of shortcut answers (one signature, one answer) -------------------------------------------
 
 
@@ -309,11 +337,11 @@ def test_memoised_answers_match_a_fresh_walk_and_the_real_cpu_run():
 
 
 class MetaKernels(nn.Module):
-    """Ops answered by their meta kernel (no shortcut): an upsampling and a ``cat`` (new tensors), in-place
-    and plain views (which share their argument's storage, so the walk's lifetimes must see them as views)."""
+    """Ops answered by their meta kernel (no shortcut): a flip and a ``cat`` (new tensors), in-place and plain
+    views (which share their argument's storage, so the walk's lifetimes must see them as views)."""
 
     def forward(self, x):
-        y = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        y = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).flip(2)
         z = torch.cat([y, y * 2], dim=1)
         v = z.view(z.shape[0], -1).unsqueeze_(1)  # unsqueeze_ changes v's shape in place
         # the same shapes with other dtypes and layouts as keywords: each keyword is part of the answer's key
@@ -339,9 +367,9 @@ def test_meta_kernel_answers_and_views_are_memoised_and_in_place_ops_are_not(mon
     monkeypatch.setattr(Walk, "run_meta", counted)
     warm = mbcost.analyze(model, x, execute="meta")
     real = mbcost.analyze(model, x, execute="real")  # PyTorch's own kernels on the CPU
-    # the upsampling's meta kernel and the views ran in the cold walk only (a view's answer is a view of
-    # its argument's storage); the in-place unsqueeze_ runs every time
-    assert not {"upsample_bilinear2d", "view", "permute"} & set(ran) and "unsqueeze_" in ran
+    # the flip's meta kernel and the views ran in the cold walk only (a view's answer is a view of its
+    # argument's storage); the in-place unsqueeze_ runs every time
+    assert not {"flip", "view", "permute"} & set(ran) and "unsqueeze_" in ran
     assert _layers(cold) == _layers(warm) == _layers(real)
     assert cold.peak_activation_bytes == warm.peak_activation_bytes
 

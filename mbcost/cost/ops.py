@@ -122,7 +122,7 @@ OPS: dict[str, Op] = {op.key: op for op in (
     _row("_native_multi_head_attention", "_native_multi_head_attention", "attention", read.attention),
     _row("softmaxes", "softmax _softmax log_softmax _log_softmax _safe_softmax", "softmax", read.unary("x_shape"),
          shapes={"_softmax _log_softmax _safe_softmax": shape.contiguous}, saves="out"),
-    _row("upsample", _UPSAMPLE, "interpolate", read.interpolate),
+    _row("upsample", _UPSAMPLE, "interpolate", read.interpolate, shapes={_UPSAMPLE: shape.upsample}),
     _row("grid_sampler", "grid_sampler_2d grid_sampler_3d", "interpolate", read.interpolate),
     _row("views", _VIEWS, "free", read.free, shapes={"clone": shape.clone, "cat": shape.cat},
          saves={"native_dropout": "extra"}),

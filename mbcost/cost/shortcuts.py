@@ -367,6 +367,21 @@ def mean(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
+def upsample(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """``upsample_*(x, output_size, ...)``: ``x``'s batch and channels at ``output_size``, laid out as ATen's
+    ``suggest_memory_format`` picks (channels-last for a channels-last input); an input whose layout could read
+    both ways, or a call given only scale factors (``.vec``), runs its meta kernel."""
+    import torch
+
+    x, size = args[0], _arg(args, kwargs, 1, "output_size")
+    last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if size is None or len(size) != x.dim() - 2 or (last is not None and x.is_contiguous(memory_format=last)) \
+            == x.is_contiguous():
+        return None
+    return torch.empty((*x.shape[:2], *map(int, size)), dtype=x.dtype, device="meta",
+                       memory_format=torch.contiguous_format if x.is_contiguous() else last)
+
+
 def constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     x, pad = args[0], list(args[1])
     shape = list(x.shape)
