@@ -331,3 +331,18 @@ def test_a_block_met_once_is_traced_and_one_met_again_is_replayed_in_the_first_w
     assert len(blocks) == 1 and programs.PROGRAMS[blocks[0]] is not None
     assert replays.blocks == 2
     assert _trace_facts(first) == _trace_facts(traced)
+
+
+def test_a_block_changed_in_place_after_its_program_was_recorded_is_analysed_as_it_now_is():
+    # the block's hint, kept from the first analyses, is stale after the change: it may only cost time
+    model = nn.Sequential(*(_Unit(8) for _ in range(5))).eval()
+    inputs = resolve_inputs((1, 8, 16, 16))
+    programs.forget()
+    for _ in range(3):
+        trace_model(model, inputs, execute="meta")
+    model[3].conv.stride = (2, 2)  # the fourth unit, replayed until now, is a strided unit from here on
+    model[3].conv.padding = (1, 1)
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    assert [r.output_shape for r in traced.layers if r.module == "3.conv"] == [(1, 8, 8, 8)]
+    for _ in range(3):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
