@@ -11,7 +11,7 @@ first runs the call twice as its warm-up, so every contender is warm, mbcost's t
 ``--collect`` adds a full garbage collection before each call (the protocol of this script's
 earlier runs), which leaves the CPU caches cold for the call and weighs most on the shortest:
 
-  1. mbcost warm   ``mbcost.analyze(module, 224)`` after three untimed calls in this process: a repeat
+  1. mbcost warm   ``mbcost.analyze(module, 224)`` after three untimed calls before each timing: a repeat
                    analysis, which finds the model's block programs (recorded on a block's third
                    meeting), op answers and priced records in the engine's process-wide tables (keyed
                    by structure, kept across calls);
@@ -401,17 +401,20 @@ def short_error(exc: BaseException) -> str:
 
 
 def mbcost_warm(model) -> Timed:
-    """``mbcost.analyze`` after three untimed calls (its result: the MACs and the layer count): a block program
-    is recorded on its block's third meeting (``mbcost.cost.programs.met``)."""
+    """``mbcost.analyze`` after three untimed calls before each timing (its result: the MACs and the layer
+    count): a block program is recorded on its block's third meeting (``mbcost.cost.programs.met``), and "mbcost
+    first" empties the tables between two rounds."""
     import mbcost
 
     def count(_):
         cost = mbcost.analyze(model, SIZE)
         return cost.macs, len(cost.layers)
 
-    for _ in range(3):
-        count(None)
-    return Timed(count)
+    def prepare() -> None:
+        for _ in range(3):
+            count(None)
+
+    return Timed(count, prepare=prepare)
 
 
 def mbcost_first(model) -> Timed:
