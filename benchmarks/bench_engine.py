@@ -15,7 +15,8 @@ earlier runs), which leaves the CPU caches cold for the call and weighs most on 
                    analysis, which finds the model's block programs (recorded on a block's third
                    meeting), op answers and priced records in the engine's process-wide tables (keyed
                    by structure, kept across calls);
-  1b. mbcost first the same with those three tables emptied right before each call (inside the timing):
+  1b. mbcost first the same with those tables emptied right before each call (inside the timing), and
+                   what the engine counts of the blocks it met (``programs.forget``):
                    the first analysis of this architecture in a process that has run the engine
                    before (imports and torch warm). Its ratio is the like-for-like one: no peer
                    keeps anything about a model between calls;

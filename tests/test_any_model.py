@@ -277,25 +277,39 @@ _UPSAMPLINGS = [
     ("upsample_trilinear3d", 3, (False,))]
 
 
+def _kernel_or_error(op, args, kwargs):
+    try:
+        kernel = op(*args, **kwargs)
+    except RuntimeError:
+        return "refused"
+    return kernel.shape, kernel.stride(), kernel.dtype
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "one_channel", "transposed"])
 @pytest.mark.parametrize(("name", "dims", "extra"), _UPSAMPLINGS, ids=[u[0] for u in _UPSAMPLINGS])
 def test_an_upsampling_is_answered_as_its_meta_kernel_answers(name, dims, extra, layout):
     from mbcost.cost.ops import SHORTCUTS
 
     shortcut, op = SHORTCUTS[name], getattr(torch.ops.aten, name)
-    x = torch.empty(2, 1 if layout == "one_channel" else 3, *(5,) * dims, dtype=torch.float16, device="meta")
-    if layout == "channels_last" and dims > 1:
-        x = x.contiguous(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
-    elif layout == "transposed":
-        x = x.transpose(1, 2)
-    size = [7] * dims
-    for overload, args in (("default", (x, size, *extra)), ("vec", (x, size, *extra, None))):
-        answer, kernel = shortcut(args, {}), getattr(op, overload)(*args)
-        if answer is None:  # a layout that could read both ways, or neither way: the kernel runs
-            assert layout in ("one_channel", "transposed") and dims > 1 or layout == "transposed"
-        else:
-            assert (answer.shape, answer.stride(), answer.dtype) == (kernel.shape, kernel.stride(), kernel.dtype)
-    assert shortcut((x, None, *extra, [1.5] * dims), {}) is None  # scale factors only: the kernel runs
+    keywords = {"align_corners": extra[0]} if extra else {}
+    answered = 0
+    for dtype, spatial in ((torch.float16, 5), (torch.float32, 1), (torch.float32, 0)):
+        x = torch.empty(2, 1 if layout == "one_channel" else 3, *(spatial,) * dims, dtype=dtype, device="meta")
+        if layout == "channels_last" and dims > 1:
+            x = x.contiguous(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+        elif layout == "transposed":
+            x = x.transpose(1, 2)
+        for size in ([7] * dims, [1] * dims, [0] * dims, [7] * (dims + 1)):
+            calls = [(op.default, (x, size, *extra), {}), (op.vec, (x, size, *extra, None), {}),
+                     (op.vec, (x, size, *extra, [2.0] * dims), {}),  # both: refused by the kernel
+                     (op.default, (x,), {"output_size": size, **keywords})]
+            for overload, args, kwargs in calls:
+                answer = shortcut(args, kwargs)
+                if answer is not None:  # else the kernel runs, and answers or refuses as it does
+                    answered += 1
+                    assert (answer.shape, answer.stride(), answer.dtype) == _kernel_or_error(overload, args, kwargs)
+    if layout == "contiguous" or layout == "channels_last" and dims == 2:  # the layouts models give it: answered
+        assert answered > 0
 
 
 # -- the walker's memo of shortcut answers (one signature, one answer) -------------------------------------------

@@ -346,3 +346,33 @@ def test_a_block_changed_in_place_after_its_program_was_recorded_is_analysed_as_
     assert [r.output_shape for r in traced.layers if r.module == "3.conv"] == [(1, 8, 8, 8)]
     for _ in range(3):
         assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+class _NoHash:
+    def __hash__(self):
+        raise ValueError("no hash")
+
+
+class _Odd(nn.Module):
+    """A block whose attribute cannot be hashed, or with a nested-tensor buffer (no sizes): traced, not replayed."""
+
+    def __init__(self, nested: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        if nested:
+            self.register_buffer("nt", torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]))
+        else:
+            self.odd = _NoHash()
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype stage")
+@pytest.mark.parametrize("nested", [False, True], ids=["unhashable_attribute", "nested_buffer"])
+def test_a_block_that_cannot_be_keyed_is_traced(nested):
+    model, inputs = nn.Sequential(_Odd(nested), _Odd(nested)).eval(), resolve_inputs((1, 3, 8, 8))
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    programs.forget()
+    for _ in range(4):
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)

@@ -306,9 +306,9 @@ def weights_of(layer: Any) -> list[Any]:
 #: Programs by layer key and input layouts, shared by all walks (bounded: cleared when full).
 PROGRAMS: dict[tuple, Program | None] = {}
 _MAX_PROGRAMS = 4096
-#: What was met once, shared by all walks (bounded too): a layer's full key, a block's ``shape_hint``. A
-#: program is recorded when its layer or block is met again, since recording costs a few traced calls and
-#: most blocks of a model, and many of its layers, are met only once.
+#: How often each was met, shared by all walks (bounded too): a layer's full key, a block's ``shape_hint``. A
+#: program is recorded on the third meeting (``RECORD_AT`` before it), since recording costs a few traced calls
+#: and most blocks of a model, and many of its layers, are met once or twice.
 MET: dict[Any, int] = {}
 RECORD_AT = 2
 
@@ -354,15 +354,12 @@ def shape_hint(m: Any) -> int | None:
     (``_HINTS``): what says a block was met before without its exact key, whose reading of a subtree at each
     call would cost more than the tracing it saves on a block met once. It only decides whether the exact key
     (``block_key``) is read, so a hint gone stale (a module changed since, a forward that rebinds) costs time,
-    not correctness. ``None``: an attribute is not hashable (the block is no block)."""
+    not correctness. ``None``: an attribute or a weight cannot be read so (the block is no block)."""
     try:
         return _HINTS[m]
     except KeyError:
-        pass
-    except TypeError:  # a module class with its own __eq__ and no __hash__: not kept
-        return _hint(m)
-    hint = _HINTS[m] = _hint(m)
-    return hint
+        hint = _HINTS[m] = _hint(m)
+        return hint
 
 
 def _hint(m: Any) -> int | None:
@@ -375,5 +372,5 @@ def _hint(m: Any) -> int | None:
     try:
         return hash((type(m), *own_attributes(m), *kids,
                      *(None if t is None else (t.shape, t.dtype) for t in weights_of(m))))
-    except TypeError:
+    except Exception:  # an attribute whose hash fails, a weight without sizes (nested): traced, as block_key says
         return None

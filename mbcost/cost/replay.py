@@ -44,7 +44,7 @@ class Replays:
         try:
             program = PROGRAMS[full]
         except KeyError:  # not recorded yet: trace it, and keep what it did if it was met before
-            if key[0] is not BLOCK and not met(full):  # a block's hint was met (``Walk.met_before``)
+            if key[0] is not BLOCK and not met(full):  # a block's hint was met (``programs.met_before``)
                 return self._traced(copy, args, None)
             capture = Capture(users, copies)
             result = self._traced(copy, args, capture)

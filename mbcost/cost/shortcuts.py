@@ -2,8 +2,7 @@
 
 On the meta device most ops still run a kernel to learn their output's shape, and for many of
 them that kernel is a Python decomposition: an eval ``batch_norm`` costs about 1 ms, a
-``hardtanh`` (ReLU6) 1.6 ms, a ``layer_norm`` 1.5 ms, an ``upsample_bilinear2d`` about 20 ms, a
-convolution 75 us. The walker asks this
+``hardtanh`` (ReLU6) 1.6 ms, a ``layer_norm`` 1.5 ms, an upsampling 20 ms, a convolution 75 us. The walker asks this
 table first: each entry takes the op's arguments and returns meta tensors of the right shape and
 dtype (or ``None`` when it cannot say for sure, and the op then runs on the meta device as
 usual). In-place ops return their first argument. Invalid arguments that the real op would
@@ -214,12 +213,10 @@ def binary(inplace: bool, true_division: bool = False) -> Shortcut:
 
 
 def masked_fill(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    import torch
-
     x, mask = args[0], args[1]
     if broadcast(x.shape, mask.shape) != tuple(x.shape):
         return None
-    return torch.empty(x.shape, dtype=x.dtype, device="meta")  # contiguous, whatever x's layout
+    return contiguous(args, kwargs)  # whatever x's layout
 
 
 def cat(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -292,9 +289,8 @@ def mm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
 
 def addmm(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     out = mm(args[1:], kwargs)
-    if out is not None:
-        if broadcast(args[0].shape, out.shape) != tuple(out.shape):
-            raise RuntimeError(f"bias of shape {tuple(args[0].shape)} does not expand to {tuple(out.shape)}")
+    if out is not None and broadcast(args[0].shape, out.shape) != tuple(out.shape):
+        raise RuntimeError(f"bias of shape {tuple(args[0].shape)} does not expand to {tuple(out.shape)}")
     return out
 
 
@@ -368,19 +364,25 @@ def mean(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
-def upsample(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``upsample_*(x, output_size, ...)``: ``x``'s batch and channels at ``output_size``, laid out as ATen's
-    ``suggest_memory_format`` picks (channels-last for a channels-last input); an input whose layout could read
-    both ways, or a call given only scale factors (``.vec``), runs its meta kernel."""
-    import torch
+def upsample(dims: int) -> Shortcut:
+    """``upsample_*(x, output_size, ...)`` of ``dims`` spatial dimensions: ``x``'s batch and channels at
+    ``output_size``, contiguous, then channels-last for a channels-last 4-D input, as ATen's kernels make it. A call
+    they may refuse (an empty input or output, scale factors too), or an input laid out both ways, runs its kernel."""
 
-    x, size = args[0], _arg(args, kwargs, 1, "output_size")
-    last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if size is None or len(size) != x.dim() - 2 or (last is not None and x.is_contiguous(memory_format=last)) \
-            == x.is_contiguous():
-        return None
-    return torch.empty((*x.shape[:2], *map(int, size)), dtype=x.dtype, device="meta",
-                       memory_format=torch.contiguous_format if x.is_contiguous() else last)
+    def answer(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        import torch
+
+        x, size = args[0], _arg(args, kwargs, 1, "output_size")
+        last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+        if size is None or x.dim() != dims + 2 or len(size) != dims or min(x.shape[1:]) < 1 or min(size) < 1 \
+                or any(type(a) in (list, tuple) for a in (*args[2:], *kwargs.values())) \
+                or (last is not None and x.is_contiguous(memory_format=last)) == x.is_contiguous() \
+                or x.dim() == 5 and not x.is_contiguous():  # 3-D kernels differ on a channels-last 1x1x1 output
+            return None
+        out = torch.empty((*x.shape[:2], *map(int, size)), dtype=x.dtype, device="meta")
+        return out.contiguous(memory_format=torch.contiguous_format if x.is_contiguous() else last)  # as they do
+
+    return answer
 
 
 def constant_pad(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:

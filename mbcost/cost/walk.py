@@ -61,7 +61,7 @@ class Walk(Replays):
         # unless another tool's global module hooks must see every call
         self.replay = replay and meta and self.plain
         self.captures: list[Capture] = []  # the layer and block calls being recorded into programs
-        # blocks of any class are replayed too (``block_key``), once met before (``met_before``)
+        # blocks of any class are replayed too (``block_key``), once met twice before (``met_before``)
         self.blocks = met_before if self.replay and not train else None
         # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
         self.float_bytes = float_bytes
