@@ -59,9 +59,6 @@ class Capture:
                 own.add(n)
             n += 1
 
-        def template(v: Any) -> Any:  # not recursive itself: a closure that calls itself is a reference cycle
-            return _template(v, slots, tensor)
-
         steps: list[Any] = []
         place = {} if self.mods is None else {id(m): i for i, m in enumerate(self.mods)}
         try:
@@ -74,7 +71,7 @@ class Capture:
                 func, args, kwargs, out, answer, record, free = call
                 if func.namespace != "aten":  # a user's op: its formula may come and go (``op_info``)
                     return None
-                targs, tkwargs = template(args), template(kwargs)
+                targs, tkwargs = _template(args, slots, tensor), _template(kwargs, slots, tensor)
                 top = tuple((pos, a.i) for pos, a in enumerate(targs) if type(a) is Slot)
                 if tkwargs and _slots(tkwargs, []) or len(_slots(targs, [])) != len(top):
                     top = None
@@ -104,7 +101,7 @@ class Capture:
                 if not isinstance(leaf, (tensor, *SETTING_TYPES)):
                     return None
             steps = _pruned(steps)
-            returned = template(result)
+            returned = _template(result, slots, tensor)
             return Program(tuple(steps), returned, bool(steps) and type(steps[-1]) is Step
                            and given <= set(steps[-1].reads), plan_of(steps, len(inputs) + len(weights), returned,
                                                                      float_bytes))
@@ -113,7 +110,8 @@ class Capture:
 
 
 def _template(v: Any, slots: dict[int, int], tensor: type) -> Any:
-    """``v`` with its tensors replaced by their ``Slot``s (``LookupError``: a tensor without one)."""
+    """``v`` with its tensors replaced by their ``Slot``s (``LookupError``: a tensor without one). A module
+    function: a nested one that calls itself would be a reference cycle left for the collector by each recording."""
     if isinstance(v, tensor):
         i = slots.get(id(v))
         if i is None:
