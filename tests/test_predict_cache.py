@@ -146,3 +146,15 @@ def test_a_corrupt_entry_is_a_miss_and_is_rewritten():
     assert cache.load(key) is None
     assert _rows(analysis_of("v1@0.25")) == good
     assert _rows(cache.load(key)) == good
+
+
+def test_a_thread_count_learned_on_another_cpu_model_is_not_used_here(monkeypatch):
+    """A home directory shared by two machines with the same CPU count: SMT or another CPU model gives
+    another default thread count, so what one learned must not be read on the other."""
+    from mbcost.bench import devices
+
+    cache.remember_threads(3)
+    assert cache.default_threads() == 3
+    real = devices.cpu_info()
+    monkeypatch.setattr(devices, "cpu_info", lambda: (real[0] + " (another model)", real[1]))
+    assert cache.default_threads() is None

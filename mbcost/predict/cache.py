@@ -151,10 +151,13 @@ def store(key: str | None, analysis: CachedAnalysis) -> None:
 
 
 def _threads_key(torch: str) -> str:
+    """What torch's default thread count depends on: its build, the CPU (model, and the count usable
+    here) and the thread variables."""
+    from mbcost.bench.devices import cpu_info
     from mbcost.host import usable_cpus
 
     env = ",".join(f"{v}={os.environ.get(v, '')}" for v in _THREAD_VARIABLES)
-    return f"{torch}|{usable_cpus()}|{env}"
+    return f"{torch}|{cpu_info()[0]}|{usable_cpus()}|{env}"
 
 
 def _known_threads() -> dict[str, Any]:
