@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbcost.cost.lifetimes import storage_bytes
 from mbcost.cost.programs import SETTING_TYPES, Mark, Plan, Program, Slot, Step
 
 __all__ = ["Capture"]
@@ -220,9 +221,8 @@ def plan_of(steps: list[Any], external: int, result: Any, float_bytes: int | Non
                 (store if base in store else ext)[slot] = (store if base in store else ext)[base]
             else:
                 shape, strides, dtype, _ = layout  # the bytes of ``empty_strided``'s storage
-                size = 0 if 0 in shape else dtype.itemsize * (1 + sum(map(lambda d, s: (d - 1) * s, shape, strides)))
-                if float_bytes and dtype.is_floating_point:
-                    size = size // dtype.itemsize * float_bytes
+                nbytes = 0 if 0 in shape else dtype.itemsize * (1 + sum(map(lambda d, s: (d - 1) * s, shape, strides)))
+                size = storage_bytes(nbytes, dtype, float_bytes)
                 store[slot] = len(storages)
                 storages.append([op, op, size])
             touch(slot, op)

@@ -32,9 +32,15 @@ from typing import Any
 from mbcost.cost.torch_internals import storage_key, storage_of
 from mbcost.cost.workspace import conv_backward_workspace
 
-__all__ = ["Lifetimes", "Peak"]
+__all__ = ["Lifetimes", "Peak", "storage_bytes"]
 
 _SOFTMAX = frozenset({"_softmax", "_safe_softmax"})
+
+
+def storage_bytes(nbytes: int, dtype: Any, float_bytes: int | None) -> int:
+    """A storage's ``nbytes`` of ``dtype`` elements, floating-point ones counted at ``float_bytes`` each when
+    given (the int8 analysis: 1)."""
+    return nbytes // dtype.itemsize * float_bytes if float_bytes and dtype.is_floating_point else nbytes
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,7 @@ class Lifetimes:
             return
         if key not in self.created:
             self.created[key] = step
-            size = t.untyped_storage().nbytes()
-            if self.float_bytes and t.is_floating_point():
-                size = size // t.element_size() * self.float_bytes
-            self.size[key] = size
+            self.size[key] = storage_bytes(t.untyped_storage().nbytes(), t.dtype, self.float_bytes)
         last = self.last.get(key, step)
         self.last[key] = step if step > last else last
 
@@ -134,11 +137,8 @@ class Lifetimes:
             if key not in weights:
                 if key not in created:
                     created[key] = step
-                    if nbytes is None:
-                        nbytes = t.untyped_storage().nbytes()
-                    if self.float_bytes and t.is_floating_point():
-                        nbytes = nbytes // t.element_size() * self.float_bytes
-                    self.size[key] = nbytes
+                    self.size[key] = storage_bytes(t.untyped_storage().nbytes() if nbytes is None else nbytes,
+                                                   t.dtype, self.float_bytes)
                 last[key] = step  # no step recorded yet is later than this one
             elif reads:  # a weight's view or copy: its gradient is the weight's
                 base = next((r for r in reads if key_of(r) in weights and key_of(r) != key), None)
