@@ -204,6 +204,34 @@ def test_the_caller_module_keeps_its_attributes_after_a_meta_run():
     assert model.training
 
 
+def test_a_cache_the_forward_fills_in_place_is_filled_on_the_walks_copy():
+    """timm's LeViT and EfficientFormer cache their attention biases in a dict attribute, filled in place by
+    the first eval forward: the walk's meta tensor must not land in the caller's dict, and every analysis
+    sees the op that fills it, as the first did."""
+
+    class CachedBias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(8, 8))
+            self.idx = (0, 2, 4, 6)
+            self.cache: dict = {}
+            self.seen: list = []
+
+        def forward(self, x):
+            key = str(x.device)
+            if key not in self.cache:
+                self.cache[key] = self.bias[list(self.idx)]  # an ``index`` op on the first forward only
+                self.seen.append(key)
+            return x @ self.cache[key]
+
+    model = CachedBias().eval()
+    x = torch.zeros(2, 4)
+    first, again = mbcost.analyze(model, x), mbcost.analyze(model, x)
+    assert [u.op for u in first.uncounted] == ["index"]
+    assert again.uncounted == first.uncounted and again.layers == first.layers
+    assert model.cache == {} and model.seen == []
+
+
 @pytest.mark.parametrize(("inputs", "message"), [
     ("abc", "bad input size"),
     ("1x3x0x8", "out of range"),

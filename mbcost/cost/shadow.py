@@ -9,7 +9,8 @@ module of the tree is entered and left without torch's global module hooks, whic
 module in the process would pay for too.
 
 The copies are the walk's own: whatever a forward rebinds (a cached anchor grid, a ``training``
-flag, a parametrization's weight) lands on them, and the user's modules are never touched. A module
+flag, a parametrization's weight), or fills in place in a list or dict it holds (a cache of attention
+biases), lands on them, and the user's modules are never touched. A module
 that cannot be copied this way (a TorchScript module, a class whose ``__new__`` needs arguments) is
 used as it is; its ops are attributed to its nearest copied ancestor.
 """
@@ -127,8 +128,9 @@ class Shadow:
         makes a reference cycle, which only Python's cyclic collector could free; without it the copies
         go as soon as the walk drops them."""
         try:
+            shared: dict[int, Any] = {}  # a container held by several modules gets one copy
             for s, d in self.others:
-                _point_at_copies(s, d, self.made)
+                _point_at_copies(s, d, self.made, shared)
             if any(_own_train(type(m)) for m in self.names):
                 for m in self.names:
                     if self.made.get(id(m), m) is not m:
@@ -141,17 +143,19 @@ class Shadow:
                 d.pop(_CALL, None)
 
 
-def _point_at_copies(s: Any, d: dict[str, Any], made: dict[int, Any]) -> None:
-    """In a copy ``s`` of a module whose class is not torch.nn's own, the plain lists, tuples and dicts
-    it holds (``self.stages = [self.a, self.b]``) get the copies of the modules in them, so that calls
-    through them are seen and what they rebind lands on the copies too."""
+def _point_at_copies(s: Any, d: dict[str, Any], made: dict[int, Any], shared: dict[int, Any]) -> None:
+    """In a copy ``s`` of a module whose class is not torch.nn's own, the plain lists and dicts it holds are
+    the walk's own copies (``shared``: by the original's id), holding the copies of the modules in them
+    (``self.stages = [self.a, self.b]``), so that calls through them are seen, and what a forward puts in
+    them in place (a cache of attention biases) lands on the copies too; tuples holding modules likewise."""
     for key, value in zip(*own_attributes(s), strict=True):
         kind = type(value)
-        if kind is list or kind is tuple:
-            if any(id(v) in made for v in value):
-                d[key] = kind(made.get(id(v), v) for v in value)
-        elif kind is dict and any(id(v) in made for v in value.values()):
-            d[key] = {k: made.get(id(v), v) for k, v in value.items()}
+        if kind is list or kind is dict or kind is tuple and any(id(v) in made for v in value):
+            copied = shared.get(id(value))
+            if copied is None:
+                copied = shared[id(value)] = ({k: made.get(id(v), v) for k, v in value.items()} if kind is dict
+                                              else kind(made.get(id(v), v) for v in value))
+            d[key] = copied
 
 
 #: What ``Module.__call__`` runs, and its compiled form (``torch_internals``).
