@@ -293,3 +293,9 @@ def test_a_model_given_twice_is_one_column_as_in_the_gate():
     models = json.loads(result.stdout)["models"]
     assert [m["label"] for m in models] == ["v1@0.25", "v2"]
     assert list(models[0]["ratios"]) == ["v2"]
+
+
+def test_a_full_shape_too_large_says_the_range_it_missed():
+    # the bound is above, not below: the line said "every dimension must be >= 1" for 1x3x9999999999x32
+    line = one_line_error(run("layers", "v1@0.25", "--input", "1x3x9999999999x32"))
+    assert "out of range" in line and "4194304" in line
