@@ -139,7 +139,7 @@ def _check_shape(shape: Sequence[Any], text: Any) -> tuple[int, ...]:
     except (TypeError, ValueError):
         raise SpecError(f"bad input shape {text!r}; every dimension must be an integer") from None
     if any(isinstance(d, bool) for d in shape) or not all(0 < d <= MAX_INPUT * 64 for d in dims):
-        raise SpecError(f"input shape {text!r} is out of range; every dimension must be >= 1")
+        raise SpecError(f"input shape {text!r} is out of range; every dimension must be in 1..{MAX_INPUT * 64}")
     if prod(dims) > (1 << 48):
         raise SpecError(f"input shape {text!r} has more than 2^48 elements")
     return dims

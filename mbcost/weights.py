@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,13 +154,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path}: no such file" if not path.exists()
                               else f"checkpoint {path}: not a file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4...": the error below says what failed
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if found:
             raise CheckpointError(f"checkpoint {path} needs code to unpickle ({found.group(1)}); mbcost loads weights "
                                   "only (torch.load weights_only=True): save model.state_dict() instead") from None
-        raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint") from None
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        why = f" (torch's weights-only unpickler: {found.group(1).strip()[:200]})" if found else ""
+        raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint{why}") from None
     except OSError as exc:
         if exc.errno == errno.EINVAL:  # torch's reader on a file that is not a zip or legacy checkpoint
             raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint") from None

@@ -172,6 +172,15 @@ def test_meta_device_model_runs_real_after_materialising_a_copy():
     assert all(p.is_meta for p in model.parameters())
 
 
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_a_spec_runs_real_at_the_analysed_dtype(dtype):
+    # the real run's model is built at --dtype as its inputs are (it was float32 whatever --dtype said)
+    meta = mbcost.analyze("v1@0.25", 32, dtype=dtype)
+    real = mbcost.analyze("v1@0.25", 32, dtype=dtype, execute="real")
+    assert real.execution == "real" and real.dtype == dtype
+    assert (real.params, real.macs, real.activation_bytes) == (meta.params, meta.macs, meta.activation_bytes)
+
+
 def test_forward_that_fails_on_meta_and_on_cpu_names_the_module_and_op():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3))  # the second conv expects 4 channels
     with pytest.raises(AnalysisError) as err:

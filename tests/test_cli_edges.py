@@ -283,3 +283,19 @@ def test_report_refuses_a_negative_threshold(tmp_path):
 def test_memory_with_no_models_does_not_suggest_an_option_it_lacks():
     line = one_line_error(run("memory", ""))
     assert "no models given" in line and "--models" not in line
+
+
+def test_a_model_given_twice_is_one_column_as_in_the_gate():
+    # v1@0.25 twice (or v2 and v2@1): the table showed two columns and 'params vs v1@0.25' twice, the JSON
+    # one empty 'ratios' per copy; the gate already keeps one entry per model
+    result = run("compare", "--models", "v1@0.25,v2,v1@0.25,v2@1", "--input", "32", "--no-bench", "--format", "json")
+    assert result.exit_code == 0, result.output
+    models = json.loads(result.stdout)["models"]
+    assert [m["label"] for m in models] == ["v1@0.25", "v2"]
+    assert list(models[0]["ratios"]) == ["v2"]
+
+
+def test_a_full_shape_too_large_says_the_range_it_missed():
+    # the bound is above, not below: the line said "every dimension must be >= 1" for 1x3x9999999999x32
+    line = one_line_error(run("layers", "v1@0.25", "--input", "1x3x9999999999x32"))
+    assert "out of range" in line and "4194304" in line

@@ -182,6 +182,14 @@ def test_predict_table_names_the_profile(tmp_path):
     assert "| total |" in r.stdout and "predicted, not measured" in r.stdout
 
 
+def test_predict_names_the_model_with_its_width(tmp_path):
+    # v1@0.25 was reported as "v1": the width, what tells it from v1, was dropped from the title and the JSON
+    path = save_profile(hand_profile(_here()), tmp_path / "p.json")
+    r = run("predict", "v1@0.25", "--input", "32", "--threads", "1", "--profile", str(path), "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["model"] == "v1@0.25"
+
+
 # --- profiles: keys, refusals, corrupt files, atomic writes -------------------------------------------
 
 def test_profile_round_trips_and_is_keyed_by_its_setup(tmp_path):

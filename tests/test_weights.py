@@ -150,6 +150,22 @@ def test_bad_checkpoints_are_one_line_exit_2(cli, tmp_path):
     _one_line_exit_2(cli("weights", str(corrupt), "--model", "v1", "--threshold", "-1"), "--threshold")
 
 
+def test_a_checkpoint_of_another_pickle_protocol_is_one_line_without_torchs_warnings(tmp_path):
+    # torch.save(..., pickle_protocol=4) (a plain pickle too): torch's weights-only unpickler warned twice on stderr
+    # ("Detected pickle protocol 4 ...") above the error line, which did not say what it could not read
+    import warnings
+
+    from mbcost.weights import CheckpointError, load_state_dict
+
+    path = tmp_path / "p4.pt"
+    torch.save({"w": torch.zeros(2)}, path, pickle_protocol=4)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(CheckpointError) as err:
+        warnings.simplefilter("always")
+        load_state_dict(path)
+    assert [str(w.message) for w in caught] == []
+    assert "not a readable torch checkpoint" in str(err.value) and "Unsupported operand" in str(err.value)
+
+
 @pytest.mark.parametrize("spec, fragment", [("v1", "expected MODEL=CHECKPOINT"), ("=x.pt", "expected MODEL"),
                                             ("v1=missing.pt", "no such file"), ("nope=x.pt", "unknown model")])
 def test_report_bad_weights_are_one_line_exit_2(cli, tmp_path, monkeypatch, spec, fragment):

@@ -104,7 +104,7 @@ def analyze(
         source = resolve_source(model)
         module = source.meta_model(num_classes, dtype)
         resolved = source.inputs(module, value, batch=batch, in_channels=in_channels, dtype=in_dtype)
-        materialize = _real_builder(source, num_classes)
+        materialize = _real_builder(source, num_classes, dtype)
         model_name, width = source.name, source.width
     else:
         resolved = resolve_inputs(224 if value is None else value, batch=batch, in_channels=in_channels,
@@ -162,9 +162,12 @@ def _dtype_bytes(dtype: str) -> int:
     return INPUT_DTYPES[dtype]
 
 
-def _real_builder(source: ModelSource, num_classes: int):  # noqa: ANN202
-    """A CPU model with real (random) weights for a real forward, float32, built only if needed."""
-    return lambda: source.build(num_classes=num_classes).eval()
+def _real_builder(source: ModelSource, num_classes: int, dtype: str):  # noqa: ANN202
+    """A CPU model with real (random) weights for a real forward, in ``dtype`` as the meta model, built only if
+    needed."""
+    import torch
+
+    return lambda: source.build(num_classes=num_classes).to(getattr(torch, dtype)).eval()
 
 
 __all__ = ["analyze"]

@@ -226,4 +226,4 @@ def analysis_of(model: Any, inputs: Any = None, batch: int = 1, num_classes: int
 def _read(cost: Any) -> CachedAnalysis:
     """What prediction reads of a ``ModelCost``."""
     label = ", ".join(i.label for i in cost.inputs) or "x".join(map(str, cost.input))
-    return CachedAnalysis(cost.name, label, int(cost.macs), tuple(cost.layers))
+    return CachedAnalysis(cost.label, label, int(cost.macs), tuple(cost.layers))

@@ -145,14 +145,18 @@ def resolve_source(spec: str | ModelSource) -> ModelSource:
 
 
 def resolve_sources(specs: str | ModelSource | Sequence[str | ModelSource]) -> list[ModelSource]:
-    """Resolve a comma-separated list (``"v1,v2,vgg16"``) or a sequence of specs; refuses an empty list."""
+    """Resolve a comma-separated list (``"v1,v2,vgg16"``) or a sequence of specs, each model once (``v2,v2@1``: one
+    ``v2``, as the gate keeps it); refuses an empty list."""
     if isinstance(specs, str):
         specs = [p.strip() for p in specs.split(",") if p.strip()]
     elif isinstance(specs, ModelSource):
         specs = [specs]
     if not specs:
         raise SpecError("no models given; expected comma-separated model specs such as v1,v2,vgg16")
-    return [resolve_source(s) for s in specs]
+    sources: dict[str, ModelSource] = {}
+    for source in map(resolve_source, specs):
+        sources.setdefault(source.label, source)
+    return list(sources.values())
 
 
 def parse_width(text: str, spec: str = "") -> float:
