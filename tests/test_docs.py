@@ -111,3 +111,28 @@ def test_a_marker_belongs_to_the_block_right_after_it():
     exit1 = [b for b in found if b.marker == "exit"]
     assert [(b.lang, b.argument) for b in exit1] == [("console", "1")]
     assert all(isinstance(b, Block) for b in found)
+
+
+def test_the_readmes_shared_options_are_each_commands_options():
+    """The README says which commands take ``--format table|markdown|csv|json`` and ``--output`` and names the
+    others with what they take instead: checked against each command's own options."""
+    import re
+
+    import typer.main
+
+    from mbcost.cli import app
+
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    claim = re.search(r"Every command (?:but (.+?) )?takes `--format ([a-z|]+)` and `--output FILE`", text)
+    assert claim, "the README's sentence on shared options is gone"
+    exceptions = dict(re.findall(r"`(\w+)` \(`(--[a-z]+)[ `]", claim.group(1) or ""))
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        options = {o: p for p in command.params for o in p.opts}
+        if name in exceptions:
+            assert "--output" not in options and exceptions[name] in options, name
+            continue
+        assert "--output" in options, name
+        fmt = options["--format"]  # typer's own option (its enum), or click's (its choices)
+        desc = getattr(fmt, "type_descriptor", None)
+        choices = [c.value for c in desc.annotation] if desc is not None else list(fmt.type.choices)
+        assert "|".join(choices) == claim.group(2), name
