@@ -78,9 +78,9 @@ def test_quoted_top1_only_at_the_papers_setting():
     assert data.references == {}  # width 0.5 and 160x160 are not what the papers' top-1 refers to
 
 
-def test_gather_refuses_a_model_listed_twice():
-    with pytest.raises(SpecError, match="twice"):
-        rdata.gather("v1,v1", 224)
+def test_gather_keeps_a_model_listed_twice_once_as_compare_and_the_gate_do():
+    data = rdata.gather("v1@0.25,v2,v1@0.25,v2@1", 32)
+    assert [c.label for c in data.models] == ["v1@0.25", "v2"]
 
 
 def test_unreadable_lines_are_counted_and_the_good_records_around_them_kept(tmp_path):

@@ -24,7 +24,6 @@ from mbcost.bench.store import UNREADABLE  # the placeholder kind load_records(p
 from mbcost.claims.check import ClaimsData
 from mbcost.cost.conv import ConvComparison, compare_conv
 from mbcost.cost.result import ModelCost
-from mbcost.errors import SpecError
 from mbcost.inputs import renamed_inputs
 from mbcost.zoo.registry import Reported
 from mbcost.zoo.spec import ModelSource, resolve_sources
@@ -317,8 +316,6 @@ def gather(
                      execute=execute, mode=mode, optimizer=optimizer) for s in specs]
     size = costs[0].input
     labels = [c.label for c in costs]
-    if len(set(labels)) != len(labels):
-        raise SpecError(f"a model is listed twice: {', '.join(labels)}")
 
     references = {cost.label: spec.entry.reported for spec, cost in zip(specs, costs, strict=True)
                   if spec.entry is not None and spec.entry.reported is not None
