@@ -50,17 +50,17 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     ``UsageError`` when the directory is missing, ``path`` is a directory, or the write fails."""
     path = Path(path)
     check_target(path, "cannot write")
-    parent = path.parent
+    target = path.resolve() if path.is_symlink() else path  # a link stays: the file it points at is replaced
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         # mkstemp creates 0600: keep the mode of the file being replaced, else a plain 0644
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -299,3 +299,16 @@ def test_a_full_shape_too_large_says_the_range_it_missed():
     # the bound is above, not below: the line said "every dimension must be >= 1" for 1x3x9999999999x32
     line = one_line_error(run("layers", "v1@0.25", "--input", "1x3x9999999999x32"))
     assert "out of range" in line and "4194304" in line
+
+
+def test_output_through_a_symlink_writes_the_file_it_points_at(tmp_path):
+    # the atomic rename replaced the link itself with a regular file, leaving the file it pointed at unchanged
+    real = tmp_path / "shared" / "results.json"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "results.json"
+    link.symlink_to(real)
+    result = run("layers", "v1@0.25", "--input", "32", "--format", "json", "--output", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads(real.read_text())["label"] == "v1@0.25"
