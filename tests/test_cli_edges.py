@@ -81,6 +81,16 @@ def test_a_factory_that_raises_when_called_is_one_line_too(tmp_path, monkeypatch
         assert "factory 'raising:model' raised RuntimeError: no weights here" in line, (command, line)
 
 
+@pytest.mark.parametrize("where", ["at import", "when called"])
+def test_a_factory_that_calls_sys_exit_is_one_line_not_a_silent_exit(tmp_path, monkeypatch, where):
+    # sys.exit(3) in a user's module ended mbcost silently with exit status 3
+    body = "import sys\nsys.exit(3)\n" if where == "at import" else "import sys\ndef model():\n    sys.exit(3)\n"
+    (tmp_path / "exiting.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = one_line_error(run("layers", "exiting:model"))
+    assert "exiting" in line and "sys.exit(3)" in line, line
+
+
 # --- --batch with a full shape -------------------------------------------------------------------
 
 

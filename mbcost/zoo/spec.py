@@ -176,9 +176,9 @@ def load_factory(path: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: {exc}") from None
-    except Exception as exc:  # the module itself fails (SyntaxError, ValueError at import...): one line, exit 2
-        raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: it raised "
-                                f"{type(exc).__name__}: {first_line(exc)}") from None
+    except (Exception, SystemExit) as exc:  # the module itself fails (SyntaxError, sys.exit...): one line, exit 2
+        raise UnknownModelError(f"cannot import module {module_name!r} for model spec {path!r}: it "
+                                f"{_failed(exc)}") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -189,13 +189,20 @@ def load_factory(path: str) -> Any:
     return obj
 
 
+def _failed(exc: BaseException) -> str:
+    """How a user's code failed, in a few words: ``raised ValueError: ...`` or ``called sys.exit(3)``."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {type(exc).__name__}: {first_line(exc)}"
+
+
 def _call_factory(path: str, factory: Any) -> nn.Module:
     from torch import nn
 
     try:
         model = factory()
-    except Exception as exc:  # a user's factory can fail in any way; report it in one line
-        raise AnalysisError(f"factory {path!r} raised {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a user's factory can fail in any way; report it in one line
+        raise AnalysisError(f"factory {path!r} {_failed(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise SpecError(f"factory {path!r} returned {type(model).__name__}, not an nn.Module")
     return model
