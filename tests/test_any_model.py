@@ -539,3 +539,29 @@ def test_a_data_dependent_model_with_an_lstm_keeps_its_macs_on_the_real_fallback
     cost = mbcost.analyze(model, [2, 5, 16])
     assert cost.execution == "real"
     assert cost.macs == 2 * 5 * 4 * (16 + 32) * 32  # batch x steps x gates x (I + H) x H
+
+
+class _HeadReadByItsParent(nn.Module):
+    """A head whose weights the parent's own op reads, and a branch the forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        self.head = nn.Linear(8, 10)
+        self.spare = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(self.body(x).mean((2, 3)), self.head.weight, self.head.bias)
+
+
+def test_params_no_op_used_are_listed_by_the_top_of_each_subtree():
+    model = _HeadReadByItsParent()
+    cost = mbcost.analyze(model, 16)
+
+    def owned(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    assert [(u.module, u.module_type, u.params) for u in cost.unattributed] == [
+        ("head", "Linear", owned(model.head)), ("spare", "Sequential", owned(model.spare))]
+    assert cost.params - cost.unattributed_params == owned(model.body)
+    assert mbcost.analyze("v1@0.25", 32).unattributed == ()

@@ -60,6 +60,19 @@ def test_params_and_macs_equal_torchvision_published(case: Case):
     assert cost.execution == "meta"
 
 
+def test_auxiliary_heads_the_eval_forward_skips_are_listed_apart():
+    """Built without weights, googlenet keeps its two auxiliary heads, which the published model drops:
+    the params no op used are theirs, and the rest is the published count."""
+    import torchvision
+
+    cost = mbcost.analyze("torchvision:googlenet", 224)
+    model = torchvision.models.googlenet(weights=None, init_weights=False)
+    assert [(u.module, u.params) for u in cost.unattributed] == [
+        (name, sum(p.numel() for p in getattr(model, name).parameters())) for name in ("aux1", "aux2")]
+    published = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta["num_params"]
+    assert cost.params - cost.unattributed_params == published
+
+
 @pytest.mark.parametrize("case", DETECTION, ids=[c.id for c in DETECTION])
 def test_detection_models_complete_through_the_real_fallback(case: Case):
     import torch

@@ -124,6 +124,7 @@ def analyze(
         params=trace.params,
         layers=tuple(trace.layers),
         unattributed_params=trace.unattributed_params,
+        unattributed=tuple(trace.unattributed),
         uncounted=tuple(trace.uncounted),
         inputs=resolved.all,
         execution=trace.execution,

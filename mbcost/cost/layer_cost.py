@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "Shape", "UncountedOp", "UnpricedParams",
-           "categorize"]
+__all__ = ["CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "Shape", "UnattributedParams", "UncountedOp",
+           "UnpricedParams", "categorize"]
 
 #: Layer categories, with the exact names used in JSON output.
 CATEGORIES: tuple[str, ...] = ("conv", "dwconv", "pwconv", "linear", "other")
@@ -155,3 +155,14 @@ class UnpricedParams:
 
     def to_dict(self) -> dict[str, Any]:
         return {"module": self.module, "module_type": self.module_type, "op": self.op, "params": self.params}
+
+
+@dataclass(frozen=True)
+class UnattributedParams:
+    """Parameters no op was attributed to, by the top module of a subtree none of whose modules issued an op
+    in this forward (an auxiliary head that the eval forward skips, or a layer whose weights another
+    module's ops read). They count in ``params``, in no layer."""
+
+    module: str
+    module_type: str
+    params: int

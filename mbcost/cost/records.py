@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.formulas import FORMULAS, OpCost
 from mbcost.cost.ops import OpCall
-from mbcost.cost.result import LayerCost, LayerFacts, UncountedOp, UnpricedParams, categorize
+from mbcost.cost.result import LayerCost, LayerFacts, UnattributedParams, UncountedOp, UnpricedParams, categorize
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,6 +24,8 @@ class Trace:
     layers: list[LayerCost]
     params: int
     unattributed_params: int
+    #: Where they are (``RecordBook.unattributed``).
+    unattributed: list[UnattributedParams] = field(default_factory=list)
     uncounted: list[UncountedOp] = field(default_factory=list)
     #: ``meta`` (nothing ran) or ``real`` (a CPU forward with random inputs; counts may depend on data).
     execution: str = "meta"
@@ -138,11 +140,26 @@ class RecordBook:
         unpriced = [UnpricedParams(name, cls, op, self.own_params[name], at)
                     for name, (cls, op, at) in self._unpriced.items()
                     if name not in self._attributed and self.own_params.get(name, 0)]
-        return Trace(layers=self.records, params=self.total_params,
-                     unattributed_params=self.total_params - attributed - sum(u.params for u in unpriced),
+        unattributed = self.total_params - attributed - sum(u.params for u in unpriced)
+        return Trace(layers=self.records, params=self.total_params, unattributed_params=unattributed,
+                     unattributed=self.unattributed({u.module for u in unpriced}) if unattributed else [],
                      uncounted=unc, buffers=self.total_buffers, trainable_params=self.trainable_params,
                      unpriced_params=unpriced, nonfloat_buffers=self.nonfloat_buffers,
                      nonfloat_buffer_bytes=self.nonfloat_buffer_bytes)
+
+    def unattributed(self, unpriced: set[str]) -> list[UnattributedParams]:
+        """The parameters no op was attributed to, by subtree: each module owning some, under the topmost
+        ancestor whose subtree owns no attributed (or unpriced) ones, summed there."""
+        used = {n for n in (*self._attributed, *unpriced) if self.own_params.get(n)}
+        busy = {n[:i] for n in used for i in range(len(n) + 1) if i == len(n) or n[i] == "."} | {""}
+        types = {n: type(m).__name__ for m, n in self.names.items()}
+        tops: dict[str, int] = {}
+        for name, n in self.own_params.items():
+            if n and name not in used:
+                parts = name.split(".")
+                top = next((p for p in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if p not in busy), name)
+                tops[top] = tops.get(top, 0) + n
+        return [UnattributedParams(top, types[top], n) for top, n in tops.items()]
 
 
 #: Records by what they are made of (``RecordBook.add``): the priced call (by identity, kept alive

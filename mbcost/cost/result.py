@@ -12,6 +12,7 @@ from mbcost.cost.layer_cost import (
     LayerCost,
     LayerFacts,
     Shape,
+    UnattributedParams,
     UncountedOp,
     UnpricedParams,
     categorize,
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from mbcost.inputs import InputSpec
 
 __all__ = [
-    "CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "ModelCost", "Shape", "UncountedOp", "UnpricedParams",
-    "categorize",
+    "CATEGORIES", "CategoryCost", "LayerCost", "LayerFacts", "ModelCost", "Shape", "UnattributedParams", "UncountedOp",
+    "UnpricedParams", "categorize",
 ]
 
 
@@ -56,6 +57,8 @@ class ModelCost:
     params: int
     layers: tuple[LayerCost, ...]
     unattributed_params: int = 0
+    #: Where they are: per subtree of modules that issued no op, its top module (``UnattributedParams``).
+    unattributed: tuple[UnattributedParams, ...] = ()
     uncounted: tuple[UncountedOp, ...] = field(default_factory=tuple)
     inputs: tuple[InputSpec, ...] = ()
     execution: str = "meta"
@@ -267,6 +270,7 @@ class ModelCost:
         if layers:
             d["layers"] = [layer.to_dict() for layer in self.layers]
             d["unpriced_params"] = [u.to_dict() for u in self.unpriced_params]
+            d["unattributed"] = [asdict(u) for u in self.unattributed]
         return d
 
     def train_fields(self) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def compare_records(models: list[ModelCost]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "model": m.label, "name": m.name, "width": m.width, "input": m.input_label,
             "execution": m.execution, "batch": m.batch, "dtype": m.dtype, "precision": m.precision,
-            "params": m.params, "macs": m.macs,
+            "params": m.params, "unattributed_params": m.unattributed_params, "macs": m.macs,
             "flops": m.flops,
             "elementwise_ops": m.elementwise_ops, "weight_bytes": m.weight_bytes,
             "activation_bytes": m.activation_bytes, "peak_activation_bytes": m.peak_activation_bytes,
@@ -153,6 +153,10 @@ def compare_table(models: list[ModelCost], extra_rows: list[list[str]] | None = 
     for m in models:
         if m.uncounted:
             notes.append(f"{m.label}: ops without a formula (not counted): {uncounted_ops(m)}")
+        if m.unattributed:
+            notes.append(f"{m.label}: params include {fmt.exact(m.unattributed_params)} of modules that issued no op "
+                         f"in this forward (in 'other'): " + ", ".join(
+                             f"{u.module} ({u.module_type}, {fmt.exact(u.params)})" for u in m.unattributed))
     return Table(title=title, columns=["metric", *[m.label for m in models]], rows=rows, notes=notes)
 
 
@@ -164,6 +168,10 @@ TRAIN_LAYER_COLUMNS = ["backward_macs", "backward_elementwise_ops"]
 #: The note on the rows of modules whose ops have no formula (``ModelCost.unpriced_params``).
 UNPRICED_NOTE = ("'(no formula)' rows: modules that ran only ops without a cost formula (an embedding's lookup: "
                  "listed as uncounted); they hold the module's params, 0 MACs counted")
+#: The note on the rows of parameters no op was attributed to (``ModelCost.unattributed``).
+UNATTRIBUTED_NOTE = ("'no op' rows: modules that issued no op in this forward (an auxiliary head the eval forward "
+                     "skips, a layer whose weights another module read), by the top of each such subtree; they "
+                     "hold its params, 0 MACs")
 
 
 def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
@@ -187,6 +195,10 @@ def layer_records(cost: ModelCost) -> list[dict[str, Any]]:
             v = row[k]
             row[k] = "x".join(str(i) for i in v) if isinstance(v, tuple) else ("" if v is None else v)
         rows.append(row)
+    for u in cost.unattributed:
+        rows.append({**dict.fromkeys(columns, ""), "name": u.module, "category": "other", "kind": "(no op)",
+                     "module_type": u.module_type, "params": u.params, "macs": 0, "flops": 0, "elementwise_ops": 0,
+                     **(dict(backward_macs=0, backward_elementwise_ops=0) if train else {})})
     return rows
 
 
@@ -216,17 +228,22 @@ def layers_table(cost: ModelCost) -> Table:
                fmt.count(lc.macs), fmt.count(lc.elementwise_ops), fmt.nbytes(lc.activation_bytes),
                f"{lc.arithmetic_intensity:.1f}"]
         rows.append(row + ([fmt.count(lc.backward_macs), fmt.count(lc.backward_elementwise_ops)] if train else []))
+    for u in cost.unattributed:
+        rows.append([f"{u.module} ({u.module_type}, no op)", "other", "", "", fmt.count(u.params), "0", "0", "", ""]
+                    + (["0", "0"] if train else []))
     total = ["total", "", "", "", fmt.count(cost.params), fmt.count(cost.macs), fmt.count(cost.elementwise_ops),
              fmt.nbytes(cost.activation_bytes), ""]
     rows.append(total + ([fmt.count(cost.backward_macs), fmt.count(cost.backward_elementwise_ops)] if train else []))
     notes = conventions.for_costs() + [
         "output = C x H x W per image; kernel: KxK, sN = stride, gN = groups",
         "intensity = (FLOPs + elementwise ops) / bytes moved (input + weights + output), FLOP/byte",
-        "params of a module are shown on its first op; 'total' params include any not attributed to an op",
+        "params of a module are shown on its first op",
         "exact integers, shapes and module types: --format json or csv",
     ]
     if cost.unpriced_params:
         notes.append(UNPRICED_NOTE)
+    if cost.unattributed:
+        notes.append(UNATTRIBUTED_NOTE)
     columns = ["layer", "category", "output", "kernel", "params", "MACs", "elementwise", "activation", "intensity"]
     title = f"mbcost layers: {cost.label}, input {cost.input_label}, batch {cost.batch}"
     if train:
