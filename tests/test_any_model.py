@@ -233,12 +233,26 @@ def test_a_cache_the_forward_fills_in_place_is_filled_on_the_walks_copy():
                 self.seen.append(key)
             return x @ self.cache[key]
 
-    model = CachedBias().eval()
+    class NestedCache(CachedBias):  # the cache one level down, and a set
+        def __init__(self) -> None:
+            super().__init__()
+            self.cache = {"bias": {}, "keys": set()}
+            self.seen = [[]]
+
+        def forward(self, x):
+            cache = self.cache["bias"]
+            if str(x.device) not in cache:
+                cache[str(x.device)] = self.bias[list(self.idx)]
+                self.cache["keys"].add(str(x.device))
+                self.seen[0].append(str(x.device))
+            return x @ cache[str(x.device)]
+
     x = torch.zeros(2, 4)
-    first, again = mbcost.analyze(model, x), mbcost.analyze(model, x)
-    assert [u.op for u in first.uncounted] == ["index"]
-    assert again.uncounted == first.uncounted and again.layers == first.layers
-    assert model.cache == {} and model.seen == []
+    for model, empty in ((CachedBias().eval(), ({}, [])), (NestedCache().eval(), ({"bias": {}, "keys": set()}, [[]]))):
+        first, again = mbcost.analyze(model, x), mbcost.analyze(model, x)
+        assert [u.op for u in first.uncounted] == ["index"]
+        assert again.uncounted == first.uncounted and again.layers == first.layers
+        assert (model.cache, model.seen) == empty
 
 
 @pytest.mark.parametrize(("inputs", "message"), [

@@ -9,8 +9,8 @@ module of the tree is entered and left without torch's global module hooks, whic
 module in the process would pay for too.
 
 The copies are the walk's own: whatever a forward rebinds (a cached anchor grid, a ``training``
-flag, a parametrization's weight), or fills in place in a list or dict it holds (a cache of attention
-biases), lands on them, and the user's modules are never touched. A module
+flag, a parametrization's weight), or fills in place in a list, dict or set it holds (a cache of
+attention biases), at any depth, lands on them, and the user's modules are never touched. A module
 that cannot be copied this way (a TorchScript module, a class whose ``__new__`` needs arguments) is
 used as it is; its ops are attributed to its nearest copied ancestor.
 """
@@ -23,7 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mbcost.cost.answers import tensors_in
-from mbcost.cost.programs import layer_key, own_attributes
+from mbcost.cost.programs import SETTING_TYPES, layer_key, own_attributes
 from mbcost.cost.torch_internals import CALL_ATTRS, flat_weights, storage_key
 
 if TYPE_CHECKING:
@@ -144,18 +144,38 @@ class Shadow:
 
 
 def _point_at_copies(s: Any, d: dict[str, Any], made: dict[int, Any], shared: dict[int, Any]) -> None:
-    """In a copy ``s`` of a module whose class is not torch.nn's own, the plain lists and dicts it holds are
-    the walk's own copies (``shared``: by the original's id), holding the copies of the modules in them
-    (``self.stages = [self.a, self.b]``), so that calls through them are seen, and what a forward puts in
-    them in place (a cache of attention biases) lands on the copies too; tuples holding modules likewise."""
+    """In a copy ``s`` of a module whose class is not torch.nn's own, the plain containers it holds are the
+    walk's own copies (``_copied``), so that calls through them are seen (``self.stages = [self.a, self.b]``)
+    and what a forward puts in them in place (a cache of attention biases) lands on the copies too."""
     for key, value in zip(*own_attributes(s), strict=True):
-        kind = type(value)
-        if kind is list or kind is dict or kind is tuple and any(id(v) in made for v in value):
-            copied = shared.get(id(value))
-            if copied is None:
-                copied = shared[id(value)] = ({k: made.get(id(v), v) for k, v in value.items()} if kind is dict
-                                              else kind(made.get(id(v), v) for v in value))
-            d[key] = copied
+        if type(value) in _CONTAINERS:
+            d[key] = _copied(value, made, shared)
+
+
+_CONTAINERS = (list, dict, set, tuple)
+
+
+def _copied(value: Any, made: dict[int, Any], shared: dict[int, Any]) -> Any:
+    """A list, dict or set (at any depth) as the walk's own copy, one per original (``shared``: by its id), and
+    each module in it as its copy (``made``); a tuple is rebuilt only when something in it was copied."""
+    kind = type(value)
+    if kind not in _CONTAINERS:
+        return made.get(id(value), value)
+    copied = shared.get(id(value))
+    if copied is not None:
+        return copied
+    if kind is tuple:
+        items = tuple(v if type(v) in SETTING_TYPES else _copied(v, made, shared) for v in value)
+        copied = value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    else:
+        copied = shared[id(value)] = kind()  # registered first: a container that holds itself
+        if kind is dict:
+            copied.update((k, v if type(v) in SETTING_TYPES else _copied(v, made, shared)) for k, v in value.items())
+        else:
+            (copied.extend if kind is list else copied.update)(
+                v if type(v) in SETTING_TYPES else _copied(v, made, shared) for v in value)
+    shared[id(value)] = copied
+    return copied
 
 
 #: What ``Module.__call__`` runs, and its compiled form (``torch_internals``).
