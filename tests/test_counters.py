@@ -163,6 +163,36 @@ def test_presets_equal_counters_on_resampling():
     assert apply_convention(cost, "fvcore").total == 10368 + 480 + 4 * 384 + 384 + 4 * 216
 
 
+class Means(nn.Module):
+    """The ways a global average reaches the dispatcher as ``mean.dim``: a squeeze-excite's ``x.mean((2, 3),
+    keepdim=True)`` (timm), an ``nn.AdaptiveAvgPool2d(1)``, a functional ``F.adaptive_avg_pool2d(x, 1)`` in a
+    module's own forward (torchvision's mobilenet_v2), on 4-D and 3-D input, and a mean without keepdim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        x = self.conv(x) * x.mean((2, 3), keepdim=True)
+        y = F.adaptive_avg_pool2d(x, 1) + self.pool(x) + F.adaptive_avg_pool2d(x[0], (1, 1))
+        return y + x.mean([-1, -2])[..., None, None]
+
+
+def test_presets_equal_counters_on_means():
+    """fvcore (torch.jit) sees ``aten::adaptive_avg_pool2d`` (1 per input element) for the pools and
+    ``aten::mean`` (no handle) for the means, though all are ``mean.dim`` at the dispatcher. (At batch 1 the
+    3-D pool's input is as large as the squeeze-excite's: a miss on one and a wrong charge on the other cancel.)"""
+    pytest.importorskip("fvcore")
+    pytest.importorskip("thop")
+    pytest.importorskip("ptflops")
+    model = Means()
+    for x in ([1, 4, 5, 5], [2, 4, 3, 6]):
+        cost = mbcost.analyze(model, x)
+        for r in measure_many(list(COUNTERS), model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
 def test_user_model_is_never_changed():
     pytest.importorskip("thop")
     model = build_model("v2@0.35")

@@ -53,6 +53,9 @@ class LayerFacts:
     #: BatchNorm: whether it normalised with the batch's own statistics (train mode, or no running
     #: statistics), not its running ones; ``None`` for other kinds.
     training: bool | None = None
+    #: Reductions: the dims as the call named them (``x.mean((2, 3))``: ``(2, 3)``; ``F.adaptive_avg_pool2d(x,
+    #: 1)``: ``(-1, -2)``); ``None`` over all dims and for other kinds.
+    dims: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ OPS: dict[str, Op] = {op.key: op for op in (
          "_adaptive_avg_pool3d adaptive_max_pool2d", "global_pool", read.unary("x_shape"),
          shapes={"_adaptive_avg_pool2d _adaptive_avg_pool3d": shape.adaptive_pool},
          saves={"_adaptive_avg_pool2d _adaptive_avg_pool3d": "in", "adaptive_max_pool2d": "in extra"}),
-    _row("reduction", "mean sum", "global_pool", read.unary("x_shape"), shapes={"mean": shape.mean}),
+    _row("reduction", "mean sum", "global_pool", read.reduction, shapes={"mean": shape.mean}),
     _row("elementwise", "add sub mul div rsub maximum minimum", "elementwise", read.binary,
          shapes={**_inplace_too("add sub mul maximum minimum", shape.binary(False), shape.binary(True)),
                  "div": shape.binary(False, true_division=True), "div_": shape.binary(True, true_division=True)},

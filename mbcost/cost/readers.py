@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["OpCall", "Reader", "Shape", "arg", "attention", "batch_norm", "binary", "conv", "free", "interpolate",
-           "ints", "linear", "matmul", "norm", "pool", "unary"]
+           "ints", "linear", "matmul", "norm", "pool", "reduction", "unary"]
 
 Shape = tuple[int, ...]
 
@@ -36,6 +36,7 @@ class OpCall:
     affine: bool | None = None
     count_include_pad: bool | None = None
     training: bool | None = None
+    dims: tuple[int, ...] | None = None  # a reduction's dims as the call names them (``None``: all)
 
 
 #: ``reader(kind, name, args, kwargs, out)``: the row's kind, the op's name, the call.
@@ -117,6 +118,13 @@ def unary(shape_arg: str) -> Reader:
     def read(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
         return _unary_call(kind, args, out, shape_arg)
     return read
+
+
+def reduction(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
+    """``mean``/``sum``, with the dims as named: ``F.adaptive_avg_pool2d(x, 1)`` is a ``mean`` over ``[-1, -2]``."""
+    dim, x = arg(args, kwargs, 1, "dim"), _shape(args[0])
+    return OpCall(kind=kind, formula_args={"x_shape": x}, input_shape=x, output_shape=_shape(_first(out)),
+                  dims=tuple(dim) if isinstance(dim, (list, tuple)) else None)
 
 
 def norm(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:

@@ -60,8 +60,9 @@ def is_adaptive_avg_pool2d(layer: LayerCost) -> bool:
     """Whether the traced graph holds ``aten::adaptive_avg_pool2d`` for this record.
 
     An ``nn.AdaptiveAvgPool2d`` does; other pooling modules (1d/3d, max) do not. A functional
-    call shows up in the records as ``_adaptive_avg_pool2d`` or, for a 1x1 output, as a
-    ``mean`` that keeps the 4-D shape (what ``F.adaptive_avg_pool2d(x, 1)`` dispatches to).
+    call shows up in the records as ``_adaptive_avg_pool2d`` or, for a 1x1 output, as the ``mean``
+    it dispatches to: over dims ``(-1, -2)``, keeping the rank. A ``mean`` the model calls itself
+    (a squeeze-excite's ``x.mean((2, 3), keepdim=True)``) is traced as ``aten::mean``: no handle.
     """
     if "AdaptiveAvgPool2d" in layer.facts.torch_bases:
         return True
@@ -71,7 +72,7 @@ def is_adaptive_avg_pool2d(layer: LayerCost) -> bool:
     x, y = layer.input_shape, layer.output_shape
     if layer.op == "_adaptive_avg_pool2d":
         return True
-    return layer.op == "mean" and len(x) == len(y) == 4 and y[2:] == (1, 1)
+    return layer.op == "mean" and facts.dims == (-1, -2) and len(x) == len(y) in (3, 4)
 
 
 _no_handle = unsupported("fvcore")
