@@ -193,6 +193,21 @@ def test_presets_equal_counters_on_means():
             assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
 
 
+class Linear(nn.Linear):
+    """A subclass of ``nn.Linear`` that shares its name (timm's classifier is ``timm.layers.Linear``)."""
+
+
+def test_presets_tell_a_subclass_from_the_torch_class_of_the_same_name():
+    """ptflops hooks exact ``torch.nn`` types, thop follows the MRO: a ``Linear`` that is not torch's own is
+    counted by thop and skipped by ptflops' hooks (its ``F.linear`` is not replaced either)."""
+    pytest.importorskip("thop")
+    pytest.importorskip("ptflops")
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), Linear(8 * 4 * 4, 10), nn.Linear(10, 5))
+    cost = mbcost.analyze(model, [1, 3, 6, 6])
+    for r in measure_many(["thop", "ptflops"], model, [1, 3, 6, 6]):
+        assert r.total == apply_convention(cost, r.counter).total, r.counter
+
+
 def test_user_model_is_never_changed():
     pytest.importorskip("thop")
     model = build_model("v2@0.35")

@@ -48,7 +48,8 @@ class LayerFacts:
     #: Average pooling: whether padded zeros count in the window's divisor; ``None`` otherwise.
     count_include_pad: bool | None = None
     #: Names of the ``torch.nn`` classes in the issuing module's MRO, most derived first
-    #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type.
+    #: (``("Conv2d", "_ConvNd", "Module")``): lets a convention follow rules keyed by module type; the first is
+    #: the module's own class only when ``module_is_torch`` (a subclass may share its base's name).
     torch_bases: tuple[str, ...] = ()
     #: BatchNorm: whether it normalised with the batch's own statistics (train mode, or no running
     #: statistics), not its running ones; ``None`` for other kinds.
@@ -56,6 +57,8 @@ class LayerFacts:
     #: Reductions: the dims as the call named them (``x.mean((2, 3))``: ``(2, 3)``; ``F.adaptive_avg_pool2d(x,
     #: 1)``: ``(-1, -2)``); ``None`` over all dims and for other kinds.
     dims: tuple[int, ...] | None = None
+    #: Whether the issuing module's class is one of torch.nn's own (counters that hook exact types see it).
+    module_is_torch: bool = False
 
 
 @dataclass(frozen=True)

@@ -176,13 +176,13 @@ _FUNCTIONS: dict[str, Handler | None] = {
 
 def ptflops_rule(layer: LayerCost) -> str:
     """The key of a record: its module's class when ptflops hooks that exact ``torch.nn`` type, else its op."""
-    if layer.facts.torch_bases[:1] == (layer.module_type,) and layer.module_type in _MODULES:
+    if layer.facts.module_is_torch and layer.module_type in _MODULES:
         return layer.module_type
     return layer.op
 
 
 def _unseen(layer: LayerCost) -> Charge:
-    if layer.facts.module_is_leaf and layer.facts.torch_bases[:1] != (layer.module_type,):
+    if layer.facts.module_is_leaf and not layer.facts.module_is_torch:
         return Charge(counted=False, reason=f"{layer.module_type} is not a torch.nn type ptflops hooks (exact types "
                                             "only)")
     return Charge(counted=False, reason=f"ptflops has no hook for {layer.module_type} and does not replace "
