@@ -8,6 +8,8 @@ memory (gradients, optimizer state and activations) within 20%.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -31,6 +33,85 @@ def test_inference_activation_peak_within_15_percent(spec, one_thread):
     model = mbcost.build_model(spec).eval()
     measured = measure_peak_memory(model, ForwardArgs((torch.randn(1, 3, 224, 224),), {}), "cpu")
     estimated = mbcost.analyze(spec, 224).peak_activation_bytes
+    assert abs(estimated / measured - 1) <= 0.15, (estimated, measured)
+
+
+class _Attention(torch.nn.Module):
+    """timm's and torchvision's attention: q, k and v strided views of one projection, one
+    ``F.scaled_dot_product_attention``; ``v_dim``: a value head size other than the query's."""
+
+    def __init__(self, dim: int = 64, heads: int = 4, v_dim: int | None = None, **sdpa: Any) -> None:
+        super().__init__()
+        self.heads, self.v_dim, self.sdpa = heads, v_dim or dim, sdpa
+        self.qk = torch.nn.Linear(dim, 2 * dim)
+        self.v = torch.nn.Linear(dim, self.v_dim)
+        self.proj = torch.nn.Linear(self.v_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k = self.qk(x).reshape(b, n, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        v = self.v(x).reshape(b, n, self.heads, self.v_dim // self.heads).transpose(1, 2)
+        mask = self.sdpa.get("attn_mask")
+        sdpa = {**self.sdpa, "attn_mask": None if mask is None else torch.zeros(mask, device=x.device)}
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, **sdpa)
+        return self.proj(y.transpose(1, 2).reshape(b, n, self.v_dim))
+
+
+@pytest.mark.parametrize("settings,within", [({}, 0.05), ({"is_causal": True}, 0.05),
+                                             ({"attn_mask": (1, 1, 256, 256)}, 0.05),
+                                             ({"dropout_p": 0.5}, 0.20), ({"v_dim": 128}, 0.20)],
+                         ids=["plain", "causal", "mask", "dropout", "value-heads"])
+def test_inference_attention_peak_against_the_allocator(settings, within, one_thread):
+    """``F.scaled_dot_product_attention`` in inference: the meta device runs its math path, the CPU one fused
+    kernel that makes no ``L x L`` weights (its output, a logsumexp and a per-thread buffer). The weights
+    dominate here (4 heads x 256 x 256 floats: 1 MB, against 64 kB per token tensor). With dropout, or a value
+    head size other than the query's, the CPU runs the math path too (the estimate keeps the weights; the CPU's
+    math path also keeps its scaled copies to its end and ``_safe_softmax`` a boolean mask of the weights' size,
+    which it does not count: within 20%)."""
+    from mbcost.bench.memory import measure_peak_memory
+    from mbcost.bench.model_bench import ForwardArgs
+
+    torch.manual_seed(0)
+    model = _Attention(**settings).eval()
+    x = torch.randn(1, 256, 64)
+    measured = measure_peak_memory(model, ForwardArgs((x,), {}), "cpu")
+    estimated = mbcost.analyze(model, inputs=tuple(x.shape)).peak_activation_bytes
+    assert abs(estimated / measured - 1) <= within, (estimated, measured)
+
+
+def test_inference_multihead_attention_is_not_taken_for_the_fused_kernel(one_thread):
+    """nn.MultiheadAttention in inference takes its fast path on the CPU (``_native_multi_head_attention``),
+    which makes the ``L x L`` weights (its softmax in place), not ``F.scaled_dot_product_attention``'s fused
+    kernel: the estimate, which counts the math path's weights and scores, is not below the measurement."""
+    from mbcost.bench.memory import measure_peak_memory
+    from mbcost.bench.model_bench import ForwardArgs
+
+    class SelfAttention(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = torch.nn.MultiheadAttention(64, 4, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    torch.manual_seed(0)
+    model = SelfAttention().eval()
+    x = torch.randn(1, 256, 64)
+    measured = measure_peak_memory(model, ForwardArgs((x,), {}), "cpu")
+    assert mbcost.analyze(model, inputs=tuple(x.shape)).peak_activation_bytes >= measured
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xxs", "deit_tiny_patch16_224"])
+def test_inference_activation_peak_within_15_percent_on_timm_attention_models(name, one_thread):
+    """timm's attention models in inference (``F.scaled_dot_product_attention``, run fused on the CPU)."""
+    from mbcost.bench.memory import measure_peak_memory
+    from mbcost.bench.model_bench import ForwardArgs
+
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False).eval()
+    measured = measure_peak_memory(model, ForwardArgs((torch.randn(1, 3, 224, 224),), {}), "cpu")
+    estimated = mbcost.analyze(model, 224).peak_activation_bytes
     assert abs(estimated / measured - 1) <= 0.15, (estimated, measured)
 
 

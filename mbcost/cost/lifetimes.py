@@ -15,12 +15,10 @@ id never changes meaning.
 
 Training: what each op saves for backward (``mbcost.cost.training.saved_for_backward``) stays alive until the
 backward has passed the op; a convolution's backward adds its own scratch at its step
-(``mbcost.cost.workspace.conv_backward_workspace``). ``F.scaled_dot_product_attention`` without dropout runs
-on the meta device as its math path (``q * s``, ``k^T * s``, ``bmm``, an optional mask ``add``, a softmax,
-``bmm``), which saves the scaled copies and the ``L x S`` attention weights, while the CPU and CUDA run one
-fused kernel that saves ``q``, ``k``, ``v``, the output and its float32 logsumexp (one per query row) only.
-The math path is recognised as it is recorded (``_Attention``) and saves what the fused kernel does; with
-dropout between the softmax and the product, the CPU runs the math path too, and it is left as recorded.
+(``mbcost.cost.workspace.conv_backward_workspace``).
+
+``F.scaled_dot_product_attention``, which the meta device runs as its math path, makes and saves what the CPU's
+fused kernel does (``mbcost.cost.attention``).
 """
 
 from __future__ import annotations
@@ -29,13 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mbcost.cost.attention import Fused, MathAttention, fused_spans
 from mbcost.cost.torch_internals import storage_key, storage_of
 from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak", "storage_bytes"]
-
-_SOFTMAX = frozenset({"_softmax", "_safe_softmax"})
-
 
 def storage_bytes(nbytes: int, dtype: Any, float_bytes: int | None) -> int:
     """A storage's ``nbytes`` of ``dtype`` elements, floating-point ones counted at ``float_bytes`` each when
@@ -80,7 +76,7 @@ class Lifetimes:
         self.held: set[int] = set()  # storages the caller holds through the call (the inputs)
         self.scratch: dict[int, int] = {}  # op step -> bytes it allocates and frees inside itself
         self.back_scratch: dict[int, int] = {}  # op step -> the same, in its backward
-        self.attention = _Attention()
+        self.attention = MathAttention()
         self.made = 0  # the last key given to a storage that is never made (``replayed``, ``_own``): -1, -2...
         self._last: tuple[list[Any], list[Any]] = ([], [])  # the last op's reads and writes
 
@@ -243,7 +239,7 @@ class Lifetimes:
         key = self.made = self.made - 1
         self.created[key], self.size[key], self.last[key], self.saved[key] = step, nbytes, step, step
 
-    def _fuse(self, fused: _Fused, step: int) -> None:
+    def _fuse(self, fused: Fused, step: int) -> None:
         """A math-path attention ended (or its output was copied): it saves what the fused kernel saves."""
         for key in fused.dropped:
             self.saved.pop(key, None)
@@ -261,15 +257,25 @@ class Lifetimes:
             if key in self.created:
                 self.last[key] = end
 
-    def peak(self) -> Peak:
-        """The largest sum of live storages over the ops (an op's inputs and outputs live together)."""
+    def peak(self, records: Sequence[Any] = ()) -> Peak:
+        """The largest sum of live storages over the ops (an op's inputs and outputs live together); an
+        attention's math path as the CPU's fused kernel runs it (``fused_spans`` of the walk's ``records``)."""
         steps = len(self.where)
         delta = [0] * (steps + 3)
+        spans = fused_spans(self.where, records) if records else ()
+        scratch, fused = dict(self.scratch) if spans else self.scratch, {}  # fused: an attention's op -> its last
+        for start, end, nbytes in spans:
+            for step in range(start, end):
+                scratch.pop(step, None)
+                fused[step] = end
+            scratch[end] = scratch.get(end, 0) + nbytes
         for key, size in self.size.items():
-            delta[self.created[key] + 1] += size
-            delta[(steps if key in self.held else min(self.last[key], steps)) + 2] -= size
+            first, last = self.created[key], self.last[key]
+            if fused.get(first, first) > first:  # made by the math path, not by the fused kernel
+                continue
+            delta[first + 1] += size
+            delta[(steps if key in self.held else min(fused.get(last, last), steps)) + 2] -= size
         best, best_step, live = 0, -1, 0
-        scratch = self.scratch
         for i in range(steps + 1):  # index i is step i - 1 (the inputs live at step -1)
             live += delta[i]
             now = live + scratch.get(i - 1, 0)
@@ -313,70 +319,3 @@ class Lifetimes:
         if held + params > best + best_grads:  # the optimizer's update: every gradient, no activation
             best, best_grads, best_step = held, params, -1
         return Peak(best, best_step, self.where[best_step] if 0 <= best_step < steps else None, best_grads)
-
-
-@dataclass(frozen=True)
-class _Fused:
-    """What a recognised math-path attention saves instead of what its ops saved: the storages the fused
-    kernel does not keep (``dropped``), the ones it keeps (``kept``, saved from step ``first``, its first
-    op) and the bytes of its own it keeps (the logsumexp)."""
-
-    dropped: tuple[int, ...]
-    kept: tuple[int, ...]
-    first: int
-    own_bytes: int = 0
-
-
-class _Attention:
-    """Recognises ``F.scaled_dot_product_attention``'s math path op by op, in training (the module's
-    docstring): ``q * s`` and ``k^T * s`` (each a product with a scalar), ``bmm`` of the two, an optional
-    ``add`` (the mask), a softmax, ``bmm`` with ``v``; ``clone`` (a reshape's copy) in between. Tensors
-    are known by their storages. The fused kernel's output is laid out so that the usual
-    ``transpose(1, 2).reshape(...)`` after it is a view: the math path's copy there takes its place."""
-
-    def __init__(self) -> None:
-        self.copies: dict[int, tuple[int, int]] = {}  # a clone -> (what it copies, the step)
-        self.scaled: dict[int, tuple[int, int]] = {}  # scaled copy -> (the original, the step)
-        self.scores: dict[int, tuple[int, ...]] = {}  # scores, masked or not -> the storages the ops made
-        self.weights: dict[int, tuple[int, ...]] = {}  # softmax output -> the same, with the scores, and the step
-        self.outputs: dict[int, int] = {}  # an attention's output -> its first step
-        self.masks: dict[int, tuple[int, ...]] = {}  # masked scores, their softmax -> the masks added
-
-    def see(self, name: str | None, reads: list[Any], writes: list[Any], key: Any, step: int,
-            needing: Sequence[Any] = ()) -> _Fused | None:
-        """One op of a training walk, once recorded (``needing``: its tensors that need a gradient); at an
-        attention's last product (and at the copy of its output), what it saves instead. A mask that needs
-        a gradient (a learned bias) sends the CPU's SDPA down the math path: then nothing changes."""
-        if not writes or not reads:
-            return None
-        out, first = key(writes[0]), key(reads[0])
-        source = self.copies.get(first, (first, 0))[0]  # what a clone copies (one level)
-        if name == "clone":
-            self.copies[out] = (first, step)
-            if first in self.outputs:
-                return _Fused(dropped=(first,), kept=(out,), first=self.outputs.pop(first))
-        elif name == "mul" and len(reads) == 1:
-            self.scaled[out] = (first, step)
-        elif name == "bmm" and len(reads) == 2:
-            second = key(reads[1])
-            other, copied = self.copies.get(second, (second, -1))
-            if source in self.scaled and other in self.scaled:
-                self.scores[out] = (source, other, first, second)
-            elif source in self.weights:
-                *made, softmax = self.weights.pop(source)
-                masks = self.masks.pop(source, ())
-                if copied < softmax:  # v itself, not its copy for the product
-                    other = second
-                (q, start), (k, _) = self.scaled[made[0]], self.scaled[made[1]]
-                self.outputs[out] = start
-                return _Fused(dropped=(*made, source, first, second), kept=(q, k, other, out, *masks), first=start,
-                              own_bytes=writes[0].numel() // max(1, writes[0].shape[-1]) * 4)
-        elif name == "add" and first in self.scores:
-            if any(t is m for t in needing for m in reads[1:]):
-                return None
-            self.scores[out] = self.scores[first]
-            self.masks[out] = (*self.masks.get(first, ()), *(key(t) for t in reads[1:]))
-        elif name in _SOFTMAX and first in self.scores:
-            self.weights[out] = (*self.scores[first], step)
-            self.masks[out] = self.masks.pop(first, ())
-        return None

@@ -350,7 +350,7 @@ class Walk(Replays):
         """Live activation bytes at the worst point and the op there (``None`` without lifetimes)."""
         if self.lifetimes is None:
             return None, None
-        return self._named(self.lifetimes.peak())
+        return self._named(self.lifetimes.peak(self.book.records))
 
     def _named(self, peak: Any) -> tuple[int, str]:
         if peak.where is None:

@@ -28,6 +28,11 @@ indication, and the measured difference is shown next to the estimate.
   reorders it into the plain weight's gradient and frees it. Measured with the profiler's allocation
   events on isolated convolutions (``tests/test_memory_measured.py``). The plain-layout backward's
   blocked copies are not modelled (0).
+* Scaled dot-product attention's fused CPU kernel (``attention_workspace``;
+  ``_scaled_dot_product_flash_attention_for_cpu``) allocates, with its output, a logsumexp per query row and head
+  and, per thread, a buffer of ``qb * kb + 2 * qb + qb * D`` float32 (float64 for a float64 input) elements,
+  plus ``qb * kb`` of a half-precision input's own, for blocks of ``qb`` query rows (32; 64 from 192 rows on, 256
+  from 768) and ``kb`` keys (512), at most the sequences' lengths; it frees them when it returns.
 * Max pooling returns int64 indices next to its output even in inference (8 bytes per output
   element), freed when the op returns.
 """
@@ -37,7 +42,7 @@ from __future__ import annotations
 from math import ceil, prod
 from typing import Any
 
-__all__ = ["conv_backward_workspace", "conv_scratch", "conv_workspace", "uses_onednn"]
+__all__ = ["attention_workspace", "conv_backward_workspace", "conv_scratch", "conv_workspace", "uses_onednn"]
 
 Shape = tuple[int, ...]
 
@@ -105,3 +110,13 @@ def conv_scratch(layer: Any) -> int:
     e = layer.output_bytes // max(1, prod(layer.output_shape))
     return conv_workspace(layer.input_shape, layer.weight_shape, layer.output_shape, layer.stride,
                           layer.padding, layer.dilation or (1,) * len(layer.stride), layer.groups or 1, e)
+
+
+def attention_workspace(heads: int, q_len: int, kv_len: int, head_dim: int, element_size: int,
+                        threads: int = THREADS) -> int:
+    """Bytes the CPU's fused attention allocates beyond its output, for ``heads`` (batch times heads) heads of
+    ``q_len`` queries and ``kv_len`` keys of ``head_dim`` (see the module docstring)."""
+    acc = max(4, element_size)
+    qb, kb = min(q_len, 256 if q_len >= 768 else 64 if q_len >= 192 else 32), min(kv_len, 512)
+    per_thread = (qb * kb + 2 * qb + qb * head_dim) * acc + (qb * kb * element_size if element_size < 4 else 0)
+    return heads * q_len * acc + threads * per_thread
