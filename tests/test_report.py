@@ -462,6 +462,17 @@ def test_summary_shows_estimated_and_measured_activation_peaks_and_the_training_
     assert fmt.count(train.backward_macs) in page and fmt.nbytes(train.train_peak_memory_bytes) in page
 
 
+def test_summary_shows_the_params_of_modules_no_op_used(tmp_path):
+    from gate_models import with_spare
+
+    from mbcost.report import build_report
+
+    spare = with_spare().spare
+    page = build_report("gate_models:with_spare", 8, out=tmp_path / "s.html", bench=False).path.read_text()
+    n = sum(p.numel() for p in spare.parameters())
+    assert f"spare (Linear, {n:,})'>{n} unused</span>" in page
+
+
 # ----------------------------------------------------------------------------------------- claims
 
 

@@ -110,7 +110,10 @@ def summary_html(data: ReportData) -> str:
         ref = data.references.get(m.label)
         top1 = (f"{ref.top1:.1f}% <sup>[{cites.index(ref.source) + 1}]</sup>" if ref and ref.top1 is not None
                 else "-")
-        cells = [f"{fmt.count(m.params)}<br><span class='small'>{fmt.exact(m.params)}</span>",
+        unused = ("<br><span class='small' title='in modules that issued no op in this forward: "
+                  + e(", ".join(f"{u.module} ({u.module_type}, {fmt.exact(u.params)})" for u in m.unattributed))
+                  + f"'>{fmt.count(m.unattributed_params)} unused</span>") if m.unattributed else ""
+        cells = [f"{fmt.count(m.params)}<br><span class='small'>{fmt.exact(m.params)}</span>{unused}",
                  f"{fmt.count(m.macs)}<br><span class='small'>{fmt.exact(m.macs)}</span>", fmt.count(m.flops),
                  fmt.count(m.elementwise_ops), f"{fmt.nbytes(m.weight_bytes)} <span class='small'>{e(m.dtype)}</span>",
                  _estimate_cell(m), _measured_memory_cell(data, m), *([_train_cell(m)] if train else []),
