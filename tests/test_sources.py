@@ -95,6 +95,24 @@ def test_a_timm_model_gets_its_own_input_size_by_default():
     assert cost.input == (384, 384) == tuple(timm.get_pretrained_cfg("vit_tiny_patch16_384").input_size[1:])
 
 
+def test_torchvision_models_with_a_pretrained_backbone_by_default_build_offline(monkeypatch):
+    """Segmentation and detection builders load ImageNet backbone weights unless told otherwise
+    (``weights_backbone``): a download, or a failure without network."""
+    tv = pytest.importorskip("torchvision")
+    import inspect
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded pretrained weights")
+
+    monkeypatch.setattr(tv.models._api, "load_state_dict_from_url", no_network)
+    names = [n for n in tv.models.list_models()
+             if "weights_backbone" in inspect.signature(tv.models.get_model_builder(n)).parameters]
+    assert "lraspp_mobilenet_v3_large" in names and "fasterrcnn_resnet50_fpn" in names
+    for name in names:
+        resolve_source(f"torchvision:{name}").build(device="meta")
+    assert mbcost.analyze("torchvision:lraspp_mobilenet_v3_large", 64).macs > 0
+
+
 def test_a_source_is_resolved_once_through_compare_and_report(cli, monkeypatch, tmp_path):
     pytest.importorskip("transformers")
     from mbcost.zoo import external

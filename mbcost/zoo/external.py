@@ -1,6 +1,7 @@
 """Models from other libraries, by name: ``torchvision:NAME``, ``timm:NAME``, ``hf:ID_OR_PATH``.
 
-Each is built with no pretrained weights (``torchvision.models.get_model(NAME, weights=None)``,
+Each is built with no pretrained weights (``torchvision.models.get_model(NAME, weights=None)``, and
+``weights_backbone=None`` for the builders that take it,
 ``timm.create_model(NAME, pretrained=False)``, transformers' ``AutoModel.from_config`` of
 ``AutoConfig.from_pretrained(ID_OR_PATH)``: a local directory holding ``config.json`` needs no network).
 The libraries are optional: a missing one is one line naming what to install.
@@ -74,7 +75,9 @@ def build(kind: str, name: str, config: Any, num_classes: int) -> nn.Module:
     classes = {} if num_classes == 1000 else {"num_classes": num_classes}
     try:
         with quiet():
-            if kind == "torchvision":
+            if kind == "torchvision":  # segmentation and detection load an ImageNet backbone unless told not to
+                if "weights_backbone" in inspect.signature(lib.models.get_model_builder(name)).parameters:
+                    classes["weights_backbone"] = None
                 return lib.models.get_model(name, weights=None, **classes)
             if kind == "timm":
                 return lib.create_model(name, pretrained=False, **classes)
