@@ -208,6 +208,29 @@ def test_presets_tell_a_subclass_from_the_torch_class_of_the_same_name():
         assert r.total == apply_convention(cost, r.counter).total, r.counter
 
 
+class Transposed(nn.Module):
+    """A Linear on a transposed input (timm's EdgeNeXt: ``proj`` after a permute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv1d(3, 6, 1), nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).transpose(1, 2))
+
+
+def test_presets_equal_counters_on_a_linear_traced_apart_from_its_bias():
+    """A Linear on a non-contiguous input is traced as ``mm`` and a separate bias ``add``: ptflops' Linear hook
+    counts the bias all the same."""
+    pytest.importorskip("ptflops")
+    model = Transposed()
+    for x in ([1, 3, 5], [2, 3, 7]):
+        cost = mbcost.analyze(model, x)
+        assert [layer.op for layer in cost.layers if layer.module == "fc"] == ["mm", "add"]
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
 def test_user_model_is_never_changed():
     pytest.importorskip("thop")
     model = build_model("v2@0.35")

@@ -64,6 +64,13 @@ def _module(kinds: tuple[str, ...], base: str, formula: Handler, *, functional: 
 
 
 _products = macs("MACs + bias adds", bias=True)
+
+
+def _linear(layer: LayerCost) -> Charge:
+    """MACs + bias adds; a non-contiguous input's product is traced as ``mm`` and its bias as an ``add``."""
+    if layer.kind == "matmul":
+        return _products(layer)
+    return Charge(ops=numel(layer.output_shape), reason="bias adds (traced as a separate add)")
 _per_output = elementwise(1, "1 per output element", of="output")
 _per_input = elementwise(1, "1 per input element")
 
@@ -119,7 +126,7 @@ _POOLS = ("MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveM
 
 _MODULES: dict[str, Handler | None] = {
     **{b: _module(("conv",), b, _products) for b in _CONVS},
-    "Linear": _module(("matmul",), "Linear", _products),
+    "Linear": _module(("matmul", "elementwise"), "Linear", _linear),
     **{b: _module(("activation",), b, _per_output, functional=True) for b in "ReLU PReLU ELU GELU".split()},
     **{b: _module(("activation",), b, _per_output) for b in "LeakyReLU ReLU6".split()},
     **{b: _module(("pool", "global_pool"), b, _per_input, functional=True) for b in _POOLS},
