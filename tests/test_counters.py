@@ -231,6 +231,32 @@ def test_presets_equal_counters_on_a_linear_traced_apart_from_its_bias():
             assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
 
 
+class TimmAttention(nn.Module):
+    """timm's ViT attention, fused (SDPA) and not (``@`` and ``Tensor.softmax``)."""
+
+    def __init__(self):
+        super().__init__()
+        from timm.models.vision_transformer import Attention
+
+        self.fused, self.manual = Attention(12, num_heads=3, qkv_bias=True), Attention(12, num_heads=2)
+        self.fused.fused_attn, self.manual.fused_attn = True, False
+
+    def forward(self, x):
+        return self.manual(self.fused(x))
+
+
+def test_presets_equal_counters_on_timm_attention():
+    """ptflops hooks timm's ViT ``Attention`` (the query scaling, both products, the softmax) and, as for every
+    module it hooks, adds up its own count only: the hooks of its ``qkv`` and ``proj`` Linear are lost."""
+    pytest.importorskip("timm")
+    pytest.importorskip("ptflops")
+    pair = TimmAttention().eval()
+    for model, x in ((pair, [1, 5, 12]), (pair, [2, 7, 12]), (pair.fused, [2, 7, 12])):  # the last: as the root
+        cost = mbcost.analyze(model, x)
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
 def test_user_model_is_never_changed():
     pytest.importorskip("thop")
     model = build_model("v2@0.35")

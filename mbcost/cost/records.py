@@ -173,7 +173,7 @@ def _facts(is_leaf: bool, affine: bool | None, count_include_pad: bool | None, c
            training: bool | None = None, dims: tuple[int, ...] | None = None) -> LayerFacts:
     """The facts of a record (few distinct ones: made once each)."""
     return LayerFacts(is_leaf, affine, count_include_pad, _torch_bases(cls), training, dims,
-                      cls.__module__.startswith("torch.nn."))
+                      f"{cls.__module__}.{cls.__qualname__}")
 
 
 @cache
