@@ -60,6 +60,8 @@ class LayerFacts:
     #: The issuing module's class, qualified (``torch.nn.modules.linear.Linear``): counters that hook exact
     #: types (ptflops) tell it from a subclass of the same name.
     module_class: str = ""
+    #: Binary ops: the second operand's rank (``None``: a number), e.g. the mask SDPA's math path adds.
+    other_rank: int | None = None
 
     @property
     def module_is_torch(self) -> bool:
