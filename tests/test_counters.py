@@ -231,6 +231,33 @@ def test_presets_equal_counters_on_a_linear_traced_apart_from_its_bias():
             assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
 
 
+class DepthwiseMlp(nn.Module):
+    """timm's PVT-v2 MLP: tokens viewed as an image for a depthwise conv, then tokens again for ``fc2``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.conv, self.fc2 = nn.Linear(8, 8), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        x = self.conv(self.fc1(x).transpose(1, 2).view(b, c, 3, n // 3))
+        return self.fc2(x.flatten(2).transpose(1, 2))
+
+
+def test_presets_equal_counters_on_a_conv_over_transposed_tokens():
+    """At batch 1 the transposed tokens are channels-last to ``is_contiguous`` but not to ATen, which gives the
+    conv a contiguous output: ``fc2`` reads transposed tokens and runs as ``mm`` and an ``add`` (ptflops' aten
+    backend: no bias); at batch 2 its output is channels-last and ``fc2`` one ``addmm``, as the meta walk has it."""
+    pytest.importorskip("ptflops")
+    model = DepthwiseMlp()
+    for x in ([1, 6, 8], [2, 6, 8]):
+        cost = mbcost.analyze(model, x)
+        fc2 = [r.op for r in cost.layers if r.module == "fc2"]
+        assert fc2 == [r.op for r in mbcost.analyze(model, x, execute="real").layers if r.module == "fc2"], x
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
 class TimmAttention(nn.Module):
     """timm's ViT attention, fused (SDPA) and not (``@`` and ``Tensor.softmax``)."""
 
