@@ -258,6 +258,34 @@ def test_presets_equal_counters_on_a_conv_over_transposed_tokens():
             assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
 
 
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru, self.rnn, self.fc = nn.GRU(32, 8, batch_first=True), nn.RNN(8, 6), nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.rnn(self.gru(self.lstm(x)[0])[0])[0])
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_presets_equal_counters_on_recurrent_layers(onednn):
+    """fvcore traces each recurrent layer as one op (``aten::lstm``, ``gru``, ``rnn_tanh``) it has no handle for;
+    on the CPU ``nn.LSTM`` runs as oneDNN's ``mkldnn_rnn_layer`` (unless oneDNN is off), which FlopCounterMode
+    and ptflops' aten backend do not count, while GRU and RNN run as their products. (thop's and ptflops' own
+    recurrent rules are not reproduced.)"""
+    pytest.importorskip("fvcore")
+    pytest.importorskip("ptflops")
+    model, x = Recurrent(), [1, 5, 8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # setting the flags warns that no Intel GPU can use TF32
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            cost = mbcost.analyze(model, x)
+            results = measure_many(["fvcore", "torch", "ptflops-aten"], model, x)
+            for r in results:
+                assert r.total == apply_convention(cost, r.counter).total, r.counter
+
+
 class TimmAttention(nn.Module):
     """timm's ViT attention, fused (SDPA) and not (``@`` and ``Tensor.softmax``)."""
 

@@ -30,8 +30,8 @@ duration of the count, ``torch.nn.functional`` and ``torch`` functions replaced 
 
 ``ptflops-aten`` (``backend="aten"``, ``ptflops/aten_engine.py``, ``aten_ops.py``): a dispatch mode
 counting ``aten.convolution`` MACs plus bias adds, ``addmm`` MACs plus bias adds, ``mm``, ``bmm`` MACs;
-nothing else (``baddbmm`` included). ``nn.MultiheadAttention``'s fused eval path counts 0, and so does
-SDPA's CPU kernel.
+nothing else (``baddbmm`` included). ``nn.MultiheadAttention``'s fused eval path counts 0, and so do SDPA's
+CPU kernel and ``nn.LSTM``, which the CPU runs as oneDNN's ``mkldnn_rnn_layer`` (as for FlopCounterMode).
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ from mbcost.cost.conventions.attention import CPU_SDPA, SDPA, SDPA_MATH, sdpa_un
 from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, elementwise, macs, numel
 from mbcost.cost.conventions.fvcore import (
     MHA_FAST_PATH,
+    RECURRENT,
     fast_path_lookup,
     is_adaptive_avg_pool2d,
     multi_head_attention_fast_path,
+    recurrent,
 )
 from mbcost.cost.result import LayerCost
 
@@ -276,17 +278,19 @@ def _no_mapping(layer: LayerCost) -> Charge:
     return Charge(counted=False, reason=f"ptflops' aten backend has no mapping for {op}")
 
 
+_ATEN: dict[str, Handler | None] = {
+    "conv": macs("aten.convolution: MACs + bias adds", bias=True),
+    "addmm": macs("aten.addmm: MACs + bias adds", bias=True),
+    **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
+    MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),
+    **dict.fromkeys((SDPA, CPU_SDPA), sdpa_uncounted(
+        f"ptflops' aten backend has no mapping for aten.{CPU_SDPA}, the kernel SDPA runs as on the CPU: 0")),
+}
+_ATEN[RECURRENT] = recurrent("ptflops' aten backend", _ATEN, _no_mapping)
+
 PTFLOPS_ATEN = Convention(
     name="ptflops-aten", unit=Unit.MAC, library_unit="MACs + bias adds (ptflops' MACs)",
     summary="ptflops (aten backend): MACs of aten convolution, addmm, mm, bmm, + bias adds of convolution "
             "and addmm; nothing else",
-    table={
-        "conv": macs("aten.convolution: MACs + bias adds", bias=True),
-        "addmm": macs("aten.addmm: MACs + bias adds", bias=True),
-        **dict.fromkeys(("mm", "bmm", "matmul"), macs("aten.mm / bmm: MACs")),
-        MHA_FAST_PATH: multi_head_attention_fast_path("ptflops' aten backend"),
-        **dict.fromkeys((SDPA, CPU_SDPA), sdpa_uncounted(
-            f"ptflops' aten backend has no mapping for aten.{CPU_SDPA}, the kernel SDPA runs as on the CPU: 0")),
-    },
-    default=_no_mapping, lookup=fast_path_lookup, counts_bias=True,
+    table=_ATEN, default=_no_mapping, lookup=fast_path_lookup, counts_bias=True,
 )
