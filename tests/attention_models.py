@@ -43,3 +43,21 @@ class SelfAttention(nn.Module):
 
 def sdpa() -> nn.Module:
     return SelfAttention().eval()
+
+
+class BiasedAttention(nn.Module):
+    """SDPA with an additive bias of ``rank`` dims (timm's TinyViT adds a ``(heads, n, n)`` bias to 4-D q), or
+    with v of twice q's head size (``wide_v``)."""
+
+    def __init__(self, rank: int = 3, wide_v: bool = False, dim: int = 32, heads: int = 4, tokens: int = 10) -> None:
+        super().__init__()
+        self.rank, self.wide_v, self.heads = rank, wide_v, heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.register_buffer("bias", torch.randn(1, heads, tokens, tokens))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        v = torch.cat([v, v], -1) if self.wide_v else v
+        mask = self.bias[(0,) * (4 - self.rank)]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

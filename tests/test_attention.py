@@ -52,6 +52,20 @@ def test_each_preset_equals_its_library_on_either_path(variant):
     assert apply_convention(meta, "paper").total == apply_convention(real, "paper").total == LINEARS + PRODUCTS
 
 
+@pytest.mark.parametrize(("rank", "wide_v"), [(2, False), (3, False), (4, False), (4, True)])
+def test_each_preset_follows_the_cpus_choice_of_sdpa_path(rank, wide_v):
+    """The CPU runs SDPA as its fused kernel for a mask of 2 dims or of q's, and as its math path (bmm, bmm:
+    FlopCounterMode and ptflops' aten backend count them) for another (timm's TinyViT: a 3-D bias for 4-D q)
+    or for v of another head size than q's."""
+    model = am.BiasedAttention(rank, wide_v).eval()
+    meta = mbcost.analyze(model, X)
+    real = mbcost.analyze(model, X, execute="real")
+    assert (CPU_SDPA in {r.op for r in real.layers}) == (rank != 3 and not wide_v)
+    for r in measure_many(COUNTERS, model, X):
+        assert apply_convention(meta, r.counter).total == apply_convention(real, r.counter).total == r.total, (
+            r.counter)
+
+
 def test_torch_preset_follows_a_flop_counter_mode_that_counts_the_cpu_kernel(monkeypatch):
     """pytorch/pytorch#195801 registers the CPU kernel with FlopCounterMode's SDPA formula: with it (put in the
     registry here), FlopCounterMode counts the products and so does the preset, on both paths."""

@@ -208,6 +208,110 @@ def test_presets_tell_a_subclass_from_the_torch_class_of_the_same_name():
         assert r.total == apply_convention(cost, r.counter).total, r.counter
 
 
+class Transposed(nn.Module):
+    """A Linear on a transposed input (timm's EdgeNeXt: ``proj`` after a permute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv1d(3, 6, 1), nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).transpose(1, 2))
+
+
+def test_presets_equal_counters_on_a_linear_traced_apart_from_its_bias():
+    """A Linear on a non-contiguous input is traced as ``mm`` and a separate bias ``add``: ptflops' Linear hook
+    counts the bias all the same."""
+    pytest.importorskip("ptflops")
+    model = Transposed()
+    for x in ([1, 3, 5], [2, 3, 7]):
+        cost = mbcost.analyze(model, x)
+        assert [layer.op for layer in cost.layers if layer.module == "fc"] == ["mm", "add"]
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
+class DepthwiseMlp(nn.Module):
+    """timm's PVT-v2 MLP: tokens viewed as an image for a depthwise conv, then tokens again for ``fc2``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.conv, self.fc2 = nn.Linear(8, 8), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        x = self.conv(self.fc1(x).transpose(1, 2).view(b, c, 3, n // 3))
+        return self.fc2(x.flatten(2).transpose(1, 2))
+
+
+def test_presets_equal_counters_on_a_conv_over_transposed_tokens():
+    """At batch 1 the transposed tokens are channels-last to ``is_contiguous`` but not to ATen, which gives the
+    conv a contiguous output: ``fc2`` reads transposed tokens and runs as ``mm`` and an ``add`` (ptflops' aten
+    backend: no bias); at batch 2 its output is channels-last and ``fc2`` one ``addmm``, as the meta walk has it."""
+    pytest.importorskip("ptflops")
+    model = DepthwiseMlp()
+    for x in ([1, 6, 8], [2, 6, 8]):
+        cost = mbcost.analyze(model, x)
+        fc2 = [r.op for r in cost.layers if r.module == "fc2"]
+        assert fc2 == [r.op for r in mbcost.analyze(model, x, execute="real").layers if r.module == "fc2"], x
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru, self.rnn, self.fc = nn.GRU(32, 8, batch_first=True), nn.RNN(8, 6), nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.rnn(self.gru(self.lstm(x)[0])[0])[0])
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_presets_equal_counters_on_recurrent_layers(onednn):
+    """fvcore traces each recurrent layer as one op (``aten::lstm``, ``gru``, ``rnn_tanh``) it has no handle for;
+    on the CPU ``nn.LSTM`` runs as oneDNN's ``mkldnn_rnn_layer`` (unless oneDNN is off), which FlopCounterMode
+    and ptflops' aten backend do not count, while GRU and RNN run as their products. (thop's and ptflops' own
+    recurrent rules are not reproduced.)"""
+    pytest.importorskip("fvcore")
+    pytest.importorskip("ptflops")
+    model, x = Recurrent(), [1, 5, 8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # setting the flags warns that no Intel GPU can use TF32
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            cost = mbcost.analyze(model, x)
+            results = measure_many(["fvcore", "torch", "ptflops-aten"], model, x)
+            for r in results:
+                assert r.total == apply_convention(cost, r.counter).total, r.counter
+
+
+class TimmAttention(nn.Module):
+    """timm's ViT attention, fused (SDPA) and not (``@`` and ``Tensor.softmax``)."""
+
+    def __init__(self):
+        super().__init__()
+        from timm.models.vision_transformer import Attention
+
+        self.fused, self.manual = Attention(12, num_heads=3, qkv_bias=True), Attention(12, num_heads=2)
+        self.fused.fused_attn, self.manual.fused_attn = True, False
+
+    def forward(self, x):
+        return self.manual(self.fused(x))
+
+
+def test_presets_equal_counters_on_timm_attention():
+    """ptflops hooks timm's ViT ``Attention`` (the query scaling, both products, the softmax) and, as for every
+    module it hooks, adds up its own count only: the hooks of its ``qkv`` and ``proj`` Linear are lost."""
+    pytest.importorskip("timm")
+    pytest.importorskip("ptflops")
+    pair = TimmAttention().eval()
+    for model, x in ((pair, [1, 5, 12]), (pair, [2, 7, 12]), (pair.fused, [2, 7, 12])):  # the last: as the root
+        cost = mbcost.analyze(model, x)
+        for r in measure_many(INSTALLED, model, x):
+            assert r.total == apply_convention(cost, r.counter).total, (x, r.counter)
+
+
 def test_user_model_is_never_changed():
     pytest.importorskip("thop")
     model = build_model("v2@0.35")

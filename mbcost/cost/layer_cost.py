@@ -57,8 +57,16 @@ class LayerFacts:
     #: Reductions: the dims as the call named them (``x.mean((2, 3))``: ``(2, 3)``; ``F.adaptive_avg_pool2d(x,
     #: 1)``: ``(-1, -2)``); ``None`` over all dims and for other kinds.
     dims: tuple[int, ...] | None = None
-    #: Whether the issuing module's class is one of torch.nn's own (counters that hook exact types see it).
-    module_is_torch: bool = False
+    #: The issuing module's class, qualified (``torch.nn.modules.linear.Linear``): counters that hook exact
+    #: types (ptflops) tell it from a subclass of the same name.
+    module_class: str = ""
+    #: Binary ops: the second operand's rank (``None``: a number), e.g. the mask SDPA's math path adds.
+    other_rank: int | None = None
+
+    @property
+    def module_is_torch(self) -> bool:
+        """Whether the issuing module's class is one of torch.nn's own."""
+        return self.module_class.startswith("torch.nn.")
 
 
 @dataclass(frozen=True)

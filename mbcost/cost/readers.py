@@ -37,6 +37,7 @@ class OpCall:
     count_include_pad: bool | None = None
     training: bool | None = None
     dims: tuple[int, ...] | None = None  # a reduction's dims as the call names them (``None``: all)
+    other_rank: int | None = None  # a binary op's second operand's rank (``None``: a number)
 
 
 #: ``reader(kind, name, args, kwargs, out)``: the row's kind, the op's name, the call.
@@ -177,8 +178,10 @@ def pool(average: bool) -> Reader:
 
 def binary(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:
     o, x = _first(out), args[0]
+    y = args[1] if len(args) > 1 else None
     return OpCall(kind=kind, formula_args={"out_shape": _shape(o)},
-                  input_shape=_shape(x) if hasattr(x, "shape") else (), output_shape=_shape(o))
+                  input_shape=_shape(x) if hasattr(x, "shape") else (), output_shape=_shape(o),
+                  other_rank=y.dim() if hasattr(y, "dim") else None)
 
 
 def attention(kind: str, name: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCall:

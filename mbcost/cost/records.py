@@ -115,7 +115,8 @@ class RecordBook:
             label, mod_name, cls.__name__, op, call.kind, category, call.input_shape, call.output_shape,
             call.weight_shape, call.kernel, call.stride, call.padding, call.dilation,
             call.groups, params, cost.macs, cost.bias_adds, cost.other_ops, input_bytes, output_bytes,
-            weight_bytes, inplace, _facts(is_leaf, call.affine, call.count_include_pad, cls, call.training, call.dims),
+            weight_bytes, inplace,
+            _facts(is_leaf, call.affine, call.count_include_pad, cls, call.training, call.dims, call.other_rank),
         )
         if key is not None:
             if len(_RECORDS) >= _MAX_RECORDS:
@@ -170,10 +171,11 @@ _MAX_RECORDS = 16384
 
 @cache
 def _facts(is_leaf: bool, affine: bool | None, count_include_pad: bool | None, cls: type,
-           training: bool | None = None, dims: tuple[int, ...] | None = None) -> LayerFacts:
+           training: bool | None = None, dims: tuple[int, ...] | None = None,
+           other_rank: int | None = None) -> LayerFacts:
     """The facts of a record (few distinct ones: made once each)."""
     return LayerFacts(is_leaf, affine, count_include_pad, _torch_bases(cls), training, dims,
-                      cls.__module__.startswith("torch.nn."))
+                      f"{cls.__module__}.{cls.__qualname__}", other_rank)
 
 
 @cache

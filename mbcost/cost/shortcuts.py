@@ -21,6 +21,7 @@ from typing import Any
 
 from mbcost.cost.readers import arg as _arg
 from mbcost.cost.readers import ints as _ints
+from mbcost.cost.torch_internals import channels_last
 
 __all__ = ["Shortcut", "adaptive_pool", "addmm", "baddbmm", "batch_norm", "binary", "bmm", "broadcast", "cat", "clone",
            "constant_pad", "contiguous", "convolution", "group_norm", "inplace", "layer_norm", "masked_fill", "mean",
@@ -31,12 +32,11 @@ Shortcut = Callable[[Sequence[Any], dict[str, Any]], Any]
 
 
 def _empty(shape: Sequence[int], like: Any) -> Any:
-    """A new meta tensor of ``shape`` with ``like``'s dtype: channels-last when ``like`` is a
-    channels-last 4-D tensor (convolution and pooling keep that layout), else contiguous."""
+    """A new meta tensor of ``shape`` with ``like``'s dtype: channels-last when ATen suggests it for a 4-D
+    ``like`` (convolution and pooling keep that layout), else contiguous."""
     import torch
 
-    if like.dim() == 4 and len(shape) == 4 and not like.is_contiguous() \
-            and like.is_contiguous(memory_format=torch.channels_last):
+    if like.dim() == 4 and len(shape) == 4 and not like.is_contiguous() and channels_last(like):
         return torch.empty(tuple(shape), dtype=like.dtype, device="meta", memory_format=torch.channels_last)
     return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
 

@@ -20,6 +20,9 @@ them breaks one place. Why each is needed (no public API does it):
   storage and a storage's Python object is not guaranteed to be the same each time it is asked for.
 * ``torch.utils._pytree.tree_leaves``: a model's output may be any container torch knows (a Hugging
   Face ``ModelOutput`` registers itself there); there is no public pytree module.
+* ``torch._prims_common.suggest_memory_format``: the layout ATen gives a convolution's or a pooling's output
+  (``Tensor.suggest_memory_format`` has no Python binding; ``is_contiguous(memory_format=torch.channels_last)``
+  ignores the strides of size-1 dims, which it does not: a transposed ``(1, n, c)`` viewed as ``(1, c, h, w)``).
 * The ``_flat_weights`` list of torch's recurrent layers: the weights ``nn.LSTM`` hands to ``_VF.lstm``,
   whose devices torch checks against the input's before issuing any op.
 """
@@ -29,8 +32,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["CALL_ATTRS", "call_impl", "dispatch_paused", "flat_weights", "others_watch_modules", "output_leaves",
-           "recorder_class", "set_flat_weights", "storage_key", "storage_of"]
+__all__ = ["CALL_ATTRS", "call_impl", "channels_last", "dispatch_paused", "flat_weights", "others_watch_modules",
+           "output_leaves", "recorder_class", "set_flat_weights", "storage_key", "storage_of"]
 
 #: The attributes of a module instance that hold what ``Module.__call__`` runs.
 CALL_ATTRS = ("_call_impl", "_compiled_call_impl")
@@ -77,6 +80,14 @@ def output_leaves(result: Any) -> list[Any]:
     from torch.utils._pytree import tree_leaves
 
     return tree_leaves(result)
+
+
+def channels_last(t: Any) -> bool:
+    """Whether ATen lays a new tensor out channels-last after 4-D ``t`` (``suggest_memory_format``)."""
+    import torch
+    from torch._prims_common import suggest_memory_format
+
+    return suggest_memory_format(t) is torch.channels_last
 
 
 def flat_weights(module: Any) -> Any:

@@ -19,7 +19,7 @@ whether the engine traced its math path on the meta device or ran its fused kern
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mbcost.cost.conventions.attention import sdpa_products
@@ -183,6 +183,8 @@ def apply_convention(cost: ModelCost, convention: str | Convention) -> Conventio
         314193216
     """
     conv = get_convention(convention) if isinstance(convention, str) else convention
+    if conv.scope is not None:
+        conv = replace(conv, lookup=conv.scope(cost.layers))
     per_mac = conv.unit.per_mac
     batch = max(cost.batch, 1)
     records = []

@@ -1,15 +1,16 @@
 """``F.scaled_dot_product_attention`` (SDPA) as the counters see it, whichever path the engine traced.
 
 The counters run the real module on the CPU (``mbcost.counters``), where SDPA dispatches to one fused
-kernel, ``aten::_scaled_dot_product_flash_attention_for_cpu`` (3-D or 4-D q, k, v, any float type, with
-or without a mask, causal or not), except with dropout: then the CPU runs SDPA's math path, the ops it
-is made of (``q * s``, ``k^T * s``, ``bmm`` for the scores, a softmax, dropout, ``bmm`` with ``v``). The
+kernel, ``aten::_scaled_dot_product_flash_attention_for_cpu`` (3-D or 4-D q, k, v, any float type, causal
+or not, without a mask or with one of 2 dims or of q's), except with dropout, a mask of another rank (timm's
+TinyViT: a 3-D bias for 4-D q), 5-D q, or v's head size not q's: then the CPU runs SDPA's math path, the ops
+it is made of (``q * s``, ``k^T * s``, ``bmm`` for the scores, a softmax, dropout, ``bmm`` with ``v``). The
 meta device always runs the math path, each op a record; a real CPU walk records the fused kernel
 itself, as one ``attention`` record.
 
 So that a convention charges SDPA as its library sees it whichever path ran, the two products of each
 math-path SDPA are found in the records (``sdpa_products``) and looked up under a key of their own.
-``SDPA``: a meta walk's SDPA without dropout, which the counters' CPU run executes as the fused kernel
+``SDPA``: a meta walk's SDPA that the counters' CPU run executes as the fused kernel
 (each convention maps it to what its library counts for that kernel, as it maps a fused record, looked
 up under the kernel's name). ``SDPA_MATH``: a math path the CPU runs too (with dropout, or a real walk's
 math path): libraries that see ATen ops count its ``bmm``, those that see the Python call
@@ -34,9 +35,9 @@ from mbcost.cost.result import LayerCost
 __all__ = ["CPU_SDPA", "CUDA_SDPA", "SDPA", "SDPA_ISSUE", "SDPA_MATH", "flop_counter_counts_cpu_sdpa",
            "sdpa_products", "sdpa_uncounted"]
 
-#: The table key of the two products of a math-path SDPA the CPU runs as its fused kernel (no dropout).
+#: The table key of the two products of a math-path SDPA the CPU runs as its fused kernel.
 SDPA = "scaled_dot_product_attention"
-#: The table key of the two products of a math-path SDPA the CPU runs as its math path too (dropout).
+#: The table key of the two products of a math-path SDPA the CPU runs as its math path too (dropout...).
 SDPA_MATH = "scaled_dot_product_attention (math path)"
 #: The kernel SDPA runs as on the CPU.
 CPU_SDPA = "_scaled_dot_product_flash_attention_for_cpu"
@@ -50,7 +51,7 @@ SDPA_ISSUE = "pytorch/pytorch#195460"
 
 def sdpa_products(layers: Sequence[LayerCost], *, meta: bool = True) -> dict[int, str]:
     """The score and weighted-sum products of every math-path SDPA call in ``layers``, by index: ``SDPA``
-    where the counters' CPU run takes the fused kernel instead (a ``meta`` walk's, without dropout), else
+    where the counters' CPU run takes the fused kernel instead (a ``meta`` walk's, as ``_fused`` tells), else
     ``SDPA_MATH``."""
     found: dict[int, str] = {}
     for i, soft in enumerate(layers):
@@ -64,8 +65,7 @@ def sdpa_products(layers: Sequence[LayerCost], *, meta: bool = True) -> dict[int
         if prod(scores.output_shape) != n or prod(weighted.input_shape) != n:
             continue
         if before >= 2 and _scales(layers[before - 2], layers[before - 1], scores):
-            key = SDPA if meta and after == i + 1 else SDPA_MATH  # records between: dropout
-            found[before] = found[after] = key
+            found[before] = found[after] = SDPA if meta and _fused(layers, before, i, after) else SDPA_MATH
     return found
 
 
@@ -81,6 +81,15 @@ def _product_next_to(layers: Sequence[LayerCost], i: int, step: int) -> int | No
             return None
         j += step
     return None
+
+
+def _fused(layers: Sequence[LayerCost], before: int, soft: int, after: int) -> bool:
+    """Whether the CPU runs this SDPA as its fused kernel: no dropout (no record between the softmax and the
+    weighted sum), a mask (added to the scores) of 2 dims or of q's, q of at most 4 dims, v's head size q's."""
+    q, weighted = layers[before - 2].input_shape, layers[after]
+    masks = {layers[j].facts.other_rank for j in range(before + 1, soft)} - {None, 2, len(q)}
+    return (after == soft + 1 and not masks and len(q) <= 4
+            and weighted.weight_shape is not None and weighted.weight_shape[-1] == q[-1])
 
 
 def _scales(q: LayerCost, k: LayerCost, scores: LayerCost) -> bool:

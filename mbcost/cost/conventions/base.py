@@ -16,7 +16,7 @@ add a MAC and an elementwise op as one each; ``Unit.FLOP`` (torch's FlopCounterM
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
@@ -126,6 +126,9 @@ class Convention:
     library_unit: str = ""
     #: Whether its rules count conv/linear bias adds (else they are listed with the skipped ops).
     counts_bias: bool = False
+    #: The ``lookup`` for a forward's records when a record's key depends on the others (ptflops: a record under a
+    #: module it hooks), made from all of them by ``apply_convention``; ``None``: ``lookup`` as it is.
+    scope: Callable[[Sequence[LayerCost]], Callable[[LayerCost], str]] | None = None
 
     def charge(self, layer: LayerCost, key: str | None = None) -> Charge:
         own = self.lookup(layer)

@@ -9,7 +9,8 @@ module in train mode, ``mode="train"``, or one without running statistics) 4, 5 
 ``grid_sampler`` 4 per output element whatever its mode (fvcore assumes bilinear). ``relu`` and
 ``clamp`` are ignored; every other op (``hardtanh_`` = ReLU6, ``add``, ``max_pool2d``, ``mean``,
 ``baddbmm``, 1-D/3-D and bicubic upsampling...) has no handle and counts 0 (fvcore lists it as
-unsupported), ``aten::scaled_dot_product_attention`` included: its products count 0 (:mod:`.attention`).
+unsupported), ``aten::scaled_dot_product_attention`` included: its products count 0 (:mod:`.attention`), and
+torch's recurrent layers, each traced as one op (``aten::lstm``, ``gru``, ``rnn_tanh``): 0.
 ``nn.MultiheadAttention`` in eval without grad takes its fused fast path,
 ``aten::_native_multi_head_attention``, which fvcore has no handle for: all its work counts 0.
 The fast path is assumed for every ``nn.MultiheadAttention`` (the engine's records, traced on the meta
@@ -32,9 +33,11 @@ from mbcost.cost.conventions.base import (
     numel,
     unsupported,
 )
+from mbcost.cost.ops import family
 from mbcost.cost.result import LayerCost
 
-__all__ = ["FVCORE", "MHA_FAST_PATH", "fast_path_lookup", "is_adaptive_avg_pool2d", "multi_head_attention_fast_path"]
+__all__ = ["FVCORE", "MHA_FAST_PATH", "RECURRENT", "cpu_fuses_lstm", "fast_path_lookup", "is_adaptive_avg_pool2d",
+           "multi_head_attention_fast_path", "recurrent"]
 
 #: The table key of every record issued by an ``nn.MultiheadAttention``: the op the real forward runs.
 MHA_FAST_PATH = "_native_multi_head_attention"
@@ -43,8 +46,35 @@ MHA_FAST_PATH = "_native_multi_head_attention"
 def fast_path_lookup(layer: LayerCost) -> str:
     """The table key of a record for op-keyed counters that run the real module in eval without grad:
     work issued by ``nn.MultiheadAttention`` runs there as one fused op, ``_native_multi_head_attention``
-    (the engine traces its unfused path on the meta device); everything else by its ATen op."""
-    return MHA_FAST_PATH if "MultiheadAttention" in layer.facts.torch_bases else layer.op
+    (the engine traces its unfused path on the meta device); so does ``nn.LSTM``'s on the CPU (``RECURRENT``);
+    everything else by its ATen op."""
+    bases = layer.facts.torch_bases
+    return MHA_FAST_PATH if "MultiheadAttention" in bases else RECURRENT if "LSTM" in bases else layer.op
+
+
+#: The table key of the work of torch's recurrent layers, which the meta walk traces step by step.
+RECURRENT = "recurrent layer"
+
+
+def cpu_fuses_lstm() -> bool:
+    """Whether ``nn.LSTM`` runs on the CPU as one oneDNN op, ``aten::mkldnn_rnn_layer`` (in float32, oneDNN built
+    and enabled; an LSTM with ``proj_size`` is not told apart)."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
+def recurrent(library: str, ops: dict[str, Handler | None] | None = None, default: Handler | None = None) -> Handler:
+    """Nothing for the work of a recurrent layer the library sees as one op; with ``ops``, its table (a library
+    that sees ATen ops, keyed by ``RECURRENT`` for ``nn.LSTM`` only), the ops themselves unless the CPU fuses them."""
+    def handle(layer: LayerCost) -> Charge:
+        if ops is not None and not cpu_fuses_lstm():
+            handler = ops.get(layer.op if layer.op in ops else family(layer.op), default)
+            return handler(layer) if handler else Charge(counted=False, reason=f"{library} ignores {layer.op}")
+        seen = "aten::mkldnn_rnn_layer on the CPU" if ops is not None else "one aten::lstm / gru / rnn_* op"
+        return Charge(counted=False, component="recurrent", reason=f"{layer.module_type} runs as {seen}, which "
+                                                                   f"{library} does not count")
+    return handle
 
 
 def multi_head_attention_fast_path(library: str) -> Handler:
@@ -114,6 +144,8 @@ FVCORE = Convention(
         **dict.fromkeys((SDPA, SDPA_MATH, CPU_SDPA, *CUDA_SDPA), _sdpa),
         "relu": None, "clamp": None,  # fvcore's _IGNORED_OPS: counted as nothing, not listed
         MHA_FAST_PATH: multi_head_attention_fast_path("fvcore"),
+        RECURRENT: recurrent("fvcore"),
     },
-    default=_no_handle, lookup=fast_path_lookup, ignored_reason="fvcore ignores this op",
+    default=_no_handle, ignored_reason="fvcore ignores this op",
+    lookup=lambda layer: RECURRENT if "RNNBase" in layer.facts.torch_bases else fast_path_lookup(layer),
 )

@@ -8,8 +8,10 @@ formula for up to torch 2.14 (pytorch/pytorch#195460, fixed by #195801): its pro
 the ``scaled_dot_product_attention`` component, on the meta path as on a real CPU run. With a torch whose
 FlopCounterMode has that formula (checked in ``torch.utils.flop_counter.flop_registry``), they count
 2 FLOPs per MAC, as on CUDA, where the flash, memory-efficient and cuDNN kernels have one. SDPA with
-dropout runs its math path on the CPU: its ``bmm`` products count. ``nn.MultiheadAttention``'s fused
-eval path (``_native_multi_head_attention``) has no formula either: 0."""
+dropout (or another case of :mod:`.attention`) runs its math path on the CPU: its ``bmm`` products count.
+``nn.MultiheadAttention``'s fused eval path (``_native_multi_head_attention``) has no formula either: 0; nor
+has ``nn.LSTM`` run as oneDNN's ``mkldnn_rnn_layer``, as the CPU runs it (while oneDNN is enabled): 0 (GRU and
+RNN run as their products)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,14 @@ from mbcost.cost.conventions.attention import (
     flop_counter_counts_cpu_sdpa,
     sdpa_uncounted,
 )
-from mbcost.cost.conventions.base import Charge, Convention, Unit, macs
-from mbcost.cost.conventions.fvcore import MHA_FAST_PATH, fast_path_lookup, multi_head_attention_fast_path
+from mbcost.cost.conventions.base import Charge, Convention, Handler, Unit, macs
+from mbcost.cost.conventions.fvcore import (
+    MHA_FAST_PATH,
+    RECURRENT,
+    fast_path_lookup,
+    multi_head_attention_fast_path,
+    recurrent,
+)
 from mbcost.cost.result import LayerCost
 
 __all__ = ["TORCH"]
@@ -49,12 +57,15 @@ def _cpu_sdpa(layer: LayerCost) -> Charge:
     return _sdpa_products(layer) if flop_counter_counts_cpu_sdpa() else _cpu_sdpa_zero(layer)
 
 
+_TABLE: dict[str, Handler | None] = {
+    **dict.fromkeys(("conv", "products", "biased_products", "linear"), macs("2 FLOPs per MAC, bias ignored")),
+    SDPA: _cpu_sdpa, CPU_SDPA: _cpu_sdpa, **dict.fromkeys(CUDA_SDPA, _sdpa_products),
+    MHA_FAST_PATH: multi_head_attention_fast_path("FlopCounterMode")}
+_TABLE[RECURRENT] = recurrent("FlopCounterMode", _TABLE, _no_formula)
+
 TORCH = Convention(
     name="torch", unit=Unit.FLOP, library_unit="FLOPs (2 per MAC)",
     summary="torch FlopCounterMode on the CPU: FLOPs = 2 x MACs of convolutions and matrix products only; "
             "scaled_dot_product_attention as its CPU kernel counts there (0 up to torch 2.14)",
-    table={**dict.fromkeys(("conv", "products", "biased_products", "linear"), macs("2 FLOPs per MAC, bias ignored")),
-           SDPA: _cpu_sdpa, CPU_SDPA: _cpu_sdpa, **dict.fromkeys(CUDA_SDPA, _sdpa_products),
-           MHA_FAST_PATH: multi_head_attention_fast_path("FlopCounterMode")},
-    default=_no_formula, lookup=fast_path_lookup,
+    table=_TABLE, default=_no_formula, lookup=fast_path_lookup,
 )
