@@ -152,13 +152,12 @@ class RecordBook:
         """The parameters no op was attributed to, by subtree: each module owning some, under the topmost
         ancestor whose subtree owns no attributed (or unpriced) ones, summed there."""
         used = {n for n in (*self._attributed, *unpriced) if self.own_params.get(n)}
-        busy = {n[:i] for n in used for i in range(len(n) + 1) if i == len(n) or n[i] == "."} | {""}
+        busy = {""}.union(*map(_paths, used))  # the used modules and their ancestors
         types = {n: type(m).__name__ for m, n in self.names.items()}
         tops: dict[str, int] = {}
         for name, n in self.own_params.items():
             if n and name not in used:
-                parts = name.split(".")
-                top = next((p for p in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if p not in busy), name)
+                top = next((p for p in _paths(name) if p not in busy), name)
                 tops[top] = tops.get(top, 0) + n
         return [UnattributedParams(top, types[top], n) for top, n in tops.items()]
 
@@ -167,6 +166,12 @@ class RecordBook:
 #: with the record so that its id keeps its meaning), label, module, op, bytes and flags.
 _RECORDS: dict[tuple, tuple[Priced, LayerCost]] = {}
 _MAX_RECORDS = 16384
+
+
+def _paths(name: str) -> list[str]:
+    """A module's path and its ancestors' below the root, outermost first: ``a``, ``a.b``, ``a.b.c``."""
+    parts = name.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
 
 
 @cache
