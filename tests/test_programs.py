@@ -376,3 +376,69 @@ def test_a_block_that_cannot_be_keyed_is_traced(nested):
     programs.forget()
     for _ in range(4):
         assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+
+
+def test_modules_of_a_replayed_block_reached_from_outside_it_are_the_walks_copies():
+    class Reach(nn.Module):
+        """A stage replayed as a block, one of its units then called on its own, a Sequential's units called
+        one by one, and a setting of a later block's unit changed before that block is called."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stage = nn.Sequential(*(_Unit(8) for _ in range(3)))
+            self.head = nn.Sequential(_Unit(8), _Unit(8))
+            self.tail = nn.Sequential(_Unit(8), _Unit(8))
+
+        def forward(self, x):
+            x = self.stage(x)
+            x = self.stage[1](x)
+            for unit in self.head:
+                x = unit(x)
+            self.tail[0].conv.stride = (2, 2)  # on the walk's copy: the tail's first unit is strided
+            return self.tail(x)
+
+    model, inputs = Reach().eval(), resolve_inputs((1, 8, 16, 16))
+    traced = trace_model(model, inputs, execute="meta", replay=False)
+    expected = [("stage.0.conv", (1, 8, 16, 16)), ("stage.1.conv", (1, 8, 16, 16)), ("stage.2.conv", (1, 8, 16, 16)),
+                ("stage.1.conv", (1, 8, 16, 16)), ("head.0.conv", (1, 8, 16, 16)), ("head.1.conv", (1, 8, 16, 16)),
+                ("tail.0.conv", (1, 8, 8, 8)), ("tail.1.conv", (1, 8, 8, 8))]
+    assert [(r.module, r.output_shape) for r in traced.layers if r.op == "convolution"] == expected
+    programs.forget()
+    for _ in range(5):  # blocks recorded on their third meeting, replayed after
+        assert _trace_facts(trace_model(model, inputs, execute="meta")) == _trace_facts(traced)
+    assert model.tail[0].conv.stride == (1, 1) and all("_call_impl" not in m.__dict__ for m in model.modules())
+
+
+def test_a_block_not_copied_yet_is_keyed_with_the_training_flags_its_copies_get():
+    def unit():
+        return nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Dropout(0.5))
+
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stage = nn.Sequential(unit(), unit())
+
+        def forward(self, x):
+            return self.stage(x)
+
+    class Frozen(Plain):
+        def train(self, mode: bool = True):  # its own train, which leaves its children's flags as they are
+            self.training = mode
+            return self
+
+    plain, frozen = Plain().eval(), Frozen()
+    for u in plain.stage:  # the user's flags are the same in both: each unit's own off, its layers' on
+        u.train()
+        u.training = False
+    frozen.stage.training = False
+    for u in frozen.stage:
+        u.training = False
+    inputs = resolve_inputs((1, 8, 16, 16))
+    programs.forget()
+    for _ in range(3):  # the units' program, recorded with their layers in eval mode, as every copy of them is
+        trace_model(plain, inputs, execute="meta")
+    traced = trace_model(frozen, inputs, execute="meta", replay=False)
+    # the copies keep the user's flags: each unit's dropout scales its mask and multiplies by it
+    assert [r.op for r in traced.layers] == ["convolution", "div", "mul"] * 2
+    for _ in range(3):  # so its units are other blocks than the plain model's
+        assert _trace_facts(trace_model(frozen, inputs, execute="meta")) == _trace_facts(traced)

@@ -29,7 +29,6 @@ use a tensor that is none of their inputs, weights or earlier outputs, or a user
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from operator import itemgetter
@@ -78,12 +77,12 @@ def _reader(cls: type, d: dict) -> Any:
     return (lambda d, k=names[0]: (d[k],)) if names else (lambda d: ())
 
 
-def layer_key(layer: Any, blocks: Callable[[Any], bool] | None = None) -> tuple | None:
+def layer_key(layer: Any, blocks: Any = None) -> tuple | None:
     """What a module's calls depend on, besides its inputs. A pure torch.nn layer: its class, its
     settings and its parameters' and buffers' layouts (shape, strides, dtype, meta or not). With
-    ``blocks``, any other module whose attributes are all settings (a block: ``block_key``) and that
-    ``blocks(module)`` lets through (``met_before``). ``None`` when the module is not replayable
-    (see the module docstring)."""
+    ``blocks`` (the walk's ``mbcost.cost.shadow.Shadow``), any other module whose attributes are all settings
+    (a block: ``block_key``) and that was met before (``met_before``). ``None`` when the module is not
+    replayable (see the module docstring)."""
     d = layer.__dict__
     cls = type(layer)
     rk = (cls, len(d))
@@ -92,7 +91,7 @@ def layer_key(layer: Any, blocks: Callable[[Any], bool] | None = None) -> tuple 
     except KeyError:
         reader = _READERS[rk] = _reader(cls, d)
     if reader is None or d["_modules"]:
-        return block_key(layer) if blocks is not None and blocks(layer) else None
+        return block_key(layer, blocks) if blocks is not None and met_before(layer) else None
     for h in _HOOKS:
         if d[h]:
             return None
@@ -137,24 +136,33 @@ def own_attributes(m: Any) -> tuple[tuple[str, ...], tuple]:
         return names[0], names[1](d)
 
 
-def block_key(block: Any) -> tuple | None:
+def block_key(block: Any, tree: Any) -> tuple | None:
     """A block's key: per module of its subtree (breadth first, each once), its class, its attributes
     (all settings: numbers, strings, enums, tuples of them), its weights' layouts and its children's
     places, and which weights are shared; ``None`` when any module has hooks, another attribute, or is
-    not the walk's copy. Its calls are a pure function of these and its inputs, as a torch.nn layer's
-    are, as long as its forward reads nothing but its own attributes: a forward that rebinds one is
-    caught when its program is made (``Capture.program``), and is traced from then on. Followed by
-    the subtree's copies, the user's modules they copy and their weights (``Walk.layer`` takes them off)."""
+    one the walk does not copy (TorchScript). Its calls are a pure function of these and its inputs, as a
+    torch.nn layer's are, as long as its forward reads nothing but its own attributes: a forward that
+    rebinds one is caught when its program is made (``Capture.program``), and is traced from then on.
+    Followed by the subtree's modules as read (``tree.node``: the walk's copies, or a module not copied yet,
+    read as its copy would be: the same attributes and weights, and the walk's ``training`` flag), the user's
+    modules and their weights (``Walk.layer`` takes them off)."""
     mods, users, key, ids, weights = [block], [], [], [], []
     at = {id(block): 0}
+    node, training = tree.node, None if tree.own_train else tree.training
     for m in mods:  # grows as children are found
         d = m.__dict__
-        call = d.get(_CALL)
-        if call is None or d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"] \
-                or d["_backward_hooks"]:  # not copied by the walk (TorchScript), or hooked
+        if d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"] or d["_backward_hooks"]:
             return None
-        users.append(call.mod)
+        call = d.get(_CALL)
+        if call is not None:
+            users.append(call.mod)
+        elif tree.unmade(m):
+            users.append(m)
+        else:  # not copied by the walk (TorchScript)
+            return None
         names, values = own_attributes(m)
+        if call is None and training is not None and d["training"] is not training:  # its copy's flag
+            values = tuple(training if k == "training" else v for k, v in zip(names, values, strict=True))
         types = []  # 2 == 2.0 == True: a setting's type is part of the key, as its value is
         for v in values:
             if type(v) is tuple:
@@ -183,12 +191,14 @@ def block_key(block: Any) -> tuple | None:
         places: Any = ()
         if kids:
             places = []
-            for c in kids.values():
+            for c in dict.values(kids):  # not copied by reading them (``shadow._Children``)
+                if c is not None:
+                    c = node(c)
                 if c is not None and id(c) not in at:
                     at[id(c)] = len(mods)
                     mods.append(c)
                 places.append(None if c is None else at[id(c)])
-            places = (tuple(kids), tuple(places))
+            places = (tuple(dict.keys(kids)), tuple(places))
         # the class's forward too: a forward patched on the class is a different program
         key.append((type(m), type(m).forward, names, values, tuple(types), layouts, places))
     if len(set(ids)) < len(ids):  # tied weights: which are the same tensor

@@ -46,7 +46,7 @@ class Replays:
         except KeyError:  # not recorded yet: trace it, and keep what it did if it was met before
             if key[0] is not BLOCK and not met(full):  # a block's hint was met (``programs.met_before``)
                 return self._traced(copy, args, None)
-            capture = Capture(users, copies)
+            capture = Capture(users, None if copies is None else self.shadow.copies_of(copies))
             result = self._traced(copy, args, capture)
             remember_program(full, capture.program(weights, args, result, self.tensor_type, op_info, self.float_bytes))
             return result

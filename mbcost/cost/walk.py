@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from mbcost.cost.answers import Answer, OpInfo, answer_of, op_info, recall, remember, signature, tensors_in
 from mbcost.cost.capture import Capture
 from mbcost.cost.lifetimes import Lifetimes
-from mbcost.cost.programs import met_before
 from mbcost.cost.records import Priced, RecordBook, price
 from mbcost.cost.replay import Replays
 from mbcost.cost.shadow import Frame, Shadow
@@ -62,7 +61,7 @@ class Walk(Replays):
         self.replay = replay and meta and self.plain
         self.captures: list[Capture] = []  # the layer and block calls being recorded into programs
         # blocks of any class are replayed too (``block_key``), once met twice before (``met_before``)
-        self.blocks = met_before if self.replay and not train else None
+        self.blocks = self.shadow if self.replay and not train else None
         # bytes per element of every floating-point tensor when not its own (the int8 analysis: 1)
         self.float_bytes = float_bytes
         self.context = (train, torch.get_default_dtype(), float_bytes)  # what else a layer's calls depend on
@@ -77,21 +76,17 @@ class Walk(Replays):
         # training: the tensors that carry a gradient (trainable weights and what depends on them)
         self.train = train
         self.grad_ids: set[int] = {id(p) for p in model.parameters() if p.requires_grad} if train else set()
-        if meta:
-            self._recurrent_stand_ins()
 
     # -- module attribution (each call of the walk's copy of the tree, ``shadow.py``) ---------
 
-    def _recurrent_stand_ins(self) -> None:
-        """On the meta run, a recurrent layer's copy (nn.LSTM, nn.GRU, nn.RNN) gets meta stand-ins in the
-        weight list it hands to torch: torch checks that list's devices against the input's before any op
-        is issued, where the walk could give stand-ins as it does for every other weight."""
+    def recurrent_copy(self, copy: Any) -> None:
+        """On the meta run, a recurrent layer's copy (nn.LSTM, nn.GRU, nn.RNN; ``Shadow.copy``) gets meta
+        stand-ins in the weight list it hands to torch: torch checks that list's devices against the input's
+        before any op is issued, where the walk could give stand-ins as it does for every other weight."""
         tensor = self.tensor_type
-        for copy in self.shadow.recurrent:
-            flat = flat_weights(copy)
-            if any(isinstance(w, tensor) and not w.is_meta for w in flat):
-                set_flat_weights(copy, [w if not isinstance(w, tensor) or w.is_meta else self._stand_in(w)
-                                        for w in flat])
+        flat = flat_weights(copy)
+        if self.meta and any(isinstance(w, tensor) and not w.is_meta for w in flat):
+            set_flat_weights(copy, [w if not isinstance(w, tensor) or w.is_meta else self._stand_in(w) for w in flat])
 
     def frame(self) -> Frame:
         """The module call the forward is in (the model's, outside every call)."""
