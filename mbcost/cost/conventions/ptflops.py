@@ -10,7 +10,8 @@ duration of the count, ``torch.nn.functional`` and ``torch`` functions replaced 
   ``MultiheadAttention`` its own formula (see ``_attention``); with timm installed, timm's ViT ``Attention``
   its query scaling, attention products and softmax. Module counts are divided by the batch size (ptflops
   reports them per image). A hooked module's count is its own: hooks of modules under it (timm Attention's
-  ``qkv`` and ``proj``) are never added up.
+  ``qkv`` and ``proj``) are never added up. A module registered in several places is added once per path
+  from the root (``children()`` recursion); the records hold calls, not paths: reconcile shows it as unexplained.
 * Functions (counted in full, not divided by the batch): ``F.relu``, ``F.prelu``, ``F.elu``, ``F.gelu``,
   ``F.silu``, ``F.relu6``, every ``F.*pool*``, ``F.softmax`` 1 per input element; ``torch.matmul``,
   ``Tensor.matmul``, ``torch.bmm`` MACs. Modules that call a replaced function are counted twice:
