@@ -33,6 +33,7 @@ from mbcost.cost.workspace import conv_backward_workspace
 
 __all__ = ["Lifetimes", "Peak", "storage_bytes"]
 
+
 def storage_bytes(nbytes: int, dtype: Any, float_bytes: int | None) -> int:
     """A storage's ``nbytes`` of ``dtype`` elements, floating-point ones counted at ``float_bytes`` each when
     given (the int8 analysis: 1)."""

@@ -82,6 +82,8 @@ def _linear(layer: LayerCost) -> Charge:
     if layer.kind == "matmul":
         return _products(layer)
     return Charge(ops=numel(layer.output_shape), reason="bias adds (traced as a separate add)")
+
+
 _per_output = elementwise(1, "1 per output element", of="output")
 _per_input = elementwise(1, "1 per input element")
 
